@@ -1,0 +1,22 @@
+
+# Consider dependencies only in project.
+set(CMAKE_DEPENDS_IN_PROJECT_ONLY OFF)
+
+# The set of languages for which implicit dependencies are needed:
+set(CMAKE_DEPENDS_LANGUAGES
+  )
+
+# The set of dependency files which are needed:
+set(CMAKE_DEPENDS_DEPENDENCY_FILES
+  "/work/main/ckptenv/main.c" "ckptenv/CMakeFiles/ckptenv.dir/main.c.o" "gcc" "ckptenv/CMakeFiles/ckptenv.dir/main.c.o.d"
+  )
+
+# Targets to which this target links.
+set(CMAKE_TARGET_LINKED_INFO_FILES
+  "/work/main/build/vfs/CMakeFiles/ckvfs.dir/DependInfo.cmake"
+  "/work/main/build/common/CMakeFiles/ck_common.dir/DependInfo.cmake"
+  "/work/main/build/vfs/CMakeFiles/ckvfs_store.dir/DependInfo.cmake"
+  )
+
+# Fortran module output directory.
+set(CMAKE_Fortran_TARGET_MODULE_DIR "")

@@ -1,0 +1,3 @@
+file(REMOVE_RECURSE
+  "libckvfs_store.a"
+)

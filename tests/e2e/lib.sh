@@ -1,0 +1,65 @@
+# Shared harness for e2e scenarios: source it first thing.
+#  - a private work directory ($T) and a private CKPTENV_HOME inside it,
+#  - a time limit for the whole scenario (E2E_TIMEOUT seconds, default 240),
+#  - a trap that kills the scenario's process group and removes the work dir,
+#  - skip() exits 77, except in CI (CI=true) where a skip of a met need is a failure,
+#  - poll_until for readiness with a deadline (never sleep-and-hope).
+set -euo pipefail
+
+CKPTENV=${CKPTENV:?CKPTENV must point at the ckptenv binary (ctest sets it)}
+CK_HELPERS=${CK_HELPERS:-$(dirname "$CKPTENV")/helpers}
+_base=${CK_TEST_TMPDIR:-/var/tmp}
+mkdir -p "$_base"
+T=$(mktemp -d "$_base/e2e.XXXXXX")
+chmod 755 "$T"
+export CKPTENV_HOME="$T/home"
+E2E_NAME=$(basename "$0" .sh)
+
+_cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	# Stop supervisors this scenario started (their state lives under $T).
+	if [ -d "$CKPTENV_HOME/jobs" ]; then
+		for j in "$CKPTENV_HOME"/jobs/*/; do
+			[ -d "$j" ] || continue
+			"$CKPTENV" rm --force "$(basename "$j")" >/dev/null 2>&1 || true
+		done
+	fi
+	[ -n "${_watchdog:-}" ] && kill "$_watchdog" 2>/dev/null || true
+	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+		echo "FAIL: $E2E_NAME (exit $rc); work dir kept at $T" >&2
+	else
+		rm -rf "$T" 2>/dev/null || true
+	fi
+	exit "$rc"
+}
+trap _cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Watchdog: kill this scenario if it outlives its time limit.
+( sleep "${E2E_TIMEOUT:-240}"; echo "TIMEOUT: $E2E_NAME" >&2; kill -TERM $$ ) &
+_watchdog=$!
+
+fail() { echo "FAIL: $E2E_NAME: $*" >&2; exit 1; }
+pass() { echo "ok: $E2E_NAME: $*"; }
+
+skip() {
+	if [ "${CI:-}" = "true" ]; then
+		fail "would skip in CI: $*"
+	fi
+	echo "SKIP: $E2E_NAME: $*" >&2
+	exit 77
+}
+
+# poll_until SECONDS CMD...: run CMD until it succeeds or the deadline passes.
+poll_until() {
+	local limit=$1; shift
+	local end=$(( $(date +%s%N) / 1000000 + limit * 1000 ))
+	while ! "$@" >/dev/null 2>&1; do
+		[ $(( $(date +%s%N) / 1000000 )) -lt "$end" ] || return 1
+		sleep 0.05
+	done
+}
+
+# expect_eq WHAT EXPECTED ACTUAL
+expect_eq() { [ "$2" = "$3" ] || fail "$1: expected '$2', got '$3'"; }

@@ -1,0 +1,83 @@
+/* vfs: the job's private /tmp. A FUSE (libfuse3 low-level) file system served by the
+ * supervisor over a persistent store in the job's state directory, with epochs (immutable
+ * snapshots) committed at every snapshot and checkpoint.
+ *
+ * The mount itself is made inside the job's mount namespace by vfs_mount_fuse(), called by the
+ * job's init before it execs anything; the /dev/fuse descriptor is then passed to the
+ * supervisor, which serves it with vfs_serve(). So a dead supervisor never leaves a dead mount
+ * on the host: the mount goes away with the job's namespace. */
+#ifndef VFS_H
+#define VFS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct vfs;
+struct vfs_commit;
+
+struct vfs_options {
+	const char *store_dir; /* created 0700 when missing */
+	uint64_t from_epoch;   /* 0: the newest state ("head"); else open over this epoch */
+	bool keep_orphans;     /* keep unlinked-open files of that epoch (restore) */
+	unsigned max_threads;  /* FUSE worker threads; 0 = default */
+};
+
+/** Open the store (recovering from a crash if needed) and load the chosen epoch.
+ *  -EBADMSG corrupt store, -EPROTONOSUPPORT newer format, -ENOENT unknown epoch, -EBUSY store
+ *  in use by another supervisor; vfs_last_error() has a one-line description. */
+int vfs_open(const struct vfs_options *o, struct vfs **ret);
+
+/** One line saying what failed in the last vfs_open or commit, naming the file. */
+const char *vfs_last_error(void);
+
+/** Inside the job's mount namespace (and user namespace, if any): open /dev/fuse and mount it on
+ *  @target ("allow_other" only when @allow_other, which must be false in a user namespace).
+ *  Returns the /dev/fuse fd in *ret_fd for the supervisor. */
+int vfs_mount_fuse(const char *target, bool allow_other, int *ret_fd);
+
+/** Serve the mounted /dev/fuse descriptor @fuse_fd (ownership passes to @v) from background
+ *  threads; returns once the session runs. */
+int vfs_serve(struct vfs *v, int fuse_fd);
+
+/** Commit, phase 1: syncfs(@mount_fd) (an fd on the job's /tmp, so the writeback cache and
+ *  MAP_SHARED pages reach the store; -1 to skip), then seal and write the epoch durably but
+ *  referenced by nothing. The vfs keeps answering requests throughout. */
+int vfs_epoch_prepare(struct vfs *v, int mount_fd, struct vfs_commit **ret);
+uint64_t vfs_commit_epoch(const struct vfs_commit *c);
+/** Commit, phase 2: make the prepared epoch visible under @ref (and as the head). Frees @c. */
+int vfs_epoch_finish(struct vfs *v, struct vfs_commit *c, const char *ref);
+void vfs_epoch_abort(struct vfs *v, struct vfs_commit *c);
+/** Both phases at once; the epoch id in *ret_epoch. */
+int vfs_epoch_commit(struct vfs *v, int mount_fd, const char *ref, uint64_t *ret_epoch);
+
+/* A named reference to a committed epoch: "head" (the newest state of the job's /tmp),
+ * "snap-<epoch>" (ckptenv snapshot), "ckpt-<id>" (checkpoints). */
+struct vfs_ref {
+	char name[64];
+	uint64_t epoch;
+	int64_t created; /* unix seconds when the epoch was committed */
+	uint64_t bytes;	 /* data bytes held by layers first written in this epoch */
+};
+
+/** List the refs of the store in @store_dir (running or not; refs is replaced atomically) into a
+ *  malloc'd array. -ENOENT no store, -EBADMSG corrupt refs file. */
+int vfs_refs_list(const char *store_dir, struct vfs_ref **ret, size_t *ret_n);
+
+/** Drop a snapshot/checkpoint reference; the epoch's space is freed when nothing refers to it. */
+int vfs_ref_drop(struct vfs *v, const char *ref);
+
+/** Release the orphans kept by keep_orphans once the restorer has reopened them. */
+void vfs_orphans_release(struct vfs *v);
+
+/** Path, below the mount root, that opens inode @ino (unlinked-open files included):
+ *  "/.ckptenv/ino/<ino>". Lookup-only; not listed by readdir. */
+int vfs_inode_path(uint64_t ino, char *buf, size_t len);
+
+/** Stop serving (the session ends; the job's mount, if still there, then fails with ENOTCONN)
+ *  and close the store. When @commit_head, first commit the live state as the new head so the
+ *  next run finds /tmp as it was. NULL-safe. */
+int vfs_close(struct vfs *v, bool commit_head);
+
+#endif
