@@ -1,0 +1,460 @@
+/* Data of regular files: chunk maps over sparse layer files data/<ino>.<layer>.
+ *
+ * Invariants the code relies on:
+ *  - only the live layer is ever written; chunk i of any layer sits at offset i * CHUNK;
+ *  - in the layer holding a chunk, bytes past the file size read as zeros (truncate zeroes the
+ *    tail, in the live layer, copying the chunk up first if an older layer holds it);
+ *  - in the live layer file, a chunk the map does not give to the live layer reads as zeros
+ *    (when a live chunk is dropped it is punched out), so a partial write into a hole needs no
+ *    copy: the rest of the chunk is already zero. */
+#include "vfs/store-private.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdio.h>
+
+/* ---- chunk map ---- */
+
+uint64_t cmap_get(const struct cmap *m, uint64_t c)
+{
+	uint64_t p = c >> CMAP_PAGE_SHIFT;
+	if (p >= m->npages || !m->pages[p])
+		return 0;
+	return m->pages[p][c & (CMAP_PAGE - 1)];
+}
+
+int cmap_set(struct cmap *m, uint64_t c, uint64_t layer)
+{
+	uint64_t p = c >> CMAP_PAGE_SHIFT;
+	if (p >= m->npages) {
+		if (layer == 0)
+			return 0;
+		size_t np = CK_MAX((size_t)p + 1, m->npages * 2);
+		uint64_t **pages = realloc(m->pages, np * sizeof(*pages));
+		if (!pages)
+			return -ENOMEM;
+		memset(pages + m->npages, 0, (np - m->npages) * sizeof(*pages));
+		m->pages = pages;
+		m->npages = np;
+	}
+	if (!m->pages[p]) {
+		if (layer == 0)
+			return 0;
+		m->pages[p] = calloc(CMAP_PAGE, sizeof(uint64_t));
+		if (!m->pages[p])
+			return -ENOMEM;
+	}
+	uint64_t *slot = &m->pages[p][c & (CMAP_PAGE - 1)];
+	m->held += (layer != 0) - (*slot != 0);
+	*slot = layer;
+	return 0;
+}
+
+uint64_t cmap_end(const struct cmap *m)
+{
+	for (size_t p = m->npages; p-- > 0;) {
+		if (!m->pages[p])
+			continue;
+		for (size_t i = CMAP_PAGE; i-- > 0;)
+			if (m->pages[p][i])
+				return ((uint64_t)p << CMAP_PAGE_SHIFT) + i + 1;
+	}
+	return 0;
+}
+
+void cmap_free(struct cmap *m)
+{
+	for (size_t p = 0; p < m->npages; p++)
+		free(m->pages[p]);
+	free(m->pages);
+	*m = (struct cmap){0};
+}
+
+/* Next chunk >= @c with (held == @want_data), or UINT64_MAX. */
+static uint64_t cmap_next(const struct cmap *m, uint64_t c, bool want_data)
+{
+	for (;;) {
+		uint64_t p = c >> CMAP_PAGE_SHIFT;
+		if (p >= m->npages)
+			return want_data ? UINT64_MAX : c;
+		if (!m->pages[p]) {
+			if (!want_data)
+				return c;
+			c = (p + 1) << CMAP_PAGE_SHIFT;
+			continue;
+		}
+		if ((m->pages[p][c & (CMAP_PAGE - 1)] != 0) == want_data)
+			return c;
+		c++;
+	}
+}
+
+/* ---- layer files ---- */
+
+int data_layer_path(char *buf, size_t len, uint64_t ino, uint64_t layer)
+{
+	int n = snprintf(buf, len, "%llu.%llu", (unsigned long long)ino, (unsigned long long)layer);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+void inode_close_fds(struct store_inode *n)
+{
+	for (unsigned i = 0; i < n->nfds; i++)
+		close(n->fds[i].fd);
+	n->nfds = 0;
+}
+
+/* The fd of layer @layer of @n (cached); the live layer is created on first use. */
+static int layer_fd(struct vfs_store *s, struct store_inode *n, uint64_t layer)
+{
+	for (unsigned i = 0; i < n->nfds; i++)
+		if (n->fds[i].layer == layer)
+			return n->fds[i].fd;
+	char p[64];
+	data_layer_path(p, sizeof(p), n->ino, layer);
+	int fd = layer == s->live ? openat(s->datafd, p, O_RDWR | O_CREAT | O_CLOEXEC, 0600)
+				  : openat(s->datafd, p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (n->nfds == INODE_LAYER_FDS) {
+		/* evict one that is not the live layer */
+		unsigned v = 0;
+		while (v < n->nfds - 1 && n->fds[v].layer == s->live)
+			v++;
+		close(n->fds[v].fd);
+		n->fds[v] = n->fds[--n->nfds];
+	}
+	n->fds[n->nfds++] = (struct layer_fd){.layer = layer, .fd = fd};
+	return fd;
+}
+
+/* Read chunk @c (the bytes below the file size) from the older layer holding it into @buf
+ * (VFS_CHUNK_SIZE, rest zero). */
+static int chunk_read(struct vfs_store *s, struct store_inode *n, uint64_t c, uint8_t *buf)
+{
+	memset(buf, 0, VFS_CHUNK_SIZE);
+	uint64_t layer = cmap_get(&n->map, c), start = c * VFS_CHUNK_SIZE;
+	if (layer == 0 || start >= n->size)
+		return 0;
+	int fd = layer_fd(s, n, layer);
+	if (fd < 0)
+		return fd;
+	size_t want = (size_t)CK_MIN((uint64_t)VFS_CHUNK_SIZE, n->size - start);
+	ssize_t r = ck_pread_full(fd, buf, want, (off_t)start);
+	return r < 0 ? (int)r : 0;
+}
+
+/* Drop chunk @c from the map, punching it out of the live layer if it was there. */
+static int chunk_drop(struct vfs_store *s, struct store_inode *n, uint64_t c)
+{
+	uint64_t layer = cmap_get(&n->map, c);
+	if (layer == 0)
+		return 0;
+	if (layer == s->live) {
+		int fd = layer_fd(s, n, layer);
+		if (fd < 0)
+			return fd;
+		if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)(c * VFS_CHUNK_SIZE), VFS_CHUNK_SIZE) < 0)
+			return -errno;
+	}
+	return cmap_set(&n->map, c, 0);
+}
+
+/* Zero bytes [@a, @b) inside chunk @c (a partial range), in the live layer. */
+static int chunk_zero_part(struct vfs_store *s, struct store_inode *n, uint64_t c, uint64_t a,
+			   uint64_t b)
+{
+	uint64_t layer = cmap_get(&n->map, c);
+	if (layer == 0)
+		return 0;
+	int fd = layer_fd(s, n, s->live);
+	if (fd < 0)
+		return fd;
+	if (layer != s->live) {
+		_cleanup_free_ uint8_t *buf = malloc(VFS_CHUNK_SIZE);
+		if (!buf)
+			return -ENOMEM;
+		int r = chunk_read(s, n, c, buf);
+		if (r < 0)
+			return r;
+		memset(buf + (a - c * VFS_CHUNK_SIZE), 0, b - a);
+		r = ck_pwrite_full(fd, buf, VFS_CHUNK_SIZE, (off_t)(c * VFS_CHUNK_SIZE));
+		if (r < 0)
+			return r;
+		return cmap_set(&n->map, c, s->live);
+	}
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)a, (off_t)(b - a)) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Make [@a, @b) read as zeros (within the current size or not). n->lock held. */
+static int data_zero(struct vfs_store *s, struct store_inode *n, uint64_t a, uint64_t b)
+{
+	while (a < b) {
+		uint64_t c = a / VFS_CHUNK_SIZE, cs = c * VFS_CHUNK_SIZE,
+			 cend = cs + VFS_CHUNK_SIZE;
+		uint64_t e = CK_MIN(b, cend);
+		int r;
+		if (a == cs && e == cend) {
+			uint64_t h = cmap_next(&n->map, c, true);
+			if (h == UINT64_MAX)
+				return 0; /* nothing held from here on */
+			if (h > c) {
+				a = CK_MIN(b, h * VFS_CHUNK_SIZE);
+				continue;
+			}
+			r = chunk_drop(s, n, c);
+		} else {
+			r = chunk_zero_part(s, n, c, a, e);
+		}
+		if (r < 0)
+			return r;
+		a = e;
+	}
+	return 0;
+}
+
+int data_truncate(struct vfs_store *s, struct store_inode *n, uint64_t size)
+{
+	if (size >= n->size) {
+		n->size = size;
+		inode_mark_dirty(s, n);
+		return 0;
+	}
+	uint64_t end = cmap_end(&n->map);
+	uint64_t first_full = (size + VFS_CHUNK_SIZE - 1) / VFS_CHUNK_SIZE;
+	int r = 0;
+	/* The live layer file: cut it, which zeroes everything past @size in it at once. */
+	bool has_live = false;
+	for (uint64_t c = first_full; c < end && !has_live; c++)
+		has_live = cmap_get(&n->map, c) == s->live;
+	if (size % VFS_CHUNK_SIZE && cmap_get(&n->map, size / VFS_CHUNK_SIZE) == s->live)
+		has_live = true;
+	if (has_live) {
+		int fd = layer_fd(s, n, s->live);
+		if (fd < 0)
+			return fd;
+		if (ftruncate(fd, (off_t)size) < 0)
+			return -errno;
+	}
+	for (uint64_t c = first_full; c < end; c++)
+		cmap_set(&n->map, c, 0);
+	if (size % VFS_CHUNK_SIZE) {
+		uint64_t c = size / VFS_CHUNK_SIZE;
+		uint64_t layer = cmap_get(&n->map, c);
+		if (layer != 0 && layer != s->live)
+			r = chunk_zero_part(s, n, c, size, (c + 1) * VFS_CHUNK_SIZE);
+	}
+	if (r == 0) {
+		n->size = size;
+		inode_mark_dirty(s, n);
+	}
+	return r;
+}
+
+/* Look up and lock regular inode @ino; returns with the read lock and n->lock held. */
+static int get_reg(struct vfs_store *s, uint64_t ino, struct store_inode **ret)
+{
+	pthread_rwlock_rdlock(&s->ns);
+	struct store_inode *n = inode_get(s, ino);
+	int r = !n ? -ENOENT : S_ISDIR(n->mode) ? -EISDIR : !S_ISREG(n->mode) ? -EINVAL : 0;
+	if (r < 0) {
+		pthread_rwlock_unlock(&s->ns);
+		return r;
+	}
+	pthread_mutex_lock(&n->lock);
+	*ret = n;
+	return 0;
+}
+
+static void put_reg(struct vfs_store *s, struct store_inode *n)
+{
+	pthread_mutex_unlock(&n->lock);
+	pthread_rwlock_unlock(&s->ns);
+}
+
+ssize_t vfs_store_read(struct vfs_store *s, uint64_t ino, void *buf, size_t len, off_t off)
+{
+	struct store_inode *n;
+	if (off < 0)
+		return -EINVAL;
+	int r = get_reg(s, ino, &n);
+	if (r < 0)
+		return r;
+	uint64_t o = (uint64_t)off;
+	size_t total = o >= n->size ? 0 : (size_t)CK_MIN((uint64_t)len, n->size - o);
+	size_t done = 0;
+	while (done < total) {
+		uint64_t pos = o + done, c = pos / VFS_CHUNK_SIZE;
+		uint64_t layer = cmap_get(&n->map, c);
+		/* a run of chunks held by the same layer: one pread */
+		uint64_t c2 = c + 1;
+		while (c2 * VFS_CHUNK_SIZE < o + total && cmap_get(&n->map, c2) == layer)
+			c2++;
+		size_t run = (size_t)CK_MIN(c2 * VFS_CHUNK_SIZE - pos, (uint64_t)(total - done));
+		uint8_t *dst = (uint8_t *)buf + done;
+		if (layer == 0) {
+			memset(dst, 0, run);
+		} else {
+			int fd = layer_fd(s, n, layer);
+			if (fd < 0) {
+				r = fd;
+				break;
+			}
+			ssize_t got = ck_pread_full(fd, dst, run, (off_t)pos);
+			if (got < 0) {
+				r = (int)got;
+				break;
+			}
+			memset(dst + got, 0, run - (size_t)got);
+		}
+		done += run;
+	}
+	put_reg(s, n);
+	return r < 0 ? r : (ssize_t)done;
+}
+
+/* Write a run of chunks that need no copy straight from the caller's buffer. */
+static int write_direct(struct vfs_store *s, struct store_inode *n, const uint8_t *buf, size_t len,
+			uint64_t pos)
+{
+	int fd = layer_fd(s, n, s->live);
+	if (fd < 0)
+		return fd;
+	int r = ck_pwrite_full(fd, buf, len, (off_t)pos);
+	uint64_t c0 = pos / VFS_CHUNK_SIZE, c1 = (pos + len - 1) / VFS_CHUNK_SIZE;
+	for (uint64_t c = c0; c <= c1; c++) {
+		if (r < 0) {
+			/* keep the live layer's unmapped chunks zero */
+			if (cmap_get(&n->map, c) != s->live)
+				fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					  (off_t)(c * VFS_CHUNK_SIZE), VFS_CHUNK_SIZE);
+		} else {
+			int q = cmap_set(&n->map, c, s->live);
+			if (q < 0)
+				return q;
+		}
+	}
+	return r;
+}
+
+ssize_t vfs_store_write(struct vfs_store *s, uint64_t ino, const void *buf, size_t len, off_t off)
+{
+	struct store_inode *n;
+	if (off < 0)
+		return -EINVAL;
+	if ((uint64_t)off > STORE_MAX_FILE || len > STORE_MAX_FILE - (uint64_t)off)
+		return -EFBIG;
+	if (len == 0)
+		return 0;
+	int r = get_reg(s, ino, &n);
+	if (r < 0)
+		return r;
+	const uint8_t *src = buf;
+	uint64_t o = (uint64_t)off, end = o + len;
+	uint64_t run_start = o; /* start of the pending direct run */
+	uint8_t *tmp = NULL;
+	for (uint64_t pos = o; pos < end && r == 0;) {
+		uint64_t c = pos / VFS_CHUNK_SIZE, cs = c * VFS_CHUNK_SIZE;
+		uint64_t ce = CK_MIN(end, cs + VFS_CHUNK_SIZE);
+		uint64_t layer = cmap_get(&n->map, c);
+		bool full = pos == cs && ce == cs + VFS_CHUNK_SIZE;
+		if (layer == 0 || layer == s->live || full || cs >= n->size) {
+			pos = ce;
+			continue;
+		}
+		/* partial write to a chunk an older layer holds: flush the run, copy up */
+		if (pos > run_start)
+			r = write_direct(s, n, src + (run_start - o), pos - run_start, run_start);
+		if (r == 0 && !tmp && !(tmp = malloc(VFS_CHUNK_SIZE)))
+			r = -ENOMEM;
+		if (r == 0)
+			r = chunk_read(s, n, c, tmp);
+		if (r == 0) {
+			memcpy(tmp + (pos - cs), src + (pos - o), ce - pos);
+			uint64_t valid = CK_MAX(ce, CK_MIN(n->size, cs + VFS_CHUNK_SIZE)) - cs;
+			r = write_direct(s, n, tmp, valid, cs);
+		}
+		pos = run_start = ce;
+	}
+	if (r == 0 && end > run_start)
+		r = write_direct(s, n, src + (run_start - o), end - run_start, run_start);
+	free(tmp);
+	if (r == 0) {
+		if (end > n->size)
+			n->size = end;
+		store_now(&n->mtime);
+		n->ctime = n->mtime;
+		inode_mark_dirty(s, n);
+	}
+	put_reg(s, n);
+	return r < 0 ? r : (ssize_t)len;
+}
+
+int vfs_store_fallocate(struct vfs_store *s, uint64_t ino, int mode, off_t off, off_t len)
+{
+	if (off < 0 || len <= 0)
+		return -EINVAL;
+	if ((uint64_t)off > STORE_MAX_FILE || (uint64_t)len > STORE_MAX_FILE - (uint64_t)off)
+		return -EFBIG;
+	bool keep = mode & FALLOC_FL_KEEP_SIZE, zero;
+	switch (mode) {
+	case 0:
+	case FALLOC_FL_KEEP_SIZE:
+		zero = false;
+		break;
+	case FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE:
+	case FALLOC_FL_ZERO_RANGE:
+	case FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE:
+		zero = true;
+		break;
+	default:
+		return -EOPNOTSUPP;
+	}
+	struct store_inode *n;
+	int r = get_reg(s, ino, &n);
+	if (r < 0)
+		return r;
+	uint64_t a = (uint64_t)off, b = a + (uint64_t)len;
+	/* Space is not reserved (chunks are allocated when written); the range reads as zeros. */
+	if (zero && a < n->size)
+		r = data_zero(s, n, a, CK_MIN(b, n->size));
+	if (r == 0 && !keep && b > n->size)
+		n->size = b;
+	if (r == 0) {
+		if (zero) {
+			store_now(&n->mtime);
+			n->ctime = n->mtime;
+		}
+		inode_mark_dirty(s, n);
+	}
+	put_reg(s, n);
+	return r;
+}
+
+int vfs_store_lseek(struct vfs_store *s, uint64_t ino, off_t off, int whence, off_t *ret)
+{
+	if (whence != SEEK_DATA && whence != SEEK_HOLE)
+		return -EINVAL;
+	if (off < 0)
+		return -ENXIO;
+	struct store_inode *n;
+	int r = get_reg(s, ino, &n);
+	if (r < 0)
+		return r;
+	uint64_t o = (uint64_t)off;
+	if (o >= n->size) {
+		r = -ENXIO;
+	} else {
+		uint64_t c = cmap_next(&n->map, o / VFS_CHUNK_SIZE, whence == SEEK_DATA);
+		uint64_t at = c == UINT64_MAX ? UINT64_MAX : CK_MAX(o, c * VFS_CHUNK_SIZE);
+		if (whence == SEEK_DATA && at >= n->size)
+			r = -ENXIO;
+		else
+			*ret = (off_t)CK_MIN(at, n->size);
+	}
+	put_reg(s, n);
+	return r;
+}
