@@ -38,7 +38,8 @@ const char *vfs_last_error(void);
 int vfs_mount_fuse(const char *target, bool allow_other, int *ret_fd);
 
 /** Serve the mounted /dev/fuse descriptor @fuse_fd (ownership passes to @v) from background
- *  threads; returns once the session runs. */
+ *  threads; returns once the session runs. Installs a no-op handler for SIGRTMIN+5, which
+ *  vfs_close sends to the session's own thread to stop it: the supervisor must not use it. */
 int vfs_serve(struct vfs *v, int fuse_fd);
 
 /** Commit, phase 1: syncfs(@mount_fd) (an fd on the job's /tmp, so the writeback cache and
@@ -77,7 +78,8 @@ int vfs_inode_path(uint64_t ino, char *buf, size_t len);
 
 /** Stop serving (the session ends; the job's mount, if still there, then fails with ENOTCONN)
  *  and close the store. When @commit_head, first commit the live state as the new head so the
- *  next run finds /tmp as it was. NULL-safe. */
+ *  next run finds /tmp as it was (no syncfs here: closed files are in, but dirty MAP_SHARED
+ *  pages of a still-running job are not; commit with a mount fd first for those). NULL-safe. */
 int vfs_close(struct vfs *v, bool commit_head);
 
 #endif

@@ -1,0 +1,203 @@
+/* The FUSE layer over a real mount: what crosses epochs and mounts (commit, reopen at an
+ * epoch, MAP_SHARED pages, unlinked-open files, SQLite WAL), and stopping the server. */
+#include <dirent.h>
+#include <stdio.h>
+#include <sys/mman.h>
+
+#include "fuse_fixture.h"
+
+static void write_str(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	CHECK(fd >= 0);
+	CHECK(write(fd, s, strlen(s)) == (ssize_t)strlen(s));
+	CHECK(close(fd) == 0);
+}
+
+static bool has_content(const char *path, const char *s)
+{
+	char buf[256] = {0};
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n == (ssize_t)strlen(s) && memcmp(buf, s, (size_t)n) == 0;
+}
+
+FX_TEST(commit_reopen)
+{
+	write_str(mp("f"), "v1");
+	CHECK(mkdir(mp("d"), 0700) == 0);
+	write_str(mp("d/g"), "in d");
+	uint64_t e1 = fx_commit("snap-a");
+	write_str(mp("f"), "v2 longer");
+	write_str(mp("new"), "n");
+	CHECK(unlink(mp("d/g")) == 0);
+	uint64_t e2 = fx_commit(NULL);
+	CHECK(e2 > e1);
+	write_str(mp("f"), "v3 not committed");
+
+	fx_reopen(e1, false);
+	CHECK(has_content(mp("f"), "v1") && has_content(mp("d/g"), "in d"));
+	CHECK(access(mp("new"), F_OK) < 0 && errno == ENOENT);
+	fx_reopen(e2, false);
+	CHECK(has_content(mp("f"), "v2 longer") && has_content(mp("new"), "n"));
+	CHECK(access(mp("d/g"), F_OK) < 0);
+	/* Head is e2: the uncommitted v3 is gone. */
+	fx_reopen(0, false);
+	CHECK(has_content(mp("f"), "v2 longer"));
+	/* A closing server commits the head (closed files have reached the store: FLUSH). */
+	write_str(mp("f"), "v4 at shutdown");
+	fx_reopen_committing();
+	CHECK(has_content(mp("f"), "v4 at shutdown"));
+}
+
+FX_TEST(mmap_shared)
+{
+	const size_t len = 256 * 1024;
+	int fd = open(mp("m"), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	CHECK(fd >= 0 && ftruncate(fd, (off_t)len) == 0);
+	unsigned char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED);
+	for (size_t i = 0; i < len; i++)
+		p[i] = (unsigned char)(i % 251);
+	CHECK(munmap(p, len) == 0);
+	CHECK(close(fd) == 0);
+
+	unsigned char *q = malloc(len);
+	CHECK(q);
+	fd = open(mp("m"), O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0 && ck_pread_full(fd, q, len, 0) == (ssize_t)len);
+	close(fd);
+	for (size_t i = 0; i < len; i++)
+		CHECK(q[i] == (unsigned char)(i % 251));
+
+	/* The dirty pages reach the store through syncfs at commit. */
+	uint64_t e = fx_commit(NULL);
+	fx_reopen(e, false);
+	memset(q, 0, len);
+	fd = open(mp("m"), O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0 && ck_pread_full(fd, q, len, 0) == (ssize_t)len);
+	close(fd);
+	for (size_t i = 0; i < len; i++)
+		CHECK(q[i] == (unsigned char)(i % 251));
+	free(q);
+}
+
+FX_TEST(unlinked_open)
+{
+	int fd = open(mp("orphan"), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	CHECK(fd >= 0 && write(fd, "kept", 4) == 4);
+	struct stat st;
+	CHECK(fstat(fd, &st) == 0);
+	uint64_t ino = st.st_ino;
+	CHECK(unlink(mp("orphan")) == 0);
+	CHECK(access(mp("orphan"), F_OK) < 0);
+	CHECK(fstat(fd, &st) == 0 && st.st_nlink == 0);
+	/* Still reads and writes. */
+	CHECK(pwrite(fd, " alive", 6, 4) == 6);
+	char buf[32] = {0};
+	CHECK(pread(fd, buf, sizeof(buf), 0) == 10 && memcmp(buf, "kept alive", 10) == 0);
+	/* Reachable by inode number (what the restorer uses). */
+	char path[64];
+	CHECK(vfs_inode_path(ino, path, sizeof(path)) == 0);
+	int fd2 = open(mp(path + 1), O_RDWR | O_CLOEXEC);
+	CHECK(fd2 >= 0);
+	CHECK(fstat(fd2, &st) == 0 && st.st_ino == ino && st.st_nlink == 0);
+	memset(buf, 0, sizeof(buf));
+	CHECK(pread(fd2, buf, sizeof(buf), 0) == 10 && memcmp(buf, "kept alive", 10) == 0);
+	close(fd2);
+	CHECK(open(mp(".ckptenv/ino/999999999"), O_RDONLY | O_CLOEXEC) < 0 && errno == ENOENT);
+	CHECK(open(mp(".ckptenv/ino/1"), O_RDONLY | O_CLOEXEC) < 0 && errno == ENOENT);
+	CHECK(open(mp(".ckptenv/ino/abc"), O_RDONLY | O_CLOEXEC) < 0 && errno == ENOENT);
+	CHECK(mkdir(mp(".ckptenv/ino/x"), 0700) < 0);
+
+	/* Committed while open, the orphan survives a reopen with keep_orphans; fd stays open
+	 * on the old mount, so stopping that session must not wait for it. */
+	uint64_t e = fx_commit("ckpt-1");
+	fx_reopen(e, true);
+	fd2 = open(mp(path + 1), O_RDONLY | O_CLOEXEC);
+	CHECK(fd2 >= 0);
+	memset(buf, 0, sizeof(buf));
+	CHECK(pread(fd2, buf, sizeof(buf), 0) == 10 && memcmp(buf, "kept alive", 10) == 0);
+	close(fd2);
+	/* The old mount's session is gone: its fd fails (cached pages aside), it does not hang. */
+	CHECK(fchmod(fd, 0644) < 0 && (errno == ENOTCONN || errno == ECONNABORTED));
+	close(fd);
+}
+
+FX_TEST(stop_while_running)
+{
+	write_str(mp("f"), "x");
+	int fd = open(mp("f"), O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0);
+	fx_stop();
+	struct stat st;
+	CHECK(stat(mp("other"), &st) < 0 && errno == ENOTCONN);
+	close(fd);
+}
+
+static int run(const char *cmd, char *out, size_t len)
+{
+	FILE *f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	size_t n = fread(out, 1, len - 1, f);
+	out[n] = 0;
+	return pclose(f);
+}
+
+FX_TEST(sqlite_wal)
+{
+	if (system("command -v sqlite3 >/dev/null 2>&1") != 0)
+		return; /* not installed: nothing to check */
+	char cmd[PATH_MAX * 2], out[256];
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s' && sqlite3 db 'pragma journal_mode=wal; create table t(x);"
+		 " with recursive c(i) as (select 1 union all select i+1 from c where i<5000)"
+		 " insert into t select i from c; select count(*), sum(x) from t;' 2>&1",
+		 fx_mnt);
+	CHECK(run(cmd, out, sizeof(out)) == 0);
+	CHECK(strstr(out, "wal") && strstr(out, "5000|12502500"));
+	CHECK(access(mp("db-wal"), F_OK) == 0 || access(mp("db"), F_OK) == 0);
+	/* A second process with the WAL and -shm (MAP_SHARED) in place. */
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s' && sqlite3 db 'pragma journal_mode; insert into t values(1);"
+		 " select count(*) from t; pragma wal_checkpoint(truncate);' 2>&1",
+		 fx_mnt);
+	CHECK(run(cmd, out, sizeof(out)) == 0 && strstr(out, "5001"));
+	uint64_t e = fx_commit(NULL);
+	fx_reopen(e, false);
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s' && sqlite3 db 'pragma integrity_check; select count(*) from t;' 2>&1",
+		 fx_mnt);
+	CHECK(run(cmd, out, sizeof(out)) == 0 && strstr(out, "ok") && strstr(out, "5001"));
+}
+
+static Suite *epoch_suite(void)
+{
+	Suite *s = suite_create("vfs-fuse-epoch");
+	TCase *tc = tcase_create("epochs");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_commit_reopen);
+	tcase_add_test(tc, test_mmap_shared);
+	tcase_add_test(tc, test_unlinked_open);
+	tcase_add_test(tc, test_stop_while_running);
+	tcase_add_test(tc, test_sqlite_wal);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	if (geteuid() != 0 || access("/dev/fuse", R_OK | W_OK) < 0) {
+		fprintf(stderr, "skip: needs root and /dev/fuse\n");
+		return 77;
+	}
+	SRunner *sr = srunner_create(epoch_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

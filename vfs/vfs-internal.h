@@ -1,0 +1,46 @@
+/* Private to the FUSE layer of vfs (vfs.c, fuse*.c, mount.c): the session state and the
+ * low-level operation table. The store is reached only through store-internal.h. */
+#ifndef VFS_INTERNAL_H
+#define VFS_INTERNAL_H
+
+#define FUSE_USE_VERSION 314 /* libfuse 3.14: fuse_loop_cfg_*, low-level API */
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "vfs/store-internal.h"
+#include "vfs/vfs.h"
+
+/* Cache timeouts (seconds): only the daemon changes the store, and every change goes through
+ * this mount, so the kernel's dentries and attributes never go stale behind its back. */
+#define VFS_TIMEOUT 86400.0
+
+#define VFS_DEFAULT_THREADS 8
+
+/* The hidden by-inode directory: /.ckptenv/ino/<decimal ino>. Synthetic inode numbers have the
+ * high bit set, which the store never hands out. */
+#define VFS_CTL_DIRNAME ".ckptenv"
+#define VFS_CTL_INODIR	"ino"
+#define VFS_CTL_FLAG	(1ull << 63)
+#define VFS_CTL_ROOT	(VFS_CTL_FLAG | 1ull)
+#define VFS_CTL_BYINO	(VFS_CTL_FLAG | 2ull)
+
+struct vfs {
+	struct vfs_store *store;
+	struct fuse_session *se; /* NULL until vfs_serve */
+	pthread_t loop;		 /* runs fuse_session_loop_mt, valid when loop_started */
+	bool loop_started;
+	unsigned max_threads;
+	int loop_result;
+	struct timespec started; /* times of the synthetic directories */
+};
+
+extern const struct fuse_lowlevel_ops vfs_fuse_ops;
+
+/* The thread-local one-line message behind vfs_last_error(). */
+void vfs_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

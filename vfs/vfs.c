@@ -1,0 +1,292 @@
+/* The public vfs API: open/close the store, serve the FUSE session, commit epochs.
+ *
+ * Serving: fuse_session_loop_mt runs in a background thread of ours (the "loop" thread, which
+ * only waits in sem_wait while libfuse's workers read /dev/fuse). It ends by itself when the
+ * job's mount is gone (a read returns ENODEV). To stop it while the job still runs, vfs_close
+ * sets the exit flag and interrupts the loop thread's sem_wait with VFS_WAKE_SIGNAL (a no-op
+ * handler installed without SA_RESTART); libfuse then cancels its workers, which sit in read(2),
+ * a cancellation point. (A kernel-generated request would be nicer, but NOTIFY_RETRIEVE only
+ * works on regular files the kernel happens to have cached.) Only the loop thread and the
+ * workers it starts have that signal unblocked; every other signal stays blocked there. */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/ck.h"
+#include "vfs/vfs-internal.h"
+
+static __thread char last_error[512];
+
+void vfs_set_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
+}
+
+const char *vfs_last_error(void)
+{
+	return last_error;
+}
+
+static void set_store_error(const char *what, const char *msg, int r)
+{
+	if (msg && *msg)
+		vfs_set_error("%s: %s", what, msg);
+	else
+		vfs_set_error("%s: %s", what, strerror(-r));
+}
+
+int vfs_open(const struct vfs_options *o, struct vfs **ret)
+{
+	if (!o || !o->store_dir || !ret)
+		return -EINVAL;
+
+	_cleanup_free_ struct vfs *v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	unsigned flags = VFS_STORE_CREATE | (o->keep_orphans ? VFS_STORE_KEEP_ORPHANS : 0);
+	int r = vfs_store_open(o->store_dir, flags, o->from_epoch, &v->store);
+	if (r < 0) {
+		set_store_error(o->store_dir, vfs_store_open_error(), r);
+		return r;
+	}
+	v->max_threads = o->max_threads ? o->max_threads : VFS_DEFAULT_THREADS;
+	clock_gettime(CLOCK_REALTIME, &v->started);
+	*ret = TAKE_PTR(v);
+	return 0;
+}
+
+/* libfuse logs to stderr by default; a library must not write into the job's terminal. */
+static void fuse_log_to_debug(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	if (level > FUSE_LOG_ERR)
+		return;
+	char line[256];
+	vsnprintf(line, sizeof(line), fmt, ap);
+	ck_debug("vfs: libfuse: %s", line);
+}
+
+#define VFS_WAKE_SIGNAL (SIGRTMIN + 5)
+
+static void wake_handler(int sig)
+{
+	(void)sig;
+}
+
+static void *loop_main(void *p)
+{
+	struct vfs *v = p;
+	sigset_t wake;
+	sigemptyset(&wake);
+	sigaddset(&wake, VFS_WAKE_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
+	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+	if (!cfg) {
+		v->loop_result = -ENOMEM;
+		return NULL;
+	}
+	fuse_loop_cfg_set_max_threads(cfg, v->max_threads);
+	fuse_loop_cfg_set_clone_fd(cfg, 0);
+	v->loop_result = fuse_session_loop_mt(v->se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	return NULL;
+}
+
+int vfs_serve(struct vfs *v, int fuse_fd)
+{
+	_cleanup_close_ int fd = fuse_fd;
+	if (!v || fd < 0)
+		return -EINVAL;
+	if (v->se)
+		return -EBUSY;
+
+	fuse_set_log_func(fuse_log_to_debug);
+	char *argv[] = {"ckptenv", NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(1, argv);
+	struct fuse_session *se = fuse_session_new(&args, &vfs_fuse_ops, sizeof(vfs_fuse_ops), v);
+	fuse_opt_free_args(&args);
+	if (!se)
+		return -ENOMEM;
+
+	/* libfuse >= 3.3 takes an already mounted descriptor as "/dev/fd/N"; from here on the
+	 * session owns the descriptor (fuse_session_destroy closes it). */
+	char path[32];
+	snprintf(path, sizeof(path), "/dev/fd/%d", fd);
+	if (fuse_session_mount(se, path) != 0) {
+		fuse_session_destroy(se);
+		return -EINVAL;
+	}
+	fd = -1;
+	v->se = se;
+
+	/* No SA_RESTART: the signal must make sem_wait return EINTR. */
+	struct sigaction sa = {.sa_handler = wake_handler};
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(VFS_WAKE_SIGNAL, &sa, NULL) < 0) {
+		int r = -errno;
+		fuse_session_destroy(se);
+		v->se = NULL;
+		return r;
+	}
+
+	/* Workers inherit the loop thread's mask: keep every other signal for the
+	 * supervisor's threads (libfuse's cancellation still works, glibc never blocks it). */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	int r = pthread_create(&v->loop, NULL, loop_main, v);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		fuse_session_destroy(se);
+		v->se = NULL;
+		return -r;
+	}
+	v->loop_started = true;
+	return 0;
+}
+
+static void stop_serving(struct vfs *v)
+{
+	if (!v->se)
+		return;
+	if (v->loop_started) {
+		fuse_session_exit(v->se);
+		/* Until the loop ends: a signal sent just before the loop thread enters
+		 * sem_wait is lost, so repeat it. */
+		for (;;) {
+			pthread_kill(v->loop, VFS_WAKE_SIGNAL);
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 50 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			int r = pthread_timedjoin_np(v->loop, NULL, &ts);
+			if (r == 0)
+				break;
+			if (r != ETIMEDOUT && r != EINTR)
+				break;
+		}
+		v->loop_started = false;
+	}
+	fuse_session_destroy(v->se);
+	v->se = NULL;
+}
+
+struct vfs_commit {
+	struct vfs_store_commit *c;
+};
+
+int vfs_epoch_prepare(struct vfs *v, int mount_fd, struct vfs_commit **ret)
+{
+	if (!v || !ret)
+		return -EINVAL;
+	/* syncfs drains the writeback cache and dirty MAP_SHARED pages as WRITE requests,
+	 * which our workers apply to the store before syncfs returns. */
+	if (mount_fd >= 0 && syncfs(mount_fd) < 0) {
+		int r = -errno;
+		vfs_set_error("syncfs of the job's /tmp: %s", strerror(-r));
+		return r;
+	}
+	_cleanup_free_ struct vfs_commit *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	int r = vfs_store_commit_prepare(v->store, &c->c);
+	if (r < 0) {
+		set_store_error("commit", vfs_store_last_error(v->store), r);
+		return r;
+	}
+	*ret = TAKE_PTR(c);
+	return 0;
+}
+
+uint64_t vfs_commit_epoch(const struct vfs_commit *c)
+{
+	return c ? vfs_store_commit_epoch(c->c) : 0;
+}
+
+int vfs_epoch_finish(struct vfs *v, struct vfs_commit *c, const char *ref)
+{
+	if (!v || !c)
+		return -EINVAL;
+	int r = vfs_store_commit_finish(v->store, c->c, ref);
+	if (r < 0)
+		set_store_error("commit", vfs_store_last_error(v->store), r);
+	free(c);
+	return r;
+}
+
+void vfs_epoch_abort(struct vfs *v, struct vfs_commit *c)
+{
+	if (!c)
+		return;
+	if (v)
+		vfs_store_commit_abort(v->store, c->c);
+	free(c);
+}
+
+int vfs_epoch_commit(struct vfs *v, int mount_fd, const char *ref, uint64_t *ret_epoch)
+{
+	struct vfs_commit *c;
+	int r = vfs_epoch_prepare(v, mount_fd, &c);
+	if (r < 0)
+		return r;
+	uint64_t epoch = vfs_commit_epoch(c);
+	r = vfs_epoch_finish(v, c, ref);
+	if (r < 0)
+		return r;
+	if (ret_epoch)
+		*ret_epoch = epoch;
+	return 0;
+}
+
+int vfs_refs_list(const char *store_dir, struct vfs_ref **ret, size_t *ret_n)
+{
+	if (!store_dir || !ret || !ret_n)
+		return -EINVAL;
+	return vfs_store_refs_read(store_dir, ret, ret_n);
+}
+
+int vfs_ref_drop(struct vfs *v, const char *ref)
+{
+	if (!v || !ref)
+		return -EINVAL;
+	return vfs_store_ref_drop(v->store, ref);
+}
+
+void vfs_orphans_release(struct vfs *v)
+{
+	if (v)
+		vfs_store_orphans_release(v->store);
+}
+
+int vfs_inode_path(uint64_t ino, char *buf, size_t len)
+{
+	if (ino == 0 || (ino & VFS_CTL_FLAG) || !buf)
+		return -EINVAL;
+	int n = snprintf(buf, len, "/" VFS_CTL_DIRNAME "/" VFS_CTL_INODIR "/%llu",
+			 (unsigned long long)ino);
+	if (n < 0 || (size_t)n >= len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int vfs_close(struct vfs *v, bool commit_head)
+{
+	if (!v)
+		return 0;
+	/* Stop first: the committed head is then exactly what the job last saw. */
+	stop_serving(v);
+	int r = 0;
+	if (commit_head)
+		r = vfs_epoch_commit(v, -1, NULL, NULL);
+	vfs_store_close(v->store);
+	free(v);
+	return r;
+}
