@@ -1,7 +1,73 @@
-/* Placeholder until the command line lands. */
+/* ckptenv: command line entry and subcommand dispatch. */
+#include "ckptenv.h"
+
+#include "common/ck.h"
+
+#include <fcntl.h>
 #include <stdio.h>
-int main(void)
+
+static const char usage[] =
+	"Usage: ckptenv COMMAND [OPTIONS]\n"
+	"\n"
+	"Run a job in an environment whose /tmp is private, persistent and snapshotted.\n"
+	"\n"
+	"Commands:\n"
+	"  run [--name N] [--detach] [--from-snapshot ID] -- CMD [ARGS...]\n"
+	"                         run CMD as job N (state in $CKPTENV_HOME/jobs/N)\n"
+	"  list [--json]          list jobs\n"
+	"  status NAME            show one job\n"
+	"  rm NAME [--force]      delete a job and its data (--force: kill it first)\n"
+	"  snapshot NAME          snapshot the running job's /tmp; prints the snapshot id\n"
+	"  snapshot NAME --drop ID  delete a snapshot\n"
+	"  snapshots NAME         list a job's snapshots\n"
+	"\n"
+	"Options: --help (also after any command), --version\n"
+	"State: $CKPTENV_HOME, else $XDG_STATE_HOME/ckptenv, else ~/.local/state/ckptenv\n";
+
+/* Closed 0/1/2 would be taken by the next open() and end up as the job's stdio. */
+static void ensure_stdio(void)
 {
-	fputs("ckptenv: not built yet\n", stderr);
-	return 1;
+	for (int fd = 0; fd < 3; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+		if (n >= 0 && n != fd) {
+			dup2(n, fd);
+			close(n);
+		}
+	}
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(int, char **);
+} commands[] = {
+	{"run", cmd_run}, {"list", cmd_list},	      {"status", cmd_status},
+	{"rm", cmd_rm},	  {"snapshot", cmd_snapshot}, {"snapshots", cmd_snapshots},
+};
+
+int main(int argc, char **argv)
+{
+	ensure_stdio();
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "--version")) {
+		printf("ckptenv %s\n", CKPTENV_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < CK_ARRAY_SIZE(commands); i++)
+		if (!strcmp(cmd, commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	if (cmd[0] == '-')
+		fprintf(stderr, "ckptenv: unknown option '%s'; see 'ckptenv --help'\n", cmd);
+	else
+		cli_error(cmd, NULL, "unknown command; see 'ckptenv --help'");
+	return EXIT_USAGE;
 }

@@ -25,7 +25,10 @@ _cleanup() {
 			"$CKPTENV" rm --force "$(basename "$j")" >/dev/null 2>&1 || true
 		done
 	fi
-	[ -n "${_watchdog:-}" ] && kill "$_watchdog" 2>/dev/null || true
+	if [ -n "${_watchdog:-}" ]; then
+		pkill -P "$_watchdog" 2>/dev/null || true
+		kill "$_watchdog" 2>/dev/null || true
+	fi
 	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
 		echo "FAIL: $E2E_NAME (exit $rc); work dir kept at $T" >&2
 	else
@@ -34,10 +37,12 @@ _cleanup() {
 	exit "$rc"
 }
 trap _cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap '[ -e "$T/.timeout" ] && echo "TIMEOUT: $E2E_NAME after ${E2E_TIMEOUT:-240} s" >&2; exit 124' TERM
 
-# Watchdog: kill this scenario if it outlives its time limit.
-( sleep "${E2E_TIMEOUT:-240}"; echo "TIMEOUT: $E2E_NAME" >&2; kill -TERM $$ ) &
+# Watchdog: kill this scenario if it outlives its time limit. Its output goes nowhere so that a
+# leftover sleep never holds ctest's output pipe open.
+( exec >/dev/null 2>&1 </dev/null; sleep "${E2E_TIMEOUT:-240}"; touch "$T/.timeout"; kill -TERM $$ ) &
 _watchdog=$!
 
 fail() { echo "FAIL: $E2E_NAME: $*" >&2; exit 1; }

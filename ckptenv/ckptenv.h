@@ -1,0 +1,82 @@
+/* Internal interfaces of the ckptenv command line: subcommands, shared CLI helpers, and the
+ * supervisor entry point. */
+#ifndef CKPTENV_CKPTENV_H
+#define CKPTENV_CKPTENV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "state.h"
+
+#define EXIT_USAGE 2
+
+/* Everything a freshly forked supervisor needs; it owns the fds. */
+struct supervisor_args {
+	const char *name;
+	const char *job_dir; /* absolute path of jobs/NAME */
+	int job_fd;	     /* jobs/NAME */
+	int lock_fd;	     /* supervisor.lock, locked exclusively (by the CLI, inherited) */
+	int ready_fd;	     /* pipe: one NUL byte when listening, else one error line */
+	const struct job_spec *spec;
+};
+
+/** Run the supervisor of one job until the job ends; returns the process exit code. */
+int supervisor_main(const struct supervisor_args *a);
+
+/* Subcommands: argv[0] is the subcommand's name; each returns the process exit code. */
+int cmd_run(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
+int cmd_snapshots(int argc, char **argv);
+
+/** Print "ckptenv: CMD NAME: MESSAGE" (NAME may be NULL) on stderr. */
+void cli_error(const char *cmd, const char *name, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* An opened job directory. */
+struct cli_job {
+	char *home;
+	char *dir; /* absolute path of jobs/NAME */
+	int jobs_fd;
+	int job_fd;
+};
+
+/** Validate @name and open its job directory (creating it when @create); on failure print one
+ *  line for @cmd and return the exit code to use (> 0). */
+int cli_job_open(const char *cmd, const char *name, bool create, struct cli_job *ret);
+void cli_job_close(struct cli_job *j);
+
+/** Print a usage error for @cmd ("ckptenv: CMD: WHAT; see 'ckptenv CMD --help'"); returns 2. */
+int cli_usage(const char *cmd, const char *what);
+
+/** Human-readable byte count ("12.3 MiB") into @buf. */
+const char *cli_bytes(uint64_t n, char *buf, size_t len);
+/** Local time "YYYY-MM-DD HH:MM:SS" into @buf ("-" when @t is 0). */
+const char *cli_time(int64_t t, char *buf, size_t len);
+
+/* What list and status show about one job. */
+enum cli_job_state { CLI_JOB_NEVER, CLI_JOB_RUNNING, CLI_JOB_EXITED, CLI_JOB_DIED };
+
+struct cli_job_info {
+	enum cli_job_state state;
+	bool has_spec;
+	struct job_spec spec;
+	bool has_status;
+	struct job_status status;
+	bool has_run;
+	struct job_run run;
+};
+
+/** Gather what the job directory @job_fd says; a missing or corrupt file just leaves its part
+ *  out. */
+void cli_job_info_load(int job_fd, struct cli_job_info *ret);
+void cli_job_info_free(struct cli_job_info *i);
+/** "running", "exited N", "never started", "died" into @buf. */
+const char *cli_job_state_str(const struct cli_job_info *i, char *buf, size_t len);
+/** Print @s as a JSON string literal (quoted, escaped). */
+void cli_json_str(FILE *f, const char *s);
+
+#endif

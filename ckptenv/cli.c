@@ -1,0 +1,102 @@
+/* Helpers shared by the subcommands: one-line errors, opening a job, formatting. */
+#include "ckptenv.h"
+
+#include "common/ck.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+void cli_error(const char *cmd, const char *name, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (name)
+		fprintf(stderr, "ckptenv: %s %s: %s\n", cmd, name, msg);
+	else
+		fprintf(stderr, "ckptenv: %s: %s\n", cmd, msg);
+}
+
+int cli_usage(const char *cmd, const char *what)
+{
+	cli_error(cmd, NULL, "%s; see 'ckptenv %s --help'", what, cmd);
+	return EXIT_USAGE;
+}
+
+int cli_job_open(const char *cmd, const char *name, bool create, struct cli_job *ret)
+{
+	struct cli_job j = {.jobs_fd = -1, .job_fd = -1};
+	if (state_name_check(name) < 0) {
+		cli_error(cmd, name,
+			  "invalid job name; use 1 to 64 of [A-Za-z0-9._-], not starting with '.'");
+		return EXIT_USAGE;
+	}
+	int r = state_home(&j.home);
+	if (r < 0) {
+		cli_error(cmd, name, "cannot find the state directory; set CKPTENV_HOME");
+		return 1;
+	}
+	if (asprintf(&j.dir, "%s/jobs/%s", j.home, name) < 0) {
+		cli_job_close(&j);
+		return 1;
+	}
+	r = state_jobs_open(j.home, create, &j.jobs_fd);
+	if (r == 0)
+		r = state_job_open(j.jobs_fd, name, create, &j.job_fd);
+	if (r == -ENOENT) {
+		cli_error(cmd, name, "no such job; see 'ckptenv list'");
+		cli_job_close(&j);
+		return 1;
+	}
+	if (r < 0) {
+		cli_error(cmd, name, "cannot open %s: %s; check its owner and mode", j.dir,
+			  strerror(-r));
+		cli_job_close(&j);
+		return 1;
+	}
+	*ret = j;
+	return 0;
+}
+
+void cli_job_close(struct cli_job *j)
+{
+	free(j->home);
+	free(j->dir);
+	if (j->jobs_fd >= 0)
+		close(j->jobs_fd);
+	if (j->job_fd >= 0)
+		close(j->job_fd);
+	*j = (struct cli_job){.jobs_fd = -1, .job_fd = -1};
+}
+
+const char *cli_bytes(uint64_t n, char *buf, size_t len)
+{
+	static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	double v = (double)n;
+	size_t u = 0;
+	while (v >= 1024 && u + 1 < CK_ARRAY_SIZE(unit)) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%llu B", (unsigned long long)n);
+	else
+		snprintf(buf, len, "%.1f %s", v, unit[u]);
+	return buf;
+}
+
+const char *cli_time(int64_t t, char *buf, size_t len)
+{
+	if (t <= 0) {
+		snprintf(buf, len, "-");
+		return buf;
+	}
+	time_t tt = (time_t)t;
+	struct tm tm;
+	localtime_r(&tt, &tm);
+	strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
+	return buf;
+}

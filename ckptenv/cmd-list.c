@@ -1,0 +1,179 @@
+/* ckptenv list [--json]: one line (or JSON object) per job. */
+#include "ckptenv.h"
+
+#include "common/ck.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+
+static const char list_usage[] = "Usage: ckptenv list [--json]\n"
+				 "\n"
+				 "List the jobs of $CKPTENV_HOME: NAME STATE PID COMMAND STARTED.\n"
+				 "  --json   one JSON array of objects instead of a table\n";
+
+void cli_job_info_load(int job_fd, struct cli_job_info *ret)
+{
+	struct cli_job_info i = {0};
+	i.has_spec = job_spec_read(job_fd, &i.spec) == 0;
+	i.has_status = job_status_read(job_fd, &i.status) == 0;
+	i.has_run = job_run_read(job_fd, &i.run) == 0;
+	if (state_job_running(job_fd) > 0)
+		i.state = CLI_JOB_RUNNING;
+	else if (i.has_status && (!i.has_run || i.status.run_id == i.run.run_id))
+		i.state = CLI_JOB_EXITED;
+	else if (i.has_run)
+		i.state = CLI_JOB_DIED; /* started, but its supervisor never wrote the end */
+	else
+		i.state = CLI_JOB_NEVER;
+	*ret = i;
+}
+
+void cli_job_info_free(struct cli_job_info *i)
+{
+	if (i->has_spec)
+		job_spec_free(&i->spec);
+	*i = (struct cli_job_info){0};
+}
+
+const char *cli_job_state_str(const struct cli_job_info *i, char *buf, size_t len)
+{
+	switch (i->state) {
+	case CLI_JOB_RUNNING:
+		snprintf(buf, len, "running");
+		break;
+	case CLI_JOB_EXITED:
+		snprintf(buf, len, "exited %d", (int)i->status.exit_code);
+		break;
+	case CLI_JOB_DIED:
+		snprintf(buf, len, "died");
+		break;
+	default:
+		snprintf(buf, len, "never started");
+	}
+	return buf;
+}
+
+void cli_json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f);
+	}
+	fputc('"', f);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int cmd_list(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0}};
+	bool json = false;
+	int c;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
+		if (c == 'j') {
+			json = true;
+		} else if (c == 'h') {
+			fputs(list_usage, stdout);
+			return 0;
+		} else {
+			char what[300];
+			snprintf(what, sizeof(what), "unknown option '%s'", argv[optind - 1]);
+			return cli_usage("list", what);
+		}
+	}
+	if (optind < argc)
+		return cli_usage("list", "unexpected argument");
+
+	_cleanup_free_ char *home = NULL;
+	if (state_home(&home) < 0) {
+		cli_error("list", NULL, "cannot find the state directory; set CKPTENV_HOME");
+		return 1;
+	}
+	int jobs_fd = -1;
+	int r = state_jobs_open(home, false, &jobs_fd);
+	if (r < 0 && r != -ENOENT) {
+		cli_error("list", NULL, "cannot open %s/jobs: %s", home, strerror(-r));
+		return 1;
+	}
+	char **names = NULL;
+	size_t n = 0;
+	DIR *d = jobs_fd >= 0 ? fdopendir(jobs_fd) : NULL;
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (state_name_check(de->d_name) < 0)
+			continue;
+		char **nn = realloc(names, (n + 1) * sizeof(*names));
+		if (!nn)
+			break;
+		names = nn;
+		if ((names[n] = strdup(de->d_name)))
+			n++;
+	}
+	if (n)
+		qsort(names, n, sizeof(*names), name_cmp);
+
+	if (json)
+		fputs("[", stdout);
+	else
+		printf("%-20s %-14s %-8s %-40s %s\n", "NAME", "STATE", "PID", "COMMAND", "STARTED");
+	bool first = true;
+	for (size_t k = 0; k < n; k++) {
+		_cleanup_close_ int fd = -1;
+		if (state_job_open(dirfd(d), names[k], false, &fd) < 0)
+			continue;
+		struct cli_job_info i;
+		cli_job_info_load(fd, &i);
+		char st[32], t[32];
+		_cleanup_free_ char *cmd = i.has_spec ? job_spec_command(&i.spec) : NULL;
+		int64_t started = i.has_run ? i.run.started : i.has_spec ? i.spec.created : 0;
+		bool running = i.state == CLI_JOB_RUNNING;
+		cli_job_state_str(&i, st, sizeof(st));
+		if (json) {
+			printf("%s\n  {\"name\": ", first ? "" : ",");
+			cli_json_str(stdout, names[k]);
+			printf(", \"state\": \"%s\"", running			  ? "running"
+						      : i.state == CLI_JOB_EXITED ? "exited"
+						      : i.state == CLI_JOB_DIED	  ? "died"
+										: "never started");
+			if (i.state == CLI_JOB_EXITED)
+				printf(", \"exit_code\": %d", (int)i.status.exit_code);
+			if (running && i.has_run)
+				printf(", \"pid\": %d, \"supervisor_pid\": %d", (int)i.run.init_pid,
+				       (int)i.run.supervisor_pid);
+			printf(", \"command\": ");
+			cli_json_str(stdout, cmd ? cmd : "");
+			printf(", \"started\": %lld}", (long long)started);
+		} else {
+			char pid[16] = "-";
+			if (running && i.has_run)
+				snprintf(pid, sizeof(pid), "%d", (int)i.run.init_pid);
+			char shortcmd[41];
+			snprintf(shortcmd, sizeof(shortcmd), "%s", cmd ? cmd : "-");
+			printf("%-20s %-14s %-8s %-40s %s\n", names[k], st, pid, shortcmd,
+			       cli_time(started, t, sizeof(t)));
+		}
+		first = false;
+		cli_job_info_free(&i);
+	}
+	if (json)
+		fputs(n ? "\n]\n" : "]\n", stdout);
+	for (size_t k = 0; k < n; k++)
+		free(names[k]);
+	free(names);
+	if (d)
+		closedir(d);
+	return 0;
+}

@@ -1,0 +1,118 @@
+/* ckptenv rm NAME [--force]: delete a job's state directory (its /tmp store, snapshots, log).
+ * The only command that deletes user data; it refuses a running job unless --force, which
+ * kills the job and waits for its supervisor to let go of the lock first. */
+#include "ckptenv.h"
+#include "control.h"
+
+#include "common/ck.h"
+
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+
+static const char rm_usage[] =
+	"Usage: ckptenv rm NAME [--force]\n"
+	"\n"
+	"Delete job NAME and all its data (its /tmp, snapshots, log).\n"
+	"  -f, --force   kill the job first if it runs (else a running job is refused)\n";
+
+/* Wait (bounded) until @pidfd's process has exited. */
+static void wait_exit(int pidfd, int timeout_ms)
+{
+	if (pidfd < 0)
+		return;
+	struct pollfd p = {.fd = pidfd, .events = POLLIN};
+	while (poll(&p, 1, timeout_ms) < 0 && errno == EINTR)
+		;
+}
+
+/* Kill the job through its supervisor and wait for the supervisor to be gone (its lock free,
+ * then the process itself); if it does not answer, SIGKILL the supervisor. Returns the lock fd
+ * or -errno. */
+static int stop_job(struct cli_job *j)
+{
+	int lock_fd = -1;
+	_cleanup_close_ int pidfd = -1;
+	struct job_run run;
+	bool have_run = job_run_read(j->job_fd, &run) == 0 && run.supervisor_pid > 1;
+	if (have_run)
+		pidfd = (int)syscall(SYS_pidfd_open, run.supervisor_pid, 0);
+	_cleanup_close_ int sock = control_connect(j->job_fd, "control.sock");
+	if (sock >= 0) {
+		struct control_msg m;
+		if (control_call(sock, CONTROL_KILL, NULL, 0, &m) == 0)
+			control_msg_close_fds(&m);
+		if (state_lock_wait(j->job_fd, 10000, &lock_fd) == 0) {
+			wait_exit(pidfd, 2000);
+			return lock_fd;
+		}
+	}
+	if (have_run)
+		kill(run.supervisor_pid, SIGKILL);
+	int r = state_lock_wait(j->job_fd, 5000, &lock_fd);
+	if (r < 0)
+		return r;
+	wait_exit(pidfd, 2000);
+	return lock_fd;
+}
+
+int cmd_rm(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"force", no_argument, NULL, 'f'}, {"help", no_argument, NULL, 'h'}, {0}};
+	bool force = false;
+	int c;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "fh", longopts, NULL)) != -1) {
+		if (c == 'f') {
+			force = true;
+		} else if (c == 'h') {
+			fputs(rm_usage, stdout);
+			return 0;
+		} else {
+			char what[300];
+			snprintf(what, sizeof(what), "unknown option '%s'", argv[optind - 1]);
+			return cli_usage("rm", what);
+		}
+	}
+	if (optind >= argc)
+		return cli_usage("rm", "missing job name");
+	if (optind + 1 < argc)
+		return cli_usage("rm", "too many arguments");
+	const char *name = argv[optind];
+	struct cli_job j;
+	int r = cli_job_open("rm", name, false, &j);
+	if (r)
+		return r;
+
+	_cleanup_close_ int lock_fd = -1;
+	r = state_lock_take(j.job_fd, &lock_fd);
+	if (r == -EBUSY && !force) {
+		cli_error("rm", name,
+			  "the job is running; stop it first, or use 'ckptenv rm --force %s'",
+			  name);
+		cli_job_close(&j);
+		return 1;
+	}
+	if (r == -EBUSY) {
+		r = stop_job(&j);
+		if (r >= 0)
+			lock_fd = r;
+	}
+	if (r < 0) {
+		cli_error("rm", name, "cannot stop the job (%s); see %s/log", strerror(-r), j.dir);
+		cli_job_close(&j);
+		return 1;
+	}
+	r = ck_rm_rf_at(j.jobs_fd, name);
+	if (r < 0) {
+		cli_error("rm", name, "cannot remove %s: %s", j.dir, strerror(-r));
+		cli_job_close(&j);
+		return 1;
+	}
+	cli_job_close(&j);
+	return 0;
+}

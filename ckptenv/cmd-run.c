@@ -1,0 +1,374 @@
+/* ckptenv run: write the job file, start the job's supervisor as a daemon of its own, then act
+ * only as a control-socket client: hand over our stdio, forward signals, exit with the job's
+ * status. */
+#include "ckptenv.h"
+#include "control.h"
+
+#include "common/ck.h"
+
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+
+extern char **environ;
+
+static const char run_usage[] =
+	"Usage: ckptenv run [--name N] [--detach] [--from-snapshot ID] -- CMD [ARGS...]\n"
+	"\n"
+	"Run CMD as job N with a private, persistent /tmp. The same name again reuses the job's\n"
+	"/tmp as it was. Exits with CMD's exit status (128+signal when killed).\n"
+	"\n"
+	"  -n, --name N            job name ([A-Za-z0-9._-], 1..64); default: a new random one\n"
+	"  -d, --detach            print the name and return once the job runs (stdin /dev/null,\n"
+	"                          output to the job's log)\n"
+	"  -s, --from-snapshot ID  start from snapshot ID (see 'ckptenv snapshots N')\n"
+	"  -h, --help              this text\n";
+
+struct run_opts {
+	const char *name;
+	bool detach;
+	uint64_t from_epoch;
+	char **cmd;
+	int cmd_argc;
+};
+
+static int parse(int argc, char **argv, struct run_opts *o, bool *ret_help)
+{
+	static const struct option longopts[] = {
+		{"name", required_argument, NULL, 'n'},
+		{"detach", no_argument, NULL, 'd'},
+		{"from-snapshot", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	int c;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+n:ds:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			o->name = optarg;
+			break;
+		case 'd':
+			o->detach = true;
+			break;
+		case 's': {
+			char *end;
+			errno = 0;
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end || v == 0 || optarg[0] == '-') {
+				cli_error("run", o->name,
+					  "invalid snapshot id '%s'; see 'ckptenv snapshots NAME'",
+					  optarg);
+				return EXIT_USAGE;
+			}
+			o->from_epoch = v;
+			break;
+		}
+		case 'h':
+			*ret_help = true;
+			return 0;
+		default: {
+			char what[300];
+			if (optopt && c == '?' && strchr("nds", optopt))
+				snprintf(what, sizeof(what), "option '%s' needs a value",
+					 argv[optind - 1]);
+			else
+				snprintf(what, sizeof(what), "unknown option '%s'",
+					 argv[optind - 1]);
+			return cli_usage("run", what);
+		}
+		}
+	}
+	if (optind >= argc)
+		return cli_usage("run",
+				 "missing command; use 'ckptenv run [OPTIONS] -- CMD [ARGS...]'");
+	o->cmd = argv + optind;
+	o->cmd_argc = argc - optind;
+	return 0;
+}
+
+/* A new job directory with a random 6-character name. */
+static int make_random_job(int jobs_fd, char name[8])
+{
+	static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+	for (int tries = 0; tries < 100; tries++) {
+		uint8_t rnd[6];
+		if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+			return -errno;
+		for (int i = 0; i < 6; i++)
+			name[i] = alphabet[rnd[i] % 36];
+		name[6] = 0;
+		if (mkdirat(jobs_fd, name, 0700) == 0)
+			return 0;
+		if (errno != EEXIST)
+			return -errno;
+	}
+	return -EEXIST;
+}
+
+static void daemon_child(struct cli_job *j, const char *name, int lock_fd, int ready_fd,
+			 const struct job_spec *spec) __attribute__((noreturn));
+
+/* Runs in the first child: setsid, fork again (so the supervisor is no session leader and
+ * can never acquire a terminal), then become the supervisor with stdio on the log. */
+static void daemon_child(struct cli_job *j, const char *name, int lock_fd, int ready_fd,
+			 const struct job_spec *spec)
+{
+	if (setsid() < 0)
+		_exit(1);
+	pid_t p = fork();
+	if (p != 0)
+		_exit(p < 0);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (int s = 1; s < NSIG; s++)
+		if (s != SIGKILL && s != SIGSTOP)
+			signal(s, SIG_DFL);
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	int log = openat(j->job_fd, "log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (null < 0 || log < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0)
+		_exit(1);
+	close(null);
+	close(log);
+	ck_log_set_file(2);
+	if (chdir("/") < 0)
+		_exit(1);
+	umask(0077);
+	struct supervisor_args a = {
+		.name = name,
+		.job_dir = j->dir,
+		.job_fd = j->job_fd,
+		.lock_fd = lock_fd,
+		.ready_fd = ready_fd,
+		.spec = spec,
+	};
+	_exit(supervisor_main(&a));
+}
+
+/* Wait for the supervisor's readiness: a NUL byte, or an error line, or EOF (it died). */
+static int wait_ready(int fd, char *err, size_t len)
+{
+	ssize_t n = ck_read_full(fd, err, len - 1);
+	if (n < 0) {
+		snprintf(err, len, "reading the supervisor's readiness: %s", strerror((int)-n));
+		return (int)n;
+	}
+	err[n] = 0;
+	if (n >= 1 && err[0] == 0)
+		return 0;
+	if (n == 0)
+		snprintf(err, len, "the supervisor died while starting");
+	return -EIO;
+}
+
+/* Forward signals until the job ends; returns the job's exit code. */
+static int wait_job(int sock, const char *name, const char *dir)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGQUIT);
+	_cleanup_close_ int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	struct pollfd pfd[2] = {{.fd = sock, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+	for (;;) {
+		if (poll(pfd, sfd >= 0 ? 2 : 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			cli_error("run", name, "poll: %m");
+			return 1;
+		}
+		if (sfd >= 0 && (pfd[1].revents & POLLIN)) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof(si)) == sizeof(si))
+				control_send_u32(sock, CONTROL_SIGNAL, si.ssi_signo);
+		}
+		if (!pfd[0].revents)
+			continue;
+		struct control_msg m;
+		int r = control_recv(sock, &m);
+		if (r < 0) {
+			cli_error("run", name,
+				  "lost the supervisor before the job ended (%s); see %s/log",
+				  r == -ECONNRESET ? "connection closed" : strerror(-r), dir);
+			return 1;
+		}
+		control_msg_close_fds(&m);
+		uint32_t code;
+		if (m.type == CONTROL_EXITED && control_parse_u32(&m, &code) == 0) {
+			/* Wait for the supervisor to be gone (EOF), so the name is free again when we
+			 * return. */
+			struct pollfd e = {.fd = sock, .events = POLLIN};
+			for (int i = 0; i < 100 && poll(&e, 1, 50) >= 0; i++) {
+				char b[64];
+				if ((e.revents & (POLLIN | POLLHUP)) &&
+				    recv(sock, b, sizeof(b), 0) <= 0)
+					break;
+			}
+			return (int)(code & 0xff);
+		}
+	}
+}
+
+static int start_job(struct cli_job *j, const char *name, const struct run_opts *o, bool print_name)
+{
+	_cleanup_close_ int lock_fd = -1;
+	int r = state_lock_take(j->job_fd, &lock_fd);
+	if (r == -EBUSY) {
+		cli_error("run", name,
+			  "the job is already running; wait for it to end, or use another --name");
+		return 1;
+	}
+	if (r < 0) {
+		cli_error("run", name, "cannot lock %s/supervisor.lock: %s", j->dir, strerror(-r));
+		return 1;
+	}
+	char cwd[4096];
+	if (!getcwd(cwd, sizeof(cwd)))
+		strcpy(cwd, "/");
+	uint32_t envc = 0;
+	while (environ && environ[envc])
+		envc++;
+	char *no_env[] = {NULL};
+	struct job_spec spec = {
+		.argv = o->cmd,
+		.argc = (uint32_t)o->cmd_argc,
+		.envp = environ ? environ : no_env,
+		.envc = envc,
+		.cwd = cwd,
+		.flags = o->detach ? JOB_F_DETACH : 0,
+		.from_epoch = o->from_epoch,
+		.created = time(NULL),
+	};
+	r = job_spec_write(j->job_fd, &spec);
+	if (r < 0) {
+		cli_error("run", name, "cannot write %s/job: %s", j->dir, strerror(-r));
+		return 1;
+	}
+	if (print_name)
+		fprintf(stderr, "ckptenv: job %s\n", name);
+
+	int ready[2];
+	if (pipe2(ready, O_CLOEXEC) < 0) {
+		cli_error("run", name, "pipe: %m");
+		return 1;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		cli_error("run", name, "fork: %m");
+		close(ready[0]);
+		close(ready[1]);
+		return 1;
+	}
+	if (pid == 0) {
+		close(ready[0]);
+		close(j->jobs_fd);
+		daemon_child(j, name, lock_fd, ready[1], &spec);
+	}
+	close(ready[1]);
+	close(TAKE_FD(lock_fd)); /* the supervisor's copy holds the lock now */
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	char err[1024];
+	r = wait_ready(ready[0], err, sizeof(err));
+	close(ready[0]);
+	if (r < 0) {
+		cli_error("run", name, "%s", err);
+		return 1;
+	}
+
+	_cleanup_close_ int sock = control_connect(j->job_fd, "control.sock");
+	if (sock < 0) {
+		cli_error("run", name, "cannot reach the supervisor: %s; see %s/log",
+			  strerror(-sock), j->dir);
+		return 1;
+	}
+	int fds[3] = {0, 1, 2};
+	r = control_send(sock, CONTROL_START, NULL, 0, fds, o->detach ? 0 : 3);
+	struct control_msg m;
+	if (r == 0)
+		r = control_recv(sock, &m);
+	if (r < 0) {
+		cli_error("run", name, "the supervisor did not start the job (%s); see %s/log",
+			  strerror(-r), j->dir);
+		return 1;
+	}
+	control_msg_close_fds(&m);
+	if (m.type == CONTROL_ERROR) {
+		int e;
+		if (control_parse_error(&m, &e, err, sizeof(err)) < 0)
+			snprintf(err, sizeof(err), "bad error message");
+		cli_error("run", name, "%s", err);
+		return 1;
+	}
+	if (m.type != CONTROL_STARTED) {
+		cli_error("run", name, "unexpected reply %u from the supervisor", m.type);
+		return 1;
+	}
+	if (o->detach) {
+		printf("%s\n", name);
+		return 0;
+	}
+	return wait_job(sock, name, j->dir);
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct run_opts o = {0};
+	bool help = false;
+	int r = parse(argc, argv, &o, &help);
+	if (r)
+		return r;
+	if (help) {
+		fputs(run_usage, stdout);
+		return 0;
+	}
+	/* Signals to forward are blocked from here on: one that arrives while the job starts
+	 * stays pending and is forwarded once it runs. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGQUIT);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct cli_job j = {.jobs_fd = -1, .job_fd = -1};
+	char rname[8];
+	const char *name = o.name;
+	if (name) {
+		r = cli_job_open("run", name, true, &j);
+		if (r)
+			return r;
+	} else {
+		_cleanup_free_ char *home = NULL;
+		_cleanup_close_ int jobs_fd = -1;
+		if (state_home(&home) < 0 || state_jobs_open(home, true, &jobs_fd) < 0 ||
+		    make_random_job(jobs_fd, rname) < 0) {
+			cli_error("run", NULL, "cannot create a job directory below %s: %m",
+				  home ? home : "the state directory");
+			return 1;
+		}
+		name = rname;
+		r = cli_job_open("run", name, false, &j);
+		if (r)
+			return r;
+	}
+	r = start_job(&j, name, &o, !o.name && !o.detach);
+	cli_job_close(&j);
+	return r;
+}

@@ -1,0 +1,113 @@
+/* ckptenv status NAME: what list shows, and the store's size, snapshots, last exit. */
+#include "ckptenv.h"
+
+#include "common/ck.h"
+#include "vfs/vfs.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+static const char status_usage[] =
+	"Usage: ckptenv status NAME\n"
+	"\n"
+	"Show job NAME: state, pids, command, times, store size, snapshots,\n"
+	"last exit status.\n";
+
+/* Disk usage of a tree (allocated blocks), like du. */
+static uint64_t tree_bytes(int dirfd, const char *path, int depth)
+{
+	int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return 0;
+	}
+	uint64_t sum = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		struct stat st;
+		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		sum += (uint64_t)st.st_blocks * 512u;
+		if (S_ISDIR(st.st_mode) && depth < 32)
+			sum += tree_bytes(fd, de->d_name, depth + 1);
+	}
+	closedir(d);
+	return sum;
+}
+
+int cmd_status(int argc, char **argv)
+{
+	static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {0}};
+	int c;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (c == 'h') {
+			fputs(status_usage, stdout);
+			return 0;
+		}
+		char what[300];
+		snprintf(what, sizeof(what), "unknown option '%s'", argv[optind - 1]);
+		return cli_usage("status", what);
+	}
+	if (optind >= argc)
+		return cli_usage("status", "missing job name");
+	if (optind + 1 < argc)
+		return cli_usage("status", "too many arguments");
+	const char *name = argv[optind];
+	struct cli_job j;
+	int r = cli_job_open("status", name, false, &j);
+	if (r)
+		return r;
+
+	struct cli_job_info i;
+	cli_job_info_load(j.job_fd, &i);
+	char st[32], t[32], sz[32];
+	_cleanup_free_ char *cmd = i.has_spec ? job_spec_command(&i.spec) : NULL;
+	printf("name:       %s\n", name);
+	printf("state:      %s\n", cli_job_state_str(&i, st, sizeof(st)));
+	if (i.state == CLI_JOB_RUNNING && i.has_run)
+		printf("pid:        %d (supervisor %d)\n", (int)i.run.init_pid,
+		       (int)i.run.supervisor_pid);
+	printf("command:    %s\n", cmd ? cmd : "-");
+	if (i.has_spec) {
+		printf("cwd:        %s\n", i.spec.cwd);
+		if (i.spec.from_epoch)
+			printf("from:       snapshot %llu\n",
+			       (unsigned long long)i.spec.from_epoch);
+	}
+	printf("started:    %s\n", cli_time(i.has_run	 ? i.run.started
+					    : i.has_spec ? i.spec.created
+							 : 0,
+					    t, sizeof(t)));
+	if (i.has_status) {
+		printf("last exit:  %d (ended %s)\n", (int)i.status.exit_code,
+		       cli_time(i.status.ended, t, sizeof(t)));
+	} else {
+		printf("last exit:  -\n");
+	}
+	printf("directory:  %s\n", j.dir);
+	printf("store size: %s\n", cli_bytes(tree_bytes(j.job_fd, "store", 0), sz, sizeof(sz)));
+
+	_cleanup_free_ char *store = NULL;
+	struct vfs_ref *refs = NULL;
+	size_t n = 0, snaps = 0;
+	if (asprintf(&store, "%s/store", j.dir) >= 0 && vfs_refs_list(store, &refs, &n) == 0) {
+		for (size_t k = 0; k < n; k++)
+			if (strcmp(refs[k].name, "head"))
+				snaps++;
+	}
+	free(refs);
+	printf("snapshots:  %zu\n", snaps);
+	cli_job_info_free(&i);
+	cli_job_close(&j);
+	return 0;
+}

@@ -1,0 +1,74 @@
+/* Control protocol between the CLI and a job's supervisor, over a SOCK_SEQPACKET unix socket
+ * (jobs/NAME/control.sock, 0600, peer uid checked). One datagram is one message:
+ *
+ *   le32 magic "CKCT" | le16 version | le16 type | le32 payload length | payload
+ *
+ * Payload fields are packed little-endian with ck_buf/ck_rd; lengths are bounded by
+ * CONTROL_PAYLOAD_MAX. File descriptors ride along with SCM_RIGHTS (START carries the job's
+ * stdin/stdout/stderr). */
+#ifndef CKPTENV_CONTROL_H
+#define CKPTENV_CONTROL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONTROL_MAGIC	    0x54434b43u /* "CKCT" */
+#define CONTROL_VERSION	    1
+#define CONTROL_HDR	    12
+#define CONTROL_PAYLOAD_MAX 4096
+#define CONTROL_FDS_MAX	    3
+
+enum control_type {
+	/* client -> supervisor */
+	CONTROL_START = 1, /* fds: 0 or 3 (job stdin, stdout, stderr); reply STARTED or ERROR */
+	CONTROL_SIGNAL,	   /* le32 signal: forward to the job's init; reply OK */
+	CONTROL_KILL,	   /* SIGKILL the job; reply OK, then EXITED */
+	CONTROL_SNAPSHOT,  /* reply SNAPPED or ERROR */
+	CONTROL_DROP,	   /* str ref; reply OK or ERROR */
+	/* supervisor -> client */
+	CONTROL_OK = 100,
+	CONTROL_ERROR,	 /* le32 errno, str message */
+	CONTROL_STARTED, /* le32 init host pid */
+	CONTROL_EXITED,	 /* le32 exit code (128+signal when killed); sent to every client */
+	CONTROL_SNAPPED, /* le64 epoch, le64 nanoseconds taken */
+};
+
+struct control_msg {
+	uint16_t type;
+	uint32_t len;
+	uint8_t payload[CONTROL_PAYLOAD_MAX];
+	int fds[CONTROL_FDS_MAX];
+	size_t nfds;
+};
+
+/** Send one message (with optional fds). Returns 0 or -errno. */
+int control_send(int sock, uint16_t type, const void *payload, size_t len, const int *fds,
+		 size_t nfds);
+
+/** Receive one message into @m; fds received are O_CLOEXEC and owned by the caller (close
+ *  them with control_msg_close_fds). -ECONNRESET at end of stream; -EBADMSG for a bad magic,
+ *  version, length or truncated datagram (any fds are closed then). */
+int control_recv(int sock, struct control_msg *m);
+void control_msg_close_fds(struct control_msg *m);
+
+/** Send ERROR with @err (positive errno) and a message. */
+int control_send_error(int sock, int err, const char *msg);
+/** Send a message whose payload is one le32 / two le64. */
+int control_send_u32(int sock, uint16_t type, uint32_t v);
+int control_send_u64x2(int sock, uint16_t type, uint64_t a, uint64_t b);
+
+/** Parse ERROR: *ret_err positive errno, message copied (NUL-terminated) into @buf. */
+int control_parse_error(const struct control_msg *m, int *ret_err, char *buf, size_t len);
+int control_parse_u32(const struct control_msg *m, uint32_t *ret);
+int control_parse_u64x2(const struct control_msg *m, uint64_t *ret_a, uint64_t *ret_b);
+
+/** Bind (0600) and listen on @name inside directory @dir_fd; an existing socket file is
+ *  replaced (call with the job lock held). Returns the listening fd or -errno. */
+int control_listen(int dir_fd, const char *name);
+/** Connect to @name inside @dir_fd. -ECONNREFUSED/-ENOENT when no supervisor listens. */
+int control_connect(int dir_fd, const char *name);
+
+/** Send a request and wait for its reply (skipping nothing: the first message is returned). */
+int control_call(int sock, uint16_t type, const void *payload, size_t len, struct control_msg *ret);
+
+#endif

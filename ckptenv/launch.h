@@ -1,0 +1,46 @@
+/* Starting a job: the one place that creates the job's namespaces and its init (pid 1).
+ *
+ * launch_job() clones the init into new mount + pid namespaces (and a user namespace mapping
+ * only our own uid/gid when not root). The init makes its mounts private, mounts the vfs on
+ * /tmp, hands the /dev/fuse fd back, mounts a fresh /proc, and then waits for launch_go()
+ * before it runs the command, so the supervisor can start serving /tmp first.
+ * Later additions (a time namespace, a reserved address range) belong in struct launch_args
+ * and launch.c only. */
+#ifndef CKPTENV_LAUNCH_H
+#define CKPTENV_LAUNCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "state.h"
+
+struct launch_args {
+	const struct job_spec *spec;
+	int stdio[3];	  /* become the job's 0, 1, 2 */
+	bool allow_other; /* FUSE allow_other: only when we are root on the host */
+};
+
+struct launch_job {
+	pid_t init_pid; /* host pid of the job's pid 1; our child (reap it with waitpid) */
+	int sock;	/* our end of the init's socketpair; -1 after launch_go */
+};
+
+/** Start the job's init. On success *ret holds the init and *ret_fuse_fd the mounted /dev/fuse
+ *  descriptor (owned by the caller; pass it to vfs_serve), and the init waits for launch_go().
+ *  On failure the init is killed and reaped, and @err holds one line saying what failed.
+ *  The init dies with SIGKILL if the calling thread exits (PR_SET_PDEATHSIG). */
+int launch_job(const struct launch_args *a, struct launch_job *ret, int *ret_fuse_fd, char *err,
+	       size_t errlen);
+
+/** Let the init run the command. */
+int launch_go(struct launch_job *j);
+
+/** Kill (SIGKILL) and reap an init that never got launch_go; closes the socket. */
+void launch_abort(struct launch_job *j);
+
+/** Entry of the job's pid 1 (init.c): runs in the new namespaces with stdio already in place
+ *  and @sock the init's end of the socketpair. Never returns. */
+__attribute__((noreturn)) void init_main(int sock, const struct job_spec *spec, bool allow_other);
+
+#endif

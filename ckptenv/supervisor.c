@@ -1,0 +1,454 @@
+/* The per-job supervisor: a daemon of its own (forked by `ckptenv run`, setsid, stdio on
+ * jobs/NAME/log) that owns the job's vfs and serves the control socket until the job ends.
+ *
+ * Life: hold supervisor.lock (inherited from the CLI, so there is no window in which a second
+ * `run` could start) -> vfs_open -> listen on control.sock -> report ready -> wait for START
+ * (which carries the job's stdio) -> launch the init -> serve /tmp -> loop over control
+ * clients and a signalfd -> on the init's exit: vfs_close(commit head), status file, EXITED to
+ * every client, release the lock, exit. A client is only ever closed, never trusted: its uid is
+ * checked with SO_PEERCRED and every message is bounded. */
+#include "ckptenv.h"
+#include "control.h"
+#include "launch.h"
+
+#include "common/ck.h"
+#include "vfs/vfs.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#define MAX_CLIENTS	 64
+#define START_TIMEOUT_MS 30000
+#define CONTROL_SOCK	 "control.sock"
+
+struct sup {
+	const struct supervisor_args *a;
+	struct vfs *v;
+	int ep;
+	int listen_fd;
+	int sig_fd;
+	int clients[MAX_CLIENTS]; /* -1: free slot */
+	struct launch_job job;	  /* init_pid > 0 once started */
+	bool started;
+	bool done;
+	int exit_code;
+	int64_t started_at;
+	uint64_t run_id;
+};
+
+__attribute__((format(printf, 2, 3))) static void slog(const struct sup *s, const char *fmt, ...)
+{
+	char msg[1024], ts[32];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	time_t now = time(NULL);
+	struct tm tm;
+	localtime_r(&now, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
+	ck_log("%s ckptenv supervisor %s[%d]: %s", ts, s->a->name, (int)getpid(), msg);
+}
+
+static void report_ready(int *fd, const char *err)
+{
+	if (*fd < 0)
+		return;
+	if (err)
+		(void)ck_write_full(*fd, err, strlen(err));
+	else
+		(void)ck_write_full(*fd, "", 1);
+	close(*fd);
+	*fd = -1;
+}
+
+static int ep_add(struct sup *s, int fd)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+	return epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+static void client_close(struct sup *s, int i)
+{
+	if (s->clients[i] < 0)
+		return;
+	epoll_ctl(s->ep, EPOLL_CTL_DEL, s->clients[i], NULL);
+	close(s->clients[i]);
+	s->clients[i] = -1;
+}
+
+static void client_accept(struct sup *s)
+{
+	for (;;) {
+		_cleanup_close_ int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				slog(s, "accept: %m");
+			return;
+		}
+		struct ucred cred;
+		socklen_t cl = sizeof(cred);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+			slog(s, "client: SO_PEERCRED: %m; closing");
+			continue;
+		}
+		if (cred.uid != getuid() && cred.uid != 0) {
+			slog(s, "client pid %d uid %u: not our uid; closing", (int)cred.pid,
+			     (unsigned)cred.uid);
+			continue;
+		}
+		int slot = -1;
+		for (int i = 0; i < MAX_CLIENTS && slot < 0; i++)
+			if (s->clients[i] < 0)
+				slot = i;
+		if (slot < 0) {
+			slog(s, "client pid %d: too many clients; closing", (int)cred.pid);
+			continue;
+		}
+		if (ep_add(s, fd) < 0) {
+			slog(s, "epoll: %m");
+			continue;
+		}
+		s->clients[slot] = TAKE_FD(fd);
+	}
+}
+
+static void do_start(struct sup *s, int c, struct control_msg *m)
+{
+	if (s->started) {
+		control_send_error(c, EBUSY, "the job has already been started");
+		return;
+	}
+	if (m->nfds != 0 && m->nfds != 3) {
+		control_send_error(c, EINVAL, "START carries 0 or 3 descriptors");
+		return;
+	}
+	struct launch_args la = {.spec = s->a->spec, .allow_other = geteuid() == 0};
+	for (int i = 0; i < 3; i++)
+		la.stdio[i] = m->nfds == 3 ? m->fds[i] : i;
+	char err[512] = "";
+	int fuse_fd = -1;
+	int r = launch_job(&la, &s->job, &fuse_fd, err, sizeof(err));
+	if (r < 0) {
+		slog(s, "cannot start the job: %s", err);
+		control_send_error(c, -r, err);
+		s->done = true;
+		s->exit_code = -1;
+		return;
+	}
+	r = vfs_serve(s->v, fuse_fd);
+	if (r < 0) {
+		snprintf(err, sizeof(err), "cannot serve the job's /tmp: %s", strerror(-r));
+		slog(s, "%s", err);
+		launch_abort(&s->job);
+		control_send_error(c, -r, err);
+		s->done = true;
+		s->exit_code = -1;
+		return;
+	}
+	s->started = true;
+	s->started_at = time(NULL);
+	if (getrandom(&s->run_id, sizeof(s->run_id), 0) != sizeof(s->run_id))
+		s->run_id = ck_now_ns() ^ ((uint64_t)getpid() << 32);
+	struct job_run run = {.supervisor_pid = getpid(),
+			      .init_pid = s->job.init_pid,
+			      .run_id = s->run_id,
+			      .started = s->started_at};
+	r = job_run_write(s->a->job_fd, &run);
+	if (r < 0)
+		slog(s, "cannot write %s/run: %s", s->a->job_dir, strerror(-r));
+	if (launch_go(&s->job) < 0)
+		slog(s, "the job's init died before it could run the command");
+	slog(s, "job started, init pid %d", (int)s->job.init_pid);
+	control_send_u32(c, CONTROL_STARTED, (uint32_t)s->job.init_pid);
+}
+
+static void do_snapshot(struct sup *s, int c)
+{
+	if (!s->started) {
+		control_send_error(c, ESRCH, "the job is not running");
+		return;
+	}
+	char path[64], err[512];
+	uint64_t t0 = ck_now_ns();
+	snprintf(path, sizeof(path), "/proc/%d/root/tmp", (int)s->job.init_pid);
+	_cleanup_close_ int mfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (mfd < 0) {
+		snprintf(err, sizeof(err), "cannot open the job's /tmp (%s): %m", path);
+		control_send_error(c, errno, err);
+		return;
+	}
+	struct vfs_commit *vc;
+	int r = vfs_epoch_prepare(s->v, mfd, &vc);
+	if (r == 0) {
+		char ref[64];
+		uint64_t epoch = vfs_commit_epoch(vc);
+		snprintf(ref, sizeof(ref), "snap-%llu", (unsigned long long)epoch);
+		r = vfs_epoch_finish(s->v, vc, ref);
+		if (r == 0) {
+			uint64_t dt = ck_now_ns() - t0;
+			slog(s, "snapshot %s committed in %.1f ms", ref, (double)dt / 1e6);
+			control_send_u64x2(c, CONTROL_SNAPPED, epoch, dt);
+			return;
+		}
+	}
+	snprintf(err, sizeof(err), "snapshot failed: %s", vfs_last_error());
+	slog(s, "%s", err);
+	control_send_error(c, -r, err);
+}
+
+static void do_drop(struct sup *s, int c, const struct control_msg *m)
+{
+	struct ck_rd rd = {.p = m->payload, .len = m->len};
+	const char *p;
+	size_t l;
+	char ref[64];
+	if (!ck_rd_str(&rd, sizeof(ref) - 1, &p, &l) || memchr(p, 0, l)) {
+		control_send_error(c, EINVAL, "bad reference name");
+		return;
+	}
+	memcpy(ref, p, l);
+	ref[l] = 0;
+	int r = vfs_ref_drop(s->v, ref);
+	if (r < 0) {
+		char err[256];
+		snprintf(err, sizeof(err), "cannot drop %s: %s; see 'ckptenv snapshots %s'", ref,
+			 strerror(-r), s->a->name);
+		control_send_error(c, -r, err);
+		return;
+	}
+	slog(s, "dropped %s", ref);
+	control_send(c, CONTROL_OK, NULL, 0, NULL, 0);
+}
+
+static void client_message(struct sup *s, int i)
+{
+	int c = s->clients[i];
+	struct control_msg m;
+	int r = control_recv(c, &m);
+	if (r == -ECONNRESET) {
+		client_close(s, i);
+		return;
+	}
+	if (r < 0) {
+		slog(s, "client %d: %s; closing", i, r == -EBADMSG ? "bad message" : strerror(-r));
+		client_close(s, i);
+		return;
+	}
+	if (m.nfds && m.type != CONTROL_START) {
+		slog(s, "client %d: descriptors on a message of type %u; closing", i, m.type);
+		control_msg_close_fds(&m);
+		client_close(s, i);
+		return;
+	}
+	uint32_t sig;
+	switch (m.type) {
+	case CONTROL_START:
+		do_start(s, c, &m);
+		control_msg_close_fds(&m);
+		break;
+	case CONTROL_SIGNAL:
+		if (control_parse_u32(&m, &sig) < 0 || sig == 0 || sig >= (uint32_t)NSIG) {
+			slog(s, "client %d: bad SIGNAL message; closing", i);
+			client_close(s, i);
+			return;
+		}
+		if (s->started)
+			kill(s->job.init_pid, (int)sig);
+		control_send(c, CONTROL_OK, NULL, 0, NULL, 0);
+		break;
+	case CONTROL_KILL:
+		if (s->started)
+			kill(s->job.init_pid, SIGKILL);
+		else
+			s->done = true;
+		control_send(c, CONTROL_OK, NULL, 0, NULL, 0);
+		break;
+	case CONTROL_SNAPSHOT:
+		do_snapshot(s, c);
+		break;
+	case CONTROL_DROP:
+		do_drop(s, c, &m);
+		break;
+	default:
+		slog(s, "client %d: unknown message type %u; closing", i, m.type);
+		client_close(s, i);
+	}
+}
+
+static void handle_signals(struct sup *s)
+{
+	struct signalfd_siginfo si;
+	while (read(s->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo != SIGCHLD) {
+			slog(s, "got signal %u: %s", si.ssi_signo,
+			     s->started ? "forwarding SIGTERM to the job" : "exiting");
+			if (s->started)
+				kill(s->job.init_pid, SIGTERM);
+			else
+				s->done = true;
+			continue;
+		}
+		int status;
+		pid_t p;
+		while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
+			if (!s->started || p != s->job.init_pid)
+				continue;
+			s->exit_code =
+				WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+			s->job.init_pid = -1;
+			s->done = true;
+			slog(s, "job ended with exit status %d", s->exit_code);
+		}
+	}
+}
+
+static int setup(struct sup *s, char *err, size_t errlen)
+{
+	const struct supervisor_args *a = s->a;
+	_cleanup_free_ char *store = NULL;
+	if (asprintf(&store, "%s/store", a->job_dir) < 0)
+		return -ENOMEM;
+	struct vfs_options o = {.store_dir = store, .from_epoch = a->spec->from_epoch};
+	int r = vfs_open(&o, &s->v);
+	if (r < 0) {
+		const char *what = vfs_last_error();
+		char h[200];
+		if (r == -ENOENT && a->spec->from_epoch)
+			snprintf(h, sizeof(h), "see 'ckptenv snapshots %s'", a->name);
+		else if (r == -EBUSY)
+			snprintf(h, sizeof(h), "another process uses the store");
+		else if (r == -EPROTONOSUPPORT)
+			snprintf(h, sizeof(h), "a newer ckptenv wrote this store");
+		else
+			snprintf(h, sizeof(h), "'ckptenv rm %s' discards the job's data", a->name);
+		if (what && *what)
+			snprintf(err, errlen, "%s; %s", what, h);
+		else
+			snprintf(err, errlen, "cannot open the store %s: %s; %s", store,
+				 strerror(-r), h);
+		return r;
+	}
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	s->sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	s->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (s->sig_fd < 0 || s->ep < 0) {
+		snprintf(err, errlen, "signalfd/epoll: %m");
+		return -errno;
+	}
+	s->listen_fd = control_listen(a->job_fd, CONTROL_SOCK);
+	if (s->listen_fd < 0) {
+		snprintf(err, errlen, "cannot listen on %s/%s: %s", a->job_dir, CONTROL_SOCK,
+			 strerror(-s->listen_fd));
+		return s->listen_fd;
+	}
+	if ((r = ep_add(s, s->listen_fd)) < 0 || (r = ep_add(s, s->sig_fd)) < 0) {
+		snprintf(err, errlen, "epoll: %s", strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+static void finish(struct sup *s)
+{
+	if (s->job.init_pid > 0) { /* leaving early: take the job down with us */
+		kill(s->job.init_pid, SIGKILL);
+		waitpid(s->job.init_pid, NULL, 0);
+	}
+	int r = vfs_close(s->v, s->started);
+	if (r < 0)
+		slog(s, "closing the store failed: %s (%s)", strerror(-r), vfs_last_error());
+	s->v = NULL;
+	if (s->started) {
+		struct job_status st = {.exit_code = s->exit_code,
+					.run_id = s->run_id,
+					.started = s->started_at,
+					.ended = time(NULL)};
+		r = job_status_write(s->a->job_fd, &st);
+		if (r < 0)
+			slog(s, "cannot write %s/status: %s", s->a->job_dir, strerror(-r));
+	}
+	if (s->listen_fd >= 0) {
+		unlinkat(s->a->job_fd, CONTROL_SOCK, 0);
+		close(s->listen_fd);
+	}
+	/* Release the lock before telling clients, so a `run` right after the CLI returns finds
+	 * the job stopped. */
+	close(s->a->lock_fd);
+	for (int i = 0; i < MAX_CLIENTS; i++) {
+		if (s->clients[i] < 0)
+			continue;
+		if (s->started)
+			control_send_u32(s->clients[i], CONTROL_EXITED, (uint32_t)s->exit_code);
+		client_close(s, i);
+	}
+}
+
+int supervisor_main(const struct supervisor_args *a)
+{
+	struct sup s = {.a = a, .ep = -1, .listen_fd = -1, .sig_fd = -1, .job = {-1, -1}};
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		s.clients[i] = -1;
+	int ready_fd = a->ready_fd;
+	signal(SIGPIPE, SIG_IGN);
+	slog(&s, "starting");
+
+	char err[1024] = "";
+	if (setup(&s, err, sizeof(err)) < 0) {
+		slog(&s, "%s", err);
+		report_ready(&ready_fd, err);
+		finish(&s);
+		return 1;
+	}
+	report_ready(&ready_fd, NULL);
+
+	uint64_t deadline = ck_now_ns() + (uint64_t)START_TIMEOUT_MS * 1000000u;
+	while (!s.done) {
+		int timeout = -1;
+		if (!s.started) {
+			uint64_t now = ck_now_ns();
+			if (now >= deadline) {
+				slog(&s, "no client started the job in time; exiting");
+				break;
+			}
+			timeout = (int)((deadline - now) / 1000000u) + 1;
+		}
+		struct epoll_event evs[16];
+		int n = epoll_wait(s.ep, evs, 16, timeout);
+		if (n < 0 && errno != EINTR) {
+			slog(&s, "epoll_wait: %m");
+			break;
+		}
+		for (int k = 0; k < n; k++) {
+			int fd = evs[k].data.fd;
+			if (fd == s.listen_fd) {
+				client_accept(&s);
+			} else if (fd == s.sig_fd) {
+				handle_signals(&s);
+			} else {
+				for (int i = 0; i < MAX_CLIENTS; i++)
+					if (s.clients[i] == fd) {
+						client_message(&s, i);
+						break;
+					}
+			}
+		}
+	}
+	finish(&s);
+	slog(&s, "exiting");
+	return s.exit_code < 0 ? 1 : 0;
+}

@@ -1,0 +1,64 @@
+#!/bin/bash
+# Every bad input: exactly one line "ckptenv: ..." on stderr and a non-zero exit (2 for usage).
+. "$(dirname "$0")/../lib.sh"
+
+expect_err() { # expect_err EXIT PATTERN ARGS...
+	local want=$1 pat=$2 rc=0; shift 2
+	"$CKPTENV" "$@" </dev/null >"$T/out" 2>"$T/err" || rc=$?
+	[ "$rc" -ne 0 ] || fail "'$*' succeeded"
+	[ "$want" = any ] || expect_eq "exit of '$*'" "$want" "$rc"
+	expect_eq "stderr lines of '$*'" 1 "$(wc -l <"$T/err")"
+	grep -Eq "^ckptenv: $pat" "$T/err" || fail "'$*' said: $(cat "$T/err")"
+}
+expect_err 2 "run a/b: invalid job name" run --name a/b -- true
+expect_err 2 "run \.hidden: invalid job name" run --name .hidden -- true
+expect_err 2 "run x y: invalid job name" run --name "x y" -- true
+expect_err 2 "run $(printf 'a%.0s' $(seq 65)): invalid" run --name "$(printf 'a%.0s' $(seq 65))" -- true
+expect_err 2 "status \.\./x: invalid job name" status ../x
+expect_err 2 "run: missing command" run --name ok
+expect_err 2 "run: missing command" run --name ok --
+expect_err 2 "run: unknown option '--frobnicate'" run --frobnicate -- true
+expect_err 2 "run: option '--name' needs a value" run --name
+expect_err 2 "run ok: invalid snapshot id" run --name ok --from-snapshot abc -- true
+expect_err 2 "list: unknown option" list --bogus
+expect_err 2 "rm: missing job name" rm
+expect_err 2 "frob: unknown command" frob
+expect_err 2 "unknown option '--bogus'" --bogus
+expect_err 1 "status nosuch: no such job" status nosuch
+expect_err 1 "rm nosuch: no such job" rm nosuch
+expect_err 1 "snapshot nosuch: no such job" snapshot nosuch
+expect_err 1 "snapshots nosuch: no such job" snapshots nosuch
+"$CKPTENV" run --name ok -- true
+expect_err 1 "snapshot ok: the job is not running" snapshot ok
+expect_err 2 "snapshot ok: invalid snapshot id" snapshot ok --drop x1
+expect_err any "run ok: " run --name ok --from-snapshot 999999 -- true
+
+# A store that vfs_open refuses.
+printf 'garbage' >"$CKPTENV_HOME/jobs/ok/store/FORMAT"
+expect_err any "run ok: .*FORMAT" run --name ok -- true
+
+# The same name while it runs.
+"$CKPTENV" run --name busy --detach -- sh -c "touch $T/busy; while [ ! -e $T/stop ]; do sleep 0.05; done" >/dev/null
+poll_until 20 test -e "$T/busy" || fail "job did not start"
+expect_err 1 "run busy: the job is already running" run --name busy -- true
+# A malformed control message closes that client (one log line); the job runs on.
+python3 - "$CKPTENV_HOME/jobs/busy/control.sock" <<'PY' || fail "supervisor kept a bad client"
+import socket, sys
+for junk in (b"garbage", b"CKCT" + bytes(8) + b"x" * 100):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(sys.argv[1])
+    s.send(junk)
+    s.settimeout(10)
+    assert s.recv(100) == b""
+PY
+expect_eq "bad-message log lines" 2 "$(grep -c 'bad message; closing' "$CKPTENV_HOME/jobs/busy/log")"
+"$CKPTENV" list | grep -Eq '^busy +running' || fail "job died after a bad client"
+touch "$T/stop"
+
+# --help and --version everywhere.
+for c in run list status rm snapshot snapshots; do
+	"$CKPTENV" $c --help | grep -q "^Usage: ckptenv $c" || fail "$c --help"
+done
+"$CKPTENV" --help | grep -q "^Usage: ckptenv" || fail "--help"
+"$CKPTENV" --version | grep -Eq "^ckptenv [0-9]" || fail "--version"
+pass "bad inputs"

@@ -1,0 +1,48 @@
+#!/bin/bash
+# list (table and --json), status, rm (refusal while running, --force, plain).
+. "$(dirname "$0")/../lib.sh"
+
+"$CKPTENV" list | grep -q "^NAME *STATE *PID *COMMAND *STARTED" || fail "list header"
+"$CKPTENV" run --name done -- sh -c 'exit 4' || true
+"$CKPTENV" run --name live --detach -- sh -c "touch $T/live; while [ ! -e $T/stop ]; do sleep 0.05; done" >/dev/null
+poll_until 20 test -e "$T/live" || fail "job did not start"
+mkdir -m 700 "$CKPTENV_HOME/jobs/fresh"
+
+list=$("$CKPTENV" list)
+echo "$list" | grep -Eq '^done +exited 4 +- +sh -c exit 4' || fail "done row: $list"
+echo "$list" | grep -Eq '^live +running +[0-9]+ +sh -c touch' || fail "live row: $list"
+echo "$list" | grep -Eq '^fresh +never started' || fail "fresh row: $list"
+
+json=$("$CKPTENV" list --json)
+python3 - "$json" <<'PY' || fail "list --json: $json"
+import json, sys
+jobs = {j["name"]: j for j in json.loads(sys.argv[1])}
+assert jobs["done"]["state"] == "exited" and jobs["done"]["exit_code"] == 4
+assert jobs["live"]["state"] == "running" and jobs["live"]["pid"] > 0
+assert jobs["fresh"]["state"] == "never started"
+PY
+
+st=$("$CKPTENV" status live)
+echo "$st" | grep -q '^state: *running$' || fail "status live: $st"
+echo "$st" | grep -Eq '^pid: *[0-9]+ \(supervisor [0-9]+\)$' || fail "status pid: $st"
+echo "$st" | grep -q '^store size: ' || fail "status store size: $st"
+echo "$st" | grep -q '^snapshots: *0$' || fail "status snapshots: $st"
+"$CKPTENV" status done | grep -q '^last exit: *4 ' || fail "status done"
+
+# rm refuses a running job, with one line and a non-zero exit; --force kills it.
+rc=0; "$CKPTENV" rm live 2>"$T/err" || rc=$?
+[ "$rc" -ne 0 ] || fail "rm of a running job succeeded"
+expect_eq "rm refusal lines" 1 "$(wc -l <"$T/err")"
+grep -q "^ckptenv: rm live: .*--force" "$T/err" || fail "rm refusal text: $(cat "$T/err")"
+[ -d "$CKPTENV_HOME/jobs/live" ] || fail "refused rm removed data"
+sup=$("$CKPTENV" status live | sed -n 's/.*(supervisor \([0-9]*\)).*/\1/p')
+"$CKPTENV" rm --force live || fail "rm --force failed"
+[ ! -e "$CKPTENV_HOME/jobs/live" ] || fail "rm --force left the job directory"
+[ ! -e "/proc/$sup" ] || grep -q '^State:.*Z' "/proc/$sup/status" 2>/dev/null ||
+	fail "supervisor $sup still alive after rm --force"
+"$CKPTENV" rm done || fail "rm of an ended job failed"
+[ ! -e "$CKPTENV_HOME/jobs/done" ] || fail "rm left the job directory"
+"$CKPTENV" list | grep -q '^done ' && fail "removed job still listed"
+# The name is free again.
+"$CKPTENV" run --name done -- true || fail "reusing a removed name failed"
+pass "list, status, rm"

@@ -1,0 +1,26 @@
+#!/bin/bash
+# The job's /tmp is its own (not the host's, both ways) and persists across runs of one name.
+. "$(dirname "$0")/../lib.sh"
+
+tag=ck-e2e-$$-$RANDOM
+echo host > "/tmp/$tag.host"
+out=$("$CKPTENV" run --name p1 -- sh -c "test ! -e /tmp/$tag.host && echo job > /tmp/$tag.job && cat /tmp/$tag.job")
+expect_eq "job sees its own /tmp" "job" "$out"
+[ ! -e "/tmp/$tag.job" ] || { rm -f "/tmp/$tag.job" "/tmp/$tag.host"; fail "job's file leaked into the host /tmp"; }
+rm -f "/tmp/$tag.host"
+
+# The /tmp the job sees is the vfs mount, and nothing of it shows on the host.
+fstype=$("$CKPTENV" run --name p1 -- sh -c 'grep " /tmp " /proc/self/mountinfo | sed "s/.* - //" | cut -d" " -f1')
+expect_eq "job /tmp fs type" "fuse.ckptenv" "$fstype"
+! grep -q fuse.ckptenv /proc/self/mountinfo || fail "a ckptenv mount is visible on the host"
+
+# Persistence: a second run of the same name finds /tmp as it was; another name does not.
+out=$("$CKPTENV" run --name p1 -- cat "/tmp/$tag.job")
+expect_eq "second run sees the first run's file" "job" "$out"
+"$CKPTENV" run --name p2 -- test ! -e "/tmp/$tag.job" || fail "another job sees p1's /tmp"
+
+# Directory trees persist too.
+"$CKPTENV" run --name p1 -- sh -c 'mkdir -p /tmp/d/e && echo deep > /tmp/d/e/f'
+out=$("$CKPTENV" run --name p1 -- cat /tmp/d/e/f)
+expect_eq "tree persisted" "deep" "$out"
+pass "private and persistent /tmp"
