@@ -4,7 +4,9 @@
  * an inode (lookup, mknod, mkdir, symlink, link, create, readdirplus entries) takes one store
  * reference, given back by FORGET with its count; open/create/opendir take one more, given back
  * by release/releasedir. A reference is taken before the reply is sent (a FORGET may race in
- * right after it) and returned if the reply fails (the kernel then holds nothing).
+ * right after it), by the same store call that found or created the inode (the *_ref calls:
+ * a separate vfs_store_ref would leave a window for unlink+FORGET to free it), and returned if
+ * the reply fails (the kernel then holds nothing).
  *
  * Not implemented on purpose: xattrs (libfuse answers ENOSYS, which the kernel caches, so no
  * GETXATTR per write), lock handlers (the kernel keeps flock/fcntl locks locally), tmpfile
@@ -90,15 +92,14 @@ static void fill_entry(const struct vfs_attr *a, double entry_timeout, struct fu
 	e->entry_timeout = entry_timeout;
 }
 
-/* Hand @a to the kernel, with the store reference the kernel now holds. */
+/* Hand @a to the kernel with the one store reference the caller took along with @a (in the same
+ * store call: see vfs_store_lookup_ref); it is given back if the reply fails. */
 static void reply_entry_ref(fuse_req_t req, const struct vfs_attr *a, double entry_timeout)
 {
-	struct vfs_store *s = req_store(req);
 	struct fuse_entry_param e;
 	fill_entry(a, entry_timeout, &e);
-	vfs_store_ref(s, a->ino, 1);
 	if (fuse_reply_entry(req, &e) != 0)
-		vfs_store_unref(s, a->ino, 1);
+		vfs_store_unref(req_store(req), a->ino, 1);
 }
 
 static void reply_ctl_entry(fuse_req_t req, fuse_ino_t ino)
@@ -131,10 +132,12 @@ static void ctl_lookup_ino(fuse_req_t req, const char *name)
 	struct vfs_attr a;
 	int r = parse_ino(name, &ino);
 	if (r >= 0)
-		r = vfs_store_getattr(req_store(req), ino, &a);
+		r = vfs_store_getattr_ref(req_store(req), ino, 1, &a);
 	/* A directory must keep its single dentry: a second one would make the kernel move it. */
-	if (r >= 0 && S_ISDIR(a.mode))
+	if (r >= 0 && S_ISDIR(a.mode)) {
+		vfs_store_unref(req_store(req), ino, 1);
 		r = -ENOENT;
+	}
 	if (r < 0)
 		return reply_error(req, r);
 	/* Entry timeout 0: the name is re-resolved each time, so no dentry pins the inode. */
@@ -156,7 +159,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
 	conn->max_write = 1u << 20;
-	conn->max_readahead = 1u << 20;
+	conn->max_readahead = 8u << 20; /* as offered: the bdi read_ahead_kb, see mount.c */
 	conn->time_gran = 1;
 }
 
@@ -173,7 +176,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return ctl_lookup_ino(req, name);
 
 	struct vfs_attr a;
-	int r = vfs_store_lookup(req_store(req), parent, name, &a);
+	int r = vfs_store_lookup_ref(req_store(req), parent, name, 1, &a);
 	if (r == -ENOENT) {
 		/* A negative entry the kernel may cache: names appear only through us. */
 		struct fuse_entry_param e = {.entry_timeout = VFS_TIMEOUT};
@@ -285,31 +288,20 @@ static int check_namespace_change(fuse_ino_t parent, const char *name)
 	return 0;
 }
 
-/* Create @name in @parent owned by the caller; sgid directories pass their group on. */
+/* Create @name in @parent owned by the caller, taking @nref references on the new inode;
+ * sgid directories pass their group on. */
 static int make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev,
-		     const char *target, struct vfs_attr *ret)
+		     const char *target, uint64_t nref, struct vfs_attr *ret)
 {
 	int r = check_namespace_change(parent, name);
 	if (r < 0)
 		return r;
 
-	struct vfs_store *s = req_store(req);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	uint32_t gid = ctx->gid;
 	if (!S_ISLNK(mode))
 		mode = (mode & S_IFMT) | (mode & 07777 & ~ctx->umask);
-	struct vfs_attr pa;
-	r = vfs_store_getattr(s, parent, &pa);
-	if (r < 0)
-		return r;
-	if (!S_ISDIR(pa.mode))
-		return -ENOTDIR;
-	if (pa.mode & S_ISGID) {
-		gid = pa.gid;
-		if (S_ISDIR(mode))
-			mode |= S_ISGID;
-	}
-	return vfs_store_mknod(s, parent, name, mode, rdev, ctx->uid, gid, target, ret);
+	return vfs_store_mknod_ref(req_store(req), parent, name, mode, rdev, ctx->uid, ctx->gid,
+				   target, VFS_MKNOD_INHERIT_SGID, nref, ret);
 }
 
 static void reply_made(fuse_req_t req, int r, const struct vfs_attr *a)
@@ -325,14 +317,14 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode) && !S_ISCHR(mode) &&
 	    !S_ISBLK(mode))
 		return reply_error(req, -EINVAL);
-	reply_made(req, make_node(req, parent, name, mode, rdev, NULL, &a), &a);
+	reply_made(req, make_node(req, parent, name, mode, rdev, NULL, 1, &a), &a);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct vfs_attr a;
 	mode = S_IFDIR | (mode & 07777);
-	reply_made(req, make_node(req, parent, name, mode, 0, NULL, &a), &a);
+	reply_made(req, make_node(req, parent, name, mode, 0, NULL, 1, &a), &a);
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
@@ -340,7 +332,7 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 	struct vfs_attr a;
 	if (strlen(link) > VFS_SYMLINK_MAX)
 		return reply_error(req, -ENAMETOOLONG);
-	reply_made(req, make_node(req, parent, name, S_IFLNK | 0777, 0, link, &a), &a);
+	reply_made(req, make_node(req, parent, name, S_IFLNK | 0777, 0, link, 1, &a), &a);
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -375,7 +367,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	struct vfs_attr a;
 	int r = is_ctl(ino) ? -EPERM : check_namespace_change(newparent, newname);
 	if (r >= 0)
-		r = vfs_store_link(req_store(req), ino, newparent, newname, &a);
+		r = vfs_store_link_ref(req_store(req), ino, newparent, newname, 1, &a);
 	reply_made(req, r, &a);
 }
 
@@ -418,14 +410,19 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	if ((fi->flags & O_TMPFILE) == O_TMPFILE)
 		return reply_error(req, -EOPNOTSUPP);
 	mode = S_IFREG | (mode & 07777);
-	int r = make_node(req, parent, name, mode, 0, NULL, &a);
+	/* Two references: the entry and the open file. */
+	int r = make_node(req, parent, name, mode, 0, NULL, 2, &a);
 	if (r == -EEXIST && !(fi->flags & O_EXCL) && !is_ctl_name(parent, name)) {
 		/* Only reachable if the kernel's view lagged; open what is there. */
-		r = vfs_store_lookup(s, parent, name, &a);
-		if (r >= 0 && S_ISDIR(a.mode))
-			r = -EISDIR;
-		if (r >= 0 && truncate_on_open(s, a.ino, fi->flags) >= 0)
-			r = vfs_store_getattr(s, a.ino, &a);
+		r = vfs_store_lookup_ref(s, parent, name, 2, &a);
+		if (r >= 0) {
+			if (S_ISDIR(a.mode))
+				r = -EISDIR;
+			else if (truncate_on_open(s, a.ino, fi->flags) >= 0)
+				r = vfs_store_getattr(s, a.ino, &a);
+			if (r < 0)
+				vfs_store_unref(s, a.ino, 2);
+		}
 	}
 	if (r < 0)
 		return reply_error(req, r);
@@ -433,16 +430,49 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct fuse_entry_param e;
 	fill_entry(&a, VFS_TIMEOUT, &e);
 	set_open_flags(fi);
-	vfs_store_ref(s, a.ino, 2); /* the entry and the open file */
 	if (fuse_reply_create(req, &e, fi) != 0)
 		vfs_store_unref(s, a.ino, 2);
+}
+
+/* A reply buffer per worker thread, kept: a fresh 1 MiB malloc per READ is an mmap, 256 page
+ * faults and an munmap each time. Freed when the worker exits. */
+static pthread_key_t buf_key;
+static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
+
+static void buf_key_init(void)
+{
+	pthread_key_create(&buf_key, free);
+}
+
+struct thread_buf {
+	size_t cap;
+	char data[];
+};
+
+static char *thread_buf(size_t size)
+{
+	pthread_once(&buf_once, buf_key_init);
+	struct thread_buf *b = pthread_getspecific(buf_key);
+	if (b && b->cap >= size)
+		return b->data;
+	size_t cap = CK_MAX(size, (size_t)1 << 20);
+	struct thread_buf *nb = malloc(sizeof(*nb) + cap);
+	if (!nb)
+		return NULL;
+	nb->cap = cap;
+	if (pthread_setspecific(buf_key, nb) != 0) {
+		free(nb);
+		return NULL;
+	}
+	free(b);
+	return nb->data;
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	(void)fi;
-	_cleanup_free_ char *buf = malloc(size ? size : 1);
+	char *buf = thread_buf(size);
 	if (!buf)
 		return reply_error(req, -ENOMEM);
 	ssize_t n = vfs_store_read(req_store(req), ino, buf, size, off);
@@ -535,8 +565,9 @@ static int fill_one(void *ctx, const char *name, const struct vfs_attr *attr, ui
 					      (off_t)next);
 		if (need > room)
 			return 1;
-		/* The kernel counts a lookup for every entry but "." and ".."; the references
-		 * are taken once the store's readdir has returned (it holds its locks here). */
+		/* The kernel counts a lookup for every entry but "." and ".."; the store takes
+		 * those references itself as each entry is consumed (vfs_store_readdir_ref);
+		 * they are recorded here to be given back if the reply fails. */
 		if (!is_dot(name))
 			d->refs[d->n_refs++] = attr->ino;
 	} else {
@@ -572,13 +603,11 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 	if (is_ctl(ino))
 		r = ctl_readdir(&d, ino, off);
 	else
-		r = vfs_store_readdir(d.s, ino, (uint64_t)off, fill_one, &d);
+		r = vfs_store_readdir_ref(d.s, ino, (uint64_t)off, plus, fill_one, &d);
 	if (r < 0 && d.used == 0) {
 		free(d.refs);
 		return reply_error(req, r);
 	}
-	for (size_t i = 0; i < d.n_refs; i++)
-		vfs_store_ref(d.s, d.refs[i], 1);
 	if (fuse_reply_buf(req, buf, d.used) != 0) {
 		for (size_t i = 0; i < d.n_refs; i++)
 			vfs_store_unref(d.s, d.refs[i], 1);

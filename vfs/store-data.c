@@ -6,12 +6,19 @@
  *    tail, in the live layer, copying the chunk up first if an older layer holds it);
  *  - in the live layer file, a chunk the map does not give to the live layer reads as zeros
  *    (when a live chunk is dropped it is punched out), so a partial write into a hole needs no
- *    copy: the rest of the chunk is already zero. */
+ *    copy: the rest of the chunk is already zero;
+ *  - small files live in memory: while n->inl is set, chunk 0 is the only chunk mapped, it is
+ *    mapped to the live layer, its bytes are n->inl (zeros past inl_cap), and the live layer
+ *    file does not exist. The first use of the live layer's fd (layer_fd) writes it out, as does
+ *    a commit; an inode unlinked before that never costs a file on the host's disk. */
 #include "vfs/store-private.h"
 
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <stdio.h>
+
+#define READ_HINT_MIN	(256u * 1024u)
+#define READ_HINT_AHEAD (16 * 1024 * 1024)
 
 /* ---- chunk map ---- */
 
@@ -104,7 +111,31 @@ void inode_close_fds(struct store_inode *n)
 	n->nfds = 0;
 }
 
-/* The fd of layer @layer of @n (cached); the live layer is created on first use. */
+void inode_drop_inline(struct vfs_store *s, struct store_inode *n)
+{
+	if (!n->inl)
+		return;
+	__atomic_sub_fetch(&s->inline_bytes, n->inl_cap, __ATOMIC_RELAXED);
+	free(n->inl);
+	n->inl = NULL;
+	n->inl_cap = 0;
+}
+
+/* Write the in-memory chunk 0 through @fd (the new live layer file) and let it go. */
+static int inline_flush_fd(struct vfs_store *s, struct store_inode *n, int fd)
+{
+	if (!n->inl)
+		return 0;
+	size_t len = (size_t)CK_MIN((uint64_t)n->inl_cap, n->size);
+	int r = len ? ck_pwrite_full(fd, n->inl, len, 0) : 0;
+	if (r < 0)
+		return r;
+	inode_drop_inline(s, n);
+	return 0;
+}
+
+/* The fd of layer @layer of @n (cached); the live layer is created on first use (and gets the
+ * in-memory data, if any, at once). */
 static int layer_fd(struct vfs_store *s, struct store_inode *n, uint64_t layer)
 {
 	for (unsigned i = 0; i < n->nfds; i++)
@@ -116,6 +147,14 @@ static int layer_fd(struct vfs_store *s, struct store_inode *n, uint64_t layer)
 				  : openat(s->datafd, p, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
+	if (layer == s->live) {
+		n->live_file = layer;
+		int r = inline_flush_fd(s, n, fd);
+		if (r < 0) {
+			close(fd);
+			return r;
+		}
+	}
 	if (n->nfds == INODE_LAYER_FDS) {
 		/* evict one that is not the live layer */
 		unsigned v = 0;
@@ -126,6 +165,50 @@ static int layer_fd(struct vfs_store *s, struct store_inode *n, uint64_t layer)
 	}
 	n->fds[n->nfds++] = (struct layer_fd){.layer = layer, .fd = fd};
 	return fd;
+}
+
+int inode_flush_inline(struct vfs_store *s, struct store_inode *n)
+{
+	if (!n->inl)
+		return 0;
+	int fd = layer_fd(s, n, s->live);
+	return fd < 0 ? fd : 0;
+}
+
+/* Write into the in-memory chunk 0 when the file qualifies: returns 1 if done, 0 if the write
+ * must go to the layer file instead (too big, a file already there, budget spent). */
+static int inline_write(struct vfs_store *s, struct store_inode *n, const void *buf, size_t len,
+			uint64_t off)
+{
+	uint64_t end = off + len;
+	if (end > INLINE_MAX)
+		return 0;
+	if (!n->inl && (n->map.held != 0 || n->live_file == s->live))
+		return 0;
+	if (end > n->inl_cap) {
+		uint32_t cap = (uint32_t)((end + INLINE_STEP - 1) / INLINE_STEP * INLINE_STEP);
+		uint64_t add = cap - n->inl_cap;
+		if (__atomic_add_fetch(&s->inline_bytes, add, __ATOMIC_RELAXED) >
+		    STORE_INLINE_BUDGET) {
+			__atomic_sub_fetch(&s->inline_bytes, add, __ATOMIC_RELAXED);
+			return 0;
+		}
+		uint8_t *p = realloc(n->inl, cap);
+		if (!p) {
+			__atomic_sub_fetch(&s->inline_bytes, add, __ATOMIC_RELAXED);
+			return 0;
+		}
+		memset(p + n->inl_cap, 0, add);
+		n->inl = p;
+		n->inl_cap = cap;
+	}
+	if (cmap_get(&n->map, 0) != s->live) {
+		int r = cmap_set(&n->map, 0, s->live);
+		if (r < 0)
+			return r;
+	}
+	memcpy(n->inl + off, buf, len);
+	return 1;
 }
 
 /* Read chunk @c (the bytes below the file size) from the older layer holding it into @buf
@@ -223,6 +306,18 @@ int data_truncate(struct vfs_store *s, struct store_inode *n, uint64_t size)
 		inode_mark_dirty(s, n);
 		return 0;
 	}
+	if (n->inl) {
+		/* in memory: zero the cut tail (bytes past the size must read as zeros) */
+		if (size < n->inl_cap)
+			memset(n->inl + size, 0, n->inl_cap - size);
+		if (size == 0) {
+			inode_drop_inline(s, n);
+			cmap_set(&n->map, 0, 0);
+		}
+		n->size = size;
+		inode_mark_dirty(s, n);
+		return 0;
+	}
 	uint64_t end = cmap_end(&n->map);
 	uint64_t first_full = (size + VFS_CHUNK_SIZE - 1) / VFS_CHUNK_SIZE;
 	int r = 0;
@@ -286,6 +381,13 @@ ssize_t vfs_store_read(struct vfs_store *s, uint64_t ino, void *buf, size_t len,
 	uint64_t o = (uint64_t)off;
 	size_t total = o >= n->size ? 0 : (size_t)CK_MIN((uint64_t)len, n->size - o);
 	size_t done = 0;
+	if (n->inl) {
+		/* only chunk 0 is mapped, and it is in memory */
+		size_t have = o >= n->inl_cap ? 0 : (size_t)CK_MIN((uint64_t)total, n->inl_cap - o);
+		memcpy(buf, n->inl + (have ? o : 0), have);
+		memset((uint8_t *)buf + have, 0, total - have);
+		done = total;
+	}
 	while (done < total) {
 		uint64_t pos = o + done, c = pos / VFS_CHUNK_SIZE;
 		uint64_t layer = cmap_get(&n->map, c);
@@ -304,6 +406,12 @@ ssize_t vfs_store_read(struct vfs_store *s, uint64_t ino, void *buf, size_t len,
 				break;
 			}
 			ssize_t got = ck_pread_full(fd, dst, run, (off_t)pos);
+			/* A large read is usually part of a sequential one: have the host read the
+			 * next stretch of this layer meanwhile (concurrent READs from several
+			 * workers defeat its own readahead heuristics). */
+			if (got == (ssize_t)run && run >= READ_HINT_MIN)
+				posix_fadvise(fd, (off_t)(pos + run), READ_HINT_AHEAD,
+					      POSIX_FADV_WILLNEED);
 			if (got < 0) {
 				r = (int)got;
 				break;
@@ -356,7 +464,11 @@ ssize_t vfs_store_write(struct vfs_store *s, uint64_t ino, const void *buf, size
 	uint64_t o = (uint64_t)off, end = o + len;
 	uint64_t run_start = o; /* start of the pending direct run */
 	uint8_t *tmp = NULL;
-	for (uint64_t pos = o; pos < end && r == 0;) {
+	r = inline_write(s, n, buf, len, o);
+	bool in_memory = r != 0;
+	if (r > 0)
+		r = 0;
+	for (uint64_t pos = o; pos < end && r == 0 && !in_memory;) {
 		uint64_t c = pos / VFS_CHUNK_SIZE, cs = c * VFS_CHUNK_SIZE;
 		uint64_t ce = CK_MIN(end, cs + VFS_CHUNK_SIZE);
 		uint64_t layer = cmap_get(&n->map, c);
@@ -379,7 +491,7 @@ ssize_t vfs_store_write(struct vfs_store *s, uint64_t ino, const void *buf, size
 		}
 		pos = run_start = ce;
 	}
-	if (r == 0 && end > run_start)
+	if (r == 0 && !in_memory && end > run_start)
 		r = write_direct(s, n, src + (run_start - o), end - run_start, run_start);
 	free(tmp);
 	if (r == 0) {

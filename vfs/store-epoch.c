@@ -522,8 +522,11 @@ int vfs_store_commit_prepare(struct vfs_store *s, struct vfs_store_commit **ret)
 			continue;
 		n->dirty = false;
 		e.recs[e.nrecs++].n = n; /* borrowed: the write lock keeps it stable */
-		if (S_ISREG(n->mode))
-			r = collect_layers(n, parent, sealed, &layers, &e.info.bytes);
+		if (S_ISREG(n->mode)) {
+			r = inode_flush_inline(s, n); /* the epoch's data must be in files */
+			if (r == 0)
+				r = collect_layers(n, parent, sealed, &layers, &e.info.bytes);
+		}
 	}
 	e.deleted = deleted.v;
 	e.ndeleted = deleted.n;

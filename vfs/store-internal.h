@@ -140,6 +140,26 @@ int vfs_store_lseek(struct vfs_store *s, uint64_t ino, off_t off, int whence, of
 /* ---- references: kernel lookups and open files keep an unlinked inode alive ---- */
 void vfs_store_ref(struct vfs_store *s, uint64_t ino, uint64_t n);
 void vfs_store_unref(struct vfs_store *s, uint64_t ino, uint64_t n);
+
+/* Look up or create and take @nref references (as vfs_store_ref) in the same step, under the
+ * store's locks: a separate vfs_store_ref after the call would leave a window in which a
+ * concurrent unlink plus FORGET could free the inode first. On failure no reference is taken.
+ * Give them back with vfs_store_unref (e.g. when the FUSE reply fails). */
+int vfs_store_lookup_ref(struct vfs_store *s, uint64_t parent, const char *name, uint64_t nref,
+			 struct vfs_attr *ret);
+int vfs_store_getattr_ref(struct vfs_store *s, uint64_t ino, uint64_t nref, struct vfs_attr *ret);
+/* Flag of vfs_store_mknod_ref: in a set-group-ID directory the new node takes the directory's
+ * group, and a new directory the S_ISGID bit (decided under the lock, with the parent's mode). */
+#define VFS_MKNOD_INHERIT_SGID (1u << 0)
+int vfs_store_mknod_ref(struct vfs_store *s, uint64_t parent, const char *name, uint32_t mode,
+			uint64_t rdev, uint32_t uid, uint32_t gid, const char *symlink_target,
+			unsigned flags, uint64_t nref, struct vfs_attr *ret);
+int vfs_store_link_ref(struct vfs_store *s, uint64_t ino, uint64_t newparent, const char *newname,
+		       uint64_t nref, struct vfs_attr *ret);
+/** vfs_store_readdir that, with @take_refs, takes one reference on the inode of every entry @fn
+ *  consumed (returned 0 for), "." and ".." excepted: what readdirplus hands the kernel. */
+int vfs_store_readdir_ref(struct vfs_store *s, uint64_t ino, uint64_t cookie, bool take_refs,
+			  vfs_store_dirent_fn fn, void *ctx);
 /** Drop the pins VFS_STORE_KEEP_ORPHANS put on loaded orphans (after a restore reopened them). */
 void vfs_store_orphans_release(struct vfs_store *s);
 

@@ -83,6 +83,7 @@ void inode_free(struct store_inode *n)
 	cmap_free(&n->map);
 	dir_free(n->dir);
 	free(n->target);
+	free(n->inl);
 	pthread_mutex_destroy(&n->lock);
 	free(n);
 }
@@ -124,9 +125,12 @@ void inode_release(struct vfs_store *s, struct store_inode *n)
 		u64vec_push(&s->deleted, n->ino);
 	pthread_mutex_unlock(&s->dirty_lock);
 	if (S_ISREG(n->mode)) {
-		char p[64];
-		data_layer_path(p, sizeof(p), n->ino, s->live);
-		unlinkat(s->datafd, p, 0);
+		inode_drop_inline(s, n);
+		if (n->live_file == s->live) { /* else never created */
+			char p[64];
+			data_layer_path(p, sizeof(p), n->ino, s->live);
+			unlinkat(s->datafd, p, 0);
+		}
 	}
 	inode_free(n);
 }

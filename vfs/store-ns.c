@@ -60,7 +60,22 @@ static void maybe_release(struct vfs_store *s, struct store_inode *n)
 		inode_release(s, n);
 }
 
+/* Fill @ret from @n and take @nref references, under n->lock (the namespace lock held). */
+static void attr_ref_locked(struct store_inode *n, uint64_t nref, struct vfs_attr *a)
+{
+	pthread_mutex_lock(&n->lock);
+	inode_fill_attr(n, a);
+	n->refs += nref;
+	pthread_mutex_unlock(&n->lock);
+}
+
 int vfs_store_lookup(struct vfs_store *s, uint64_t parent, const char *name, struct vfs_attr *ret)
+{
+	return vfs_store_lookup_ref(s, parent, name, 0, ret);
+}
+
+int vfs_store_lookup_ref(struct vfs_store *s, uint64_t parent, const char *name, uint64_t nref,
+			 struct vfs_attr *ret)
 {
 	size_t len;
 	int r = name_check(name, &len);
@@ -83,7 +98,7 @@ int vfs_store_lookup(struct vfs_store *s, uint64_t parent, const char *name, str
 		if (!n)
 			r = -ENOENT;
 		else
-			attr_locked(n, ret);
+			attr_ref_locked(n, nref, ret);
 	}
 	pthread_rwlock_unlock(&s->ns);
 	return r;
@@ -91,10 +106,15 @@ int vfs_store_lookup(struct vfs_store *s, uint64_t parent, const char *name, str
 
 int vfs_store_getattr(struct vfs_store *s, uint64_t ino, struct vfs_attr *ret)
 {
+	return vfs_store_getattr_ref(s, ino, 0, ret);
+}
+
+int vfs_store_getattr_ref(struct vfs_store *s, uint64_t ino, uint64_t nref, struct vfs_attr *ret)
+{
 	pthread_rwlock_rdlock(&s->ns);
 	struct store_inode *n = inode_get(s, ino);
 	if (n)
-		attr_locked(n, ret);
+		attr_ref_locked(n, nref, ret);
 	pthread_rwlock_unlock(&s->ns);
 	return n ? 0 : -ENOENT;
 }
@@ -155,6 +175,14 @@ int vfs_store_mknod(struct vfs_store *s, uint64_t parent, const char *name, uint
 		    uint64_t rdev, uint32_t uid, uint32_t gid, const char *symlink_target,
 		    struct vfs_attr *ret)
 {
+	return vfs_store_mknod_ref(s, parent, name, mode, rdev, uid, gid, symlink_target, 0, 0,
+				   ret);
+}
+
+int vfs_store_mknod_ref(struct vfs_store *s, uint64_t parent, const char *name, uint32_t mode,
+			uint64_t rdev, uint32_t uid, uint32_t gid, const char *symlink_target,
+			unsigned flags, uint64_t nref, struct vfs_attr *ret)
+{
 	size_t len, tlen = 0;
 	int r = name_check(name, &len);
 	if (r < 0)
@@ -192,6 +220,11 @@ int vfs_store_mknod(struct vfs_store *s, uint64_t parent, const char *name, uint
 		r = -EEXIST;
 		goto out;
 	}
+	if ((flags & VFS_MKNOD_INHERIT_SGID) && (d->mode & S_ISGID)) {
+		gid = d->gid;
+		if (S_ISDIR(mode))
+			mode |= S_ISGID;
+	}
 	r = -ENOMEM;
 	n = inode_new(s->next_ino, mode);
 	if (!n)
@@ -199,6 +232,7 @@ int vfs_store_mknod(struct vfs_store *s, uint64_t parent, const char *name, uint
 	n->generation = s->live;
 	n->uid = uid;
 	n->gid = gid;
+	n->refs = nref;
 	store_now(&n->ctime);
 	n->atime = n->mtime = n->ctime;
 	if (S_ISDIR(mode)) {
@@ -242,6 +276,12 @@ out:
 int vfs_store_link(struct vfs_store *s, uint64_t ino, uint64_t newparent, const char *newname,
 		   struct vfs_attr *ret)
 {
+	return vfs_store_link_ref(s, ino, newparent, newname, 0, ret);
+}
+
+int vfs_store_link_ref(struct vfs_store *s, uint64_t ino, uint64_t newparent, const char *newname,
+		       uint64_t nref, struct vfs_attr *ret)
+{
 	size_t len;
 	int r = name_check(newname, &len);
 	if (r < 0)
@@ -275,6 +315,7 @@ int vfs_store_link(struct vfs_store *s, uint64_t ino, uint64_t newparent, const 
 	if (r < 0)
 		goto out;
 	n->nlink++;
+	n->refs += nref;
 	struct timespec now;
 	store_now(&now);
 	n->ctime = now;
@@ -508,6 +549,12 @@ int vfs_store_readlink(struct vfs_store *s, uint64_t ino, char *buf, size_t len)
 int vfs_store_readdir(struct vfs_store *s, uint64_t ino, uint64_t cookie, vfs_store_dirent_fn fn,
 		      void *ctx)
 {
+	return vfs_store_readdir_ref(s, ino, cookie, false, fn, ctx);
+}
+
+int vfs_store_readdir_ref(struct vfs_store *s, uint64_t ino, uint64_t cookie, bool take_refs,
+			  vfs_store_dirent_fn fn, void *ctx)
+{
 	pthread_rwlock_rdlock(&s->ns);
 	struct store_inode *d, *c;
 	struct vfs_attr a;
@@ -535,6 +582,11 @@ int vfs_store_readdir(struct vfs_store *s, uint64_t ino, uint64_t cookie, vfs_st
 		attr_locked(c, &a);
 		if (fn(ctx, e->name, &a, e->cookie + 1))
 			break;
+		if (take_refs) {
+			pthread_mutex_lock(&c->lock);
+			c->refs++;
+			pthread_mutex_unlock(&c->lock);
+		}
 	}
 out:
 	pthread_rwlock_unlock(&s->ns);

@@ -56,6 +56,12 @@ struct layer_fd {
 
 #define INODE_LAYER_FDS 8
 
+/* Small-file data kept in memory (see store-data.c): files whose data fits in the first
+ * INLINE_MAX bytes and that have no layer file yet, within STORE_INLINE_BUDGET in all. */
+#define INLINE_MAX	    VFS_CHUNK_SIZE
+#define INLINE_STEP	    4096u
+#define STORE_INLINE_BUDGET (64ull << 20)
+
 struct store_inode {
 	struct store_inode *hnext;
 	pthread_mutex_t lock;
@@ -70,6 +76,9 @@ struct store_inode {
 	struct cmap map; /* regular files */
 	struct layer_fd fds[INODE_LAYER_FDS];
 	unsigned nfds;
+	uint64_t live_file; /* live epoch id whose layer file this inode has created (0: none) */
+	uint8_t *inl;	    /* chunk 0 of the live layer, not yet in its file (else NULL) */
+	uint32_t inl_cap;   /* bytes of inl; the rest of chunk 0 reads as zeros */
 	struct store_dir *dir; /* directories */
 	char *target;	       /* symlinks */
 };
@@ -111,6 +120,7 @@ struct vfs_store {
 	uint64_t next_ino;
 
 	uint64_t live; /* id of the live epoch: the layer new writes go to */
+	uint64_t inline_bytes; /* sum of inl_cap (atomic) */
 	uint64_t base; /* parent of the live epoch (0: none) */
 	struct u64vec dirty, deleted;
 
@@ -166,6 +176,10 @@ int cmap_set(struct cmap *m, uint64_t c, uint64_t layer);
 uint64_t cmap_end(const struct cmap *m); /* 1 + highest chunk held, 0 if none */
 void cmap_free(struct cmap *m);
 void inode_close_fds(struct store_inode *n);
+/** Write @n's in-memory data (if any) to its live layer file. n->lock or the write lock held. */
+int inode_flush_inline(struct vfs_store *s, struct store_inode *n);
+/** Forget @n's in-memory data without writing it (the inode goes away). */
+void inode_drop_inline(struct vfs_store *s, struct store_inode *n);
 int data_layer_path(char *buf, size_t len, uint64_t ino, uint64_t layer);
 int data_truncate(struct vfs_store *s, struct store_inode *n, uint64_t size);
 

@@ -2,6 +2,7 @@
  * model, across commits (so copy-up from older layers is exercised) and reopens. */
 #include "store-test.h"
 
+#include <dirent.h>
 #include <linux/falloc.h>
 #include <pthread.h>
 #include <sys/time.h>
@@ -117,6 +118,104 @@ START_TEST(test_random_model)
 	vfs_store_close(s);
 	free(m.buf);
 	free(scratch);
+}
+END_TEST
+
+/* Small files live in memory until a commit or a large write: a random model over the first
+ * chunks, with truncates, holes, writes that cross the in-memory limit, commits and a reopen. */
+START_TEST(test_inline_model)
+{
+	struct vfs_store *s = t_open();
+	struct model m = {.buf = calloc(1, MAXSZ)};
+	uint8_t *scratch = malloc(MAXSZ);
+	t_rand_state ^= (uint64_t)_i * 104729 + 3;
+	char name[16];
+	uint64_t ino = 0;
+	for (int step = 0; step < 300; step++) {
+		if (step % 60 == 0) { /* a fresh small file now and then */
+			snprintf(name, sizeof(name), "f%d", step);
+			ino = t_mkfile(s, ROOT, name);
+			memset(m.buf, 0, MAXSZ);
+			m.size = 0;
+		}
+		size_t off, len;
+		unsigned op = (unsigned)(t_rand() % 10);
+		if (op == 0) {
+			len = t_rand() % (CHUNK + CHUNK / 4);
+			ck_assert_int_eq(vfs_store_setattr(s, ino, &(struct vfs_attr){.size = len},
+							   VFS_SET_SIZE, NULL),
+					 0);
+			m_truncate(&m, len);
+		} else if (op == 1 && m.size) {
+			off = t_rand() % m.size;
+			len = t_rand() % 9000 + 1;
+			ck_assert_int_eq(vfs_store_fallocate(s, ino,
+							     FALLOC_FL_PUNCH_HOLE |
+								     FALLOC_FL_KEEP_SIZE,
+							     (off_t)off, (off_t)len),
+					 0);
+			memset(m.buf + off, 0, CK_MIN(len, m.size - off));
+		} else if (op == 2) {
+			t_commit(s, NULL);
+		} else {
+			/* mostly below the limit, sometimes across it */
+			off = t_rand() % (op == 3 ? CHUNK + 100 : CHUNK / 2);
+			len = t_rand() % 3000 + 1;
+			for (size_t i = 0; i < len; i++)
+				scratch[i] = (uint8_t)t_rand();
+			t_write(s, ino, scratch, len, (off_t)off);
+			m_write(&m, scratch, len, off);
+		}
+		check_model(s, ino, &m);
+	}
+	t_commit(s, NULL);
+	vfs_store_close(s);
+	s = t_open();
+	check_model(s, ino, &m);
+	vfs_store_close(s);
+	free(m.buf);
+	free(scratch);
+}
+END_TEST
+
+static size_t count_layer_files(void)
+{
+	char p[PATH_MAX + 32];
+	snprintf(p, sizeof(p), "%s/data", t_store);
+	DIR *d = opendir(p);
+	ck_assert_ptr_nonnull(d);
+	size_t n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* A small file written and unlinked before any commit never creates a layer file; one that is
+ * committed does, with its data. */
+START_TEST(test_inline_no_layer_file)
+{
+	struct vfs_store *s = t_open();
+	uint64_t a = t_mkfile(s, ROOT, "a");
+	t_write_str(s, a, "short lived");
+	t_expect_str(s, a, "short lived");
+	ck_assert_uint_eq(count_layer_files(), 0);
+	ck_assert_int_eq(vfs_store_unlink(s, ROOT, "a"), 0);
+	ck_assert_uint_eq(count_layer_files(), 0);
+	uint64_t b = t_mkfile(s, ROOT, "b");
+	t_write_str(s, b, "kept");
+	struct vfs_attr at;
+	ck_assert_int_eq(vfs_store_getattr(s, b, &at), 0);
+	ck_assert_uint_eq(at.size, 4);
+	ck_assert_uint_gt(at.blocks, 0);
+	t_commit(s, NULL);
+	ck_assert_uint_eq(count_layer_files(), 1);
+	t_write_str(s, b, "KEPT"); /* copy-up path now: the chunk is in a sealed layer */
+	vfs_store_close(s);
+	s = t_open();
+	t_expect_str(s, b, "kept");
+	vfs_store_close(s);
 }
 END_TEST
 
@@ -329,6 +428,8 @@ int main(void)
 	TCase *tc = t_tcase("data");
 	tcase_add_loop_test(tc, test_random_model, 0, 12);
 	tcase_add_test(tc, test_truncate_then_extend);
+	tcase_add_loop_test(tc, test_inline_model, 0, 8);
+	tcase_add_test(tc, test_inline_no_layer_file);
 	tcase_add_test(tc, test_sparse_lseek);
 	tcase_add_test(tc, test_parallel_files);
 	tcase_add_test(tc, test_commit_during_writes);

@@ -332,6 +332,78 @@ START_TEST(test_random_ops)
 }
 END_TEST
 
+/* The *_ref calls take their references in the same step: an unlink right after cannot free
+ * the inode, and the references are what keeps it. */
+START_TEST(test_ref_in_one_step)
+{
+	struct vfs_store *s = t_open();
+	struct vfs_attr a, b;
+	ck_assert_int_eq(vfs_store_mknod_ref(s, ROOT, "f", S_IFREG | 0644, 0, 1, 1, NULL, 0, 2, &a),
+			 0);
+	ck_assert_int_eq(vfs_store_lookup_ref(s, ROOT, "f", 1, &b), 0);
+	ck_assert_uint_eq(a.ino, b.ino);
+	ck_assert_int_eq(vfs_store_lookup_ref(s, ROOT, "nope", 1, &b), -ENOENT);
+	ck_assert_int_eq(vfs_store_link_ref(s, a.ino, ROOT, "g", 1, &b), 0);
+	ck_assert_uint_eq(b.nlink, 2);
+	ck_assert_int_eq(vfs_store_unlink(s, ROOT, "f"), 0);
+	ck_assert_int_eq(vfs_store_unlink(s, ROOT, "g"), 0);
+	ck_assert_int_eq(vfs_store_getattr_ref(s, a.ino, 1, &b), 0); /* 5 references now */
+	ck_assert_uint_eq(b.nlink, 0);
+	vfs_store_unref(s, a.ino, 4);
+	ck_assert_int_eq(vfs_store_getattr(s, a.ino, &b), 0);
+	vfs_store_unref(s, a.ino, 1);
+	ck_assert_int_eq(vfs_store_getattr(s, a.ino, &b), -ENOENT);
+
+	/* set-group-ID directories pass their group (and the bit, to directories) on */
+	uint64_t d = t_mkdir(s, ROOT, "d");
+	ck_assert_int_eq(vfs_store_setattr(s, d, &(struct vfs_attr){.mode = 02775, .gid = 77},
+					   VFS_SET_MODE | VFS_SET_GID, NULL),
+			 0);
+	ck_assert_int_eq(vfs_store_mknod_ref(s, d, "x", S_IFREG | 0644, 0, 5, 5, NULL,
+					     VFS_MKNOD_INHERIT_SGID, 0, &a),
+			 0);
+	ck_assert_uint_eq(a.gid, 77);
+	ck_assert_int_eq(vfs_store_mknod_ref(s, d, "y", S_IFDIR | 0755, 0, 5, 5, NULL,
+					     VFS_MKNOD_INHERIT_SGID, 0, &a),
+			 0);
+	ck_assert_uint_eq(a.gid, 77);
+	ck_assert(a.mode & S_ISGID);
+	ck_assert_int_eq(vfs_store_mknod_ref(s, d, "z", S_IFREG | 0644, 0, 5, 5, NULL, 0, 0, &a),
+			 0);
+	ck_assert_uint_eq(a.gid, 5);
+	vfs_store_close(s);
+}
+END_TEST
+
+static int count_entry(void *ctx, const char *name, const struct vfs_attr *attr, uint64_t next)
+{
+	(void)name;
+	(void)attr;
+	(void)next;
+	return ++*(int *)ctx > 3; /* ".", "..", and one entry: then stop */
+}
+
+/* readdirplus references: one per consumed entry, none for "." and "..". */
+START_TEST(test_readdir_refs)
+{
+	struct vfs_store *s = t_open();
+	uint64_t a = t_mkfile(s, ROOT, "a");
+	uint64_t b = t_mkfile(s, ROOT, "b");
+	int seen = 0;
+	ck_assert_int_eq(vfs_store_readdir_ref(s, ROOT, 0, true, count_entry, &seen), 0);
+	ck_assert_int_eq(seen, 4);
+	ck_assert_int_eq(vfs_store_unlink(s, ROOT, "a"), 0);
+	ck_assert_int_eq(vfs_store_unlink(s, ROOT, "b"), 0);
+	struct vfs_attr at;
+	ck_assert_int_eq(vfs_store_getattr(s, a, &at), 0); /* consumed: referenced */
+	ck_assert_int_eq(vfs_store_getattr(s, b, &at), -ENOENT); /* not consumed */
+	vfs_store_unref(s, a, 1);
+	ck_assert_int_eq(vfs_store_getattr(s, a, &at), -ENOENT);
+	ck_assert_int_eq(vfs_store_getattr(s, ROOT, &at), 0);
+	vfs_store_close(s);
+}
+END_TEST
+
 START_TEST(test_statfs)
 {
 	struct vfs_store *s = t_open();
@@ -355,6 +427,8 @@ int main(void)
 	tcase_add_test(tc, test_readdir_cookies);
 	tcase_add_test(tc, test_random_ops);
 	tcase_add_test(tc, test_statfs);
+	tcase_add_test(tc, test_ref_in_one_step);
+	tcase_add_test(tc, test_readdir_refs);
 	suite_add_tcase(su, tc);
 	return t_run(su);
 }
