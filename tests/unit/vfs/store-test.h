@@ -117,8 +117,9 @@ static CK_UNUSED uint64_t t_commit(struct vfs_store *s, const char *ref)
 /* 512-byte blocks used by all files under @path (du). */
 static CK_UNUSED uint64_t t_du(const char *path)
 {
-	char cmd[PATH_MAX + 32];
-	snprintf(cmd, sizeof(cmd), "du -s -B512 '%s'", path);
+	char cmd[PATH_MAX + 64];
+	if ((size_t)snprintf(cmd, sizeof(cmd), "du -s -B512 '%s'", path) >= sizeof(cmd))
+		return 0;
 	FILE *f = popen(cmd, "r");
 	unsigned long long v = 0;
 	if (f) {
