@@ -198,7 +198,13 @@ static char *dup_str(const char *s, size_t n)
 {
 	if (memchr(s, 0, n))
 		return NULL;
-	return strndup(s, n);
+	/* Not strndup: ASan's interceptor reads n+1 bytes, past the end of an exact buffer. */
+	char *d = malloc(n + 1);
+	if (!d)
+		return NULL;
+	memcpy(d, s, n);
+	d[n] = 0;
+	return d;
 }
 
 static int get_strv(struct ck_rd *r, char ***ret, uint32_t *ret_n)

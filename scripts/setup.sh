@@ -29,6 +29,7 @@ PACKAGES=(
 	check                                         # unit tests
 	libseccomp-dev libvterm-dev libxxhash-dev     # netproxy, ptyproxy, checksums
 	sqlite3 tmux tar diffutils                    # e2e scenarios (databases, terminals, trees)
+	screen dtach vim less                         # terminal peers and full-screen programs
 	bindfs fuse-overlayfs fio hyperfine           # benches against peers
 	util-linux procps iproute2 passwd coreutils   # setpriv/runuser/unshare, ps, ip, useradd
 	linux-libc-dev                                # /usr/include/linux, the tar scenario's tree

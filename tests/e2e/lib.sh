@@ -9,11 +9,23 @@ set -euo pipefail
 CKPTENV=${CKPTENV:?CKPTENV must point at the ckptenv binary (ctest sets it)}
 CK_HELPERS=${CK_HELPERS:-$(dirname "$CKPTENV")/helpers}
 _base=${CK_TEST_TMPDIR:-/var/tmp}
+# A job's /tmp is its own: a work dir (or helper) under the host's /tmp is invisible in a job,
+# so a checkout under /tmp runs its scenarios from /var/tmp.
+case "$_base/" in /tmp/*) _base=/var/tmp/ckptenv-e2e ;; esac
 mkdir -p "$_base"
 T=$(mktemp -d "$_base/e2e.XXXXXX")
 chmod 755 "$T"
 export CKPTENV_HOME="$T/home"
 E2E_NAME=$(basename "$0" .sh)
+case "$CK_HELPERS/" in
+/tmp/*)
+	if [ -d "$CK_HELPERS" ]; then
+		cp -a "$CK_HELPERS" "$T/helpers"
+		CK_HELPERS=$T/helpers
+	fi
+	;;
+esac
+cd "$T"
 
 _cleanup() {
 	local rc=$?

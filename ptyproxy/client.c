@@ -1,0 +1,341 @@
+/* The attach client (ckptenv attach / run): relays the user's terminal to the supervisor.
+ *
+ * Terminal mode: the tty is set raw; keystrokes go out as INPUT messages (the detach key is cut
+ * out), SIGWINCH becomes RESIZE, OUTPUT and REDRAW bytes are written to the terminal as they
+ * are - the only thing the client does with them is run the mode scanner, to know which modes
+ * to reset on the way out. On every way out (detach, job end, lost connection, SIGHUP/TERM/INT)
+ * the modes the job turned on are reset and the saved termios is put back.
+ *
+ * Pipe mode (stdin not a tty): stdin -> INPUT, end of stdin -> INPUT_EOF, OUTPUT -> stdout,
+ * STDERR -> stderr, byte for byte. Input is read only while little is queued for the socket,
+ * and the socket is always read, so a job that stops reading cannot deadlock the relay. */
+#include <signal.h>
+#include <sys/socket.h>
+
+#include "ptyproxy-internal.h"
+
+#define SEND_HIGH (256u << 10)
+
+static int sig_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	uint8_t b = (uint8_t)sig;
+	if (write(sig_pipe[1], &b, 1) < 0) {
+		/* full: a signal of this kind is pending anyway */
+	}
+	errno = saved;
+}
+
+static const int handled[] = {SIGWINCH, SIGHUP, SIGTERM, SIGINT, SIGQUIT};
+
+void ptyproxy_client_opts_init(struct ptyproxy_client_opts *o)
+{
+	*o = (struct ptyproxy_client_opts){
+		.in_fd = 0, .out_fd = 1, .err_fd = 2, .detach_key = 0x1c, .term = NULL};
+}
+
+/* Blocking write of all bytes, also to an fd someone left O_NONBLOCK. */
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t k = write(fd, p, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == EAGAIN) {
+			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+			poll(&pfd, 1, -1);
+			continue;
+		}
+		if (k < 0)
+			return -errno;
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+struct cstate {
+	int sock;
+	const struct ptyproxy_client_opts *o;
+	bool tty;
+	struct ptyproxy_modes modes;
+	uint8_t *rbuf;
+	size_t rlen;
+	uint8_t *sbuf; /* pending bytes for the socket */
+	size_t slen, scap;
+	int wstatus;
+};
+
+static int queue_msg(struct cstate *s, uint8_t type, const void *data, size_t len)
+{
+	if (s->slen + PTYPROXY_MSG_HDR + len > s->scap) {
+		size_t cap = CK_MAX(s->scap * 2, s->slen + PTYPROXY_MSG_HDR + len);
+		uint8_t *nb = realloc(s->sbuf, cap);
+		if (!nb)
+			return -ENOMEM;
+		s->sbuf = nb;
+		s->scap = cap;
+	}
+	int r = ptyproxy_msg_header(s->sbuf + s->slen, type, (uint32_t)len);
+	if (r < 0)
+		return r;
+	if (len)
+		memcpy(s->sbuf + s->slen + PTYPROXY_MSG_HDR, data, len);
+	s->slen += PTYPROXY_MSG_HDR + len;
+	return 0;
+}
+
+static int flush_sock(struct cstate *s)
+{
+	size_t off = 0;
+	while (off < s->slen) {
+		ssize_t n = send(s->sock, s->sbuf + off, s->slen - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n < 0)
+			return -errno;
+		off += (size_t)n;
+	}
+	memmove(s->sbuf, s->sbuf + off, s->slen - off);
+	s->slen -= off;
+	return 0;
+}
+
+/* Write the gathered iovecs to @fd in as few syscalls as possible. */
+static int writev_all(int fd, struct iovec *iov, int n)
+{
+	while (n > 0) {
+		ssize_t k = writev(fd, iov, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == EAGAIN) {
+			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+			poll(&pfd, 1, -1);
+			continue;
+		}
+		if (k < 0)
+			return -errno;
+		while (n > 0 && (size_t)k >= iov->iov_len) {
+			k -= (ssize_t)iov->iov_len;
+			iov++, n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + k;
+			iov->iov_len -= (size_t)k;
+		}
+	}
+	return 0;
+}
+
+/* Handle what the server sent: consecutive payloads for the same fd go out in one writev.
+ * Returns an enum ptyproxy_end when the session is over, -1 to go on. */
+static int from_server(struct cstate *s)
+{
+	size_t cap = PTYPROXY_MSG_HDR + PTYPROXY_MSG_MAX;
+	ssize_t n = recv(s->sock, s->rbuf + s->rlen, cap - s->rlen, MSG_DONTWAIT);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return -1;
+	if (n <= 0)
+		return PTYPROXY_END_LOST;
+	s->rlen += (size_t)n;
+	size_t off = 0;
+	int end = -1;
+	struct iovec iov[64];
+	int niov = 0, iov_fd = -1;
+	while (end < 0) {
+		struct ptyproxy_msg m;
+		ssize_t k = ptyproxy_msg_parse(s->rbuf + off, s->rlen - off, &m);
+		if (k < 0)
+			return PTYPROXY_END_LOST;
+		if (k == 0)
+			break;
+		off += (size_t)k;
+		int fd = -1;
+		switch (m.type) {
+		case PTYPROXY_MSG_OUTPUT:
+		case PTYPROXY_MSG_REDRAW:
+			fd = s->o->out_fd;
+			if (s->tty)
+				ptyproxy_modes_scan(&s->modes, m.payload, m.len);
+			break;
+		case PTYPROXY_MSG_STDERR:
+			fd = s->tty ? s->o->out_fd : s->o->err_fd;
+			break;
+		case PTYPROXY_MSG_EXITED:
+			s->wstatus = (int)ck_get_le32(m.payload);
+			end = PTYPROXY_END_EXITED;
+			break;
+		case PTYPROXY_MSG_DETACH:
+			end = PTYPROXY_END_DETACHED;
+			break;
+		default: /* WELCOME and anything newer: nothing to do */
+			break;
+		}
+		if (fd < 0 || !m.len)
+			continue;
+		if (niov && (fd != iov_fd || niov == (int)CK_ARRAY_SIZE(iov))) {
+			if (writev_all(iov_fd, iov, niov) < 0)
+				return PTYPROXY_END_LOST;
+			niov = 0;
+		}
+		iov_fd = fd;
+		iov[niov++] = (struct iovec){(void *)m.payload, m.len};
+	}
+	if (niov && writev_all(iov_fd, iov, niov) < 0)
+		return PTYPROXY_END_LOST;
+	memmove(s->rbuf, s->rbuf + off, s->rlen - off);
+	s->rlen -= off;
+	return end;
+}
+
+/* Returns an enum ptyproxy_end, -1 to go on, or -errno. */
+static int from_user(struct cstate *s, bool *in_eof)
+{
+	uint8_t buf[65536];
+	size_t cap = s->tty ? 4096 : sizeof(buf);
+	ssize_t n = read(s->o->in_fd, buf, cap);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return -1;
+	if (n < 0 && !s->tty)
+		return -errno;
+	if (n <= 0) {
+		*in_eof = true;
+		if (!s->tty && !s->o->read_only)
+			return queue_msg(s, PTYPROXY_MSG_INPUT_EOF, NULL, 0) < 0 ? -ENOMEM : -1;
+		return -1;
+	}
+	size_t len = (size_t)n;
+	bool detach = false;
+	if (s->tty && s->o->detach_key >= 0) {
+		uint8_t *k = memchr(buf, s->o->detach_key, len);
+		if (k) {
+			len = (size_t)(k - buf);
+			detach = true;
+		}
+	}
+	if (len && !s->o->read_only && queue_msg(s, PTYPROXY_MSG_INPUT, buf, len) < 0)
+		return -ENOMEM;
+	if (detach) {
+		queue_msg(s, PTYPROXY_MSG_DETACH, NULL, 0);
+		return PTYPROXY_END_DETACHED;
+	}
+	return -1;
+}
+
+static int send_size(struct cstate *s)
+{
+	struct winsize ws;
+	if (ioctl(s->o->in_fd, TIOCGWINSZ, &ws) < 0 || !ws.ws_row || !ws.ws_col)
+		return 0;
+	uint8_t b[8];
+	ptyproxy_winsize_pack(&ws, b);
+	return queue_msg(s, PTYPROXY_MSG_RESIZE, b, 8);
+}
+
+static int run_loop(struct cstate *s)
+{
+	bool in_eof = false;
+	for (;;) {
+		struct pollfd pfd[3] = {
+			{.fd = s->sock, .events = POLLIN | (s->slen ? POLLOUT : 0)},
+			{.fd = in_eof || s->slen > SEND_HIGH ? -1 : s->o->in_fd, .events = POLLIN},
+			{.fd = sig_pipe[0], .events = POLLIN},
+		};
+		if (poll(pfd, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (pfd[2].revents & POLLIN) {
+			uint8_t sigs[16];
+			ssize_t n = read(sig_pipe[0], sigs, sizeof(sigs));
+			for (ssize_t i = 0; i < n; i++) {
+				if (sigs[i] != SIGWINCH)
+					return PTYPROXY_END_SIGNAL;
+				if (s->tty && send_size(s) < 0)
+					return -ENOMEM;
+			}
+		}
+		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			int end = from_server(s);
+			if (end >= 0)
+				return end;
+		}
+		if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+			int end = from_user(s, &in_eof);
+			if (end != -1) {
+				flush_sock(s);
+				return end;
+			}
+		}
+		if (s->slen && flush_sock(s) < 0)
+			return PTYPROXY_END_LOST;
+	}
+}
+
+int ptyproxy_client_run(int sock_fd, const struct ptyproxy_client_opts *o, int *ret_wstatus)
+{
+	struct cstate s = {.sock = sock_fd, .o = o, .tty = isatty(o->in_fd)};
+	struct termios saved, raw;
+	struct sigaction old[CK_ARRAY_SIZE(handled)];
+	int r;
+
+	s.rbuf = malloc(PTYPROXY_MSG_HDR + PTYPROXY_MSG_MAX);
+	if (!s.rbuf)
+		return -ENOMEM;
+	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		free(s.rbuf);
+		return -errno;
+	}
+	for (size_t i = 0; i < CK_ARRAY_SIZE(handled); i++) {
+		struct sigaction sa = {.sa_handler = on_signal};
+		sigemptyset(&sa.sa_mask);
+		sigaction(handled[i], &sa, &old[i]);
+	}
+
+	struct ptyproxy_hello h = {.flags = (o->read_only ? PTYPROXY_HELLO_READ_ONLY : 0) |
+					    (s.tty ? 0 : PTYPROXY_HELLO_PIPES)};
+	const char *term = o->term ? o->term : getenv("TERM");
+	snprintf(h.term, sizeof(h.term), "%s", term ? term : "");
+	if (s.tty) {
+		if (ioctl(o->in_fd, TIOCGWINSZ, &h.ws) < 0 || !h.ws.ws_row || !h.ws.ws_col)
+			h.ws = (struct winsize){24, 80, 0, 0};
+		if (tcgetattr(o->in_fd, &saved) < 0) {
+			r = -errno;
+			goto out_signals;
+		}
+		raw = saved;
+		cfmakeraw(&raw);
+		if (tcsetattr(o->in_fd, TCSADRAIN, &raw) < 0) {
+			r = -errno;
+			goto out_signals;
+		}
+	}
+	uint8_t hb[12 + PTYPROXY_TERM_MAX];
+	size_t hl = ptyproxy_hello_pack(&h, hb, sizeof(hb));
+	r = queue_msg(&s, PTYPROXY_MSG_HELLO, hb, hl);
+	if (r >= 0)
+		r = run_loop(&s);
+
+	if (s.tty) {
+		char reset[512];
+		size_t n = ptyproxy_modes_reset_seq(s.modes.modes, reset, sizeof(reset));
+		write_all(o->out_fd, (const uint8_t *)reset, n);
+		tcsetattr(o->in_fd, TCSADRAIN, &saved);
+	}
+out_signals:
+	for (size_t i = 0; i < CK_ARRAY_SIZE(handled); i++)
+		sigaction(handled[i], &old[i], NULL);
+	close(sig_pipe[0]);
+	close(sig_pipe[1]);
+	sig_pipe[0] = sig_pipe[1] = -1;
+	free(s.rbuf);
+	free(s.sbuf);
+	if (r == PTYPROXY_END_EXITED && ret_wstatus)
+		*ret_wstatus = s.wstatus;
+	return r;
+}

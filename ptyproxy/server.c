@@ -1,0 +1,850 @@
+/* The supervisor side: pty master (or pipes) <-> attached clients.
+ *
+ * Fast path (master readable): read up to 64 KiB, run the mode scanner (one memchr pass for
+ * plain text), copy into the ring and the log buffer, and write the bytes to every client with
+ * one writev (header + data) when its queue is empty, else append to its queue. The screen
+ * model is NOT fed here: ptyproxy_idle() feeds it from the ring once output has been quiet for
+ * IDLE_DELAY_MS, a client attach or a checkpoint catches it up synchronously. When the ring
+ * overflows before the model saw the bytes, the oldest are dropped (model_lost counts them): a
+ * flood repaints the screen anyway, the modes come from the scanner which saw every byte, and
+ * the alternate screen is re-synchronised into the model after such a gap.
+ *
+ * Backpressure: while a writer client's queue is above QUEUE_HIGH, the master (or the pipes)
+ * is not read, so the job blocks as on a slow terminal. A read-only client never slows the job:
+ * past QUEUE_DROP it is disconnected. Input to the job is queued up to INPUT_HIGH, beyond
+ * which writer clients are not read. */
+#include <stdarg.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "ptyproxy-internal.h"
+
+#define READ_CHUNK    65536
+#define READS_PER_CALL 16
+#define QUEUE_HIGH    (256u << 10)
+#define QUEUE_DROP    (8u << 20)
+#define INPUT_HIGH    (1u << 20)
+#define IDLE_DELAY_MS 10
+#define FEED_CHUNK    (32u << 10)
+#define RBUF_CAP      (PTYPROXY_MSG_HDR + PTYPROXY_MSG_MAX)
+
+struct pp_queue {
+	uint8_t *buf;
+	size_t off, len, cap; /* pending bytes are buf[off .. off+len) */
+};
+
+struct pp_client {
+	struct pp_client *next;
+	int fd;
+	uint32_t watched;
+	uint64_t attach_seq; /* 0 until HELLO */
+	bool read_only, pipes, closing;
+	struct winsize ws;
+	uint8_t *rbuf;
+	size_t rlen;
+	struct pp_queue out;
+};
+
+struct ptyproxy {
+	struct ptyproxy_ops ops;
+	void *ud;
+	bool pipes;
+	int master;		    /* pty mode */
+	int fds[3];		    /* pipe mode: job stdin (write), stdout, stderr (read) */
+	uint32_t w_master, w_fds[3]; /* events registered */
+	bool master_hup, input_eof, pipes_released, hold, exited;
+	int wstatus;
+	struct pp_queue inq;
+	struct ptyproxy_modes modes;
+	struct pp_model *model;
+	uint8_t *ring;
+	size_t ring_size;
+	uint64_t head, fed, lost;
+	bool resync_alt;
+	uint64_t last_output_ns;
+	struct pp_outlog log;
+	bool have_log;
+	struct pp_client *clients;
+	uint64_t attach_seq;
+	struct winsize ws;
+	uint8_t rbuf[READ_CHUNK];
+};
+
+/* ---- small pieces ---- */
+
+static void q_free(struct pp_queue *q)
+{
+	free(q->buf);
+	*q = (struct pp_queue){0};
+}
+
+static int q_append(struct pp_queue *q, const void *p, size_t n)
+{
+	if (q->off && q->off + q->len + n > q->cap) {
+		memmove(q->buf, q->buf + q->off, q->len);
+		q->off = 0;
+	}
+	if (q->len + n > q->cap) {
+		size_t cap = CK_MAX(q->cap * 2, q->len + n);
+		cap = CK_MAX(cap, (size_t)4096);
+		uint8_t *nb = realloc(q->buf, cap);
+		if (!nb)
+			return -ENOMEM;
+		q->buf = nb;
+		q->cap = cap;
+	}
+	memcpy(q->buf + q->off + q->len, p, n);
+	q->len += n;
+	return 0;
+}
+
+static void q_consume(struct pp_queue *q, size_t n)
+{
+	q->off += n;
+	q->len -= n;
+	if (!q->len)
+		q->off = 0;
+}
+
+static void plog(struct ptyproxy *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void plog(struct ptyproxy *p, const char *fmt, ...)
+{
+	char line[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (p->ops.log)
+		p->ops.log(p->ud, line);
+	else
+		ck_debug("%s", line);
+}
+
+static void set_watch(struct ptyproxy *p, int fd, uint32_t *cur, uint32_t want)
+{
+	if (fd < 0 || *cur == want)
+		return;
+	if (p->ops.watch(p->ud, fd, want) == 0)
+		*cur = want;
+}
+
+static bool writers_backed_up(const struct ptyproxy *p)
+{
+	for (const struct pp_client *c = p->clients; c; c = c->next)
+		if (c->attach_seq && !c->read_only && c->out.len > QUEUE_HIGH)
+			return true;
+	return false;
+}
+
+static unsigned count_clients(const struct ptyproxy *p, bool writers_only)
+{
+	unsigned n = 0;
+	for (const struct pp_client *c = p->clients; c; c = c->next)
+		if (c->attach_seq && !c->closing && (!writers_only || !c->read_only))
+			n++;
+	return n;
+}
+
+/* Recompute what every fd should be watched for. */
+static void update_watches(struct ptyproxy *p)
+{
+	bool paused = writers_backed_up(p);
+	bool want_in = !p->hold && p->inq.len;
+	if (!p->pipes) {
+		uint32_t ev = (!paused && !p->master_hup ? EPOLLIN : 0) | (want_in ? EPOLLOUT : 0);
+		set_watch(p, p->master, &p->w_master, ev);
+	} else {
+		bool read_out = !paused && (p->pipes_released || count_clients(p, false));
+		set_watch(p, p->fds[0], &p->w_fds[0], want_in ? EPOLLOUT : 0);
+		for (int i = 1; i < 3; i++)
+			set_watch(p, p->fds[i], &p->w_fds[i], read_out ? EPOLLIN : 0);
+	}
+	bool input_full = p->inq.len > INPUT_HIGH;
+	for (struct pp_client *c = p->clients; c; c = c->next) {
+		bool rd = !c->closing && !(input_full && c->attach_seq && !c->read_only);
+		set_watch(p, c->fd, &c->watched, (rd ? EPOLLIN : 0) | (c->out.len ? EPOLLOUT : 0));
+	}
+}
+
+/* ---- clients ---- */
+
+static void client_close(struct ptyproxy *p, struct pp_client *c)
+{
+	struct pp_client **pp = &p->clients;
+	while (*pp && *pp != c)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = c->next;
+	if (c->watched)
+		p->ops.watch(p->ud, c->fd, 0);
+	close(c->fd);
+	q_free(&c->out);
+	free(c->rbuf);
+	free(c);
+}
+
+static struct pp_client *client_find(struct ptyproxy *p, int fd)
+{
+	for (struct pp_client *c = p->clients; c; c = c->next)
+		if (c->fd == fd)
+			return c;
+	return NULL;
+}
+
+/* Write what is queued; returns -errno when the client is gone. */
+static int client_flush(struct pp_client *c)
+{
+	while (c->out.len) {
+		ssize_t n = send(c->fd, c->out.buf + c->out.off, c->out.len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN ? 0 : -errno;
+		}
+		q_consume(&c->out, (size_t)n);
+	}
+	return 0;
+}
+
+/* Send a message: straight to the socket when nothing is queued, the rest queued. */
+static int client_send(struct pp_client *c, uint8_t type, const void *data, size_t len)
+{
+	uint8_t hdr[PTYPROXY_MSG_HDR];
+	int r = ptyproxy_msg_header(hdr, type, (uint32_t)len);
+	if (r < 0)
+		return r;
+	size_t done = 0, total = sizeof(hdr) + len;
+	if (!c->out.len) {
+		struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)data, len}};
+		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+		ssize_t n;
+		do
+			n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+		while (n < 0 && errno == EINTR);
+		if (n < 0 && errno != EAGAIN)
+			return -errno;
+		done = n < 0 ? 0 : (size_t)n;
+	}
+	if (done < sizeof(hdr) && (r = q_append(&c->out, hdr + done, sizeof(hdr) - done)) < 0)
+		return r;
+	if (done < total) {
+		size_t skip = done > sizeof(hdr) ? done - sizeof(hdr) : 0;
+		if ((r = q_append(&c->out, (const uint8_t *)data + skip, len - skip)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+static void client_fail(struct ptyproxy *p, struct pp_client *c, const char *why)
+{
+	plog(p, "ptyproxy: attach client (fd %d): %s; closed", c->fd, why);
+	client_close(p, c);
+}
+
+/* The window size follows the most recently attached writer client. */
+static struct pp_client *size_owner(struct ptyproxy *p)
+{
+	struct pp_client *best = NULL;
+	for (struct pp_client *c = p->clients; c; c = c->next)
+		if (c->attach_seq && !c->read_only && !c->pipes && !c->closing &&
+		    (!best || c->attach_seq > best->attach_seq))
+			best = c;
+	return best;
+}
+
+static void feed_model(struct ptyproxy *p, size_t max);
+
+static void apply_size(struct ptyproxy *p, const struct winsize *ws, bool nudge)
+{
+	if (p->pipes)
+		return;
+	struct winsize cur = {0};
+	ioctl(p->master, TIOCGWINSZ, &cur);
+	bool same = cur.ws_row == ws->ws_row && cur.ws_col == ws->ws_col;
+	if (same && !nudge)
+		return;
+	/* The bytes already read were laid out for the old size: let the model see them first. */
+	feed_model(p, SIZE_MAX);
+	if (same) {
+		/* The kernel sends no SIGWINCH for an unchanged size: go through rows-1. */
+		struct winsize tmp = *ws;
+		tmp.ws_row = ws->ws_row > 1 ? ws->ws_row - 1 : ws->ws_row + 1;
+		ioctl(p->master, TIOCSWINSZ, &tmp);
+	}
+	ioctl(p->master, TIOCSWINSZ, ws);
+	p->ws = *ws;
+	pp_model_resize(p->model, ws->ws_row, ws->ws_col);
+}
+
+static int send_redraw(struct ptyproxy *p, struct pp_client *c)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+	int r = ptyproxy_redraw(p, &buf, &len);
+	for (size_t off = 0; r >= 0 && off < len; off += PTYPROXY_MSG_MAX)
+		r = client_send(c, PTYPROXY_MSG_REDRAW, buf + off,
+				CK_MIN(len - off, (size_t)PTYPROXY_MSG_MAX));
+	return r;
+}
+
+static void job_input(struct ptyproxy *p, const uint8_t *data, size_t len)
+{
+	if ((p->pipes && (p->fds[0] < 0 || p->input_eof)) || q_append(&p->inq, data, len) < 0)
+		return;
+}
+
+/* One message from a client. Returns <0 (with a reason in *why) to close it. */
+static int client_msg(struct ptyproxy *p, struct pp_client *c, const struct ptyproxy_msg *m,
+		      const char **why)
+{
+	if (!c->attach_seq && m->type != PTYPROXY_MSG_HELLO) {
+		*why = "message before hello";
+		return -EBADMSG;
+	}
+	switch (m->type) {
+	case PTYPROXY_MSG_HELLO: {
+		struct ptyproxy_hello h;
+		if (c->attach_seq || ptyproxy_hello_unpack(m, &h) < 0) {
+			*why = c->attach_seq ? "second hello" : "malformed hello";
+			return -EBADMSG;
+		}
+		c->attach_seq = ++p->attach_seq;
+		c->read_only = h.flags & PTYPROXY_HELLO_READ_ONLY;
+		c->pipes = h.flags & PTYPROXY_HELLO_PIPES;
+		c->ws = h.ws;
+		/* From now on the job's output is read even if this client goes away (log only). */
+		p->pipes_released = true;
+		uint8_t w[4];
+		ck_put_le32(w, p->pipes ? PTYPROXY_WELCOME_PIPES : 0);
+		int r = client_send(c, PTYPROXY_MSG_WELCOME, w, 4);
+		if (r >= 0 && !p->pipes && !c->pipes) {
+			if (!c->read_only)
+				apply_size(p, &c->ws, true);
+			r = send_redraw(p, c);
+		}
+		if (r < 0)
+			*why = "cannot send the screen";
+		return r;
+	}
+	case PTYPROXY_MSG_INPUT:
+		if (!c->read_only)
+			job_input(p, m->payload, m->len);
+		return 0;
+	case PTYPROXY_MSG_INPUT_EOF:
+		if (!c->read_only && p->pipes)
+			p->input_eof = true;
+		return 0;
+	case PTYPROXY_MSG_RESIZE: {
+		struct winsize ws;
+		if (ptyproxy_winsize_unpack(m, &ws) < 0) {
+			*why = "malformed resize";
+			return -EBADMSG;
+		}
+		c->ws = ws;
+		if (size_owner(p) == c)
+			apply_size(p, &ws, false);
+		return 0;
+	}
+	case PTYPROXY_MSG_DETACH:
+		*why = NULL;
+		return -ECONNRESET;
+	case PTYPROXY_MSG_REDRAW:
+		if (m->len || p->pipes) {
+			*why = "malformed redraw request";
+			return -EBADMSG;
+		}
+		return send_redraw(p, c);
+	default:
+		*why = "message type not accepted from a client";
+		return -EBADMSG;
+	}
+}
+
+static void client_readable(struct ptyproxy *p, struct pp_client *c)
+{
+	for (int rounds = 0; rounds < 4; rounds++) {
+		ssize_t n = recv(c->fd, c->rbuf + c->rlen, RBUF_CAP - c->rlen, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			client_close(p, c); /* gone, or reset: no log, this is a normal end */
+			return;
+		}
+		c->rlen += (size_t)n;
+		size_t off = 0;
+		for (;;) {
+			struct ptyproxy_msg m;
+			ssize_t k = ptyproxy_msg_parse(c->rbuf + off, c->rlen - off, &m);
+			if (k < 0) {
+				client_fail(p, c, "malformed message header");
+				return;
+			}
+			if (k == 0)
+				break;
+			const char *why = NULL;
+			if (client_msg(p, c, &m, &why) < 0) {
+				if (why)
+					client_fail(p, c, why);
+				else
+					client_close(p, c);
+				return;
+			}
+			off += (size_t)k;
+		}
+		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+		c->rlen -= off;
+		if (p->inq.len > INPUT_HIGH)
+			return;
+	}
+}
+
+int ptyproxy_client_add(struct ptyproxy *p, int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	struct pp_client *c = calloc(1, sizeof(*c));
+	if (!c || fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+	    !(c->rbuf = malloc(RBUF_CAP))) {
+		int r = c ? -errno : -ENOMEM;
+		if (c)
+			free(c->rbuf);
+		free(c);
+		close(fd);
+		return r ? r : -ENOMEM;
+	}
+	c->fd = fd;
+	c->next = p->clients;
+	p->clients = c;
+	update_watches(p);
+	return 0;
+}
+
+/* ---- output path ---- */
+
+static void ring_append(struct ptyproxy *p, const uint8_t *data, size_t n)
+{
+	if (n >= p->ring_size) {
+		data += n - p->ring_size;
+		p->head += n - p->ring_size;
+		n = p->ring_size;
+	}
+	size_t at = (size_t)(p->head & (p->ring_size - 1));
+	size_t k = CK_MIN(n, p->ring_size - at);
+	memcpy(p->ring + at, data, k);
+	memcpy(p->ring, data + k, n - k);
+	p->head += n;
+	if (p->head - p->fed > p->ring_size) {
+		p->lost += p->head - p->ring_size - p->fed;
+		p->fed = p->head - p->ring_size;
+		p->resync_alt = true;
+	}
+}
+
+static void deliver(struct ptyproxy *p, uint8_t type, const uint8_t *data, size_t n)
+{
+	if (!p->pipes) {
+		ptyproxy_modes_scan(&p->modes, data, n);
+		ring_append(p, data, n);
+	}
+	if (p->have_log)
+		pp_outlog_append(&p->log, data, n);
+	p->last_output_ns = ck_now_ns();
+	for (struct pp_client *c = p->clients, *next; c; c = next) {
+		next = c->next;
+		if (!c->attach_seq || c->closing)
+			continue;
+		int r = client_send(c, type, data, n);
+		if (r < 0)
+			client_close(p, c);
+		else if (c->read_only && c->out.len > QUEUE_DROP)
+			client_fail(p, c, "read-only client too far behind");
+	}
+}
+
+/* Read a job-side fd; returns PTYPROXY_HUP at end, 0, or -errno. */
+static int drain_fd(struct ptyproxy *p, int fd, uint8_t type, int max_reads)
+{
+	for (int i = 0; i < max_reads; i++) {
+		ssize_t n = read(fd, p->rbuf, sizeof(p->rbuf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (n == 0 || (n < 0 && errno == EIO))
+			return PTYPROXY_HUP; /* pty: every slave fd closed; pipe: EOF */
+		if (n < 0)
+			return -errno;
+		deliver(p, type, p->rbuf, (size_t)n);
+		if (writers_backed_up(p))
+			return 0;
+	}
+	return 0;
+}
+
+static void input_flush(struct ptyproxy *p)
+{
+	int fd = p->pipes ? p->fds[0] : p->master;
+	while (!p->hold && p->inq.len && fd >= 0) {
+		ssize_t n = write(fd, p->inq.buf + p->inq.off, p->inq.len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n < 0) { /* the job closed its stdin (EPIPE) or hung up: drop the input */
+			q_consume(&p->inq, p->inq.len);
+			break;
+		}
+		q_consume(&p->inq, (size_t)n);
+	}
+	if (p->pipes && p->input_eof && !p->inq.len && p->fds[0] >= 0) {
+		set_watch(p, p->fds[0], &p->w_fds[0], 0);
+		close(p->fds[0]);
+		p->fds[0] = -1;
+	}
+}
+
+static void pipe_out_closed(struct ptyproxy *p, int i)
+{
+	set_watch(p, p->fds[i], &p->w_fds[i], 0);
+	close(p->fds[i]);
+	p->fds[i] = -1;
+}
+
+static void finish_exited_clients(struct ptyproxy *p)
+{
+	if (!p->exited)
+		return;
+	for (struct pp_client *c = p->clients, *next; c; c = next) {
+		next = c->next;
+		if (c->closing && !c->out.len)
+			client_close(p, c);
+	}
+}
+
+int ptyproxy_handle(struct ptyproxy *p, int fd, uint32_t events)
+{
+	int ret = 0;
+	if (!p->pipes && fd == p->master) {
+		if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+			int r = drain_fd(p, fd, PTYPROXY_MSG_OUTPUT, READS_PER_CALL);
+			if (r == PTYPROXY_HUP)
+				p->master_hup = true;
+			ret = r;
+		}
+		if (events & EPOLLOUT)
+			input_flush(p);
+	} else if (p->pipes && (fd == p->fds[0] || fd == p->fds[1] || fd == p->fds[2])) {
+		if (fd == p->fds[0]) {
+			input_flush(p);
+		} else {
+			int i = fd == p->fds[1] ? 1 : 2;
+			int r = drain_fd(p, fd, i == 1 ? PTYPROXY_MSG_OUTPUT : PTYPROXY_MSG_STDERR,
+					 READS_PER_CALL);
+			if (r == PTYPROXY_HUP)
+				pipe_out_closed(p, i);
+			ret = r < 0 ? r : 0;
+			if (p->fds[1] < 0 && p->fds[2] < 0)
+				ret = PTYPROXY_HUP;
+		}
+	} else {
+		struct pp_client *c = client_find(p, fd);
+		if (!c)
+			return -ENOENT;
+		if (events & EPOLLOUT) {
+			if (client_flush(c) < 0) {
+				client_close(p, c);
+				c = NULL;
+			}
+		}
+		if (c && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+			client_readable(p, c);
+		input_flush(p);
+		finish_exited_clients(p);
+	}
+	update_watches(p);
+	return ret;
+}
+
+/* ---- screen model ---- */
+
+static void model_reply(void *ud, const char *s, size_t len)
+{
+	struct ptyproxy *p = ud;
+	/* Answer terminal queries (DA, DSR) only while no terminal is there to answer them. */
+	if (!count_clients(p, true))
+		q_append(&p->inq, s, len);
+}
+
+static void feed_model(struct ptyproxy *p, size_t max)
+{
+	if (p->pipes)
+		return;
+	while (p->fed < p->head && max) {
+		size_t at = (size_t)(p->fed & (p->ring_size - 1));
+		size_t n = (size_t)CK_MIN(p->head - p->fed, (uint64_t)(p->ring_size - at));
+		n = CK_MIN(n, max);
+		pp_model_feed(p->model, p->ring + at, n);
+		p->fed += n;
+		max -= n;
+	}
+	if (p->fed == p->head && p->resync_alt) {
+		/* A gap in what the model saw: make its screen buffer agree with the scanner. */
+		bool want = p->modes.modes & PTYPROXY_MODE_ALTSCREEN;
+		if (want != p->model->alt)
+			pp_model_feed(p->model, (const uint8_t *)(want ? "\033[?1049h" : "\033[?1049l"),
+				      8);
+		p->resync_alt = false;
+	}
+}
+
+int ptyproxy_idle(struct ptyproxy *p)
+{
+	int timeout = -1;
+	if (!p->pipes && p->fed < p->head) {
+		uint64_t quiet = (ck_now_ns() - p->last_output_ns) / 1000000;
+		if (quiet >= IDLE_DELAY_MS) {
+			feed_model(p, FEED_CHUNK);
+			timeout = p->fed < p->head ? 0 : -1;
+		} else {
+			timeout = (int)(IDLE_DELAY_MS - quiet);
+		}
+	}
+	if (p->have_log)
+		pp_outlog_flush(&p->log);
+	input_flush(p); /* model replies */
+	update_watches(p);
+	return timeout;
+}
+
+int ptyproxy_redraw(struct ptyproxy *p, char **ret, size_t *ret_len)
+{
+	if (p->pipes)
+		return -ENOTTY;
+	feed_model(p, SIZE_MAX);
+	struct pp_screen s;
+	int r = pp_model_snapshot(p->model, &s);
+	if (r < 0)
+		return r;
+	struct ck_buf b = {0};
+	pp_screen_encode(&s, p->modes.modes, &b);
+	pp_screen_free(&s);
+	if (b.err) {
+		r = b.err;
+		ck_buf_free(&b);
+		return r;
+	}
+	*ret = (char *)b.data;
+	*ret_len = b.len;
+	return 0;
+}
+
+/* ---- life cycle ---- */
+
+static int proxy_alloc(const struct ptyproxy_config *cfg, struct ptyproxy **ret)
+{
+	struct ptyproxy *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->ops = *cfg->ops;
+	p->ud = cfg->userdata;
+	p->master = p->fds[0] = p->fds[1] = p->fds[2] = -1;
+	if (cfg->log_dirfd >= 0) {
+		int r = pp_outlog_open(&p->log, cfg->log_dirfd,
+				       cfg->log_name ? cfg->log_name : "output.log",
+				       cfg->log_size ? cfg->log_size : (4u << 20));
+		if (r < 0) {
+			free(p);
+			return r;
+		}
+		p->have_log = true;
+	}
+	*ret = p;
+	return 0;
+}
+
+int ptyproxy_new(const struct ptyproxy_config *cfg, int master_fd,
+		 const struct ptyproxy_state *state, struct ptyproxy **ret)
+{
+	struct ptyproxy *p;
+	size_t rs = cfg->ring_size ? cfg->ring_size : (1u << 20);
+	if (rs & (rs - 1)) {
+		close(master_fd);
+		return -EINVAL;
+	}
+	int r = proxy_alloc(cfg, &p);
+	if (r < 0) {
+		close(master_fd);
+		return r;
+	}
+	p->master = master_fd;
+	p->ring_size = rs;
+	if (ioctl(master_fd, TIOCGWINSZ, &p->ws) < 0 || !p->ws.ws_row || !p->ws.ws_col)
+		p->ws = (struct winsize){24, 80, 0, 0};
+	p->ring = malloc(rs);
+	r = p->ring ? pp_model_new(p->ws.ws_row, p->ws.ws_col, &p->model) : -ENOMEM;
+	if (r < 0)
+		goto fail;
+	p->model->reply = model_reply;
+	p->model->ud = p;
+	ptyproxy_modes_init(&p->modes, state ? state->modes : 0);
+	if (state) {
+		/* Seed the model by drawing the saved screen into it. The job sees nothing. */
+		struct ck_buf b = {0};
+		struct pp_screen s = state->screen;
+		pp_model_resize(p->model, s.rows, s.cols);
+		pp_screen_encode(&s, state->modes, &b);
+		if (!b.err)
+			pp_model_feed(p->model, b.data, b.len);
+		r = b.err;
+		ck_buf_free(&b);
+		pp_model_resize(p->model, p->ws.ws_row, p->ws.ws_col);
+		if (r < 0)
+			goto fail;
+	}
+	p->last_output_ns = ck_now_ns();
+	update_watches(p);
+	if (p->w_master != EPOLLIN) {
+		r = -EIO;
+		goto fail;
+	}
+	*ret = p;
+	return 0;
+fail:
+	ptyproxy_free(p);
+	return r;
+}
+
+int ptyproxy_new_pipes(const struct ptyproxy_config *cfg, const int sup_fds[3],
+		       struct ptyproxy **ret)
+{
+	struct ptyproxy *p;
+	int r = proxy_alloc(cfg, &p);
+	if (r < 0) {
+		for (int i = 0; i < 3; i++)
+			close(sup_fds[i]);
+		return r;
+	}
+	p->pipes = true;
+	for (int i = 0; i < 3; i++)
+		p->fds[i] = sup_fds[i];
+	update_watches(p);
+	*ret = p;
+	return 0;
+}
+
+void ptyproxy_pipes_release(struct ptyproxy *p)
+{
+	p->pipes_released = true;
+	update_watches(p);
+}
+
+void ptyproxy_free(struct ptyproxy *p)
+{
+	if (!p)
+		return;
+	while (p->clients)
+		client_close(p, p->clients);
+	if (p->w_master)
+		p->ops.watch(p->ud, p->master, 0);
+	if (p->master >= 0)
+		close(p->master);
+	for (int i = 0; i < 3; i++) {
+		if (p->w_fds[i])
+			p->ops.watch(p->ud, p->fds[i], 0);
+		if (p->fds[i] >= 0)
+			close(p->fds[i]);
+	}
+	if (p->have_log)
+		pp_outlog_close(&p->log);
+	pp_model_free(p->model);
+	q_free(&p->inq);
+	free(p->ring);
+	free(p);
+}
+
+void ptyproxy_job_exited(struct ptyproxy *p, int wstatus)
+{
+	/* Everything the job wrote before it died is already in the pty or pipe buffers. */
+	if (!p->pipes) {
+		if (!p->master_hup && drain_fd(p, p->master, PTYPROXY_MSG_OUTPUT, INT32_MAX) ==
+					      PTYPROXY_HUP)
+			p->master_hup = true;
+	} else {
+		for (int i = 1; i < 3; i++)
+			if (p->fds[i] >= 0 &&
+			    drain_fd(p, p->fds[i], i == 1 ? PTYPROXY_MSG_OUTPUT : PTYPROXY_MSG_STDERR,
+				     INT32_MAX) == PTYPROXY_HUP)
+				pipe_out_closed(p, i);
+	}
+	p->exited = true;
+	p->wstatus = wstatus;
+	uint8_t st[4];
+	ck_put_le32(st, (uint32_t)wstatus);
+	for (struct pp_client *c = p->clients, *next; c; c = next) {
+		next = c->next;
+		if (!c->attach_seq || client_send(c, PTYPROXY_MSG_EXITED, st, 4) < 0)
+			client_close(p, c);
+		else
+			c->closing = true;
+	}
+	finish_exited_clients(p);
+	if (p->have_log)
+		pp_outlog_flush(&p->log);
+	update_watches(p);
+}
+
+void ptyproxy_hold_input(struct ptyproxy *p, bool hold)
+{
+	p->hold = hold;
+	if (!hold)
+		input_flush(p);
+	update_watches(p);
+}
+
+int ptyproxy_catch_up(struct ptyproxy *p)
+{
+	int r = 0;
+	if (!p->pipes && !p->master_hup) {
+		r = drain_fd(p, p->master, PTYPROXY_MSG_OUTPUT, INT32_MAX);
+		if (r == PTYPROXY_HUP)
+			p->master_hup = true;
+	}
+	feed_model(p, SIZE_MAX);
+	update_watches(p);
+	return r < 0 ? r : 0;
+}
+
+void ptyproxy_get_info(const struct ptyproxy *p, struct ptyproxy_info *ret)
+{
+	*ret = (struct ptyproxy_info){
+		.clients = count_clients(p, false),
+		.writers = count_clients(p, true),
+		.pipes = p->pipes,
+		.modes = p->modes.modes,
+		.ws = p->ws,
+		.output_bytes = p->head,
+		.model_lag = p->head - p->fed,
+		.model_lost = p->lost,
+	};
+}
+
+int ptyproxy_state_save(struct ptyproxy *p, int dirfd)
+{
+	if (p->pipes)
+		return -ENOTTY;
+	struct ptyproxy_state s = {.modes = p->modes.modes, .ws = p->ws};
+	if (tcgetattr(p->master, &s.tio) < 0)
+		return -errno;
+	feed_model(p, SIZE_MAX);
+	int r = pp_model_snapshot(p->model, &s.screen);
+	if (r < 0)
+		return r;
+	struct ck_buf b = {0};
+	r = pp_state_pack(&s, &b);
+	pp_screen_free(&s.screen);
+	if (r >= 0)
+		r = ck_write_file_atomic(dirfd, PTYPROXY_STATE_FILE, b.data, b.len, 0600);
+	ck_buf_free(&b);
+	return r;
+}
