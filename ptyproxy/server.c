@@ -279,7 +279,7 @@ static void apply_size(struct ptyproxy *p, const struct winsize *ws, bool nudge)
 static int send_redraw(struct ptyproxy *p, struct pp_client *c)
 {
 	_cleanup_free_ char *buf = NULL;
-	size_t len;
+	size_t len = 0;
 	int r = ptyproxy_redraw(p, &buf, &len);
 	for (size_t off = 0; r >= 0 && off < len; off += PTYPROXY_MSG_MAX)
 		r = client_send(c, PTYPROXY_MSG_REDRAW, buf + off,
