@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/ioctl.h>
 
 #include "state.h"
 
@@ -19,7 +20,15 @@ struct supervisor_args {
 	int lock_fd;	     /* supervisor.lock, locked exclusively (by the CLI, inherited) */
 	int ready_fd;	     /* pipe: one NUL byte when listening, else one error line */
 	const struct job_spec *spec;
+	bool pty;	   /* the job gets a terminal (else pipes); spec->flags has JOB_F_DETACH */
+	struct winsize ws; /* the terminal's first size */
+	uint64_t log_size; /* bound of jobs/NAME/output + output.1 */
 };
+
+#define OUTPUT_LOG	     "output"
+#define ATTACH_SOCK	     "attach.sock"
+#define DEFAULT_LOG_SIZE     (4u << 20)
+#define DEFAULT_DETACH_KEY   0x1c /* Ctrl-\ */
 
 /** Run the supervisor of one job until the job ends; returns the process exit code. */
 int supervisor_main(const struct supervisor_args *a);
@@ -31,6 +40,8 @@ int cmd_status(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_snapshots(int argc, char **argv);
+int cmd_attach(int argc, char **argv);
+int cmd_log(int argc, char **argv);
 
 /** Print "ckptenv: CMD NAME: MESSAGE" (NAME may be NULL) on stderr. */
 void cli_error(const char *cmd, const char *name, const char *fmt, ...)
@@ -51,6 +62,26 @@ void cli_job_close(struct cli_job *j);
 
 /** Print a usage error for @cmd ("ckptenv: CMD: WHAT; see 'ckptenv CMD --help'"); returns 2. */
 int cli_usage(const char *cmd, const char *what);
+
+/* Attaching to a job's terminal (or pipes): cmd-attach.c. */
+struct cli_attach_opts {
+	int detach_key; /* -1: none */
+	bool read_only;
+	bool pipes;	   /* relay stdin/stdout/stderr byte-exact, not a terminal */
+	bool no_redraw;	   /* `run`: the job starts now, the user's screen stays as it is */
+	int control_sock;  /* >= 0: forward HUP/TERM/INT/QUIT to the job over it, keep going */
+};
+
+/** "none", "^X", "C-x", "ctrl-x", one character, or a number 0..255 into *ret (-1 for none).
+ *  -EINVAL otherwise. */
+int cli_detach_key_parse(const char *s, int *ret);
+
+/** Connect to @j's attach.sock and relay the user's terminal (or stdio) until the job ends or
+ *  the user detaches. Returns 0 when the job ended (*ret_code: its exit code, 128+signal), 1
+ *  after a detach (the one-line note is printed), or -errno when the connection failed or was
+ *  lost (nothing printed). The terminal is restored on every way out. */
+int cli_attach(const struct cli_job *j, const char *cmd, const char *name,
+	       const struct cli_attach_opts *o, int *ret_code);
 
 /** Human-readable byte count ("12.3 MiB") into @buf. */
 const char *cli_bytes(uint64_t n, char *buf, size_t len);

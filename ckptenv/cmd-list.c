@@ -1,5 +1,6 @@
 /* ckptenv list [--json]: one line (or JSON object) per job. */
 #include "ckptenv.h"
+#include "control.h"
 
 #include "common/ck.h"
 
@@ -7,11 +8,35 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
-static const char list_usage[] = "Usage: ckptenv list [--json]\n"
-				 "\n"
-				 "List the jobs of $CKPTENV_HOME: NAME STATE PID COMMAND STARTED.\n"
-				 "  --json   one JSON array of objects instead of a table\n";
+static const char list_usage[] =
+	"Usage: ckptenv list [--json]\n"
+	"\n"
+	"List the jobs of $CKPTENV_HOME: NAME STATE PID COMMAND STARTED ATTACHED.\n"
+	"ATTACHED: clients attached to a running job's terminal (+N read-only ones).\n"
+	"  --json   one JSON array of objects instead of a table\n";
+
+/* Ask a running job's supervisor how many clients are attached. -errno when it cannot say. */
+static int job_clients(int job_fd, uint32_t *ret_clients, uint32_t *ret_writers)
+{
+	_cleanup_close_ int sock = control_connect(job_fd, "control.sock");
+	if (sock < 0)
+		return sock;
+	struct timeval tv = {.tv_sec = 1};
+	setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	struct control_msg m;
+	int r = control_call(sock, CONTROL_INFO, NULL, 0, &m);
+	if (r < 0)
+		return r;
+	control_msg_close_fds(&m);
+	if (m.type != CONTROL_INFO_REPLY || m.len < 8)
+		return -EBADMSG;
+	*ret_clients = ck_get_le32(m.payload);
+	*ret_writers = ck_get_le32(m.payload + 4);
+	return 0;
+}
 
 void cli_job_info_load(int job_fd, struct cli_job_info *ret)
 {
@@ -128,7 +153,8 @@ int cmd_list(int argc, char **argv)
 	if (json)
 		fputs("[", stdout);
 	else
-		printf("%-20s %-14s %-8s %-40s %s\n", "NAME", "STATE", "PID", "COMMAND", "STARTED");
+		printf("%-20s %-14s %-8s %-40s %-19s %s\n", "NAME", "STATE", "PID", "COMMAND",
+		       "STARTED", "ATTACHED");
 	bool first = true;
 	for (size_t k = 0; k < n; k++) {
 		_cleanup_close_ int fd = -1;
@@ -140,6 +166,8 @@ int cmd_list(int argc, char **argv)
 		_cleanup_free_ char *cmd = i.has_spec ? job_spec_command(&i.spec) : NULL;
 		int64_t started = i.has_run ? i.run.started : i.has_spec ? i.spec.created : 0;
 		bool running = i.state == CLI_JOB_RUNNING;
+		uint32_t ncl = 0, nwr = 0;
+		bool have_cl = running && job_clients(fd, &ncl, &nwr) == 0;
 		cli_job_state_str(&i, st, sizeof(st));
 		if (json) {
 			printf("%s\n  {\"name\": ", first ? "" : ",");
@@ -153,6 +181,9 @@ int cmd_list(int argc, char **argv)
 			if (running && i.has_run)
 				printf(", \"pid\": %d, \"supervisor_pid\": %d", (int)i.run.init_pid,
 				       (int)i.run.supervisor_pid);
+			if (have_cl)
+				printf(", \"clients\": %u, \"read_only_clients\": %u", ncl,
+				       ncl - nwr);
 			printf(", \"command\": ");
 			cli_json_str(stdout, cmd ? cmd : "");
 			printf(", \"started\": %lld}", (long long)started);
@@ -160,10 +191,14 @@ int cmd_list(int argc, char **argv)
 			char pid[16] = "-";
 			if (running && i.has_run)
 				snprintf(pid, sizeof(pid), "%d", (int)i.run.init_pid);
-			char shortcmd[41];
+			char shortcmd[41], att[24] = "-";
 			snprintf(shortcmd, sizeof(shortcmd), "%s", cmd ? cmd : "-");
-			printf("%-20s %-14s %-8s %-40s %s\n", names[k], st, pid, shortcmd,
-			       cli_time(started, t, sizeof(t)));
+			if (have_cl && ncl > nwr)
+				snprintf(att, sizeof(att), "%u+%u", nwr, ncl - nwr);
+			else if (have_cl)
+				snprintf(att, sizeof(att), "%u", ncl);
+			printf("%-20s %-14s %-8s %-40s %-19s %s\n", names[k], st, pid, shortcmd,
+			       cli_time(started, t, sizeof(t)), att);
 		}
 		first = false;
 		cli_job_info_free(&i);

@@ -1,11 +1,13 @@
 /* ckptenv run: write the job file, start the job's supervisor as a daemon of its own, then act
- * only as a control-socket client: hand over our stdio, forward signals, exit with the job's
- * status. */
+ * only as its client: START over the control socket, then attach to the job's terminal (stdin
+ * and stdout are ttys) or relay our stdio byte-exact over the job's pipes (otherwise),
+ * forwarding signals in pipe mode, and exit with the job's status (0 after a detach). */
 #include "ckptenv.h"
 #include "control.h"
 
 #include "common/ck.h"
 
+#include <ctype.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -22,24 +24,57 @@
 extern char **environ;
 
 static const char run_usage[] =
-	"Usage: ckptenv run [--name N] [--detach] [--from-snapshot ID] -- CMD [ARGS...]\n"
+	"Usage: ckptenv run [--name N] [--detach] [--detach-key KEY] [--log-size SIZE]\n"
+	"                   [--from-snapshot ID] -- CMD [ARGS...]\n"
 	"\n"
 	"Run CMD as job N with a private, persistent /tmp. The same name again reuses the job's\n"
 	"/tmp as it was. Exits with CMD's exit status (128+signal when killed).\n"
+	"From a terminal, CMD gets a terminal of its own (/dev/pts/0 of a private devpts) and this\n"
+	"one is attached to it: the detach key leaves CMD running ('ckptenv attach N' comes back).\n"
+	"Without a terminal, CMD's stdin, stdout and stderr are pipes relayed byte for byte.\n"
+	"All output is also kept in a bounded log: 'ckptenv log N'.\n"
 	"\n"
 	"  -n, --name N            job name ([A-Za-z0-9._-], 1..64); default: a new random one\n"
-	"  -d, --detach            print the name and return once the job runs (stdin /dev/null,\n"
-	"                          output to the job's log)\n"
+	"  -d, --detach            print the name and return at once; no client (stdin at end of\n"
+	"                          file without a terminal; attach later with 'ckptenv attach N')\n"
+	"  -k, --detach-key KEY    ^X, C-x, one character, or 'none' (default ^\\, Ctrl-\\)\n"
+	"  -l, --log-size SIZE     bound of the output log, e.g. 512K, 16M (default 4M)\n"
 	"  -s, --from-snapshot ID  start from snapshot ID (see 'ckptenv snapshots N')\n"
 	"  -h, --help              this text\n";
 
 struct run_opts {
 	const char *name;
 	bool detach;
+	int detach_key;
+	uint64_t log_size;
 	uint64_t from_epoch;
 	char **cmd;
 	int cmd_argc;
 };
+
+/* "4096", "512K", "16M", "1G" (binary units) within 4 KiB .. 1 GiB. */
+static int parse_size(const char *s, uint64_t *ret)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || s[0] == '-')
+		return -EINVAL;
+	int shift = 0;
+	if (*end) {
+		const char *u = strchr("KMG", toupper((unsigned char)*end));
+		if (!u || (end[1] && strcasecmp(end + 1, "iB") && strcasecmp(end + 1, "B")))
+			return -EINVAL;
+		shift = 10 * (int)(u - "KMG" + 1);
+	}
+	if (v > (1ull << 30) >> shift)
+		return -EINVAL;
+	v <<= shift;
+	if (v < 4096)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
 
 static int parse(int argc, char **argv, struct run_opts *o, bool *ret_help)
 {
@@ -47,13 +82,15 @@ static int parse(int argc, char **argv, struct run_opts *o, bool *ret_help)
 		{"name", required_argument, NULL, 'n'},
 		{"detach", no_argument, NULL, 'd'},
 		{"from-snapshot", required_argument, NULL, 's'},
+		{"detach-key", required_argument, NULL, 'k'},
+		{"log-size", required_argument, NULL, 'l'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	int c;
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+n:ds:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+n:ds:k:l:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			o->name = optarg;
@@ -74,12 +111,27 @@ static int parse(int argc, char **argv, struct run_opts *o, bool *ret_help)
 			o->from_epoch = v;
 			break;
 		}
+		case 'k':
+			if (cli_detach_key_parse(optarg, &o->detach_key) < 0) {
+				char what[300];
+				snprintf(what, sizeof(what), "invalid detach key '%s'", optarg);
+				return cli_usage("run", what);
+			}
+			break;
+		case 'l':
+			if (parse_size(optarg, &o->log_size) < 0) {
+				char what[300];
+				snprintf(what, sizeof(what),
+					 "invalid log size '%s'; use e.g. 512K or 16M (4K..1G)", optarg);
+				return cli_usage("run", what);
+			}
+			break;
 		case 'h':
 			*ret_help = true;
 			return 0;
 		default: {
 			char what[300];
-			if (optopt && c == '?' && strchr("nds", optopt))
+			if (optopt && c == '?' && strchr("nskl", optopt))
 				snprintf(what, sizeof(what), "option '%s' needs a value",
 					 argv[optind - 1]);
 			else
@@ -117,12 +169,12 @@ static int make_random_job(int jobs_fd, char name[8])
 }
 
 static void daemon_child(struct cli_job *j, const char *name, int lock_fd, int ready_fd,
-			 const struct job_spec *spec) __attribute__((noreturn));
+			 struct supervisor_args *a) __attribute__((noreturn));
 
 /* Runs in the first child: setsid, fork again (so the supervisor is no session leader and
  * can never acquire a terminal), then become the supervisor with stdio on the log. */
 static void daemon_child(struct cli_job *j, const char *name, int lock_fd, int ready_fd,
-			 const struct job_spec *spec)
+			 struct supervisor_args *a)
 {
 	if (setsid() < 0)
 		_exit(1);
@@ -145,15 +197,12 @@ static void daemon_child(struct cli_job *j, const char *name, int lock_fd, int r
 	if (chdir("/") < 0)
 		_exit(1);
 	umask(0077);
-	struct supervisor_args a = {
-		.name = name,
-		.job_dir = j->dir,
-		.job_fd = j->job_fd,
-		.lock_fd = lock_fd,
-		.ready_fd = ready_fd,
-		.spec = spec,
-	};
-	_exit(supervisor_main(&a));
+	a->name = name;
+	a->job_dir = j->dir;
+	a->job_fd = j->job_fd;
+	a->lock_fd = lock_fd;
+	a->ready_fd = ready_fd;
+	_exit(supervisor_main(a));
 }
 
 /* Wait for the supervisor's readiness: a NUL byte, or an error line, or EOF (it died). */
@@ -172,8 +221,10 @@ static int wait_ready(int fd, char *err, size_t len)
 	return -EIO;
 }
 
-/* Forward signals until the job ends; returns the job's exit code. */
-static int wait_job(int sock, const char *name, const char *dir)
+/* Forward signals until the supervisor says the job ended; returns the job's exit code. With
+ * @known >= 0 (the relay already saw the end) that is the code if the supervisor goes away
+ * without saying. */
+static int wait_job(int sock, const char *name, const char *dir, int known)
 {
 	sigset_t set;
 	sigemptyset(&set);
@@ -199,6 +250,8 @@ static int wait_job(int sock, const char *name, const char *dir)
 			continue;
 		struct control_msg m;
 		int r = control_recv(sock, &m);
+		if (r < 0 && known >= 0)
+			return known;
 		if (r < 0) {
 			cli_error("run", name,
 				  "lost the supervisor before the job ended (%s); see %s/log",
@@ -222,7 +275,8 @@ static int wait_job(int sock, const char *name, const char *dir)
 	}
 }
 
-static int start_job(struct cli_job *j, const char *name, const struct run_opts *o, bool print_name)
+static int start_job(struct cli_job *j, const char *name, const struct run_opts *o, bool print_name,
+		     struct supervisor_args *sa)
 {
 	_cleanup_close_ int lock_fd = -1;
 	int r = state_lock_take(j->job_fd, &lock_fd);
@@ -252,6 +306,7 @@ static int start_job(struct cli_job *j, const char *name, const struct run_opts 
 		.from_epoch = o->from_epoch,
 		.created = time(NULL),
 	};
+	sa->spec = &spec;
 	r = job_spec_write(j->job_fd, &spec);
 	if (r < 0) {
 		cli_error("run", name, "cannot write %s/job: %s", j->dir, strerror(-r));
@@ -276,7 +331,7 @@ static int start_job(struct cli_job *j, const char *name, const struct run_opts 
 	if (pid == 0) {
 		close(ready[0]);
 		close(j->jobs_fd);
-		daemon_child(j, name, lock_fd, ready[1], &spec);
+		daemon_child(j, name, lock_fd, ready[1], sa);
 	}
 	close(ready[1]);
 	close(TAKE_FD(lock_fd)); /* the supervisor's copy holds the lock now */
@@ -296,8 +351,7 @@ static int start_job(struct cli_job *j, const char *name, const struct run_opts 
 			  strerror(-sock), j->dir);
 		return 1;
 	}
-	int fds[3] = {0, 1, 2};
-	r = control_send(sock, CONTROL_START, NULL, 0, fds, o->detach ? 0 : 3);
+	r = control_send(sock, CONTROL_START, NULL, 0, NULL, 0);
 	struct control_msg m;
 	if (r == 0)
 		r = control_recv(sock, &m);
@@ -322,12 +376,28 @@ static int start_job(struct cli_job *j, const char *name, const struct run_opts 
 		printf("%s\n", name);
 		return 0;
 	}
-	return wait_job(sock, name, j->dir);
+	struct cli_attach_opts ao = {
+		.detach_key = o->detach_key,
+		.pipes = !sa->pty,
+		.no_redraw = true,
+		.control_sock = sa->pty ? -1 : sock};
+	int code = 1;
+	r = cli_attach(j, "run", name, &ao, &code);
+	if (r == 1)
+		return 0; /* detached: the job runs on */
+	if (r < 0 && r != -ECONNRESET) {
+		cli_error("run", name, "cannot reach the job's terminal: %s; see %s/log",
+			  strerror(-r), j->dir);
+		return 1;
+	}
+	/* The job ended (or the relay was lost): the supervisor's EXITED is authoritative and
+	 * means it let go of the job's name. */
+	return wait_job(sock, name, j->dir, r == 0 ? code : -1);
 }
 
 int cmd_run(int argc, char **argv)
 {
-	struct run_opts o = {0};
+	struct run_opts o = {.detach_key = DEFAULT_DETACH_KEY};
 	bool help = false;
 	int r = parse(argc, argv, &o, &help);
 	if (r)
@@ -368,7 +438,12 @@ int cmd_run(int argc, char **argv)
 		if (r)
 			return r;
 	}
-	r = start_job(&j, name, &o, !o.name && !o.detach);
+	struct supervisor_args sa = {.log_size = o.log_size};
+	/* A terminal only when both ends are one: `run -- cmd > file` wants cmd's bytes. */
+	sa.pty = isatty(0) && isatty(1);
+	if (sa.pty && (ioctl(0, TIOCGWINSZ, &sa.ws) < 0 || !sa.ws.ws_row || !sa.ws.ws_col))
+		sa.ws = (struct winsize){24, 80, 0, 0};
+	r = start_job(&j, name, &o, !o.name && !o.detach, &sa);
 	cli_job_close(&j);
 	return r;
 }

@@ -129,12 +129,17 @@ static int make_addr(int dir_fd, const char *name, struct sockaddr_un *sa, sockl
 
 int control_listen(int dir_fd, const char *name)
 {
+	return control_unix_listen(dir_fd, name, SOCK_SEQPACKET);
+}
+
+int control_unix_listen(int dir_fd, const char *name, int type)
+{
 	struct sockaddr_un sa;
 	socklen_t sl;
 	int r = make_addr(dir_fd, name, &sa, &sl);
 	if (r < 0)
 		return r;
-	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	_cleanup_close_ int fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
 	if (unlinkat(dir_fd, name, 0) < 0 && errno != ENOENT)
@@ -155,12 +160,17 @@ int control_listen(int dir_fd, const char *name)
 
 int control_connect(int dir_fd, const char *name)
 {
+	return control_unix_connect(dir_fd, name, SOCK_SEQPACKET);
+}
+
+int control_unix_connect(int dir_fd, const char *name, int type)
+{
 	struct sockaddr_un sa;
 	socklen_t sl;
 	int r = make_addr(dir_fd, name, &sa, &sl);
 	if (r < 0)
 		return r;
-	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	_cleanup_close_ int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	while (connect(fd, (struct sockaddr *)&sa, sl) < 0) {

@@ -4,8 +4,8 @@
  *   le32 magic "CKCT" | le16 version | le16 type | le32 payload length | payload
  *
  * Payload fields are packed little-endian with ck_buf/ck_rd; lengths are bounded by
- * CONTROL_PAYLOAD_MAX. File descriptors ride along with SCM_RIGHTS (START carries the job's
- * stdin/stdout/stderr). */
+ * CONTROL_PAYLOAD_MAX. No message carries file descriptors any more (the job's stdio is served
+ * through jobs/NAME/attach.sock); the fd plumbing stays for later uses and is refused. */
 #ifndef CKPTENV_CONTROL_H
 #define CKPTENV_CONTROL_H
 
@@ -20,18 +20,22 @@
 
 enum control_type {
 	/* client -> supervisor */
-	CONTROL_START = 1, /* fds: 0 or 3 (job stdin, stdout, stderr); reply STARTED or ERROR */
+	CONTROL_START = 1, /* reply STARTED or ERROR; the command runs once a client attached */
 	CONTROL_SIGNAL,	   /* le32 signal: forward to the job's init; reply OK */
 	CONTROL_KILL,	   /* SIGKILL the job; reply OK, then EXITED */
 	CONTROL_SNAPSHOT,  /* reply SNAPPED or ERROR */
 	CONTROL_DROP,	   /* str ref; reply OK or ERROR */
+	CONTROL_INFO,	   /* reply INFO_REPLY */
 	/* supervisor -> client */
 	CONTROL_OK = 100,
 	CONTROL_ERROR,	 /* le32 errno, str message */
 	CONTROL_STARTED, /* le32 init host pid */
 	CONTROL_EXITED,	 /* le32 exit code (128+signal when killed); sent to every client */
 	CONTROL_SNAPPED, /* le64 epoch, le64 nanoseconds taken */
+	CONTROL_INFO_REPLY, /* le32 attached clients, le32 of which writers, le32 CONTROL_INFO_* */
 };
+#define CONTROL_INFO_STARTED 0x1u
+#define CONTROL_INFO_PIPES   0x2u
 
 struct control_msg {
 	uint16_t type;
@@ -67,6 +71,10 @@ int control_parse_u64x2(const struct control_msg *m, uint64_t *ret_a, uint64_t *
 int control_listen(int dir_fd, const char *name);
 /** Connect to @name inside @dir_fd. -ECONNREFUSED/-ENOENT when no supervisor listens. */
 int control_connect(int dir_fd, const char *name);
+
+/** The same for any unix socket @type (SOCK_STREAM for attach.sock). */
+int control_unix_listen(int dir_fd, const char *name, int type);
+int control_unix_connect(int dir_fd, const char *name, int type);
 
 /** Send a request and wait for its reply (skipping nothing: the first message is returned). */
 int control_call(int sock, uint16_t type, const void *payload, size_t len, struct control_msg *ret);

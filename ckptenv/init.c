@@ -1,13 +1,16 @@
 /* The job's pid 1.
  *
  * Sets up the job's mounts (private propagation, the vfs on /tmp, a /proc of the new pid
- * namespace), then runs the command as pid 2 in its own process group, reaps every process of
+ * namespace, and for a terminal job a devpts instance of its own), then runs the command as
+ * pid 2 in its own process group (on a terminal: its own session, the pty as controlling
+ * terminal, so it is the foreground process group and job control works), reaps every process of
  * the namespace (orphans are reparented to us), forwards the signals the supervisor sends, and
  * exits with the command's status. All signals stay blocked and are taken with sigwaitinfo():
  * the kernel drops signals to a namespace init that has no handler, but queues blocked ones. */
 #include "launch.h"
 
 #include "common/ck.h"
+#include "ptyproxy/ptyproxy.h"
 #include "vfs/vfs.h"
 
 #include <signal.h>
@@ -35,7 +38,7 @@ __attribute__((noreturn, format(printf, 3, 4))) static void fail(int sock, int e
 	_exit(1);
 }
 
-__attribute__((noreturn)) static void run_command(const struct job_spec *spec)
+__attribute__((noreturn)) static void run_command(const struct job_spec *spec, int slave)
 {
 	sigset_t none;
 	sigemptyset(&none);
@@ -43,7 +46,17 @@ __attribute__((noreturn)) static void run_command(const struct job_spec *spec)
 		if (s != SIGKILL && s != SIGSTOP)
 			signal(s, SIG_DFL);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	setpgid(0, 0);
+	if (slave >= 0) {
+		/* setsid() first (we are no group leader yet), then the pty as our terminal. */
+		int r = ptyproxy_child_setup(slave);
+		if (r < 0) {
+			fprintf(stderr, "ckptenv: cannot attach the job's terminal: %s\n",
+				strerror(-r));
+			_exit(127);
+		}
+	} else {
+		setpgid(0, 0);
+	}
 	environ = spec->envp;
 	if (chdir(spec->cwd) < 0) {
 		fprintf(stderr, "ckptenv: cannot enter %s in the job (%m); starting in /\n",
@@ -64,7 +77,20 @@ static int wait_code(int status)
 	return WEXITSTATUS(status);
 }
 
-void init_main(int sock, const struct job_spec *spec, bool allow_other)
+/* A devpts instance of the job's own on /dev/pts, its ptmx bound over /dev/ptmx, and a pty
+ * pair from it: the slave is /dev/pts/0 inside the job, whatever the host's ptys are. The
+ * supervisor gets the master over the socket. */
+static int make_pty(const struct winsize *ws, int *ret_master, int *ret_slave)
+{
+	if (mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+		  "newinstance,ptmxmode=0666,mode=0620") < 0)
+		return -errno;
+	if (mount("/dev/pts/ptmx", "/dev/ptmx", NULL, MS_BIND, NULL) < 0)
+		return -errno;
+	return ptyproxy_pty_open("/dev/ptmx", NULL, ws, ret_master, ret_slave);
+}
+
+void init_main(int sock, const struct job_spec *spec, bool allow_other, const struct winsize *pty_ws)
 {
 	sigset_t all;
 	sigfillset(&all);
@@ -76,8 +102,14 @@ void init_main(int sock, const struct job_spec *spec, bool allow_other)
 	int r = vfs_mount_fuse("/tmp", allow_other, &fuse_fd);
 	if (r < 0)
 		fail(sock, -r, "cannot mount the job's /tmp: %s", strerror(-r));
-	r = ck_send_fds(sock, "F", 1, &fuse_fd, 1);
+	int fds[2] = {fuse_fd, -1}, slave = -1;
+	if (pty_ws && (r = make_pty(pty_ws, &fds[1], &slave)) < 0)
+		fail(sock, -r, "cannot create the job's terminal (devpts on /dev/pts): %s",
+		     strerror(-r));
+	r = ck_send_fds(sock, "F", 1, fds, pty_ws ? 2 : 1);
 	close(fuse_fd);
+	if (fds[1] >= 0)
+		close(fds[1]);
 	if (r < 0)
 		_exit(1);
 	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
@@ -95,8 +127,13 @@ void init_main(int sock, const struct job_spec *spec, bool allow_other)
 		_exit(127);
 	}
 	if (cmd == 0)
-		run_command(spec);
-	setpgid(cmd, cmd); /* also here, so a signal right away already finds the group */
+		run_command(spec, slave);
+	/* Also here, so a signal right away already finds the group; not for a terminal job,
+	 * whose setsid() would fail once it leads a group. */
+	if (slave < 0)
+		setpgid(cmd, cmd);
+	else
+		close(slave); /* the job's copies alone keep the terminal open */
 
 	for (;;) {
 		siginfo_t si;

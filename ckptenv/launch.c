@@ -49,7 +49,7 @@ __attribute__((noreturn)) static void child_main(struct child_ctx *c)
 	int sock = c->sock;
 	move_fd(&sock, 3);
 	syscall(SYS_close_range, 4u, ~0u, 0u);
-	init_main(sock, c->a->spec, c->a->allow_other);
+	init_main(sock, c->a->spec, c->a->allow_other, c->a->pty ? &c->a->ws : NULL);
 }
 
 static int write_file(pid_t pid, const char *file, const char *text)
@@ -92,20 +92,23 @@ void launch_abort(struct launch_job *j)
 	j->sock = -1;
 }
 
-/* Wait for the init's report: 'F' with the fuse fd, or 'E' le32 errno + text. */
-static int read_report(int sock, int *ret_fuse_fd, char *err, size_t errlen)
+/* Wait for the init's report: 'F' with the fuse fd (and the pty master when @want_pty), or
+ * 'E' le32 errno + text. */
+static int read_report(int sock, bool want_pty, int *ret_fuse_fd, int *ret_pty_fd, char *err,
+		       size_t errlen)
 {
 	uint8_t buf[512];
-	int fds[1];
+	int fds[2];
 	size_t nfds = 0;
-	ssize_t n = ck_recv_fds(sock, buf, sizeof(buf) - 1, fds, 1, &nfds);
+	ssize_t n = ck_recv_fds(sock, buf, sizeof(buf) - 1, fds, 2, &nfds);
 	if (n <= 0) {
 		snprintf(err, errlen, "the job's init died while setting up (%s)",
 			 n < 0 ? strerror((int)-n) : "no report");
 		return n < 0 ? (int)n : -ECHILD;
 	}
-	if (buf[0] == 'F' && nfds == 1) {
+	if (buf[0] == 'F' && nfds == (want_pty ? 2u : 1u)) {
 		*ret_fuse_fd = fds[0];
+		*ret_pty_fd = want_pty ? fds[1] : -1;
 		return 0;
 	}
 	for (size_t i = 0; i < nfds; i++)
@@ -120,8 +123,8 @@ static int read_report(int sock, int *ret_fuse_fd, char *err, size_t errlen)
 	return -EBADMSG;
 }
 
-int launch_job(const struct launch_args *a, struct launch_job *ret, int *ret_fuse_fd, char *err,
-	       size_t errlen)
+int launch_job(const struct launch_args *a, struct launch_job *ret, int *ret_fuse_fd,
+	       int *ret_pty_fd, char *err, size_t errlen)
 {
 	int sp[2], rel[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
@@ -166,7 +169,7 @@ int launch_job(const struct launch_args *a, struct launch_job *ret, int *ret_fus
 	}
 	close(rel[1]);
 	if (r == 0)
-		r = read_report(j.sock, ret_fuse_fd, err, errlen);
+		r = read_report(j.sock, a->pty, ret_fuse_fd, ret_pty_fd, err, errlen);
 	if (r < 0) {
 		launch_abort(&j);
 		return r;

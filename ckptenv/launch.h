@@ -11,14 +11,17 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/ioctl.h>
 #include <sys/types.h>
 
 #include "state.h"
 
 struct launch_args {
 	const struct job_spec *spec;
-	int stdio[3];	  /* become the job's 0, 1, 2 */
+	int stdio[3];	  /* become the job's 0, 1, 2 (of the init; the command's unless pty) */
 	bool allow_other; /* FUSE allow_other: only when we are root on the host */
+	bool pty;	  /* the command runs on a pty of the job's own devpts instance */
+	struct winsize ws; /* its initial size (0x0: 24x80) */
 };
 
 struct launch_job {
@@ -28,10 +31,12 @@ struct launch_job {
 
 /** Start the job's init. On success *ret holds the init and *ret_fuse_fd the mounted /dev/fuse
  *  descriptor (owned by the caller; pass it to vfs_serve), and the init waits for launch_go().
+ *  With a->pty, *ret_pty_fd is the master of the job's terminal (/dev/pts/0 in the job's own
+ *  devpts instance; O_NONBLOCK, owned by the caller), else -1.
  *  On failure the init is killed and reaped, and @err holds one line saying what failed.
  *  The init dies with SIGKILL if the calling thread exits (PR_SET_PDEATHSIG). */
-int launch_job(const struct launch_args *a, struct launch_job *ret, int *ret_fuse_fd, char *err,
-	       size_t errlen);
+int launch_job(const struct launch_args *a, struct launch_job *ret, int *ret_fuse_fd,
+	       int *ret_pty_fd, char *err, size_t errlen);
 
 /** Let the init run the command. */
 int launch_go(struct launch_job *j);
@@ -40,7 +45,9 @@ int launch_go(struct launch_job *j);
 void launch_abort(struct launch_job *j);
 
 /** Entry of the job's pid 1 (init.c): runs in the new namespaces with stdio already in place
- *  and @sock the init's end of the socketpair. Never returns. */
-__attribute__((noreturn)) void init_main(int sock, const struct job_spec *spec, bool allow_other);
+ *  and @sock the init's end of the socketpair; @pty_ws non-NULL: give the command a terminal
+ *  of that size. Never returns. */
+__attribute__((noreturn)) void init_main(int sock, const struct job_spec *spec, bool allow_other,
+					 const struct winsize *pty_ws);
 
 #endif

@@ -12,9 +12,13 @@ static const char usage[] =
 	"Run a job in an environment whose /tmp is private, persistent and snapshotted.\n"
 	"\n"
 	"Commands:\n"
-	"  run [--name N] [--detach] [--from-snapshot ID] -- CMD [ARGS...]\n"
-	"                         run CMD as job N (state in $CKPTENV_HOME/jobs/N)\n"
-	"  list [--json]          list jobs\n"
+	"  run [--name N] [--detach] [--detach-key K] [--log-size S] [--from-snapshot ID]\n"
+	"      -- CMD [ARGS...]   run CMD as job N (state in $CKPTENV_HOME/jobs/N); from a\n"
+	"                         terminal, attach to it (detach: Ctrl-\\)\n"
+	"  attach NAME [--read-only] [--detach-key K]\n"
+	"                         attach this terminal to a running job (screen redrawn)\n"
+	"  log NAME [-f]          print the job's output log (-f: follow)\n"
+	"  list [--json]          list jobs (and attached clients)\n"
 	"  status NAME            show one job\n"
 	"  rm NAME [--force]      delete a job and its data (--force: kill it first)\n"
 	"  snapshot NAME          snapshot the running job's /tmp; prints the snapshot id\n"
@@ -44,6 +48,7 @@ static const struct {
 } commands[] = {
 	{"run", cmd_run}, {"list", cmd_list},	      {"status", cmd_status},
 	{"rm", cmd_rm},	  {"snapshot", cmd_snapshot}, {"snapshots", cmd_snapshots},
+	{"attach", cmd_attach}, {"log", cmd_log},
 };
 
 int main(int argc, char **argv)

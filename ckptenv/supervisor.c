@@ -7,11 +7,11 @@
  * clients and a signalfd -> on the init's exit: vfs_close(commit head), status file, EXITED to
  * every client, release the lock, exit. A client is only ever closed, never trusted: its uid is
  * checked with SO_PEERCRED and every message is bounded. */
-#include "ckptenv.h"
 #include "control.h"
-#include "launch.h"
+#include "supervisor.h"
 
 #include "common/ck.h"
+#include "ptyproxy/ptyproxy.h"
 #include "vfs/vfs.h"
 
 #include <fcntl.h>
@@ -25,26 +25,11 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#define MAX_CLIENTS	 64
+#define MAX_CLIENTS	 SUP_MAX_CLIENTS
 #define START_TIMEOUT_MS 30000
 #define CONTROL_SOCK	 "control.sock"
 
-struct sup {
-	const struct supervisor_args *a;
-	struct vfs *v;
-	int ep;
-	int listen_fd;
-	int sig_fd;
-	int clients[MAX_CLIENTS]; /* -1: free slot */
-	struct launch_job job;	  /* init_pid > 0 once started */
-	bool started;
-	bool done;
-	int exit_code;
-	int64_t started_at;
-	uint64_t run_id;
-};
-
-__attribute__((format(printf, 2, 3))) static void slog(const struct sup *s, const char *fmt, ...)
+void sup_log(const struct sup *s, const char *fmt, ...)
 {
 	char msg[1024], ts[32];
 	va_list ap;
@@ -91,17 +76,17 @@ static void client_accept(struct sup *s)
 		_cleanup_close_ int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EINTR)
-				slog(s, "accept: %m");
+				sup_log(s, "accept: %m");
 			return;
 		}
 		struct ucred cred;
 		socklen_t cl = sizeof(cred);
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
-			slog(s, "client: SO_PEERCRED: %m; closing");
+			sup_log(s, "client: SO_PEERCRED: %m; closing");
 			continue;
 		}
 		if (cred.uid != getuid() && cred.uid != 0) {
-			slog(s, "client pid %d uid %u: not our uid; closing", (int)cred.pid,
+			sup_log(s, "client pid %d uid %u: not our uid; closing", (int)cred.pid,
 			     (unsigned)cred.uid);
 			continue;
 		}
@@ -110,44 +95,48 @@ static void client_accept(struct sup *s)
 			if (s->clients[i] < 0)
 				slot = i;
 		if (slot < 0) {
-			slog(s, "client pid %d: too many clients; closing", (int)cred.pid);
+			sup_log(s, "client pid %d: too many clients; closing", (int)cred.pid);
 			continue;
 		}
 		if (ep_add(s, fd) < 0) {
-			slog(s, "epoll: %m");
+			sup_log(s, "epoll: %m");
 			continue;
 		}
 		s->clients[slot] = TAKE_FD(fd);
 	}
 }
 
-static void do_start(struct sup *s, int c, struct control_msg *m)
+static void do_start(struct sup *s, int c)
 {
 	if (s->started) {
 		control_send_error(c, EBUSY, "the job has already been started");
 		return;
 	}
-	if (m->nfds != 0 && m->nfds != 3) {
-		control_send_error(c, EINVAL, "START carries 0 or 3 descriptors");
-		return;
-	}
-	struct launch_args la = {.spec = s->a->spec, .allow_other = geteuid() == 0};
-	for (int i = 0; i < 3; i++)
-		la.stdio[i] = m->nfds == 3 ? m->fds[i] : i;
+	struct launch_args la = {.spec = s->a->spec, .allow_other = geteuid() == 0,
+				 .stdio = {0, 1, 2}};
 	char err[512] = "";
-	int fuse_fd = -1;
-	int r = launch_job(&la, &s->job, &fuse_fd, err, sizeof(err));
+	int fuse_fd = -1, pty_fd = -1;
+	int r = sup_stdio_prepare(s, &la);
+	if (r < 0)
+		snprintf(err, sizeof(err), "cannot create the job's stdio pipes: %s", strerror(-r));
+	else
+		r = launch_job(&la, &s->job, &fuse_fd, &pty_fd, err, sizeof(err));
 	if (r < 0) {
-		slog(s, "cannot start the job: %s", err);
+		sup_log(s, "cannot start the job: %s", err);
 		control_send_error(c, -r, err);
 		s->done = true;
 		s->exit_code = -1;
 		return;
 	}
-	r = vfs_serve(s->v, fuse_fd);
+	r = sup_stdio_start(s, pty_fd);
 	if (r < 0) {
+		close(fuse_fd);
+		snprintf(err, sizeof(err), "cannot serve the job's %s: %s",
+			 s->a->pty ? "terminal" : "stdio", strerror(-r));
+	} else if ((r = vfs_serve(s->v, fuse_fd)) < 0)
 		snprintf(err, sizeof(err), "cannot serve the job's /tmp: %s", strerror(-r));
-		slog(s, "%s", err);
+	if (r < 0) {
+		sup_log(s, "%s", err);
 		launch_abort(&s->job);
 		control_send_error(c, -r, err);
 		s->done = true;
@@ -164,10 +153,10 @@ static void do_start(struct sup *s, int c, struct control_msg *m)
 			      .started = s->started_at};
 	r = job_run_write(s->a->job_fd, &run);
 	if (r < 0)
-		slog(s, "cannot write %s/run: %s", s->a->job_dir, strerror(-r));
-	if (launch_go(&s->job) < 0)
-		slog(s, "the job's init died before it could run the command");
-	slog(s, "job started, init pid %d", (int)s->job.init_pid);
+		sup_log(s, "cannot write %s/run: %s", s->a->job_dir, strerror(-r));
+	/* launch_go() comes from sup_stdio_tick(), once the client is attached. */
+	sup_log(s, "job started, init pid %d, %s", (int)s->job.init_pid,
+		s->a->pty ? "on a terminal" : "on pipes");
 	control_send_u32(c, CONTROL_STARTED, (uint32_t)s->job.init_pid);
 }
 
@@ -195,13 +184,13 @@ static void do_snapshot(struct sup *s, int c)
 		r = vfs_epoch_finish(s->v, vc, ref);
 		if (r == 0) {
 			uint64_t dt = ck_now_ns() - t0;
-			slog(s, "snapshot %s committed in %.1f ms", ref, (double)dt / 1e6);
+			sup_log(s, "snapshot %s committed in %.1f ms", ref, (double)dt / 1e6);
 			control_send_u64x2(c, CONTROL_SNAPPED, epoch, dt);
 			return;
 		}
 	}
 	snprintf(err, sizeof(err), "snapshot failed: %s", vfs_last_error());
-	slog(s, "%s", err);
+	sup_log(s, "%s", err);
 	control_send_error(c, -r, err);
 }
 
@@ -225,7 +214,7 @@ static void do_drop(struct sup *s, int c, const struct control_msg *m)
 		control_send_error(c, -r, err);
 		return;
 	}
-	slog(s, "dropped %s", ref);
+	sup_log(s, "dropped %s", ref);
 	control_send(c, CONTROL_OK, NULL, 0, NULL, 0);
 }
 
@@ -239,12 +228,12 @@ static void client_message(struct sup *s, int i)
 		return;
 	}
 	if (r < 0) {
-		slog(s, "client %d: %s; closing", i, r == -EBADMSG ? "bad message" : strerror(-r));
+		sup_log(s, "client %d: %s; closing", i, r == -EBADMSG ? "bad message" : strerror(-r));
 		client_close(s, i);
 		return;
 	}
-	if (m.nfds && m.type != CONTROL_START) {
-		slog(s, "client %d: descriptors on a message of type %u; closing", i, m.type);
+	if (m.nfds) {
+		sup_log(s, "client %d: descriptors on a message of type %u; closing", i, m.type);
 		control_msg_close_fds(&m);
 		client_close(s, i);
 		return;
@@ -252,23 +241,34 @@ static void client_message(struct sup *s, int i)
 	uint32_t sig;
 	switch (m.type) {
 	case CONTROL_START:
-		do_start(s, c, &m);
-		control_msg_close_fds(&m);
+		do_start(s, c);
 		break;
+	case CONTROL_INFO: {
+		struct ptyproxy_info info = {0};
+		if (s->pp)
+			ptyproxy_get_info(s->pp, &info);
+		uint8_t b[12];
+		ck_put_le32(b, info.clients);
+		ck_put_le32(b + 4, info.writers);
+		ck_put_le32(b + 8, (s->pp ? CONTROL_INFO_STARTED : 0) |
+					   (info.pipes ? CONTROL_INFO_PIPES : 0));
+		control_send(c, CONTROL_INFO_REPLY, b, sizeof(b), NULL, 0);
+		break;
+	}
 	case CONTROL_SIGNAL:
 		if (control_parse_u32(&m, &sig) < 0 || sig == 0 || sig >= (uint32_t)NSIG) {
-			slog(s, "client %d: bad SIGNAL message; closing", i);
+			sup_log(s, "client %d: bad SIGNAL message; closing", i);
 			client_close(s, i);
 			return;
 		}
-		if (s->started)
+		if (s->started && s->job.init_pid > 0)
 			kill(s->job.init_pid, (int)sig);
 		control_send(c, CONTROL_OK, NULL, 0, NULL, 0);
 		break;
 	case CONTROL_KILL:
-		if (s->started)
+		if (s->started && s->job.init_pid > 0)
 			kill(s->job.init_pid, SIGKILL);
-		else
+		else if (!s->started)
 			s->done = true;
 		control_send(c, CONTROL_OK, NULL, 0, NULL, 0);
 		break;
@@ -279,7 +279,7 @@ static void client_message(struct sup *s, int i)
 		do_drop(s, c, &m);
 		break;
 	default:
-		slog(s, "client %d: unknown message type %u; closing", i, m.type);
+		sup_log(s, "client %d: unknown message type %u; closing", i, m.type);
 		client_close(s, i);
 	}
 }
@@ -289,11 +289,11 @@ static void handle_signals(struct sup *s)
 	struct signalfd_siginfo si;
 	while (read(s->sig_fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo != SIGCHLD) {
-			slog(s, "got signal %u: %s", si.ssi_signo,
+			sup_log(s, "got signal %u: %s", si.ssi_signo,
 			     s->started ? "forwarding SIGTERM to the job" : "exiting");
-			if (s->started)
+			if (s->started && s->job.init_pid > 0)
 				kill(s->job.init_pid, SIGTERM);
-			else
+			else if (!s->started)
 				s->done = true;
 			continue;
 		}
@@ -305,8 +305,8 @@ static void handle_signals(struct sup *s)
 			s->exit_code =
 				WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 			s->job.init_pid = -1;
-			s->done = true;
-			slog(s, "job ended with exit status %d", s->exit_code);
+			sup_log(s, "job ended with exit status %d", s->exit_code);
+			sup_stdio_job_exited(s, status);
 		}
 	}
 }
@@ -360,7 +360,7 @@ static int setup(struct sup *s, char *err, size_t errlen)
 		snprintf(err, errlen, "epoll: %s", strerror(-r));
 		return r;
 	}
-	return 0;
+	return sup_stdio_setup(s, err, errlen);
 }
 
 static void finish(struct sup *s)
@@ -369,9 +369,10 @@ static void finish(struct sup *s)
 		kill(s->job.init_pid, SIGKILL);
 		waitpid(s->job.init_pid, NULL, 0);
 	}
+	sup_stdio_close(s);
 	int r = vfs_close(s->v, s->started);
 	if (r < 0)
-		slog(s, "closing the store failed: %s (%s)", strerror(-r), vfs_last_error());
+		sup_log(s, "closing the store failed: %s (%s)", strerror(-r), vfs_last_error());
 	s->v = NULL;
 	if (s->started) {
 		struct job_status st = {.exit_code = s->exit_code,
@@ -380,7 +381,7 @@ static void finish(struct sup *s)
 					.ended = time(NULL)};
 		r = job_status_write(s->a->job_fd, &st);
 		if (r < 0)
-			slog(s, "cannot write %s/status: %s", s->a->job_dir, strerror(-r));
+			sup_log(s, "cannot write %s/status: %s", s->a->job_dir, strerror(-r));
 	}
 	if (s->listen_fd >= 0) {
 		unlinkat(s->a->job_fd, CONTROL_SOCK, 0);
@@ -400,16 +401,23 @@ static void finish(struct sup *s)
 
 int supervisor_main(const struct supervisor_args *a)
 {
-	struct sup s = {.a = a, .ep = -1, .listen_fd = -1, .sig_fd = -1, .job = {-1, -1}};
+	struct sup s = {.a = a,
+			.ep = -1,
+			.listen_fd = -1,
+			.attach_fd = -1,
+			.sig_fd = -1,
+			.job = {-1, -1},
+			.job_stdio = {-1, -1, -1},
+			.sup_stdio = {-1, -1, -1}};
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		s.clients[i] = -1;
 	int ready_fd = a->ready_fd;
 	signal(SIGPIPE, SIG_IGN);
-	slog(&s, "starting");
+	sup_log(&s, "starting");
 
 	char err[1024] = "";
 	if (setup(&s, err, sizeof(err)) < 0) {
-		slog(&s, "%s", err);
+		sup_log(&s, "%s", err);
 		report_ready(&ready_fd, err);
 		finish(&s);
 		return 1;
@@ -418,11 +426,13 @@ int supervisor_main(const struct supervisor_args *a)
 
 	uint64_t deadline = ck_now_ns() + (uint64_t)START_TIMEOUT_MS * 1000000u;
 	while (!s.done) {
-		int timeout = -1;
+		int timeout = sup_stdio_tick(&s);
+		if (s.done)
+			break;
 		if (!s.started) {
 			uint64_t now = ck_now_ns();
 			if (now >= deadline) {
-				slog(&s, "no client started the job in time; exiting");
+				sup_log(&s, "no client started the job in time; exiting");
 				break;
 			}
 			timeout = (int)((deadline - now) / 1000000u) + 1;
@@ -430,7 +440,7 @@ int supervisor_main(const struct supervisor_args *a)
 		struct epoll_event evs[16];
 		int n = epoll_wait(s.ep, evs, 16, timeout);
 		if (n < 0 && errno != EINTR) {
-			slog(&s, "epoll_wait: %m");
+			sup_log(&s, "epoll_wait: %m");
 			break;
 		}
 		for (int k = 0; k < n; k++) {
@@ -439,7 +449,9 @@ int supervisor_main(const struct supervisor_args *a)
 				client_accept(&s);
 			} else if (fd == s.sig_fd) {
 				handle_signals(&s);
-			} else {
+			} else if (fd == s.attach_fd) {
+				sup_attach_accept(&s);
+			} else if (!s.pp || ptyproxy_handle(s.pp, fd, evs[k].events) == -ENOENT) {
 				for (int i = 0; i < MAX_CLIENTS; i++)
 					if (s.clients[i] == fd) {
 						client_message(&s, i);
@@ -449,6 +461,6 @@ int supervisor_main(const struct supervisor_args *a)
 		}
 	}
 	finish(&s);
-	slog(&s, "exiting");
+	sup_log(&s, "exiting");
 	return s.exit_code < 0 ? 1 : 0;
 }

@@ -254,8 +254,12 @@ static int run_loop(struct cstate *s)
 			uint8_t sigs[16];
 			ssize_t n = read(sig_pipe[0], sigs, sizeof(sigs));
 			for (ssize_t i = 0; i < n; i++) {
-				if (sigs[i] != SIGWINCH)
-					return PTYPROXY_END_SIGNAL;
+				if (sigs[i] != SIGWINCH) {
+					if (!s->o->on_signal ||
+					    s->o->on_signal(s->o->userdata, sigs[i]))
+						return PTYPROXY_END_SIGNAL;
+					continue;
+				}
 				if (s->tty && send_size(s) < 0)
 					return -ENOMEM;
 			}
@@ -279,7 +283,7 @@ static int run_loop(struct cstate *s)
 
 int ptyproxy_client_run(int sock_fd, const struct ptyproxy_client_opts *o, int *ret_wstatus)
 {
-	struct cstate s = {.sock = sock_fd, .o = o, .tty = isatty(o->in_fd)};
+	struct cstate s = {.sock = sock_fd, .o = o, .tty = !o->pipes && isatty(o->in_fd)};
 	struct termios saved, raw;
 	struct sigaction old[CK_ARRAY_SIZE(handled)];
 	int r;
@@ -291,14 +295,20 @@ int ptyproxy_client_run(int sock_fd, const struct ptyproxy_client_opts *o, int *
 		free(s.rbuf);
 		return -errno;
 	}
+	sigset_t hset, old_mask;
+	sigemptyset(&hset);
 	for (size_t i = 0; i < CK_ARRAY_SIZE(handled); i++) {
 		struct sigaction sa = {.sa_handler = on_signal};
 		sigemptyset(&sa.sa_mask);
 		sigaction(handled[i], &sa, &old[i]);
+		sigaddset(&hset, handled[i]);
 	}
+	/* Handlers first, then unblock: one the caller held pending is taken, not fatal. */
+	sigprocmask(SIG_UNBLOCK, &hset, &old_mask);
 
 	struct ptyproxy_hello h = {.flags = (o->read_only ? PTYPROXY_HELLO_READ_ONLY : 0) |
-					    (s.tty ? 0 : PTYPROXY_HELLO_PIPES)};
+					    (s.tty ? 0 : PTYPROXY_HELLO_PIPES) |
+					    (o->no_redraw ? PTYPROXY_HELLO_NO_REDRAW : 0)};
 	const char *term = o->term ? o->term : getenv("TERM");
 	snprintf(h.term, sizeof(h.term), "%s", term ? term : "");
 	if (s.tty) {
@@ -328,6 +338,7 @@ int ptyproxy_client_run(int sock_fd, const struct ptyproxy_client_opts *o, int *
 		tcsetattr(o->in_fd, TCSADRAIN, &saved);
 	}
 out_signals:
+	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 	for (size_t i = 0; i < CK_ARRAY_SIZE(handled); i++)
 		sigaction(handled[i], &old[i], NULL);
 	close(sig_pipe[0]);

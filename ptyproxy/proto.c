@@ -74,7 +74,7 @@ int ptyproxy_hello_unpack(const struct ptyproxy_msg *m, struct ptyproxy_hello *r
 	if (m->type != PTYPROXY_MSG_HELLO || m->len < 12 || m->len > 12 + PTYPROXY_TERM_MAX)
 		return -EBADMSG;
 	struct ptyproxy_hello h = {.flags = ck_get_le32(m->payload)};
-	if (h.flags & ~(PTYPROXY_HELLO_READ_ONLY | PTYPROXY_HELLO_PIPES))
+	if (h.flags & ~(PTYPROXY_HELLO_READ_ONLY | PTYPROXY_HELLO_PIPES | PTYPROXY_HELLO_NO_REDRAW))
 		return -EBADMSG;
 	struct ptyproxy_msg ws = {.type = PTYPROXY_MSG_RESIZE, .len = 8, .payload = m->payload + 4};
 	int r = ptyproxy_winsize_unpack(&ws, &h.ws);

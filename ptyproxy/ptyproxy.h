@@ -43,6 +43,7 @@ enum ptyproxy_msg_type {
 };
 #define PTYPROXY_HELLO_READ_ONLY 0x1u
 #define PTYPROXY_HELLO_PIPES	 0x2u /* the client has no terminal (stdin not a tty) */
+#define PTYPROXY_HELLO_NO_REDRAW 0x4u /* the client saw the screen from the start (run) */
 #define PTYPROXY_WELCOME_PIPES	 0x1u /* the job runs on pipes, not a pty */
 
 struct ptyproxy_msg {
@@ -202,6 +203,7 @@ int ptyproxy_catch_up(struct ptyproxy *p);
 struct ptyproxy_info {
 	unsigned clients;   /* attached, after HELLO */
 	unsigned writers;   /* of which not read-only */
+	unsigned connected; /* every connection, also before HELLO and while closing */
 	bool pipes;	    /* no-terminal mode */
 	uint32_t modes;	    /* enum ptyproxy_mode */
 	struct winsize ws;
@@ -240,7 +242,14 @@ struct ptyproxy_client_opts {
 	int in_fd, out_fd, err_fd; /* the user's side; usually 0, 1, 2 */
 	int detach_key;		   /* byte that detaches; -1: none. Default in _init: 0x1c (^\) */
 	bool read_only;
+	bool pipes;	  /* relay byte-exact (pipe mode) even when in_fd is a tty */
+	bool no_redraw;	  /* first client of a new job: leave the user's screen as it is */
 	const char *term; /* sent in HELLO; NULL: $TERM */
+	/** SIGHUP/SIGTERM/SIGINT/SIGQUIT reached the client: return true to end the session
+	 *  (PTYPROXY_END_SIGNAL), false to go on (e.g. after forwarding it to the job). NULL:
+	 *  every such signal ends the session. Called from the loop, not the handler. */
+	bool (*on_signal)(void *userdata, int sig);
+	void *userdata;
 };
 void ptyproxy_client_opts_init(struct ptyproxy_client_opts *o);
 
@@ -253,7 +262,8 @@ enum ptyproxy_end {
 
 /** Relay the user's terminal (or, when in_fd is not a tty, its stdin/stdout/stderr byte-exact)
  *  to the job over @sock_fd (connected to the attach socket; not closed) until detach, job end,
- *  lost connection or a terminating signal. A tty is put in raw mode and restored exactly, and
+ *  lost connection or a terminating signal. SIGWINCH/HUP/TERM/INT/QUIT get handlers and are
+ *  unblocked for the duration (handlers and mask restored on return). A tty is put in raw mode and restored exactly, and
  *  modes the job turned on are reset, on every way out. Returns enum ptyproxy_end (>= 0) or
  *  -errno (terminal restored as well). */
 int ptyproxy_client_run(int sock_fd, const struct ptyproxy_client_opts *o, int *ret_wstatus);

@@ -320,7 +320,8 @@ static int client_msg(struct ptyproxy *p, struct pp_client *c, const struct ptyp
 		if (r >= 0 && !p->pipes && !c->pipes) {
 			if (!c->read_only)
 				apply_size(p, &c->ws, true);
-			r = send_redraw(p, c);
+			if (!(h.flags & PTYPROXY_HELLO_NO_REDRAW))
+				r = send_redraw(p, c);
 		}
 		if (r < 0)
 			*why = "cannot send the screen";
@@ -817,7 +818,11 @@ int ptyproxy_catch_up(struct ptyproxy *p)
 
 void ptyproxy_get_info(const struct ptyproxy *p, struct ptyproxy_info *ret)
 {
+	unsigned connected = 0;
+	for (const struct pp_client *c = p->clients; c; c = c->next)
+		connected++;
 	*ret = (struct ptyproxy_info){
+		.connected = connected,
 		.clients = count_clients(p, false),
 		.writers = count_clients(p, true),
 		.pipes = p->pipes,

@@ -56,7 +56,7 @@ expect_eq "bad-message log lines" 2 "$(grep -c 'bad message; closing' "$CKPTENV_
 touch "$T/stop"
 
 # --help and --version everywhere.
-for c in run list status rm snapshot snapshots; do
+for c in run list status rm snapshot snapshots attach log; do
 	"$CKPTENV" $c --help | grep -q "^Usage: ckptenv $c" || fail "$c --help"
 done
 "$CKPTENV" --help | grep -q "^Usage: ckptenv" || fail "--help"

@@ -11,7 +11,7 @@ poll_until 20 test -e "$T/d1" || fail "detached job did not start"
 "$CKPTENV" list | grep -Eq '^det +running' || fail "detached job not running"
 touch "$T/go"
 poll_until 20 sh -c "\"$CKPTENV\" list | grep -Eq '^det +exited 0'" || fail "detached job did not end"
-grep -q "^out$" "$CKPTENV_HOME/jobs/det/log" || fail "detached output not in the log"
+"$CKPTENV" log det | grep -qx out || fail "detached output not in the output log"
 expect_eq "detached job's /tmp persisted" "kept" "$("$CKPTENV" run --name det -- cat /tmp/k)"
 
 # The supervisor survives the CLI being killed -9, and so does the job.
