@@ -9,7 +9,10 @@
  * the reply fails (the kernel then holds nothing).
  *
  * Not implemented on purpose: xattrs (libfuse answers ENOSYS, which the kernel caches, so no
- * GETXATTR per write), lock handlers (the kernel keeps flock/fcntl locks locally), tmpfile
+ * GETXATTR per write), flush (ENOSYS once, then the kernel stops sending FLUSH on every close:
+ * with the writeback cache, close() itself still writes the dirty pages and times back
+ * synchronously (write_inode_now) and reports their errors, and with no lock handlers FLUSH
+ * has nothing else to do), lock handlers (the kernel keeps flock/fcntl locks locally), tmpfile
  * (3.14 has no such op: O_TMPFILE fails with EOPNOTSUPP), write_buf (no splice).
  *
  * The hidden directory /.ckptenv/ino/<ino> (synthetic, read-only, lookup only) is here too. */
@@ -491,13 +494,6 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	fuse_reply_write(req, (size_t)n);
 }
 
-static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	(void)ino;
-	(void)fi;
-	fuse_reply_err(req, 0);
-}
-
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)fi;
@@ -729,7 +725,6 @@ const struct fuse_lowlevel_ops vfs_fuse_ops = {
 	.open = op_open,
 	.read = op_read,
 	.write = op_write,
-	.flush = op_flush,
 	.release = op_release,
 	.fsync = op_fsync,
 	.opendir = op_opendir,
@@ -742,6 +737,6 @@ const struct fuse_lowlevel_ops vfs_fuse_ops = {
 	.fallocate = op_fallocate,
 	.lseek = op_lseek,
 	.copy_file_range = op_copy_file_range,
-	/* getxattr/setxattr/listxattr/removexattr, access, getlk/setlk/flock, ioctl, poll,
-	 * bmap: absent, so libfuse answers ENOSYS (see the top of this file). */
+	/* flush, getxattr/setxattr/listxattr/removexattr, access, getlk/setlk/flock, ioctl,
+	 * poll, bmap: absent, so libfuse answers ENOSYS (see the top of this file). */
 };

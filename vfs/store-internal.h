@@ -176,6 +176,10 @@ int vfs_store_commit_finish(struct vfs_store *s, struct vfs_store_commit *c, con
 /** Give up a prepared commit (its epoch is collected later). NULL-safe. */
 void vfs_store_commit_abort(struct vfs_store *s, struct vfs_store_commit *c);
 
+/** The breakdown of the last commit of @s (seal, data sync, meta write, refs write; syncfs_ns
+ *  is left 0: that is the FUSE layer's). */
+void vfs_store_last_commit_stats(struct vfs_store *s, struct vfs_commit_stats *ret);
+
 /** Set or move a ref (name: [A-Za-z0-9._-]{1,63}) to a committed epoch; atomic. */
 int vfs_store_ref_set(struct vfs_store *s, const char *name, uint64_t epoch);
 /** Remove a ref; epochs nothing refers to any more are collected and their space freed. */

@@ -62,6 +62,11 @@ struct layer_fd {
 #define INLINE_STEP	    4096u
 #define STORE_INLINE_BUDGET (64ull << 20)
 
+/* Bytes written to a live layer after which its writeback is started (store-data.c). */
+#ifndef STORE_WB_KICK
+#define STORE_WB_KICK (4ull << 20)
+#endif
+
 struct store_inode {
 	struct store_inode *hnext;
 	pthread_mutex_t lock;
@@ -77,6 +82,8 @@ struct store_inode {
 	struct layer_fd fds[INODE_LAYER_FDS];
 	unsigned nfds;
 	uint64_t live_file; /* live epoch id whose layer file this inode has created (0: none) */
+	uint64_t wb_layer, wb_lo, wb_hi, wb_bytes; /* written to layer wb_layer in [lo, hi)
+						     * since the last writeback kick */
 	uint8_t *inl;	    /* chunk 0 of the live layer, not yet in its file (else NULL) */
 	uint32_t inl_cap;   /* bytes of inl; the rest of chunk 0 reads as zeros */
 	struct store_dir *dir; /* directories */
@@ -129,6 +136,7 @@ struct vfs_store {
 	struct epoch_info *epochs;
 	size_t nepochs;
 	struct u64vec pending; /* prepared, not finished */
+	struct vfs_commit_stats stats; /* of the last commit */
 
 	char err[STORE_ERR_MAX];
 };

@@ -36,6 +36,8 @@ struct vfs {
 	unsigned max_threads;
 	int loop_result;
 	struct timespec started; /* times of the synthetic directories */
+	pthread_mutex_t stats_lock;
+	uint64_t last_syncfs_ns, last_syncfs_epoch; /* of the last vfs_epoch_prepare */
 };
 
 extern const struct fuse_lowlevel_ops vfs_fuse_ops;

@@ -56,9 +56,24 @@ int vfs_open(const struct vfs_options *o, struct vfs **ret)
 		return r;
 	}
 	v->max_threads = o->max_threads ? o->max_threads : VFS_DEFAULT_THREADS;
+	pthread_mutex_init(&v->stats_lock, NULL);
 	clock_gettime(CLOCK_REALTIME, &v->started);
 	*ret = TAKE_PTR(v);
 	return 0;
+}
+
+/* CKPTENV_VFS_TRACE=1 in the serving process's environment: libfuse's own request trace
+ * ("-d": one line per request and reply, opcodes named) goes to stderr. For profiling only. */
+static bool trace_requests(void)
+{
+	const char *e = getenv("CKPTENV_VFS_TRACE");
+	return e && *e && strcmp(e, "0") != 0;
+}
+
+static void fuse_log_to_stderr(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	(void)level;
+	vfprintf(stderr, fmt, ap);
 }
 
 /* libfuse logs to stderr by default; a library must not write into the job's terminal. */
@@ -105,9 +120,10 @@ int vfs_serve(struct vfs *v, int fuse_fd)
 	if (v->se)
 		return -EBUSY;
 
-	fuse_set_log_func(fuse_log_to_debug);
-	char *argv[] = {"ckptenv", NULL};
-	struct fuse_args args = FUSE_ARGS_INIT(1, argv);
+	bool trace = trace_requests();
+	fuse_set_log_func(trace ? fuse_log_to_stderr : fuse_log_to_debug);
+	char *argv[] = {"ckptenv", trace ? "-d" : NULL, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(trace ? 2 : 1, argv);
 	struct fuse_session *se = fuse_session_new(&args, &vfs_fuse_ops, sizeof(vfs_fuse_ops), v);
 	fuse_opt_free_args(&args);
 	if (!se)
@@ -189,11 +205,13 @@ int vfs_epoch_prepare(struct vfs *v, int mount_fd, struct vfs_commit **ret)
 		return -EINVAL;
 	/* syncfs drains the writeback cache and dirty MAP_SHARED pages as WRITE requests,
 	 * which our workers apply to the store before syncfs returns. */
+	uint64_t t0 = ck_now_ns();
 	if (mount_fd >= 0 && syncfs(mount_fd) < 0) {
 		int r = -errno;
 		vfs_set_error("syncfs of the job's /tmp: %s", strerror(-r));
 		return r;
 	}
+	uint64_t t1 = ck_now_ns();
 	_cleanup_free_ struct vfs_commit *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
@@ -202,6 +220,10 @@ int vfs_epoch_prepare(struct vfs *v, int mount_fd, struct vfs_commit **ret)
 		set_store_error("commit", vfs_store_last_error(v->store), r);
 		return r;
 	}
+	pthread_mutex_lock(&v->stats_lock);
+	v->last_syncfs_ns = t1 - t0;
+	v->last_syncfs_epoch = vfs_store_commit_epoch(c->c);
+	pthread_mutex_unlock(&v->stats_lock);
 	*ret = TAKE_PTR(c);
 	return 0;
 }
@@ -220,6 +242,18 @@ int vfs_epoch_finish(struct vfs *v, struct vfs_commit *c, const char *ref)
 		set_store_error("commit", vfs_store_last_error(v->store), r);
 	free(c);
 	return r;
+}
+
+void vfs_last_commit_stats(struct vfs *v, struct vfs_commit_stats *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	if (!v)
+		return;
+	vfs_store_last_commit_stats(v->store, ret);
+	pthread_mutex_lock(&v->stats_lock);
+	if (ret->epoch && ret->epoch == v->last_syncfs_epoch)
+		ret->syncfs_ns = v->last_syncfs_ns;
+	pthread_mutex_unlock(&v->stats_lock);
 }
 
 void vfs_epoch_abort(struct vfs *v, struct vfs_commit *c)
@@ -287,6 +321,7 @@ int vfs_close(struct vfs *v, bool commit_head)
 	if (commit_head)
 		r = vfs_epoch_commit(v, -1, NULL, NULL);
 	vfs_store_close(v->store);
+	pthread_mutex_destroy(&v->stats_lock);
 	free(v);
 	return r;
 }

@@ -53,6 +53,24 @@ void vfs_epoch_abort(struct vfs *v, struct vfs_commit *c);
 /** Both phases at once; the epoch id in *ret_epoch. */
 int vfs_epoch_commit(struct vfs *v, int mount_fd, const char *ref, uint64_t *ret_epoch);
 
+/* Where the time of the last commit went (vfs_epoch_prepare, then vfs_epoch_finish), for
+ * diagnostics; times in nanoseconds. */
+struct vfs_commit_stats {
+	uint64_t epoch;		/* the epoch committed (0: no commit yet) */
+	uint64_t syncfs_ns;	/* syncfs of the job's /tmp: the writeback cache drained */
+	uint64_t seal_ns;	/* under the namespace lock: changed inodes collected, small
+				 * files' in-memory data written to their layer files */
+	uint64_t data_sync_ns;	/* layers written since the parent epoch made durable */
+	uint64_t meta_write_ns; /* meta/E.ep written and made durable */
+	uint64_t refs_write_ns; /* refs rewritten (vfs_epoch_finish); 0 until then */
+	uint64_t inodes;	/* inodes recorded in the epoch */
+	uint64_t layers;	/* layer files synced */
+	uint64_t bytes;		/* data bytes first written in the epoch */
+};
+
+/** The breakdown of the last commit through @v (zeros before the first). */
+void vfs_last_commit_stats(struct vfs *v, struct vfs_commit_stats *ret);
+
 /* A named reference to a committed epoch: "head" (the newest state of the job's /tmp),
  * "snap-<epoch>" (ckptenv snapshot), "ckpt-<id>" (checkpoints). */
 struct vfs_ref {

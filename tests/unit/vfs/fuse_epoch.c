@@ -47,7 +47,8 @@ FX_TEST(commit_reopen)
 	/* Head is e2: the uncommitted v3 is gone. */
 	fx_reopen(0, false);
 	CHECK(has_content(mp("f"), "v2 longer"));
-	/* A closing server commits the head (closed files have reached the store: FLUSH). */
+	/* A closing server commits the head (closed files have reached the store: close() writes
+	 * the dirty pages back itself, FLUSH or not). */
 	write_str(mp("f"), "v4 at shutdown");
 	fx_reopen_committing();
 	CHECK(has_content(mp("f"), "v4 at shutdown"));

@@ -381,6 +381,38 @@ static double now_s(void)
 
 /* Sequential 1 MiB writes vs the same through plain pwrite in the same directory. Prints the
  * ratio; asserts only a loose bound (shared CI disks are noisy). */
+/* Writes past the early-writeback threshold (several kicks, spread and overlapping ranges,
+ * across a commit) keep their content, live and after reopening. */
+START_TEST(test_writeback_kick)
+{
+	const size_t mib = 1 << 20, n = 12;
+	struct vfs_store *s = t_open();
+	uint64_t f = t_mkfile(s, ROOT, "f");
+	uint8_t *buf = malloc(mib), *want = calloc(n * 2, mib);
+	for (size_t round = 0; round < 3; round++) {
+		for (size_t i = 0; i < n; i++) {
+			size_t at = ((i * 7 + round) % (n * 2)) * mib; /* spread, then overlapping */
+			memset(buf, (int)(round * 31 + i + 1), mib);
+			buf[round] = (uint8_t)i;
+			t_write(s, f, buf, mib, (off_t)at);
+			memcpy(want + at, buf, mib);
+		}
+		if (round == 1)
+			t_commit(s, NULL);
+	}
+	struct vfs_attr a;
+	ck_assert_int_eq(vfs_store_getattr(s, f, &a), 0);
+	t_expect(s, f, want, a.size);
+	t_commit(s, NULL);
+	vfs_store_close(s);
+	s = t_open();
+	t_expect(s, f, want, a.size);
+	vfs_store_close(s);
+	free(buf);
+	free(want);
+}
+END_TEST
+
 START_TEST(test_seq_write_speed)
 {
 	const size_t mib = 1 << 20, total = 256;
@@ -433,6 +465,7 @@ int main(void)
 	tcase_add_test(tc, test_sparse_lseek);
 	tcase_add_test(tc, test_parallel_files);
 	tcase_add_test(tc, test_commit_during_writes);
+	tcase_add_test(tc, test_writeback_kick);
 	tcase_add_test(tc, test_seq_write_speed);
 	suite_add_tcase(su, tc);
 	return t_run(su);

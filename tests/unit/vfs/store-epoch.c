@@ -269,6 +269,40 @@ START_TEST(test_commit_cost)
 }
 END_TEST
 
+/* The breakdown of the last commit: what was written, and each phase timed. */
+START_TEST(test_commit_stats)
+{
+	struct vfs_store *s = t_open();
+	struct vfs_commit_stats st;
+	vfs_store_last_commit_stats(s, &st);
+	ck_assert_uint_eq(st.epoch, 0);
+	uint64_t f = t_mkfile(s, ROOT, "big"), g = t_mkfile(s, ROOT, "small");
+	uint8_t *buf = malloc(1 << 20);
+	memset(buf, 9, 1 << 20);
+	for (int i = 0; i < 3; i++)
+		t_write(s, f, buf, 1 << 20, (off_t)i << 20);
+	t_write_str(s, g, "in memory until the commit");
+	uint64_t e1 = t_commit(s, NULL);
+	vfs_store_last_commit_stats(s, &st);
+	ck_assert_uint_eq(st.epoch, e1);
+	ck_assert_uint_eq(st.inodes, 3); /* the root, big, small */
+	ck_assert_uint_eq(st.layers, 2);
+	ck_assert_uint_eq(st.bytes, 3 * (1 << 20) + CHUNK);
+	ck_assert_uint_gt(st.seal_ns + st.data_sync_ns, 0);
+	ck_assert_uint_gt(st.meta_write_ns, 0);
+	ck_assert_uint_gt(st.refs_write_ns, 0);
+	ck_assert_uint_eq(st.syncfs_ns, 0); /* the FUSE layer's */
+	/* A commit with nothing changed syncs no layer. */
+	uint64_t e2 = t_commit(s, NULL);
+	vfs_store_last_commit_stats(s, &st);
+	ck_assert_uint_eq(st.epoch, e2);
+	ck_assert_uint_eq(st.layers, 0);
+	ck_assert_uint_eq(st.bytes, 0);
+	vfs_store_close(s);
+	free(buf);
+}
+END_TEST
+
 START_TEST(test_drop_frees_space)
 {
 	struct vfs_store *s = t_open();
@@ -393,6 +427,7 @@ int main(void)
 	tcase_add_test(tc, test_busy_and_errors);
 	tcase_add_test(tc, test_commit_abort_collected);
 	tcase_add_test(tc, test_commit_cost);
+	tcase_add_test(tc, test_commit_stats);
 	tcase_add_test(tc, test_drop_frees_space);
 	tcase_add_test(tc, test_drop_punches_chunks);
 	tcase_add_test(tc, test_fold_chain);
