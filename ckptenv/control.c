@@ -108,7 +108,8 @@ int control_parse_u32(const struct control_msg *m, uint32_t *ret)
 
 int control_parse_u64x2(const struct control_msg *m, uint64_t *ret_a, uint64_t *ret_b)
 {
-	if (m->len != 16)
+	/* Longer payloads carry optional fields after the two (CONTROL_SNAPPED). */
+	if (m->len < 16)
 		return -EBADMSG;
 	*ret_a = ck_get_le64(m->payload);
 	*ret_b = ck_get_le64(m->payload + 8);

@@ -31,7 +31,8 @@ enum control_type {
 	CONTROL_ERROR,	 /* le32 errno, str message */
 	CONTROL_STARTED, /* le32 init host pid */
 	CONTROL_EXITED,	 /* le32 exit code (128+signal when killed); sent to every client */
-	CONTROL_SNAPPED, /* le64 epoch, le64 nanoseconds taken */
+	CONTROL_SNAPPED, /* le64 epoch, le64 ns taken; optionally le64 syncfs ns, le64 store
+			  * commit ns, le64 bytes changed (see snapshot_reply) */
 	CONTROL_INFO_REPLY, /* le32 attached clients, le32 of which writers, le32 CONTROL_INFO_* */
 };
 #define CONTROL_INFO_STARTED 0x1u

@@ -185,7 +185,16 @@ static void do_snapshot(struct sup *s, int c)
 		if (r == 0) {
 			uint64_t dt = ck_now_ns() - t0;
 			sup_log(s, "snapshot %s committed in %.1f ms", ref, (double)dt / 1e6);
-			control_send_u64x2(c, CONTROL_SNAPPED, epoch, dt);
+			struct vfs_commit_stats st;
+			vfs_last_commit_stats(s->v, &st);
+			uint8_t p[40];
+			ck_put_le64(p, epoch);
+			ck_put_le64(p + 8, dt);
+			ck_put_le64(p + 16, st.syncfs_ns);
+			ck_put_le64(p + 24, st.seal_ns + st.data_sync_ns + st.meta_write_ns +
+						    st.refs_write_ns);
+			ck_put_le64(p + 32, st.bytes);
+			control_send(c, CONTROL_SNAPPED, p, sizeof(p), NULL, 0);
 			return;
 		}
 	}
