@@ -1,0 +1,175 @@
+/* The fd table: for each fd its link target, fdinfo (pos, flags incl. O_CLOEXEC, mnt_id, and
+ * the kind-specific lines the restorer needs: eventfd count, timerfd settings, epoll targets,
+ * inotify watches, signalfd mask) and an fstat of the open file itself, taken on a duplicate
+ * obtained with pidfd_getfd (falling back to stat through the /proc magic link). An fd whose
+ * kind is not one the restorer knows refuses the dump, naming the fd. */
+#include "restore/dump-internal.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+
+static uint32_t fd_kind(const char *target, const struct stat *st)
+{
+	if (strncmp(target, "anon_inode:", 11) == 0) {
+		const char *k = target + 11;
+		if (strcmp(k, "[eventfd]") == 0)
+			return RESTORE_FD_EVENTFD;
+		if (strcmp(k, "[timerfd]") == 0)
+			return RESTORE_FD_TIMERFD;
+		if (strcmp(k, "[signalfd]") == 0)
+			return RESTORE_FD_SIGNALFD;
+		if (strcmp(k, "[eventpoll]") == 0)
+			return RESTORE_FD_EPOLL;
+		if (strcmp(k, "inotify") == 0)
+			return RESTORE_FD_INOTIFY;
+		return RESTORE_FD_OTHER;
+	}
+	switch (st->st_mode & S_IFMT) {
+	case S_IFREG:
+		return RESTORE_FD_REGULAR;
+	case S_IFDIR:
+		return RESTORE_FD_DIR;
+	case S_IFIFO:
+		return RESTORE_FD_PIPE;
+	case S_IFSOCK:
+		return RESTORE_FD_SOCKET;
+	case S_IFCHR: {
+		unsigned maj = major(st->st_rdev);
+		/* 136-143: pty slaves (Unix98), 4: ttyN/ttySN, 5: /dev/tty, /dev/ptmx */
+		if ((maj >= 136 && maj <= 143) || maj == 4 || maj == 5)
+			return RESTORE_FD_TTY;
+		return RESTORE_FD_CHR;
+	}
+	default:
+		return RESTORE_FD_OTHER;
+	}
+}
+
+static void fdinfo_fields(const char *info, struct restore_fd *f)
+{
+	for (const char *l = info; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		unsigned long long v;
+		unsigned o;
+		if (sscanf(l, "pos: %llu", &v) == 1)
+			f->pos = v;
+		else if (sscanf(l, "flags: %o", &o) == 1)
+			f->flags = o;
+		else if (sscanf(l, "mnt_id: %u", &o) == 1)
+			f->mnt_id = o;
+	}
+}
+
+static int fd_push(struct restore_image *img, size_t *cap)
+{
+	if (img->nfds == *cap) {
+		size_t nc = *cap ? *cap * 2 : 16;
+		struct restore_fd *v = realloc(img->fds, nc * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		img->fds = v;
+		*cap = nc;
+	}
+	img->fds[img->nfds] = (struct restore_fd){0};
+	return 0;
+}
+
+static int cmp_fd(const void *a, const void *b)
+{
+	const struct restore_fd *x = a, *y = b;
+	return (x->fd > y->fd) - (x->fd < y->fd);
+}
+
+static int one_fd(pid_t pid, int pidfd, int fd, struct restore_fd *f)
+{
+	char p[96], target[IMG_MAX_PATH];
+	f->fd = fd;
+	snprintf(p, sizeof(p), "/proc/%d/fd/%d", (int)pid, fd);
+	ssize_t n = readlink(p, target, sizeof(target) - 1);
+	if (n < 0)
+		return -errno;
+	target[n] = 0;
+	f->target = strdup(target);
+	if (!f->target)
+		return -ENOMEM;
+	struct stat st;
+	int dup = pidfd >= 0 ? (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0) : -1;
+	int r = dup >= 0 ? fstat(dup, &st) : stat(p, &st);
+	if (r < 0)
+		r = -errno;
+	if (dup >= 0)
+		close(dup);
+	if (r < 0)
+		return r;
+	f->rdev = st.st_rdev;
+	f->ident = (struct restore_ident){
+		.dev = st.st_dev,
+		.ino = st.st_ino,
+		.size = (uint64_t)st.st_size,
+		.mtime_sec = st.st_mtim.tv_sec,
+		.mtime_nsec = (uint32_t)st.st_mtim.tv_nsec,
+		.mode = st.st_mode,
+	};
+	f->kind = fd_kind(target, &st);
+	snprintf(p, sizeof(p), "/proc/%d/fdinfo/%d", (int)pid, fd);
+	size_t len;
+	r = dump_read_proc(p, IMG_MAX_TEXT, &f->fdinfo, &len);
+	if (r < 0)
+		return r;
+	fdinfo_fields(f->fdinfo, f);
+	return 0;
+}
+
+int dump_fds(pid_t pid, struct restore_image *img, struct restore_err *err)
+{
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(p);
+	if (!d)
+		return -errno;
+	_cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	size_t cap = 0;
+	int r = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		r = fd_push(img, &cap);
+		if (r < 0)
+			break;
+		struct restore_fd *f = &img->fds[img->nfds++];
+		r = one_fd(pid, pidfd, atoi(de->d_name), f);
+		if (r == -ENOENT || r == -EBADF) { /* closed meanwhile (by another task) */
+			free(f->target);
+			free(f->fdinfo);
+			img->nfds--;
+			r = 0;
+			continue;
+		}
+		if (r < 0) {
+			if (err)
+				snprintf(err->msg, sizeof(err->msg),
+					 "cannot inspect fd %s of pid %d: %s", de->d_name, (int)pid,
+					 strerror(-r));
+			break;
+		}
+		if (f->kind == RESTORE_FD_OTHER) {
+			if (err)
+				snprintf(err->msg, sizeof(err->msg),
+					 "fd %d is %.200s; this kind of fd cannot be checkpointed",
+					 f->fd, f->target);
+			r = -EOPNOTSUPP;
+			break;
+		}
+	}
+	closedir(d);
+	if (r < 0)
+		return r;
+	if (!img->fds && !(img->fds = calloc(1, sizeof(*img->fds))))
+		return -ENOMEM;
+	qsort(img->fds, img->nfds, sizeof(*img->fds), cmp_fd);
+	return 0;
+}

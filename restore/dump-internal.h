@@ -1,0 +1,38 @@
+/* Private to restore/: the parts of a dump (dump.c orchestrates). */
+#ifndef RESTORE_DUMP_INTERNAL_H
+#define RESTORE_DUMP_INTERNAL_H
+
+#include "restore/freeze-internal.h"
+#include "restore/image-internal.h"
+
+#include <sys/user.h>
+
+/** Read a /proc file of unknown size (st_size is 0 there) into a NUL-terminated buffer. */
+int dump_read_proc(const char *path, size_t max, char **ret_buf, size_t *ret_len);
+
+/* inject.c: run syscalls inside a stopped thread (see the design note there). */
+struct inject {
+	pid_t tid;
+	uint64_t syscall_ip; /* address of a `syscall` instruction in the target */
+	struct user_regs_struct saved;
+	uint64_t saved_mask;
+};
+/** Find a `syscall` instruction in the target's [vdso]. -ENOENT if none. */
+int inject_find_syscall(pid_t pid, uint64_t *ret_ip);
+int inject_begin(struct inject *ij, pid_t tid, uint64_t syscall_ip);
+int inject_syscall(struct inject *ij, long nr, const uint64_t args[6], int64_t *ret);
+int inject_end(struct inject *ij);
+/** Read what only the target itself can tell: sigactions and brk (leader), alt stacks and
+ *  clear_child_tid (every thread). Sets RESTORE_PROC_F_* / RESTORE_THREAD_F_INJECTED. */
+int inject_collect(struct restore_freeze *f, struct restore_image *img);
+
+/* dump-mem.c */
+int dump_vmas(pid_t pid, struct restore_image *img, struct restore_err *err);
+int dump_pages(pid_t pid, const struct restore_image *img, struct restore_image_writer *w,
+	       const struct restore_dump_opts *opts, struct restore_dump_stats *st,
+	       struct restore_err *err);
+
+/* dump-fds.c */
+int dump_fds(pid_t pid, struct restore_image *img, struct restore_err *err);
+
+#endif

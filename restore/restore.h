@@ -1,0 +1,298 @@
+/* restore: the checkpoint core. Freezes a single-process job with ptrace, dumps its memory,
+ * threads, signal state and fd table into a checkpoint directory (format: docs/image-format.md),
+ * and reads such an image back for the restorer. Libraries never log: errors come back as
+ * -errno plus a one-line message in struct restore_err. x86-64 only. */
+#ifndef RESTORE_H
+#define RESTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+/* Image format version written by this build; readers refuse newer ones (-EPROTONOSUPPORT). */
+#define RESTORE_IMAGE_VERSION 1
+#define RESTORE_PAGE_SIZE     4096u
+#define RESTORE_NSIG	      64
+
+/** Error detail filled by every function taking one: a one-line message naming what failed
+ *  (the file, the fd, the thread) and, for -EUSERS from restore_freeze(), the process count. */
+struct restore_err {
+	int nprocs;
+	char msg[320];
+};
+
+/* ---- freeze ---------------------------------------------------------------------------- */
+
+struct restore_freeze;
+
+/** Seize and interrupt every thread of @pid (re-listing /proc/PID/task until no new thread
+ *  appears) and wait until each one has reached its ptrace stop. The calling thread becomes the
+ *  tracer: every later call on the handle must come from the same thread.
+ *  Refuses a job of more than one process (pid plus its descendants) with -EUSERS, setting
+ *  err->nprocs. -ESRCH if the process is gone, -EPERM if ptrace is not allowed, -errno else.
+ *  On success *ret owns the handle: release it with restore_freeze_resume()/_leave_stopped(). */
+int restore_freeze(pid_t pid, struct restore_freeze **ret, struct restore_err *err);
+
+/** The frozen process and its threads (leader first). */
+pid_t restore_freeze_pid(const struct restore_freeze *f);
+size_t restore_freeze_nthreads(const struct restore_freeze *f);
+pid_t restore_freeze_tid(const struct restore_freeze *f, size_t i);
+/** Nanoseconds since restore_freeze() started seizing. */
+uint64_t restore_freeze_elapsed_ns(const struct restore_freeze *f);
+
+/** Detach from every thread so the process runs on, and free @f (NULL-safe). Returns 0 or the
+ *  first -errno of a PTRACE_DETACH (the handle is freed either way). */
+int restore_freeze_resume(struct restore_freeze *f);
+/** Queue SIGSTOP to the process, then detach: it stays stopped (group stop). Frees @f. */
+int restore_freeze_leave_stopped(struct restore_freeze *f);
+
+/* ---- image model ----------------------------------------------------------------------- */
+
+enum restore_vma_kind {
+	RESTORE_VMA_ANON_PRIVATE = 1,
+	RESTORE_VMA_ANON_SHARED, /* MAP_SHARED|MAP_ANONYMOUS ("/dev/zero (deleted)"), SysV shm */
+	RESTORE_VMA_FILE_PRIVATE,
+	RESTORE_VMA_FILE_SHARED, /* identity only: contents stay in the file */
+	RESTORE_VMA_MEMFD,	 /* "/memfd:NAME (deleted)": contents saved */
+	RESTORE_VMA_STACK,	 /* [stack] */
+	RESTORE_VMA_HEAP,	 /* [heap] */
+	RESTORE_VMA_VVAR,	 /* [vvar], [vvar_vclock], [vdso]: never saved, remapped */
+	RESTORE_VMA_VVAR_VCLOCK,
+	RESTORE_VMA_VDSO,
+};
+
+/* restore_vma.flags */
+#define RESTORE_VMA_F_SHARED	0x1u /* 's' in the maps permissions */
+#define RESTORE_VMA_F_GROWSDOWN 0x2u /* VmFlags gd */
+#define RESTORE_VMA_F_DELETED	0x4u /* path ended in " (deleted)" */
+#define RESTORE_VMA_F_HAS_IDENT 0x8u /* dev/ino/size/mtime below come from a stat of the file */
+
+/** Identity of a file recorded for the restore-time "unchanged" check. */
+struct restore_ident {
+	uint64_t dev; /* st_dev of the file (makedev encoding of glibc) */
+	uint64_t ino;
+	uint64_t size;
+	int64_t mtime_sec;
+	uint32_t mtime_nsec;
+	uint32_t mode;
+};
+
+struct restore_vma {
+	uint64_t start, end; /* [start, end), page aligned */
+	uint64_t pgoff;	     /* file offset in bytes */
+	uint32_t prot;	     /* PROT_* */
+	uint32_t flags;	     /* RESTORE_VMA_F_* */
+	uint32_t kind;	     /* enum restore_vma_kind */
+	uint32_t maj, min;   /* device of the mapping as in smaps */
+	uint64_t inode;
+	struct restore_ident ident; /* valid with RESTORE_VMA_F_HAS_IDENT */
+	char *path;		    /* smaps path column, "" for anonymous */
+	char *vmflags;		    /* smaps VmFlags, e.g. "rd wr mr mw me ac" */
+};
+
+enum restore_fd_kind {
+	RESTORE_FD_REGULAR = 1,
+	RESTORE_FD_DIR,
+	RESTORE_FD_PIPE,
+	RESTORE_FD_SOCKET,
+	RESTORE_FD_EVENTFD,
+	RESTORE_FD_TIMERFD,
+	RESTORE_FD_SIGNALFD,
+	RESTORE_FD_EPOLL,
+	RESTORE_FD_INOTIFY,
+	RESTORE_FD_TTY,
+	RESTORE_FD_CHR, /* other character device: /dev/null and friends */
+	RESTORE_FD_OTHER,
+};
+
+struct restore_fd {
+	int32_t fd;
+	uint32_t kind;	 /* enum restore_fd_kind */
+	uint32_t flags;	 /* fdinfo "flags" (open flags incl. O_CLOEXEC) */
+	uint32_t mnt_id; /* fdinfo mnt_id */
+	uint64_t pos;	 /* fdinfo pos */
+	uint64_t rdev;
+	struct restore_ident ident; /* fstat of the open file (via pidfd_getfd) */
+	char *target;		    /* readlink of /proc/PID/fd/N */
+	char *fdinfo; /* whole fdinfo text (eventfd count, timerfd, epoll targets...) */
+};
+
+struct restore_sigaction { /* the kernel's struct sigaction for rt_sigaction */
+	uint64_t handler;
+	uint64_t flags;
+	uint64_t restorer;
+	uint64_t mask;
+};
+
+#define RESTORE_SIGINFO_SIZE 128
+struct restore_siginfo {
+	uint8_t raw[RESTORE_SIGINFO_SIZE]; /* kernel siginfo_t, for rt_(tg)sigqueueinfo */
+};
+
+/* restore_thread.flags / restore_proc.flags */
+#define RESTORE_THREAD_F_INJECTED 0x1u /* altstack and clear_child_tid were read in-thread */
+#define RESTORE_THREAD_F_RSEQ	  0x2u /* rseq fields valid */
+#define RESTORE_PROC_F_SIGACT	  0x1u /* sigact[] read with injected rt_sigaction */
+#define RESTORE_PROC_F_BRK	  0x2u /* mm.brk read with an injected brk(0) */
+
+struct restore_thread {
+	int32_t tid;
+	uint32_t flags;
+	struct user_regs_struct regs; /* raw PTRACE_GETREGS: no syscall-restart fix-up applied */
+	uint64_t sigmask;	      /* blocked signals, bit (sig-1) */
+	uint64_t xcr0;		      /* user xstate mask (XCR0) as the kernel reported it */
+	uint32_t xsave_len;	      /* bytes of @xsave (standard, non-compacted format) */
+	uint8_t *xsave;		      /* NT_X86_XSTATE */
+	uint64_t rseq_ptr;
+	uint32_t rseq_len, rseq_sig, rseq_flags;
+	uint64_t robust_head, robust_len; /* get_robust_list(tid) */
+	uint64_t altstack_sp, altstack_size;
+	uint32_t altstack_flags;
+	uint64_t clear_child_tid; /* prctl(PR_GET_TID_ADDRESS) */
+	char comm[16];
+	size_t npending;
+	struct restore_siginfo *pending; /* thread-private queue, oldest first */
+};
+
+enum restore_mm_field {
+	RESTORE_MM_START_CODE,
+	RESTORE_MM_END_CODE,
+	RESTORE_MM_START_DATA,
+	RESTORE_MM_END_DATA,
+	RESTORE_MM_START_BRK,
+	RESTORE_MM_BRK,
+	RESTORE_MM_START_STACK,
+	RESTORE_MM_ARG_START,
+	RESTORE_MM_ARG_END,
+	RESTORE_MM_ENV_START,
+	RESTORE_MM_ENV_END,
+	RESTORE_MM_N,
+};
+
+#define RESTORE_NRLIMIT 16
+struct restore_proc {
+	int32_t pid;
+	uint32_t flags; /* RESTORE_PROC_F_* */
+	uint32_t umask;
+	uint32_t personality;
+	char comm[16];
+	uint64_t mm[RESTORE_MM_N];
+	uint64_t rlim_cur[RESTORE_NRLIMIT], rlim_max[RESTORE_NRLIMIT];
+	uint64_t sig_ign, sig_cgt;		       /* /proc/PID/status SigIgn/SigCgt */
+	struct restore_sigaction sigact[RESTORE_NSIG]; /* [sig-1]; valid with _F_SIGACT */
+	uint64_t xcr0;				       /* of the dumping CPU (xgetbv) */
+	uint32_t xsave_size;			       /* CPUID 0xD.0 EBX of the dumping CPU */
+	size_t auxv_len;
+	uint8_t *auxv; /* raw /proc/PID/auxv (pairs of u64) */
+	char *exe;     /* readlink /proc/PID/exe */
+	struct restore_ident exe_ident;
+	char *cwd;
+	char *timers; /* raw /proc/PID/timers (POSIX timers: id, signal, notify, clock) */
+	size_t npending;
+	struct restore_siginfo *pending; /* shared (process-wide) queue */
+};
+
+/** One run of stored pages: @npages pages at @addr are at @file_off in pages.img. */
+struct restore_page_run {
+	uint64_t addr;
+	uint64_t file_off;
+	uint32_t npages;
+	uint64_t checksum; /* ck_checksum of the run's bytes */
+};
+
+struct restore_image {
+	struct restore_proc proc;
+	size_t nthreads, nvmas, nfds, nruns;
+	struct restore_thread *threads; /* leader first */
+	struct restore_vma *vmas;	/* sorted by address */
+	struct restore_fd *fds;		/* sorted by fd */
+	struct restore_page_run *runs;	/* sorted by address, non-overlapping */
+	uint64_t pages_size;		/* size of pages.img */
+	int pages_fd;			/* pages.img, open for reading (loaded images), else -1 */
+};
+
+/** Free everything an image owns, pages_fd included. NULL-safe. */
+void restore_image_free(struct restore_image *img);
+
+/* ---- image writer ---------------------------------------------------------------------- */
+
+struct restore_image_writer;
+
+/** Start checkpoint @id (a single path component) below the checkpoints directory @dirfd: the
+ *  files go into a temporary directory ".ID.tmp" (a stale one is removed first). -EEXIST when
+ *  @id already exists. */
+int restore_image_writer_new(int dirfd, const char *id, struct restore_image_writer **ret);
+
+/** Append the contents of [@addr, @addr + @len) (page aligned, increasing and non-overlapping
+ *  over the calls). All-zero pages are dropped; the rest are stored in runs, which never span
+ *  two calls nor 1 MiB chunks. Written asynchronously by the writer's I/O thread: an I/O error
+ *  is returned by a later call or by commit. 0 or -errno. */
+int restore_image_writer_add_pages(struct restore_image_writer *w, uint64_t addr, const void *buf,
+				   size_t len);
+
+/** Write core.img from @meta (its runs/pages fields are ignored: the writer's own index is
+ *  used), fsync both files, rename the directory to @id, fsync @dirfd, then replace LATEST.
+ *  The checkpoint is visible only once this returns 0. */
+int restore_image_writer_commit(struct restore_image_writer *w, const struct restore_image *meta);
+
+/** Bytes of page data stored so far (waits until queued pages are written). */
+uint64_t restore_image_writer_bytes(struct restore_image_writer *w);
+
+/** Abort (remove the temporary directory) unless committed, and free. NULL-safe. */
+void restore_image_writer_free(struct restore_image_writer *w);
+
+/* ---- image reader ---------------------------------------------------------------------- */
+
+/** Load checkpoint @id below @dirfd: core.img fully parsed and checked (magic, version,
+ *  bounds, checksums, consistency of runs with vmas and with the size of pages.img).
+ *  Page contents are not read. -EBADMSG for a truncated or corrupt file, -EPROTONOSUPPORT for a
+ *  newer format version, -ENOENT/-errno else; err->msg names the file. */
+int restore_image_load(int dirfd, const char *id, struct restore_image **ret,
+		       struct restore_err *err);
+
+/** restore_image_load() plus the checksum of every page run and of the pages.img header.
+ *  Same errors. */
+int restore_image_verify(int dirfd, const char *id, struct restore_err *err);
+
+/** Copy the page at @addr from a loaded image into @buf (RESTORE_PAGE_SIZE bytes). Returns 1 if
+ *  the page is stored, 0 if not (zero or never populated: @buf untouched), -errno. */
+int restore_image_read_page(const struct restore_image *img, uint64_t addr, void *buf);
+
+/** Read LATEST below @dirfd into @buf (the id, without newline). -ENOENT if none,
+ *  -EBADMSG if malformed. */
+int restore_image_latest(int dirfd, char *buf, size_t len);
+
+/* ---- dump ------------------------------------------------------------------------------ */
+
+struct restore_dump_stats {
+	uint64_t pages_scanned; /* pages of saved kinds that were present or swapped */
+	uint64_t pages_stored;
+	uint64_t pages_zero;
+	uint64_t bytes_written; /* page data */
+	uint64_t dump_ns;	/* restore_dump() wall time */
+	uint32_t nthreads, nvmas, nfds;
+};
+
+struct restore_dump_opts {
+	/* Called after every few MiB of pages with the bytes written so far (may be NULL). */
+	void (*progress)(uint64_t bytes, void *userdata);
+	void *userdata;
+	/* Do not inject syscalls into the target (no sigactions, altstack, brk, tid address). */
+	bool no_inject;
+};
+
+/** Dump the frozen process of @f into new checkpoint @id below the checkpoints directory
+ *  @dirfd, atomically (restore_image_writer_*). The process stays frozen; the caller resumes it.
+ *  -EOPNOTSUPP when an fd cannot be checkpointed (err->msg names the fd and its kind),
+ *  -EEXIST if @id exists, -errno else. @opts and @ret_stats may be NULL. */
+int restore_dump(struct restore_freeze *f, int dirfd, const char *id,
+		 const struct restore_dump_opts *opts, struct restore_dump_stats *ret_stats,
+		 struct restore_err *err);
+
+/** Name of a kind for messages ("anon-private", "eventfd"...). */
+const char *restore_vma_kind_name(uint32_t kind);
+const char *restore_fd_kind_name(uint32_t kind);
+
+#endif

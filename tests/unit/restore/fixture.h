@@ -1,0 +1,168 @@
+/* Shared fixture of the restore suites: a private checkpoints directory and the zdtm-mem helper
+ * started as our child (the tracer must be allowed to ptrace it), with its report parsed. */
+#ifndef RESTORE_FIXTURE_H
+#define RESTORE_FIXTURE_H
+
+#include "common/ck.h"
+#include "restore/restore.h"
+#include "../../helpers/zdtm-mem.h"
+
+#include <check.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+struct zdtm {
+	pid_t pid;
+	int report; /* read end of the helper's report pipe */
+	int cmd;    /* write end of its command pipe */
+	uint64_t region[ZR_N];
+	pid_t tid[ZDTM_THREADS];
+	uint64_t handler, altstack, altstack_size;
+};
+
+static inline const char *fx_helpers(void)
+{
+	const char *h = getenv("CK_HELPERS");
+	return h ? h : CK_HELPERS_DEFAULT;
+}
+
+/* A fresh directory below CK_TEST_TMPDIR (or /tmp); returns its path in @buf. */
+static inline void fx_tmpdir(char *buf, size_t len)
+{
+	const char *base = getenv("CK_TEST_TMPDIR");
+	if (!base)
+		base = "/tmp";
+	ck_assert_int_eq(ck_mkdir_p(base, 0700), 0);
+	snprintf(buf, len, "%s/restore-XXXXXX", base);
+	ck_assert_ptr_nonnull(mkdtemp(buf));
+}
+
+/* Read one line of the helper's report (byte by byte: no buffering to get wrong);
+ * "" at end of file. 10 s deadline per byte. */
+static inline void fx_line(struct zdtm *z, char *buf, size_t len)
+{
+	size_t n = 0;
+	while (n + 1 < len) {
+		struct pollfd p = {.fd = z->report, .events = POLLIN};
+		ck_assert_msg(poll(&p, 1, 10000) == 1, "helper did not answer in 10 s");
+		char c;
+		ssize_t r = read(z->report, &c, 1);
+		if (r <= 0)
+			break;
+		buf[n++] = c;
+		if (c == '\n')
+			break;
+	}
+	buf[n] = 0;
+}
+
+/* Wait until every helper thread sits in pause() (its registers are then the known ones). */
+static inline void fx_wait_paused(struct zdtm *z)
+{
+	for (int i = 0; i < ZDTM_THREADS; i++) {
+		char p[96];
+		snprintf(p, sizeof(p), "/proc/%d/task/%d/syscall", (int)z->pid, (int)z->tid[i]);
+		for (int tries = 0;; tries++) {
+			char buf[64] = "";
+			FILE *f = fopen(p, "r");
+			if (f) {
+				if (!fgets(buf, sizeof(buf), f))
+					buf[0] = 0;
+				fclose(f);
+			}
+			if (strncmp(buf, "34 ", 3) == 0)
+				break;
+			ck_assert_msg(tries < 5000, "thread %d never reached pause()", z->tid[i]);
+			usleep(1000);
+		}
+	}
+}
+
+static inline void fx_start(struct zdtm *z, const char *dir, bool fork_child)
+{
+	memset(z, 0, sizeof(*z));
+	int rp[2], cp[2];
+	ck_assert_int_eq(pipe2(rp, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(cp, O_CLOEXEC), 0);
+	char exe[PATH_MAX];
+	snprintf(exe, sizeof(exe), "%s/zdtm-mem", fx_helpers());
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* The helper keeps only its two pipe ends (not O_CLOEXEC after dup). */
+		int r = dup(rp[1]), c = dup(cp[0]);
+		char rs[16], cs[16];
+		snprintf(rs, sizeof(rs), "%d", r);
+		snprintf(cs, sizeof(cs), "%d", c);
+		setpgid(0, 0);
+		execl(exe, "zdtm-mem", rs, cs, dir, fork_child ? "fork" : NULL, (char *)NULL);
+		_exit(127);
+	}
+	close(rp[1]);
+	close(cp[0]);
+	z->pid = pid;
+	z->report = rp[0];
+	z->cmd = cp[1];
+	char line[256];
+	for (;;) {
+		fx_line(z, line, sizeof(line));
+		ck_assert_msg(line[0], "helper %s exited before ready", exe);
+		ck_assert_msg(strncmp(line, "fail", 4) != 0, "helper: %s", line);
+		if (strcmp(line, "ready\n") == 0)
+			break;
+		char name[32];
+		unsigned long long a, b;
+		unsigned n;
+		int i;
+		if (sscanf(line, "region %31s %llx %u", name, &a, &n) == 3) {
+			for (int r = 0; r < ZR_N; r++)
+				if (strcmp(name, zdtm_region_names[r]) == 0)
+					z->region[r] = a;
+		} else if (sscanf(line, "thread %d %llu", &i, &a) == 2 && i >= 0 &&
+			   i < ZDTM_THREADS) {
+			z->tid[i] = (pid_t)a;
+		} else if (sscanf(line, "handler %llx", &a) == 1) {
+			z->handler = a;
+		} else if (sscanf(line, "altstack %llx %llu", &a, &b) == 2) {
+			z->altstack = a;
+			z->altstack_size = b;
+		}
+	}
+	if (!fork_child)
+		fx_wait_paused(z);
+}
+
+/* Ask the helper to verify itself; returns its answer line. */
+static inline void fx_verify(struct zdtm *z, char *buf, size_t len)
+{
+	ck_assert_int_eq(write(z->cmd, "v", 1), 1);
+	fx_line(z, buf, len);
+}
+
+static inline void fx_stop(struct zdtm *z)
+{
+	if (z->pid > 0) {
+		kill(-z->pid, SIGKILL);
+		kill(z->pid, SIGKILL);
+		waitpid(z->pid, NULL, 0);
+	}
+	if (z->report >= 0)
+		close(z->report);
+	if (z->cmd >= 0)
+		close(z->cmd);
+	z->pid = 0;
+}
+
+static inline int fx_open_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	return fd;
+}
+
+#endif

@@ -1,0 +1,265 @@
+/* Image writer and reader on a synthetic model: round trip, zero pages dropped, run coalescing,
+ * atomic visibility, version and truncation refusals, and the corruption fuzz. No ptrace. */
+#include "fuzz.h"
+
+#include <sys/mman.h>
+
+#define PG RESTORE_PAGE_SIZE
+
+static char tmp[PATH_MAX];
+static int dirfd_ = -1;
+
+static void setup(void)
+{
+	fx_tmpdir(tmp, sizeof(tmp));
+	dirfd_ = fx_open_dir(tmp);
+}
+
+static void teardown(void)
+{
+	close(dirfd_);
+	ck_rm_rf_at(AT_FDCWD, tmp);
+}
+
+static void fill_model(struct restore_image *m)
+{
+	static struct restore_thread th;
+	static struct restore_vma vm[2];
+	static struct restore_fd fd;
+	static uint8_t xsave[1024];
+	memset(m, 0, sizeof(*m));
+	m->pages_fd = -1;
+	m->proc.pid = 42;
+	strcpy(m->proc.comm, "synthetic");
+	m->proc.exe = "/bin/true";
+	m->proc.cwd = "/";
+	m->proc.timers = "";
+	m->proc.sigact[9].handler = 0x401000;
+	th = (struct restore_thread){.tid = 42, .xsave = xsave, .xsave_len = sizeof(xsave)};
+	th.regs.rip = 0x401234;
+	th.regs.r12 = 0xabcdef;
+	memset(xsave, 0x5a, sizeof(xsave));
+	vm[0] = (struct restore_vma){.start = 0x10000000,
+				     .end = 0x10000000 + 64 * PG,
+				     .prot = PROT_READ | PROT_WRITE,
+				     .kind = RESTORE_VMA_ANON_PRIVATE,
+				     .path = "",
+				     .vmflags = "rd wr"};
+	vm[1] = (struct restore_vma){.start = 0x10000000 + 64 * PG,
+				     .end = 0x10000000 + 96 * PG,
+				     .prot = PROT_READ,
+				     .kind = RESTORE_VMA_FILE_PRIVATE,
+				     .path = "/lib/x",
+				     .vmflags = "rd"};
+	fd = (struct restore_fd){.fd = 3,
+				 .kind = RESTORE_FD_PIPE,
+				 .target = "pipe:[1]",
+				 .fdinfo = "pos:\t0\nflags:\t02000000\n"};
+	m->threads = &th;
+	m->nthreads = 1;
+	m->vmas = vm;
+	m->nvmas = 2;
+	m->fds = &fd;
+	m->nfds = 1;
+}
+
+static uint8_t page_byte(unsigned p)
+{
+	return (uint8_t)(p % 250 + 1);
+}
+
+/* 96 pages: every third one zero; written in two calls so runs meet at the seam. */
+static void write_image(const char *id)
+{
+	struct restore_image_writer *w = NULL;
+	ck_assert_int_eq(restore_image_writer_new(dirfd_, id, &w), 0);
+	uint8_t *buf = calloc(96, PG);
+	for (unsigned p = 0; p < 96; p++)
+		if (p % 3)
+			memset(buf + p * PG, page_byte(p), PG);
+	ck_assert_int_eq(restore_image_writer_add_pages(w, 0x10000000, buf, 50 * PG), 0);
+	ck_assert_int_eq(
+		restore_image_writer_add_pages(w, 0x10000000 + 50 * PG, buf + 50 * PG, 46 * PG), 0);
+	ck_assert_int_eq(restore_image_writer_add_pages(w, 0x10000000, buf, PG), -EINVAL);
+	ck_assert_uint_eq(restore_image_writer_bytes(w), 64 * PG);
+	struct restore_image m;
+	fill_model(&m);
+	ck_assert_int_eq(restore_image_writer_commit(w, &m), 0);
+	restore_image_writer_free(w);
+	free(buf);
+}
+
+START_TEST(test_roundtrip)
+{
+	write_image("1");
+	char latest[64];
+	ck_assert_int_eq(restore_image_latest(dirfd_, latest, sizeof(latest)), 0);
+	ck_assert_str_eq(latest, "1");
+	struct restore_err err = {0};
+	ck_assert_msg(restore_image_verify(dirfd_, "1", &err) == 0, "%s", err.msg);
+	struct restore_image *img = NULL;
+	ck_assert_int_eq(restore_image_load(dirfd_, "1", &img, &err), 0);
+	ck_assert_int_eq(img->proc.pid, 42);
+	ck_assert_str_eq(img->proc.comm, "synthetic");
+	ck_assert_str_eq(img->proc.exe, "/bin/true");
+	ck_assert_uint_eq(img->proc.sigact[9].handler, 0x401000);
+	ck_assert_uint_eq(img->nthreads, 1);
+	ck_assert_uint_eq(img->threads[0].regs.rip, 0x401234);
+	ck_assert_uint_eq(img->threads[0].regs.r12, 0xabcdef);
+	ck_assert_uint_eq(img->threads[0].xsave_len, 1024);
+	ck_assert_uint_eq(img->threads[0].xsave[1023], 0x5a);
+	ck_assert_uint_eq(img->nvmas, 2);
+	ck_assert_str_eq(img->vmas[1].path, "/lib/x");
+	ck_assert_uint_eq(img->nfds, 1);
+	ck_assert_str_eq(img->fds[0].target, "pipe:[1]");
+	/* 64 non-zero pages in runs of 2 (zero every third page): 32 runs, plus one because
+	 * runs never span two add_pages calls (the seam at page 50 splits 49-50). */
+	ck_assert_uint_eq(img->nruns, 33);
+	ck_assert_uint_eq(img->pages_size, PG + 64 * PG);
+	uint8_t page[PG];
+	for (unsigned p = 0; p < 96; p++) {
+		int r = restore_image_read_page(img, 0x10000000 + p * PG, page);
+		if (p % 3 == 0) {
+			ck_assert_int_eq(r, 0);
+			continue;
+		}
+		ck_assert_int_eq(r, 1);
+		ck_assert_uint_eq(page[0], page_byte(p));
+		ck_assert_uint_eq(page[PG - 1], page_byte(p));
+	}
+	restore_image_free(img);
+}
+END_TEST
+
+START_TEST(test_coalesce)
+{
+	struct restore_image_writer *w = NULL;
+	ck_assert_int_eq(restore_image_writer_new(dirfd_, "big", &w), 0);
+	size_t n = 3000; /* several chunks */
+	uint8_t *buf = malloc(n * PG);
+	memset(buf, 0xee, n * PG);
+	ck_assert_int_eq(restore_image_writer_add_pages(w, 0x20000000, buf, n * PG), 0);
+	struct restore_image m;
+	fill_model(&m);
+	struct restore_vma v = {.start = 0x20000000,
+				.end = 0x20000000 + n * PG,
+				.prot = PROT_READ | PROT_WRITE,
+				.kind = RESTORE_VMA_ANON_PRIVATE,
+				.path = "",
+				.vmflags = ""};
+	m.vmas = &v;
+	m.nvmas = 1;
+	ck_assert_int_eq(restore_image_writer_commit(w, &m), 0);
+	restore_image_writer_free(w);
+	free(buf);
+	struct restore_image *img = NULL;
+	ck_assert_int_eq(restore_image_load(dirfd_, "big", &img, NULL), 0);
+	/* Runs are cut at the writer's 1 MiB chunks: 11 of 256 pages and one of 184. */
+	ck_assert_uint_eq(img->nruns, 12);
+	ck_assert_uint_eq(img->runs[0].npages, 256);
+	ck_assert_uint_eq(img->runs[11].npages, 3000 - 11 * 256);
+	ck_assert_uint_eq(img->runs[1].file_off, PG + 256ull * PG);
+	restore_image_free(img);
+}
+END_TEST
+
+START_TEST(test_atomic_visibility)
+{
+	write_image("1");
+	struct restore_image_writer *w = NULL;
+	ck_assert_int_eq(restore_image_writer_new(dirfd_, "1", &w), -EEXIST);
+	/* An aborted checkpoint leaves nothing visible and LATEST untouched. */
+	ck_assert_int_eq(restore_image_writer_new(dirfd_, "2", &w), 0);
+	uint8_t page[PG];
+	memset(page, 1, PG);
+	ck_assert_int_eq(restore_image_writer_add_pages(w, 0x10000000, page, PG), 0);
+	struct stat st;
+	ck_assert_int_eq(fstatat(dirfd_, ".2.tmp", &st, 0), 0);
+	ck_assert_int_ne(fstatat(dirfd_, "2", &st, 0), 0);
+	restore_image_writer_free(w);
+	ck_assert_int_ne(fstatat(dirfd_, ".2.tmp", &st, 0), 0);
+	char latest[64];
+	ck_assert_int_eq(restore_image_latest(dirfd_, latest, sizeof(latest)), 0);
+	ck_assert_str_eq(latest, "1");
+	/* A stale temporary directory of a crashed writer is replaced. */
+	ck_assert_int_eq(mkdirat(dirfd_, ".3.tmp", 0700), 0);
+	write_image("3");
+	ck_assert_int_eq(restore_image_latest(dirfd_, latest, sizeof(latest)), 0);
+	ck_assert_str_eq(latest, "3");
+	struct restore_err err = {0};
+	ck_assert_int_eq(restore_image_load(dirfd_, "nope", NULL, &err), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "nope/core.img"));
+}
+END_TEST
+
+/* Rewrite core.img's version and its header checksum, as a newer ckptenv would. */
+START_TEST(test_future_version)
+{
+	write_image("1");
+	int fd = openat(dirfd_, "1/core.img", O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	uint8_t h[40];
+	ck_assert_int_eq(pread(fd, h, 40, 0), 40);
+	ck_put_le32(h + 8, RESTORE_IMAGE_VERSION + 1);
+	ck_put_le64(h + 32, ck_checksum(h, 32));
+	ck_assert_int_eq(pwrite(fd, h, 40, 0), 40);
+	close(fd);
+	struct restore_err err = {0};
+	ck_assert_int_eq(restore_image_verify(dirfd_, "1", &err), -EPROTONOSUPPORT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "1/core.img"));
+	ck_assert_ptr_nonnull(strstr(err.msg, "version"));
+}
+END_TEST
+
+START_TEST(test_truncated_message)
+{
+	write_image("1");
+	int fd = openat(dirfd_, "1/pages.img", O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, 10 * PG), 0);
+	close(fd);
+	struct restore_err err = {0};
+	ck_assert_int_eq(restore_image_load(dirfd_, "1", NULL, &err), -EBADMSG);
+	ck_assert_ptr_nonnull(strstr(err.msg, "1/pages.img is truncated"));
+}
+END_TEST
+
+START_TEST(test_fuzz)
+{
+	write_image("good");
+	fz_run(dirfd_, "good", 200, 0x1234567);
+	fz_structural(dirfd_, "good", 400, 0x7654321);
+}
+END_TEST
+
+START_TEST(test_latest_malformed)
+{
+	char buf[64];
+	ck_assert_int_eq(restore_image_latest(dirfd_, buf, sizeof(buf)), -ENOENT);
+	ck_assert_int_eq(ck_write_file_atomic(dirfd_, "LATEST", "../x\n", 5, 0600), 0);
+	ck_assert_int_eq(restore_image_latest(dirfd_, buf, sizeof(buf)), -EBADMSG);
+	ck_assert_int_eq(ck_write_file_atomic(dirfd_, "LATEST", "7", 1, 0600), 0);
+	ck_assert_int_eq(restore_image_latest(dirfd_, buf, sizeof(buf)), -EBADMSG);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("restore-image");
+	TCase *tc = tcase_create("image");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_roundtrip);
+	tcase_add_test(tc, test_coalesce);
+	tcase_add_test(tc, test_atomic_visibility);
+	tcase_add_test(tc, test_future_version);
+	tcase_add_test(tc, test_truncated_message);
+	tcase_add_test(tc, test_fuzz);
+	tcase_add_test(tc, test_latest_malformed);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
