@@ -291,6 +291,41 @@ int restore_dump(struct restore_freeze *f, int dirfd, const char *id,
 		 const struct restore_dump_opts *opts, struct restore_dump_stats *ret_stats,
 		 struct restore_err *err);
 
+/* ---- restore ---------------------------------------------------------------------------- */
+
+/** An fd the caller hands over: the image's fd number @target gets (a dup of) @fd. */
+struct restore_fd_map {
+	int target;
+	int fd;
+};
+
+struct restore_process_opts {
+	const struct restore_fd_map *fds; /* inherited fds (pipes, the pty slave...) */
+	size_t nfds;
+	bool allow_changed; /* go on when a file's identity (dev, ino, size, mtime) changed */
+	bool no_verify;	    /* skip restore_image_verify() (page checksums) */
+	int blob_err_fd;    /* where the blob reports a late failure: 0 means 2, -1 nowhere */
+};
+
+/** Rebuild the single-threaded process of checkpoint @id below @dirfd in the calling process and
+ *  continue it where it was frozen: every mapping at its old address with its contents and
+ *  protection, the vDSO moved to its old place, registers and xsave state, signal actions,
+ *  mask and alternate stack, rlimits, cwd, umask, mm fields, rseq, fds at their old numbers
+ *  (0/1/2 are kept as given unless @opts hands them over; regular files, directories and
+ *  character devices are reopened by path when their identity is unchanged; other kinds must
+ *  be handed over in @opts->fds). The caller must be single-threaded: call it in a fresh child.
+ *  Never returns on success. Failures detected before the point of no return leave the
+ *  process as it was (bar fds moved above the image's): -EOPNOTSUPP (more than one thread, an
+ *  fd or mapping kind that cannot be restored yet: err->msg names it), -ESTALE (a file changed),
+ *  -ENOEXEC (the CPU's xsave features or the vDSO do not fit), -EBUSY (caller has threads), the
+ *  errors of restore_image_load(). A failure after it (installing fds, signal actions) returns
+ *  -errno with the process half-changed: exit. A failure inside the blob cannot return: it
+ *  writes one line to blob_err_fd and exits with status RESTORE_BLOB_EXIT_STATUS. */
+int restore_process(int dirfd, const char *id, const struct restore_process_opts *opts,
+		    struct restore_err *err);
+
+#define RESTORE_BLOB_EXIT_STATUS 113
+
 /** Name of a kind for messages ("anon-private", "eventfd"...). */
 const char *restore_vma_kind_name(uint32_t kind);
 const char *restore_fd_kind_name(uint32_t kind);

@@ -1,0 +1,341 @@
+/* The restorer blob: runs after restore_process() jumped into the landing zone, with no libc,
+ * no heap, no TLS, raw syscalls only. Its code is copied to the landing zone as bytes, so it must
+ * be position independent and self-contained: built with its own flags (restore/CMakeLists.txt),
+ * linked at 0 by blob.lds, and refused at build time if it needs a symbol from outside or an
+ * absolute relocation.
+ *
+ * Order: unmap everything but the landing zone and the vDSO triple; move [vvar], [vvar_vclock],
+ * [vdso] to the image's addresses through parking slots; map every old mapping writable, fill it
+ * from pages.img, set its real protection; close the restorer's fds; PR_SET_MM_MAP; the thread
+ * state rt_sigreturn does not carry (fs/gs base, tid address, robust list, rseq); queue pending
+ * signals again (every signal is blocked until the sigreturn installs the old mask); then
+ * rt_sigreturn on the prepared frame. A failure can only be reported by a message on err_fd and
+ * exit_group(CKR_BLOB_EXIT_STATUS): the caller's address space is gone. */
+#include "blob.h"
+
+#pragma GCC visibility push(hidden)
+
+#define NR_read		     0
+#define NR_write	     1
+#define NR_close	     3
+#define NR_mmap		     9
+#define NR_mprotect	     10
+#define NR_munmap	     11
+#define NR_pread64	     17
+#define NR_mremap	     25
+#define NR_getpid	     39
+#define NR_exit_group	     231
+#define NR_prctl	     157
+#define NR_arch_prctl	     158
+#define NR_gettid	     186
+#define NR_set_tid_address   218
+#define NR_set_robust_list   273
+#define NR_rt_tgsigqueueinfo 297
+#define NR_rt_sigqueueinfo   129
+#define NR_rseq		     334
+
+#define PROT_NONE_	0
+#define MAP_FIXED_	0x10
+#define MAP_ANONYMOUS_	0x20
+#define MAP_PRIVATE_	0x02
+#define MREMAP_MAYMOVE_ 1
+#define MREMAP_FIXED_	2
+#define PR_SET_MM_	35
+#define PR_SET_MM_MAP_	14
+#define ARCH_SET_GS_	0x1001
+#define ARCH_SET_FS_	0x1002
+#define EINTR_		4
+#define EPERM_		1
+#define EBUSY_		16
+
+static long sys6(long nr, long a, long b, long c, long d, long e, long f)
+{
+	long ret;
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = e;
+	register long r9 __asm__("r9") = f;
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+#define sys1(nr, a)		sys6(nr, (long)(a), 0, 0, 0, 0, 0)
+#define sys2(nr, a, b)		sys6(nr, (long)(a), (long)(b), 0, 0, 0, 0)
+#define sys3(nr, a, b, c)	sys6(nr, (long)(a), (long)(b), (long)(c), 0, 0, 0)
+#define sys4(nr, a, b, c, d)	sys6(nr, (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
+#define sys5(nr, a, b, c, d, e) sys6(nr, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), 0)
+
+/* GCC may emit calls to these even in freestanding code (struct copies). */
+void *memset(void *d, int c, unsigned long n);
+void *memcpy(void *d, const void *s, unsigned long n);
+void *memset(void *d, int c, unsigned long n)
+{
+	unsigned char *p = d;
+	while (n--)
+		*p++ = (unsigned char)c;
+	return d;
+}
+void *memcpy(void *d, const void *s, unsigned long n)
+{
+	unsigned char *p = d;
+	const unsigned char *q = s;
+	while (n--)
+		*p++ = *q++;
+	return d;
+}
+
+static unsigned long slen(const char *s)
+{
+	unsigned long n = 0;
+	while (s[n])
+		n++;
+	return n;
+}
+
+/* "ckptenv restorer: WHAT at 0xADDR: errno N\n" on err_fd, then exit. */
+static __attribute__((noreturn)) void fail(const struct ckr_args *a, const char *what,
+					   uint64_t addr, long ret)
+{
+	char buf[160];
+	unsigned long n = 0;
+	const char *pre = "ckptenv restorer: ";
+	for (unsigned long i = 0; pre[i] && n < 60; i++)
+		buf[n++] = pre[i];
+	for (unsigned long i = 0, l = slen(what); i < l && n < 100; i++)
+		buf[n++] = what[i];
+	const char *at = " at 0x";
+	for (unsigned long i = 0; at[i]; i++)
+		buf[n++] = at[i];
+	for (int sh = 60; sh >= 0; sh -= 4)
+		buf[n++] = "0123456789abcdef"[(addr >> sh) & 0xf];
+	const char *en = ": errno ";
+	for (unsigned long i = 0; en[i]; i++)
+		buf[n++] = en[i];
+	unsigned long e = (unsigned long)(ret < 0 ? -ret : ret);
+	char d[24];
+	int nd = 0;
+	do {
+		d[nd++] = (char)('0' + e % 10);
+		e /= 10;
+	} while (e && nd < 20);
+	while (nd)
+		buf[n++] = d[--nd];
+	buf[n++] = '\n';
+	if (a->err_fd >= 0)
+		sys3(NR_write, a->err_fd, buf, n);
+	for (;;)
+		sys1(NR_exit_group, CKR_BLOB_EXIT_STATUS);
+}
+
+static int is_err(long r)
+{
+	return (unsigned long)r >= (unsigned long)-4095;
+}
+
+/* Unmap [lo, hi) minus the landing zone and the current vDSO triple. */
+static void unmap_all_but(const struct ckr_args *a)
+{
+	uint64_t klo[1 + CKR_NREMAP], khi[1 + CKR_NREMAP];
+	unsigned n = 0;
+	klo[n] = a->zone_lo;
+	khi[n++] = a->zone_hi;
+	for (unsigned i = 0; i < a->nremap; i++) {
+		klo[n] = a->remap[i].cur;
+		khi[n++] = a->remap[i].cur + a->remap[i].len;
+	}
+	for (unsigned i = 1; i < n; i++) /* insertion sort by start */
+		for (unsigned j = i; j > 0 && klo[j] < klo[j - 1]; j--) {
+			uint64_t t = klo[j];
+			klo[j] = klo[j - 1];
+			klo[j - 1] = t;
+			t = khi[j];
+			khi[j] = khi[j - 1];
+			khi[j - 1] = t;
+		}
+	uint64_t from = 0;
+	for (unsigned i = 0; i <= n; i++) {
+		uint64_t to = i < n ? klo[i] : a->task_size;
+		if (to > from) {
+			long r = sys2(NR_munmap, from, to - from);
+			if (is_err(r))
+				fail(a, "munmap", from, r);
+		}
+		if (i < n && khi[i] > from)
+			from = khi[i];
+	}
+}
+
+static void move_vdso(const struct ckr_args *a)
+{
+	for (unsigned i = 0; i < a->nremap; i++) {
+		const struct ckr_remap *m = &a->remap[i];
+		long r = sys5(NR_mremap, m->cur, m->len, m->len, MREMAP_MAYMOVE_ | MREMAP_FIXED_,
+			      m->park);
+		if (is_err(r))
+			fail(a, "mremap of the vdso to its parking slot", m->cur, r);
+	}
+	for (unsigned i = 0; i < a->nremap; i++) {
+		const struct ckr_remap *m = &a->remap[i];
+		long r = sys5(NR_mremap, m->park, m->len, m->len, MREMAP_MAYMOVE_ | MREMAP_FIXED_,
+			      m->target);
+		if (is_err(r))
+			fail(a, "mremap of the vdso", m->target, r);
+	}
+}
+
+static void map_vmas(const struct ckr_args *a)
+{
+	for (unsigned i = 0; i < a->nvmas; i++) {
+		const struct ckr_vma *v = &a->vmas[i];
+		long r;
+		if (v->how == CKR_MAP_SKIP)
+			continue;
+		if (v->how == CKR_MAP_ANON)
+			r = sys6(NR_mmap, (long)v->start, (long)(v->end - v->start), v->fill_prot,
+				 v->mmap_flags | MAP_FIXED_ | MAP_ANONYMOUS_, -1, 0);
+		else
+			r = sys6(NR_mmap, (long)v->start, (long)(v->end - v->start), v->fill_prot,
+				 v->mmap_flags | MAP_FIXED_, v->fd, (long)v->pgoff);
+		if (is_err(r) || (uint64_t)r != v->start)
+			fail(a, "mmap", v->start, r);
+	}
+}
+
+static void fill_pages(const struct ckr_args *a)
+{
+	for (uint64_t i = 0; i < a->nruns; i++) {
+		const struct ckr_run *run = &a->runs[i];
+		uint64_t done = 0;
+		while (done < run->len) {
+			long r = sys4(NR_pread64, a->pages_fd, run->addr + done, run->len - done,
+				      run->off + done);
+			if (r == -EINTR_)
+				continue;
+			if (r <= 0)
+				fail(a, "read of pages.img", run->addr + done, r ? r : -5);
+			done += (uint64_t)r;
+		}
+	}
+}
+
+static void protect_vmas(const struct ckr_args *a)
+{
+	for (unsigned i = 0; i < a->nvmas; i++) {
+		const struct ckr_vma *v = &a->vmas[i];
+		if (v->how == CKR_MAP_SKIP || v->prot == v->fill_prot)
+			continue;
+		long r = sys3(NR_mprotect, v->start, v->end - v->start, v->prot);
+		if (is_err(r))
+			fail(a, "mprotect", v->start, r);
+	}
+}
+
+static void set_mm(const struct ckr_args *a)
+{
+	struct {
+		uint64_t f[11];
+		uint64_t auxv;
+		uint32_t auxv_size;
+		uint32_t exe_fd;
+	} map;
+	for (int i = 0; i < 11; i++)
+		map.f[i] = a->mm[i];
+	map.auxv = a->auxv;
+	map.auxv_size = a->auxv_size;
+	map.exe_fd = (uint32_t)a->exe_fd;
+	long r = sys5(NR_prctl, PR_SET_MM_, PR_SET_MM_MAP_, &map, sizeof(map), 0);
+	if (is_err(r) && a->exe_fd >= 0) {
+		/* Setting the exe link needs CAP_CHECKPOINT_RESTORE/CAP_SYS_ADMIN: optional. */
+		map.exe_fd = (uint32_t)-1;
+		r = sys5(NR_prctl, PR_SET_MM_, PR_SET_MM_MAP_, &map, sizeof(map), 0);
+	}
+	if (is_err(r))
+		fail(a, "prctl(PR_SET_MM_MAP)", a->mm[5], r);
+	if (a->exe_fd >= 0)
+		sys1(NR_close, a->exe_fd);
+}
+
+static void thread_state(const struct ckr_args *a)
+{
+	long r = sys2(NR_arch_prctl, ARCH_SET_FS_, a->fs_base);
+	if (is_err(r))
+		fail(a, "arch_prctl(ARCH_SET_FS)", a->fs_base, r);
+	if (a->gs_base) {
+		r = sys2(NR_arch_prctl, ARCH_SET_GS_, a->gs_base);
+		if (is_err(r))
+			fail(a, "arch_prctl(ARCH_SET_GS)", a->gs_base, r);
+	}
+	sys1(NR_set_tid_address, a->clear_child_tid);
+	if (a->robust_head) {
+		r = sys2(NR_set_robust_list, a->robust_head, a->robust_len);
+		if (is_err(r))
+			fail(a, "set_robust_list", a->robust_head, r);
+	}
+	if (a->has_rseq) {
+		r = sys4(NR_rseq, a->rseq_ptr, a->rseq_len, 0, a->rseq_sig);
+		if (is_err(r))
+			fail(a, "rseq registration", a->rseq_ptr, r);
+	}
+}
+
+static void queue_pending(const struct ckr_args *a)
+{
+	long pid = sys1(NR_getpid, 0), tid = sys1(NR_gettid, 0);
+	uint32_t n = a->npending_shared + a->npending_thread;
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t *info = a->pending + (uint64_t)i * 128;
+		int sig = (int)(info[0] | info[1] << 8 | info[2] << 16 | (uint32_t)info[3] << 24);
+		long r;
+		if (i < a->npending_shared)
+			r = sys3(NR_rt_sigqueueinfo, pid, sig, info);
+		else
+			r = sys4(NR_rt_tgsigqueueinfo, pid, tid, sig, info);
+		if (is_err(r))
+			fail(a, "re-queueing a pending signal", (uint64_t)sig, r);
+	}
+}
+
+__attribute__((noreturn, used)) void ckr_blob_main(struct ckr_args *a);
+__attribute__((noreturn, used)) void ckr_blob_main(struct ckr_args *a)
+{
+	if (a->magic != CKR_ARGS_MAGIC)
+		for (;;)
+			sys1(NR_exit_group, CKR_BLOB_EXIT_STATUS);
+	unmap_all_but(a);
+	move_vdso(a);
+	map_vmas(a);
+	fill_pages(a);
+	protect_vmas(a);
+	sys1(NR_close, a->pages_fd);
+	for (uint32_t i = 0; i < a->nclose; i++)
+		sys1(NR_close, a->close_fds[i]);
+	set_mm(a);
+	thread_state(a);
+	queue_pending(a);
+	uint64_t sp = a->frame + 8;
+	if (a->err_fd >= 0) /* a private copy, see restore_process() */
+		sys1(NR_close, a->err_fd);
+	__asm__ volatile("mov %0, %%rsp\n\t"
+			 "mov $15, %%eax\n\t" /* rt_sigreturn */
+			 "syscall\n\t"
+			 "ud2"
+			 :
+			 : "r"(sp)
+			 : "memory");
+	__builtin_unreachable();
+}
+
+/* Entry at offset 0 of the blob (first in the link, see blob.lds): %rdi = args, %rsp = top of
+ * the landing zone's stack. */
+__asm__(".section .text.entry,\"ax\",@progbits\n"
+	".globl ckr_blob_entry\n"
+	"ckr_blob_entry:\n"
+	"	and $-16, %rsp\n"
+	"	xor %ebp, %ebp\n"
+	"	call ckr_blob_main\n"
+	"	ud2\n"
+	".previous\n");
+
+#pragma GCC visibility pop

@@ -1,0 +1,212 @@
+/* The fd table of restore_process(). Planning (before the point of no return) opens every file
+ * the image names, checks its identity and moves it above the image's numbers, next to the fds
+ * the caller hands over; installing puts each at its old number (dup3 keeps O_CLOEXEC as it
+ * was), then closes every other fd but the restorer's temporaries, which the blob closes. */
+#include "restore/restore-internal.h"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+
+int rst_fail(struct rst_ctx *c, int r, const char *fmt, ...)
+{
+	if (c->err && !c->err->msg[0]) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(c->err->msg, sizeof(c->err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return r;
+}
+
+int rst_fd_high(struct rst_ctx *c, int fd)
+{
+	if (fd >= c->base_fd)
+		return fd;
+	int nfd = fcntl(fd, F_DUPFD_CLOEXEC, c->base_fd);
+	int r = nfd < 0 ? -errno : nfd;
+	close(fd);
+	return r;
+}
+
+int rst_ident_check(struct rst_ctx *c, int fd, const struct restore_ident *id, const char *what)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_dev != id->dev || st.st_ino != id->ino)
+		return rst_fail(c, -ESTALE, "%s is another file than at checkpoint time", what);
+	if (c->opts && c->opts->allow_changed)
+		return 0;
+	if ((uint64_t)st.st_size != id->size || st.st_mtim.tv_sec != id->mtime_sec ||
+	    (uint32_t)st.st_mtim.tv_nsec != id->mtime_nsec)
+		return rst_fail(c, -ESTALE,
+				"%s changed since the checkpoint (size %llu, was %llu); "
+				"--allow-changed to go on anyway",
+				what, (unsigned long long)st.st_size, (unsigned long long)id->size);
+	return 0;
+}
+
+static const struct restore_fd_map *handed(const struct rst_ctx *c, int target)
+{
+	for (size_t i = 0; c->opts && i < c->opts->nfds; i++)
+		if (c->opts->fds[i].target == target)
+			return &c->opts->fds[i];
+	return NULL;
+}
+
+static int reopen(struct rst_ctx *c, const struct restore_fd *f, struct rst_fd_plan *p)
+{
+	if (f->target[0] != '/' || strstr(f->target, " (deleted)"))
+		return rst_fail(c, -EOPNOTSUPP, "fd %d (%s, %s) cannot be restored yet", f->fd,
+				restore_fd_kind_name(f->kind), f->target);
+	int flags = (int)f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
+	if (f->kind == RESTORE_FD_DIR)
+		flags = O_RDONLY | O_DIRECTORY;
+	int fd = open(f->target, flags | O_CLOEXEC);
+	if (fd < 0)
+		return rst_fail(c, -errno, "cannot reopen fd %d (%s): %s", f->fd, f->target,
+				strerror(errno));
+	fd = rst_fd_high(c, fd);
+	if (fd < 0)
+		return fd;
+	p->tmp = fd;
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (f->kind == RESTORE_FD_CHR) {
+		if (!S_ISCHR(st.st_mode) || st.st_rdev != f->rdev)
+			return rst_fail(c, -ESTALE, "fd %d: %s is another device now", f->fd,
+					f->target);
+		return 0;
+	}
+	if (f->kind == RESTORE_FD_DIR) {
+		if (st.st_dev != f->ident.dev || st.st_ino != f->ident.ino)
+			return rst_fail(c, -ESTALE, "fd %d: %s is another directory now", f->fd,
+					f->target);
+		return 0;
+	}
+	int r = rst_ident_check(c, fd, &f->ident, f->target);
+	if (r < 0)
+		return r;
+	p->seek = true;
+	p->pos = f->pos;
+	return 0;
+}
+
+int rst_fds_plan(struct rst_ctx *c)
+{
+	const struct restore_image *img = c->img;
+	c->fds = calloc(img->nfds ? img->nfds : 1, sizeof(*c->fds));
+	if (!c->fds)
+		return -ENOMEM;
+	for (size_t i = 0; c->opts && i < c->opts->nfds; i++) {
+		bool found = false;
+		for (size_t j = 0; j < img->nfds; j++)
+			found |= img->fds[j].fd == c->opts->fds[i].target;
+		if (!found)
+			return rst_fail(c, -EINVAL, "fd %d handed over is not in the image",
+					c->opts->fds[i].target);
+	}
+	for (size_t i = 0; i < img->nfds; i++) {
+		const struct restore_fd *f = &img->fds[i];
+		struct rst_fd_plan *p = &c->fds[c->nfds++];
+		*p = (struct rst_fd_plan){
+			.target = f->fd, .tmp = -1, .cloexec = (f->flags & O_CLOEXEC) != 0};
+		const struct restore_fd_map *m = handed(c, f->fd);
+		if (m) {
+			int fd = fcntl(m->fd, F_DUPFD_CLOEXEC, c->base_fd);
+			if (fd < 0)
+				return rst_fail(c, -errno, "fd %d handed over: %s", m->fd,
+						strerror(errno));
+			p->tmp = fd;
+			continue;
+		}
+		if (f->fd <= 2)
+			continue; /* stdio: as the caller gave it */
+		int r;
+		switch (f->kind) {
+		case RESTORE_FD_REGULAR:
+		case RESTORE_FD_DIR:
+		case RESTORE_FD_CHR:
+			r = reopen(c, f, p);
+			break;
+		default:
+			r = rst_fail(c, -EOPNOTSUPP,
+				     "fd %d (%s, %s) cannot be restored yet unless handed over",
+				     f->fd, restore_fd_kind_name(f->kind), f->target);
+		}
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int int_cmp(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+	return (x > y) - (x < y);
+}
+
+int rst_fds_install(struct rst_ctx *c)
+{
+	/* Every fd to keep: the image's, then the blob's temporaries (all >= base_fd). */
+	size_t n = c->nfds + c->ntmp + 3;
+	_cleanup_free_ int *keep = calloc(n, sizeof(int));
+	if (!keep)
+		return -ENOMEM;
+	size_t k = 0;
+	for (size_t i = 0; i < c->nfds; i++) {
+		struct rst_fd_plan *p = &c->fds[i];
+		keep[k++] = p->target;
+		if (p->tmp < 0) {
+			if (p->cloexec && fcntl(p->target, F_SETFD, FD_CLOEXEC) < 0)
+				return rst_fail(c, -errno, "fd %d: %s", p->target, strerror(errno));
+			continue;
+		}
+		if (p->seek && lseek(p->tmp, (off_t)p->pos, SEEK_SET) < 0)
+			return rst_fail(c, -errno, "fd %d: cannot seek to %llu: %s", p->target,
+					(unsigned long long)p->pos, strerror(errno));
+		if (dup3(p->tmp, p->target, p->cloexec ? O_CLOEXEC : 0) < 0)
+			return rst_fail(c, -errno, "fd %d: dup3: %s", p->target, strerror(errno));
+		close(p->tmp);
+		p->tmp = -1;
+	}
+	for (size_t i = 0; i < c->ntmp; i++)
+		keep[k++] = c->tmp_fds[i];
+	keep[k++] = c->pages_fd;
+	if (c->exe_fd >= 0)
+		keep[k++] = c->exe_fd;
+	if (c->err_fd >= 0)
+		keep[k++] = c->err_fd;
+	qsort(keep, k, sizeof(int), int_cmp);
+	unsigned from = 0;
+	for (size_t i = 0; i <= k; i++) {
+		unsigned to = i < k ? (unsigned)keep[i] : ~0u;
+		if (to > from && syscall(SYS_close_range, from, to - 1, 0) < 0)
+			return rst_fail(c, -errno, "close_range: %s", strerror(errno));
+		if (i < k)
+			from = (unsigned)keep[i] + 1;
+	}
+	return 0;
+}
+
+void rst_ctx_close_temps(struct rst_ctx *c)
+{
+	for (size_t i = 0; i < c->nfds; i++)
+		if (c->fds[i].tmp >= 0)
+			close(c->fds[i].tmp);
+	for (size_t i = 0; i < c->ntmp; i++)
+		close(c->tmp_fds[i]);
+	if (c->pages_fd >= 0)
+		close(c->pages_fd);
+	if (c->exe_fd >= 0)
+		close(c->exe_fd);
+	if (c->err_fd >= 0)
+		close(c->err_fd);
+	c->nfds = c->ntmp = 0;
+	c->pages_fd = c->exe_fd = c->err_fd = -1;
+}

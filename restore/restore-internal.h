@@ -1,0 +1,91 @@
+/* Private to restore/: the C side of restore_process() (restore-*.c, sigframe.c), which prepares
+ * the landing zone and the blob's argument block (blob/blob.h) before jumping into the blob. */
+#ifndef RESTORE_RESTORE_INTERNAL_H
+#define RESTORE_RESTORE_INTERNAL_H
+
+#include "common/ck.h"
+#include "restore/blob/blob.h"
+#include "restore/restore.h"
+
+#include <stdio.h>
+
+/* The blob's bytes (blob-image.c). */
+extern const uint8_t ckr_blob_code[] __attribute__((visibility("hidden")));
+extern const uint8_t ckr_blob_code_end[] __attribute__((visibility("hidden")));
+
+#define RST_STACK_SIZE	  (64u << 10)
+#define RST_FRAME_EXTRA	  (512u + 64u + 64u) /* sigframe, alignment, magic2 around the xsave area */
+#define RST_PAGE_ROUND(x) (((x) + RESTORE_PAGE_SIZE - 1) & ~(uint64_t)(RESTORE_PAGE_SIZE - 1))
+
+/* A mapping of the restorer process itself (/proc/self/maps). */
+struct rst_self_vma {
+	uint64_t start, end;
+	char name[32]; /* "[vdso]" etc., "" for others */
+};
+
+/* An fd to put at its old number: @tmp (>= base, O_CLOEXEC) is dup3'ed to @target. */
+struct rst_fd_plan {
+	int target;
+	int tmp; /* -1: keep what the caller gave at @target (0/1/2) */
+	bool cloexec;
+	bool seek;
+	uint64_t pos;
+};
+
+struct rst_ctx {
+	struct restore_image *img;
+	const struct restore_process_opts *opts;
+	struct restore_err *err;
+	int base_fd; /* every temporary fd of the restorer is >= this, every image fd below */
+
+	struct rst_self_vma *self;
+	size_t nself;
+
+	struct ckr_vma *vmas; /* one per image vma */
+	int *tmp_fds;	      /* map fds, memfds: closed by the blob */
+	size_t ntmp;
+	struct ckr_run *runs;
+	size_t nruns;
+	struct ckr_remap remap[CKR_NREMAP];
+	unsigned nremap;
+	int pages_fd, exe_fd, err_fd;
+
+	struct rst_fd_plan *fds;
+	size_t nfds;
+
+	uint64_t zone, zone_len; /* the landing zone once mapped */
+	uint64_t cur_xcr0;
+	uint32_t cur_xsave_size;
+};
+
+/** Format err->msg (if err) and return @r. */
+int rst_fail(struct rst_ctx *c, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/** Move @fd to the lowest free number >= c->base_fd (O_CLOEXEC), closing @fd. New fd or -errno. */
+int rst_fd_high(struct rst_ctx *c, int fd);
+
+/** Compare a file with its recorded identity: 0, or -ESTALE with a message naming @what. */
+int rst_ident_check(struct rst_ctx *c, int fd, const struct restore_ident *id, const char *what);
+
+/* restore-mm.c */
+int rst_self_maps(struct rst_ctx *c);
+int rst_vdso_plan(struct rst_ctx *c);
+int rst_vmas_plan(struct rst_ctx *c);
+int rst_runs_plan(struct rst_ctx *c);
+int rst_zone_map(struct rst_ctx *c, uint64_t len);
+
+/* restore-fds.c */
+int rst_fds_plan(struct rst_ctx *c);
+int rst_fds_install(struct rst_ctx *c);
+void rst_ctx_close_temps(struct rst_ctx *c);
+
+/* sigframe.c */
+/** Apply the syscall-restart convention to raw registers (docs/image-format.md). */
+void rst_regs_fixup(struct user_regs_struct *regs);
+/** Build the rt_sigframe of thread @t at @mem (64-byte aligned, RST_FRAME_EXTRA + xsave_len
+ *  bytes): registers (fixed up), sigmask, altstack, xsave area with valid fx_sw_bytes and
+ *  FP_XSTATE_MAGIC2. -EINVAL if the xsave area does not fit this CPU. */
+int rst_sigframe_build(const struct restore_thread *t, uint64_t cur_xcr0, uint32_t cur_xsave_size,
+		       uint8_t *mem, uint64_t *ret_frame);
+
+#endif

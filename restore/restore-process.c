@@ -1,0 +1,363 @@
+/* restore_process(): everything the restorer does with libc before it jumps into the blob.
+ *
+ *   load + verify the image; refuse what cannot run here (threads, xsave features, vDSO)
+ *   plan mappings (files reopened and checked, memfds for shared memory), page runs, fds
+ *   map the landing zone, copy the blob, build its argument block and the rt_sigframe
+ *   ---- point of no return ----
+ *   block every signal, install the fds, signal actions, rlimits, cwd, umask, name,
+ *   unregister our own rseq (the kernel would write into memory that is about to vanish),
+ *   switch to the zone's stack and jump. The blob (blob/restorer.c) does the rest.
+ *
+ * Landing zone layout: [blob code, r-x][argument block, rw-][vDSO parking slots][stack, rw-].
+ * It stays mapped in the restored process (the blob cannot unmap the code it runs from); its
+ * size is a few pages plus 64 KiB of stack. */
+#include "restore/restore-internal.h"
+
+#include <cpuid.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/rseq.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#define ARCH_GET_FS_ 0x1003
+
+static int count_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	if (!d)
+		return -errno;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static int check_cpu(struct rst_ctx *c)
+{
+	unsigned a, b, cc, d;
+	__cpuid_count(0xd, 0, a, b, cc, d);
+	(void)a, (void)cc, (void)d;
+	uint32_t lo, hi;
+	__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+	c->cur_xcr0 = ((uint64_t)hi << 32) | lo;
+	c->cur_xsave_size = b;
+	const struct restore_thread *t = &c->img->threads[0];
+	uint64_t want = t->xcr0 | c->img->proc.xcr0;
+	if (want & ~c->cur_xcr0)
+		return rst_fail(
+			c, -ENOEXEC,
+			"the image uses xsave features 0x%llx this CPU lacks (it has 0x%llx)",
+			(unsigned long long)want, (unsigned long long)c->cur_xcr0);
+	if (c->img->proc.xcr0 == c->cur_xcr0 && c->img->proc.xsave_size != c->cur_xsave_size)
+		return rst_fail(c, -ENOEXEC,
+				"the image's xsave layout (%u bytes) is not this CPU's (%u bytes)",
+				c->img->proc.xsave_size, c->cur_xsave_size);
+	if (t->xsave_len > c->cur_xsave_size)
+		return rst_fail(c, -ENOEXEC, "xsave area of %u bytes does not fit this CPU (%u)",
+				t->xsave_len, c->cur_xsave_size);
+	return 0;
+}
+
+static int check_image(struct rst_ctx *c)
+{
+	const struct restore_image *img = c->img;
+	if (img->nthreads != 1)
+		return rst_fail(c, -EOPNOTSUPP,
+				"process %d has %zu threads; only single-threaded processes can "
+				"be restored yet",
+				(int)img->proc.pid, img->nthreads);
+	if (!(img->proc.flags & RESTORE_PROC_F_SIGACT) && img->proc.sig_cgt)
+		return rst_fail(c, -EOPNOTSUPP,
+				"the image has signal handlers but not their addresses (dumped "
+				"without syscall injection)");
+	if (!(img->proc.flags & RESTORE_PROC_F_BRK))
+		return rst_fail(c, -EOPNOTSUPP, "the image lacks the program break");
+	int n = count_threads();
+	if (n != 1)
+		return rst_fail(c, n < 0 ? n : -EBUSY,
+				"the restorer must be single-threaded (it has %d threads)", n);
+	return check_cpu(c);
+}
+
+static int open_exe(struct rst_ctx *c)
+{
+	const struct restore_proc *p = &c->img->proc;
+	if (!p->exe || p->exe[0] != '/' || strstr(p->exe, " (deleted)") || !p->exe_ident.ino)
+		return 0;
+	int fd = open(p->exe, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* the exe link is optional */
+	fd = rst_fd_high(c, fd);
+	if (fd < 0)
+		return fd;
+	c->exe_fd = fd;
+	return rst_ident_check(c, fd, &p->exe_ident, p->exe);
+}
+
+struct bump {
+	uint8_t *p, *end;
+};
+
+static void *bump(struct bump *b, size_t len)
+{
+	uint8_t *r = b->p;
+	b->p += (len + 63) & ~(size_t)63;
+	return b->p <= b->end ? r : NULL;
+}
+
+static size_t args_size(const struct rst_ctx *c)
+{
+	const struct restore_image *img = c->img;
+	size_t np = img->proc.npending + img->threads[0].npending;
+	return 64 * 8 + sizeof(struct ckr_args) + img->nvmas * sizeof(struct ckr_vma) +
+	       c->nruns * sizeof(struct ckr_run) + c->ntmp * sizeof(int32_t) + img->proc.auxv_len +
+	       np * RESTORE_SIGINFO_SIZE + RST_FRAME_EXTRA + img->threads[0].xsave_len;
+}
+
+/* Copy the blob, fill the argument block and the frame. Returns the args pointer. */
+static int build_zone(struct rst_ctx *c, uint64_t code_len, uint64_t args_len, uint64_t park_len,
+		      struct ckr_args **ret)
+{
+	const struct restore_image *img = c->img;
+	const struct restore_thread *t = &img->threads[0];
+	uint8_t *z = (uint8_t *)(uintptr_t)c->zone;
+	if (mprotect(z, code_len + args_len, PROT_READ | PROT_WRITE) < 0 ||
+	    mprotect(z + c->zone_len - RST_STACK_SIZE, RST_STACK_SIZE, PROT_READ | PROT_WRITE) < 0)
+		return -errno;
+	memcpy(z, ckr_blob_code, (size_t)(ckr_blob_code_end - ckr_blob_code));
+	if (mprotect(z, code_len, PROT_READ | PROT_EXEC) < 0)
+		return -errno;
+	struct bump b = {z + code_len, z + code_len + args_len};
+	struct ckr_args *a = bump(&b, sizeof(*a));
+	struct ckr_vma *vmas = bump(&b, img->nvmas * sizeof(*vmas));
+	struct ckr_run *runs = bump(&b, c->nruns * sizeof(*runs));
+	int32_t *cl = bump(&b, c->ntmp * sizeof(*cl));
+	uint8_t *auxv = bump(&b, img->proc.auxv_len);
+	size_t np = img->proc.npending + t->npending;
+	uint8_t *pend = bump(&b, np * RESTORE_SIGINFO_SIZE);
+	uint8_t *frame = bump(&b, RST_FRAME_EXTRA + t->xsave_len);
+	if (!a || !vmas || !runs || !cl || !auxv || !pend || !frame)
+		return -ENOBUFS;
+	*a = (struct ckr_args){
+		.magic = CKR_ARGS_MAGIC,
+		.zone_lo = c->zone,
+		.zone_hi = c->zone + c->zone_len,
+		.task_size = 0x7ffffffff000ull,
+		.nremap = c->nremap,
+		.nvmas = (uint32_t)img->nvmas,
+		.vmas = vmas,
+		.nruns = c->nruns,
+		.runs = runs,
+		.pages_fd = c->pages_fd,
+		.nclose = (uint32_t)c->ntmp,
+		.close_fds = cl,
+		.auxv = (uint64_t)(uintptr_t)auxv,
+		.auxv_size = (uint32_t)img->proc.auxv_len,
+		.exe_fd = c->exe_fd,
+		.fs_base = t->regs.fs_base,
+		.gs_base = t->regs.gs_base,
+		.clear_child_tid = t->clear_child_tid,
+		.robust_head = t->robust_head,
+		.robust_len = t->robust_len,
+		.has_rseq = (t->flags & RESTORE_THREAD_F_RSEQ) && t->rseq_ptr,
+		.rseq_ptr = t->rseq_ptr,
+		.rseq_len = t->rseq_len,
+		.rseq_sig = t->rseq_sig,
+		.npending_shared = (uint32_t)img->proc.npending,
+		.npending_thread = (uint32_t)t->npending,
+		.pending = pend,
+		.err_fd = c->err_fd,
+	};
+	uint64_t park = c->zone + code_len + args_len;
+	for (unsigned i = 0; i < c->nremap; i++) {
+		a->remap[i] = c->remap[i];
+		a->remap[i].park = park;
+		park += c->remap[i].len;
+	}
+	(void)park_len;
+	memcpy(vmas, c->vmas, img->nvmas * sizeof(*vmas));
+	memcpy(runs, c->runs, c->nruns * sizeof(*runs));
+	for (size_t i = 0; i < c->ntmp; i++)
+		cl[i] = c->tmp_fds[i];
+	memcpy(a->mm, img->proc.mm, sizeof(a->mm));
+	if (img->proc.auxv_len)
+		memcpy(auxv, img->proc.auxv, img->proc.auxv_len);
+	if (img->proc.npending)
+		memcpy(pend, img->proc.pending, img->proc.npending * RESTORE_SIGINFO_SIZE);
+	if (t->npending)
+		memcpy(pend + img->proc.npending * RESTORE_SIGINFO_SIZE, t->pending,
+		       t->npending * RESTORE_SIGINFO_SIZE);
+	int r = rst_sigframe_build(t, c->cur_xcr0, c->cur_xsave_size, frame, &a->frame);
+	if (r < 0)
+		return rst_fail(c, r, "the thread's xsave area does not fit this CPU");
+	*ret = a;
+	return 0;
+}
+
+static int prepare(struct rst_ctx *c, struct ckr_args **ret)
+{
+	const struct restore_image *img = c->img;
+	int r = check_image(c);
+	if (r < 0)
+		return r;
+	int maxfd = 2;
+	for (size_t i = 0; i < img->nfds; i++)
+		maxfd = CK_MAX(maxfd, img->fds[i].fd);
+	c->base_fd = maxfd + 1;
+	r = rst_fd_high(c, img->pages_fd);
+	c->img->pages_fd = -1;
+	if (r < 0)
+		return r;
+	c->pages_fd = r;
+	int efd = c->opts ? c->opts->blob_err_fd : 0;
+	if (efd >= 0) {
+		c->err_fd = fcntl(efd ? efd : 2, F_DUPFD_CLOEXEC, c->base_fd);
+		if (c->err_fd < 0)
+			c->err_fd = -1;
+	}
+	r = rst_self_maps(c);
+	if (r == 0)
+		r = rst_vdso_plan(c);
+	if (r == 0)
+		r = rst_vmas_plan(c);
+	if (r == 0)
+		r = rst_runs_plan(c);
+	if (r == 0)
+		r = open_exe(c);
+	if (r == 0)
+		r = rst_fds_plan(c);
+	if (r < 0)
+		return r;
+	uint64_t code_len = RST_PAGE_ROUND((uint64_t)(ckr_blob_code_end - ckr_blob_code));
+	uint64_t args_len = RST_PAGE_ROUND(args_size(c));
+	uint64_t park_len = 0;
+	for (unsigned i = 0; i < c->nremap; i++)
+		park_len += c->remap[i].len;
+	r = rst_zone_map(c, code_len + args_len + park_len + RST_STACK_SIZE);
+	if (r < 0)
+		return r;
+	r = build_zone(c, code_len, args_len, park_len, ret);
+	if (r < 0) {
+		munmap((void *)(uintptr_t)c->zone, c->zone_len);
+		return rst_fail(c, r, "cannot build the restorer's landing zone: %s", strerror(-r));
+	}
+	return 0;
+}
+
+static int set_signals(struct rst_ctx *c)
+{
+	const struct restore_proc *p = &c->img->proc;
+	for (int sig = 1; sig <= RESTORE_NSIG; sig++) {
+		if (sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		struct restore_sigaction k = {0};
+		if (p->flags & RESTORE_PROC_F_SIGACT)
+			k = p->sigact[sig - 1];
+		else if (p->sig_ign & (1ull << (sig - 1)))
+			k.handler = (uint64_t)(uintptr_t)SIG_IGN;
+		if (syscall(SYS_rt_sigaction, sig, &k, NULL, sizeof(uint64_t)) < 0)
+			return rst_fail(c, -errno, "cannot restore the action of signal %d: %s",
+					sig, strerror(errno));
+	}
+	return 0;
+}
+
+static int set_rlimits(struct rst_ctx *c)
+{
+	const struct restore_proc *p = &c->img->proc;
+	for (int i = 0; i < RESTORE_NRLIMIT && i < RLIM_NLIMITS; i++) {
+		struct rlimit rl = {p->rlim_cur[i], p->rlim_max[i]}, now;
+		if (prlimit(0, (__rlimit_resource_t)i, &rl, NULL) == 0)
+			continue;
+		/* Raising a hard limit needs CAP_SYS_RESOURCE: keep ours, set the soft one. */
+		if (errno != EPERM || prlimit(0, (__rlimit_resource_t)i, NULL, &now) < 0)
+			return rst_fail(c, -errno, "cannot restore rlimit %d: %s", i,
+					strerror(errno));
+		rl.rlim_max = now.rlim_max;
+		rl.rlim_cur = CK_MIN(rl.rlim_cur, now.rlim_max);
+		if (prlimit(0, (__rlimit_resource_t)i, &rl, NULL) < 0)
+			return rst_fail(c, -errno, "cannot restore rlimit %d: %s", i,
+					strerror(errno));
+	}
+	return 0;
+}
+
+/* glibc registered an rseq area in our TLS; the kernel updates it on every return to user
+ * space, and it is about to be unmapped. */
+static void rseq_unregister(void)
+{
+	if (__rseq_size == 0)
+		return;
+	unsigned long tp = 0;
+	if (syscall(SYS_arch_prctl, ARCH_GET_FS_, &tp) < 0)
+		return;
+	void *area = (char *)tp + __rseq_offset;
+	if (syscall(SYS_rseq, area, __rseq_size, RSEQ_FLAG_UNREGISTER, RSEQ_SIG) < 0)
+		syscall(SYS_rseq, area, 32, RSEQ_FLAG_UNREGISTER, RSEQ_SIG);
+}
+
+static __attribute__((noreturn)) void jump(uint64_t entry, uint64_t stack_top, struct ckr_args *a)
+{
+	__asm__ volatile("mov %0, %%rsp\n\t"
+			 "jmp *%1"
+			 :
+			 : "r"(stack_top), "r"(entry), "D"(a)
+			 : "memory");
+	__builtin_unreachable();
+}
+
+static void ctx_free(struct rst_ctx *c)
+{
+	rst_ctx_close_temps(c);
+	free(c->self);
+	free(c->vmas);
+	free(c->tmp_fds);
+	free(c->runs);
+	free(c->fds);
+	restore_image_free(c->img);
+}
+
+int restore_process(int dirfd, const char *id, const struct restore_process_opts *opts,
+		    struct restore_err *err)
+{
+	struct rst_ctx c = {.opts = opts, .err = err, .pages_fd = -1, .exe_fd = -1, .err_fd = -1};
+	int r = 0;
+	if (!(opts && opts->no_verify))
+		r = restore_image_verify(dirfd, id, err);
+	if (r == 0)
+		r = restore_image_load(dirfd, id, &c.img, err);
+	if (r < 0)
+		return r;
+	struct ckr_args *a = NULL;
+	r = prepare(&c, &a);
+	if (r < 0) {
+		ctx_free(&c);
+		return r;
+	}
+	/* Point of no return. Signals stay blocked until rt_sigreturn installs the old mask. */
+	uint64_t all = ~0ull;
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof(all));
+	r = rst_fds_install(&c);
+	if (r == 0)
+		r = set_signals(&c);
+	if (r == 0)
+		r = set_rlimits(&c);
+	if (r == 0 && c.img->proc.cwd && chdir(c.img->proc.cwd) < 0)
+		r = rst_fail(&c, -errno, "cannot change to %s: %s", c.img->proc.cwd,
+			     strerror(errno));
+	if (r < 0) {
+		ctx_free(&c);
+		return r;
+	}
+	umask(c.img->proc.umask & 0777);
+	prctl(PR_SET_NAME, c.img->proc.comm, 0, 0, 0);
+	rseq_unregister();
+	jump(c.zone, c.zone + c.zone_len, a);
+}
