@@ -82,6 +82,8 @@ int sup_stdio_start(struct sup *s, int pty_fd)
 		.log_dirfd = s->a->job_fd,
 		.log_name = OUTPUT_LOG,
 		.log_size = s->a->log_size ? s->a->log_size : DEFAULT_LOG_SIZE,
+		/* `run`'s terminal is the first to attach: the job starts with its modes. */
+		.adopt_termios = !detached(s),
 	};
 	int r;
 	if (pty_fd >= 0) {

@@ -15,6 +15,7 @@
 #include "ptyproxy-internal.h"
 
 #define SEND_HIGH (256u << 10)
+#define RBUF_CAP  (256u << 10) /* several OUTPUT messages per recv, one writev for all */
 
 static int sig_pipe[2] = {-1, -1};
 
@@ -135,8 +136,7 @@ static int writev_all(int fd, struct iovec *iov, int n)
  * Returns an enum ptyproxy_end when the session is over, -1 to go on. */
 static int from_server(struct cstate *s)
 {
-	size_t cap = PTYPROXY_MSG_HDR + PTYPROXY_MSG_MAX;
-	ssize_t n = recv(s->sock, s->rbuf + s->rlen, cap - s->rlen, MSG_DONTWAIT);
+	ssize_t n = recv(s->sock, s->rbuf + s->rlen, RBUF_CAP - s->rlen, MSG_DONTWAIT);
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return -1;
 	if (n <= 0)
@@ -288,7 +288,7 @@ int ptyproxy_client_run(int sock_fd, const struct ptyproxy_client_opts *o, int *
 	struct sigaction old[CK_ARRAY_SIZE(handled)];
 	int r;
 
-	s.rbuf = malloc(PTYPROXY_MSG_HDR + PTYPROXY_MSG_MAX);
+	s.rbuf = malloc(RBUF_CAP);
 	if (!s.rbuf)
 		return -ENOMEM;
 	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
@@ -318,6 +318,8 @@ int ptyproxy_client_run(int sock_fd, const struct ptyproxy_client_opts *o, int *
 			r = -errno;
 			goto out_signals;
 		}
+		h.flags |= PTYPROXY_HELLO_TERMIOS;
+		h.tio = saved;
 		raw = saved;
 		cfmakeraw(&raw);
 		if (tcsetattr(o->in_fd, TCSADRAIN, &raw) < 0) {
@@ -325,7 +327,7 @@ int ptyproxy_client_run(int sock_fd, const struct ptyproxy_client_opts *o, int *
 			goto out_signals;
 		}
 	}
-	uint8_t hb[12 + PTYPROXY_TERM_MAX];
+	uint8_t hb[PTYPROXY_HELLO_MAX];
 	size_t hl = ptyproxy_hello_pack(&h, hb, sizeof(hb));
 	r = queue_msg(&s, PTYPROXY_MSG_HELLO, hb, hl);
 	if (r >= 0)

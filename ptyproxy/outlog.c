@@ -1,13 +1,18 @@
 /* The bounded output log: the newest bytes in NAME, the half before in NAME.1. When NAME
  * reaches half the limit it becomes NAME.1 (replacing the older half) and a new NAME starts, so
- * at most `limit` bytes are kept and the oldest go first. Written from a 64 KiB buffer so the
- * fast path pays one write per 64 KiB, not per read. */
+ * at most `limit` bytes are kept and the oldest go first.
+ *
+ * Off the fast path: appends only copy into a ring (one memcpy, two at the wrap); the caller
+ * flushes when output goes quiet, at most a fraction of a second late, and at the end. With a
+ * ring of at least `limit` bytes, a flush after a flood writes only what survives the
+ * rotations (at most `limit` bytes) and leaves the files exactly as writing every byte would
+ * have: the skipped bytes would have been rotated away. */
 #include <limits.h>
 #include <sys/stat.h>
 
 #include "ptyproxy-internal.h"
 
-#define OUTLOG_BUF 65536
+#define OUTLOG_RING_MAX (4u << 20)
 
 static int open_cur(struct pp_outlog *l)
 {
@@ -24,8 +29,9 @@ static int open_cur(struct pp_outlog *l)
 int pp_outlog_open(struct pp_outlog *l, int dirfd, const char *name, uint64_t limit)
 {
 	*l = (struct pp_outlog){.dirfd = dirfd, .fd = -1, .limit = limit < 2 ? 2 : limit};
+	l->cap = (size_t)CK_MIN(l->limit, (uint64_t)OUTLOG_RING_MAX);
 	l->name = strdup(name);
-	l->buf = malloc(OUTLOG_BUF);
+	l->buf = malloc(l->cap);
 	if (!l->name || !l->buf) {
 		pp_outlog_close(l);
 		return -ENOMEM;
@@ -36,49 +42,88 @@ int pp_outlog_open(struct pp_outlog *l, int dirfd, const char *name, uint64_t li
 	return r;
 }
 
-void pp_outlog_flush(struct pp_outlog *l)
+/* NAME becomes NAME.1 and a new NAME starts. */
+static int rotate(struct pp_outlog *l)
 {
-	if (l->fd < 0 || !l->len)
-		return;
-	const uint8_t *p = l->buf;
-	size_t n = l->len;
+	char old[PATH_MAX];
+	snprintf(old, sizeof(old), "%s.1", l->name);
+	close(l->fd);
+	l->fd = -1;
+	if (renameat(l->dirfd, l->name, l->dirfd, old) < 0 || open_cur(l) < 0) {
+		ck_debug("ptyproxy: output log rotation failed: %m");
+		return -EIO;
+	}
+	return 0;
+}
+
+static int write_out(struct pp_outlog *l, const uint8_t *p, size_t n)
+{
 	while (n) {
 		uint64_t room = l->limit / 2 > l->size ? l->limit / 2 - l->size : 0;
 		if (!room) {
-			char old[PATH_MAX];
-			snprintf(old, sizeof(old), "%s.1", l->name);
-			close(l->fd);
-			l->fd = -1;
-			if (renameat(l->dirfd, l->name, l->dirfd, old) < 0 || open_cur(l) < 0) {
-				ck_debug("ptyproxy: output log rotation failed: %m");
-				break;
-			}
+			if (rotate(l) < 0)
+				return -EIO;
 			continue;
 		}
 		size_t k = (size_t)CK_MIN((uint64_t)n, room);
 		if (ck_write_full(l->fd, p, k) < 0) {
 			ck_debug("ptyproxy: output log write failed");
-			break;
+			return -EIO;
 		}
 		l->size += k;
 		p += k;
 		n -= k;
 	}
-	l->len = 0;
+	return 0;
+}
+
+void pp_outlog_flush(struct pp_outlog *l)
+{
+	if (l->fd < 0 || !l->pend)
+		return;
+	/* Writing all pend bytes would leave NAME starting at the last multiple f of half below
+	 * the end (positions from the start of NAME) and NAME.1 holding [f - half, f): nothing
+	 * before f - half survives. If that is past what NAME holds, both files get replaced. */
+	uint64_t half = l->limit / 2, end = l->size + l->pend;
+	uint64_t f = (end - 1) / half * half, from = l->size;
+	if (f > l->size + half) {
+		from = f - half;
+		if (rotate(l) < 0)
+			goto out;
+	}
+	uint64_t need = end - from; /* <= min(pend, cap): see the top of the file */
+	size_t at = (size_t)((l->head - need) % l->cap), k = (size_t)CK_MIN(need, (uint64_t)(l->cap - at));
+	if (write_out(l, l->buf + at, k) == 0)
+		write_out(l, l->buf, (size_t)need - k);
+out:
+	l->pend = 0;
 }
 
 void pp_outlog_append(struct pp_outlog *l, const uint8_t *p, size_t n)
 {
 	if (l->fd < 0)
 		return;
+	if (!l->pend)
+		l->since_ns = ck_now_ns();
+	bool drop = l->cap >= l->limit; /* the ring holds all a flush can need */
 	while (n) {
-		size_t k = CK_MIN(n, (size_t)OUTLOG_BUF - l->len);
-		memcpy(l->buf + l->len, p, k);
-		l->len += k;
+		if (!drop && l->pend == l->cap)
+			pp_outlog_flush(l);
+		size_t k = drop ? n : (size_t)CK_MIN((uint64_t)n, l->cap - l->pend);
+		if (k > l->cap) { /* only the newest cap bytes can matter */
+			l->head += k - l->cap;
+			l->pend += k - l->cap;
+			p += k - l->cap;
+			n -= k - l->cap;
+			k = l->cap;
+		}
+		size_t at = (size_t)(l->head % l->cap), k1 = CK_MIN(k, l->cap - at);
+		memcpy(l->buf + at, p, k1);
+		memcpy(l->buf, p + k1, k - k1);
+		l->head += k;
+		l->pend += k;
 		p += k;
 		n -= k;
-		if (l->len == OUTLOG_BUF)
-			pp_outlog_flush(l);
 	}
 }
 

@@ -18,7 +18,7 @@ static bool type_len_ok(uint8_t type, uint32_t len)
 {
 	switch (type) {
 	case PTYPROXY_MSG_HELLO:
-		return len >= 12 && len <= 12 + PTYPROXY_TERM_MAX;
+		return len >= 12 && len <= PTYPROXY_HELLO_MAX;
 	case PTYPROXY_MSG_RESIZE:
 		return len == 8;
 	case PTYPROXY_MSG_DETACH:
@@ -58,33 +58,76 @@ ssize_t ptyproxy_msg_parse(const uint8_t *buf, size_t len, struct ptyproxy_msg *
 	return (ssize_t)(PTYPROXY_MSG_HDR + plen);
 }
 
+static void termios_pack(const struct termios *t, uint8_t *b)
+{
+	ck_put_le32(b, t->c_iflag);
+	ck_put_le32(b + 4, t->c_oflag);
+	ck_put_le32(b + 8, t->c_cflag);
+	ck_put_le32(b + 12, t->c_lflag);
+	b[16] = t->c_line;
+	b[17] = NCCS;
+	memcpy(b + 18, t->c_cc, NCCS);
+	ck_put_le32(b + 18 + NCCS, (uint32_t)cfgetispeed(t));
+	ck_put_le32(b + 22 + NCCS, (uint32_t)cfgetospeed(t));
+}
+
+static int termios_unpack(const uint8_t *b, struct termios *ret)
+{
+	struct termios t = {
+		.c_iflag = ck_get_le32(b),
+		.c_oflag = ck_get_le32(b + 4),
+		.c_cflag = ck_get_le32(b + 8),
+		.c_lflag = ck_get_le32(b + 12),
+		.c_line = b[16],
+	};
+	if (b[17] != NCCS)
+		return -EBADMSG;
+	memcpy(t.c_cc, b + 18, NCCS);
+	if (cfsetispeed(&t, (speed_t)ck_get_le32(b + 18 + NCCS)) < 0 ||
+	    cfsetospeed(&t, (speed_t)ck_get_le32(b + 22 + NCCS)) < 0)
+		return -EBADMSG;
+	*ret = t;
+	return 0;
+}
+
 size_t ptyproxy_hello_pack(const struct ptyproxy_hello *h, uint8_t *buf, size_t cap)
 {
 	size_t tl = strnlen(h->term, PTYPROXY_TERM_MAX);
-	if (cap < 12 + tl)
+	size_t tio = h->flags & PTYPROXY_HELLO_TERMIOS ? PTYPROXY_TERMIOS_LEN : 0;
+	if (cap < 12 + tio + tl)
 		return 0;
 	ck_put_le32(buf, h->flags);
 	ptyproxy_winsize_pack(&h->ws, buf + 4);
-	memcpy(buf + 12, h->term, tl);
-	return 12 + tl;
+	if (tio)
+		termios_pack(&h->tio, buf + 12);
+	memcpy(buf + 12 + tio, h->term, tl);
+	return 12 + tio + tl;
 }
 
 int ptyproxy_hello_unpack(const struct ptyproxy_msg *m, struct ptyproxy_hello *ret)
 {
-	if (m->type != PTYPROXY_MSG_HELLO || m->len < 12 || m->len > 12 + PTYPROXY_TERM_MAX)
+	if (m->type != PTYPROXY_MSG_HELLO || m->len < 12 || m->len > PTYPROXY_HELLO_MAX)
 		return -EBADMSG;
 	struct ptyproxy_hello h = {.flags = ck_get_le32(m->payload)};
-	if (h.flags & ~(PTYPROXY_HELLO_READ_ONLY | PTYPROXY_HELLO_PIPES | PTYPROXY_HELLO_NO_REDRAW))
+	if (h.flags & ~(PTYPROXY_HELLO_READ_ONLY | PTYPROXY_HELLO_PIPES | PTYPROXY_HELLO_NO_REDRAW |
+			PTYPROXY_HELLO_TERMIOS))
 		return -EBADMSG;
 	struct ptyproxy_msg ws = {.type = PTYPROXY_MSG_RESIZE, .len = 8, .payload = m->payload + 4};
 	int r = ptyproxy_winsize_unpack(&ws, &h.ws);
 	/* A pipe client has no window: 0x0 is fine there. */
 	if (r < 0 && !(h.flags & PTYPROXY_HELLO_PIPES))
 		return r;
-	size_t tl = m->len - 12;
-	if (memchr(m->payload + 12, 0, tl))
+	size_t off = 12;
+	if (h.flags & PTYPROXY_HELLO_TERMIOS) {
+		if (m->len < off + PTYPROXY_TERMIOS_LEN ||
+		    termios_unpack(m->payload + off, &h.tio) < 0)
+			return -EBADMSG;
+		off += PTYPROXY_TERMIOS_LEN;
+	}
+	size_t tl = m->len - off;
+	if (tl > PTYPROXY_TERM_MAX || memchr(m->payload + off, 0, tl))
 		return -EBADMSG;
-	memcpy(h.term, m->payload + 12, tl);
+	memcpy(h.term, m->payload + off, tl);
 	h.term[tl] = 0;
 	*ret = h;
 	return 0;

@@ -72,14 +72,18 @@ void pp_model_feed(struct pp_model *m, const uint8_t *buf, size_t len);
 void pp_model_resize(struct pp_model *m, uint16_t rows, uint16_t cols);
 int pp_model_snapshot(struct pp_model *m, struct pp_screen *ret);
 
-/* Bounded output log: NAME and NAME.1, each up to half the limit. */
+/* Bounded output log: NAME and NAME.1, each up to half the limit. Appends go to a ring in
+ * memory (pend bytes since the last flush; only the newest cap of them are kept, which is all
+ * a flush can need when cap >= limit); pp_outlog_flush() writes them. */
 struct pp_outlog {
 	int dirfd; /* not owned */
 	int fd;
 	char *name;
-	uint64_t limit, size;
+	uint64_t limit, size; /* size: of NAME */
 	uint8_t *buf;
-	size_t len;
+	size_t cap;
+	uint64_t head, pend; /* bytes appended ever, and since the last flush */
+	uint64_t since_ns;   /* when the oldest pending byte came */
 };
 int pp_outlog_open(struct pp_outlog *l, int dirfd, const char *name, uint64_t limit);
 void pp_outlog_append(struct pp_outlog *l, const uint8_t *p, size_t n);

@@ -30,7 +30,8 @@
 #define PTYPROXY_TERM_MAX    64u
 
 enum ptyproxy_msg_type {
-	PTYPROXY_MSG_HELLO = 1,	     /* c->s: le32 flags, le16 rows, cols, xpix, ypix, TERM bytes */
+	PTYPROXY_MSG_HELLO = 1,	     /* c->s: le32 flags, le16 rows, cols, xpix, ypix,
+				      * [termios, PTYPROXY_TERMIOS_LEN], TERM bytes */
 	PTYPROXY_MSG_INPUT = 2,	     /* c->s: bytes for the job's stdin */
 	PTYPROXY_MSG_RESIZE = 3,     /* c->s: le16 rows, cols, xpix, ypix */
 	PTYPROXY_MSG_DETACH = 4,     /* c->s: empty; the server closes this client */
@@ -44,6 +45,11 @@ enum ptyproxy_msg_type {
 #define PTYPROXY_HELLO_READ_ONLY 0x1u
 #define PTYPROXY_HELLO_PIPES	 0x2u /* the client has no terminal (stdin not a tty) */
 #define PTYPROXY_HELLO_NO_REDRAW 0x4u /* the client saw the screen from the start (run) */
+#define PTYPROXY_HELLO_TERMIOS	 0x8u /* the client's terminal modes follow the window size */
+/* termios in HELLO: le32 iflag oflag cflag lflag, u8 line, u8 ncc (= 32), c_cc, le32 ispeed
+ * ospeed */
+#define PTYPROXY_TERMIOS_LEN 58u
+#define PTYPROXY_HELLO_MAX   (12u + PTYPROXY_TERMIOS_LEN + PTYPROXY_TERM_MAX)
 #define PTYPROXY_WELCOME_PIPES	 0x1u /* the job runs on pipes, not a pty */
 
 struct ptyproxy_msg {
@@ -64,9 +70,11 @@ ssize_t ptyproxy_msg_parse(const uint8_t *buf, size_t len, struct ptyproxy_msg *
 struct ptyproxy_hello {
 	uint32_t flags; /* PTYPROXY_HELLO_* */
 	struct winsize ws;
+	struct termios tio; /* with PTYPROXY_HELLO_TERMIOS: the client's modes before going raw */
 	char term[PTYPROXY_TERM_MAX + 1];
 };
-/** Payload of a HELLO, and back. _unpack: -EBADMSG if short or TERM too long / has NUL. */
+/** Payload of a HELLO (@cap >= PTYPROXY_HELLO_MAX is always enough), and back. _unpack:
+ *  -EBADMSG if short, an unknown flag, a bad termios block, or TERM too long / has NUL. */
 size_t ptyproxy_hello_pack(const struct ptyproxy_hello *h, uint8_t *buf, size_t cap);
 int ptyproxy_hello_unpack(const struct ptyproxy_msg *m, struct ptyproxy_hello *ret);
 /** RESIZE payload (8 bytes) and back; _unpack: -EBADMSG unless 8 bytes and rows, cols > 0. */
@@ -152,6 +160,11 @@ struct ptyproxy_config {
 	const char *log_name; /* file name in it (default "output.log"; the older half is NAME.1) */
 	uint64_t log_size;  /* bound of NAME + NAME.1 together (default 4 MiB) */
 	size_t ring_size;   /* screen-model ring, a power of two (default 1 MiB) */
+	/* The first writer client's terminal modes (HELLO termios) are applied to the pty, so a
+	 * job held back until that attach starts on a terminal set up like the user's own (as
+	 * it would run there directly: erase key, output processing, ...). Not for a restored
+	 * pty, whose termios is the saved one. */
+	bool adopt_termios;
 };
 
 /** Start serving a pty master (@master_fd, taken over; nonblocking). The screen model gets the

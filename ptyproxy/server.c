@@ -1,13 +1,17 @@
 /* The supervisor side: pty master (or pipes) <-> attached clients.
  *
- * Fast path (master readable): read up to 64 KiB, run the mode scanner (one memchr pass for
- * plain text), copy into the ring and the log buffer, and write the bytes to every client with
- * one writev (header + data) when its queue is empty, else append to its queue. The screen
- * model is NOT fed here: ptyproxy_idle() feeds it from the ring once output has been quiet for
- * IDLE_DELAY_MS, a client attach or a checkpoint catches it up synchronously. When the ring
- * overflows before the model saw the bytes, the oldest are dropped (model_lost counts them): a
- * flood repaints the screen anyway, the modes come from the scanner which saw every byte, and
- * the alternate screen is re-synchronised into the model after such a gap.
+ * Fast path (master readable): read into a 128 KiB buffer until it is full, the fd is empty or
+ * a read comes back short (interactive output is not held back), run the mode scanner once
+ * (one memchr pass for plain text), copy into the ring and the log buffer, and write the bytes
+ * to every client with one sendmsg (header + data for each 64 KiB message) when its queue is
+ * empty, else append to its queue. A pty master gives at most ~4 KiB per read: batching the
+ * reads of one wakeup saves one sendmsg, one client wakeup and one client write per read. The
+ * screen model is NOT fed here: ptyproxy_idle() feeds it from the ring once output has been
+ * quiet for IDLE_DELAY_MS, a client attach or a checkpoint catches it up synchronously. When
+ * the ring overflows before the model saw the bytes, the oldest are dropped (model_lost counts
+ * them): a flood repaints the screen anyway, the modes come from the scanner which saw every
+ * byte, and the alternate screen is re-synchronised into the model after such a gap. The log
+ * is written off the fast path too (outlog.c: on quiet, at most LOG_DELAY_MS late).
  *
  * Backpressure: while a writer client's queue is above QUEUE_HIGH, the master (or the pipes)
  * is not read, so the job blocks as on a slow terminal. A read-only client never slows the job:
@@ -19,14 +23,17 @@
 
 #include "ptyproxy-internal.h"
 
-#define READ_CHUNK    65536
-#define READS_PER_CALL 16
+#define READ_BUF      (128u << 10)
+#define READ_ROOM     4096 /* a batch ends when less room than this is left */
+#define SMALL_READ    512  /* a read shorter than this ends a batch (interactive output) */
+#define SEND_MSGS     (READ_BUF / PTYPROXY_MSG_MAX + 1) /* messages per sendmsg */
 #define QUEUE_HIGH    (256u << 10)
 #define QUEUE_DROP    (8u << 20)
 #define INPUT_HIGH    (1u << 20)
 #define IDLE_DELAY_MS 10
 #define FEED_CHUNK    (32u << 10)
 #define RBUF_CAP      (PTYPROXY_MSG_HDR + PTYPROXY_MSG_MAX)
+#define LOG_DELAY_MS  250 /* the log is at most this late while output flows */
 
 struct pp_queue {
 	uint8_t *buf;
@@ -52,7 +59,7 @@ struct ptyproxy {
 	int master;		    /* pty mode */
 	int fds[3];		    /* pipe mode: job stdin (write), stdout, stderr (read) */
 	uint32_t w_master, w_fds[3]; /* events registered */
-	bool master_hup, input_eof, pipes_released, hold, exited;
+	bool master_hup, input_eof, pipes_released, hold, exited, adopt_termios;
 	int wstatus;
 	struct pp_queue inq;
 	struct ptyproxy_modes modes;
@@ -67,7 +74,7 @@ struct ptyproxy {
 	struct pp_client *clients;
 	uint64_t attach_seq;
 	struct winsize ws;
-	uint8_t rbuf[READ_CHUNK];
+	uint8_t rbuf[READ_BUF];
 };
 
 /* ---- small pieces ---- */
@@ -206,32 +213,48 @@ static int client_flush(struct pp_client *c)
 	return 0;
 }
 
-/* Send a message: straight to the socket when nothing is queued, the rest queued. */
+/* Send @len bytes as messages of @type (split at PTYPROXY_MSG_MAX): up to SEND_MSGS messages
+ * go out in one sendmsg (header and data iovecs) when nothing is queued; the rest is queued. */
 static int client_send(struct pp_client *c, uint8_t type, const void *data, size_t len)
 {
-	uint8_t hdr[PTYPROXY_MSG_HDR];
-	int r = ptyproxy_msg_header(hdr, type, (uint32_t)len);
-	if (r < 0)
-		return r;
-	size_t done = 0, total = sizeof(hdr) + len;
-	if (!c->out.len) {
-		struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)data, len}};
-		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
-		ssize_t n;
-		do
-			n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
-		while (n < 0 && errno == EINTR);
-		if (n < 0 && errno != EAGAIN)
-			return -errno;
-		done = n < 0 ? 0 : (size_t)n;
-	}
-	if (done < sizeof(hdr) && (r = q_append(&c->out, hdr + done, sizeof(hdr) - done)) < 0)
-		return r;
-	if (done < total) {
-		size_t skip = done > sizeof(hdr) ? done - sizeof(hdr) : 0;
-		if ((r = q_append(&c->out, (const uint8_t *)data + skip, len - skip)) < 0)
-			return r;
-	}
+	const uint8_t *d = data;
+	size_t off = 0;
+	do {
+		uint8_t hdr[SEND_MSGS][PTYPROXY_MSG_HDR];
+		struct iovec iov[2 * SEND_MSGS];
+		size_t niov = 0;
+		for (size_t m = 0; m < SEND_MSGS && (off < len || !m); m++) {
+			size_t k = CK_MIN(len - off, (size_t)PTYPROXY_MSG_MAX);
+			int r = ptyproxy_msg_header(hdr[m], type, (uint32_t)k);
+			if (r < 0)
+				return r;
+			iov[niov++] = (struct iovec){hdr[m], PTYPROXY_MSG_HDR};
+			if (k)
+				iov[niov++] = (struct iovec){(void *)(d + off), k};
+			off += k;
+		}
+		size_t done = 0;
+		if (!c->out.len) {
+			struct msghdr mh = {.msg_iov = iov, .msg_iovlen = niov};
+			ssize_t n;
+			do
+				n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+			while (n < 0 && errno == EINTR);
+			if (n < 0 && errno != EAGAIN)
+				return -errno;
+			done = n < 0 ? 0 : (size_t)n;
+		}
+		for (size_t i = 0; i < niov; i++) {
+			size_t skip = CK_MIN(done, iov[i].iov_len);
+			done -= skip;
+			if (skip < iov[i].iov_len) {
+				int r = q_append(&c->out, (uint8_t *)iov[i].iov_base + skip,
+						 iov[i].iov_len - skip);
+				if (r < 0)
+					return r;
+			}
+		}
+	} while (off < len);
 	return 0;
 }
 
@@ -281,10 +304,7 @@ static int send_redraw(struct ptyproxy *p, struct pp_client *c)
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0;
 	int r = ptyproxy_redraw(p, &buf, &len);
-	for (size_t off = 0; r >= 0 && off < len; off += PTYPROXY_MSG_MAX)
-		r = client_send(c, PTYPROXY_MSG_REDRAW, buf + off,
-				CK_MIN(len - off, (size_t)PTYPROXY_MSG_MAX));
-	return r;
+	return r < 0 || !len ? r : client_send(c, PTYPROXY_MSG_REDRAW, buf, len);
 }
 
 static void job_input(struct ptyproxy *p, const uint8_t *data, size_t len)
@@ -318,6 +338,12 @@ static int client_msg(struct ptyproxy *p, struct pp_client *c, const struct ptyp
 		ck_put_le32(w, p->pipes ? PTYPROXY_WELCOME_PIPES : 0);
 		int r = client_send(c, PTYPROXY_MSG_WELCOME, w, 4);
 		if (r >= 0 && !p->pipes && !c->pipes) {
+			if (!c->read_only && p->adopt_termios) {
+				p->adopt_termios = false;
+				if ((h.flags & PTYPROXY_HELLO_TERMIOS) &&
+				    tcsetattr(p->master, TCSANOW, &h.tio) < 0)
+					plog(p, "ptyproxy: cannot take the client's terminal modes: %m");
+			}
 			if (!c->read_only)
 				apply_size(p, &c->ws, true);
 			if (!(h.flags & PTYPROXY_HELLO_NO_REDRAW))
@@ -364,7 +390,8 @@ static int client_msg(struct ptyproxy *p, struct pp_client *c, const struct ptyp
 static void client_readable(struct ptyproxy *p, struct pp_client *c)
 {
 	for (int rounds = 0; rounds < 4; rounds++) {
-		ssize_t n = recv(c->fd, c->rbuf + c->rlen, RBUF_CAP - c->rlen, 0);
+		size_t room = RBUF_CAP - c->rlen;
+		ssize_t n = recv(c->fd, c->rbuf + c->rlen, room, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN)
@@ -396,7 +423,9 @@ static void client_readable(struct ptyproxy *p, struct pp_client *c)
 		}
 		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
 		c->rlen -= off;
-		if (p->inq.len > INPUT_HIGH)
+		/* A short read took all there was: the input goes to the job now, without one more
+		 * recv for EAGAIN first (epoll is level-triggered). */
+		if ((size_t)n < room || p->inq.len > INPUT_HIGH)
 			return;
 	}
 }
@@ -463,24 +492,37 @@ static void deliver(struct ptyproxy *p, uint8_t type, const uint8_t *data, size_
 	}
 }
 
-/* Read a job-side fd; returns PTYPROXY_HUP at end, 0, or -errno. */
-static int drain_fd(struct ptyproxy *p, int fd, uint8_t type, int max_reads)
+/* Read a job-side fd in batches (see the top of the file), each delivered at once. @all: go on
+ * until the fd is empty (else one batch, epoll is level-triggered). Returns PTYPROXY_HUP at end,
+ * 0, or -errno. */
+static int drain_fd(struct ptyproxy *p, int fd, uint8_t type, bool all)
 {
-	for (int i = 0; i < max_reads; i++) {
-		ssize_t n = read(fd, p->rbuf, sizeof(p->rbuf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			return 0;
-		if (n == 0 || (n < 0 && errno == EIO))
-			return PTYPROXY_HUP; /* pty: every slave fd closed; pipe: EOF */
-		if (n < 0)
-			return -errno;
-		deliver(p, type, p->rbuf, (size_t)n);
-		if (writers_backed_up(p))
-			return 0;
+	for (;;) {
+		size_t len = 0;
+		int ret = 0;
+		bool empty = false;
+		while (len + READ_ROOM <= sizeof(p->rbuf)) {
+			ssize_t n = read(fd, p->rbuf + len, sizeof(p->rbuf) - len);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && errno == EAGAIN) {
+				empty = true;
+			} else if (n == 0 || (n < 0 && errno == EIO)) {
+				ret = PTYPROXY_HUP; /* pty: every slave fd closed; pipe: EOF */
+			} else if (n < 0) {
+				ret = -errno;
+			} else {
+				len += (size_t)n;
+				if (n >= SMALL_READ)
+					continue;
+			}
+			break;
+		}
+		if (len)
+			deliver(p, type, p->rbuf, len);
+		if (ret || empty || !all || writers_backed_up(p))
+			return ret;
 	}
-	return 0;
 }
 
 static void input_flush(struct ptyproxy *p)
@@ -528,7 +570,7 @@ int ptyproxy_handle(struct ptyproxy *p, int fd, uint32_t events)
 	int ret = 0;
 	if (!p->pipes && fd == p->master) {
 		if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-			int r = drain_fd(p, fd, PTYPROXY_MSG_OUTPUT, READS_PER_CALL);
+			int r = drain_fd(p, fd, PTYPROXY_MSG_OUTPUT, false);
 			if (r == PTYPROXY_HUP)
 				p->master_hup = true;
 			ret = r;
@@ -541,7 +583,7 @@ int ptyproxy_handle(struct ptyproxy *p, int fd, uint32_t events)
 		} else {
 			int i = fd == p->fds[1] ? 1 : 2;
 			int r = drain_fd(p, fd, i == 1 ? PTYPROXY_MSG_OUTPUT : PTYPROXY_MSG_STDERR,
-					 READS_PER_CALL);
+					 false);
 			if (r == PTYPROXY_HUP)
 				pipe_out_closed(p, i);
 			ret = r < 0 ? r : 0;
@@ -611,8 +653,18 @@ int ptyproxy_idle(struct ptyproxy *p)
 			timeout = (int)(IDLE_DELAY_MS - quiet);
 		}
 	}
-	if (p->have_log)
-		pp_outlog_flush(&p->log);
+	if (p->have_log && p->log.pend) {
+		/* Off the fast path: once output is quiet, or at most LOG_DELAY_MS late. */
+		uint64_t now = ck_now_ns();
+		uint64_t quiet = (now - p->last_output_ns) / 1000000;
+		uint64_t age = (now - p->log.since_ns) / 1000000;
+		if (quiet >= IDLE_DELAY_MS || age >= LOG_DELAY_MS) {
+			pp_outlog_flush(&p->log);
+		} else {
+			int t = (int)CK_MIN(IDLE_DELAY_MS - quiet, LOG_DELAY_MS - age);
+			timeout = timeout < 0 ? t : CK_MIN(timeout, t);
+		}
+	}
 	input_flush(p); /* model replies */
 	update_watches(p);
 	return timeout;
@@ -680,6 +732,7 @@ int ptyproxy_new(const struct ptyproxy_config *cfg, int master_fd,
 	}
 	p->master = master_fd;
 	p->ring_size = rs;
+	p->adopt_termios = cfg->adopt_termios && !state;
 	if (ioctl(master_fd, TIOCGWINSZ, &p->ws) < 0 || !p->ws.ws_row || !p->ws.ws_col)
 		p->ws = (struct winsize){24, 80, 0, 0};
 	p->ring = malloc(rs);
@@ -768,14 +821,14 @@ void ptyproxy_job_exited(struct ptyproxy *p, int wstatus)
 {
 	/* Everything the job wrote before it died is already in the pty or pipe buffers. */
 	if (!p->pipes) {
-		if (!p->master_hup && drain_fd(p, p->master, PTYPROXY_MSG_OUTPUT, INT32_MAX) ==
+		if (!p->master_hup && drain_fd(p, p->master, PTYPROXY_MSG_OUTPUT, true) ==
 					      PTYPROXY_HUP)
 			p->master_hup = true;
 	} else {
 		for (int i = 1; i < 3; i++)
 			if (p->fds[i] >= 0 &&
 			    drain_fd(p, p->fds[i], i == 1 ? PTYPROXY_MSG_OUTPUT : PTYPROXY_MSG_STDERR,
-				     INT32_MAX) == PTYPROXY_HUP)
+				     true) == PTYPROXY_HUP)
 				pipe_out_closed(p, i);
 	}
 	p->exited = true;
@@ -807,11 +860,13 @@ int ptyproxy_catch_up(struct ptyproxy *p)
 {
 	int r = 0;
 	if (!p->pipes && !p->master_hup) {
-		r = drain_fd(p, p->master, PTYPROXY_MSG_OUTPUT, INT32_MAX);
+		r = drain_fd(p, p->master, PTYPROXY_MSG_OUTPUT, true);
 		if (r == PTYPROXY_HUP)
 			p->master_hup = true;
 	}
 	feed_model(p, SIZE_MAX);
+	if (p->have_log)
+		pp_outlog_flush(&p->log);
 	update_watches(p);
 	return r < 0 ? r : 0;
 }

@@ -17,7 +17,7 @@ START_TEST(test_roundtrip)
 {
 	struct ptyproxy_hello h = {.flags = PTYPROXY_HELLO_READ_ONLY, .ws = {50, 132, 8, 16}};
 	strcpy(h.term, "screen-256color");
-	uint8_t buf[256], pl[128];
+	uint8_t buf[256], pl[PTYPROXY_HELLO_MAX];
 	size_t n = ptyproxy_hello_pack(&h, pl, sizeof(pl));
 	CHECK(n == 12 + strlen(h.term));
 	CHECK(ptyproxy_msg_header(buf, PTYPROXY_MSG_HELLO, (uint32_t)n) == 0);
@@ -32,6 +32,24 @@ START_TEST(test_roundtrip)
 	CHECK(h2.flags == h.flags && !strcmp(h2.term, h.term));
 	CHECK(h2.ws.ws_row == 50 && h2.ws.ws_col == 132 && h2.ws.ws_xpixel == 8 &&
 	      h2.ws.ws_ypixel == 16);
+
+	/* With the client's terminal modes. */
+	h.flags |= PTYPROXY_HELLO_TERMIOS;
+	memset(&h.tio, 0, sizeof(h.tio));
+	h.tio.c_iflag = ICRNL | IUTF8, h.tio.c_oflag = OPOST | ONLCR, h.tio.c_lflag = ICANON | ECHO;
+	h.tio.c_cc[VERASE] = 8;
+	cfsetospeed(&h.tio, B9600), cfsetispeed(&h.tio, B9600);
+	n = ptyproxy_hello_pack(&h, pl, sizeof(pl));
+	CHECK(n == 12 + PTYPROXY_TERMIOS_LEN + strlen(h.term) && n <= PTYPROXY_HELLO_MAX);
+	m = (struct ptyproxy_msg){.type = PTYPROXY_MSG_HELLO, .len = (uint32_t)n, .payload = pl};
+	CHECK(ptyproxy_hello_unpack(&m, &h2) == 0 && !strcmp(h2.term, h.term));
+	CHECK(h2.tio.c_iflag == h.tio.c_iflag && h2.tio.c_oflag == h.tio.c_oflag &&
+	      h2.tio.c_lflag == h.tio.c_lflag && h2.tio.c_cc[VERASE] == 8 &&
+	      h2.tio.c_cflag == h.tio.c_cflag && cfgetospeed(&h2.tio) == B9600);
+	pl[12 + 17] = 31; /* ncc */
+	CHECK(ptyproxy_hello_unpack(&m, &h2) == -EBADMSG);
+	m.len = 12 + PTYPROXY_TERMIOS_LEN - 1; /* flag set, block cut short */
+	CHECK(ptyproxy_hello_unpack(&m, &h2) == -EBADMSG);
 
 	struct winsize ws = {40, 100, 1, 2}, ws2;
 	ptyproxy_winsize_pack(&ws, pl);
@@ -65,7 +83,7 @@ START_TEST(test_malformed_headers)
 	} cases[] = {
 		{PTYPROXY_MSG_RESIZE, 8, 7},	{PTYPROXY_MSG_RESIZE, 8, 9},
 		{PTYPROXY_MSG_DETACH, 0, 1},	{PTYPROXY_MSG_EXITED, 4, 3},
-		{PTYPROXY_MSG_HELLO, 12, 11},	{PTYPROXY_MSG_HELLO, 12, 12 + PTYPROXY_TERM_MAX + 1},
+		{PTYPROXY_MSG_HELLO, 12, 11},	{PTYPROXY_MSG_HELLO, 12, PTYPROXY_HELLO_MAX + 1},
 		{PTYPROXY_MSG_INPUT, 0, PTYPROXY_MSG_MAX + 1},
 		{PTYPROXY_MSG_OUTPUT, PTYPROXY_MSG_MAX, 0xffffffffu},
 		{PTYPROXY_MSG_INPUT_EOF, 0, 4}, {PTYPROXY_MSG_WELCOME, 4, 0},
