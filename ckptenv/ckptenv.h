@@ -23,6 +23,11 @@ struct supervisor_args {
 	bool pty;	   /* the job gets a terminal (else pipes); spec->flags has JOB_F_DETACH */
 	struct winsize ws; /* the terminal's first size */
 	uint64_t log_size; /* bound of jobs/NAME/output + output.1 */
+	/* `restore`: rebuild the job from checkpoint @restore_id (jobs/NAME/checkpoints/ID) over
+	 * vfs epoch @restore_epoch at pid @restore_pid, instead of running spec->argv. */
+	const char *restore_id;
+	uint64_t restore_epoch;
+	int32_t restore_pid;
 };
 
 #define OUTPUT_LOG	     "output"
@@ -42,6 +47,25 @@ int cmd_snapshot(int argc, char **argv);
 int cmd_snapshots(int argc, char **argv);
 int cmd_attach(int argc, char **argv);
 int cmd_log(int argc, char **argv);
+int cmd_checkpoint(int argc, char **argv);
+int cmd_checkpoints(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+
+struct cli_job;
+
+/* What `run` and `restore` have in common: start the job's supervisor and talk to it. */
+struct cli_run_opts {
+	bool detach;
+	int detach_key;
+	const struct job_spec *restore_spec; /* `restore`: the job file as it is (not rewritten) */
+	char **cmd;
+	int cmd_argc;
+	uint64_t from_epoch;
+};
+/** Take the job's lock, write the job file (unless restoring), start the supervisor as a
+ *  daemon, send START, then attach (terminal) or relay/wait (pipes). Returns the exit code. */
+int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
+		  const struct cli_run_opts *o, bool print_name, struct supervisor_args *sa);
 
 /** Print "ckptenv: CMD NAME: MESSAGE" (NAME may be NULL) on stderr. */
 void cli_error(const char *cmd, const char *name, const char *fmt, ...)

@@ -275,18 +275,18 @@ static int wait_job(int sock, const char *name, const char *dir, int known)
 	}
 }
 
-static int start_job(struct cli_job *j, const char *name, const struct run_opts *o, bool print_name,
-		     struct supervisor_args *sa)
+int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
+		  const struct cli_run_opts *o, bool print_name, struct supervisor_args *sa)
 {
 	_cleanup_close_ int lock_fd = -1;
 	int r = state_lock_take(j->job_fd, &lock_fd);
 	if (r == -EBUSY) {
-		cli_error("run", name,
+		cli_error(cmd, name,
 			  "the job is already running; wait for it to end, or use another --name");
 		return 1;
 	}
 	if (r < 0) {
-		cli_error("run", name, "cannot lock %s/supervisor.lock: %s", j->dir, strerror(-r));
+		cli_error(cmd, name, "cannot lock %s/supervisor.lock: %s", j->dir, strerror(-r));
 		return 1;
 	}
 	char cwd[4096];
@@ -306,10 +306,14 @@ static int start_job(struct cli_job *j, const char *name, const struct run_opts 
 		.from_epoch = o->from_epoch,
 		.created = time(NULL),
 	};
+	if (o->restore_spec) {
+		spec = *o->restore_spec;
+		spec.flags |= JOB_F_DETACH; /* the process runs at once; no stdin to relay */
+	}
 	sa->spec = &spec;
-	r = job_spec_write(j->job_fd, &spec);
+	r = o->restore_spec ? 0 : job_spec_write(j->job_fd, &spec);
 	if (r < 0) {
-		cli_error("run", name, "cannot write %s/job: %s", j->dir, strerror(-r));
+		cli_error(cmd, name, "cannot write %s/job: %s", j->dir, strerror(-r));
 		return 1;
 	}
 	if (print_name)
@@ -317,13 +321,13 @@ static int start_job(struct cli_job *j, const char *name, const struct run_opts 
 
 	int ready[2];
 	if (pipe2(ready, O_CLOEXEC) < 0) {
-		cli_error("run", name, "pipe: %m");
+		cli_error(cmd, name, "pipe: %m");
 		return 1;
 	}
 	fflush(NULL);
 	pid_t pid = fork();
 	if (pid < 0) {
-		cli_error("run", name, "fork: %m");
+		cli_error(cmd, name, "fork: %m");
 		close(ready[0]);
 		close(ready[1]);
 		return 1;
@@ -341,13 +345,13 @@ static int start_job(struct cli_job *j, const char *name, const struct run_opts 
 	r = wait_ready(ready[0], err, sizeof(err));
 	close(ready[0]);
 	if (r < 0) {
-		cli_error("run", name, "%s", err);
+		cli_error(cmd, name, "%s", err);
 		return 1;
 	}
 
 	_cleanup_close_ int sock = control_connect(j->job_fd, "control.sock");
 	if (sock < 0) {
-		cli_error("run", name, "cannot reach the supervisor: %s; see %s/log",
+		cli_error(cmd, name, "cannot reach the supervisor: %s; see %s/log",
 			  strerror(-sock), j->dir);
 		return 1;
 	}
@@ -356,7 +360,7 @@ static int start_job(struct cli_job *j, const char *name, const struct run_opts 
 	if (r == 0)
 		r = control_recv(sock, &m);
 	if (r < 0) {
-		cli_error("run", name, "the supervisor did not start the job (%s); see %s/log",
+		cli_error(cmd, name, "the supervisor did not start the job (%s); see %s/log",
 			  strerror(-r), j->dir);
 		return 1;
 	}
@@ -365,28 +369,30 @@ static int start_job(struct cli_job *j, const char *name, const struct run_opts 
 		int e;
 		if (control_parse_error(&m, &e, err, sizeof(err)) < 0)
 			snprintf(err, sizeof(err), "bad error message");
-		cli_error("run", name, "%s", err);
+		cli_error(cmd, name, "%s", err);
 		return 1;
 	}
 	if (m.type != CONTROL_STARTED) {
-		cli_error("run", name, "unexpected reply %u from the supervisor", m.type);
+		cli_error(cmd, name, "unexpected reply %u from the supervisor", m.type);
 		return 1;
 	}
 	if (o->detach) {
 		printf("%s\n", name);
 		return 0;
 	}
+	if (o->restore_spec && !(sa->pty && isatty(0) && isatty(1)))
+		return wait_job(sock, name, j->dir, -1);
 	struct cli_attach_opts ao = {
 		.detach_key = o->detach_key,
 		.pipes = !sa->pty,
 		.no_redraw = true,
 		.control_sock = sa->pty ? -1 : sock};
 	int code = 1;
-	r = cli_attach(j, "run", name, &ao, &code);
+	r = cli_attach(j, cmd, name, &ao, &code);
 	if (r == 1)
 		return 0; /* detached: the job runs on */
 	if (r < 0 && r != -ECONNRESET) {
-		cli_error("run", name, "cannot reach the job's terminal: %s; see %s/log",
+		cli_error(cmd, name, "cannot reach the job's terminal: %s; see %s/log",
 			  strerror(-r), j->dir);
 		return 1;
 	}
@@ -443,7 +449,12 @@ int cmd_run(int argc, char **argv)
 	sa.pty = isatty(0) && isatty(1);
 	if (sa.pty && (ioctl(0, TIOCGWINSZ, &sa.ws) < 0 || !sa.ws.ws_row || !sa.ws.ws_col))
 		sa.ws = (struct winsize){24, 80, 0, 0};
-	r = start_job(&j, name, &o, !o.name && !o.detach, &sa);
+	struct cli_run_opts ro = {.detach = o.detach,
+				  .detach_key = o.detach_key,
+				  .cmd = o.cmd,
+				  .cmd_argc = o.cmd_argc,
+				  .from_epoch = o.from_epoch};
+	r = cli_start_job(&j, "run", name, &ro, !o.name && !o.detach, &sa);
 	cli_job_close(&j);
 	return r;
 }

@@ -26,6 +26,7 @@ enum control_type {
 	CONTROL_SNAPSHOT,  /* reply SNAPPED or ERROR */
 	CONTROL_DROP,	   /* str ref; reply OK or ERROR */
 	CONTROL_INFO,	   /* reply INFO_REPLY */
+	CONTROL_CHECKPOINT, /* le32 CONTROL_CKPT_*; reply CHECKPOINTED or ERROR */
 	/* supervisor -> client */
 	CONTROL_OK = 100,
 	CONTROL_ERROR,	 /* le32 errno, str message */
@@ -34,9 +35,11 @@ enum control_type {
 	CONTROL_SNAPPED, /* le64 epoch, le64 ns taken; optionally le64 syncfs ns, le64 store
 			  * commit ns, le64 bytes changed (see snapshot_reply) */
 	CONTROL_INFO_REPLY, /* le32 attached clients, le32 of which writers, le32 CONTROL_INFO_* */
+	CONTROL_CHECKPOINTED, /* le64 id, le64 frozen ns, le64 epoch, le64 bytes */
 };
 #define CONTROL_INFO_STARTED 0x1u
 #define CONTROL_INFO_PIPES   0x2u
+#define CONTROL_CKPT_STOP    0x1u /* end the job once the checkpoint is complete */
 
 struct control_msg {
 	uint16_t type;

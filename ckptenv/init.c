@@ -11,12 +11,18 @@
 
 #include "common/ck.h"
 #include "ptyproxy/ptyproxy.h"
+#include "restore/restore.h"
 #include "vfs/vfs.h"
+
+#include <linux/sched.h>
+#include <sys/syscall.h>
 
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 extern char **environ;
@@ -70,6 +76,115 @@ __attribute__((noreturn)) static void run_command(const struct job_spec *spec, i
 	_exit(e == EACCES || e == EPERM || e == EISDIR ? 126 : 127);
 }
 
+/* Other fds on the job's terminal get the new slave (0, after the terminal setup). Files of
+ * the job's /tmp that the image has open are reopened here and handed over: the vfs
+ * mount is a new one, so its st_dev differs from the one recorded, which the restorer's own
+ * identity check (dev, ino, size, mtime) would refuse. Checked here on ino and size only: the
+ * epoch is the checkpoint's by construction, and the mtime the vfs stored for a page flushed
+ * from the writeback cache at the commit's syncfs can differ from the one the kernel had cached
+ * (seen in a user namespace). */
+static int open_tmp_files(int dirfd, const char *id, struct restore_fd_map *maps, size_t max,
+			  size_t *ret_n, struct restore_err *err)
+{
+	struct restore_image *img;
+	int r = restore_image_load(dirfd, id, &img, err);
+	if (r < 0)
+		return r;
+	size_t n = 0;
+	for (size_t i = 0; i < img->nfds && r == 0; i++) {
+		const struct restore_fd *f = &img->fds[i];
+		if (f->fd > 2 && f->kind == RESTORE_FD_TTY && !strncmp(f->target, "/dev/pts/", 9) &&
+		    n < max && isatty(0)) { /* more fds on the job's terminal (bash's 255) */
+			/* A copy: the restorer must not take (or mark close-on-exec) fd 0 itself. */
+			int fd = fcntl(0, F_DUPFD_CLOEXEC, 100);
+			if (fd < 0) {
+				r = -errno;
+				snprintf(err->msg, sizeof(err->msg), "dup of the terminal: %m");
+				break;
+			}
+			maps[n++] = (struct restore_fd_map){.target = f->fd, .fd = fd};
+			continue;
+		}
+		if (f->fd <= 2 || f->kind != RESTORE_FD_REGULAR || strncmp(f->target, "/tmp/", 5) ||
+		    strstr(f->target, " (deleted)"))
+			continue;
+		if (n == max) {
+			snprintf(err->msg, sizeof(err->msg), "too many open files in /tmp (%zu)", n);
+			r = -EMFILE;
+			break;
+		}
+		int flags = (int)f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
+		int fd = open(f->target, flags | O_CLOEXEC);
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			r = -errno;
+			snprintf(err->msg, sizeof(err->msg), "cannot reopen fd %d (%s): %m", f->fd,
+				 f->target);
+		} else if (st.st_ino != f->ident.ino || (uint64_t)st.st_size != f->ident.size) {
+			r = -ESTALE;
+			snprintf(err->msg, sizeof(err->msg),
+				 "%s is not as it was at checkpoint time (inode %llu, size %llu; "
+				 "was %llu, %llu)",
+				 f->target, (unsigned long long)st.st_ino,
+				 (unsigned long long)st.st_size, (unsigned long long)f->ident.ino,
+				 (unsigned long long)f->ident.size);
+		} else if (lseek(fd, (off_t)f->pos, SEEK_SET) < 0 && errno != ESPIPE) {
+			r = -errno;
+			snprintf(err->msg, sizeof(err->msg), "cannot seek fd %d (%s): %m", f->fd,
+				 f->target);
+		}
+		if (r < 0) {
+			if (fd >= 0)
+				close(fd);
+			break;
+		}
+		maps[n++] = (struct restore_fd_map){.target = f->fd, .fd = fd};
+	}
+	restore_image_free(img);
+	*ret_n = n;
+	return r;
+}
+
+/* The restore variant of run_command: the job's stdio as it is (a terminal job gets its session
+ * and controlling terminal first), then become the checkpointed process. */
+__attribute__((noreturn)) static void restore_command(const struct launch_args *a, int dirfd,
+						      int slave)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	for (int s = 1; s < NSIG; s++)
+		if (s != SIGKILL && s != SIGSTOP)
+			signal(s, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	int r = slave >= 0 ? ptyproxy_child_setup(slave) : (setpgid(0, 0) < 0 ? -errno : 0);
+	if (r < 0) {
+		fprintf(stderr, "ckptenv: cannot set up the restored job's stdio: %s\n",
+			strerror(-r));
+		_exit(127);
+	}
+	struct restore_err err = {0};
+	struct restore_fd_map maps[64];
+	size_t nmaps = 0;
+	r = open_tmp_files(dirfd, a->restore_id, maps, CK_ARRAY_SIZE(maps), &nmaps, &err);
+	struct restore_process_opts o = {.blob_err_fd = 2, .fds = maps, .nfds = nmaps};
+	if (r == 0)
+		r = restore_process(dirfd, a->restore_id, &o, &err);
+	fprintf(stderr, "ckptenv: cannot restore the job: %s\n",
+		err.msg[0] ? err.msg : strerror(-r));
+	_exit(127);
+}
+
+/* fork() at pid @want of our pid namespace (clone3 with set_tid), so the restored process has
+ * its old pid. */
+static pid_t fork_at(pid_t want)
+{
+	pid_t tid = want;
+	struct clone_args ca = {.exit_signal = SIGCHLD,
+				.set_tid = (uint64_t)(uintptr_t)&tid,
+				.set_tid_size = 1};
+	return (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+}
+
 static int wait_code(int status)
 {
 	if (WIFSIGNALED(status))
@@ -80,18 +195,21 @@ static int wait_code(int status)
 /* A devpts instance of the job's own on /dev/pts, its ptmx bound over /dev/ptmx, and a pty
  * pair from it: the slave is /dev/pts/0 inside the job, whatever the host's ptys are. The
  * supervisor gets the master over the socket. */
-static int make_pty(const struct winsize *ws, int *ret_master, int *ret_slave)
+static int make_pty(const struct winsize *ws, const struct termios *tio, int *ret_master,
+		    int *ret_slave)
 {
 	if (mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
 		  "newinstance,ptmxmode=0666,mode=0620") < 0)
 		return -errno;
 	if (mount("/dev/pts/ptmx", "/dev/ptmx", NULL, MS_BIND, NULL) < 0)
 		return -errno;
-	return ptyproxy_pty_open("/dev/ptmx", NULL, ws, ret_master, ret_slave);
+	return ptyproxy_pty_open("/dev/ptmx", tio, ws, ret_master, ret_slave);
 }
 
-void init_main(int sock, const struct job_spec *spec, bool allow_other, const struct winsize *pty_ws)
+void init_main(int sock, const struct launch_args *a, int restore_dirfd)
 {
+	const struct job_spec *spec = a->spec;
+	const struct winsize *pty_ws = a->pty ? &a->ws : NULL;
 	sigset_t all;
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
@@ -99,11 +217,11 @@ void init_main(int sock, const struct job_spec *spec, bool allow_other, const st
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		fail(sock, errno, "cannot make the job's mounts private: %m");
 	int fuse_fd = -1;
-	int r = vfs_mount_fuse("/tmp", allow_other, &fuse_fd);
+	int r = vfs_mount_fuse("/tmp", a->allow_other, &fuse_fd);
 	if (r < 0)
 		fail(sock, -r, "cannot mount the job's /tmp: %s", strerror(-r));
 	int fds[2] = {fuse_fd, -1}, slave = -1;
-	if (pty_ws && (r = make_pty(pty_ws, &fds[1], &slave)) < 0)
+	if (pty_ws && (r = make_pty(pty_ws, a->tio, &fds[1], &slave)) < 0)
 		fail(sock, -r, "cannot create the job's terminal (devpts on /dev/pts): %s",
 		     strerror(-r));
 	r = ck_send_fds(sock, "F", 1, fds, pty_ws ? 2 : 1);
@@ -121,13 +239,18 @@ void init_main(int sock, const struct job_spec *spec, bool allow_other, const st
 		_exit(1);
 	close(sock);
 
-	pid_t cmd = fork();
+	pid_t cmd = a->restore_id && a->restore_pid > 1 ? fork_at(a->restore_pid) : fork();
 	if (cmd < 0) {
-		fprintf(stderr, "ckptenv: cannot run %s: fork: %m\n", spec->argv[0]);
+		fprintf(stderr, "ckptenv: cannot %s %s: fork: %m\n",
+			a->restore_id ? "restore" : "run", spec->argv[0]);
 		_exit(127);
 	}
+	if (cmd == 0 && a->restore_id)
+		restore_command(a, restore_dirfd, slave);
 	if (cmd == 0)
 		run_command(spec, slave);
+	if (restore_dirfd >= 0)
+		close(restore_dirfd);
 	/* Also here, so a signal right away already finds the group; not for a terminal job,
 	 * whose setsid() would fail once it leads a group. */
 	if (slave < 0)

@@ -45,11 +45,17 @@ __attribute__((noreturn)) static void child_main(struct child_ctx *c)
 	for (int i = 0; i < 3; i++)
 		if (c->a->stdio[i] != i && dup2(c->a->stdio[i], i) < 0)
 			_exit(1);
-	/* Keep only stdio and the socket (as fd 3): nothing of the supervisor leaks into the job. */
+	/* Keep only stdio, the socket (as fd 3) and the checkpoint directory of a restore (as fd
+	 * 4): nothing of the supervisor leaks into the job. */
+	int rdir = -1;
+	if (c->a->restore_dirfd >= 0 && (rdir = fcntl(c->a->restore_dirfd, F_DUPFD, 10)) < 0)
+		_exit(1);
 	int sock = c->sock;
 	move_fd(&sock, 3);
-	syscall(SYS_close_range, 4u, ~0u, 0u);
-	init_main(sock, c->a->spec, c->a->allow_other, c->a->pty ? &c->a->ws : NULL);
+	if (rdir >= 0)
+		move_fd(&rdir, 4);
+	syscall(SYS_close_range, rdir >= 0 ? 5u : 4u, ~0u, 0u);
+	init_main(sock, c->a, rdir);
 }
 
 static int write_file(pid_t pid, const char *file, const char *text)

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <sys/ioctl.h>
 #include <sys/types.h>
+#include <termios.h>
 
 #include "state.h"
 
@@ -22,6 +23,13 @@ struct launch_args {
 	bool allow_other; /* FUSE allow_other: only when we are root on the host */
 	bool pty;	  /* the command runs on a pty of the job's own devpts instance */
 	struct winsize ws; /* its initial size (0x0: 24x80) */
+	const struct termios *tio; /* its initial modes (NULL: the defaults) */
+	/* The "restore" variant: instead of running the command, the init's child takes pid
+	 * @restore_pid (clone3 set_tid) and becomes checkpoint image @restore_id below
+	 * @restore_dirfd (restore_process), with the job's stdio as 0, 1, 2. */
+	int restore_dirfd; /* -1: run the command */
+	const char *restore_id;
+	pid_t restore_pid;
 };
 
 struct launch_job {
@@ -45,9 +53,9 @@ int launch_go(struct launch_job *j);
 void launch_abort(struct launch_job *j);
 
 /** Entry of the job's pid 1 (init.c): runs in the new namespaces with stdio already in place
- *  and @sock the init's end of the socketpair; @pty_ws non-NULL: give the command a terminal
- *  of that size. Never returns. */
-__attribute__((noreturn)) void init_main(int sock, const struct job_spec *spec, bool allow_other,
-					 const struct winsize *pty_ws);
+ *  and @sock the init's end of the socketpair; a->pty: give the command a terminal of size
+ *  a->ws; a->restore_id: restore that image below @restore_dirfd (the fd number in the init)
+ *  instead of running the command. Never returns. */
+__attribute__((noreturn)) void init_main(int sock, const struct launch_args *a, int restore_dirfd);
 
 #endif

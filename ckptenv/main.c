@@ -24,6 +24,9 @@ static const char usage[] =
 	"  snapshot NAME          snapshot the running job's /tmp; prints the snapshot id\n"
 	"  snapshot NAME --drop ID  delete a snapshot\n"
 	"  snapshots NAME         list a job's snapshots\n"
+	"  checkpoint NAME [--stop]  checkpoint the job's process and /tmp; prints the id\n"
+	"  checkpoints NAME       list a job's checkpoints\n"
+	"  restore NAME [ID] [--detach]  rebuild an ended job from a checkpoint\n"
 	"\n"
 	"Options: --help (also after any command), --version\n"
 	"State: $CKPTENV_HOME, else $XDG_STATE_HOME/ckptenv, else ~/.local/state/ckptenv\n";
@@ -49,6 +52,7 @@ static const struct {
 	{"run", cmd_run}, {"list", cmd_list},	      {"status", cmd_status},
 	{"rm", cmd_rm},	  {"snapshot", cmd_snapshot}, {"snapshots", cmd_snapshots},
 	{"attach", cmd_attach}, {"log", cmd_log},
+	{"checkpoint", cmd_checkpoint}, {"checkpoints", cmd_checkpoints}, {"restore", cmd_restore},
 };
 
 int main(int argc, char **argv)

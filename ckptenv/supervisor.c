@@ -7,6 +7,7 @@
  * clients and a signalfd -> on the init's exit: vfs_close(commit head), status file, EXITED to
  * every client, release the lock, exit. A client is only ever closed, never trusted: its uid is
  * checked with SO_PEERCRED and every message is bounded. */
+#include "ckpt.h"
 #include "control.h"
 #include "supervisor.h"
 
@@ -113,13 +114,38 @@ static void do_start(struct sup *s, int c)
 		return;
 	}
 	struct launch_args la = {.spec = s->a->spec, .allow_other = geteuid() == 0,
-				 .stdio = {0, 1, 2}};
+				 .stdio = {0, 1, 2}, .restore_dirfd = -1};
 	char err[512] = "";
 	int fuse_fd = -1, pty_fd = -1;
-	int r = sup_stdio_prepare(s, &la);
-	if (r < 0)
+	_cleanup_close_ int rdir = -1;
+	struct ptyproxy_state *pst = NULL;
+	int r = 0;
+	if (s->a->restore_id) {
+		char path[64];
+		snprintf(path, sizeof(path), "%s/%s", CKPT_DIR, s->a->restore_id);
+		rdir = openat(s->a->job_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (rdir < 0) {
+			r = -errno;
+			snprintf(err, sizeof(err), "cannot open %s/%s: %m", s->a->job_dir, path);
+		} else if (s->a->pty && ptyproxy_state_load(rdir, &pst) < 0) {
+			sup_log(s, "no usable terminal state in %s; default modes", path);
+		}
+		la.restore_dirfd = rdir;
+		la.restore_id = CKPT_IMAGE;
+		la.restore_pid = s->a->restore_pid;
+	}
+	if (r == 0)
+		r = sup_stdio_prepare(s, &la);
+	if (r == 0 && pst) {
+		static struct termios tio;
+		tio = *ptyproxy_state_termios(pst);
+		la.tio = &tio;
+		la.ws = *ptyproxy_state_winsize(pst);
+	}
+	ptyproxy_state_free(pst);
+	if (r < 0 && !err[0])
 		snprintf(err, sizeof(err), "cannot create the job's stdio pipes: %s", strerror(-r));
-	else
+	else if (r == 0)
 		r = launch_job(&la, &s->job, &fuse_fd, &pty_fd, err, sizeof(err));
 	if (r < 0) {
 		sup_log(s, "cannot start the job: %s", err);
@@ -287,6 +313,9 @@ static void client_message(struct sup *s, int i)
 	case CONTROL_DROP:
 		do_drop(s, c, &m);
 		break;
+	case CONTROL_CHECKPOINT:
+		sup_checkpoint(s, c, &m);
+		break;
 	default:
 		sup_log(s, "client %d: unknown message type %u; closing", i, m.type);
 		client_close(s, i);
@@ -326,7 +355,9 @@ static int setup(struct sup *s, char *err, size_t errlen)
 	_cleanup_free_ char *store = NULL;
 	if (asprintf(&store, "%s/store", a->job_dir) < 0)
 		return -ENOMEM;
-	struct vfs_options o = {.store_dir = store, .from_epoch = a->spec->from_epoch};
+	struct vfs_options o = {.store_dir = store,
+				.from_epoch = a->restore_epoch ? a->restore_epoch : a->spec->from_epoch,
+				.keep_orphans = a->restore_epoch != 0};
 	int r = vfs_open(&o, &s->v);
 	if (r < 0) {
 		const char *what = vfs_last_error();

@@ -4,6 +4,7 @@
 #define CKPTENV_SUPERVISOR_H
 
 #include "ckptenv.h"
+#include "control.h"
 #include "launch.h"
 
 #define SUP_MAX_CLIENTS 64
@@ -50,6 +51,8 @@ void sup_stdio_job_exited(struct sup *s, int wstatus);
 /** After each loop round: launch_go once a client is attached (or for --detach, or late). Also
  *  says whether the supervisor may finish, and the epoll timeout it needs (-1: none). */
 int sup_stdio_tick(struct sup *s);
+/** CONTROL_CHECKPOINT from client socket @c (sup-ckpt.c); replies itself. */
+void sup_checkpoint(struct sup *s, int c, const struct control_msg *m);
 /** Close everything (clients get EOF), unlink attach.sock. */
 void sup_stdio_close(struct sup *s);
 

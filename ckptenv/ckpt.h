@@ -1,0 +1,50 @@
+/* Checkpoints of a job: jobs/NAME/checkpoints/<ID>/ holds the process image (image/, written by
+ * restore_dump), the terminal state (pty.state) and a manifest; LATEST names the newest
+ * complete one. A checkpoint directory appears by rename only once all of it is durable, so it is
+ * either complete or invisible. Format: docs/checkpoint.md. */
+#ifndef CKPTENV_CKPT_H
+#define CKPTENV_CKPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CKPT_DIR      "checkpoints"
+#define CKPT_IMAGE    "image"
+#define CKPT_MANIFEST "manifest"
+#define CKPT_LATEST   "LATEST"
+#define CKPT_MAGIC    0x50434b43u /* "CKCP" */
+#define CKPT_VERSION  1
+
+#define CKPT_F_PTY 0x1u /* the job ran on a terminal (pty.state is there) */
+
+struct ckpt_manifest {
+	uint64_t id;
+	uint64_t epoch;	    /* vfs epoch committed with it (ref "ckpt-ID") */
+	int64_t created;    /* unix seconds */
+	uint64_t frozen_ns; /* how long the job was frozen */
+	uint64_t bytes;	    /* page data stored */
+	uint32_t flags;	    /* CKPT_F_* */
+	int32_t pid;	    /* the process's pid in the job's pid namespace */
+};
+
+/** Write @m to @dirfd/manifest atomically. 0 or -errno. */
+int ckpt_manifest_write(int dirfd, const struct ckpt_manifest *m);
+/** Read and check (magic, version, size, checksum) @dirfd/manifest: -ENOENT, -EBADMSG,
+ *  -EPROTONOSUPPORT. */
+int ckpt_manifest_read(int dirfd, struct ckpt_manifest *ret);
+
+/** Open (creating with @create) jobs/NAME/checkpoints below @job_fd. */
+int ckpt_dir_open(int job_fd, bool create, int *ret_fd);
+/** Ids of the complete checkpoints (a valid manifest) in increasing order; malloc'd. */
+int ckpt_list(int ckdir, uint64_t **ret, size_t *ret_n);
+/** The next free id (1 + highest id, complete or not). */
+uint64_t ckpt_next_id(int ckdir);
+/** The newest complete checkpoint: LATEST when it names one, else the highest listed id.
+ *  -ENOENT when there is none. */
+int ckpt_latest(int ckdir, uint64_t *ret);
+/** Replace LATEST with @id. */
+int ckpt_latest_write(int ckdir, uint64_t id);
+
+#endif

@@ -1,0 +1,14 @@
+#!/bin/bash
+# A job whose command has a child process is refused with the message, and keeps running.
+. "$(dirname "$0")/../lib.sh"
+LOOP=$CK_HELPERS/zdtm-loop
+"$CKPTENV" run --name k --detach -- sh -c "'$LOOP' 1000000 & exec '$LOOP'" </dev/null >/dev/null
+has_count() { "$CKPTENV" log k | grep -aq '^count 100000[0-9]'; }
+poll_until 10 has_count || fail "the job's child does not run"
+"$CKPTENV" checkpoint k >out.txt 2>err.txt && fail "a two-process job was checkpointed"
+grep -q "job k has [0-9]* processes; only single-process jobs can be checkpointed yet" err.txt ||
+	fail "message: $(cat err.txt)"
+[ ! -s out.txt ] || fail "an id was printed: $(cat out.txt)"
+"$CKPTENV" checkpoints k | grep -q "^[0-9]" && fail "a checkpoint was listed"
+"$CKPTENV" status k | grep -q "state: *running" || fail "the job did not survive the refusal"
+pass "multi-process job refused"
