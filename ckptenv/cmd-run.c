@@ -385,7 +385,7 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 	struct cli_attach_opts ao = {
 		.detach_key = o->detach_key,
 		.pipes = !sa->pty,
-		.no_redraw = true,
+		.no_redraw = !o->restore_spec, /* a restore shows the saved screen */
 		.control_sock = sa->pty ? -1 : sock};
 	int code = 1;
 	r = cli_attach(j, cmd, name, &ao, &code);

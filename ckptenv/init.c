@@ -21,6 +21,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -203,7 +204,32 @@ static int make_pty(const struct winsize *ws, const struct termios *tio, int *re
 		return -errno;
 	if (mount("/dev/pts/ptmx", "/dev/ptmx", NULL, MS_BIND, NULL) < 0)
 		return -errno;
-	return ptyproxy_pty_open("/dev/ptmx", tio, ws, ret_master, ret_slave);
+	int master, peer;
+	int r = ptyproxy_pty_open("/dev/ptmx", tio, ws, &master, &peer);
+	if (r < 0)
+		return r;
+	/* TIOCGPTPEER keeps O_CLOEXEC in the slave's file flags, and /proc/PID/fdinfo shows
+	 * "flags" as the file's flags or'ed with the fd's close-on-exec bit: every fd on that
+	 * file would look close-on-exec to the dump, and a restored job would lose its stdio
+	 * at its next exec. open() leaves O_CLOEXEC out of the file flags: reopen the slave by
+	 * its path in our own devpts instance (mounted above). */
+	unsigned n;
+	char path[32];
+	int slave = -1;
+	if (ioctl(master, TIOCGPTN, &n) == 0) {
+		snprintf(path, sizeof(path), "/dev/pts/%u", n);
+		slave = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	}
+	if (slave < 0) {
+		r = -errno;
+		close(master);
+		close(peer);
+		return r;
+	}
+	close(peer);
+	*ret_master = master;
+	*ret_slave = slave;
+	return 0;
 }
 
 void init_main(int sock, const struct launch_args *a, int restore_dirfd)

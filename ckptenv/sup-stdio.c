@@ -6,6 +6,7 @@
  * command prints before `ckptenv run` is attached is missed in pipe mode (ptyproxy does not read
  * pipes before a client came) nor lost to a job that ends at once. --detach has no client: the
  * command runs at once, its output goes to the log, a pipe job's stdin is at end of file. */
+#include "ckpt.h"
 #include "control.h"
 #include "supervisor.h"
 
@@ -74,20 +75,39 @@ int sup_stdio_prepare(struct sup *s, struct launch_args *la)
 	return 0;
 }
 
+/* A restored terminal job: the checkpoint's pty.state (modes and screen), so the first attach
+ * redraws the screen as it was. NULL if none is usable (the job then starts on a blank one). */
+static struct ptyproxy_state *restored_pty_state(struct sup *s)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "%s/%s", CKPT_DIR, s->a->restore_id);
+	_cleanup_close_ int dfd = openat(s->a->job_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct ptyproxy_state *pst = NULL;
+	if (dfd < 0 || ptyproxy_state_load(dfd, &pst) < 0) {
+		sup_log(s, "no usable screen in %s; the restored terminal starts blank", path);
+		return NULL;
+	}
+	return pst;
+}
+
 int sup_stdio_start(struct sup *s, int pty_fd)
 {
+	struct ptyproxy_state *pst =
+		pty_fd >= 0 && s->a->restore_id ? restored_pty_state(s) : NULL;
 	struct ptyproxy_config cfg = {
 		.ops = &pp_ops,
 		.userdata = s,
 		.log_dirfd = s->a->job_fd,
 		.log_name = OUTPUT_LOG,
 		.log_size = s->a->log_size ? s->a->log_size : DEFAULT_LOG_SIZE,
-		/* `run`'s terminal is the first to attach: the job starts with its modes. */
-		.adopt_termios = !detached(s),
+		/* `run`'s terminal is the first to attach: the job starts with its modes.
+		 * Not a restored one: its termios is the saved one (the program may have set it). */
+		.adopt_termios = !detached(s) && !pst,
 	};
 	int r;
 	if (pty_fd >= 0) {
-		r = ptyproxy_new(&cfg, pty_fd, NULL, &s->pp);
+		r = ptyproxy_new(&cfg, pty_fd, pst, &s->pp);
+		ptyproxy_state_free(pst);
 	} else {
 		for (int i = 0; i < 3; i++) {
 			close(s->job_stdio[i]);

@@ -173,3 +173,43 @@ int dump_fds(pid_t pid, struct restore_image *img, struct restore_err *err)
 	qsort(img->fds, img->nfds, sizeof(*img->fds), cmp_fd);
 	return 0;
 }
+
+#define JOB_VFS_FSTYPE "fuse.ckptenv"
+#define MAX_VFS_DEVS   16
+
+static void mark(struct restore_ident *id, const dev_t *devs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (id->ino && id->dev == devs[i])
+			id->flags |= RESTORE_IDENT_F_JOB_VFS;
+}
+
+int dump_mark_job_vfs(pid_t pid, struct restore_image *img)
+{
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/%d/mountinfo", (int)pid);
+	_cleanup_free_ char *info = NULL;
+	size_t len;
+	int r = dump_read_proc(p, IMG_MAX_TEXT, &info, &len);
+	if (r < 0)
+		return r;
+	dev_t devs[MAX_VFS_DEVS];
+	size_t n = 0;
+	/* "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS" */
+	for (char *l = info, *eol; l && *l && n < MAX_VFS_DEVS; l = eol ? eol + 1 : NULL) {
+		unsigned maj, min;
+		eol = strchr(l, '\n');
+		const char *sep = strstr(l, " - ");
+		if (!sep || (eol && sep > eol) || sscanf(l, "%*u %*u %u:%u", &maj, &min) != 2)
+			continue;
+		if (!strncmp(sep + 3, JOB_VFS_FSTYPE " ", strlen(JOB_VFS_FSTYPE) + 1))
+			devs[n++] = makedev(maj, min);
+	}
+	mark(&img->proc.exe_ident, devs, n);
+	for (size_t i = 0; i < img->nvmas; i++)
+		if (img->vmas[i].flags & RESTORE_VMA_F_HAS_IDENT)
+			mark(&img->vmas[i].ident, devs, n);
+	for (size_t i = 0; i < img->nfds; i++)
+		mark(&img->fds[i].ident, devs, n);
+	return 0;
+}

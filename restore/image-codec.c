@@ -67,7 +67,7 @@ static void put_ident(struct ck_buf *b, const struct restore_ident *id)
 	ck_buf_le64(b, id->size);
 	ck_buf_le64(b, (uint64_t)id->mtime_sec);
 	ck_buf_le32(b, id->mtime_nsec);
-	ck_buf_le32(b, id->mode);
+	ck_buf_le32(b, (id->mode & 0xffffu) | id->flags << 16);
 }
 
 static bool get_ident(struct ck_rd *r, struct restore_ident *id)
@@ -76,6 +76,8 @@ static bool get_ident(struct ck_rd *r, struct restore_ident *id)
 	bool ok = ck_rd_le64(r, &id->dev) && ck_rd_le64(r, &id->ino) && ck_rd_le64(r, &id->size) &&
 		  ck_rd_le64(r, &sec) && get_u32(r, &id->mtime_nsec) && get_u32(r, &id->mode);
 	id->mtime_sec = (int64_t)sec;
+	id->flags = id->mode >> 16;
+	id->mode &= 0xffffu;
 	if (ok && id->mtime_nsec >= 1000000000u) {
 		r->err = -EBADMSG;
 		return false;

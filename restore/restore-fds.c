@@ -37,7 +37,8 @@ int rst_ident_check(struct rst_ctx *c, int fd, const struct restore_ident *id, c
 	struct stat st;
 	if (fstat(fd, &st) < 0)
 		return -errno;
-	if (st.st_dev != id->dev || st.st_ino != id->ino)
+	bool dev_ok = (id->flags & RESTORE_IDENT_F_JOB_VFS) || st.st_dev == id->dev;
+	if (!dev_ok || st.st_ino != id->ino)
 		return rst_fail(c, -ESTALE, "%s is another file than at checkpoint time", what);
 	if (c->opts && c->opts->allow_changed)
 		return 0;
@@ -84,7 +85,9 @@ static int reopen(struct rst_ctx *c, const struct restore_fd *f, struct rst_fd_p
 		return 0;
 	}
 	if (f->kind == RESTORE_FD_DIR) {
-		if (st.st_dev != f->ident.dev || st.st_ino != f->ident.ino)
+		bool dev_ok = (f->ident.flags & RESTORE_IDENT_F_JOB_VFS) ||
+			      st.st_dev == f->ident.dev;
+		if (!dev_ok || st.st_ino != f->ident.ino)
 			return rst_fail(c, -ESTALE, "fd %d: %s is another directory now", f->fd,
 					f->target);
 		return 0;

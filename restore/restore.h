@@ -77,7 +77,11 @@ struct restore_ident {
 	int64_t mtime_sec;
 	uint32_t mtime_nsec;
 	uint32_t mode;
+	uint32_t flags; /* RESTORE_IDENT_F_* (in the image: the high 16 bits of mode) */
 };
+/* The file is on the job's own vfs (fstype fuse.ckptenv): each mount of it has a new st_dev,
+ * so the restorer compares inode, size and mtime but not the device. */
+#define RESTORE_IDENT_F_JOB_VFS 0x1u
 
 struct restore_vma {
 	uint64_t start, end; /* [start, end), page aligned */

@@ -401,8 +401,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return reply_error(req, r);
 	set_open_flags(fi);
 	vfs_store_ref(s, ino, 1);
-	if (fuse_reply_open(req, fi) != 0)
+	bool writer = (fi->flags & O_ACCMODE) != O_RDONLY;
+	if (writer)
+		vfs_writers_add(fuse_req_userdata(req), ino);
+	if (fuse_reply_open(req, fi) != 0) {
 		vfs_store_unref(s, ino, 1);
+		if (writer)
+			vfs_writers_del(fuse_req_userdata(req), ino);
+	}
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -433,8 +439,14 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct fuse_entry_param e;
 	fill_entry(&a, VFS_TIMEOUT, &e);
 	set_open_flags(fi);
-	if (fuse_reply_create(req, &e, fi) != 0)
+	bool writer = (fi->flags & O_ACCMODE) != O_RDONLY;
+	if (writer)
+		vfs_writers_add(fuse_req_userdata(req), a.ino);
+	if (fuse_reply_create(req, &e, fi) != 0) {
 		vfs_store_unref(s, a.ino, 2);
+		if (writer)
+			vfs_writers_del(fuse_req_userdata(req), a.ino);
+	}
 }
 
 /* A reply buffer per worker thread, kept: a fresh 1 MiB malloc per READ is an mmap, 256 page
@@ -496,7 +508,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)fi;
+	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		vfs_writers_del(fuse_req_userdata(req), ino);
 	vfs_store_unref(req_store(req), ino, 1);
 	fuse_reply_err(req, 0);
 }

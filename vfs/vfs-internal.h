@@ -38,7 +38,20 @@ struct vfs {
 	struct timespec started; /* times of the synthetic directories */
 	pthread_mutex_t stats_lock;
 	uint64_t last_syncfs_ns, last_syncfs_epoch; /* of the last vfs_epoch_prepare */
+	/* Inodes with a file handle open for writing (count of handles each), under
+	 * writers_lock: a commit fsyncs each, because syncfs on a FUSE mount starts their
+	 * writeback but does not wait for the WRITE requests to reach us. */
+	pthread_mutex_t writers_lock;
+	struct vfs_writer {
+		uint64_t ino;
+		uint64_t count;
+	} *writers;
+	size_t n_writers, cap_writers;
 };
+
+/* Track a file handle open with write access on @ino (open/create), and its release. */
+void vfs_writers_add(struct vfs *v, uint64_t ino);
+void vfs_writers_del(struct vfs *v, uint64_t ino);
 
 extern const struct fuse_lowlevel_ops vfs_fuse_ops;
 

@@ -57,6 +57,7 @@ int vfs_open(const struct vfs_options *o, struct vfs **ret)
 	}
 	v->max_threads = o->max_threads ? o->max_threads : VFS_DEFAULT_THREADS;
 	pthread_mutex_init(&v->stats_lock, NULL);
+	pthread_mutex_init(&v->writers_lock, NULL);
 	clock_gettime(CLOCK_REALTIME, &v->started);
 	*ret = TAKE_PTR(v);
 	return 0;
@@ -199,6 +200,83 @@ struct vfs_commit {
 	struct vfs_store_commit *c;
 };
 
+void vfs_writers_add(struct vfs *v, uint64_t ino)
+{
+	pthread_mutex_lock(&v->writers_lock);
+	size_t i;
+	for (i = 0; i < v->n_writers && v->writers[i].ino != ino; i++)
+		;
+	if (i == v->n_writers) {
+		if (v->n_writers == v->cap_writers) {
+			size_t cap = v->cap_writers ? 2 * v->cap_writers : 16;
+			struct vfs_writer *w = realloc(v->writers, cap * sizeof(*w));
+			if (!w) {
+				/* Not tracked: a commit then relies on syncfs alone for it. */
+				pthread_mutex_unlock(&v->writers_lock);
+				return;
+			}
+			v->writers = w;
+			v->cap_writers = cap;
+		}
+		v->writers[v->n_writers++] = (struct vfs_writer){.ino = ino};
+	}
+	v->writers[i].count++;
+	pthread_mutex_unlock(&v->writers_lock);
+}
+
+void vfs_writers_del(struct vfs *v, uint64_t ino)
+{
+	pthread_mutex_lock(&v->writers_lock);
+	for (size_t i = 0; i < v->n_writers; i++) {
+		if (v->writers[i].ino != ino)
+			continue;
+		if (--v->writers[i].count == 0)
+			v->writers[i] = v->writers[--v->n_writers];
+		break;
+	}
+	pthread_mutex_unlock(&v->writers_lock);
+}
+
+/* fsync every file open for writing, through the by-inode path: on this kernel syncfs of a
+ * FUSE mount starts writeback of dirty pages (writeback cache, MAP_SHARED) but returns before
+ * the WRITE requests are answered, while fsync waits for them. Files that vanish meanwhile are
+ * skipped; other failures fail the commit. */
+static int sync_writers(struct vfs *v, int mount_fd)
+{
+	pthread_mutex_lock(&v->writers_lock);
+	size_t n = v->n_writers;
+	_cleanup_free_ uint64_t *inos = n ? malloc(n * sizeof(*inos)) : NULL;
+	if (n && !inos) {
+		pthread_mutex_unlock(&v->writers_lock);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		inos[i] = v->writers[i].ino;
+	pthread_mutex_unlock(&v->writers_lock);
+	for (size_t i = 0; i < n; i++) {
+		char path[64];
+		int r = vfs_inode_path(inos[i], path, sizeof(path));
+		if (r < 0)
+			return r;
+		_cleanup_close_ int fd = openat(mount_fd, path + 1, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			if (errno == ENOENT || errno == ESTALE)
+				continue;
+			r = -errno;
+			vfs_set_error("reopening inode %llu to flush it: %s",
+				      (unsigned long long)inos[i], strerror(-r));
+			return r;
+		}
+		if (fsync(fd) < 0) {
+			r = -errno;
+			vfs_set_error("fsync of inode %llu: %s", (unsigned long long)inos[i],
+				      strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
 int vfs_epoch_prepare(struct vfs *v, int mount_fd, struct vfs_commit **ret)
 {
 	if (!v || !ret)
@@ -210,6 +288,11 @@ int vfs_epoch_prepare(struct vfs *v, int mount_fd, struct vfs_commit **ret)
 		int r = -errno;
 		vfs_set_error("syncfs of the job's /tmp: %s", strerror(-r));
 		return r;
+	}
+	if (mount_fd >= 0) {
+		int r = sync_writers(v, mount_fd);
+		if (r < 0)
+			return r;
 	}
 	uint64_t t1 = ck_now_ns();
 	_cleanup_free_ struct vfs_commit *c = calloc(1, sizeof(*c));
@@ -322,6 +405,8 @@ int vfs_close(struct vfs *v, bool commit_head)
 		r = vfs_epoch_commit(v, -1, NULL, NULL);
 	vfs_store_close(v->store);
 	pthread_mutex_destroy(&v->stats_lock);
+	pthread_mutex_destroy(&v->writers_lock);
+	free(v->writers);
 	free(v);
 	return r;
 }

@@ -30,6 +30,7 @@ diag() { # where the restored process is when it does not count
 	echo "status: $(as_user status nr | tr '\n' ' ')"
 	[ -n "$c" ] && echo "pid $c: $(cat /proc/$c/syscall) $(grep -E 'State|SigPnd|ShdPnd|SigBlk' /proc/$c/status | tr '\n' ' ')"
 	tail -3 "$U/home/jobs/nr/log"
+	echo "job output: $(as_user log nr | grep -av '^count ' | tail -5)"
 }
 poll_until 10 count_above $((at + 20)) || fail "restored counter: $(cat rerr.txt; counts | tail -2; diag)"
 # --stop ended the job right after the checkpoint: the restored one goes on without a gap.
