@@ -31,6 +31,7 @@ PACKAGES=(
 	sqlite3 tmux tar diffutils                    # e2e scenarios (databases, terminals, trees)
 	screen dtach vim less                         # terminal peers and full-screen programs
 	bindfs fuse-overlayfs fio hyperfine           # benches against peers
+	socat bc                                      # network bench peer, bench arithmetic
 	util-linux procps iproute2 passwd coreutils   # setpriv/runuser/unshare, ps, ip, useradd
 	linux-libc-dev                                # /usr/include/linux, the tar scenario's tree
 )

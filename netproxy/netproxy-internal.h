@@ -1,0 +1,142 @@
+/* netproxy internals: shared by the files of netproxy/ only. */
+#ifndef NETPROXY_INTERNAL_H
+#define NETPROXY_INTERNAL_H
+
+#include "common/ck.h"
+#include "netproxy/netproxy.h"
+
+#include <linux/seccomp.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <sys/uio.h>
+
+/* The proxy side of a job-side leg sends with a fixed SO_SNDBUF so that what it may hold
+ * unsent (SIOCOUTQ) is bounded; the down ring keeps that many bytes after writing them, so a
+ * detach can hand the job exactly from the offset the job's socket received to. */
+#define NP_LEG_SNDBUF (1u << 20)
+#define NP_KEEP	      (2u * NP_LEG_SNDBUF + (512u << 10))
+/* What a detach may have to absorb from the job (its socket buffers) on top of the ring. */
+#define NP_DETACH_MAX (64u << 20)
+
+/* A byte queue over absolute stream offsets: [lo, mid) already written out but kept,
+ * [mid, hi) pending. Byte at offset x lives at data[x % cap]. */
+struct np_ring {
+	uint8_t *data;
+	size_t cap;
+	uint64_t lo, mid, hi;
+	size_t keep; /* how much behind mid to retain */
+};
+
+int np_ring_init(struct np_ring *r, size_t cap, size_t keep, uint64_t off);
+void np_ring_free(struct np_ring *r);
+static inline size_t np_ring_pending(const struct np_ring *r)
+{
+	return (size_t)(r->hi - r->mid);
+}
+/* Free space for new bytes (dropping kept bytes beyond ->keep as needed). */
+size_t np_ring_space(struct np_ring *r);
+/* iovecs for reading into the free space / writing out the pending bytes. */
+int np_ring_in_iov(struct np_ring *r, struct iovec iov[2]);
+int np_ring_out_iov(const struct np_ring *r, struct iovec iov[2]);
+void np_ring_copy_out(const struct np_ring *r, uint64_t off, void *dst, size_t len);
+int np_ring_grow(struct np_ring *r, size_t cap);
+
+enum np_kind { NP_EP_NOTIFY, NP_EP_LEGLISTEN, NP_EP_TIMER, NP_EP_PS, NP_EP_US };
+
+struct np_ep {
+	enum np_kind kind;
+	void *ptr;
+	int fd;
+	uint32_t events; /* currently registered */
+};
+
+struct np_listener {
+	struct np_ep ep;
+	struct np_listener *next;
+};
+
+struct np_session {
+	struct netproxy *np;
+	struct np_session *prev, *next;
+	uint32_t id;
+	int family; /* the job socket's domain (AF_INET or AF_INET6) */
+	struct sockaddr_storage peer, local;
+	struct np_ep ps; /* proxy side of the job leg; fd -1 when none */
+	struct np_ep us; /* upstream */
+	ino_t leg_ino;	 /* inode of the job-side socket, to recognise it */
+	uint64_t leg_base;
+	struct np_ring up, down;
+	/* job -> upstream goes through a pipe with splice (no copy); the up ring only takes what
+	 * a detach drains, and whatever follows it until it is empty, so order is kept. */
+	int upipe[2];
+	size_t upipe_len, upipe_cap;
+	uint64_t bytes_up;
+
+	/* connect still being answered */
+	bool answer_pending;
+	int notify_fd;
+	uint64_t notif_id;
+	int job_fd;
+	bool job_nonblock, job_cloexec;
+	uint64_t deadline_ns;
+
+	bool connecting;     /* upstream connect in progress */
+	bool job_eof;	     /* read EOF from the job side */
+	bool job_shut_sent;  /* shutdown(SHUT_WR) done upstream */
+	bool peer_eof;	     /* read EOF from the upstream */
+	bool peer_shut_sent; /* shutdown(SHUT_WR) done on the job leg */
+	bool peer_reset;     /* upstream reset: flush, then reset the job leg */
+	bool detached;
+	bool dead;
+	int jsock;     /* pidfd_getfd duplicate of the job's socket while the answer is pending */
+	bool captured; /* detach had the job socket: consumed/delivered are exact */
+	uint64_t consumed, delivered, unread_sum;
+};
+
+struct netproxy {
+	struct netproxy_config cfg;
+	int epfd;
+	struct np_ep timer;
+	bool timer_armed;
+	struct np_listener *listeners;
+	unsigned nlisteners;
+	struct np_ep leglisten[2]; /* [0] AF_INET 127.0.0.1, [1] AF_INET6 ::1; fd -1 until used */
+	struct sockaddr_storage legaddr[2];
+	int refuser[2]; /* bound, never listening: a connect to it is refused at once */
+	struct sockaddr_storage refaddr[2];
+	struct np_session *sessions;
+	struct np_session *dead; /* destroyed during a dispatch batch, freed at its end */
+	bool in_dispatch;
+	unsigned nsessions;
+	uint32_t next_id;
+	size_t notif_size, resp_size;
+};
+
+/* netproxy.c */
+int np_ep_set(struct netproxy *np, struct np_ep *ep, uint32_t events);
+void np_ep_del(struct netproxy *np, struct np_ep *ep);
+void np_timer_arm(struct netproxy *np);
+struct np_session *np_session_by_id(struct netproxy *np, uint32_t id);
+struct np_session *np_session_by_ino(struct netproxy *np, ino_t ino);
+void np_session_destroy(struct np_session *s, bool reset_upstream);
+
+/* notify.c */
+int np_notify_handle(struct netproxy *np, struct np_listener *l);
+int np_respond(int notify_fd, uint64_t id, int64_t val, int err, uint32_t flags);
+bool np_id_valid(int notify_fd, uint64_t id);
+void np_connect_complete(struct np_session *s, int err);
+void np_connect_expire(struct np_session *s);
+
+/* leg.c */
+int np_leg_new(struct netproxy *np, int family, int *ret_js, int *ret_ps);
+int np_leg_refused(struct netproxy *np, int family, int *ret_js);
+void np_leg_accept_foreign(struct netproxy *np, int idx);
+void np_reset_close(int fd);
+bool np_addr_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
+int np_family_idx(int family);
+
+/* relay.c */
+void np_relay_pump(struct np_session *s);
+int np_relay_start(struct np_session *s, int ps);
+
+#endif

@@ -1,0 +1,129 @@
+/* netproxy: the job's TCP connections go through proxy sessions held by the supervisor.
+ *
+ * Job side: netproxy_filter_install() in the job's init/child before exec installs a seccomp
+ * filter whose user notifications (connect, MSG_FASTOPEN sends, getpeername/getsockname) go to
+ * the returned listener fd; send that fd to the supervisor (ck_send_fds).
+ *
+ * Supervisor side: a struct netproxy owns listener fds and sessions. It is single-threaded and
+ * not thread-safe: call every function from the supervisor's loop thread. It exposes ONE fd
+ * (netproxy_fd(), an epoll fd of its own) for the supervisor's epoll; when it is readable, call
+ * netproxy_dispatch(), which never blocks on the job.
+ *
+ * Checkpoint: netproxy_session_detach() (job frozen) stops delivering, drains what the job wrote
+ * and captures what it had not read; then either netproxy_session_resume() (the same job goes on)
+ * or netproxy_session_attach() (a restored job gets a new socket that reads on exactly where the
+ * old one stopped). netproxy_table_save() writes the session table for the checkpoint. */
+#ifndef NETPROXY_H
+#define NETPROXY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* ---- job side ---- */
+
+enum netproxy_filter_flags {
+	/* Also notify getpeername/getsockname so proxied sockets answer the real connection's
+	 * addresses. Costs one supervisor round trip per such call on any socket. */
+	NETPROXY_FILTER_NAMES = 1u << 0,
+};
+
+/** Install the netproxy seccomp filter on the calling thread (and, with TSYNC, its threads),
+ *  after setting PR_SET_NO_NEW_PRIVS. x86-64 only: syscalls of any other architecture or ABI
+ *  (i386 int 0x80, x32) fail with ENOSYS; io_uring_setup/enter/register fail with ENOSYS;
+ *  connect and sendto/sendmsg/sendmmsg with MSG_FASTOPEN are notified to the returned
+ *  listener; everything else is allowed. Inherited across fork and kept across exec.
+ *  Returns the listener fd (O_CLOEXEC; the caller sends it to the supervisor and closes it)
+ *  or -errno (-EOPNOTSUPP when not built for x86-64). */
+int netproxy_filter_install(unsigned flags);
+
+/* ---- supervisor side ---- */
+
+struct netproxy;
+
+struct netproxy_config {
+	unsigned max_sessions;	   /* connects beyond this fail with EAGAIN; 0 = 1024 */
+	size_t buf_size;	   /* relay buffer per direction; 0 = 1 MiB */
+	unsigned nonblock_wait_ms; /* how long a non-blocking connect waits for the upstream
+				      before answering EINPROGRESS with the leg; 0 = 500 */
+};
+
+/** Create a proxy with @cfg (NULL: defaults). Returns 0 or -errno. */
+int netproxy_new(const struct netproxy_config *cfg, struct netproxy **ret);
+/** Close every session (upstreams reset) and listener. NULL-safe. */
+void netproxy_free(struct netproxy *np);
+/** Take ownership of a seccomp listener fd (closed on error too). Several may be added (a
+ *  restored job installs a new filter). Returns 0 or -errno. */
+int netproxy_add_listener(struct netproxy *np, int notify_fd);
+/** The one fd to watch (EPOLLIN) in the supervisor's epoll. Owned by @np. */
+int netproxy_fd(const struct netproxy *np);
+/** Handle whatever is ready, without blocking. Errors of single sessions or notifications are
+ *  handled inside (the session is dropped, the job gets an errno); returns 0, or -errno only
+ *  when the proxy itself is broken. */
+int netproxy_dispatch(struct netproxy *np);
+/** Number of listeners still attached (0 once every filtered task of the job is gone). */
+unsigned netproxy_listener_count(const struct netproxy *np);
+
+enum netproxy_state {
+	NETPROXY_STATE_CONNECTING,  /* upstream connect in progress */
+	NETPROXY_STATE_ESTABLISHED, /* relaying both ways */
+	NETPROXY_STATE_JOB_SHUT,    /* the job shut down its write side (FIN sent upstream) */
+	NETPROXY_STATE_PEER_SHUT,   /* the upstream sent FIN */
+	NETPROXY_STATE_DETACHED,    /* no job-side socket; upstream kept, buffered */
+	NETPROXY_STATE_RESET,	    /* upstream reset; being reported to the job */
+	NETPROXY_STATE_LOST,	    /* loaded from a table: its upstream did not survive */
+};
+
+struct netproxy_session_info {
+	uint32_t id;
+	enum netproxy_state state;
+	struct sockaddr_storage local; /* the upstream socket's own address */
+	struct sockaddr_storage peer;  /* the address the job connected to */
+	uint64_t bytes_up;	       /* job -> upstream, written to the upstream */
+	uint64_t bytes_down;	       /* upstream -> job, written to the job-side socket */
+	uint64_t consumed;	       /* at the last detach: stream offset the job had read to */
+	uint64_t delivered;	       /* at the last detach: offset received by the job socket */
+};
+
+/** Snapshot of all sessions, malloc'd array (free()) in *ret, count in *ret_n. */
+int netproxy_status(struct netproxy *np, struct netproxy_session_info **ret, size_t *ret_n);
+/** "connecting", "established", ... Never NULL. */
+const char *netproxy_state_to_string(enum netproxy_state state);
+/** Format "1.2.3.4:80" or "[::1]:80" into @buf. Returns 0 or -EINVAL/-ENOSPC. */
+int netproxy_addr_format(const struct sockaddr_storage *addr, char *buf, size_t len);
+
+/** Find the session whose job-side socket is @job_sock (e.g. a pidfd_getfd duplicate taken
+ *  while dumping the job's fd table). Returns 0 and *ret_id, or -ENOENT. */
+int netproxy_session_find(struct netproxy *np, int job_sock, uint32_t *ret_id);
+
+/** Detach session @id from its job-side socket. The job must be frozen. @job_sock is a
+ *  pidfd_getfd duplicate of the job's socket (never fcntl'd or read by the caller), or -1 when
+ *  the job is gone (then nothing unread can be captured: exactness is lost, see docs/net.md).
+ *  Drains everything the job wrote (it goes upstream later), peeks what the job has not read,
+ *  and returns a copy of those bytes in *ret_unread (malloc'd, may be NULL when *ret_len is 0)
+ *  for the checkpoint image. Until resume or attach, the upstream is still read into a bounded
+ *  buffer (reading stops when it is full). -ENOENT (no such session), -EBUSY (connecting or
+ *  already detached), -ETIMEDOUT (the job's socket would not drain), -ENOBUFS (more unsent data
+ *  than the bound), -errno. */
+int netproxy_session_detach(struct netproxy *np, uint32_t id, int job_sock, void **ret_unread,
+			    size_t *ret_len);
+/** Resume a detached session on its old job-side socket (a checkpoint that let the job go on).
+ *  -ENOENT, -EINVAL when not detached or already attached elsewhere. */
+int netproxy_session_resume(struct netproxy *np, uint32_t id);
+/** Attach a detached session to a new job-side socket, returned in *ret_job_fd (a connected
+ *  AF_INET/AF_INET6 TCP socket, blocking, O_CLOEXEC; the caller installs it in the restored job
+ *  with the old fd's flags). The new socket first yields @unread (exactly the bytes detach
+ *  returned: -EINVAL otherwise), then everything buffered since, then new upstream data. The old
+ *  job-side socket's peer is closed. -ENOENT, -EINVAL, -errno. */
+int netproxy_session_attach(struct netproxy *np, uint32_t id, const void *unread, size_t len,
+			    int *ret_job_fd);
+
+/** Write the session table (addresses, counters, state) to "netproxy.table" in @dirfd,
+ *  atomically, with magic, version and checksum. Returns 0 or -errno. */
+int netproxy_table_save(struct netproxy *np, int dirfd);
+/** Read a table written by netproxy_table_save. Sessions come back as they were saved (the
+ *  caller marks them LOST if their upstream is gone). -EBADMSG on any corruption (magic,
+ *  checksum, lengths), -EPROTONOSUPPORT on an unknown version, -ENOENT, -errno. */
+int netproxy_table_load(int dirfd, struct netproxy_session_info **ret, size_t *ret_n);
+
+#endif
