@@ -3,6 +3,7 @@
  * inotify watches, signalfd mask) and an fstat of the open file itself, taken on a duplicate
  * obtained with pidfd_getfd (falling back to stat through the /proc magic link). An fd whose
  * kind is not one the restorer knows refuses the dump, naming the fd. */
+#include "common/grow.h"
 #include "restore/dump-internal.h"
 
 #include <dirent.h>
@@ -65,14 +66,9 @@ static void fdinfo_fields(const char *info, struct restore_fd *f)
 
 static int fd_push(struct restore_image *img, size_t *cap)
 {
-	if (img->nfds == *cap) {
-		size_t nc = *cap ? *cap * 2 : 16;
-		struct restore_fd *v = realloc(img->fds, nc * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		img->fds = v;
-		*cap = nc;
-	}
+	int r = CK_GROW(img->fds, *cap, img->nfds + 1);
+	if (r < 0)
+		return r;
 	img->fds[img->nfds] = (struct restore_fd){0};
 	return 0;
 }

@@ -10,6 +10,7 @@
  * Contents are read with process_vm_readv in chunks of 1 MiB, falling back to
  * /proc/PID/mem (which reads even PROT_NONE pages here: PROC_MEM_ALWAYS_FORCE) when a run is not
  * readable. Zero pages are dropped by the image writer. */
+#include "common/grow.h"
 #include "restore/dump-internal.h"
 
 #include <fcntl.h>
@@ -60,14 +61,9 @@ static uint32_t classify(const char *path, bool shared, uint32_t *flags)
 
 static int vma_push(struct restore_image *img, size_t *cap)
 {
-	if (img->nvmas == *cap) {
-		size_t nc = *cap ? *cap * 2 : 64;
-		struct restore_vma *v = realloc(img->vmas, nc * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		img->vmas = v;
-		*cap = nc;
-	}
+	int r = CK_GROW(img->vmas, *cap, img->nvmas + 1);
+	if (r < 0)
+		return r;
 	img->vmas[img->nvmas] = (struct restore_vma){0};
 	return 0;
 }

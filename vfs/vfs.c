@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/grow.h"
 #include "common/ck.h"
 #include "vfs/vfs-internal.h"
 
@@ -207,16 +208,10 @@ void vfs_writers_add(struct vfs *v, uint64_t ino)
 	for (i = 0; i < v->n_writers && v->writers[i].ino != ino; i++)
 		;
 	if (i == v->n_writers) {
-		if (v->n_writers == v->cap_writers) {
-			size_t cap = v->cap_writers ? 2 * v->cap_writers : 16;
-			struct vfs_writer *w = realloc(v->writers, cap * sizeof(*w));
-			if (!w) {
-				/* Not tracked: a commit then relies on syncfs alone for it. */
-				pthread_mutex_unlock(&v->writers_lock);
-				return;
-			}
-			v->writers = w;
-			v->cap_writers = cap;
+		if (CK_GROW(v->writers, v->cap_writers, v->n_writers + 1) < 0) {
+			/* Not tracked: a commit then relies on syncfs alone for it. */
+			pthread_mutex_unlock(&v->writers_lock);
+			return;
 		}
 		v->writers[v->n_writers++] = (struct vfs_writer){.ino = ino};
 	}
