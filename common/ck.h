@@ -60,7 +60,8 @@ ssize_t ck_pread_full(int fd, void *buf, size_t len, off_t off);
 int ck_pwrite_full(int fd, const void *buf, size_t len, off_t off);
 
 /** Read a whole file (at most @max bytes) into a malloc'd buffer, NUL-terminated for
- *  convenience. -EFBIG when larger than @max. */
+ *  convenience; reads to end of file, so /proc files (st_size 0) work too. -EFBIG when larger
+ *  than @max. */
 int ck_read_file_at(int dirfd, const char *path, size_t max, char **ret_buf, size_t *ret_len);
 
 /** Atomically replace @path (relative to @dirfd) with @len bytes of @buf: write to a temporary

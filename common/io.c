@@ -84,14 +84,40 @@ int ck_read_file_at(int dirfd, const char *path, size_t max, char **ret_buf, siz
 		return -errno;
 	if ((uint64_t)st.st_size > max)
 		return -EFBIG;
-	_cleanup_free_ char *buf = malloc((size_t)st.st_size + 1);
+	/* st_size is only a first guess: /proc files say 0, and a file may grow. */
+	size_t cap = CK_MAX((size_t)st.st_size + 1, (size_t)4096), len = 0;
+	cap = CK_MIN(cap, max + 1);
+	_cleanup_free_ char *buf = malloc(cap);
 	if (!buf)
 		return -ENOMEM;
-	ssize_t n = ck_read_full(fd, buf, (size_t)st.st_size);
-	if (n < 0)
-		return (int)n;
-	buf[n] = 0;
-	*ret_len = (size_t)n;
+	for (;;) {
+		if (len == cap - 1) {
+			if (cap > max) {
+				/* Exactly @max bytes is fine; one more is not. */
+				char probe;
+				ssize_t m = ck_read_full(fd, &probe, 1);
+				if (m < 0)
+					return (int)m;
+				if (m > 0)
+					return -EFBIG;
+				break;
+			}
+			size_t nc = CK_MIN(cap * 2, max + 1);
+			char *n = realloc(buf, nc);
+			if (!n)
+				return -ENOMEM;
+			buf = n;
+			cap = nc;
+		}
+		ssize_t n = ck_read_full(fd, buf + len, cap - 1 - len);
+		if (n < 0)
+			return (int)n;
+		len += (size_t)n;
+		if (len < cap - 1)
+			break;
+	}
+	buf[len] = 0;
+	*ret_len = len;
 	*ret_buf = TAKE_PTR(buf);
 	return 0;
 }

@@ -112,7 +112,7 @@ static int one_fd(pid_t pid, int pidfd, int fd, struct restore_fd *f)
 	f->kind = fd_kind(target, &st);
 	snprintf(p, sizeof(p), "/proc/%d/fdinfo/%d", (int)pid, fd);
 	size_t len;
-	r = dump_read_proc(p, IMG_MAX_TEXT, &f->fdinfo, &len);
+	r = ck_read_file_at(AT_FDCWD, p, IMG_MAX_TEXT, &f->fdinfo, &len);
 	if (r < 0)
 		return r;
 	fdinfo_fields(f->fdinfo, f);
@@ -186,7 +186,7 @@ int dump_mark_job_vfs(pid_t pid, struct restore_image *img)
 	snprintf(p, sizeof(p), "/proc/%d/mountinfo", (int)pid);
 	_cleanup_free_ char *info = NULL;
 	size_t len;
-	int r = dump_read_proc(p, IMG_MAX_TEXT, &info, &len);
+	int r = ck_read_file_at(AT_FDCWD, p, IMG_MAX_TEXT, &info, &len);
 	if (r < 0)
 		return r;
 	dev_t devs[MAX_VFS_DEVS];

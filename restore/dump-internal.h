@@ -7,9 +7,6 @@
 
 #include <sys/user.h>
 
-/** Read a /proc file of unknown size (st_size is 0 there) into a NUL-terminated buffer. */
-int dump_read_proc(const char *path, size_t max, char **ret_buf, size_t *ret_len);
-
 /* inject.c: run syscalls inside a stopped thread (see the design note there). */
 struct inject {
 	pid_t tid;

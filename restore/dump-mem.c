@@ -96,7 +96,7 @@ int dump_vmas(pid_t pid, struct restore_image *img, struct restore_err *err)
 	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
 	_cleanup_free_ char *buf = NULL;
 	size_t len, cap = 0;
-	int r = dump_read_proc(path, 512u << 20, &buf, &len);
+	int r = ck_read_file_at(AT_FDCWD, path, 512u << 20, &buf, &len);
 	if (r < 0)
 		return r;
 	struct restore_vma *cur = NULL;

@@ -23,7 +23,7 @@ static int read_text(pid_t pid, pid_t tid, const char *name, char **ret)
 		snprintf(p, sizeof(p), "/proc/%d/task/%d/%s", (int)pid, (int)tid, name);
 	else
 		snprintf(p, sizeof(p), "/proc/%d/%s", (int)pid, name);
-	return dump_read_proc(p, IMG_MAX_TEXT, ret, &len);
+	return ck_read_file_at(AT_FDCWD, p, IMG_MAX_TEXT, ret, &len);
 }
 
 static void copy_comm(char dst[16], const char *s)
@@ -186,7 +186,7 @@ static int dump_proc(pid_t pid, struct restore_proc *p)
 	char path[64];
 	size_t len;
 	snprintf(path, sizeof(path), "/proc/%d/auxv", (int)pid);
-	r = dump_read_proc(path, IMG_MAX_AUXV, (char **)&p->auxv, &len);
+	r = ck_read_file_at(AT_FDCWD, path, IMG_MAX_AUXV, (char **)&p->auxv, &len);
 	if (r < 0)
 		return r;
 	p->auxv_len = len & ~(size_t)15;

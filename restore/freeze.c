@@ -18,7 +18,7 @@ static int read_children(pid_t pid, pid_t tid, pid_t **list, size_t *n, size_t *
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)tid);
 	_cleanup_free_ char *buf = NULL;
 	size_t len;
-	int r = dump_read_proc(path, 1 << 20, &buf, &len);
+	int r = ck_read_file_at(AT_FDCWD, path, 1 << 20, &buf, &len);
 	if (r < 0)
 		return r == -ENOENT ? 0 : r;
 	char *save = NULL;

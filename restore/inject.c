@@ -12,6 +12,7 @@
  * maps are read, so the dump does not see it. */
 #include "restore/dump-internal.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/mman.h>
@@ -27,7 +28,7 @@ int inject_find_syscall(pid_t pid, uint64_t *ret_ip)
 	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
 	_cleanup_free_ char *maps = NULL;
 	size_t len;
-	int r = dump_read_proc(path, 64 << 20, &maps, &len);
+	int r = ck_read_file_at(AT_FDCWD, path, 64 << 20, &maps, &len);
 	if (r < 0)
 		return r;
 	char *line = strstr(maps, "[vdso]");
