@@ -13,6 +13,9 @@ _base=${CK_TEST_TMPDIR:-/var/tmp}
 # so a checkout under /tmp runs its scenarios from /var/tmp.
 case "$_base/" in /tmp/*) _base=/var/tmp/ckptenv-e2e ;; esac
 mkdir -p "$_base"
+# Unit suites may have created the shared scratch dir 0700 first; scenarios that run as
+# another user must be able to traverse it.
+chmod 755 "$_base"
 T=$(mktemp -d "$_base/e2e.XXXXXX")
 chmod 755 "$T"
 export CKPTENV_HOME="$T/home"
