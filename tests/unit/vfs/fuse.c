@@ -12,25 +12,6 @@
 
 #include "fuse_fixture.h"
 
-static void write_str(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	CHECK(fd >= 0);
-	CHECK(write(fd, s, strlen(s)) == (ssize_t)strlen(s));
-	CHECK(close(fd) == 0);
-}
-
-static bool has_content(const char *path, const char *s)
-{
-	char buf[256] = {0};
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	return n == (ssize_t)strlen(s) && memcmp(buf, s, (size_t)n) == 0;
-}
-
 /* Run @fn in a grandchild (optionally as @uid) and return its exit code. */
 static int in_child(uid_t uid, int (*fn)(void))
 {

@@ -246,4 +246,24 @@ __attribute__((unused)) static const char *fx_run(scenario_fn fn)
 	END_TEST                                                  \
 	static void scenario_##name(void)
 
+/* Scenario helpers: a file with exactly @s, and whether it holds exactly @s. */
+static CK_UNUSED void write_str(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	CHECK(fd >= 0);
+	CHECK(write(fd, s, strlen(s)) == (ssize_t)strlen(s));
+	CHECK(close(fd) == 0);
+}
+
+static CK_UNUSED bool has_content(const char *path, const char *s)
+{
+	char buf[256] = {0};
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n == (ssize_t)strlen(s) && memcmp(buf, s, (size_t)n) == 0;
+}
+
 #endif
