@@ -2,12 +2,14 @@
 #include "control.h"
 
 #include "common/ck.h"
+#include "state.h"
 
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 
 int control_send(int sock, uint16_t type, const void *payload, size_t len, const int *fds,
 		 size_t nfds)
@@ -171,14 +173,25 @@ int control_unix_connect(int dir_fd, const char *name, int type)
 	int r = make_addr(dir_fd, name, &sa, &sl);
 	if (r < 0)
 		return r;
-	_cleanup_close_ int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	while (connect(fd, (struct sockaddr *)&sa, sl) < 0) {
-		if (errno != EINTR)
+	/* The CLI takes the job lock before it forks the supervisor, so a job shows as running a
+	 * little before its sockets listen (and a killed supervisor leaves a stale socket file
+	 * behind). While the lock is held, a missing or refusing socket means "starting" or
+	 * "ending": wait for either, bounded, rather than fail an attach right after a restore. */
+	uint64_t deadline = ck_now_ns() + CONTROL_START_WAIT_MS * 1000000ull;
+	for (;;) {
+		_cleanup_close_ int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+		if (fd < 0)
 			return -errno;
+		if (connect(fd, (struct sockaddr *)&sa, sl) == 0)
+			return TAKE_FD(fd);
+		if (errno == EINTR)
+			continue;
+		int e = errno;
+		if ((e != ENOENT && e != ECONNREFUSED) || ck_now_ns() >= deadline ||
+		    state_job_running(dir_fd) != 1)
+			return -e;
+		nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
 	}
-	return TAKE_FD(fd);
 }
 
 int control_call(int sock, uint16_t type, const void *payload, size_t len, struct control_msg *ret)

@@ -17,6 +17,8 @@
 #define CONTROL_HDR	    12
 #define CONTROL_PAYLOAD_MAX 4096
 #define CONTROL_FDS_MAX	    3
+/* How long a connect waits for a supervisor that holds the job lock but does not listen yet. */
+#define CONTROL_START_WAIT_MS 10000
 
 enum control_type {
 	/* client -> supervisor */
@@ -73,7 +75,8 @@ int control_parse_u64x2(const struct control_msg *m, uint64_t *ret_a, uint64_t *
 /** Bind (0600) and listen on @name inside directory @dir_fd; an existing socket file is
  *  replaced (call with the job lock held). Returns the listening fd or -errno. */
 int control_listen(int dir_fd, const char *name);
-/** Connect to @name inside @dir_fd. -ECONNREFUSED/-ENOENT when no supervisor listens. */
+/** Connect to @name inside @dir_fd, waiting up to CONTROL_START_WAIT_MS while the job lock is
+ *  held but nothing listens yet. -ECONNREFUSED/-ENOENT when no supervisor listens. */
 int control_connect(int dir_fd, const char *name);
 
 /** The same for any unix socket @type (SOCK_STREAM for attach.sock). */

@@ -56,6 +56,7 @@ struct rst_ctx {
 	uint64_t zone, zone_len; /* the landing zone once mapped */
 	uint64_t cur_xcr0;
 	uint32_t cur_xsave_size;
+	uint64_t xperm; /* xstate features this process may use (ARCH_GET_XCOMP_PERM) */
 };
 
 /** Format err->msg (if err) and return @r. */
@@ -82,10 +83,15 @@ void rst_ctx_close_temps(struct rst_ctx *c);
 /* sigframe.c */
 /** Apply the syscall-restart convention to raw registers (docs/image-format.md). */
 void rst_regs_fixup(struct user_regs_struct *regs);
+/** The xstate features a sigframe of this process may carry for thread @t (CPU features
+ *  @cur_xcr0): what ARCH_GET_XCOMP_PERM permits, after asking for AMX tile data when @t's
+ *  saved state uses it. Written to *ret_perm; 0 or -errno. */
+int rst_xstate_permit(uint64_t cur_xcr0, const struct restore_thread *t, uint64_t *ret_perm);
 /** Build the rt_sigframe of thread @t at @mem (64-byte aligned, RST_FRAME_EXTRA + xsave_len
- *  bytes): registers (fixed up), sigmask, altstack, xsave area with valid fx_sw_bytes and
- *  FP_XSTATE_MAGIC2. -EINVAL if the xsave area does not fit this CPU. */
-int rst_sigframe_build(const struct restore_thread *t, uint64_t cur_xcr0, uint32_t cur_xsave_size,
+ *  bytes): registers (fixed up), sigmask, altstack, the xsave area cut to the features
+ *  @xperm (rst_xstate_permit) with valid fx_sw_bytes and FP_XSTATE_MAGIC2. -EINVAL if the
+ *  xsave area does not fit this CPU. */
+int rst_sigframe_build(const struct restore_thread *t, uint64_t xperm, uint32_t cur_xsave_size,
 		       uint8_t *mem, uint64_t *ret_frame);
 
 #endif

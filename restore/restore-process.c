@@ -62,7 +62,7 @@ static int check_cpu(struct rst_ctx *c)
 	if (t->xsave_len > c->cur_xsave_size)
 		return rst_fail(c, -ENOEXEC, "xsave area of %u bytes does not fit this CPU (%u)",
 				t->xsave_len, c->cur_xsave_size);
-	return 0;
+	return rst_xstate_permit(c->cur_xcr0, t, &c->xperm);
 }
 
 static int check_image(struct rst_ctx *c)
@@ -194,7 +194,7 @@ static int build_zone(struct rst_ctx *c, uint64_t code_len, uint64_t args_len, u
 	if (t->npending)
 		memcpy(pend + img->proc.npending * RESTORE_SIGINFO_SIZE, t->pending,
 		       t->npending * RESTORE_SIGINFO_SIZE);
-	int r = rst_sigframe_build(t, c->cur_xcr0, c->cur_xsave_size, frame, &a->frame);
+	int r = rst_sigframe_build(t, c->xperm, c->cur_xsave_size, frame, &a->frame);
 	if (r < 0)
 		return rst_fail(c, r, "the thread's xsave area does not fit this CPU");
 	*ret = a;

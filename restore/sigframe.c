@@ -5,11 +5,17 @@
  * image from a CPU with another layout is refused upstream), 64-byte aligned as XRSTOR needs,
  * with the software-reserved bytes the kernel checks (check_xstate_in_sigframe: magic1,
  * xstate_size, extended_size, xfeatures) and FP_XSTATE_MAGIC2 right after it. Without them the
- * kernel silently restores only the legacy FXSAVE part. fs/gs base are not in the frame: the
- * blob sets them with arch_prctl. */
+ * kernel silently restores only the legacy FXSAVE part. The ptrace copy is as long as every
+ * feature of XCR0 (11008 bytes with AMX), but the kernel takes a frame's xstate only when it is
+ * no longer than the process's permitted features (AMX tile data needs ARCH_REQ_XCOMP_PERM
+ * first), so the frame is cut to those features. fs/gs base are not in the frame: the blob sets
+ * them with arch_prctl. */
 #include "restore/restore-internal.h"
 
+#include <cpuid.h>
 #include <stddef.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define ERESTARTSYS	      512
 #define ERESTARTNOINTR	      513
@@ -20,6 +26,53 @@
 #define XSAVE_SW_OFF	  464 /* fxregs_state.sw_reserved */
 #define XSAVE_HDR_OFF	  512
 #define XSAVE_LEGACY_SIZE 576 /* legacy area + header */
+#define XFEATURE_TILEDATA 18  /* the one dynamically enabled feature (AMX) */
+#define ARCH_GET_XCOMP_PERM_ 0x1022
+#define ARCH_REQ_XCOMP_PERM_ 0x1023
+
+/* Size of the standard-format area holding features @mask: the end of the last component. */
+static uint32_t xstate_size_of(uint64_t mask)
+{
+	uint32_t end = XSAVE_LEGACY_SIZE;
+	for (unsigned i = 2; i < 64; i++) {
+		if (!(mask & (1ull << i)))
+			continue;
+		unsigned size, off, c, d;
+		__cpuid_count(0xd, i, size, off, c, d);
+		(void)c, (void)d;
+		end = CK_MAX(end, off + size);
+	}
+	return end;
+}
+
+static int xcomp_perm(uint64_t *ret)
+{
+	uint64_t perm = 0;
+	if (syscall(SYS_arch_prctl, ARCH_GET_XCOMP_PERM_, &perm) < 0)
+		return -errno;
+	*ret = perm;
+	return 0;
+}
+
+int rst_xstate_permit(uint64_t cur_xcr0, const struct restore_thread *t, uint64_t *ret_perm)
+{
+	uint64_t perm = 0;
+	if (xcomp_perm(&perm) < 0) {
+		*ret_perm = cur_xcr0; /* a kernel before 5.16: no dynamic features */
+		return 0;
+	}
+	uint64_t in_use = t->xsave_len >= XSAVE_LEGACY_SIZE ? ck_get_le64(t->xsave + XSAVE_HDR_OFF) : 0;
+	uint64_t tile = 1ull << XFEATURE_TILEDATA;
+	if ((in_use & cur_xcr0 & tile) && !(perm & tile)) {
+		if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM_, XFEATURE_TILEDATA) < 0)
+			return -errno;
+		int r = xcomp_perm(&perm);
+		if (r < 0)
+			return r;
+	}
+	*ret_perm = perm & cur_xcr0;
+	return 0;
+}
 
 void rst_regs_fixup(struct user_regs_struct *regs)
 {
@@ -40,7 +93,7 @@ void rst_regs_fixup(struct user_regs_struct *regs)
 	}
 }
 
-int rst_sigframe_build(const struct restore_thread *t, uint64_t cur_xcr0, uint32_t cur_xsave_size,
+int rst_sigframe_build(const struct restore_thread *t, uint64_t xperm, uint32_t cur_xsave_size,
 		       uint8_t *mem, uint64_t *ret_frame)
 {
 	struct user_regs_struct g = t->regs;
@@ -65,19 +118,23 @@ int rst_sigframe_build(const struct restore_thread *t, uint64_t cur_xcr0, uint32
 		f->uc.ss_flags = SS_DISABLE_;
 	}
 	if (t->xsave_len) {
+		uint64_t feat = t->xcr0 & xperm;
+		uint32_t len = xstate_size_of(feat);
 		if (t->xsave_len < XSAVE_LEGACY_SIZE || t->xsave_len > cur_xsave_size ||
-		    (t->xcr0 & ~cur_xcr0))
+		    len > t->xsave_len)
 			return -EINVAL;
 		uint8_t *fp = mem + ((sizeof(*f) + 63) & ~(size_t)63);
-		memcpy(fp, t->xsave, t->xsave_len);
+		memcpy(fp, t->xsave, len);
 		uint8_t *sw = fp + XSAVE_SW_OFF;
 		memset(sw, 0, 48);
 		ck_put_le32(sw, CKR_FP_XSTATE_MAGIC1);
-		ck_put_le32(sw + 4, t->xsave_len + 4); /* extended_size: with magic2 */
-		ck_put_le64(sw + 8, t->xcr0 & cur_xcr0);
-		ck_put_le32(sw + 16, t->xsave_len);
+		ck_put_le32(sw + 4, len + 4); /* extended_size: with magic2 */
+		ck_put_le64(sw + 8, feat);
+		ck_put_le32(sw + 16, len);
+		/* xstate_bv: components outside the frame are in their init state. */
+		ck_put_le64(fp + XSAVE_HDR_OFF, ck_get_le64(fp + XSAVE_HDR_OFF) & feat);
 		memset(fp + XSAVE_HDR_OFF + 8, 0, 56); /* xcomp_bv = 0: standard format */
-		ck_put_le32(fp + t->xsave_len, CKR_FP_XSTATE_MAGIC2);
+		ck_put_le32(fp + len, CKR_FP_XSTATE_MAGIC2);
 		m->fpstate = (uint64_t)(uintptr_t)fp;
 		f->uc.uc_flags |= CKR_UC_FP_XSTATE;
 	}
