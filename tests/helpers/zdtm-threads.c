@@ -3,15 +3,16 @@
  * reached through a TLS pointer so that fs base matters) and check their registers against the
  * block count after every block; they also pass a token round robin under a mutex and a condvar,
  * and two more threads play ping-pong with a blocking mutex/condvar handoff (so some threads
- * are always asleep in futex_wait). Every thread has TLS values of its own, a name, and the odd
+ * are always asleep in futex_wait); one more thread creates and joins short-lived ones back to
+ * back (named "transient"), so a freeze meets threads being born and dying. Every thread has TLS values of its own, a name, and the odd
  * workers block SIGUSR2, of which worker 1 has one pending addressed to it. The main thread
- * prints "tick TOTAL" (blocks of all workers) every 20 ms on OUT_FD, "ready" once every worker
- * has done two blocks, and "fail WHY" as soon as a thread sees something wrong.
+ * prints "tick TOTAL" (blocks of all workers) every 20 ms on OUT_FD, "tids MAIN W0..W7 P0 P1
+ * CHURN" and "ready" once every thread runs and every worker has done two blocks, and "fail WHY" as soon as a thread sees something wrong.
  *
  *   zdtm-threads OUT_FD [anytid]
  *
  * SIGUSR1 makes it verify (every thread still progressing and correct, its tid unchanged unless
- * "anytid", TLS, names, masks, the pending SIGUSR2, handoffs going on), print "ok" or
+ * "anytid", rseq registered, TLS, names, masks, the pending SIGUSR2, handoffs and thread creation going on), print "ok" or
  * "fail WHY" and exit 0 or 1.
  *
  * NOT TO BE BUILT WITH SANITIZERS: it is checkpointed. */
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,7 +64,10 @@ static pthread_cond_t pp_cv = PTHREAD_COND_INITIALIZER;
 static int pp_ball;
 static uint64_t pp_count;
 static pid_t pp_tid[2];
+static volatile pid_t churn_tid;
 static const char *volatile pp_fail;
+static pthread_mutex_t churn_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t churn_count;
 
 static __thread struct regs *tl_st __attribute__((used));
 static __thread volatile uint64_t tl_out __attribute__((used)); /* written by the asm */
@@ -249,6 +254,17 @@ static const char *self_check(int idx, pid_t tid, const char *name)
 	char got[16] = "";
 	if (pthread_getname_np(pthread_self(), got, sizeof(got)) != 0 || strcmp(got, name) != 0)
 		return "thread name";
+	if (__rseq_size > 0) {
+		/* Registered again with glibc's area: cpu_id is set, and a second registration of
+		 * the same area is refused with EBUSY (glibc registers at least 32 bytes; its
+		 * __rseq_size is the size of the features in use, 20). */
+		struct rseq *rs = (struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
+		unsigned len = __rseq_size < 32 ? 32 : __rseq_size;
+		if ((int32_t)rs->cpu_id < 0)
+			return "rseq not registered";
+		if (syscall(SYS_rseq, rs, len, 0, RSEQ_SIG) == 0 || errno != EBUSY)
+			return "rseq registration";
+	}
 	sigset_t m, p;
 	pthread_sigmask(SIG_BLOCK, NULL, &m);
 	if (idx >= 0 && sigismember(&m, SIGUSR2) != (idx % 2))
@@ -331,6 +347,49 @@ static void *pp_main(void *arg)
 	return NULL;
 }
 
+/* A short-lived thread: named "transient", it checks its TLS starts fresh and exits. */
+static void *transient_main(void *arg)
+{
+	pthread_setname_np(pthread_self(), "transient");
+	if (tl_magic != 0x5eed)
+		return (void *)"fresh TLS of a new thread";
+	tls_set(200);
+	return arg;
+}
+
+/* Creates and joins threads back to back: the freeze meets threads being born and dying, and a
+ * restored process must still create threads (glibc's thread list and stack cache) and join
+ * them (the kernel's clear_child_tid wake-up, set again by the restorer). */
+static void *churn_main(void *arg)
+{
+	(void)arg;
+	pthread_setname_np(pthread_self(), "churn");
+	tls_set(300);
+	churn_tid = gettid_();
+	for (;;) {
+		pthread_t t;
+		void *ret = NULL;
+		if (pthread_create(&t, NULL, transient_main, NULL) != 0) {
+			pp_fail = "pthread_create";
+			return NULL;
+		}
+		if (pthread_join(t, &ret) != 0 || ret) {
+			pp_fail = ret ? ret : "pthread_join";
+			return NULL;
+		}
+		const char *e = tls_check(300);
+		if (e && !pp_fail)
+			pp_fail = e;
+		pthread_mutex_lock(&churn_mu);
+		churn_count++;
+		pthread_mutex_unlock(&churn_mu);
+		struct timespec ts = {0, 500 * 1000};
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+	return NULL;
+}
+
 static void on_usr1(int sig)
 {
 	(void)sig;
@@ -373,6 +432,7 @@ static const char *verify(void)
 {
 	uint64_t b0[NW], ring0 = locked_get(&ring_mu, &ring_passes);
 	uint64_t pp0 = locked_get(&pp_mu, &pp_count);
+	uint64_t churn0 = locked_get(&churn_mu, &churn_count);
 	for (int i = 0; i < NW; i++)
 		b0[i] = w[i].blocks;
 	const char *e = self_check(-1, (pid_t)getpid(), "zdtm-threads");
@@ -384,6 +444,7 @@ static const char *verify(void)
 			done &= w[i].seen_checks && w[i].blocks > b0[i] + 1;
 		done &= locked_get(&ring_mu, &ring_passes) > ring0 + NW;
 		done &= locked_get(&pp_mu, &pp_count) > pp0 + 2;
+		done &= locked_get(&churn_mu, &churn_count) > churn0 + 2;
 		if (done || any_fail())
 			break;
 		sleep_ms(20);
@@ -397,6 +458,8 @@ static const char *verify(void)
 		return "the token ring stopped";
 	if (locked_get(&pp_mu, &pp_count) <= pp0 + 2)
 		return "the ping-pong stopped";
+	if (locked_get(&churn_mu, &churn_count) <= churn0 + 2)
+		return "thread creation and join stopped";
 	return NULL;
 }
 
@@ -431,6 +494,9 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 2; i++)
 		if (pthread_create(&pp[i], NULL, pp_main, (void *)(intptr_t)i) != 0)
 			return 3;
+	pthread_t churn;
+	if (pthread_create(&churn, NULL, churn_main, NULL) != 0)
+		return 3;
 	pthread_sigmask(SIG_UNBLOCK, &s, NULL);
 	int ready = 0;
 	for (;;) {
@@ -448,10 +514,16 @@ int main(int argc, char **argv)
 			ready = 1;
 			for (int i = 0; i < NW; i++)
 				ready &= w[i].blocks >= 2 && w[i].tid != 0;
-			ready &= pp_tid[0] && pp_tid[1];
+			ready &= pp_tid[0] && pp_tid[1] && locked_get(&churn_mu, &churn_count) > 2;
 			if (ready) {
 				pthread_kill(w[1].th, SIGUSR2);
-				dprintf(out_fd, "ready\n");
+				char l[256];
+				int n = snprintf(l, sizeof(l), "tids %d", (int)getpid());
+				for (int i = 0; i < NW; i++)
+					n += snprintf(l + n, sizeof(l) - (size_t)n, " %d", (int)w[i].tid);
+				snprintf(l + n, sizeof(l) - (size_t)n, " %d %d %d\n", (int)pp_tid[0],
+					 (int)pp_tid[1], (int)churn_tid);
+				dprintf(out_fd, "%sready\n", l);
 			}
 		}
 		dprintf(out_fd, "tick %llu\n", (unsigned long long)total_blocks());

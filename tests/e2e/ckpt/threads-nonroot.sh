@@ -1,7 +1,7 @@
 #!/bin/bash
 # A multi-threaded job (zdtm-threads) checkpointed with --stop and restored as an ordinary user
 # (user namespace: the threads get their old tids through the job's own pid namespace): the
-# 11 threads come back with their old tids and names, and the job verifies itself.
+# 12 long-lived threads come back with their old tids and names, and the job verifies itself.
 . "$(dirname "$0")/../lib.sh"
 [ "$(id -u)" = 0 ] || skip "needs root to create the test user"
 id ckuser >/dev/null 2>&1 || useradd -m ckuser >/dev/null 2>&1 || skip "cannot create user ckuser"
@@ -24,16 +24,18 @@ cmd_pid() {
 	cat "/proc/$j/task/$j/children" | tr -d ' '
 }
 threads() {
-	local p t; p=$(cmd_pid)
+	local p t n keep; p=$(cmd_pid)
+	keep=" $(as_user log tn | grep -a '^tids ' | tail -1 | cut -d' ' -f2-) "
 	for t in /proc/"$p"/task/*; do
-		echo "$(awk '/^NSpid:/ {print $NF}' "$t/status") $(cat "$t/comm")"
+		n=$(awk '/^NSpid:/ {print $NF}' "$t/status")
+		case "$keep" in *" $n "*) echo "$n $(cat "$t/comm")" ;; esac
 	done | sort -n
 }
 
 as_user run --name tn --detach -- "$U/zdtm-threads" 1 >/dev/null
 poll_until 20 has_ready || fail "the helper never got ready: $(as_user log tn | tail -3)"
 before=$(threads)
-[ "$(echo "$before" | wc -l)" = 11 ] || fail "the job has not 11 threads: $before"
+[ "$(echo "$before" | wc -l)" = 12 ] || fail "the job has not 12 threads: $before"
 as_user checkpoint tn --stop >out.txt 2>err.txt || fail "checkpoint as ckuser: $(cat err.txt)"
 at=$(ticks | tail -1)
 as_user restore tn --detach >/dev/null 2>err.txt || fail "restore as ckuser: $(cat err.txt)"

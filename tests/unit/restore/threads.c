@@ -12,7 +12,7 @@
 #include <sys/syscall.h>
 
 #define OFD	 10 /* the helper's output pipe */
-#define NTHREADS 11 /* main, 8 workers, 2 ping-pong */
+#define NTHREADS 12 /* main, 8 workers, 2 ping-pong, churn; + 1 transient at times */
 
 static char tmp[PATH_MAX];
 static int dirfd_ = -1;
@@ -31,6 +31,7 @@ static void teardown(void)
 
 struct th {
 	pid_t pid;
+	pid_t tids[NTHREADS]; /* the long-lived threads, as the helper reported them */
 	int out; /* read end of the helper's output */
 	int res; /* restore_process() failure report, or -1 */
 };
@@ -41,7 +42,8 @@ static void line(int fd, char *buf, size_t len)
 	fx_line(&z, buf, len);
 }
 
-/* Read lines until one starting with @want (its tick count in *ret if it is a tick). */
+/* Read lines until one starting with @want (its tick count in *ret if it is a tick; the tids
+ * line, if one passes, into h->tids). */
 static void expect(struct th *h, const char *want, unsigned long long *ret)
 {
 	char l[256];
@@ -54,6 +56,12 @@ static void expect(struct th *h, const char *want, unsigned long long *ret)
 		}
 		ck_assert_msg(l[0], "helper output ended while waiting for %s", want);
 		ck_assert_msg(strncmp(l, "fail", 4) != 0, "helper: %s", l);
+		pid_t *t = h->tids;
+		if (strncmp(l, "tids ", 5) == 0)
+			ck_assert_int_eq(sscanf(l, "tids %d %d %d %d %d %d %d %d %d %d %d %d", &t[0],
+						&t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7],
+						&t[8], &t[9], &t[10], &t[11]),
+					 NTHREADS);
 		if (strncmp(l, want, strlen(want)) == 0) {
 			if (ret)
 				ck_assert_int_eq(sscanf(l, "tick %llu", ret), 1);
@@ -85,10 +93,25 @@ static void start(struct th *h)
 	close(p[1]);
 	*h = (struct th){.pid = pid, .out = p[0], .res = -1};
 	expect(h, "ready", NULL);
+	ck_assert_int_eq(h->tids[0], pid);
 }
 
-/* The tids of @pid, sorted. */
-static size_t tids(pid_t pid, pid_t *v, size_t max)
+/* The name of thread @tid of @pid, "" if there is none. */
+static void comm_of(pid_t pid, pid_t tid, char *buf, size_t len)
+{
+	char p[96];
+	snprintf(p, sizeof(p), "/proc/%d/task/%d/comm", (int)pid, (int)tid);
+	buf[0] = 0;
+	FILE *f = fopen(p, "r");
+	if (f) {
+		if (!fgets(buf, (int)len, f))
+			buf[0] = 0;
+		fclose(f);
+	}
+	buf[strcspn(buf, "\n")] = 0;
+}
+
+static size_t count_tasks(pid_t pid)
 {
 	char p[64];
 	snprintf(p, sizeof(p), "/proc/%d/task", (int)pid);
@@ -97,15 +120,8 @@ static size_t tids(pid_t pid, pid_t *v, size_t max)
 	size_t n = 0;
 	struct dirent *e;
 	while ((e = readdir(d)))
-		if (e->d_name[0] != '.' && n < max)
-			v[n++] = (pid_t)atoi(e->d_name);
+		n += e->d_name[0] != '.';
 	closedir(d);
-	for (size_t i = 1; i < n; i++)
-		for (size_t j = i; j > 0 && v[j] < v[j - 1]; j--) {
-			pid_t t = v[j];
-			v[j] = v[j - 1];
-			v[j - 1] = t;
-		}
 	return n;
 }
 
@@ -148,14 +164,13 @@ START_TEST(test_threads_restore_twice)
 	unsigned long long before = 0;
 	for (int i = 0; i < 5; i++)
 		expect(&h, "tick", &before);
-	pid_t old = h.pid, old_tids[64];
-	size_t nold = tids(old, old_tids, 64);
-	ck_assert_uint_eq(nold, NTHREADS);
-
+	pid_t old = h.pid;
+	ck_assert_uint_ge(count_tasks(old), NTHREADS);
 	struct restore_freeze *f = NULL;
 	struct restore_err err = {0};
 	ck_assert_msg(restore_freeze(h.pid, &f, &err) == 0, "freeze: %s", err.msg);
-	ck_assert_uint_eq(restore_freeze_nthreads(f), NTHREADS);
+	size_t n = restore_freeze_nthreads(f);
+	ck_assert_msg(n == NTHREADS || n == NTHREADS + 1, "%zu threads frozen", n);
 	int r = restore_dump(f, dirfd_, "1", NULL, NULL, &err);
 	kill(h.pid, SIGKILL);
 	/* Traced threads that die stay zombies until their tracer (we) reaps them; only then can
@@ -169,26 +184,48 @@ START_TEST(test_threads_restore_twice)
 
 	struct restore_image *img = NULL;
 	ck_assert_int_eq(restore_image_load(dirfd_, "1", &img, &err), 0);
-	ck_assert_uint_eq(img->nthreads, NTHREADS);
+	ck_assert_uint_eq(img->nthreads, n);
 	ck_assert_int_eq(img->threads[0].tid, old);
-	for (size_t i = 0; i < img->nthreads; i++) {
-		ck_assert_uint_ge(img->threads[i].xsave_len, 576);
-		ck_assert_uint_ne(img->threads[i].regs.fs_base, 0);
+	ck_assert_str_eq(img->threads[0].comm, "zdtm-threads");
+	/* Every long-lived thread is in the image with what glibc set up for it. */
+	pid_t tid[NTHREADS];
+	char comm[NTHREADS][16];
+	for (size_t i = 0; i < NTHREADS; i++) {
+		const struct restore_thread *t = NULL;
+		for (size_t j = 0; j < img->nthreads; j++)
+			if (img->threads[j].tid == h.tids[i])
+				t = &img->threads[j];
+		ck_assert_msg(t, "thread %d is not in the image", (int)h.tids[i]);
+		ck_assert_uint_ge(t->xsave_len, 576);
+		ck_assert_uint_ne(t->regs.fs_base, 0);
+		ck_assert(t->flags & RESTORE_THREAD_F_INJECTED);
+		ck_assert_uint_ne(t->clear_child_tid, 0);
+		ck_assert_uint_ne(t->robust_head, 0);
+		ck_assert(t->flags & RESTORE_THREAD_F_RSEQ);
+		tid[i] = t->tid;
+		memcpy(comm[i], t->comm, 16);
 	}
+	ck_assert_str_eq(comm[1], "worker0");
+	ck_assert_str_eq(comm[NTHREADS - 1], "churn");
 	restore_image_free(img);
 
 	for (int round = 0; round < 2; round++) {
+		pid_t keep[NTHREADS];
+		memcpy(keep, h.tids, sizeof(keep));
 		restore_child("1", old, &h);
+		memcpy(h.tids, keep, sizeof(keep));
 		unsigned long long first = 0, later = 0;
 		expect(&h, "tick", &first);
 		ck_assert_msg(first >= before, "round %d: restored at %llu blocks, before %llu",
 			      round, first, before);
-		if (!any_tid()) {
-			pid_t now[64];
-			ck_assert_uint_eq(tids(h.pid, now, 64), NTHREADS);
-			for (size_t i = 0; i < NTHREADS; i++)
-				ck_assert_int_eq(now[i], old_tids[i]);
+		/* Every long-lived thread is back at its old tid with its name. */
+		for (size_t i = 0; !any_tid() && i < NTHREADS; i++) {
+			char now[16];
+			comm_of(h.pid, tid[i], now, sizeof(now));
+			ck_assert_msg(strcmp(now, comm[i]) == 0, "round %d: tid %d is \"%s\", not %s",
+					      round, (int)tid[i], now, comm[i]);
 		}
+		ck_assert_uint_ge(count_tasks(h.pid), NTHREADS);
 		do
 			expect(&h, "tick", &later);
 		while (later < first + 16);
