@@ -12,11 +12,25 @@
  * Either way of reading is correct for any request; the switch only decides which costs less
  * (the first large WRITE a worker sees is copied, as are all when no such pipe can be had).
  *
- * Stopping: fuse_session_exit, then VFS_WAKE_SIGNAL (a no-op handler without SA_RESTART) to
- * each worker until it is joined: a worker waiting in read/splice on /dev/fuse gets EINTR and
- * sees the exit flag. The workers also end by themselves when the mount goes away (ENODEV). */
+ * One reader at a time: of the workers, only the one holding the reader role waits on
+ * /dev/fuse; it handles what it reads itself and reads again. Every worker waiting there would
+ * be woken in turn (the kernel wakes the longest waiter), so each request of a sequential
+ * metadata workload would wake a different, cold thread: measured on the 5000-file
+ * create+stat+unlink, 8 free readers cost 2.2 context switches and 75 us of CPU per file
+ * against 1.5 and 60 us with one. The parallelism of several workers stays for requests that
+ * take long: a "standby" worker watches the reader, and takes the role over when the reader
+ * has been busy with one request for STALL_NS (a large WRITE, a READ from a cold layer, a
+ * lock held by a commit); the old reader, when done, parks (or becomes the standby). So a slow
+ * request delays the others by at most STALL_NS, and up to max_threads requests can be in
+ * progress at once, as before.
+ *
+ * Stopping: fuse_session_exit and a broadcast to the parked workers, then VFS_WAKE_SIGNAL (a
+ * no-op handler without SA_RESTART) to each worker until it is joined: the reader waiting in
+ * read/splice on /dev/fuse gets EINTR and sees the exit flag. The workers also end by
+ * themselves when the mount goes away (ENODEV). */
 #include <fcntl.h>
 #include <signal.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -44,8 +58,29 @@ struct req_head {
 #define PIPE_SIZE     (1u << 20)
 #define BUF_SIZE      (VFS_MAX_WRITE + 4096u)
 
+/* A reader busy with one request this long gets relieved by the standby. */
+#define STALL_NS (1000u * 1000u)
+/* While requests come (the last less than ACTIVE_NS ago) the standby looks at the reader every
+ * POLL_NS; after that it sleeps until the reader, receiving again, wakes it. */
+#define ACTIVE_NS (100ull * 1000 * 1000)
+#define POLL_NS	  (1000u * 1000u)
+
+struct vfs_loop {
+	struct vfs_worker *workers;
+	unsigned n;
+	pthread_mutex_t lock;
+	pthread_cond_t parked;	     /* workers with no role */
+	pthread_cond_t standby_cond; /* the standby, when the reader needs watching again */
+	struct vfs_worker *reader;   /* holds the reader role; atomic reads outside the lock */
+	struct vfs_worker *standby;  /* under lock */
+	bool stopping;		     /* under lock */
+	uint64_t busy_since;   /* atomic: when the reader got its current request (0: in read) */
+	uint64_t last_request; /* atomic: when the last request was received */
+};
+
 struct vfs_worker {
 	struct vfs *v;
+	struct vfs_loop *loop;
 	pthread_t thread;
 	bool started;
 	int pipe[2];	 /* made at the first large WRITE; -1 until then */
@@ -157,31 +192,126 @@ static ssize_t receive(struct vfs_worker *w, int fd, struct fuse_buf *fb)
 	return n;
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static struct timespec mono_ts(uint64_t ns)
+{
+	return (struct timespec){.tv_sec = (time_t)(ns / 1000000000ull),
+				 .tv_nsec = (long)(ns % 1000000000ull)};
+}
+
+/* Under l->lock: make @w the reader, and see that some parked worker becomes the standby. */
+static void become_reader(struct vfs_loop *l, struct vfs_worker *w)
+{
+	__atomic_store_n(&l->busy_since, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&l->reader, w, __ATOMIC_RELEASE);
+	if (l->standby == w) {
+		l->standby = NULL;
+		pthread_cond_signal(&l->parked);
+	}
+}
+
+/* Wait until @w holds the reader role; false when the loop is stopping. The standby takes the
+ * role from a reader stuck in one request for STALL_NS. */
+static bool take_role(struct vfs_loop *l, struct vfs_worker *w)
+{
+	pthread_mutex_lock(&l->lock);
+	for (;;) {
+		if (l->stopping || fuse_session_exited(w->v->se)) {
+			pthread_mutex_unlock(&l->lock);
+			return false;
+		}
+		if (!l->reader) {
+			become_reader(l, w);
+			break;
+		}
+		if (l->standby && l->standby != w) {
+			pthread_cond_wait(&l->parked, &l->lock);
+			continue;
+		}
+		l->standby = w;
+		uint64_t now = mono_ns();
+		uint64_t busy = __atomic_load_n(&l->busy_since, __ATOMIC_RELAXED);
+		if (busy && now - busy >= STALL_NS) {
+			become_reader(l, w); /* the old reader parks when it is done */
+			break;
+		}
+		uint64_t last = __atomic_load_n(&l->last_request, __ATOMIC_RELAXED);
+		if (busy) {
+			struct timespec ts = mono_ts(busy + STALL_NS);
+			pthread_cond_timedwait(&l->standby_cond, &l->lock, &ts);
+		} else if (now - last < ACTIVE_NS) {
+			struct timespec ts = mono_ts(now + POLL_NS);
+			pthread_cond_timedwait(&l->standby_cond, &l->lock, &ts);
+		} else {
+			pthread_cond_wait(&l->standby_cond, &l->lock);
+		}
+	}
+	pthread_mutex_unlock(&l->lock);
+	return true;
+}
+
+/* The reader got a request at @now: mark it busy; after a quiet spell, wake the standby so it
+ * watches again. */
+static void reader_busy(struct vfs_loop *l, uint64_t now)
+{
+	__atomic_store_n(&l->busy_since, now, __ATOMIC_RELAXED);
+	uint64_t last = __atomic_exchange_n(&l->last_request, now, __ATOMIC_RELAXED);
+	if (now - last >= ACTIVE_NS) {
+		pthread_mutex_lock(&l->lock);
+		pthread_cond_signal(&l->standby_cond);
+		pthread_mutex_unlock(&l->lock);
+	}
+}
+
+static void loop_stopping(struct vfs_loop *l)
+{
+	pthread_mutex_lock(&l->lock);
+	l->stopping = true;
+	pthread_cond_broadcast(&l->parked);
+	pthread_cond_broadcast(&l->standby_cond);
+	pthread_mutex_unlock(&l->lock);
+}
+
 static void *worker_main(void *p)
 {
 	struct vfs_worker *w = p;
+	struct vfs_loop *l = w->loop;
 	struct fuse_session *se = w->v->se;
 	int fd = fuse_session_fd(se);
 	sigset_t wake;
 	sigemptyset(&wake);
 	sigaddset(&wake, VFS_WAKE_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
-	while (!fuse_session_exited(se)) {
-		struct fuse_buf fb;
-		ssize_t n = receive(w, fd, &fb);
-		if (n == 0)
-			break;
-		if (n == -EIO) {
-			/* A short or broken request: start over with an empty pipe. */
-			if (w->pipe[0] >= 0 && drain_pipe(w) < 0)
-				pipe_close(w);
-			continue;
+	while (take_role(l, w)) {
+		/* As the reader, until the session ends or the role was taken over. */
+		while (__atomic_load_n(&l->reader, __ATOMIC_ACQUIRE) == w) {
+			__atomic_store_n(&l->busy_since, 0, __ATOMIC_RELAXED);
+			struct fuse_buf fb;
+			ssize_t n = receive(w, fd, &fb);
+			if (n == 0) {
+				loop_stopping(l);
+				return NULL;
+			}
+			if (n == -EIO) {
+				/* A short or broken request: start over with an empty pipe. */
+				if (w->pipe[0] >= 0 && drain_pipe(w) < 0)
+					pipe_close(w);
+				continue;
+			}
+			if (n < 0)
+				continue;
+			reader_busy(l, mono_ns());
+			fuse_session_process_buf(se, &fb);
+			if ((fb.flags & FUSE_BUF_IS_FD) && drain_pipe(w) < 0)
+				pipe_close(w); /* plain reads from now on */
 		}
-		if (n < 0)
-			continue;
-		fuse_session_process_buf(se, &fb);
-		if ((fb.flags & FUSE_BUF_IS_FD) && drain_pipe(w) < 0)
-			pipe_close(w); /* plain reads from now on */
+		/* Relieved: the role is someone else's; wait for it again. */
 	}
 	return NULL;
 }
@@ -189,29 +319,38 @@ static void *worker_main(void *p)
 static int worker_init(struct vfs *v, struct vfs_worker *w)
 {
 	w->v = v;
+	w->loop = v->loop;
 	w->pipe[0] = w->pipe[1] = -1;
 	w->buf = malloc(BUF_SIZE);
 	return w->buf ? 0 : -ENOMEM;
 }
 
-static void workers_free(struct vfs *v)
+static void loop_free(struct vfs *v)
 {
-	for (unsigned i = 0; i < v->n_workers; i++) {
-		pipe_close(&v->workers[i]);
-		free(v->workers[i].buf);
+	struct vfs_loop *l = v->loop;
+	if (!l)
+		return;
+	for (unsigned i = 0; i < l->n; i++) {
+		pipe_close(&l->workers[i]);
+		free(l->workers[i].buf);
 	}
-	free(v->workers);
-	v->workers = NULL;
-	v->n_workers = 0;
+	free(l->workers);
+	pthread_mutex_destroy(&l->lock);
+	pthread_cond_destroy(&l->parked);
+	pthread_cond_destroy(&l->standby_cond);
+	free(l);
+	v->loop = NULL;
 }
 
 void vfs_loop_stop(struct vfs *v)
 {
-	if (!v->workers)
+	struct vfs_loop *l = v->loop;
+	if (!l)
 		return;
 	fuse_session_exit(v->se);
-	for (unsigned i = 0; i < v->n_workers; i++) {
-		struct vfs_worker *w = &v->workers[i];
+	loop_stopping(l);
+	for (unsigned i = 0; i < l->n; i++) {
+		struct vfs_worker *w = &l->workers[i];
 		if (!w->started)
 			continue;
 		/* Until it is joined: a signal sent just before it enters read is lost. */
@@ -230,7 +369,35 @@ void vfs_loop_stop(struct vfs *v)
 		}
 		w->started = false;
 	}
-	workers_free(v);
+	loop_free(v);
+}
+
+static int loop_new(struct vfs *v)
+{
+	struct vfs_loop *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_mutex_init(&l->lock, NULL);
+	pthread_cond_init(&l->parked, NULL);
+	pthread_cond_init(&l->standby_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	v->loop = l;
+	l->workers = calloc(v->max_threads, sizeof(*l->workers));
+	if (!l->workers) {
+		loop_free(v);
+		return -ENOMEM;
+	}
+	l->n = v->max_threads;
+	for (unsigned i = 0; i < l->n; i++) {
+		if (worker_init(v, &l->workers[i]) < 0) {
+			loop_free(v);
+			return -ENOMEM;
+		}
+	}
+	return 0;
 }
 
 int vfs_loop_start(struct vfs *v)
@@ -240,26 +407,18 @@ int vfs_loop_start(struct vfs *v)
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(VFS_WAKE_SIGNAL, &sa, NULL) < 0)
 		return -errno;
-
-	v->workers = calloc(v->max_threads, sizeof(*v->workers));
-	if (!v->workers)
-		return -ENOMEM;
-	v->n_workers = v->max_threads;
-	for (unsigned i = 0; i < v->n_workers; i++) {
-		if (worker_init(v, &v->workers[i]) < 0) {
-			workers_free(v);
-			return -ENOMEM;
-		}
-	}
+	int r = loop_new(v);
+	if (r < 0)
+		return r;
 	/* Workers run with every signal blocked but the wake signal: the supervisor's signals
 	 * are for its own threads. */
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	int r = 0;
-	for (unsigned i = 0; i < v->n_workers && r == 0; i++) {
-		r = -pthread_create(&v->workers[i].thread, NULL, worker_main, &v->workers[i]);
-		v->workers[i].started = r == 0;
+	struct vfs_loop *l = v->loop;
+	for (unsigned i = 0; i < l->n && r == 0; i++) {
+		r = -pthread_create(&l->workers[i].thread, NULL, worker_main, &l->workers[i]);
+		l->workers[i].started = r == 0;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r < 0)

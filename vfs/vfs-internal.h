@@ -40,8 +40,7 @@
 struct vfs {
 	struct vfs_store *store;
 	struct fuse_session *se;    /* NULL until vfs_serve */
-	struct vfs_worker *workers; /* loop.c; NULL when not serving */
-	unsigned n_workers;
+	struct vfs_loop *loop;	    /* loop.c; NULL when not serving */
 	unsigned max_threads;
 	struct timespec started; /* times of the synthetic directories */
 	pthread_mutex_t stats_lock;
