@@ -15,6 +15,8 @@
 #   CKPTENV=path/to/ckptenv  (default: build/ckptenv/ckptenv, else build-*/ckptenv/ckptenv)
 #   SIZE_MB=200 REPS=5 KEYS=2000 PEERS="direct ckptenv tmux screen dtach" bash bench/pty.sh
 #   CKPTENV_BASE=path/to/other/ckptenv adds the peer "base" (before/after a change, same run).
+#   The peer "relay" is ckptenv with CKPTENV_ATTACH_RELAY=1: the attach client relays both ways
+#   instead of handing its terminal to the supervisor.
 # Needs: tmux, screen, dtach (apt-get install tmux screen dtach), cc. Work files go to
 # /var/tmp (a job's /tmp is its own), or BENCH_DIR.
 set -euo pipefail
@@ -156,6 +158,7 @@ peer_cmd() { # peer job -> command line (as an array in CMD); a fresh name per r
 	direct) CMD=(sh -c "$2") ;;
 	ckptenv) CMD=("$CKPTENV" run --name "b$N" -- sh -c "$2") ;;
 	base) CMD=("$CKPTENV_BASE" run --name "b$N" -- sh -c "$2") ;;
+	relay) CMD=(env CKPTENV_ATTACH_RELAY=1 "$CKPTENV" run --name "b$N" -- sh -c "$2") ;;
 	tmux) CMD=(tmux -L ptybench -f /dev/null new-session -x 200 -y 50 sh -c "$2") ;;
 	screen) CMD=(screen -q -S "ptybench$$.$N" -c /dev/null sh -c "$2") ;;
 	dtach) CMD=(dtach -c "$W/dtach.$N.sock" -E -z sh -c "$2") ;;
@@ -163,7 +166,7 @@ peer_cmd() { # peer job -> command line (as an array in CMD); a fresh name per r
 }
 after_run() { # stop what a run left behind (a detached ckptenv job, a tmux server)
 	case $1 in
-	ckptenv|base) "$CKPTENV" rm --force "b$N" >/dev/null 2>&1 || true ;;
+	ckptenv|base|relay) "$CKPTENV" rm --force "b$N" >/dev/null 2>&1 || true ;;
 	tmux) tmux -L ptybench kill-server 2>/dev/null || true ;;
 	screen) screen -S "ptybench$$.$N" -X quit >/dev/null 2>&1 || true ;;
 	esac
