@@ -106,6 +106,9 @@ int cli_detach_key_parse(const char *s, int *ret);
  *  lost (nothing printed). The terminal is restored on every way out. */
 int cli_attach(const struct cli_job *j, const char *cmd, const char *name,
 	       const struct cli_attach_opts *o, int *ret_code);
+/** For `status`: print the clients attached to the running job of @job_fd (count, each one's
+ *  kind and window size), or why the supervisor could not say. */
+void cli_attach_print_clients(int job_fd);
 
 /** Human-readable byte count ("12.3 MiB") into @buf. */
 const char *cli_bytes(uint64_t n, char *buf, size_t len);

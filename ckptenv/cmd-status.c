@@ -77,6 +77,8 @@ int cmd_status(int argc, char **argv)
 	if (i.state == CLI_JOB_RUNNING && i.has_run)
 		printf("pid:        %d (supervisor %d)\n", (int)i.run.init_pid,
 		       (int)i.run.supervisor_pid);
+	if (i.state == CLI_JOB_RUNNING)
+		cli_attach_print_clients(j.job_fd);
 	printf("command:    %s\n", cmd ? cmd : "-");
 	if (i.has_spec) {
 		printf("cwd:        %s\n", i.spec.cwd);

@@ -36,11 +36,18 @@ enum control_type {
 	CONTROL_EXITED,	 /* le32 exit code (128+signal when killed); sent to every client */
 	CONTROL_SNAPPED, /* le64 epoch, le64 ns taken; optionally le64 syncfs ns, le64 store
 			  * commit ns, le64 bytes changed (see snapshot_reply) */
-	CONTROL_INFO_REPLY, /* le32 attached clients, le32 of which writers, le32 CONTROL_INFO_* */
+	CONTROL_INFO_REPLY, /* le32 attached clients, le32 of which writers, le32 CONTROL_INFO_*;
+			     * then (sup_stdio_info_pack) le16 terminal rows, cols, le32 clients
+			     * listed, each: le32 CONTROL_CLIENT_*, le16 rows, cols, le32 pid */
 	CONTROL_CHECKPOINTED, /* le64 id, le64 frozen ns, le64 epoch, le64 bytes */
 };
 #define CONTROL_INFO_STARTED 0x1u
 #define CONTROL_INFO_PIPES   0x2u
+#define CONTROL_CLIENT_READ_ONLY  0x1u
+#define CONTROL_CLIENT_PIPES	  0x2u
+#define CONTROL_CLIENT_DIRECT	  0x4u /* the supervisor writes the client's terminal itself */
+#define CONTROL_CLIENT_SIZE_OWNER 0x8u /* the job's terminal has this client's size */
+#define CONTROL_CLIENTS_MAX	  64u  /* listed in an INFO_REPLY at most */
 #define CONTROL_CKPT_STOP    0x1u /* end the job once the checkpoint is complete */
 
 struct control_msg {

@@ -161,6 +161,36 @@ void sup_attach_accept(struct sup *s)
 	}
 }
 
+size_t sup_stdio_info_pack(struct sup *s, uint8_t *b, size_t cap)
+{
+	struct ptyproxy_info info = {0};
+	struct ptyproxy_client_info ci[CONTROL_CLIENTS_MAX];
+	size_t n = 0;
+	if (s->pp) {
+		ptyproxy_get_info(s->pp, &info);
+		n = ptyproxy_list_clients(s->pp, ci, CK_ARRAY_SIZE(ci));
+		n = CK_MIN(n, CK_ARRAY_SIZE(ci));
+	}
+	n = CK_MIN(n, (cap - 20) / 12);
+	ck_put_le32(b, info.clients);
+	ck_put_le32(b + 4, info.writers);
+	ck_put_le32(b + 8, (s->pp ? CONTROL_INFO_STARTED : 0) | (info.pipes ? CONTROL_INFO_PIPES : 0));
+	ck_put_le16(b + 12, info.ws.ws_row);
+	ck_put_le16(b + 14, info.ws.ws_col);
+	ck_put_le32(b + 16, (uint32_t)n);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *e = b + 20 + 12 * i;
+		ck_put_le32(e, (ci[i].read_only ? CONTROL_CLIENT_READ_ONLY : 0) |
+				       (ci[i].pipes ? CONTROL_CLIENT_PIPES : 0) |
+				       (ci[i].direct ? CONTROL_CLIENT_DIRECT : 0) |
+				       (ci[i].size_owner ? CONTROL_CLIENT_SIZE_OWNER : 0));
+		ck_put_le16(e + 4, ci[i].ws.ws_row);
+		ck_put_le16(e + 6, ci[i].ws.ws_col);
+		ck_put_le32(e + 8, (uint32_t)ci[i].pid);
+	}
+	return 20 + 12 * n;
+}
+
 void sup_stdio_job_exited(struct sup *s, int wstatus)
 {
 	s->job_ended = true;

@@ -279,15 +279,8 @@ static void client_message(struct sup *s, int i)
 		do_start(s, c);
 		break;
 	case CONTROL_INFO: {
-		struct ptyproxy_info info = {0};
-		if (s->pp)
-			ptyproxy_get_info(s->pp, &info);
-		uint8_t b[12];
-		ck_put_le32(b, info.clients);
-		ck_put_le32(b + 4, info.writers);
-		ck_put_le32(b + 8, (s->pp ? CONTROL_INFO_STARTED : 0) |
-					   (info.pipes ? CONTROL_INFO_PIPES : 0));
-		control_send(c, CONTROL_INFO_REPLY, b, sizeof(b), NULL, 0);
+		uint8_t b[24 + 12 * CONTROL_CLIENTS_MAX];
+		control_send(c, CONTROL_INFO_REPLY, b, sup_stdio_info_pack(s, b, sizeof(b)), NULL, 0);
 		break;
 	}
 	case CONTROL_SIGNAL:

@@ -46,6 +46,8 @@ int sup_stdio_prepare(struct sup *s, struct launch_args *la);
 int sup_stdio_start(struct sup *s, int pty_fd);
 /** Accept attach clients (uid checked) and hand them to ptyproxy. */
 void sup_attach_accept(struct sup *s);
+/* The CONTROL_INFO_REPLY payload (control.h) into @b; returns its length. */
+size_t sup_stdio_info_pack(struct sup *s, uint8_t *b, size_t cap);
 /** The job was reaped with @wstatus: tell the clients (after their pending output). */
 void sup_stdio_job_exited(struct sup *s, int wstatus);
 /** After each loop round: launch_go once a client is attached (or for --detach, or late). Also
