@@ -108,6 +108,7 @@ struct netproxy {
 	struct np_session *dead; /* destroyed during a dispatch batch, freed at its end */
 	bool in_dispatch;
 	unsigned nsessions;
+	uint64_t nconnects, nrefused_limit;
 	uint32_t next_id;
 	size_t notif_size, resp_size;
 };
@@ -121,6 +122,13 @@ struct np_session *np_session_by_ino(struct netproxy *np, ino_t ino);
 void np_session_destroy(struct np_session *s, bool reset_upstream);
 
 /* notify.c */
+struct np_opt {
+	int level, name;
+};
+/* Socket options a proxied socket passes on to its upstream (before connect: copied; after:
+ * with NETPROXY_FILTER_SOCKOPTS, set on both). */
+extern const struct np_opt np_passed_opts[];
+extern const size_t np_passed_opts_n;
 int np_notify_handle(struct netproxy *np, struct np_listener *l);
 int np_respond(int notify_fd, uint64_t id, int64_t val, int err, uint32_t flags);
 bool np_id_valid(int notify_fd, uint64_t id);

@@ -141,6 +141,14 @@ int netproxy_fd(const struct netproxy *np)
 	return np->epfd;
 }
 
+void netproxy_counters_get(const struct netproxy *np, struct netproxy_counters *ret)
+{
+	*ret = (struct netproxy_counters){.sessions = np->nsessions,
+					  .max_sessions = np->cfg.max_sessions,
+					  .connects = np->nconnects,
+					  .refused_limit = np->nrefused_limit};
+}
+
 unsigned netproxy_listener_count(const struct netproxy *np)
 {
 	return np->nlisteners;
