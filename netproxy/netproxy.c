@@ -83,6 +83,7 @@ void netproxy_free(struct netproxy *np)
 		close(l->ep.fd);
 		free(l);
 	}
+	np_leg_pool_free(np);
 	for (int i = 0; i < 2; i++) {
 		if (np->leglisten[i].fd >= 0)
 			close(np->leglisten[i].fd);
@@ -237,6 +238,8 @@ int netproxy_dispatch(struct netproxy *np)
 		np->dead = s->next;
 		free(s);
 	}
+	/* After the answers: the job goes on meanwhile. */
+	np_leg_pool_refill(np);
 	return 0;
 }
 
@@ -275,8 +278,10 @@ void np_session_destroy(struct np_session *s, bool reset_upstream)
 	}
 	np_ring_free(&s->up);
 	np_ring_free(&s->down);
-	close(s->upipe[0]);
-	close(s->upipe[1]);
+	if (s->upipe[0] >= 0) {
+		close(s->upipe[0]);
+		close(s->upipe[1]);
+	}
 	if (s->prev)
 		s->prev->next = s->next;
 	else

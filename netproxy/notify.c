@@ -159,11 +159,14 @@ const size_t np_passed_opts_n = CK_ARRAY_SIZE(np_passed_opts);
 static int opt_default[2][CK_ARRAY_SIZE(np_passed_opts)];
 static bool opt_default_known[2][CK_ARRAY_SIZE(np_passed_opts)];
 
-static void copy_options(int from, int to, int family)
+/* The options of the job's socket that differ from a fresh socket's: read once per connect,
+ * applied to the upstream and to the leg. */
+_Static_assert(CK_ARRAY_SIZE(np_passed_opts) <= NP_PASSED_OPTS_MAX, "np_opt_set too small");
+
+static void read_options(int from, int family, struct np_opt_set *ret)
 {
 	int fi = np_family_idx(family);
-	if (from < 0)
-		return;
+	ret->n = 0;
 	for (size_t i = 0; i < CK_ARRAY_SIZE(np_passed_opts); i++) {
 		int level = np_passed_opts[i].level, name = np_passed_opts[i].name, v;
 		if (level == IPPROTO_IPV6 && family != AF_INET6)
@@ -178,8 +181,17 @@ static void copy_options(int from, int to, int family)
 			continue;
 		if (level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_SNDBUF))
 			v /= 2; /* the kernel reports twice what was set */
-		(void)setsockopt(to, level, name, &v, sizeof(v));
+		ret->o[ret->n].level = level;
+		ret->o[ret->n].name = name;
+		ret->o[ret->n++].v = v;
 	}
+}
+
+static void apply_options(const struct np_opt_set *set, int to)
+{
+	for (size_t i = 0; i < set->n; i++)
+		(void)setsockopt(to, set->o[i].level, set->o[i].name, &set->o[i].v,
+				 sizeof(set->o[i].v));
 }
 
 static socklen_t addr_len(int family)
@@ -259,15 +271,10 @@ static int session_new(struct netproxy *np, int family, struct np_session **ret)
 		free(s);
 		return -ENOMEM;
 	}
-	if (pipe2(s->upipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-		np_ring_free(&s->up);
-		np_ring_free(&s->down);
-		free(s);
-		return -errno;
-	}
-	(void)fcntl(s->upipe[1], F_SETPIPE_SZ, (int)np->cfg.buf_size);
-	int cap = fcntl(s->upipe[1], F_GETPIPE_SZ);
-	s->upipe_cap = cap > 0 ? (size_t)cap : 65536;
+	/* The splice pipe is made at the first bytes from the job (relay.c): many connections
+	 * never send, and it costs three syscalls. */
+	s->upipe[0] = s->upipe[1] = -1;
+	s->upipe_cap = np->cfg.buf_size;
 	s->id = np->next_id++;
 	s->next = np->sessions;
 	if (s->next)
@@ -352,7 +359,8 @@ static int handle_connect(struct netproxy *np, int nfd, const struct seccomp_not
 		np_session_destroy(s, false); /* answers ECONNABORTED */
 		return -r;
 	}
-	copy_options(sock, s->us.fd, k.domain);
+	read_options(sock, k.domain, &s->opts);
+	apply_options(&s->opts, s->us.fd);
 	bind_like(sock, s->us.fd);
 	s->jsock = TAKE_FD(sock);
 	s->connecting = true;
@@ -404,7 +412,7 @@ static int install_leg(struct np_session *s, int err_to_report)
 		np_session_destroy(s, true);
 		return r;
 	}
-	copy_options(s->jsock, js, s->family);
+	apply_options(&s->opts, js);
 	if (!s->job_nonblock) {
 		int fl = fcntl(js, F_GETFL);
 		(void)fcntl(js, F_SETFL, fl & ~O_NONBLOCK);
