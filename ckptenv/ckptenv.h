@@ -112,6 +112,9 @@ void cli_attach_print_clients(int job_fd);
 
 /** Human-readable byte count ("12.3 MiB") into @buf. */
 const char *cli_bytes(uint64_t n, char *buf, size_t len);
+/** Print the proxied connections of the running job in @job_fd (cli-net.c). -errno when its
+ *  supervisor cannot say. */
+int cli_status_net(int job_fd);
 /** Local time "YYYY-MM-DD HH:MM:SS" into @buf ("-" when @t is 0). */
 const char *cli_time(int64_t t, char *buf, size_t len);
 

@@ -29,6 +29,7 @@ enum control_type {
 	CONTROL_DROP,	   /* str ref; reply OK or ERROR */
 	CONTROL_INFO,	   /* reply INFO_REPLY */
 	CONTROL_CHECKPOINT, /* le32 CONTROL_CKPT_*; reply CHECKPOINTED or ERROR */
+	CONTROL_NET_STATUS = 40, /* reply NET_STATUS_REPLY (sup-net.c documents it) */
 	/* supervisor -> client */
 	CONTROL_OK = 100,
 	CONTROL_ERROR,	 /* le32 errno, str message */
@@ -40,6 +41,7 @@ enum control_type {
 			     * then (sup_stdio_info_pack) le16 terminal rows, cols, le32 clients
 			     * listed, each: le32 CONTROL_CLIENT_*, le16 rows, cols, le32 pid */
 	CONTROL_CHECKPOINTED, /* le64 id, le64 frozen ns, le64 epoch, le64 bytes */
+	CONTROL_NET_STATUS_REPLY = 140, /* the job's proxied connections (sup-net.c) */
 };
 #define CONTROL_INFO_STARTED 0x1u
 #define CONTROL_INFO_PIPES   0x2u

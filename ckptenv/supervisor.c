@@ -154,8 +154,14 @@ static void do_start(struct sup *s, int c)
 		s->exit_code = -1;
 		return;
 	}
-	r = sup_stdio_start(s, pty_fd);
+	/* The network first: the job's filter notifies the listener from launch_go() on. */
+	r = sup_net_start(s, TAKE_FD(s->job.net_fd));
 	if (r < 0) {
+		close(fuse_fd);
+		if (pty_fd >= 0)
+			close(pty_fd);
+		snprintf(err, sizeof(err), "cannot serve the job's network: %s", strerror(-r));
+	} else if ((r = sup_stdio_start(s, pty_fd)) < 0) {
 		close(fuse_fd);
 		snprintf(err, sizeof(err), "cannot serve the job's %s: %s",
 			 s->a->pty ? "terminal" : "stdio", strerror(-r));
@@ -309,6 +315,9 @@ static void client_message(struct sup *s, int i)
 	case CONTROL_CHECKPOINT:
 		sup_checkpoint(s, c, &m);
 		break;
+	case CONTROL_NET_STATUS:
+		sup_net_status(s, c);
+		break;
 	default:
 		sup_log(s, "client %d: unknown message type %u; closing", i, m.type);
 		client_close(s, i);
@@ -403,6 +412,7 @@ static void finish(struct sup *s)
 		waitpid(s->job.init_pid, NULL, 0);
 	}
 	sup_stdio_close(s);
+	sup_net_close(s);
 	int r = vfs_close(s->v, s->started);
 	if (r < 0)
 		sup_log(s, "closing the store failed: %s (%s)", strerror(-r), vfs_last_error());
@@ -439,7 +449,7 @@ int supervisor_main(const struct supervisor_args *a)
 			.listen_fd = -1,
 			.attach_fd = -1,
 			.sig_fd = -1,
-			.job = {-1, -1},
+			.job = {-1, -1, -1},
 			.job_stdio = {-1, -1, -1},
 			.sup_stdio = {-1, -1, -1}};
 	for (int i = 0; i < MAX_CLIENTS; i++)
@@ -484,6 +494,8 @@ int supervisor_main(const struct supervisor_args *a)
 				handle_signals(&s);
 			} else if (fd == s.attach_fd) {
 				sup_attach_accept(&s);
+			} else if (sup_net_owns(&s, fd)) {
+				sup_net_dispatch(&s);
 			} else if (!s.pp || ptyproxy_handle(s.pp, fd, evs[k].events) == -ENOENT) {
 				for (int i = 0; i < MAX_CLIENTS; i++)
 					if (s.clients[i] == fd) {

@@ -10,6 +10,7 @@
 #define SUP_MAX_CLIENTS 64
 
 struct ptyproxy;
+struct netproxy;
 
 struct sup {
 	const struct supervisor_args *a;
@@ -21,6 +22,8 @@ struct sup {
 	int clients[SUP_MAX_CLIENTS]; /* control clients; -1: free slot */
 	struct launch_job job;	      /* init_pid > 0 once started */
 	struct ptyproxy *pp;	      /* the job's stdio, once started */
+	struct netproxy *np;	      /* the job's TCP connections (sup-net.c), once started */
+	uint64_t np_refused_logged;   /* connects refused by the limit, already logged */
 	int job_stdio[3];	      /* pipe mode, until launched: the job's ends */
 	int sup_stdio[3];	      /* pipe mode, until handed to ptyproxy: ours */
 	bool started;
@@ -57,5 +60,17 @@ int sup_stdio_tick(struct sup *s);
 void sup_checkpoint(struct sup *s, int c, const struct control_msg *m);
 /** Close everything (clients get EOF), unlink attach.sock. */
 void sup_stdio_close(struct sup *s);
+
+/* sup-net.c: the job's network through netproxy. */
+/** Serve the job's seccomp listener @net_fd (taken over, closed on error too) and watch
+ *  netproxy's fd in s->ep. Returns 0 or -errno. */
+int sup_net_start(struct sup *s, int net_fd);
+/** Whether @fd is netproxy's (then call sup_net_dispatch). */
+bool sup_net_owns(const struct sup *s, int fd);
+void sup_net_dispatch(struct sup *s);
+/** CONTROL_NET_STATUS from client socket @c: replies NET_STATUS_REPLY. */
+void sup_net_status(struct sup *s, int c);
+/** Reset every proxied connection and free the proxy. NULL-safe. */
+void sup_net_close(struct sup *s);
 
 #endif
