@@ -28,6 +28,11 @@ struct supervisor_args {
 	const char *restore_id;
 	uint64_t restore_epoch;
 	int32_t restore_pid;
+	/* `run`: --checkpoint-every, --keep, --checkpoint-on-term (ckpt.h; `restore` reads the
+	 * job's saved one instead). */
+	uint64_t ckpt_every_ns;
+	uint32_t ckpt_keep;
+	bool ckpt_on_term;
 };
 
 #define OUTPUT_LOG	     "output"

@@ -1,5 +1,6 @@
 /* ckptenv checkpoint NAME [--stop], ckptenv checkpoints NAME, ckptenv restore NAME [ID]:
  * process checkpoints of a job (ckpt.h; the supervisor's side is sup-ckpt.c). */
+#include "ckpt-gc.h"
 #include "ckpt.h"
 #include "ckptenv.h"
 #include "control.h"
@@ -20,9 +21,11 @@ static const char checkpoint_usage[] =
 	"Freeze the running job's process, save it with its /tmp into a new checkpoint, and let\n"
 	"it go on (--stop: end the job once the checkpoint is complete). Prints the checkpoint id\n"
 	"on stdout and how long the job was frozen on stderr. Only single-process jobs for now.\n";
-static const char checkpoints_usage[] = "Usage: ckptenv checkpoints NAME\n"
-					"\n"
-					"List job NAME's checkpoints: ID, TIME, SIZE, EPOCH.\n";
+static const char checkpoints_usage[] =
+	"Usage: ckptenv checkpoints NAME\n"
+	"\n"
+	"List job NAME's checkpoints: ID, TIME, SIZE, EPOCH, FROZEN. A checkpoint whose /tmp epoch\n"
+	"is missing from the store is reported on stderr (exit status 1).\n";
 static const char restore_usage[] =
 	"Usage: ckptenv restore NAME [ID] [--detach]\n"
 	"\n"
@@ -95,6 +98,15 @@ int cmd_checkpoint(int argc, char **argv)
 			(double)ck_get_le64(m.payload + 8) / 1e6,
 			cli_bytes(ck_get_le64(m.payload + 24), sz, sizeof(sz)),
 			(unsigned long long)ck_get_le64(m.payload + 16));
+		if (m.len >= 72) /* where the frozen time went */
+			fprintf(stderr,
+				"ckptenv: job %s: frozen: freeze %.1f ms, vfs %.1f ms, pty %.1f ms, "
+				"memory %.1f ms, commit %.1f ms\n",
+				name, (double)ck_get_le64(m.payload + 32) / 1e6,
+				(double)ck_get_le64(m.payload + 40) / 1e6,
+				(double)ck_get_le64(m.payload + 48) / 1e6,
+				(double)ck_get_le64(m.payload + 56) / 1e6,
+				(double)ck_get_le64(m.payload + 64) / 1e6);
 		code = 0;
 		/* --stop: wait until the supervisor is gone, so a restore may follow at once. */
 		struct pollfd e = {.fd = sock, .events = POLLIN};
@@ -115,6 +127,26 @@ int cmd_checkpoint(int argc, char **argv)
 		control_msg_close_fds(&m);
 	cli_job_close(&j);
 	return code;
+}
+
+struct disagree {
+	const char *name;
+};
+
+static void report_disagree(void *ud, uint64_t id, uint64_t epoch, uint64_t ref_epoch)
+{
+	const struct disagree *d = ud;
+	if (ref_epoch)
+		cli_error("checkpoints", d->name,
+			  "checkpoint %llu: its /tmp is epoch %llu but ref ckpt-%llu names epoch "
+			  "%llu; do not restore it",
+			  (unsigned long long)id, (unsigned long long)epoch, (unsigned long long)id,
+			  (unsigned long long)ref_epoch);
+	else
+		cli_error("checkpoints", d->name,
+			  "checkpoint %llu: its /tmp epoch %llu has no ref ckpt-%llu in the store; "
+			  "do not restore it",
+			  (unsigned long long)id, (unsigned long long)epoch, (unsigned long long)id);
 }
 
 int cmd_checkpoints(int argc, char **argv)
@@ -147,8 +179,19 @@ int cmd_checkpoints(int argc, char **argv)
 			       (double)man.frozen_ns / 1e6);
 		}
 	}
+	/* Image and epoch must agree: the ref ckpt-ID names the manifest's epoch. */
+	int bad = 0;
+	if (ckdir >= 0) {
+		_cleanup_free_ char *store = NULL;
+		struct disagree d = {.name = pos[0]};
+		if (asprintf(&store, "%s/store", j.dir) >= 0)
+			bad = ckpt_check(ckdir, store, report_disagree, &d);
+		if (bad < 0)
+			cli_error("checkpoints", pos[0], "cannot check the store's refs: %s",
+				  strerror(-bad));
+	}
 	cli_job_close(&j);
-	return 0;
+	return bad ? 1 : 0;
 }
 
 static int do_restore(struct cli_job *j, const char *name, const char *want, bool detach)

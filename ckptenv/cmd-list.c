@@ -1,4 +1,5 @@
 /* ckptenv list [--json]: one line (or JSON object) per job. */
+#include "ckpt-gc.h"
 #include "ckptenv.h"
 #include "control.h"
 
@@ -14,7 +15,8 @@
 static const char list_usage[] =
 	"Usage: ckptenv list [--json]\n"
 	"\n"
-	"List the jobs of $CKPTENV_HOME: NAME STATE PID COMMAND STARTED ATTACHED.\n"
+	"List the jobs of $CKPTENV_HOME: NAME STATE PID COMMAND STARTED SPACE ATTACHED.\n"
+	"SPACE: disk used by the job's state (its /tmp with every epoch, checkpoints, log).\n"
 	"ATTACHED: clients attached to a running job's terminal (+N read-only ones).\n"
 	"  --json   one JSON array of objects instead of a table\n";
 
@@ -153,8 +155,8 @@ int cmd_list(int argc, char **argv)
 	if (json)
 		fputs("[", stdout);
 	else
-		printf("%-20s %-14s %-8s %-40s %-19s %s\n", "NAME", "STATE", "PID", "COMMAND",
-		       "STARTED", "ATTACHED");
+		printf("%-20s %-14s %-8s %-40s %-19s %10s %s\n", "NAME", "STATE", "PID",
+		       "COMMAND", "STARTED", "SPACE", "ATTACHED");
 	bool first = true;
 	for (size_t k = 0; k < n; k++) {
 		_cleanup_close_ int fd = -1;
@@ -169,6 +171,8 @@ int cmd_list(int argc, char **argv)
 		uint32_t ncl = 0, nwr = 0;
 		bool have_cl = running && job_clients(fd, &ncl, &nwr) == 0;
 		cli_job_state_str(&i, st, sizeof(st));
+		struct ckpt_space sp = {0};
+		(void)ckpt_space(fd, &sp);
 		if (json) {
 			printf("%s\n  {\"name\": ", first ? "" : ",");
 			cli_json_str(stdout, names[k]);
@@ -186,7 +190,10 @@ int cmd_list(int argc, char **argv)
 				       ncl - nwr);
 			printf(", \"command\": ");
 			cli_json_str(stdout, cmd ? cmd : "");
-			printf(", \"started\": %lld}", (long long)started);
+			printf(", \"started\": %lld, \"space\": %llu, \"space_store\": %llu, "
+			       "\"space_checkpoints\": %llu}",
+			       (long long)started, (unsigned long long)sp.total,
+			       (unsigned long long)sp.store, (unsigned long long)sp.checkpoints);
 		} else {
 			char pid[16] = "-";
 			if (running && i.has_run)
@@ -197,8 +204,10 @@ int cmd_list(int argc, char **argv)
 				snprintf(att, sizeof(att), "%u+%u", nwr, ncl - nwr);
 			else if (have_cl)
 				snprintf(att, sizeof(att), "%u", ncl);
-			printf("%-20s %-14s %-8s %-40s %-19s %s\n", names[k], st, pid, shortcmd,
-			       cli_time(started, t, sizeof(t)), att);
+			char space[32];
+			printf("%-20s %-14s %-8s %-40s %-19s %10s %s\n", names[k], st, pid,
+			       shortcmd, cli_time(started, t, sizeof(t)),
+			       cli_bytes(sp.total, space, sizeof(space)), att);
 		}
 		first = false;
 		cli_job_info_free(&i);

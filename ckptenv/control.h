@@ -29,6 +29,7 @@ enum control_type {
 	CONTROL_DROP,	   /* str ref; reply OK or ERROR */
 	CONTROL_INFO,	   /* reply INFO_REPLY */
 	CONTROL_CHECKPOINT, /* le32 CONTROL_CKPT_*; reply CHECKPOINTED or ERROR */
+	CONTROL_CKPT_DROP = 20, /* le64 checkpoint id; reply OK or ERROR (fixed number: merges) */
 	/* supervisor -> client */
 	CONTROL_OK = 100,
 	CONTROL_ERROR,	 /* le32 errno, str message */
@@ -37,7 +38,8 @@ enum control_type {
 	CONTROL_SNAPPED, /* le64 epoch, le64 ns taken; optionally le64 syncfs ns, le64 store
 			  * commit ns, le64 bytes changed (see snapshot_reply) */
 	CONTROL_INFO_REPLY, /* le32 attached clients, le32 of which writers, le32 CONTROL_INFO_* */
-	CONTROL_CHECKPOINTED, /* le64 id, le64 frozen ns, le64 epoch, le64 bytes */
+	CONTROL_CHECKPOINTED, /* le64 id, le64 frozen ns, le64 epoch, le64 bytes; optionally
+			       * le64 ns per phase: freeze, vfs, pty, memory, commit */
 };
 #define CONTROL_INFO_STARTED 0x1u
 #define CONTROL_INFO_PIPES   0x2u

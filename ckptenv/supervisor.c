@@ -316,6 +316,9 @@ static void client_message(struct sup *s, int i)
 	case CONTROL_CHECKPOINT:
 		sup_checkpoint(s, c, &m);
 		break;
+	case CONTROL_CKPT_DROP:
+		sup_ckpt_drop(s, c, &m);
+		break;
 	default:
 		sup_log(s, "client %d: unknown message type %u; closing", i, m.type);
 		client_close(s, i);
@@ -326,6 +329,8 @@ static void handle_signals(struct sup *s)
 {
 	struct signalfd_siginfo si;
 	while (read(s->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGTERM && sup_periodic_term(s))
+			continue;
 		if (si.ssi_signo != SIGCHLD) {
 			sup_log(s, "got signal %u: %s", si.ssi_signo,
 			     s->started ? "forwarding SIGTERM to the job" : "exiting");
@@ -400,6 +405,8 @@ static int setup(struct sup *s, char *err, size_t errlen)
 		snprintf(err, errlen, "epoll: %s", strerror(-r));
 		return r;
 	}
+	if ((r = sup_periodic_setup(s, err, errlen)) < 0)
+		return r;
 	return sup_stdio_setup(s, err, errlen);
 }
 
@@ -410,6 +417,7 @@ static void finish(struct sup *s)
 		waitpid(s->job.init_pid, NULL, 0);
 	}
 	sup_stdio_close(s);
+	sup_periodic_close(s);
 	int r = vfs_close(s->v, s->started);
 	if (r < 0)
 		sup_log(s, "closing the store failed: %s (%s)", strerror(-r), vfs_last_error());
@@ -446,6 +454,7 @@ int supervisor_main(const struct supervisor_args *a)
 			.listen_fd = -1,
 			.attach_fd = -1,
 			.sig_fd = -1,
+			.periodic_fd = -1,
 			.job = {-1, -1},
 			.job_stdio = {-1, -1, -1},
 			.sup_stdio = {-1, -1, -1}};
@@ -491,6 +500,8 @@ int supervisor_main(const struct supervisor_args *a)
 				handle_signals(&s);
 			} else if (fd == s.attach_fd) {
 				sup_attach_accept(&s);
+			} else if (fd == s.periodic_fd) {
+				sup_periodic_fire(&s);
 			} else if (!s.pp || ptyproxy_handle(s.pp, fd, evs[k].events) == -ENOENT) {
 				for (int i = 0; i < MAX_CLIENTS; i++)
 					if (s.clients[i] == fd) {

@@ -3,6 +3,7 @@
 #ifndef CKPTENV_SUPERVISOR_H
 #define CKPTENV_SUPERVISOR_H
 
+#include "ckpt.h"
 #include "ckptenv.h"
 #include "control.h"
 #include "launch.h"
@@ -32,6 +33,10 @@ struct sup {
 	int exit_code;
 	int64_t started_at;
 	uint64_t run_id;
+	/* sup-periodic.c */
+	char *store_dir;	   /* jobs/NAME/store */
+	struct ckpt_policy policy; /* checkpoint period, how many to keep, on SIGTERM */
+	int periodic_fd;	   /* timerfd (CLOCK_MONOTONIC) when policy.every_ns; else -1 */
 };
 
 __attribute__((format(printf, 2, 3))) void sup_log(const struct sup *s, const char *fmt, ...);
@@ -53,6 +58,39 @@ void sup_stdio_job_exited(struct sup *s, int wstatus);
 int sup_stdio_tick(struct sup *s);
 /** CONTROL_CHECKPOINT from client socket @c (sup-ckpt.c); replies itself. */
 void sup_checkpoint(struct sup *s, int c, const struct control_msg *m);
+/* Where the job's frozen time goes, in the order of a checkpoint. */
+enum sup_ckpt_phase {
+	SUP_CKPT_PHASE_FREEZE, /* seize and stop every thread */
+	SUP_CKPT_PHASE_VFS,    /* syncfs of the job's /tmp, epoch sealed, written, ref set */
+	SUP_CKPT_PHASE_PTY,    /* input held, screen model caught up, pty.state written */
+	SUP_CKPT_PHASE_MEM,    /* restore_dump: registers, fds, memory into image/ */
+	SUP_CKPT_PHASE_COMMIT, /* directories, manifest, rename, fsyncs, LATEST */
+	SUP_CKPT_PHASES
+};
+
+struct sup_ckpt_result {
+	uint64_t id, epoch, bytes, frozen_ns;
+	uint64_t phase_ns[SUP_CKPT_PHASES];
+};
+
+/** Take one checkpoint of the running job (CONTROL_CKPT_STOP in @flags: end the job once it
+ *  is complete), then drop the oldest beyond policy.keep. -errno with one line in @err. */
+int sup_ckpt_take(struct sup *s, uint32_t flags, struct sup_ckpt_result *ret, char *err,
+		  size_t errlen);
+
+/** After vfs_open and epoll_create (sup-periodic.c): record or reload the checkpoint policy
+ *  (`run` writes a->policy, `restore` reads the job's), remove what an interrupted checkpoint
+ *  left, arm the period timer. 0 or -errno with @err set. */
+int sup_periodic_setup(struct sup *s, char *err, size_t errlen);
+/** The period timer fired: checkpoint the job if it runs (failures are logged). */
+void sup_periodic_fire(struct sup *s);
+/** SIGTERM to the supervisor: with policy CKPT_POLICY_ON_TERM, take a final checkpoint and end
+ *  the job. True when done (the caller then does not forward the signal). */
+bool sup_periodic_term(struct sup *s);
+/** CONTROL_CKPT_DROP from client @c: drop one checkpoint and its epoch. */
+void sup_ckpt_drop(struct sup *s, int c, const struct control_msg *m);
+void sup_periodic_close(struct sup *s);
+
 /** Close everything (clients get EOF), unlink attach.sock. */
 void sup_stdio_close(struct sup *s);
 
