@@ -28,9 +28,17 @@ J=soak
 JD=$CKPTENV_HOME/jobs/$J
 cleanup() {
 	local rc=$?
-	"$CKPTENV" rm --force "$J" >/dev/null 2>&1 || true
-	if [ "$rc" = 0 ] && [ -z "${SOAK_DIR:-}" ]; then rm -rf "$W"; fi
-	[ "$rc" = 0 ] || echo "ckpt-soak: work directory kept at $W" >&2
+	if [ "$rc" = 0 ]; then
+		"$CKPTENV" rm --force "$J" >/dev/null 2>&1 || true
+		[ -n "${SOAK_DIR:-}" ] || rm -rf "$W"
+		return
+	fi
+	# Keep the evidence: stop the job without deleting its state.
+	local s; s=$(sup_pid 2>/dev/null || true)
+	[ -z "$s" ] || kill -9 "$s" 2>/dev/null || true
+	{ echo "checkpoints/: $(ls -a "$JD/checkpoints" | tr '\n' ' ')"
+	  "$CKPTENV" snapshots "$J"; grep -av '^count' "$JD/log" | tail -20; } >&2 || true
+	echo "ckpt-soak: work directory kept at $W" >&2
 }
 trap cleanup EXIT
 

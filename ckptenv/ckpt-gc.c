@@ -24,21 +24,6 @@ static void ref_name(uint64_t id, char *buf, size_t len)
 	snprintf(buf, len, "ckpt-%llu", (unsigned long long)id);
 }
 
-/* LATEST names the newest complete checkpoint again (removed when none is left). */
-static int latest_fix(int ckdir)
-{
-	_cleanup_free_ uint64_t *ids = NULL;
-	size_t n = 0;
-	int r = ckpt_list(ckdir, &ids, &n);
-	if (r < 0)
-		return r;
-	if (n)
-		return ckpt_latest_write(ckdir, ids[n - 1]);
-	if (unlinkat(ckdir, CKPT_LATEST, 0) < 0 && errno != ENOENT)
-		return -errno;
-	return 0;
-}
-
 int ckpt_drop(int ckdir, struct vfs *v, uint64_t id)
 {
 	char name[24], del[32], ref[48];
@@ -49,10 +34,11 @@ int ckpt_drop(int ckdir, struct vfs *v, uint64_t id)
 		return -errno;
 	if (fsync(ckdir) < 0)
 		return -errno;
-	int r = latest_fix(ckdir);
-	int rr = vfs_ref_drop(v, ref);
-	if (rr < 0 && rr != -ENOENT && r == 0)
-		r = rr;
+	/* LATEST may now name this dropped id: ckpt_latest() then takes the highest complete
+	 * one, and ckpt_next_id() never gives this id again. */
+	int r = vfs_ref_drop(v, ref);
+	if (r == -ENOENT)
+		r = 0;
 	int rd = ck_rm_rf_at(ckdir, del);
 	return r < 0 ? r : rd;
 }
@@ -160,8 +146,6 @@ int ckpt_sweep(int ckdir, struct vfs *v, const char *store_dir, struct ckpt_swee
 			st.refs++;
 	}
 	free(refs);
-	if (st.dirs && r == 0)
-		r = latest_fix(ckdir);
 	if (ret)
 		*ret = st;
 	return r;
@@ -169,14 +153,21 @@ int ckpt_sweep(int ckdir, struct vfs *v, const char *store_dir, struct ckpt_swee
 
 int ckpt_check(int ckdir, const char *store_dir, ckpt_check_fn fn, void *ud)
 {
-	struct vfs_ref *refs = NULL;
-	size_t n = 0;
-	int r = vfs_refs_list(store_dir, &refs, &n);
-	if (r < 0 && r != -ENOENT)
-		return r;
+	/* In this order, against a supervisor checkpointing or dropping meanwhile: a checkpoint
+	 * listed had its ref before it became visible, so the refs read after the listing have
+	 * it; and one whose directory still opens after the refs were read was not yet being
+	 * dropped when they were (a drop renames it before dropping the ref). */
 	_cleanup_free_ uint64_t *ids = NULL;
 	size_t nids = 0;
-	r = ckpt_list(ckdir, &ids, &nids);
+	int r = ckpt_list(ckdir, &ids, &nids);
+	if (r < 0)
+		return r;
+	struct vfs_ref *refs = NULL;
+	size_t n = 0;
+	r = vfs_refs_list(store_dir, &refs, &n);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	r = 0;
 	int bad = 0;
 	for (size_t k = 0; r == 0 && k < nids; k++) {
 		char name[24], ref[48];

@@ -8,9 +8,10 @@
 
 struct vfs;
 
-/** Drop checkpoint @id: invisible first (renamed to .ID.del, directory fsynced), LATEST
- *  fixed, then its vfs ref "ckpt-ID" dropped (freeing the epoch unless something else refers
- *  to it), then its files removed. -ENOENT when there is no such checkpoint. */
+/** Drop checkpoint @id: invisible first (renamed to .ID.del, directory fsynced), then its vfs
+ *  ref "ckpt-ID" dropped (freeing the epoch unless something else refers to it), then its
+ *  files removed. LATEST is left as it is (see ckpt_next_id). -ENOENT when there is no such
+ *  checkpoint. */
 int ckpt_drop(int ckdir, struct vfs *v, uint64_t id);
 
 /** Drop all but the newest @keep complete checkpoints (0: keep all). The ids dropped go into

@@ -146,28 +146,36 @@ int ckpt_list(int ckdir, uint64_t **ret, size_t *ret_n)
 	return scan(ckdir, false, true, ret, ret_n);
 }
 
+/* The id LATEST names, complete or not (0: none). */
+static uint64_t latest_raw(int ckdir)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+	if (ck_read_file_at(ckdir, CKPT_LATEST, 64, &buf, &len) < 0)
+		return 0;
+	char s[32];
+	snprintf(s, sizeof(s), "%.*s", (int)CK_MIN(len, sizeof(s) - 1), buf);
+	s[strcspn(s, "\n")] = 0;
+	return parse_id(s);
+}
+
 uint64_t ckpt_next_id(int ckdir)
 {
+	/* LATEST is left naming a dropped checkpoint (ckpt-gc.c): its id is not given again. */
+	uint64_t high = latest_raw(ckdir);
 	_cleanup_free_ uint64_t *ids = NULL;
 	size_t n = 0;
-	if (scan(ckdir, true, false, &ids, &n) < 0 || !n)
-		return 1;
-	return ids[n - 1] + 1;
+	if (scan(ckdir, true, false, &ids, &n) == 0 && n && ids[n - 1] > high)
+		high = ids[n - 1];
+	return high + 1;
 }
 
 int ckpt_latest(int ckdir, uint64_t *ret)
 {
-	_cleanup_free_ char *buf = NULL;
-	size_t len;
-	if (ck_read_file_at(ckdir, CKPT_LATEST, 64, &buf, &len) == 0) {
-		char s[32];
-		snprintf(s, sizeof(s), "%.*s", (int)CK_MIN(len, sizeof(s) - 1), buf);
-		s[strcspn(s, "\n")] = 0;
-		uint64_t id = parse_id(s);
-		if (id && complete(ckdir, id)) {
-			*ret = id;
-			return 0;
-		}
+	uint64_t id = latest_raw(ckdir);
+	if (id && complete(ckdir, id)) {
+		*ret = id;
+		return 0;
 	}
 	_cleanup_free_ uint64_t *ids = NULL;
 	size_t n = 0;

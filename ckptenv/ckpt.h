@@ -39,9 +39,10 @@ int ckpt_manifest_read(int dirfd, struct ckpt_manifest *ret);
 int ckpt_dir_open(int job_fd, bool create, int *ret_fd);
 /** Ids of the complete checkpoints (a valid manifest) in increasing order; malloc'd. */
 int ckpt_list(int ckdir, uint64_t **ret, size_t *ret_n);
-/** The next free id (1 + highest id, complete or not). */
+/** The next free id: 1 + the highest id present (complete or not) or named by LATEST. */
 uint64_t ckpt_next_id(int ckdir);
-/** The newest complete checkpoint: LATEST when it names one, else the highest listed id.
+/** The newest complete checkpoint: LATEST when it names a complete one (after a drop of the
+ *  newest it names none, and stays so as the high-water mark of ids), else the highest listed.
  *  -ENOENT when there is none. */
 int ckpt_latest(int ckdir, uint64_t *ret);
 /** Replace LATEST with @id. */

@@ -62,6 +62,17 @@ static int parse(const char *cmd, const char *usage, int argc, char **argv, int 
 	return 0;
 }
 
+/* Does the supervisor on @sock hold a stopped job (CONTROL_INFO_PARKED)? */
+static bool job_parked(int sock)
+{
+	struct control_msg m;
+	if (control_call(sock, CONTROL_INFO, NULL, 0, &m) < 0)
+		return false;
+	control_msg_close_fds(&m);
+	return m.type == CONTROL_INFO_REPLY && m.len >= 12 &&
+	       (ck_get_le32(m.payload + 8) & CONTROL_INFO_PARKED);
+}
+
 int cmd_checkpoint(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -108,13 +119,10 @@ int cmd_checkpoint(int argc, char **argv)
 				(double)ck_get_le64(m.payload + 56) / 1e6,
 				(double)ck_get_le64(m.payload + 64) / 1e6);
 		code = 0;
-		/* --stop: wait until the supervisor is gone, so a restore may follow at once. */
-		struct pollfd e = {.fd = sock, .events = POLLIN};
-		for (int i = 0; (fl & 1) && i < 200 && poll(&e, 1, 50) >= 0; i++) {
-			char b[64];
-			if ((e.revents & (POLLIN | POLLHUP)) && recv(sock, b, sizeof(b), 0) <= 0)
-				break;
-		}
+		/* --stop: wait until the job is gone and its supervisor waits for a restore, so
+		 * one may follow at once. */
+		for (int i = 0; (fl & 1) && i < 500 && !job_parked(sock); i++)
+			poll(NULL, 0, 20);
 	} else {
 		char err[1100];
 		int e;
@@ -194,12 +202,66 @@ int cmd_checkpoints(int argc, char **argv)
 	return bad ? 1 : 0;
 }
 
+/* The job's supervisor still runs with the job stopped (checkpoint --stop, or a crash): it
+ * restores the checkpoint itself, and this client then attaches or waits as after `run`. */
+static int restore_in_place(struct cli_job *j, const char *name, uint64_t id, bool detach,
+			    bool pty)
+{
+	_cleanup_close_ int sock = control_connect(j->job_fd, "control.sock");
+	if (sock < 0) {
+		cli_error("restore", name, "cannot reach the supervisor: %s; see %s/log",
+			  strerror(-sock), j->dir);
+		return 1;
+	}
+	uint8_t p[8];
+	ck_put_le64(p, id);
+	struct control_msg m;
+	int r = control_call(sock, CONTROL_RESTORE, p, sizeof(p), &m);
+	if (r < 0) {
+		cli_error("restore", name, "supervisor: %s; see %s/log", strerror(-r), j->dir);
+		return 1;
+	}
+	control_msg_close_fds(&m);
+	if (m.type != CONTROL_STARTED) {
+		char err[1100];
+		int e;
+		if (control_parse_error(&m, &e, err, sizeof(err)) < 0)
+			snprintf(err, sizeof(err), "unexpected reply %u from the supervisor", m.type);
+		cli_error("restore", name, "%s", err);
+		return 1;
+	}
+	if (detach) {
+		printf("%s\n", name);
+		return 0;
+	}
+	if (!(pty && isatty(0) && isatty(1)))
+		return cli_wait_job(sock, name, j->dir, -1);
+	struct cli_attach_opts ao = {.detach_key = DEFAULT_DETACH_KEY, .control_sock = -1};
+	int code = 1;
+	r = cli_attach(j, "restore", name, &ao, &code);
+	if (r == 1)
+		return 0;
+	if (r < 0 && r != -ECONNRESET) {
+		cli_error("restore", name, "cannot reach the job's terminal: %s; see %s/log",
+			  strerror(-r), j->dir);
+		return 1;
+	}
+	return cli_wait_job(sock, name, j->dir, r == 0 ? code : -1);
+}
+
 static int do_restore(struct cli_job *j, const char *name, const char *want, bool detach)
 {
+	bool in_place = false;
 	if (state_job_running(j->job_fd) == 1) {
-		cli_error("restore", name,
-			  "the job is running; a checkpoint can only be restored once it ended");
-		return 1;
+		_cleanup_close_ int sock = control_connect(j->job_fd, "control.sock");
+		in_place = sock >= 0 && job_parked(sock);
+		if (!in_place) {
+			cli_error("restore", name,
+				  "the job is running; a checkpoint can only be restored once it "
+				  "ended (e.g. 'ckptenv checkpoint %s --stop')",
+				  name);
+			return 1;
+		}
 	}
 	_cleanup_close_ int ckdir = -1;
 	uint64_t id = 0;
@@ -247,6 +309,8 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 				  err.msg[0] ? err.msg : strerror(-r));
 		return 1;
 	}
+	if (in_place)
+		return restore_in_place(j, name, id, detach, man.flags & CKPT_F_PTY);
 	struct job_spec spec;
 	r = job_spec_read(j->job_fd, &spec);
 	if (r < 0) {

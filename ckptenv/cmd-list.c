@@ -20,8 +20,9 @@ static const char list_usage[] =
 	"ATTACHED: clients attached to a running job's terminal (+N read-only ones).\n"
 	"  --json   one JSON array of objects instead of a table\n";
 
-/* Ask a running job's supervisor how many clients are attached. -errno when it cannot say. */
-static int job_clients(int job_fd, uint32_t *ret_clients, uint32_t *ret_writers)
+/* Ask a running job's supervisor how many clients are attached (and its CONTROL_INFO_* flags
+ * into *ret_flags when not NULL). -errno when it cannot say. */
+static int job_info(int job_fd, uint32_t *ret_clients, uint32_t *ret_writers, uint32_t *ret_flags)
 {
 	_cleanup_close_ int sock = control_connect(job_fd, "control.sock");
 	if (sock < 0)
@@ -37,7 +38,14 @@ static int job_clients(int job_fd, uint32_t *ret_clients, uint32_t *ret_writers)
 		return -EBADMSG;
 	*ret_clients = ck_get_le32(m.payload);
 	*ret_writers = ck_get_le32(m.payload + 4);
+	if (ret_flags)
+		*ret_flags = m.len >= 12 ? ck_get_le32(m.payload + 8) : 0;
 	return 0;
+}
+
+static int job_clients(int job_fd, uint32_t *ret_clients, uint32_t *ret_writers)
+{
+	return job_info(job_fd, ret_clients, ret_writers, NULL);
 }
 
 void cli_job_info_load(int job_fd, struct cli_job_info *ret)
@@ -46,8 +54,12 @@ void cli_job_info_load(int job_fd, struct cli_job_info *ret)
 	i.has_spec = job_spec_read(job_fd, &i.spec) == 0;
 	i.has_status = job_status_read(job_fd, &i.status) == 0;
 	i.has_run = job_run_read(job_fd, &i.run) == 0;
-	if (state_job_running(job_fd) > 0)
+	uint32_t ncl, nwr, flags = 0;
+	if (state_job_running(job_fd) > 0) {
 		i.state = CLI_JOB_RUNNING;
+		i.stopped = job_info(job_fd, &ncl, &nwr, &flags) == 0 &&
+			    (flags & CONTROL_INFO_PARKED);
+	}
 	else if (i.has_status && (!i.has_run || i.status.run_id == i.run.run_id))
 		i.state = CLI_JOB_EXITED;
 	else if (i.has_run)
@@ -68,7 +80,7 @@ const char *cli_job_state_str(const struct cli_job_info *i, char *buf, size_t le
 {
 	switch (i->state) {
 	case CLI_JOB_RUNNING:
-		snprintf(buf, len, "running");
+		snprintf(buf, len, i->stopped ? "stopped" : "running");
 		break;
 	case CLI_JOB_EXITED:
 		snprintf(buf, len, "exited %d", (int)i->status.exit_code);
@@ -176,7 +188,8 @@ int cmd_list(int argc, char **argv)
 		if (json) {
 			printf("%s\n  {\"name\": ", first ? "" : ",");
 			cli_json_str(stdout, names[k]);
-			printf(", \"state\": \"%s\"", running			  ? "running"
+			printf(", \"state\": \"%s\"", running && i.stopped	  ? "stopped"
+						      : running			  ? "running"
 						      : i.state == CLI_JOB_EXITED ? "exited"
 						      : i.state == CLI_JOB_DIED	  ? "died"
 										: "never started");

@@ -315,6 +315,11 @@ static int wait_job(int sock, const char *name, const char *dir, int known)
 	}
 }
 
+int cli_wait_job(int sock, const char *name, const char *dir, int known)
+{
+	return wait_job(sock, name, dir, known);
+}
+
 int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 		  const struct cli_run_opts *o, bool print_name, struct supervisor_args *sa)
 {

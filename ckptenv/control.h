@@ -30,6 +30,8 @@ enum control_type {
 	CONTROL_INFO,	   /* reply INFO_REPLY */
 	CONTROL_CHECKPOINT, /* le32 CONTROL_CKPT_*; reply CHECKPOINTED or ERROR */
 	CONTROL_CKPT_DROP = 20, /* le64 checkpoint id; reply OK or ERROR (fixed number: merges) */
+	CONTROL_RESTORE = 21,	/* le64 checkpoint id: restore a stopped job in place; reply
+				 * STARTED or ERROR */
 	/* supervisor -> client */
 	CONTROL_OK = 100,
 	CONTROL_ERROR,	 /* le32 errno, str message */
@@ -43,6 +45,7 @@ enum control_type {
 };
 #define CONTROL_INFO_STARTED 0x1u
 #define CONTROL_INFO_PIPES   0x2u
+#define CONTROL_INFO_PARKED  0x4u /* the job ended at a checkpoint or crashed; restorable in place */
 #define CONTROL_CKPT_STOP    0x1u /* end the job once the checkpoint is complete */
 
 struct control_msg {

@@ -314,6 +314,8 @@ void sup_checkpoint(struct sup *s, int c, const struct control_msg *m)
 		flags = ck_get_le32(m->payload);
 	struct sup_ckpt_result res;
 	int r = sup_ckpt_take(s, flags, &res, err, sizeof(err));
+	if (r == 0 && (flags & CONTROL_CKPT_STOP))
+		s->park_on_exit = true; /* the supervisor stays for `restore` (sup-restore.c) */
 	if (r < 0) {
 		if (r != -ESRCH)
 			sup_log(s, "checkpoint failed: %s", err);

@@ -80,7 +80,7 @@ int sup_stdio_prepare(struct sup *s, struct launch_args *la)
 static struct ptyproxy_state *restored_pty_state(struct sup *s)
 {
 	char path[64];
-	snprintf(path, sizeof(path), "%s/%s", CKPT_DIR, s->a->restore_id);
+	snprintf(path, sizeof(path), "%s/%s", CKPT_DIR, s->restore_id);
 	_cleanup_close_ int dfd = openat(s->a->job_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	struct ptyproxy_state *pst = NULL;
 	if (dfd < 0 || ptyproxy_state_load(dfd, &pst) < 0) {
@@ -93,7 +93,9 @@ static struct ptyproxy_state *restored_pty_state(struct sup *s)
 int sup_stdio_start(struct sup *s, int pty_fd)
 {
 	struct ptyproxy_state *pst =
-		pty_fd >= 0 && s->a->restore_id ? restored_pty_state(s) : NULL;
+		pty_fd >= 0 && s->restore_id ? restored_pty_state(s) : NULL;
+	if (s->pp) /* restored in place (sup-restore.c): the clients stay */
+		return sup_stdio_restart(s, pty_fd, pst);
 	struct ptyproxy_config cfg = {
 		.ops = &pp_ops,
 		.userdata = s,

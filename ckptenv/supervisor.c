@@ -107,7 +107,7 @@ static void client_accept(struct sup *s)
 	}
 }
 
-static void do_start(struct sup *s, int c)
+void sup_job_start(struct sup *s, int c)
 {
 	if (s->started) {
 		control_send_error(c, EBUSY, "the job has already been started");
@@ -120,9 +120,9 @@ static void do_start(struct sup *s, int c)
 	_cleanup_close_ int rdir = -1;
 	struct ptyproxy_state *pst = NULL;
 	int r = 0;
-	if (s->a->restore_id) {
+	if (s->restore_id) {
 		char path[64];
-		snprintf(path, sizeof(path), "%s/%s", CKPT_DIR, s->a->restore_id);
+		snprintf(path, sizeof(path), "%s/%s", CKPT_DIR, s->restore_id);
 		rdir = openat(s->a->job_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (rdir < 0) {
 			r = -errno;
@@ -132,7 +132,7 @@ static void do_start(struct sup *s, int c)
 		}
 		la.restore_dirfd = rdir;
 		la.restore_id = CKPT_IMAGE;
-		la.restore_pid = s->a->restore_pid;
+		la.restore_pid = s->restore_pid;
 	}
 	if (r == 0)
 		r = sup_stdio_prepare(s, &la);
@@ -276,7 +276,7 @@ static void client_message(struct sup *s, int i)
 	uint32_t sig;
 	switch (m.type) {
 	case CONTROL_START:
-		do_start(s, c);
+		sup_job_start(s, c);
 		break;
 	case CONTROL_INFO: {
 		struct ptyproxy_info info = {0};
@@ -286,7 +286,8 @@ static void client_message(struct sup *s, int i)
 		ck_put_le32(b, info.clients);
 		ck_put_le32(b + 4, info.writers);
 		ck_put_le32(b + 8, (s->pp ? CONTROL_INFO_STARTED : 0) |
-					   (info.pipes ? CONTROL_INFO_PIPES : 0));
+					   (info.pipes ? CONTROL_INFO_PIPES : 0) |
+					   (s->parked ? CONTROL_INFO_PARKED : 0));
 		control_send(c, CONTROL_INFO_REPLY, b, sizeof(b), NULL, 0);
 		break;
 	}
@@ -296,12 +297,17 @@ static void client_message(struct sup *s, int i)
 			client_close(s, i);
 			return;
 		}
-		if (s->started && s->job.init_pid > 0)
+		if (s->started && s->job.init_pid > 0) {
+			s->user_signal = (int)sig; /* a job it kills is not a crash to park on */
 			kill(s->job.init_pid, (int)sig);
+		}
 		control_send(c, CONTROL_OK, NULL, 0, NULL, 0);
 		break;
 	case CONTROL_KILL:
-		if (s->started && s->job.init_pid > 0)
+		s->user_signal = SIGKILL;
+		if (s->parked)
+			sup_park_end(s);
+		else if (s->started && s->job.init_pid > 0)
 			kill(s->job.init_pid, SIGKILL);
 		else if (!s->started)
 			s->done = true;
@@ -319,6 +325,9 @@ static void client_message(struct sup *s, int i)
 	case CONTROL_CKPT_DROP:
 		sup_ckpt_drop(s, c, &m);
 		break;
+	case CONTROL_RESTORE:
+		sup_restore_in_place(s, c, &m);
+		break;
 	default:
 		sup_log(s, "client %d: unknown message type %u; closing", i, m.type);
 		client_close(s, i);
@@ -331,6 +340,11 @@ static void handle_signals(struct sup *s)
 	while (read(s->sig_fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGTERM && sup_periodic_term(s))
 			continue;
+		if (si.ssi_signo != SIGCHLD && s->parked) {
+			sup_log(s, "got signal %u: ending the stopped job", si.ssi_signo);
+			sup_park_end(s);
+			continue;
+		}
 		if (si.ssi_signo != SIGCHLD) {
 			sup_log(s, "got signal %u: %s", si.ssi_signo,
 			     s->started ? "forwarding SIGTERM to the job" : "exiting");
@@ -349,7 +363,8 @@ static void handle_signals(struct sup *s)
 				WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 			s->job.init_pid = -1;
 			sup_log(s, "job ended with exit status %d", s->exit_code);
-			sup_stdio_job_exited(s, status);
+			if (!sup_park_on_exit(s, status))
+				sup_stdio_job_exited(s, status);
 		}
 	}
 }
@@ -455,6 +470,8 @@ int supervisor_main(const struct supervisor_args *a)
 			.attach_fd = -1,
 			.sig_fd = -1,
 			.periodic_fd = -1,
+			.restore_id = a->restore_id,
+			.restore_pid = a->restore_pid,
 			.job = {-1, -1},
 			.job_stdio = {-1, -1, -1},
 			.sup_stdio = {-1, -1, -1}};
@@ -475,7 +492,7 @@ int supervisor_main(const struct supervisor_args *a)
 
 	uint64_t deadline = ck_now_ns() + (uint64_t)START_TIMEOUT_MS * 1000000u;
 	while (!s.done) {
-		int timeout = sup_stdio_tick(&s);
+		int timeout = sup_park_tick(&s, sup_stdio_tick(&s));
 		if (s.done)
 			break;
 		if (!s.started) {

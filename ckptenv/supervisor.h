@@ -11,6 +11,7 @@
 #define SUP_MAX_CLIENTS 64
 
 struct ptyproxy;
+struct ptyproxy_state;
 
 struct sup {
 	const struct supervisor_args *a;
@@ -37,6 +38,15 @@ struct sup {
 	char *store_dir;	   /* jobs/NAME/store */
 	struct ckpt_policy policy; /* checkpoint period, how many to keep, on SIGTERM */
 	int periodic_fd;	   /* timerfd (CLOCK_MONOTONIC) when policy.every_ns; else -1 */
+	/* sup-restore.c: the job ended but the supervisor stays for a restore in place. */
+	const char *restore_id;	   /* the checkpoint being restored (a->restore_id at first) */
+	int32_t restore_pid;
+	char restore_buf[24];
+	bool park_on_exit;	   /* `checkpoint --stop`: park when the init is reaped */
+	bool parked;		   /* init reaped, clients and store kept, job_exited not called */
+	int park_status;	   /* the init's wait status, for the clients when it ends */
+	uint64_t park_deadline_ns; /* a parked crash ends then (0: never, after --stop) */
+	int user_signal;	   /* last signal a client sent the job (not a crash) */
 };
 
 __attribute__((format(printf, 2, 3))) void sup_log(const struct sup *s, const char *fmt, ...);
@@ -90,6 +100,22 @@ bool sup_periodic_term(struct sup *s);
 /** CONTROL_CKPT_DROP from client @c: drop one checkpoint and its epoch. */
 void sup_ckpt_drop(struct sup *s, int c, const struct control_msg *m);
 void sup_periodic_close(struct sup *s);
+
+/** CONTROL_START (supervisor.c): launch the job (or the restore of s->restore_id); replies. */
+void sup_job_start(struct sup *s, int c);
+/** The init was reaped with @wstatus (sup-restore.c): after `checkpoint --stop`, or a crash of
+ *  a job with a checkpoint policy and a checkpoint, keep the supervisor (its store, clients)
+ *  for a restore in place and return true; else false (the job's end goes on as usual). */
+bool sup_park_on_exit(struct sup *s, int wstatus);
+/** End a parked job for good: the clients get EXITED, the supervisor then finishes. */
+void sup_park_end(struct sup *s);
+/** The loop's epoll timeout with the parked job's deadline in it. */
+int sup_park_tick(struct sup *s, int timeout);
+/** CONTROL_RESTORE from client @c: roll the store back to the checkpoint's epoch and restore
+ *  the job in this supervisor (the attached clients stay). Replies STARTED or ERROR. */
+void sup_restore_in_place(struct sup *s, int c, const struct control_msg *m);
+/** sup_stdio_start() for a restore in place: hand the new job side to the existing ptyproxy. */
+int sup_stdio_restart(struct sup *s, int pty_fd, struct ptyproxy_state *pst);
 
 /** Close everything (clients get EOF), unlink attach.sock. */
 void sup_stdio_close(struct sup *s);
