@@ -81,6 +81,7 @@ enum sup_ckpt_phase {
 struct sup_ckpt_result {
 	uint64_t id, epoch, bytes, frozen_ns;
 	uint64_t phase_ns[SUP_CKPT_PHASES];
+	uint64_t precommit_ns; /* /tmp committed once before the freeze (not frozen) */
 };
 
 /** Take one checkpoint of the running job (CONTROL_CKPT_STOP in @flags: end the job once it
