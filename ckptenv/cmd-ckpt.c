@@ -19,8 +19,10 @@ static const char checkpoint_usage[] =
 	"Usage: ckptenv checkpoint NAME [--stop]\n"
 	"\n"
 	"Freeze the running job's process, save it with its /tmp into a new checkpoint, and let\n"
-	"it go on (--stop: end the job once the checkpoint is complete). Prints the checkpoint id\n"
-	"on stdout and how long the job was frozen on stderr. Only single-process jobs for now.\n";
+	"it go on. --stop: end the job once the checkpoint is complete, keeping its supervisor,\n"
+	"/tmp and attached terminals for a 'ckptenv restore NAME' in place. Prints the checkpoint\n"
+	"id on stdout and how long the job was frozen (by phase) on stderr. Only single-process\n"
+	"jobs for now.\n";
 static const char checkpoints_usage[] =
 	"Usage: ckptenv checkpoints NAME\n"
 	"\n"
@@ -29,9 +31,11 @@ static const char checkpoints_usage[] =
 static const char restore_usage[] =
 	"Usage: ckptenv restore NAME [ID] [--detach]\n"
 	"\n"
-	"Rebuild the ended job NAME from checkpoint ID (default: the newest): its /tmp as it was\n"
-	"then, its terminal, its process at its old pid. From a terminal, attach to it; else wait\n"
-	"for it to end and exit with its status. --detach: print the name and return.\n";
+	"Rebuild the ended or stopped job NAME from checkpoint ID (default: the newest): its /tmp\n"
+	"as it was then, its terminal, its process at its old pid. A stopped job (checkpoint\n"
+	"--stop, or a crash kept by its supervisor) is restored in its supervisor, its attached\n"
+	"terminals redrawn. From a terminal, attach to it; else wait for it to end and exit with\n"
+	"its status. --detach: print the name and return.\n";
 
 /* NAME [ARG] with the long options of @longopts (flags into *ret_flags by their val bit). */
 static int parse(const char *cmd, const char *usage, int argc, char **argv, int max_pos,
