@@ -20,7 +20,8 @@ static const char rm_usage[] =
 	"       ckptenv rm NAME --checkpoint ID\n"
 	"\n"
 	"Delete job NAME and all its data (its /tmp, snapshots, checkpoints, log).\n"
-	"  -f, --force          kill the job first if it runs (else a running job is refused)\n"
+	"  -f, --force          kill the job first if it runs (else a running job is refused;\n"
+	"                       a stopped one, after 'checkpoint --stop', is not)\n"
 	"  -c, --checkpoint ID  delete only checkpoint ID and the /tmp epoch kept for it (the\n"
 	"                       job may run meanwhile; see 'ckptenv checkpoints NAME')\n";
 
@@ -179,6 +180,13 @@ int cmd_rm(int argc, char **argv)
 
 	_cleanup_close_ int lock_fd = -1;
 	r = state_lock_take(j.job_fd, &lock_fd);
+	if (r == -EBUSY && !force) {
+		/* A stopped job (checkpoint --stop, a kept crash) has nothing running to lose. */
+		struct cli_job_info info;
+		cli_job_info_load(j.job_fd, &info);
+		force = info.stopped;
+		cli_job_info_free(&info);
+	}
 	if (r == -EBUSY && !force) {
 		cli_error("rm", name,
 			  "the job is running; stop it first, or use 'ckptenv rm --force %s'",

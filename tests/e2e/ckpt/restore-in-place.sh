@@ -85,6 +85,15 @@ expect_eq "supervisor after the crash" "$csup" "$(sup_of c)"
 poll_until 10 jumped c || fail "c did not go on from its checkpoint"
 "$CKPTENV" rm --force c || fail "rm --force of c"
 
+# A stopped job is removed by a plain rm (nothing runs), supervisor and all.
+"$CKPTENV" run --name e --detach -- "$LOOP" </dev/null >/dev/null
+poll_until 10 sh -c "[ \$('$CKPTENV' log e | grep -ac '^count ') -gt 5 ]" || fail "e does not count"
+"$CKPTENV" checkpoint e --stop >/dev/null 2>err.txt || fail "checkpoint e --stop: $(cat err.txt)"
+esup=$(sup_of e)
+"$CKPTENV" rm e 2>err.txt || fail "rm of a stopped job: $(cat err.txt)"
+poll_until 10 sh -c "! kill -0 $esup" || fail "the stopped job's supervisor outlived rm"
+[ ! -e "$CKPTENV_HOME/jobs/e" ] || fail "rm left jobs/e"
+
 # Without a policy, a crash is an ordinary end.
 "$CKPTENV" run --name d --detach -- "$LOOP" </dev/null >/dev/null
 poll_until 10 sh -c "[ \$('$CKPTENV' log d | grep -ac '^count ') -gt 5 ]" || fail "d does not count"
