@@ -213,7 +213,8 @@ void ptyproxy_job_exited(struct ptyproxy *p, int wstatus);
  *  for the wrong mode (fds closed). */
 int ptyproxy_restart(struct ptyproxy *p, int master_fd, const int sup_fds[3],
 		     const struct ptyproxy_state *state);
-/** Show @text to the attached clients only (not the screen model, not the log). */
+/** Show @text to the attached clients only (not the screen model, not the log); pty mode
+ *  only (pipe-mode clients relay stdout byte for byte: nothing is sent). */
 void ptyproxy_notice(struct ptyproxy *p, const char *text);
 
 /** Checkpoint helpers. hold: stop writing client input to the job (kept queued; resize and

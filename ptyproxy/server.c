@@ -913,7 +913,10 @@ int ptyproxy_state_save(struct ptyproxy *p, int dirfd)
 
 void ptyproxy_notice(struct ptyproxy *p, const char *text)
 {
-	/* Clients only: the model and the log keep the job's own output; a restart redraws. */
+	/* Clients only: the model and the log keep the job's own output; a restart redraws.
+	 * Never in pipe mode, where the clients relay the job's stdout byte for byte. */
+	if (p->pipes)
+		return;
 	for (struct pp_client *c = p->clients, *next; c; c = next) {
 		next = c->next;
 		if (c->attach_seq && !c->closing &&
@@ -941,7 +944,7 @@ int ptyproxy_restart(struct ptyproxy *p, int master_fd, const int sup_fds[3],
 				close(p->fds[i]);
 			p->fds[i] = sup_fds[i];
 		}
-		p->input_eof = false;
+		/* input_eof stays: a client that ended the stdin ended it for the restored job. */
 		update_watches(p);
 		return 0;
 	}
