@@ -28,6 +28,11 @@ struct supervisor_args {
 	const char *restore_id;
 	uint64_t restore_epoch;
 	int32_t restore_pid;
+	/* `run`: --checkpoint-every, --keep, --checkpoint-on-term (ckpt.h; `restore` reads the
+	 * job's saved one instead). */
+	uint64_t ckpt_every_ns;
+	uint32_t ckpt_keep;
+	bool ckpt_on_term;
 };
 
 #define OUTPUT_LOG	     "output"
@@ -66,6 +71,10 @@ struct cli_run_opts {
  *  daemon, send START, then attach (terminal) or relay/wait (pipes). Returns the exit code. */
 int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 		  const struct cli_run_opts *o, bool print_name, struct supervisor_args *sa);
+
+/** Forward signals to the job over control socket @sock until the supervisor says it ended;
+ *  returns the job's exit code (@known, >= 0: the code to use if the supervisor goes away). */
+int cli_wait_job(int sock, const char *name, const char *dir, int known);
 
 /** Print "ckptenv: CMD NAME: MESSAGE" (NAME may be NULL) on stderr. */
 void cli_error(const char *cmd, const char *name, const char *fmt, ...)
@@ -129,6 +138,7 @@ struct cli_job_info {
 	struct job_status status;
 	bool has_run;
 	struct job_run run;
+	bool stopped; /* running supervisor, job ended at a checkpoint or crashed: restorable */
 };
 
 /** Gather what the job directory @job_fd says; a missing or corrupt file just leaves its part

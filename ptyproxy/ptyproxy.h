@@ -221,6 +221,17 @@ int ptyproxy_idle(struct ptyproxy *p);
  *  send EXITED to every client after its pending output, close each one when flushed. */
 void ptyproxy_job_exited(struct ptyproxy *p, int wstatus);
 
+/** Restore in place: the job side is replaced by a restored job's (@master_fd in pty mode, or
+ *  @sup_fds from ptyproxy_pipes_create() in pipe mode; taken over), the attached clients stay.
+ *  Pty mode: the screen model restarts from @state (the checkpoint's; NULL: blank) and every
+ *  client is redrawn. Input typed meanwhile is dropped. -EINVAL after ptyproxy_job_exited or
+ *  for the wrong mode (fds closed). */
+int ptyproxy_restart(struct ptyproxy *p, int master_fd, const int sup_fds[3],
+		     const struct ptyproxy_state *state);
+/** Show @text to the attached clients only (not the screen model, not the log); pty mode
+ *  only (pipe-mode clients relay stdout byte for byte: nothing is sent). */
+void ptyproxy_notice(struct ptyproxy *p, const char *text);
+
 /** Checkpoint helpers. hold: stop writing client input to the job (kept queued; resize and
  *  detach still work) until hold is false. catch_up: read the master until it is empty (the job
  *  must be frozen for this to mean "everything"), forward it, and feed the screen model all of

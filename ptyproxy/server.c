@@ -1191,3 +1191,83 @@ size_t ptyproxy_list_clients(const struct ptyproxy *p, struct ptyproxy_client_in
 	}
 	return n;
 }
+
+/* ---- restart on a new job side (a restore while the supervisor lives) ---- */
+
+void ptyproxy_notice(struct ptyproxy *p, const char *text)
+{
+	/* Clients only: the model and the log keep the job's own output; a restart redraws.
+	 * Never in pipe mode, where the clients relay the job's stdout byte for byte. */
+	if (p->pipes)
+		return;
+	for (struct pp_client *c = p->clients, *next; c; c = next) {
+		next = c->next;
+		if (c->attach_seq && !c->closing &&
+		    client_send(c, PTYPROXY_MSG_OUTPUT, text, strlen(text)) < 0)
+			client_close(p, c);
+	}
+	update_watches(p);
+}
+
+int ptyproxy_restart(struct ptyproxy *p, int master_fd, const int sup_fds[3],
+		     const struct ptyproxy_state *state)
+{
+	if (p->exited || p->pipes != (master_fd < 0)) {
+		if (master_fd >= 0)
+			close(master_fd);
+		for (int i = 0; sup_fds && i < 3; i++)
+			close(sup_fds[i]);
+		return -EINVAL;
+	}
+	q_free(&p->inq); /* typed for the job that is gone */
+	if (p->pipes) {
+		for (int i = 0; i < 3; i++) {
+			set_watch(p, p->fds[i], &p->w_fds[i], 0);
+			if (p->fds[i] >= 0)
+				close(p->fds[i]);
+			p->fds[i] = sup_fds[i];
+		}
+		/* input_eof stays: a client that ended the stdin ended it for the restored job. */
+		update_watches(p);
+		return 0;
+	}
+	set_watch(p, p->master, &p->w_master, 0);
+	close(p->master);
+	p->master = master_fd;
+	p->master_hup = false;
+	if (ioctl(master_fd, TIOCGWINSZ, &p->ws) < 0 || !p->ws.ws_row || !p->ws.ws_col)
+		p->ws = (struct winsize){24, 80, 0, 0};
+	/* The screen of the checkpoint, not what the old job printed after it. */
+	p->fed = p->head;
+	p->resync_alt = false;
+	struct pp_model *m;
+	int r = pp_model_new(p->ws.ws_row, p->ws.ws_col, &m);
+	if (r < 0)
+		return r;
+	pp_model_free(p->model);
+	p->model = m;
+	p->model->reply = model_reply;
+	p->model->ud = p;
+	ptyproxy_modes_init(&p->modes, state ? state->modes : 0);
+	if (state) {
+		struct ck_buf b = {0};
+		struct pp_screen s = state->screen;
+		pp_model_resize(p->model, s.rows, s.cols);
+		pp_screen_encode(&s, state->modes, &b);
+		if (!b.err)
+			pp_model_feed(p->model, b.data, b.len);
+		r = b.err;
+		ck_buf_free(&b);
+		pp_model_resize(p->model, p->ws.ws_row, p->ws.ws_col);
+		if (r < 0)
+			return r;
+	}
+	for (struct pp_client *c = p->clients, *next; c; c = next) {
+		next = c->next;
+		if (c->attach_seq && !c->closing && send_redraw(p, c) < 0)
+			client_close(p, c);
+	}
+	p->last_output_ns = ck_now_ns();
+	update_watches(p);
+	return 0;
+}
