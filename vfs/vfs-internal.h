@@ -71,4 +71,9 @@ void vfs_loop_stop(struct vfs *v);
 /* The thread-local one-line message behind vfs_last_error(). */
 void vfs_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/** flush.c: syncfs of the mount @mount_fd, then fsync of inodes @inos (by-inode path), in a
+ *  child holding no /dev/fuse fd, so a supervisor killed meanwhile can still exit. 0 or -errno
+ *  (vfs_set_error says what failed). */
+int vfs_flush_mount(int mount_fd, const uint64_t *inos, size_t n);
+
 #endif

@@ -164,15 +164,12 @@ void vfs_writers_del(struct vfs *v, uint64_t ino)
 	pthread_mutex_unlock(&v->writers_lock);
 }
 
-/* fsync every file open for writing, through the by-inode path: on this kernel syncfs of a
- * FUSE mount starts writeback of dirty pages (writeback cache, MAP_SHARED) but returns before
- * the WRITE requests are answered, while fsync waits for them. Files that vanish meanwhile are
- * skipped; other failures fail the commit. */
-static int sync_writers(struct vfs *v, int mount_fd)
+/* The inodes open for writing now (vfs_flush_mount fsyncs them). *ret NULL when none. */
+static int writer_inodes(struct vfs *v, uint64_t **ret, size_t *ret_n)
 {
 	pthread_mutex_lock(&v->writers_lock);
 	size_t n = v->n_writers;
-	_cleanup_free_ uint64_t *inos = n ? malloc(n * sizeof(*inos)) : NULL;
+	uint64_t *inos = n ? malloc(n * sizeof(*inos)) : NULL;
 	if (n && !inos) {
 		pthread_mutex_unlock(&v->writers_lock);
 		return -ENOMEM;
@@ -180,27 +177,8 @@ static int sync_writers(struct vfs *v, int mount_fd)
 	for (size_t i = 0; i < n; i++)
 		inos[i] = v->writers[i].ino;
 	pthread_mutex_unlock(&v->writers_lock);
-	for (size_t i = 0; i < n; i++) {
-		char path[64];
-		int r = vfs_inode_path(inos[i], path, sizeof(path));
-		if (r < 0)
-			return r;
-		_cleanup_close_ int fd = openat(mount_fd, path + 1, O_RDONLY | O_CLOEXEC);
-		if (fd < 0) {
-			if (errno == ENOENT || errno == ESTALE)
-				continue;
-			r = -errno;
-			vfs_set_error("reopening inode %llu to flush it: %s",
-				      (unsigned long long)inos[i], strerror(-r));
-			return r;
-		}
-		if (fsync(fd) < 0) {
-			r = -errno;
-			vfs_set_error("fsync of inode %llu: %s", (unsigned long long)inos[i],
-				      strerror(-r));
-			return r;
-		}
-	}
+	*ret = inos;
+	*ret_n = n;
 	return 0;
 }
 
@@ -211,14 +189,11 @@ int vfs_epoch_prepare(struct vfs *v, int mount_fd, struct vfs_commit **ret)
 	/* syncfs drains the writeback cache and dirty MAP_SHARED pages as WRITE requests,
 	 * which our workers apply to the store before syncfs returns. */
 	uint64_t t0 = ck_now_ns();
-	if (mount_fd >= 0 && syncfs(mount_fd) < 0) {
-		int r = -errno;
-		vfs_set_error("syncfs of the job's /tmp: %s", strerror(-r));
-		return r;
-	}
 	if (mount_fd >= 0) {
-		int r = sync_writers(v, mount_fd);
-		if (r < 0)
+		_cleanup_free_ uint64_t *inos = NULL;
+		size_t n = 0;
+		int r = writer_inodes(v, &inos, &n);
+		if (r < 0 || (r = vfs_flush_mount(mount_fd, inos, n)) < 0)
 			return r;
 	}
 	uint64_t t1 = ck_now_ns();
