@@ -56,8 +56,10 @@ trap 'exit 130' INT
 trap '[ -e "$T/.timeout" ] && echo "TIMEOUT: $E2E_NAME after ${E2E_TIMEOUT:-240} s" >&2; exit 124' TERM
 
 # Watchdog: kill this scenario if it outlives its time limit. Its output goes nowhere so that a
-# leftover sleep never holds ctest's output pipe open.
-( exec >/dev/null 2>&1 </dev/null; sleep "${E2E_TIMEOUT:-240}"; touch "$T/.timeout"; kill -TERM $$ ) &
+# leftover sleep never holds ctest's output pipe open. bash runs the TERM trap only once its
+# foreground command returns, so that command (and its siblings) get TERM too.
+( exec >/dev/null 2>&1 </dev/null; sleep "${E2E_TIMEOUT:-240}"; touch "$T/.timeout"
+  kill -TERM $$; pkill -TERM -P $$ ) &
 _watchdog=$!
 
 fail() { echo "FAIL: $E2E_NAME: $*" >&2; exit 1; }
