@@ -144,6 +144,7 @@ void sup_restore_in_place(struct sup *s, int c, const struct control_msg *m)
 	}
 	/* /tmp back to the checkpoint's epoch: a fresh writable layer over it, as a new
 	 * supervisor would open it (the head committed last is left as it is). */
+	sup_fusewatch_stop(s);
 	vfs_close(s->v, false);
 	s->v = NULL;
 	struct vfs_options o = {
