@@ -48,6 +48,12 @@ pane_has a "run-rc=" && fail "the run client left: $(pane a)"
 $TM new-session -d -s w -x 80 -y 24 "$E $CKPTENV attach --read-only s; echo attach-rc=\$?; sleep 60"
 poll_until 10 pane_has w "STEP 2" || fail "attach while stopped: $(pane w)"
 
+"$CKPTENV" checkpoint s 2>err.txt && fail "checkpoint of a stopped job accepted"
+grep -q "job s is stopped; 'ckptenv restore s' resumes it" err.txt || fail "stopped: $(cat err.txt)"
+"$CKPTENV" status s | grep -q '^pid:' && fail "status shows a pid for a stopped job"
+"$CKPTENV" snapshot s --drop ckpt-1 2>err.txt && fail "dropped a checkpoint's epoch alone"
+grep -q "drop both with 'ckptenv rm s --checkpoint 1'" err.txt || fail "drop ckpt-1: $(cat err.txt)"
+
 # Restore in place: same supervisor, the attached terminal redrawn and typing into the job.
 "$CKPTENV" restore s --detach >/dev/null 2>err.txt || fail "restore in place: $(cat err.txt)"
 expect_eq "supervisor after restore" "$sup" "$(sup_of s)"
