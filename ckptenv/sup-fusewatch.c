@@ -29,8 +29,8 @@
 
 struct fusewatch {
 	pthread_t thread;
-	int ctl[2];   /* the watchdog and the thread read ctl[0]; closing ctl[1] stops them */
-	dev_t dev;    /* the connection: s_dev of the job's /tmp mount */
+	int ctl[2]; /* the watchdog and the thread read ctl[0]; closing ctl[1] stops them */
+	dev_t dev;  /* the connection: s_dev of the job's /tmp mount */
 	pid_t sup;
 	pid_t child;
 };

@@ -27,17 +27,27 @@ START_TEST(durations)
 	static const struct {
 		const char *s;
 		uint64_t ns;
-	} good[] = {{"30s", 30000000000ull},  {"10m", 600000000000ull},
-		    {"2h", 7200000000000ull}, {"1d", 86400000000000ull},
-		    {"45", 45000000000ull},   {"1000ms", 1000000000ull},
+	} good[] = {{"30s", 30000000000ull},   {"10m", 600000000000ull},
+		    {"2h", 7200000000000ull},  {"1d", 86400000000000ull},
+		    {"45", 45000000000ull},    {"1000ms", 1000000000ull},
 		    {"3min", 180000000000ull}, {"30d", 2592000000000000ull}};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		uint64_t ns = 0;
 		ck_assert_msg(ckpt_duration_parse(good[i].s, &ns) == 0, "%s refused", good[i].s);
 		ck_assert_uint_eq(ns, good[i].ns);
 	}
-	static const char *bad[] = {"0", "500ms", "10x", "", "-5s", "31d", "s", "1.5s", " 5s",
-				    "5s ", "99999999999999999999s", NULL};
+	static const char *bad[] = {"0",
+				    "500ms",
+				    "10x",
+				    "",
+				    "-5s",
+				    "31d",
+				    "s",
+				    "1.5s",
+				    " 5s",
+				    "5s ",
+				    "99999999999999999999s",
+				    NULL};
 	for (int i = 0; bad[i]; i++) {
 		uint64_t ns = 7;
 		ck_assert_msg(ckpt_duration_parse(bad[i], &ns) == -EINVAL, "'%s' accepted", bad[i]);
@@ -50,8 +60,10 @@ START_TEST(policy_file)
 {
 	char dir[512];
 	int fd = scratch(dir, sizeof(dir));
-	struct ckpt_policy p = {.every_ns = 30000000000ull, .keep = 3,
-				.flags = CKPT_POLICY_ON_TERM}, q;
+	struct ckpt_policy p = {.every_ns = 30000000000ull,
+				.keep = 3,
+				.flags = CKPT_POLICY_ON_TERM},
+			   q;
 	ck_assert_int_eq(ckpt_policy_read(fd, &q), 0); /* missing: all zero */
 	ck_assert_uint_eq(q.every_ns + q.keep + q.flags, 0);
 	ck_assert_int_eq(ckpt_policy_write(fd, &p), 0);
@@ -70,7 +82,8 @@ START_TEST(policy_file)
 		d[i] ^= 0x40;
 		ck_assert_int_eq(ck_write_file_atomic(fd, CKPT_POLICY, d, len, 0600), 0);
 		int r = ckpt_policy_read(fd, &q);
-		ck_assert_msg(r == (i == 4 || i == 5 ? -EPROTONOSUPPORT : -EBADMSG), "byte %zu: %d", i, r);
+		ck_assert_msg(r == (i == 4 || i == 5 ? -EPROTONOSUPPORT : -EBADMSG), "byte %zu: %d",
+			      i, r);
 	}
 	ck_assert_int_eq(ck_write_file_atomic(fd, CKPT_POLICY, buf, 20, 0600), 0);
 	ck_assert_int_eq(ckpt_policy_read(fd, &q), -EBADMSG);
@@ -107,7 +120,7 @@ START_TEST(ids_latest_sweep)
 	make_ckpt(ck, 3);
 	ck_assert_int_eq(mkdirat(ck, ".5.tmp", 0700), 0); /* a killed checkpoint */
 	ck_assert_int_eq(mkdirat(ck, ".2.del", 0700), 0); /* a killed drop */
-	ck_assert_int_eq(mkdirat(ck, "4", 0700), 0);	   /* no manifest: not a checkpoint */
+	ck_assert_int_eq(mkdirat(ck, "4", 0700), 0);	  /* no manifest: not a checkpoint */
 	ck_assert_int_eq(mkdirat(ck, ".x.tmp", 0700), 0); /* not ours: left alone */
 	ck_assert_int_eq(ck_write_file_atomic(ck, "LATEST.tmp.1234", "9\n", 2, 0600), 0);
 	ck_assert_uint_eq(ckpt_next_id(ck), 6); /* temporary ones count */
