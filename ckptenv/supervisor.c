@@ -191,7 +191,7 @@ void sup_job_start(struct sup *s, int c)
 
 static void do_snapshot(struct sup *s, int c)
 {
-	if (!s->started) {
+	if (!s->started || s->parked) { /* parked: stopped, its /tmp mount gone with it */
 		control_send_error(c, ESRCH, "the job is not running");
 		return;
 	}
