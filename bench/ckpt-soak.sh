@@ -9,7 +9,7 @@
 #     .ID.del directory and no ckpt-ID ref without its checkpoint.
 # Prints one summary line; exits 1 at the first violation (its work directory is kept).
 #
-#   bench/ckpt-soak.sh [ITERATIONS]      (default 1000; the e2e suite runs 40)
+#   bench/ckpt-soak.sh [ITERATIONS]      (default 1000; the e2e suite runs 24)
 #
 # Environment: CKPTENV [build/ckptenv/ckptenv], CK_HELPERS [dir of ckptenv/../helpers],
 # SOAK_DIR [a new directory below /var/tmp], SOAK_MAX_MS [60].

@@ -5,7 +5,7 @@
  * renames .ID.tmp to ID last (sup-ckpt.c); dropping is the mirror image: rename ID to .ID.del
  * (invisible from then on), fsync the directory, then drop the ref, then delete the files. So a
  * kill -9 at any instant leaves at worst a ref without a checkpoint, or a .ID.tmp / .ID.del
- * directory; ckpt_sweep() removes both (at supervisor start and before every checkpoint, when
+ * directory (or a LATEST.tmp.PID); ckpt_sweep() removes them (at supervisor start and before every checkpoint, when
  * no checkpoint can be in progress: only the supervisor that holds the job lock writes them). */
 #include "ckpt-gc.h"
 #include "ckpt.h"
@@ -65,10 +65,12 @@ int ckpt_prune(int ckdir, struct vfs *v, uint32_t keep, uint64_t *dropped, size_
 	return 0;
 }
 
-/* ".12.tmp" or ".12.del" -> true. */
+/* ".12.tmp" or ".12.del", or "LATEST.tmp.PID" (ck_write_file_atomic's, killed) -> true. */
 static bool stale_name(const char *s)
 {
 	size_t l = strlen(s);
+	if (!strncmp(s, CKPT_LATEST ".tmp.", strlen(CKPT_LATEST) + 5))
+		return true;
 	if (l < 6 || s[0] != '.' || (strcmp(s + l - 4, ".tmp") && strcmp(s + l - 4, ".del")))
 		return false;
 	return strspn(s + 1, "0123456789") == l - 5;

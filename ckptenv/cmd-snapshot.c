@@ -1,4 +1,5 @@
 /* ckptenv snapshot NAME [--drop ID], ckptenv snapshots NAME: epochs of a job's /tmp. */
+#include "ckpt.h"
 #include "ckptenv.h"
 #include "control.h"
 
@@ -85,6 +86,23 @@ static int drop(struct cli_job *j, const char *name, const char *id)
 		cli_error("snapshot", name, "invalid snapshot id '%s'; see 'ckptenv snapshots %s'",
 			  id, name);
 		return EXIT_USAGE;
+	}
+	/* A checkpoint's epoch goes with its checkpoint, never alone (docs/checkpoint.md). */
+	_cleanup_close_ int ckdir = -1;
+	uint64_t *ids = NULL;
+	size_t n = 0;
+	bool owned = false;
+	if (!strncmp(ref, "ckpt-", 5) && ckpt_dir_open(j->job_fd, false, &ckdir) == 0 &&
+	    ckpt_list(ckdir, &ids, &n) == 0)
+		for (size_t k = 0; k < n && !owned; k++)
+			owned = ids[k] == strtoull(ref + 5, NULL, 10);
+	free(ids);
+	if (owned) {
+		cli_error("snapshot", name,
+			  "%s is the /tmp of checkpoint %s; drop both with 'ckptenv rm %s "
+			  "--checkpoint %s'",
+			  ref, ref + 5, name, ref + 5);
+		return 1;
 	}
 	_cleanup_close_ int lock_fd = -1;
 	int r = state_lock_take(j->job_fd, &lock_fd);

@@ -75,7 +75,7 @@ int cmd_status(int argc, char **argv)
 	_cleanup_free_ char *cmd = i.has_spec ? job_spec_command(&i.spec) : NULL;
 	printf("name:       %s\n", name);
 	printf("state:      %s\n", cli_job_state_str(&i, st, sizeof(st)));
-	if (i.state == CLI_JOB_RUNNING && i.has_run)
+	if (i.state == CLI_JOB_RUNNING && i.has_run && !i.stopped)
 		printf("pid:        %d (supervisor %d)\n", (int)i.run.init_pid,
 		       (int)i.run.supervisor_pid);
 	if (i.state == CLI_JOB_RUNNING)

@@ -243,6 +243,12 @@ static void prune(struct sup *s)
 int sup_ckpt_take(struct sup *s, uint32_t flags, struct sup_ckpt_result *ret, char *err,
 		  size_t errlen)
 {
+	if (s->parked) {
+		snprintf(err, errlen,
+			 "job %s is stopped; 'ckptenv restore %s' resumes it from a checkpoint",
+			 s->a->name, s->a->name);
+		return -ESRCH;
+	}
 	if (!s->started || s->job.init_pid <= 0 || s->job_ended) {
 		snprintf(err, errlen, "the job is not running");
 		return -ESRCH;

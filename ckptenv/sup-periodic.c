@@ -33,10 +33,10 @@ int sup_periodic_setup(struct sup *s, char *err, size_t errlen)
 			s->policy = (struct ckpt_policy){0};
 		}
 	} else {
-		s->policy = (struct ckpt_policy){
-			.every_ns = a->ckpt_every_ns,
-			.keep = a->ckpt_keep,
-			.flags = a->ckpt_on_term ? CKPT_POLICY_ON_TERM : 0};
+		s->policy =
+			(struct ckpt_policy){.every_ns = a->ckpt_every_ns,
+					     .keep = a->ckpt_keep,
+					     .flags = a->ckpt_on_term ? CKPT_POLICY_ON_TERM : 0};
 		r = ckpt_policy_write(a->job_fd, &s->policy);
 		if (r < 0) {
 			snprintf(err, errlen, "cannot write %s/%s: %s", a->job_dir, CKPT_POLICY,
@@ -54,9 +54,8 @@ int sup_periodic_setup(struct sup *s, char *err, size_t errlen)
 	if (!s->policy.every_ns)
 		return 0;
 	s->periodic_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	struct itimerspec its = {
-		.it_value = {(time_t)(s->policy.every_ns / 1000000000u),
-			     (long)(s->policy.every_ns % 1000000000u)}};
+	struct itimerspec its = {.it_value = {(time_t)(s->policy.every_ns / 1000000000u),
+					      (long)(s->policy.every_ns % 1000000000u)}};
 	its.it_interval = its.it_value;
 	struct epoll_event ev = {.events = EPOLLIN, .data.fd = s->periodic_fd};
 	if (s->periodic_fd < 0 || timerfd_settime(s->periodic_fd, 0, &its, NULL) < 0 ||
@@ -99,8 +98,9 @@ bool sup_periodic_term(struct sup *s)
 			err);
 		return false;
 	}
-	sup_log(s, "SIGTERM: final checkpoint %llu taken, job ended; restore it with "
-		   "'ckptenv restore %s'",
+	sup_log(s,
+		"SIGTERM: final checkpoint %llu taken, job ended; restore it with "
+		"'ckptenv restore %s'",
 		(unsigned long long)res.id, s->a->name);
 	return true;
 }
@@ -118,10 +118,11 @@ void sup_ckpt_drop(struct sup *s, int c, const struct control_msg *m)
 		r = ckpt_drop(ckdir, s->v, id);
 	if (r < 0) {
 		char err[300];
-		snprintf(err, sizeof(err), "cannot drop checkpoint %llu: %s; see 'ckptenv "
-					    "checkpoints %s'",
-			 (unsigned long long)id,
-			 r == -ENOENT ? "no such checkpoint" : strerror(-r), s->a->name);
+		snprintf(err, sizeof(err),
+			 "cannot drop checkpoint %llu: %s; see 'ckptenv "
+			 "checkpoints %s'",
+			 (unsigned long long)id, r == -ENOENT ? "no such checkpoint" : strerror(-r),
+			 s->a->name);
 		control_send_error(c, -r, err);
 		return;
 	}

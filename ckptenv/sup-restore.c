@@ -28,8 +28,16 @@
 static bool fatal_signal(int sig)
 {
 	switch (sig) {
-	case SIGKILL: case SIGSEGV: case SIGBUS: case SIGILL: case SIGFPE: case SIGABRT:
-	case SIGSYS: case SIGTRAP: case SIGXCPU: case SIGXFSZ:
+	case SIGKILL:
+	case SIGSEGV:
+	case SIGBUS:
+	case SIGILL:
+	case SIGFPE:
+	case SIGABRT:
+	case SIGSYS:
+	case SIGTRAP:
+	case SIGXCPU:
+	case SIGXFSZ:
 		return true;
 	default:
 		return false;
@@ -54,8 +62,8 @@ bool sup_park_on_exit(struct sup *s, int wstatus)
 {
 	uint64_t latest = 0;
 	_cleanup_close_ int ckdir = -1;
-	bool have = ckpt_dir_open(s->a->job_fd, false, &ckdir) == 0 &&
-		    ckpt_latest(ckdir, &latest) == 0;
+	bool have =
+		ckpt_dir_open(s->a->job_fd, false, &ckdir) == 0 && ckpt_latest(ckdir, &latest) == 0;
 	if (s->park_on_exit) {
 		s->park_on_exit = false;
 		s->park_deadline_ns = 0;
@@ -63,7 +71,7 @@ bool sup_park_on_exit(struct sup *s, int wstatus)
 		       s->a->name, (unsigned long long)latest, s->a->name);
 	} else {
 		/* The init exits with the command's status: 128+N when signal N killed it. */
-		int sig = WIFSIGNALED(wstatus)		       ? WTERMSIG(wstatus)
+		int sig = WIFSIGNALED(wstatus)	       ? WTERMSIG(wstatus)
 			  : WEXITSTATUS(wstatus) > 128 ? WEXITSTATUS(wstatus) - 128
 						       : 0;
 		if (!sig || !fatal_signal(sig) || sig == s->user_signal || !have ||
@@ -144,6 +152,7 @@ void sup_restore_in_place(struct sup *s, int c, const struct control_msg *m)
 	}
 	/* /tmp back to the checkpoint's epoch: a fresh writable layer over it, as a new
 	 * supervisor would open it (the head committed last is left as it is). */
+	sup_fusewatch_stop(s);
 	vfs_close(s->v, false);
 	s->v = NULL;
 	struct vfs_options o = {

@@ -165,8 +165,11 @@ void sup_job_start(struct sup *s, int c)
 		close(fuse_fd);
 		snprintf(err, sizeof(err), "cannot serve the job's %s: %s",
 			 s->a->pty ? "terminal" : "stdio", strerror(-r));
-	} else if ((r = vfs_serve(s->v, fuse_fd)) < 0)
+	} else if ((r = vfs_serve(s->v, fuse_fd)) < 0) {
 		snprintf(err, sizeof(err), "cannot serve the job's /tmp: %s", strerror(-r));
+	} else {
+		(void)sup_fusewatch_start(s);
+	}
 	if (r < 0) {
 		sup_log(s, "%s", err);
 		launch_abort(&s->job);
@@ -194,7 +197,7 @@ void sup_job_start(struct sup *s, int c)
 
 static void do_snapshot(struct sup *s, int c)
 {
-	if (!s->started) {
+	if (!s->started || s->parked) { /* parked: stopped, its /tmp mount gone with it */
 		control_send_error(c, ESRCH, "the job is not running");
 		return;
 	}
@@ -435,6 +438,7 @@ static void finish(struct sup *s)
 	sup_stdio_close(s);
 	sup_net_close(s);
 	sup_periodic_close(s);
+	sup_fusewatch_stop(s);
 	int r = vfs_close(s->v, s->started);
 	if (r < 0)
 		sup_log(s, "closing the store failed: %s (%s)", strerror(-r), vfs_last_error());

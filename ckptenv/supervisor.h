@@ -50,6 +50,7 @@ struct sup {
 	int park_status;	   /* the init's wait status, for the clients when it ends */
 	uint64_t park_deadline_ns; /* a parked crash ends then (0: never, after --stop) */
 	int user_signal;	   /* last signal a client sent the job (not a crash) */
+	struct fusewatch *fusewatch; /* sup-fusewatch.c, while /tmp is served */
 };
 
 __attribute__((format(printf, 2, 3))) void sup_log(const struct sup *s, const char *fmt, ...);
@@ -120,6 +121,12 @@ int sup_park_tick(struct sup *s, int timeout);
 /** CONTROL_RESTORE from client @c: roll the store back to the checkpoint's epoch and restore
  *  the job in this supervisor (the attached clients stay). Replies STARTED or ERROR. */
 void sup_restore_in_place(struct sup *s, int c, const struct control_msg *m);
+/** After vfs_serve (sup-fusewatch.c): a watchdog that aborts the /tmp FUSE connection if the
+ *  supervisor is killed while its main thread waits on its own mount. Root only; failures
+ *  are logged. */
+int sup_fusewatch_start(struct sup *s);
+/** Before the store is closed: the watchdog leaves without aborting. NULL-safe. */
+void sup_fusewatch_stop(struct sup *s);
 /** sup_stdio_start() for a restore in place: hand the new job side to the existing ptyproxy. */
 int sup_stdio_restart(struct sup *s, int pty_fd, struct ptyproxy_state *pst);
 

@@ -67,8 +67,8 @@ static const char *verify(void)
 	if (step == 0 && fd < 0)
 		return "";
 	if (n < 0 || (size_t)n != l || memcmp(got, want, l)) {
-		snprintf(why, sizeof(why), "/tmp/seq.txt has %zd bytes, not the %zu of step %u", n, l,
-			 step);
+		snprintf(why, sizeof(why), "/tmp/seq.txt has %zd bytes, not the %zu of step %u", n,
+			 l, step);
 		return why;
 	}
 	return "";

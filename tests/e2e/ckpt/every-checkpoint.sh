@@ -21,7 +21,7 @@ kill_all() {
 	poll_until 10 sh -c "! kill -0 $s" || fail "supervisor $s survived SIGKILL"
 	poll_until 10 sh -c "'$CKPTENV' status s | grep -q 'state: *died'" || fail "job still up"
 }
-STEPS=4
+STEPS=3
 
 $TM new-session -d -s a -x 80 -y 24 "$E $CKPTENV run --name s -- $SEQ; sleep 60"
 poll_until 10 pane_has a 'seq ready' || fail "helper not ready: $(pane a)"

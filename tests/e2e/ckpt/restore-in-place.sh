@@ -4,8 +4,9 @@
 # new attach is accepted and shows the screen; `restore` reuses that supervisor, the attached
 # terminal is redrawn and types into the restored job, which verifies its memory and /tmp
 # (zdtm-seq); an older checkpoint restores in place too; the `run` client finally gets the job's
-# exit status. A job with a checkpoint policy killed by SIGKILL (as by the OOM killer) is kept
-# for a restore in place too; one without a policy, or killed through ckptenv, just ends.
+# exit status. The same for a pipe-mode `run` client (byte-exact stdout, no gap). A job with a
+# checkpoint policy killed by SIGKILL (as by the OOM killer) is kept for a restore in place too;
+# one without a policy, or killed through ckptenv, just ends.
 . "$(dirname "$0")/../lib.sh"
 command -v tmux >/dev/null || skip "tmux missing"
 SEQ=$CK_HELPERS/zdtm-seq
@@ -48,6 +49,12 @@ pane_has a "run-rc=" && fail "the run client left: $(pane a)"
 $TM new-session -d -s w -x 80 -y 24 "$E $CKPTENV attach --read-only s; echo attach-rc=\$?; sleep 60"
 poll_until 10 pane_has w "STEP 2" || fail "attach while stopped: $(pane w)"
 
+"$CKPTENV" checkpoint s 2>err.txt && fail "checkpoint of a stopped job accepted"
+grep -q "job s is stopped; 'ckptenv restore s' resumes it" err.txt || fail "stopped: $(cat err.txt)"
+"$CKPTENV" status s | grep -q '^pid:' && fail "status shows a pid for a stopped job"
+"$CKPTENV" snapshot s --drop ckpt-1 2>err.txt && fail "dropped a checkpoint's epoch alone"
+grep -q "drop both with 'ckptenv rm s --checkpoint 1'" err.txt || fail "drop ckpt-1: $(cat err.txt)"
+
 # Restore in place: same supervisor, the attached terminal redrawn and typing into the job.
 "$CKPTENV" restore s --detach >/dev/null 2>err.txt || fail "restore in place: $(cat err.txt)"
 expect_eq "supervisor after restore" "$sup" "$(sup_of s)"
@@ -67,6 +74,24 @@ pane_has a "STEP 2" && fail "restore 1: the screen shows step 2: $(pane a)"
 $TM send-keys -t a q Enter
 poll_until 10 pane_has a "run-rc=1" || fail "run did not get the job's status: $(pane a)"
 poll_until 10 sh -c "! kill -0 $sup" || fail "supervisor outlived its job"
+
+# Pipe mode: a `run` client relaying stdout byte for byte stays through --stop and a restore
+# in place; its output goes on without a gap or any notice in it; it gets the final status.
+"$CKPTENV" run --name pp -- "$LOOP" </dev/null >pp.out 2>pp.err &
+runpid=$!
+poll_until 10 sh -c "[ \$(grep -c '^count ' pp.out) -gt 20 ]" || fail "pp: no output: $(cat pp.err)"
+"$CKPTENV" checkpoint pp --stop >/dev/null 2>err.txt || fail "pp --stop: $(cat err.txt)"
+kill -0 "$runpid" || fail "the pipe-mode run client left at --stop"
+n=$(grep -c '^count ' pp.out)
+"$CKPTENV" restore pp --detach >/dev/null 2>err.txt || fail "pp restore in place: $(cat err.txt)"
+poll_until 10 sh -c "[ \$(grep -c '^count ' pp.out) -gt $((n + 20)) ]" || fail "pp: output stopped"
+p=$("$CKPTENV" status pp | sed -n 's/^pid: *\([0-9]*\) .*/\1/p')
+kill -TERM "$(cat "/proc/$p/task/$p/children")"
+rc=0; wait "$runpid" || rc=$?
+expect_eq "pipe-mode run's exit status" 143 "$rc"
+[ -z "$(grep -av '^count ' pp.out)" ] || fail "pp: foreign bytes in stdout: $(grep -av '^count ' pp.out | head -3)"
+gaps=$(awk 'NR > 1 && $2 != p + 1 {print p "->" $2} {p = $2}' pp.out)
+[ -z "$gaps" ] || fail "pp: the counter jumped across --stop and restore: $gaps"
 
 # A crash (SIGKILL, as the OOM killer sends) of a job with a checkpoint policy: kept.
 cmd_pid() { local p; p=$("$CKPTENV" status "$1" | sed -n 's/^pid: *\([0-9]*\) .*/\1/p'); cat "/proc/$p/task/$p/children" | tr -d ' '; }
