@@ -39,6 +39,12 @@
 #define INPUT_HIGH    (1u << 20)
 #define IDLE_DELAY_MS 10
 #define FEED_CHUNK    (32u << 10)
+/* The model this far behind means a flood: it skips to the last screenful of lines, and waits
+ * for a longer quiet (on a busy machine a flood has 10 ms gaps). libvterm moves the whole
+ * screen for every line it scrolls (~400 KB on 50x200): fed every line of a 200 MB flood, it
+ * took more CPU than the forwarding itself. */
+#define FLOOD_LAG      (64u << 10)
+#define FLOOD_DELAY_MS 100
 #define RBUF_CAP      (PTYPROXY_MSG_HDR + PTYPROXY_MSG_MAX)
 #define LOG_DELAY_MS  250 /* the log is at most this late while output flows */
 #define TTY_READ      4096
@@ -858,8 +864,8 @@ int ptyproxy_handle(struct ptyproxy *p, int fd, uint32_t events)
 		if (c && !tty && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 			client_readable(p, c);
 		input_flush(p);
-		finish_exited_clients(p);
 	}
+	finish_exited_clients(p); /* also those a failed terminal write ended (deliver) */
 	update_watches(p);
 	return ret;
 }
@@ -874,10 +880,42 @@ static void model_reply(void *ud, const char *s, size_t len)
 		q_append(&p->inq, s, len);
 }
 
+/* Where the last @rows lines of the ring's unseen bytes start (after the newline before them),
+ * or p->fed when there are not that many. */
+static uint64_t last_lines(const struct ptyproxy *p, unsigned rows)
+{
+	uint64_t pos = p->head;
+	while (pos > p->fed) {
+		size_t end = (size_t)(((pos - 1) & (p->ring_size - 1)) + 1); /* ring index after pos-1 */
+		size_t len = (size_t)CK_MIN(pos - p->fed, (uint64_t)end);
+		const uint8_t *seg = p->ring + end - len;
+		const uint8_t *nl;
+		while ((nl = memrchr(seg, '\n', len))) {
+			uint64_t at = pos - (uint64_t)(seg + len - nl); /* stream position of nl */
+			if (rows-- == 0)
+				return at + 1;
+			len = (size_t)(nl - seg);
+			pos = at;
+		}
+		pos -= len;
+	}
+	return p->fed;
+}
+
 static void feed_model(struct ptyproxy *p, size_t max)
 {
 	if (p->pipes)
 		return;
+	if (p->head - p->fed > FLOOD_LAG) {
+		uint64_t from = last_lines(p, p->ws.ws_row);
+		if (from > p->fed) {
+			p->lost += from - p->fed;
+			p->fed = from;
+			p->resync_alt = true;
+			/* CAN: whatever sequence the model's parser was in the middle of ends. */
+			pp_model_feed(p->model, (const uint8_t *)"\030", 1);
+		}
+	}
 	while (p->fed < p->head && max) {
 		size_t at = (size_t)(p->fed & (p->ring_size - 1));
 		size_t n = (size_t)CK_MIN(p->head - p->fed, (uint64_t)(p->ring_size - at));
@@ -901,11 +939,12 @@ int ptyproxy_idle(struct ptyproxy *p)
 	int timeout = -1;
 	if (!p->pipes && p->fed < p->head) {
 		uint64_t quiet = (ck_now_ns() - p->last_output_ns) / 1000000;
-		if (quiet >= IDLE_DELAY_MS) {
+		uint64_t delay = p->head - p->fed > FLOOD_LAG ? FLOOD_DELAY_MS : IDLE_DELAY_MS;
+		if (quiet >= delay) {
 			feed_model(p, FEED_CHUNK);
 			timeout = p->fed < p->head ? 0 : -1;
 		} else {
-			timeout = (int)(IDLE_DELAY_MS - quiet);
+			timeout = (int)(delay - quiet);
 		}
 	}
 	if (p->have_log && p->log.pend) {
