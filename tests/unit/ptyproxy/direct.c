@@ -253,7 +253,8 @@ START_TEST(test_bad_handovers)
 	};
 	for (size_t i = 0; i < CK_ARRAY_SIZE(cases); i++) {
 		int before = f.nlogs;
-		int c = hello_with(&f, cases[i].flags, cases[i].which ? pfd[1] : tty, cases[i].nfds);
+		int c = hello_with(&f, cases[i].flags, cases[i].which ? pfd[1] : tty,
+				   cases[i].nfds);
 		memset(rx, 0, sizeof(*rx));
 		CHECK(wait_rx(&f, c, rx, &rx->eof, 3000));
 		ck_assert_msg(f.nlogs == before + 1 && strstr(f.lastlog, cases[i].log),
@@ -272,8 +273,10 @@ START_TEST(test_bad_handovers)
 		char b[CMSG_SPACE(sizeof(int))];
 	} cm = {0};
 	struct iovec iov = {hdr, 8};
-	struct msghdr mh = {
-		.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof(cm.b)};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cm.b,
+			    .msg_controllen = sizeof(cm.b)};
 	struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
 	h->cmsg_level = SOL_SOCKET, h->cmsg_type = SCM_RIGHTS, h->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(h), &pfd[0], sizeof(int));
