@@ -417,7 +417,13 @@ int ptyproxy_client_run(int sock_fd, const struct ptyproxy_client_opts *o, int *
 			goto out_signals;
 		}
 	}
-	tty_fd = s.tty && !o->relay ? own_tty(o) : -1;
+	/* Only to a server of our own uid: whoever runs it could keep a copy of the terminal and
+	 * read what is typed there after the detach (root attaching to a user's job relays). */
+	struct ucred peer = {0};
+	socklen_t pl = sizeof(peer);
+	bool same_uid = getsockopt(sock_fd, SOL_SOCKET, SO_PEERCRED, &peer, &pl) == 0 &&
+			peer.uid == geteuid();
+	tty_fd = s.tty && !o->relay && same_uid ? own_tty(o) : -1;
 	if (tty_fd >= 0) {
 		h.flags |= PTYPROXY_HELLO_TTY_FD;
 		h.detach_key = o->detach_key < 0 ? PTYPROXY_NO_DETACH_KEY : (uint16_t)o->detach_key;
