@@ -21,6 +21,9 @@
 #define QUEUE_DROP (8u << 20)
 #define RBUF_CAP   (PTYPROXY_MSG_HDR + PTYPROXY_MSG_MAX)
 #define TTY_READ   4096
+/* A batch this big (two full reads of a pty master, or more) is a flood: relayed, see
+ * pp_clients_output. Echoes and prompts are far smaller. */
+#define BULK_OUT   (8u << 10)
 
 static size_t queued(const struct pp_client *c)
 {
@@ -181,7 +184,9 @@ static int tty_write(struct pp_client *c, const uint8_t *data, size_t len)
 /* Output or a redraw: to the terminal of a direct client, else as a message. */
 static int client_out(struct pp_client *c, uint8_t type, const void *data, size_t len)
 {
-	return c->tty >= 0 ? tty_write(c, data, len) : client_send(c, type, data, len);
+	if (c->tty >= 0 && !c->relay_out)
+		return tty_write(c, data, len);
+	return client_send(c, type, data, len);
 }
 
 /* Tell a direct client which modes its terminal may be in, should it have to reset it without
@@ -355,6 +360,17 @@ static int client_msg(struct ptyproxy *p, struct pp_client *c, const struct ptyp
 			return -EBADMSG;
 		}
 		return send_redraw(p, c);
+	case PTYPROXY_MSG_SYNCED:
+		if (c->tty >= 0 && c->relay_out && c->sync_wait &&
+		    ck_get_le32(m->payload) == c->sync_wait) {
+			/* The client wrote all we relayed: write the terminal ourselves again. It
+			 * scanned that output for modes itself; tell it ours. */
+			c->relay_out = false;
+			c->sync_wait = 0;
+			c->modes_sent = ~p->modes.modes;
+			return announce_modes(c, p->modes.modes);
+		}
+		return 0; /* a stale answer (more was relayed since), or no longer direct */
 	default:
 		*why = "message type not accepted from a client";
 		return -EBADMSG;
@@ -576,6 +592,32 @@ void pp_clients_watch(struct ptyproxy *p)
 	}
 }
 
+/* Ask a relaying direct client to say when it wrote all it got so far (SYNCED). */
+static int send_sync(struct pp_client *c)
+{
+	uint8_t b[4];
+	if (!++c->sync_seq)
+		c->sync_seq = 1;
+	ck_put_le32(b, c->sync_seq);
+	c->sync_wait = c->sync_seq;
+	return client_send(c, PTYPROXY_MSG_SYNC, b, 4);
+}
+
+bool pp_clients_quiet(struct ptyproxy *p, bool send)
+{
+	bool waiting = false;
+	for (struct pp_client *c = p->clients, *next; c; c = next) {
+		next = c->next;
+		if (c->tty < 0 || !c->relay_out || c->sync_wait || c->closing)
+			continue;
+		if (!send)
+			waiting = true;
+		else if (send_sync(c) < 0)
+			pp_client_close(p, c);
+	}
+	return waiting;
+}
+
 void pp_clients_output(struct ptyproxy *p, uint8_t type, const uint8_t *data, size_t n,
 		       uint32_t during)
 {
@@ -584,7 +626,17 @@ void pp_clients_output(struct ptyproxy *p, uint8_t type, const uint8_t *data, si
 		if (!c->attach_seq || c->closing)
 			continue;
 		int r = 0;
-		if (c->tty >= 0) {
+		/* A flood (a big batch): the client writes it, on the other CPU, while we read
+		 * the next batch. Switched only with nothing queued for the terminal, so the
+		 * order holds; back once the client answered a SYNC sent after a small batch. */
+		if (c->tty >= 0 && !c->relay_out && n >= BULK_OUT && !c->tq.len)
+			c->relay_out = true;
+		if (c->tty >= 0 && c->relay_out) {
+			r = client_send(c, type, data, n);
+			c->sync_wait = 0;
+			if (r >= 0 && n < BULK_OUT)
+				r = send_sync(c);
+		} else if (c->tty >= 0) {
 			r = announce_modes(c, during | (c->tq.len ? c->modes_sent : 0));
 			if (r >= 0)
 				r = tty_write(c, data, n);

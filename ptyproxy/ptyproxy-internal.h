@@ -119,6 +119,8 @@ struct pp_client {
 	bool read_only, pipes;
 	bool closing;	   /* no more output; closed once `out` is sent */
 	bool exit_pending; /* direct: EXITED goes out once `tq` is written */
+	bool relay_out;	   /* direct, in a flood: output goes as OUTPUT messages */
+	uint32_t sync_seq, sync_wait; /* last SYNC sent; the one whose SYNCED ends relay_out */
 	struct winsize ws;
 	pid_t pid;
 	uint8_t *rbuf;
@@ -212,6 +214,9 @@ void pp_clients_output(struct ptyproxy *p, uint8_t type, const uint8_t *data, si
 		       uint32_t during);
 /** Readiness on a client's connection or terminal. -ENOENT if @fd is no client's. */
 int pp_client_event(struct ptyproxy *p, int fd, uint32_t events);
+/** Direct clients relaying a flood with no SYNC out: @send: output went quiet, send them one;
+ *  else say whether there are any (true: call again once output is quiet). */
+bool pp_clients_quiet(struct ptyproxy *p, bool send);
 /** The job ended (p->wstatus): EXITED to every client once it has all the output. */
 void pp_clients_exited(struct ptyproxy *p);
 /** Close the clients told their session is over, once that is sent. */

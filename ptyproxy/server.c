@@ -300,6 +300,15 @@ int ptyproxy_idle(struct ptyproxy *p)
 			timeout = timeout < 0 ? t : CK_MIN(timeout, t);
 		}
 	}
+	if (pp_clients_quiet(p, false)) { /* back to writing their terminals once quiet */
+		uint64_t quiet = (ck_now_ns() - p->last_output_ns) / 1000000;
+		if (quiet >= IDLE_DELAY_MS) {
+			pp_clients_quiet(p, true);
+		} else {
+			int t = (int)(IDLE_DELAY_MS - quiet);
+			timeout = timeout < 0 ? t : CK_MIN(timeout, t);
+		}
+	}
 	input_flush(p); /* model replies */
 	pp_update_watches(p);
 	return timeout;
