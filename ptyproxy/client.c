@@ -7,9 +7,11 @@
  * the modes the job turned on are reset and the saved termios is put back.
  *
  * Direct mode: the client hands the server its terminal (a new open file description of it,
- * SCM_RIGHTS with the HELLO), and if the WELCOME says the server took it, the client reads and
- * writes nothing on it any more: the server writes the output and reads the keystrokes itself,
- * one process hop fewer each way. The client keeps the raw mode, turns SIGWINCH into RESIZE,
+ * SCM_RIGHTS with the HELLO), and if the WELCOME says the server took it, the client does not
+ * read it any more: the server writes the output and reads the keystrokes itself, one process
+ * hop fewer each way. Only during a flood the server sends OUTPUT for the client to write (the
+ * two processes then share the work, as in a relay), and a SYNC that the client answers once
+ * that is written, so the server knows when it may write the terminal itself again. The client keeps the raw mode, turns SIGWINCH into RESIZE,
  * and learns from MODES what to reset; the server lets go of the terminal before it sends
  * DETACH or EXITED, and when the client ends on a signal it sends DETACH and waits for the
  * server to let go (the connection closes) before it resets the terminal. If the supervisor
@@ -186,6 +188,14 @@ static int from_server(struct cstate *s)
 		case PTYPROXY_MSG_MODES:
 			if (s->direct)
 				s->modes.modes = ck_get_le32(m.payload);
+			break;
+		case PTYPROXY_MSG_SYNC:
+			/* Everything before it is written once the gathered iovecs are. */
+			if (niov && writev_all(iov_fd, iov, niov) < 0)
+				return PTYPROXY_END_LOST;
+			niov = 0;
+			if (queue_msg(s, PTYPROXY_MSG_SYNCED, m.payload, 4) < 0)
+				return PTYPROXY_END_LOST;
 			break;
 		case PTYPROXY_MSG_EXITED:
 			s->wstatus = (int)ck_get_le32(m.payload);
@@ -417,7 +427,13 @@ int ptyproxy_client_run(int sock_fd, const struct ptyproxy_client_opts *o, int *
 			goto out_signals;
 		}
 	}
-	tty_fd = s.tty && !o->relay ? own_tty(o) : -1;
+	/* Only to a server of our own uid: whoever runs it could keep a copy of the terminal and
+	 * read what is typed there after the detach (root attaching to a user's job relays). */
+	struct ucred peer = {0};
+	socklen_t pl = sizeof(peer);
+	bool same_uid = getsockopt(sock_fd, SOL_SOCKET, SO_PEERCRED, &peer, &pl) == 0 &&
+			peer.uid == geteuid();
+	tty_fd = s.tty && !o->relay && same_uid ? own_tty(o) : -1;
 	if (tty_fd >= 0) {
 		h.flags |= PTYPROXY_HELLO_TTY_FD;
 		h.detach_key = o->detach_key < 0 ? PTYPROXY_NO_DETACH_KEY : (uint16_t)o->detach_key;

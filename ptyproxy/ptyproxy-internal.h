@@ -100,4 +100,128 @@ struct ptyproxy_state {
 int pp_state_pack(const struct ptyproxy_state *s, struct ck_buf *b);
 int pp_state_unpack(const uint8_t *buf, size_t len, struct ptyproxy_state *ret);
 
+/* ---- The server (server.c: job side, model, life cycle; clients.c: attach connections) ---- */
+
+#define PP_READ_BUF    (128u << 10)
+#define PP_QUEUE_HIGH  (256u << 10) /* a writer client queued above this pauses the job side */
+#define PP_INPUT_HIGH  (1u << 20)   /* input queued above this pauses the writer clients */
+
+struct pp_queue {
+	uint8_t *buf;
+	size_t off, len, cap; /* pending bytes are buf[off .. off+len) */
+};
+
+struct pp_client {
+	struct pp_client *next;
+	int fd;			/* the attach connection */
+	uint32_t watched;
+	uint64_t attach_seq; /* 0 until HELLO */
+	bool read_only, pipes;
+	bool closing;	   /* no more output; closed once `out` is sent */
+	bool exit_pending; /* direct: EXITED goes out once `tq` is written */
+	bool relay_out;	   /* direct, in a flood: output goes as OUTPUT messages */
+	uint32_t sync_seq, sync_wait; /* last SYNC sent; the one whose SYNCED ends relay_out */
+	struct winsize ws;
+	pid_t pid;
+	uint8_t *rbuf;
+	size_t rlen;
+	struct pp_queue out; /* bytes for the connection */
+	/* Direct clients only: */
+	int tty;		/* the user's terminal (nonblocking); -1 when relayed or let go */
+	int pending_fd;		/* received with the HELLO bytes, not yet claimed by it */
+	uint32_t tty_watched;
+	struct pp_queue tq;	/* output not yet written to tty */
+	int detach_key;		/* -1: none */
+	uint32_t modes_sent;	/* what the client was last told (MODES) */
+};
+
+struct ptyproxy {
+	struct ptyproxy_ops ops;
+	void *ud;
+	bool pipes;
+	int master;		    /* pty mode */
+	int fds[3];		    /* pipe mode: job stdin (write), stdout, stderr (read) */
+	uint32_t w_master, w_fds[3]; /* events registered */
+	bool master_hup, input_eof, pipes_released, hold, exited, adopt_termios;
+	int wstatus;
+	struct pp_queue inq;
+	struct ptyproxy_modes modes;
+	struct pp_model *model;
+	uint8_t *ring;
+	size_t ring_size;
+	uint64_t head, fed, lost;
+	bool resync_alt;
+	uint64_t last_output_ns;
+	struct pp_outlog log;
+	bool have_log;
+	struct pp_client *clients;
+	uint64_t attach_seq;
+	struct winsize ws;
+	uint8_t rbuf[PP_READ_BUF];
+};
+
+static inline void pp_q_free(struct pp_queue *q)
+{
+	free(q->buf);
+	*q = (struct pp_queue){0};
+}
+
+static inline int pp_q_append(struct pp_queue *q, const void *p, size_t n)
+{
+	if (q->off && q->off + q->len + n > q->cap) {
+		memmove(q->buf, q->buf + q->off, q->len);
+		q->off = 0;
+	}
+	if (q->len + n > q->cap) {
+		size_t cap = CK_MAX(q->cap * 2, q->len + n);
+		cap = CK_MAX(cap, (size_t)4096);
+		uint8_t *nb = realloc(q->buf, cap);
+		if (!nb)
+			return -ENOMEM;
+		q->buf = nb;
+		q->cap = cap;
+	}
+	memcpy(q->buf + q->off + q->len, p, n);
+	q->len += n;
+	return 0;
+}
+
+static inline void pp_q_consume(struct pp_queue *q, size_t n)
+{
+	q->off += n;
+	q->len -= n;
+	if (!q->len)
+		q->off = 0;
+}
+
+/* server.c */
+void pp_log(struct ptyproxy *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pp_set_watch(struct ptyproxy *p, int fd, uint32_t *cur, uint32_t want);
+/** Recompute what every fd should be watched for. */
+void pp_update_watches(struct ptyproxy *p);
+/** Feed the screen model up to @max bytes of what it has not seen from the ring. */
+void pp_feed_model(struct ptyproxy *p, size_t max);
+
+/* clients.c */
+bool pp_writers_backed_up(const struct ptyproxy *p);
+unsigned pp_count_clients(const struct ptyproxy *p, bool writers_only);
+void pp_client_close(struct ptyproxy *p, struct pp_client *c);
+/** Watches of every client's connection and terminal (part of pp_update_watches). */
+void pp_clients_watch(struct ptyproxy *p);
+/** Output read from the job to every attached client; @during: the modes the terminal may pass
+ *  through while these bytes are written. */
+void pp_clients_output(struct ptyproxy *p, uint8_t type, const uint8_t *data, size_t n,
+		       uint32_t during);
+/** Readiness on a client's connection or terminal. -ENOENT if @fd is no client's. */
+int pp_client_event(struct ptyproxy *p, int fd, uint32_t events);
+/** Direct clients relaying a flood with no SYNC out: @send: output went quiet, send them one;
+ *  else say whether there are any (true: call again once output is quiet). */
+bool pp_clients_quiet(struct ptyproxy *p, bool send);
+/** The job ended (p->wstatus): EXITED to every client once it has all the output. */
+void pp_clients_exited(struct ptyproxy *p);
+/** Send every attached client a redraw of the screen model (after a restart). */
+void pp_clients_redraw(struct ptyproxy *p);
+/** Close the clients told their session is over, once that is sent. */
+void pp_clients_finish(struct ptyproxy *p);
+
 #endif

@@ -43,6 +43,9 @@ enum ptyproxy_msg_type {
 	PTYPROXY_MSG_WELCOME = 10,   /* s->c: le32 flags (PTYPROXY_WELCOME_*) */
 	PTYPROXY_MSG_MODES = 11,     /* s->c: le32 enum ptyproxy_mode bits the terminal may be in
 				      * (only to a client whose terminal the server writes) */
+	PTYPROXY_MSG_SYNC = 12,	     /* s->c: le32 n; answer SYNCED n once every OUTPUT before it
+				      * is written (direct clients: see PTYPROXY_HELLO_TTY_FD) */
+	PTYPROXY_MSG_SYNCED = 13,    /* c->s: le32 n, the answer to SYNC n */
 };
 #define PTYPROXY_HELLO_READ_ONLY 0x1u
 #define PTYPROXY_HELLO_PIPES	 0x2u /* the client has no terminal (stdin not a tty) */
@@ -51,16 +54,19 @@ enum ptyproxy_msg_type {
 /* The client's terminal comes with the HELLO (SCM_RIGHTS, exactly one fd: a tty in an open file
  * description of its own, which the server makes O_NONBLOCK). The server then reads keystrokes
  * from it and writes output to it itself, one process hop fewer each way; a le16 detach key
- * (0xffff: none) follows the termios block, and the server cuts that key out and detaches. */
+ * (0xffff: none) follows the termios block, and the server cuts that key out and detaches.
+ * During a flood the server sends the output as OUTPUT messages for the client to write (two
+ * processes share the work), and goes back to writing itself after a SYNC / SYNCED round. */
 #define PTYPROXY_HELLO_TTY_FD	 0x10u
 /* termios in HELLO: le32 iflag oflag cflag lflag, u8 line, u8 ncc (= 32), c_cc, le32 ispeed
  * ospeed */
 #define PTYPROXY_TERMIOS_LEN 58u
 #define PTYPROXY_HELLO_MAX   (12u + PTYPROXY_TERMIOS_LEN + 2u + PTYPROXY_TERM_MAX)
 #define PTYPROXY_WELCOME_PIPES	 0x1u /* the job runs on pipes, not a pty */
-/* The server took the terminal sent with HELLO: the client must not read it, and gets no OUTPUT
- * or REDRAW, only MODES, DETACH (the detach key was typed, or the terminal hung up) and EXITED,
- * each sent after the server let go of the terminal. Without it the client relays. */
+/* The server took the terminal sent with HELLO: the client must not read it; it writes the
+ * OUTPUT and REDRAW it still gets (floods), answers SYNC, keeps MODES for the reset, and gets
+ * DETACH (the detach key was typed, or the terminal hung up) and EXITED after the server let go
+ * of the terminal. Without it the client relays. */
 #define PTYPROXY_WELCOME_TTY	 0x2u
 #define PTYPROXY_NO_DETACH_KEY	 0xffffu
 

@@ -49,6 +49,13 @@ $TM send-keys -t s:w2 C-c
 st=$("$CK" status j)
 echo "$st" | grep -q '^clients: *1 attached (0 read-only); terminal 60x18$' || fail "status: $st"
 echo "$st" | grep -Eq '^  pid [0-9]+ +writer +60x18 +size owner direct$' || fail "status client: $st"
+# A flood goes through the client (the supervisor hands it the output), then the terminal is
+# written directly again: the last lines are there, in order, and typing still echoes.
+$TM send-keys -t s:w2 'clear; seq 1 300000 | cat; echo flood-$((5*5))' Enter
+poll_until 30 has s:w2 '^flood-25$' || fail "flood: $(pane s:w2)"
+pane s:w2 | grep -A1 '^299999$' | grep -qx 300000 || fail "flood's last lines: $(pane s:w2)"
+$TM send-keys -t s:w2 'clear; echo after-$((6*6))' Enter
+poll_until 10 has s:w2 '^after-36$' || fail "no echo after the flood: $(pane s:w2)"
 # A full-screen program, redrawn on reattach.
 $TM send-keys -t s:w2 'seq 1 500 | less' Enter
 poll_until 10 has s:w2 '^1$' || fail "less not shown: $(pane s:w2)"

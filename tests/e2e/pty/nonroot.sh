@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A terminal job of an ordinary user, through tmux run as that user: output on the job's own
 # /dev/pts/0, the detach key, reattach with a redraw and the supervisor writing the user's
-# terminal itself (status: direct), `stty size`, exit status. Another uid is refused twice:
+# terminal itself (status: direct), `stty size`, exit status; root attaching relays (its
+# terminal is not handed to the user's supervisor). Another uid is refused twice:
 # by the 0700 job directory (a one-line error), and, with the directory opened up, by the
 # supervisor's SO_PEERCRED check (even for a HELLO that hands over a terminal).
 source "$(dirname "$0")/../lib.sh"
@@ -19,7 +20,8 @@ as_user() {
 }
 CK="$U/ckptenv"
 TM="as_user tmux -L ck-nr-$$ -f /dev/null"
-trap 'rc=$?; as_user "$CK" rm --force nr >/dev/null 2>&1 || true; $TM kill-server 2>/dev/null || true; (exit $rc); _cleanup' EXIT
+trap 'rc=$?; as_user "$CK" rm --force nr >/dev/null 2>&1 || true; $TM kill-server 2>/dev/null || true
+	tmux -L ck-nrr-$$ kill-server 2>/dev/null || true; (exit $rc); _cleanup' EXIT
 
 pane() { $TM capture-pane -p -t "$1"; }
 has() { pane "$1" | grep -q -- "$2"; }
@@ -41,6 +43,13 @@ echo "$st" | grep -Eq '^  pid [0-9]+ +writer +100x30 +size owner direct$' || fai
 sup=$(echo "$st" | sed -n 's/.*(supervisor \([0-9]*\)).*/\1/p')
 tty=$($TM display -p -t s:w2 '#{pane_tty}')
 ls -l "/proc/$sup/fd" | grep -q " -> $tty\$" || fail "the supervisor does not hold $tty"
+# Root may attach to the user's job, but does not hand its terminal to the user's supervisor.
+TMR="tmux -L ck-nrr-$$ -f /dev/null"
+$TMR new-session -d -s r -x 90 -y 20 "CKPTENV_HOME=$U/home $CK attach --read-only nr; sleep 120"
+poll_until 10 sh -c "$TMR capture-pane -p -t r | grep -q '^before-2'" || fail "root's attach: $($TMR capture-pane -p -t r)"
+st=$(as_user "$CK" status nr)
+echo "$st" | grep -Eq '^  pid [0-9]+ +read-only +90x20 +relayed$' || fail "root's client not relayed: $st"
+$TMR kill-server
 
 # Another uid: the job directory keeps it out first...
 err=$(setpriv --reuid 65534 --regid 65534 --clear-groups env -i PATH=/usr/bin:/bin \

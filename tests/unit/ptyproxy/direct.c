@@ -9,16 +9,82 @@
 #include "fixture.h"
 
 struct drx {
-	uint8_t buf[1 << 16];
+	uint8_t buf[1 << 18];
+	int term;	/* >= 0: write OUTPUT/REDRAW payloads here and answer SYNC, as the client does */
+	size_t relayed; /* OUTPUT bytes */
+	struct ck_buf pend; /* for term, not written yet (it is nonblocking: we also read it) */
+	size_t pend_off;
 	size_t len;
 	uint32_t welcome, modes;
 	int nwelcome, nmodes, detach, exited, eof, noutput;
 	int wstatus;
 };
 
+/* Write what waits for the terminal; false while some is left. */
+static bool drx_flush(struct drx *rx)
+{
+	while (rx->pend_off < rx->pend.len) {
+		ssize_t n = write(rx->term, rx->pend.data + rx->pend_off, rx->pend.len - rx->pend_off);
+		if (n < 0 && errno == EAGAIN)
+			return false;
+		CHECK(n > 0);
+		rx->pend_off += (size_t)n;
+	}
+	rx->pend.len = rx->pend_off = 0;
+	return true;
+}
+
+/* Take the messages in rx->buf; false when stopped at a SYNC that has to wait for the terminal. */
+static bool drx_parse(int fd, struct drx *rx)
+{
+	size_t off = 0;
+	bool ok = true;
+	struct ptyproxy_msg m;
+	ssize_t k;
+	while (ok && (k = ptyproxy_msg_parse(rx->buf + off, rx->len - off, &m)) > 0) {
+		switch (m.type) {
+		case PTYPROXY_MSG_WELCOME:
+			rx->welcome = ck_get_le32(m.payload), rx->nwelcome++;
+			break;
+		case PTYPROXY_MSG_MODES:
+			rx->modes = ck_get_le32(m.payload), rx->nmodes++;
+			break;
+		case PTYPROXY_MSG_DETACH:
+			rx->detach++;
+			break;
+		case PTYPROXY_MSG_EXITED:
+			rx->exited++, rx->wstatus = (int)ck_get_le32(m.payload);
+			break;
+		case PTYPROXY_MSG_OUTPUT:
+		case PTYPROXY_MSG_REDRAW:
+			rx->noutput++;
+			rx->relayed += m.len;
+			if (rx->term >= 0)
+				ck_buf_append(&rx->pend, m.payload, m.len);
+			break;
+		case PTYPROXY_MSG_SYNC:
+			/* Answered once what came before it is written. */
+			CHECK(rx->term >= 0);
+			ok = drx_flush(rx);
+			if (ok)
+				CHECK(ptyproxy_send_msg(fd, PTYPROXY_MSG_SYNCED, m.payload, 4) == 0);
+			break;
+		}
+		if (ok)
+			off += (size_t)k;
+	}
+	CHECK(!ok || k == 0);
+	memmove(rx->buf, rx->buf + off, rx->len - off);
+	rx->len -= off;
+	return ok;
+}
+
 static void drx_poll(int fd, struct drx *rx)
 {
 	for (;;) {
+		/* As a client stuck on its terminal: reads no more until it is written. */
+		if ((rx->term >= 0 && !drx_flush(rx)) || !drx_parse(fd, rx))
+			return;
 		ssize_t n = recv(fd, rx->buf + rx->len, sizeof(rx->buf) - rx->len, MSG_DONTWAIT);
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 			rx->eof = 1;
@@ -27,39 +93,12 @@ static void drx_poll(int fd, struct drx *rx)
 		if (n < 0)
 			return;
 		rx->len += (size_t)n;
-		size_t off = 0;
-		struct ptyproxy_msg m;
-		ssize_t k;
-		while ((k = ptyproxy_msg_parse(rx->buf + off, rx->len - off, &m)) > 0) {
-			off += (size_t)k;
-			switch (m.type) {
-			case PTYPROXY_MSG_WELCOME:
-				rx->welcome = ck_get_le32(m.payload), rx->nwelcome++;
-				break;
-			case PTYPROXY_MSG_MODES:
-				rx->modes = ck_get_le32(m.payload), rx->nmodes++;
-				break;
-			case PTYPROXY_MSG_DETACH:
-				rx->detach++;
-				break;
-			case PTYPROXY_MSG_EXITED:
-				rx->exited++, rx->wstatus = (int)ck_get_le32(m.payload);
-				break;
-			case PTYPROXY_MSG_OUTPUT:
-			case PTYPROXY_MSG_REDRAW:
-				rx->noutput++;
-				break;
-			}
-		}
-		CHECK(k == 0);
-		memmove(rx->buf, rx->buf + off, rx->len - off);
-		rx->len -= off;
 	}
 }
 
 /* What the user's screen (the outer pty master) got. */
 struct screen_rx {
-	char buf[1 << 16];
+	char buf[1 << 21];
 	size_t len;
 };
 
@@ -122,7 +161,7 @@ static int hello_with(struct fx *f, uint32_t flags, int fd, int nfds)
 
 /* The user's terminal: an outer pty, raw as the client leaves it; *ret_tty is a new open file
  * description of its slave (what the client hands over). */
-static void user_terminal(int *ret_master, int *ret_tty)
+static void user_terminal2(int *ret_master, int *ret_tty, int *ret_own)
 {
 	int um, us;
 	struct winsize ws = {24, 80, 0, 0};
@@ -136,8 +175,16 @@ static void user_terminal(int *ret_master, int *ret_tty)
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", us);
 	*ret_tty = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
 	CHECK(*ret_tty >= 0);
-	close(us);
+	if (ret_own)
+		*ret_own = us;
+	else
+		close(us);
 	*ret_master = um;
+}
+
+static void user_terminal(int *ret_master, int *ret_tty)
+{
+	user_terminal2(ret_master, ret_tty, NULL);
 }
 
 static pid_t spawn(int slave, const char *cmd)
@@ -180,6 +227,7 @@ START_TEST(test_direct_io_modes_detach_exit)
 	int c = hello_with(&f, PTYPROXY_HELLO_TTY_FD, tty, 1);
 	close(tty);
 	struct drx *rx = calloc(1, sizeof(*rx));
+	rx->term = -1;
 	struct screen_rx *scr = calloc(1, sizeof(*scr));
 	CHECK(wait_rx(&f, c, rx, &rx->nwelcome, 3000));
 	CHECK(rx->welcome & PTYPROXY_WELCOME_TTY);
@@ -192,8 +240,8 @@ START_TEST(test_direct_io_modes_detach_exit)
 	CHECK(rx->noutput == 0);
 	CHECK(holds_tty(&f));
 	/* A mode the job turns on is announced before its bytes reach the terminal. */
-	type(um, "printf '\\033[?1000h'; echo m-on\r");
-	CHECK(wait_screen(&f, um, scr, "m-on\r\n", 3000));
+	type(um, "printf '\\033[?1000h'; echo m-$((1+1))-on\r");
+	CHECK(wait_screen(&f, um, scr, "m-2-on", 3000));
 	drx_poll(c, rx);
 	CHECK(rx->modes & PTYPROXY_MODE_MOUSE_VT200);
 	/* The detach key: what came before it goes to the job, then the server lets go of the
@@ -208,6 +256,7 @@ START_TEST(test_direct_io_modes_detach_exit)
 	user_terminal(&um, &tty);
 	memset(scr, 0, sizeof(*scr));
 	memset(rx, 0, sizeof(*rx));
+	rx->term = -1;
 	c = hello_with(&f, PTYPROXY_HELLO_TTY_FD, tty, 1);
 	close(tty);
 	CHECK(wait_screen(&f, um, scr, "before-key", 3000)); /* the redraw */
@@ -227,6 +276,74 @@ START_TEST(test_direct_io_modes_detach_exit)
 }
 END_TEST
 
+/* A flood goes through the client (OUTPUT it writes to its terminal), then, after a SYNC round,
+ * the server writes the terminal itself again; the user's screen gets every byte in order. */
+START_TEST(test_direct_flood_relayed_then_direct)
+{
+	struct fx f;
+	fx_init(&f);
+	int master, slave;
+	CHECK(ptyproxy_pty_open(NULL, NULL, NULL, &master, &slave) == 0);
+	struct ptyproxy_config cfg = fx_config(&f);
+	CHECK(ptyproxy_new(&cfg, master, NULL, &f.p) == 0);
+	pid_t pid = spawn(slave, "stty raw -echo; echo ready; read go; seq 1 150000 | cat; "
+				 "echo flood-done; exec cat");
+	int um, tty, own;
+	user_terminal2(&um, &tty, &own);
+	int c = hello_with(&f, PTYPROXY_HELLO_TTY_FD | PTYPROXY_HELLO_NO_REDRAW, tty, 1);
+	close(tty);
+	struct drx *rx = calloc(1, sizeof(*rx));
+	struct screen_rx *scr = calloc(1, sizeof(*scr));
+	rx->term = own;
+	CHECK(fcntl(own, F_SETFL, O_NONBLOCK) == 0);
+	CHECK(wait_rx(&f, c, rx, &rx->nwelcome, 3000));
+	CHECK(wait_screen(&f, um, scr, "ready\n", 3000));
+	scr->len = 0;
+	scr->buf[0] = 0;
+	/* Not served for a while, the job fills the pty: a batch after that is a big one. */
+	type(um, "\n");
+	uint64_t end = ck_now_ns() + 20000000000ull;
+	while (ck_now_ns() < end && !strstr(scr->buf, "flood-done\n")) {
+		if (!rx->relayed)
+			usleep(50000); /* until a batch was big: let the job fill the pty */
+		fx_pump(&f, 2);
+		drx_poll(c, rx);
+		ssize_t n;
+		while ((n = read(um, scr->buf + scr->len, sizeof(scr->buf) - 1 - scr->len)) > 0)
+			scr->len += (size_t)n;
+		scr->buf[scr->len] = 0;
+	}
+	struct ck_buf want = {0};
+	char line[32];
+	for (int i = 1; i <= 150000; i++)
+		ck_buf_append(&want, line, (size_t)snprintf(line, sizeof(line), "%d\n", i));
+	ck_buf_append(&want, "flood-done\n", 11);
+	ck_assert_uint_eq(scr->len, want.len);
+	CHECK(!memcmp(scr->buf, want.data, want.len));
+	CHECK(rx->relayed > 0); /* the flood went through the client */
+	/* Back to direct once output is quiet (SYNC, SYNCED): an echo comes on the terminal, not
+	 * as a message. */
+	for (int i = 0; i < 20; i++) {
+		fx_pump(&f, 5);
+		drx_poll(c, rx);
+	}
+	size_t relayed = rx->relayed;
+	scr->len = 0;
+	scr->buf[0] = 0;
+	type(um, "typed-after");
+	CHECK(wait_screen(&f, um, scr, "typed-after", 3000));
+	drx_poll(c, rx);
+	CHECK(rx->relayed == relayed);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	ck_buf_free(&want);
+	ck_buf_free(&rx->pend);
+	close(c), close(um), close(own);
+	free(rx), free(scr);
+	fx_free(&f);
+}
+END_TEST
+
 START_TEST(test_bad_handovers)
 {
 	struct fx f;
@@ -238,6 +355,7 @@ START_TEST(test_bad_handovers)
 	pid_t pid = spawn(slave, "exec cat");
 	int good = fx_client(&f, 0, 24, 80);
 	struct drx *rx = calloc(1, sizeof(*rx));
+	rx->term = -1;
 	int um, tty, pfd[2];
 	user_terminal(&um, &tty);
 	CHECK(pipe2(pfd, O_CLOEXEC) == 0);
@@ -253,8 +371,10 @@ START_TEST(test_bad_handovers)
 	};
 	for (size_t i = 0; i < CK_ARRAY_SIZE(cases); i++) {
 		int before = f.nlogs;
-		int c = hello_with(&f, cases[i].flags, cases[i].which ? pfd[1] : tty, cases[i].nfds);
+		int c = hello_with(&f, cases[i].flags, cases[i].which ? pfd[1] : tty,
+				   cases[i].nfds);
 		memset(rx, 0, sizeof(*rx));
+	rx->term = -1;
 		CHECK(wait_rx(&f, c, rx, &rx->eof, 3000));
 		ck_assert_msg(f.nlogs == before + 1 && strstr(f.lastlog, cases[i].log),
 			      "case %zu: %s", i, f.lastlog);
@@ -264,6 +384,7 @@ START_TEST(test_bad_handovers)
 	/* A descriptor after the HELLO is refused too. */
 	int c = hello_with(&f, PTYPROXY_HELLO_TTY_FD, tty, 1);
 	memset(rx, 0, sizeof(*rx));
+	rx->term = -1;
 	CHECK(wait_rx(&f, c, rx, &rx->nwelcome, 3000));
 	uint8_t hdr[8];
 	ptyproxy_msg_header(hdr, PTYPROXY_MSG_INPUT, 0);
@@ -272,8 +393,10 @@ START_TEST(test_bad_handovers)
 		char b[CMSG_SPACE(sizeof(int))];
 	} cm = {0};
 	struct iovec iov = {hdr, 8};
-	struct msghdr mh = {
-		.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof(cm.b)};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cm.b,
+			    .msg_controllen = sizeof(cm.b)};
 	struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
 	h->cmsg_level = SOL_SOCKET, h->cmsg_type = SCM_RIGHTS, h->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(h), &pfd[0], sizeof(int));
@@ -309,6 +432,7 @@ START_TEST(test_pipe_job_declines)
 	user_terminal(&um, &tty);
 	int c = hello_with(&f, PTYPROXY_HELLO_TTY_FD, tty, 1);
 	struct drx *rx = calloc(1, sizeof(*rx));
+	rx->term = -1;
 	CHECK(wait_rx(&f, c, rx, &rx->nwelcome, 3000));
 	CHECK(rx->welcome == PTYPROXY_WELCOME_PIPES);
 	CHECK(!holds_tty(&f));
@@ -324,6 +448,7 @@ int main(void)
 	TCase *tc = tcase_create("direct");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_direct_io_modes_detach_exit);
+	tcase_add_test(tc, test_direct_flood_relayed_then_direct);
 	tcase_add_test(tc, test_bad_handovers);
 	tcase_add_test(tc, test_pipe_job_declines);
 	suite_add_tcase(s, tc);

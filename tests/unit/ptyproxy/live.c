@@ -177,6 +177,42 @@ START_TEST(test_da_reply)
 }
 END_TEST
 
+/* A flood of lines: the model skips to the last screenful (cheap), and a redraw still shows the
+ * screen as a terminal that saw every byte would. */
+START_TEST(test_flood_skips_to_last_lines)
+{
+	struct fx f;
+	fx_init(&f);
+	int master, slave;
+	struct winsize ws = {24, 80, 0, 0};
+	CHECK(ptyproxy_pty_open(NULL, NULL, &ws, &master, &slave) == 0);
+	struct ptyproxy_config cfg = fx_config(&f);
+	CHECK(ptyproxy_new(&cfg, master, NULL, &f.p) == 0);
+	pid_t pid = spawn_pty(slave, "stty raw -echo; printf '\\033[1mbold-before\\n'; "
+				     "seq 1 60000 | sed 's/^/flood-/; s/$/\\r/'; printf 'last'; sleep 5");
+	struct ptyproxy_info info;
+	for (int i = 0; i < 500; i++) {
+		fx_pump(&f, 10);
+		ptyproxy_get_info(f.p, &info);
+		if (info.output_bytes == 768914 && !info.model_lag) /* 16 + 768894 + 4 */
+			break;
+	}
+	ck_assert_uint_eq(info.output_bytes, 768914);
+	CHECK(!info.model_lag);
+	CHECK(info.model_lost > 500000 && info.model_lost < info.output_bytes);
+	_cleanup_free_ char *redraw = NULL;
+	size_t len;
+	CHECK(ptyproxy_redraw(f.p, &redraw, &len) == 0);
+	/* Rows 1..23 hold flood-59978 .. flood-60000, the last row "last". */
+	CHECK(memmem(redraw, len, "flood-59978", 11) && memmem(redraw, len, "flood-60000", 11));
+	CHECK(!memmem(redraw, len, "flood-59977", 11));
+	CHECK(memmem(redraw, len, "last", 4));
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	fx_free(&f);
+}
+END_TEST
+
 static void pipes_run(const char *cmd, const uint8_t *in, size_t inlen, struct fx_rx *rx,
 		      int *ret_status)
 {
@@ -273,6 +309,7 @@ int main(void)
 	tcase_add_test(tc, test_shell_io_resize_exit);
 	tcase_add_test(tc, test_reattach_redraw_and_log);
 	tcase_add_test(tc, test_da_reply);
+	tcase_add_test(tc, test_flood_skips_to_last_lines);
 	tcase_add_test(tc, test_pipes_byte_exact);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);

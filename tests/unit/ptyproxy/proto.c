@@ -51,6 +51,22 @@ START_TEST(test_roundtrip)
 	m.len = 12 + PTYPROXY_TERMIOS_LEN - 1; /* flag set, block cut short */
 	CHECK(ptyproxy_hello_unpack(&m, &h2) == -EBADMSG);
 
+	/* A terminal handed over: the detach key follows the termios block. */
+	h.flags |= PTYPROXY_HELLO_TTY_FD;
+	h.detach_key = 0x1c;
+	n = ptyproxy_hello_pack(&h, pl, sizeof(pl));
+	CHECK(n == 12 + PTYPROXY_TERMIOS_LEN + 2 + strlen(h.term) && n <= PTYPROXY_HELLO_MAX);
+	m = (struct ptyproxy_msg){.type = PTYPROXY_MSG_HELLO, .len = (uint32_t)n, .payload = pl};
+	CHECK(ptyproxy_hello_unpack(&m, &h2) == 0 && h2.detach_key == 0x1c);
+	CHECK(!strcmp(h2.term, h.term) && h2.flags == h.flags);
+	h.detach_key = PTYPROXY_NO_DETACH_KEY;
+	n = ptyproxy_hello_pack(&h, pl, sizeof(pl));
+	CHECK(ptyproxy_hello_unpack(&m, &h2) == 0 && h2.detach_key == PTYPROXY_NO_DETACH_KEY);
+	ck_put_le16(pl + 12 + PTYPROXY_TERMIOS_LEN, 256); /* not a byte */
+	CHECK(ptyproxy_hello_unpack(&m, &h2) == -EBADMSG);
+	m.len = 12 + PTYPROXY_TERMIOS_LEN + 1; /* key cut short */
+	CHECK(ptyproxy_hello_unpack(&m, &h2) == -EBADMSG);
+
 	struct winsize ws = {40, 100, 1, 2}, ws2;
 	ptyproxy_winsize_pack(&ws, pl);
 	struct ptyproxy_msg rm = {.type = PTYPROXY_MSG_RESIZE, .len = 8, .payload = pl};
@@ -87,6 +103,7 @@ START_TEST(test_malformed_headers)
 		{PTYPROXY_MSG_INPUT, 0, PTYPROXY_MSG_MAX + 1},
 		{PTYPROXY_MSG_OUTPUT, PTYPROXY_MSG_MAX, 0xffffffffu},
 		{PTYPROXY_MSG_INPUT_EOF, 0, 4}, {PTYPROXY_MSG_WELCOME, 4, 0},
+		{PTYPROXY_MSG_MODES, 4, 5},
 	};
 	for (size_t i = 0; i < CK_ARRAY_SIZE(cases); i++) {
 		mk(b, PTYPROXY_MSG_MAGIC, 1, cases[i].type, cases[i].bad);
