@@ -158,6 +158,12 @@ cpu() {
 	{ time "$@" >/dev/null; } 2> "$W/t"
 	awk '{printf "%.1f\n", ($1 + $2) * 1e6 / '"$CONNS"'}' "$W/t"
 }
+# The same per MiB sent (client, and proxy when there is one; the sink is not counted).
+cpumb() {
+	local TIMEFORMAT='%3U %3S'
+	{ time "$@" >/dev/null; } 2> "$W/t"
+	awk '{printf "%.1f\n", ($1 + $2) * 1e6 / '"$SIZE_MB"'}' "$W/t"
+}
 ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
 : > "$W/r"
 for i in $(seq "$REPS"); do
@@ -176,6 +182,8 @@ for i in $(seq "$REPS"); do
 	echo "conn s $("$B" conns "$SOCATA" "$(( CONNS / 20 + 1 ))")" >> "$W/r"
 	echo "cpu d $(cpu "$B" conns "$ACC" "$CONNS")" >> "$W/r"
 	echo "cpu p $(cpu "$B" proxy "$B" conns "$ACC" "$CONNS")" >> "$W/r"
+	echo "cpumb d $(cpumb "$B" send "$SINK" "$SIZE_MB")" >> "$W/r"
+	echo "cpumb p $(cpumb "$B" proxy "$B" send "$SINK" "$SIZE_MB")" >> "$W/r"
 done
 m() { awk -v k="$1" -v v="$2" '$1 == k && $2 == v {print $3}' "$W/r" | median; }
 
@@ -189,3 +197,8 @@ for k in send recv conn; do
 done
 printf '%-22s %10s %10s %10s %10s   %s\n' "CPU us per connect" "$(m cpu d)" "$(m cpu p)" - - \
 	"$(ratio "$(m cpu d)" "$(m cpu p)") (direct/netproxy)"
+printf '%-22s %10s %10s %10s %10s   %s\n' "CPU us per MiB sent" "$(m cpumb d)" "$(m cpumb p)" - - \
+	"$(ratio "$(m cpumb d)" "$(m cpumb p)") (direct/netproxy)"
+echo "(CPU: user + system time of the client, and of the proxy driver with it; the sink's and"
+echo " acceptor's are not counted. The throughput and rate ratios depend on the machine's load:"
+echo " the proxied path needs one more runnable process per byte and per connect.)"
