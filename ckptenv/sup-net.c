@@ -17,7 +17,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 
-/* Every session holds 4 fds (job leg, upstream, the splice pipe); the default soft limit of
+/* A session holds up to 4 fds (job leg, upstream, the splice pipe); the default soft limit of
  * 1024 would make the fd limit, not the session limit, the one a busy job meets. */
 static void raise_nofile(unsigned max_sessions)
 {
