@@ -113,7 +113,7 @@ void sup_net_status(struct sup *s, int c)
 	ck_buf_le32(&b, 0);
 	uint32_t listed = 0;
 	for (size_t i = 0; i < n && !b.err; i++) {
-		char peer[64] = "?", local[64] = "?";
+		char peer[64] = "-", local[64] = "-";
 		(void)netproxy_addr_format(&v[i].peer, peer, sizeof(peer));
 		(void)netproxy_addr_format(&v[i].local, local, sizeof(local));
 		const char *st = netproxy_state_to_string(v[i].state);

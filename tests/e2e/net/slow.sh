@@ -3,7 +3,9 @@
 # whose accept queue is full (its SYNs are dropped), with TCP_SYNCNT=1 set before connect (copied
 # to the upstream, so it gives up after a few seconds with ETIMEDOUT, as a direct connect would).
 # Meanwhile thread B's connects and echoes go through, and `ckptenv status` answers at once and
-# lists A's session as connecting.
+# lists A's session as connecting. Then a checkpoint while a (single-threaded) job's connect
+# waits: the freeze aborts the notification, the half-made session is dropped, and the connect
+# the kernel restarts after the freeze is served anew (a new session) and still times out.
 . "$(dirname "$0")/../lib.sh"
 PY=/usr/bin/python3
 [ -x $PY ] || skip "python3 missing"
@@ -61,4 +63,25 @@ poll_until 60 sh -c "\"$CKPTENV\" list | grep -Eq '^sl +exited'" || fail "job di
 expect_eq "job output" "b: 20 echoes while a waits" "$(sed -n 1p "$T/out")"
 sed -n 2p "$T/out" | grep -Eq "^a: Connection timed out after [1-9][0-9]? s$" ||
 	fail "slow connect: $(cat "$T/out")"
-pass "slow connect: loop responsive, other connects served, ETIMEDOUT as direct"
+
+rm -f "$T/fz.out"
+"$CKPTENV" run --name fz --detach -- $PY -c "
+import os, socket, time
+s = socket.socket()
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 2)
+try:
+    s.connect(('127.0.0.1', $FULL)); r = 'connected'
+except OSError as e:
+    r = os.strerror(e.errno)
+open('$T/fz.out', 'w').write(r + '\n')
+" >/dev/null </dev/null
+poll_until 20 sh -c "\"$CKPTENV\" status fz | grep -Eq '^  1 +connecting +127\.0\.0\.1:$FULL '" ||
+	fail "fz: no pending connect: $("$CKPTENV" status fz)"
+"$CKPTENV" checkpoint fz >/dev/null 2>"$T/ckpt.txt" || fail "checkpoint with a pending connect: $(cat "$T/ckpt.txt")"
+poll_until 20 sh -c "\"$CKPTENV\" status fz | grep -Eq '^  2 +connecting +127\.0\.0\.1:$FULL '" ||
+	fail "fz: the restarted connect is not a new session: $("$CKPTENV" status fz)"
+"$CKPTENV" status fz | grep -Eq '^network: +1 proxied connection \(limit [0-9]+; 2 made' ||
+	fail "fz: the aborted session was not dropped: $("$CKPTENV" status fz)"
+poll_until 60 test -s "$T/fz.out" || fail "fz: connect never returned"
+expect_eq "fz: restarted connect" "Connection timed out" "$(cat "$T/fz.out")"
+pass "slow connect: loop responsive, other connects served, ETIMEDOUT as direct; a freeze restarts it cleanly"
