@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # bench/net.sh: a job's TCP through netproxy against a direct loopback connection and socat.
-#  - bulk throughput: one connection, SIZE_MB sent to a sink, 256 KiB writes;
-#  - connection set-up rate: CONNS sequential connect + close (the sink accepts and closes).
-# The proxied runs use the library the way the supervisor will: a driver process holds a
-# struct netproxy and runs the client as a child under the filter. Medians of REPS runs.
+#  - bulk throughput: one connection, SIZE_MB sent to a sink, 256 KiB writes (job -> upstream),
+#    and SIZE_MB read from a source (upstream -> job);
+#  - connection set-up rate: CONNS sequential connect + close (the sink accepts and closes),
+#    and the CPU time (user + system, all processes of the run: client, proxy) per connect.
+# Columns: "netproxy" is the library driven the way the supervisor drives it (a driver holds a
+# struct netproxy and runs the client as a child under the filter ckptenv installs); "ckptenv"
+# is the client run as a real job (`ckptenv run`). Medians of REPS runs, side by side.
 #   BUILD=path/to/build (default: build-net, then /work/scratch-net/build)
 #   SIZE_MB=2048 CONNS=2000 REPS=5 bash bench/net.sh
 # Needs: socat (apt-get install socat), cc, libseccomp-dev, libxxhash-dev; root not needed.
@@ -20,15 +23,21 @@ command -v socat >/dev/null || { echo "net.sh: socat missing (apt-get install so
 SIZE_MB=${SIZE_MB:-2048}
 CONNS=${CONNS:-2000}
 REPS=${REPS:-5}
-W=$(mktemp -d /tmp/netbench.XXXXXX)
+CKPTENV=${CKPTENV:-$BUILD/ckptenv/ckptenv}
+[ -x "$CKPTENV" ] || { echo "net.sh: no ckptenv binary in $BUILD (CKPTENV=...)" >&2; exit 1; }
+# Not under /tmp: a job's /tmp is its own, the client binary must be visible in the job.
+W=$(mktemp -d /var/tmp/netbench.XXXXXX)
+export CKPTENV_HOME=$W/home
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"' EXIT
+JOBN=0
 
 cat > "$W/npbench.c" <<'EOF'
 /* npbench sink: listen on 127.0.0.1, print the port, then per connection read to EOF, close.
  * npbench acceptor: the same, but close each connection at once (for the set-up rate).
+ * npbench source: the same, but per connection write MB MiB (first 4 bytes read: MB), close.
  * npbench send PORT MB: one connection, MB MiB in 256 KiB writes, shutdown, wait for the
- *   sink's close; print MB/s. npbench conns PORT N: N x (connect, close); print connects/s.
+ *   sink's close; print MB/s. npbench recv PORT MB: ask the source for MB MiB, read to EOF. npbench conns PORT N: N x (connect, close); print connects/s.
  * npbench proxy CMD...: hold a struct netproxy, run CMD under the filter, serve until it ends. */
 #include "common/ck.h"
 #include "netproxy/netproxy.h"
@@ -43,16 +52,24 @@ cat > "$W/npbench.c" <<'EOF'
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
 static struct sockaddr_in addr(int port) { struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)}; return a; }
 static void *serve(void *arg) { int c = (int)(intptr_t)arg; static __thread char b[1 << 20]; while (read(c, b, sizeof(b)) > 0) ; close(c); return NULL; }
+static void *source(void *arg)
+{
+	int c = (int)(intptr_t)arg; static __thread char b[256 << 10]; uint32_t mb = 0;
+	if (read(c, &mb, 4) == 4) { size_t left = (size_t)mb << 20; memset(b, 'x', sizeof(b));
+		while (left) { ssize_t n = write(c, b, CK_MIN(sizeof(b), left)); if (n <= 0) break; left -= n; } }
+	close(c); return NULL;
+}
 int main(int argc, char **argv)
 {
-	if (argc >= 2 && (!strcmp(argv[1], "sink") || !strcmp(argv[1], "acceptor"))) {
+	if (argc >= 2 && (!strcmp(argv[1], "sink") || !strcmp(argv[1], "acceptor") || !strcmp(argv[1], "source"))) {
 		bool acceptor = !strcmp(argv[1], "acceptor");
+		void *(*fn)(void *) = !strcmp(argv[1], "source") ? source : serve;
 		int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
 		setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		struct sockaddr_in a = addr(0); socklen_t len = sizeof(a);
 		if (bind(l, (void *)&a, sizeof(a)) || listen(l, 1024) || getsockname(l, (void *)&a, &len)) return 1;
 		printf("%d\n", ntohs(a.sin_port)); fflush(stdout);
-		for (;;) { int c = accept(l, NULL, NULL); if (c < 0) continue; if (acceptor) { close(c); continue; } pthread_t t; pthread_create(&t, NULL, serve, (void *)(intptr_t)c); pthread_detach(t); }
+		for (;;) { int c = accept(l, NULL, NULL); if (c < 0) continue; if (acceptor) { close(c); continue; } pthread_t t; pthread_create(&t, NULL, fn, (void *)(intptr_t)c); pthread_detach(t); }
 	}
 	if (argc == 4 && !strcmp(argv[1], "send")) {
 		struct sockaddr_in a = addr(atoi(argv[2]));
@@ -64,6 +81,18 @@ int main(int argc, char **argv)
 		while (done < total) { ssize_t n = write(fd, b, CK_MIN(chunk, total - done)); if (n <= 0) return 1; done += n; }
 		shutdown(fd, SHUT_WR); char c; (void)!read(fd, &c, 1);
 		printf("%.1f\n", total / 1048576.0 / (now() - t0));
+		return 0;
+	}
+	if (argc == 4 && !strcmp(argv[1], "recv")) {
+		struct sockaddr_in a = addr(atoi(argv[2]));
+		uint32_t mb = (uint32_t)atoi(argv[3]); size_t got = 0; static char b[256 << 10];
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(fd, (void *)&a, sizeof(a))) { perror("connect"); return 1; }
+		double t0 = now();
+		if (write(fd, &mb, 4) != 4) return 1;
+		for (;;) { ssize_t n = read(fd, b, sizeof(b)); if (n <= 0) break; got += n; }
+		if (got != (size_t)mb << 20) { fprintf(stderr, "recv: %zu of %u MiB\n", got, mb); return 1; }
+		printf("%.1f\n", got / 1048576.0 / (now() - t0));
 		return 0;
 	}
 	if (argc == 4 && !strcmp(argv[1], "conns")) {
@@ -83,7 +112,7 @@ int main(int argc, char **argv)
 		if (netproxy_new(NULL, &np) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) return 1;
 		pid_t pid = fork();
 		if (pid == 0) {
-			int nfd = netproxy_filter_install(0);
+			int nfd = netproxy_filter_install(NETPROXY_FILTER_NAMES | NETPROXY_FILTER_SOCKOPTS);
 			if (nfd < 0 || ck_send_fds(sv[1], "n", 1, &nfd, 1) < 0) _exit(127);
 			close(nfd); char c; if (read(sv[1], &c, 1) != 1) _exit(127);
 			execvp(argv[2], argv + 2); _exit(127);
@@ -98,7 +127,7 @@ int main(int argc, char **argv)
 			int st; if (waitpid(pid, &st, WNOHANG) == pid) { netproxy_free(np); return WIFEXITED(st) ? WEXITSTATUS(st) : 1; }
 		}
 	}
-	fprintf(stderr, "usage: npbench sink | send PORT MB | conns PORT N | proxy CMD...\n");
+	fprintf(stderr, "usage: npbench sink | acceptor | source | send PORT MB | recv PORT MB | conns PORT N | proxy CMD...\n");
 	return 2;
 }
 EOF
@@ -107,30 +136,69 @@ cc -O2 -D_GNU_SOURCE -I"$HERE" -o "$W/npbench" "$W/npbench.c" "$BUILD/netproxy/l
 B=$W/npbench
 
 "$B" sink > "$W/sink.port" & PIDS+=($!)
-for _ in $(seq 50); do [ -s "$W/sink.port" ] && break; sleep 0.1; done
-SINK=$(cat "$W/sink.port")
 "$B" acceptor > "$W/acc.port" & PIDS+=($!)
-for _ in $(seq 50); do [ -s "$W/acc.port" ] && break; sleep 0.1; done
-ACC=$(cat "$W/acc.port")
+"$B" source > "$W/src.port" & PIDS+=($!)
+for _ in $(seq 50); do [ -s "$W/sink.port" ] && [ -s "$W/acc.port" ] && [ -s "$W/src.port" ] && break; sleep 0.1; done
+SINK=$(cat "$W/sink.port"); ACC=$(cat "$W/acc.port"); SRC=$(cat "$W/src.port")
 SOCATP=$(( (SINK % 20000) + 30000 ))
 SOCATA=$(( SOCATP + 1 ))
+SOCATS=$(( SOCATP + 2 ))
 socat TCP-LISTEN:$SOCATP,bind=127.0.0.1,reuseaddr,fork TCP:127.0.0.1:$SINK & PIDS+=($!)
 socat TCP-LISTEN:$SOCATA,bind=127.0.0.1,reuseaddr,fork TCP:127.0.0.1:$ACC & PIDS+=($!)
+socat TCP-LISTEN:$SOCATS,bind=127.0.0.1,reuseaddr,fork TCP:127.0.0.1:$SRC & PIDS+=($!)
 sleep 0.5
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-run() { local i; for i in $(seq "$REPS"); do "$@"; done | median; }
+# A job of its own per run (a fresh supervisor, as `ckptenv run` gives).
+job() { JOBN=$((JOBN + 1)); "$CKPTENV" run --name "b$JOBN" -- "$@" </dev/null; }
+# One round = one run of each variant, so the variants see the same machine load; REPS rounds.
+# cpu: user + system seconds of the whole run (every process), for the connects.
+cpu() {
+	local TIMEFORMAT='%3U %3S'
+	{ time "$@" >/dev/null; } 2> "$W/t"
+	awk '{printf "%.1f\n", ($1 + $2) * 1e6 / '"$CONNS"'}' "$W/t"
+}
+# The same per MiB sent (client, and proxy when there is one; the sink is not counted).
+cpumb() {
+	local TIMEFORMAT='%3U %3S'
+	{ time "$@" >/dev/null; } 2> "$W/t"
+	awk '{printf "%.1f\n", ($1 + $2) * 1e6 / '"$SIZE_MB"'}' "$W/t"
+}
+ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
+: > "$W/r"
+for i in $(seq "$REPS"); do
+	echo "send d $("$B" send "$SINK" "$SIZE_MB")" >> "$W/r"
+	echo "send p $("$B" proxy "$B" send "$SINK" "$SIZE_MB")" >> "$W/r"
+	echo "send c $(job "$B" send "$SINK" "$SIZE_MB")" >> "$W/r"
+	echo "send s $("$B" send "$SOCATP" "$SIZE_MB")" >> "$W/r"
+	echo "recv d $("$B" recv "$SRC" "$SIZE_MB")" >> "$W/r"
+	echo "recv p $("$B" proxy "$B" recv "$SRC" "$SIZE_MB")" >> "$W/r"
+	echo "recv c $(job "$B" recv "$SRC" "$SIZE_MB")" >> "$W/r"
+	echo "recv s $("$B" recv "$SOCATS" "$SIZE_MB")" >> "$W/r"
+	echo "conn d $("$B" conns "$ACC" "$CONNS")" >> "$W/r"
+	echo "conn p $("$B" proxy "$B" conns "$ACC" "$CONNS")" >> "$W/r"
+	echo "conn c $(job "$B" conns "$ACC" "$CONNS")" >> "$W/r"
+	# socat forks per connection and manages only a few per second: fewer connects for it.
+	echo "conn s $("$B" conns "$SOCATA" "$(( CONNS / 20 + 1 ))")" >> "$W/r"
+	echo "cpu d $(cpu "$B" conns "$ACC" "$CONNS")" >> "$W/r"
+	echo "cpu p $(cpu "$B" proxy "$B" conns "$ACC" "$CONNS")" >> "$W/r"
+	echo "cpumb d $(cpumb "$B" send "$SINK" "$SIZE_MB")" >> "$W/r"
+	echo "cpumb p $(cpumb "$B" proxy "$B" send "$SINK" "$SIZE_MB")" >> "$W/r"
+done
+m() { awk -v k="$1" -v v="$2" '$1 == k && $2 == v {print $3}' "$W/r" | median; }
 
-echo "net.sh: $SIZE_MB MiB bulk, $CONNS connects, median of $REPS ($(nproc) cpus, $(uname -r))"
-D=$(run "$B" send "$SINK" "$SIZE_MB")
-P=$(run "$B" proxy "$B" send "$SINK" "$SIZE_MB")
-S=$(run "$B" send "$SOCATP" "$SIZE_MB")
-printf '%-22s %10s %10s %10s   %s\n' "" direct netproxy socat "netproxy/direct netproxy/socat"
-printf '%-22s %10s %10s %10s   %.2f %.2f\n' "throughput MB/s" "$D" "$P" "$S" \
-	"$(echo "$P / $D" | bc -l)" "$(echo "$P / $S" | bc -l)"
-CD=$(run "$B" conns "$ACC" "$CONNS")
-CP=$(run "$B" proxy "$B" conns "$ACC" "$CONNS")
-# socat forks per connection and manages only a few per second here: fewer connects for it.
-CS=$(run "$B" conns "$SOCATA" "$(( CONNS / 20 + 1 ))")
-printf '%-22s %10s %10s %10s   %.2f %.2f\n' "connects/s" "$CD" "$CP" "$CS" \
-	"$(echo "$CP / $CD" | bc -l)" "$(echo "$CP / $CS" | bc -l)"
+echo "net.sh: $SIZE_MB MiB bulk, $CONNS connects, median of $REPS rounds ($(nproc) cpus, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg))"
+printf '%-22s %10s %10s %10s %10s   %s\n' "" direct netproxy ckptenv socat "netproxy/direct ckptenv/direct netproxy/socat"
+for k in send recv conn; do
+	case $k in send) l="job->up MB/s" ;; recv) l="up->job MB/s" ;; conn) l="connects/s" ;; esac
+	D=$(m $k d); P=$(m $k p); C=$(m $k c); S=$(m $k s)
+	printf '%-22s %10s %10s %10s %10s   %s %s %s\n' "$l" "$D" "$P" "$C" "$S" \
+		"$(ratio "$P" "$D")" "$(ratio "$C" "$D")" "$(ratio "$P" "$S")"
+done
+printf '%-22s %10s %10s %10s %10s   %s\n' "CPU us per connect" "$(m cpu d)" "$(m cpu p)" - - \
+	"$(ratio "$(m cpu d)" "$(m cpu p)") (direct/netproxy)"
+printf '%-22s %10s %10s %10s %10s   %s\n' "CPU us per MiB sent" "$(m cpumb d)" "$(m cpumb p)" - - \
+	"$(ratio "$(m cpumb d)" "$(m cpumb p)") (direct/netproxy)"
+echo "(CPU: user + system time of the client, and of the proxy driver with it; the sink's and"
+echo " acceptor's are not counted. The throughput and rate ratios depend on the machine's load:"
+echo " the proxied path needs one more runnable process per byte and per connect.)"

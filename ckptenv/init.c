@@ -257,7 +257,9 @@ void init_main(int sock, const struct launch_args *a, int restore_dirfd)
 	 * connect of its own. */
 	fds[1] = netproxy_filter_install(NETPROXY_FILTER_NAMES | NETPROXY_FILTER_SOCKOPTS);
 	if (fds[1] < 0)
-		fail(sock, -fds[1], "cannot install the job's network filter (seccomp): %s",
+		fail(sock, -fds[1],
+		     "cannot install the job's network filter (seccomp user notification, "
+		     "Linux 5.9 or later, not disabled by a container's own filter): %s",
 		     strerror(-fds[1]));
 	r = ck_send_fds(sock, "F", 1, fds, pty_ws ? 3 : 2);
 	for (int i = 0; i < 3; i++)

@@ -17,7 +17,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 
-/* Every session holds 4 fds (job leg, upstream, the splice pipe); the default soft limit of
+/* A session holds up to 4 fds (job leg, upstream, the splice pipe); the default soft limit of
  * 1024 would make the fd limit, not the session limit, the one a busy job meets. */
 static void raise_nofile(unsigned max_sessions)
 {
@@ -113,7 +113,7 @@ void sup_net_status(struct sup *s, int c)
 	ck_buf_le32(&b, 0);
 	uint32_t listed = 0;
 	for (size_t i = 0; i < n && !b.err; i++) {
-		char peer[64] = "?", local[64] = "?";
+		char peer[64] = "-", local[64] = "-";
 		(void)netproxy_addr_format(&v[i].peer, peer, sizeof(peer));
 		(void)netproxy_addr_format(&v[i].local, local, sizeof(local));
 		const char *st = netproxy_state_to_string(v[i].state);

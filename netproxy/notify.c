@@ -60,18 +60,58 @@ static void job_close(struct job *j)
 		close(j->mem);
 }
 
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL
+#endif
+
+/* The thread group of task @tid, from /proc/TID/status (readable for any task, listed or not). */
+static pid_t tgid_of(pid_t tid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+	_cleanup_close_ int f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return -1;
+	ssize_t n = read(f, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	const char *p = strstr(buf, "\nTgid:");
+	return p ? (pid_t)strtol(p + 6, NULL, 10) : -1;
+}
+
+/* The notification names the calling *thread* (req->pid is its tid): pidfd_open refuses a tid
+ * that is not a thread-group leader unless PIDFD_THREAD (6.9) says it is meant; older kernels
+ * get the leader's pidfd (same fd table, as threads share it unless made with clone without
+ * CLONE_FILES). Memory and /proc/TID/fdinfo work with the tid itself. */
+static int pidfd_of_task(pid_t tid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD);
+	if (fd >= 0 || errno != EINVAL)
+		return fd;
+	fd = (int)syscall(SYS_pidfd_open, tid, 0);
+	if (fd >= 0 || errno != EINVAL)
+		return fd;
+	pid_t tgid = tgid_of(tid);
+	if (tgid <= 0) {
+		errno = ESRCH;
+		return -1;
+	}
+	return (int)syscall(SYS_pidfd_open, tgid, 0);
+}
+
 static int job_open(struct job *j, pid_t pid, int notify_fd, uint64_t id, bool rw)
 {
 	char path[64];
 	*j = (struct job){.pidfd = -1, .mem = -1, .pid = pid};
-	j->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	j->pidfd = pidfd_of_task(pid);
 	if (j->pidfd < 0)
-		return -errno;
+		return np_id_valid(notify_fd, id) ? -errno : -ENOENT;
 	if (rw) {
 		snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
 		j->mem = open(path, O_RDWR | O_CLOEXEC);
 		if (j->mem < 0)
-			return -errno;
+			return np_id_valid(notify_fd, id) ? -errno : -ENOENT;
 	}
 	if (!np_id_valid(notify_fd, id))
 		return -ENOENT;
@@ -292,8 +332,14 @@ static int handle_connect(struct netproxy *np, int nfd, const struct seccomp_not
 	uint32_t ulen = (uint32_t)req->data.args[2];
 	_cleanup_(job_close) struct job j = {.pidfd = -1, .mem = -1};
 	int r = job_open(&j, (pid_t)req->pid, nfd, req->id, false);
-	if (r < 0)
+	if (r == -ENOENT)
 		return r; /* gone, or aborted: nothing to answer */
+	if (r < 0) {
+		/* The task is there but cannot be looked at: never leave it waiting. */
+		ck_debug("netproxy: connect of task %d: cannot open it: %s", (int)req->pid,
+			 strerror(-r));
+		return np_respond(nfd, req->id, 0, EPERM, 0);
+	}
 	_cleanup_close_ int sock = job_getfd(&j, jfd);
 	if (sock < 0)
 		return np_respond(nfd, req->id, 0, sock == -EBADF ? EBADF : -sock, 0);
@@ -498,8 +544,11 @@ void np_connect_expire(struct np_session *s)
 static int handle_fastopen(int nfd, const struct seccomp_notif *req)
 {
 	_cleanup_(job_close) struct job j = {.pidfd = -1, .mem = -1};
-	if (job_open(&j, (pid_t)req->pid, nfd, req->id, false) < 0)
-		return -ENOENT;
+	int r = job_open(&j, (pid_t)req->pid, nfd, req->id, false);
+	if (r == -ENOENT)
+		return r;
+	if (r < 0) /* never CONTINUE what could be an implicit TCP connect */
+		return np_respond(nfd, req->id, 0, EOPNOTSUPP, 0);
 	_cleanup_close_ int sock = job_getfd(&j, (int)req->data.args[0]);
 	struct sock_kind k;
 	if (sock >= 0 && sock_kind(sock, &k) == 0 && kind_is_tcp(&k))
@@ -512,8 +561,9 @@ static int handle_fastopen(int nfd, const struct seccomp_notif *req)
 static int handle_name(struct netproxy *np, int nfd, const struct seccomp_notif *req)
 {
 	_cleanup_(job_close) struct job j = {.pidfd = -1, .mem = -1};
-	if (job_open(&j, (pid_t)req->pid, nfd, req->id, true) < 0)
-		return -ENOENT;
+	int r = job_open(&j, (pid_t)req->pid, nfd, req->id, true);
+	if (r < 0) /* aborted (then the answer fails harmlessly), or not ours to look at */
+		return respond_continue(nfd, req->id);
 	_cleanup_close_ int sock = job_getfd(&j, (int)req->data.args[0]);
 	struct stat st;
 	struct np_session *s = NULL;
@@ -543,7 +593,7 @@ static int handle_sockopt(struct netproxy *np, int nfd, const struct seccomp_not
 {
 	_cleanup_(job_close) struct job j = {.pidfd = -1, .mem = -1};
 	if (job_open(&j, (pid_t)req->pid, nfd, req->id, false) < 0)
-		return -ENOENT;
+		return respond_continue(nfd, req->id); /* as handle_name */
 	_cleanup_close_ int sock = job_getfd(&j, (int)req->data.args[0]);
 	struct stat st;
 	struct np_session *s = NULL;

@@ -343,6 +343,98 @@ START_TEST(test_names_v6)
 }
 END_TEST
 
+/* ---- a job thread other than the main one; options set after connect ---- */
+
+struct thr {
+	struct srv *s;
+	int release; /* read end: the test has looked at the upstream */
+	int rc;
+};
+
+static void *job_thread_main(void *arg)
+{
+	struct thr *t = arg;
+	t->rc = 1;
+	int fd = j_connect(&t->s->addr, 0);
+	if (fd < 0)
+		return NULL;
+	int v = 555, one = 1, bad = -1;
+	socklen_t l = sizeof(v);
+	struct sockaddr_storage peer;
+	socklen_t pl = sizeof(peer);
+	char b[4];
+	if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof(v)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+		t->rc = 2;
+	else if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &bad, sizeof(bad)) == 0 || errno != EINVAL)
+		t->rc = 3; /* the kernel's check on the job's own socket answers */
+	else if (getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, &l) < 0 || v != 555)
+		t->rc = 4;
+	else if (getpeername(fd, (struct sockaddr *)&peer, &pl) < 0 ||
+		 memcmp(&peer, &t->s->addr, pl) != 0)
+		t->rc = 5;
+	else if (ck_write_full(fd, "ping", 4) < 0 || ck_read_full(fd, b, 4) != 4)
+		t->rc = 6;
+	else if (read(t->release, b, 1) != 1)
+		t->rc = 7;
+	else
+		t->rc = 0;
+	close(fd);
+	return NULL;
+}
+
+static int job_thread(void *arg)
+{
+	pthread_t th;
+	if (pthread_create(&th, NULL, job_thread_main, arg) != 0)
+		return 10;
+	pthread_join(th, NULL);
+	return ((struct thr *)arg)->rc;
+}
+
+/* The upstream socket of the session: ours, whose local address the server saw as the peer. */
+static int upstream_keepidle(const struct sockaddr_storage *local)
+{
+	for (int fd = 3; fd < 1024; fd++) {
+		struct sockaddr_storage a;
+		socklen_t l = sizeof(a);
+		if (getsockname(fd, (struct sockaddr *)&a, &l) < 0 || l != t_len(local) ||
+		    memcmp(&a, local, l) != 0)
+			continue;
+		int v = -1;
+		l = sizeof(v);
+		if (getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, &l) == 0)
+			return v;
+	}
+	return -1;
+}
+
+START_TEST(test_thread_sockopts)
+{
+	struct fx f;
+	struct srv s;
+	int p[2];
+	fx_start(&f, NULL);
+	srv_start(&s, AF_INET, SRV_ECHO);
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	struct thr t = {.s = &s, .release = p[0]};
+	pid_t pid = fx_job(&f, job_thread, &t, NETPROXY_FILTER_NAMES | NETPROXY_FILTER_SOCKOPTS);
+	for (int i = 0; i < 10000 && __atomic_load_n(&s.got, __ATOMIC_SEQ_CST) < 4; i++)
+		usleep(1000);
+	ck_assert_uint_ge(s.got, 4);
+	pthread_mutex_lock(&f.mu);
+	int idle = upstream_keepidle(&s.accepted_peer);
+	pthread_mutex_unlock(&f.mu);
+	ck_assert_int_eq(write(p[1], "k", 1), 1);
+	ck_assert_int_eq(fx_wait(pid), 0);
+	ck_assert_int_eq(idle, 555); /* set after connect, reached the real connection */
+	srv_join(&s);
+	close(p[0]);
+	close(p[1]);
+	fx_stop(&f);
+}
+END_TEST
+
 /* ---- left alone: UDP and unix sockets ---- */
 
 static int job_other(void *arg)
@@ -440,6 +532,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_half_close);
 	tcase_add_test(tc, test_names_v4);
 	tcase_add_test(tc, test_names_v6);
+	tcase_add_test(tc, test_thread_sockopts);
 	tcase_add_test(tc, test_udp_unix_unproxied);
 	tcase_add_test(tc, test_limit_fastopen);
 	suite_add_tcase(s, tc);
