@@ -75,9 +75,10 @@ static void abort_conn(dev_t dev)
 	while (n)
 		path[at++] = num[--n];
 	memcpy(path + at, "/abort", 7);
-	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, NULL) < 0)
-		return;
+	/* Our own fusectl, unless one is mounted there already (then the mount fails with EBUSY
+	 * and the one we see serves as well). */
+	if (unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0)
+		(void)mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, NULL);
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd >= 0) {
 		(void)!write(fd, "1", 1);

@@ -1,0 +1,39 @@
+#!/bin/bash
+# kill -9 of the supervisor while its main thread waits on a request to its own /tmp (the
+# syncfs of a checkpoint, with a job writing all the time): the FUSE watchdog aborts the
+# connection, so the supervisor dies at once instead of hanging in D state with the job's lock
+# held, and the job can be started again (sup-fusewatch.c). The kill is sent only once the
+# main thread is seen in request_wait_answer, so the test hits that instant every time.
+. "$(dirname "$0")/../lib.sh"
+[ "$(id -u)" = 0 ] || skip "the watchdog needs root (fusectl)"
+command -v python3 >/dev/null || skip "python3 missing"
+LOG=$CKPTENV_HOME/jobs/w/log
+"$CKPTENV" run --name w --detach -- python3 -c '
+import os
+f = os.open("/tmp/big", os.O_WRONLY | os.O_CREAT)
+b = b"x" * (1 << 20)
+while True:
+    for i in range(64):
+        os.pwrite(f, b, i << 20)
+' </dev/null >/dev/null
+sup=$(sed -n 's/.*supervisor w\[\([0-9]*\)\]: starting.*/\1/p' "$LOG" | tail -1)
+poll_until 10 sh -c "grep -q 'job started' '$LOG'" || fail "job not started"
+in_fuse() { [ "$(cat "/proc/$sup/task/$sup/wchan" 2>/dev/null)" = request_wait_answer ]; }
+hit=0
+for try in 1 2 3 4 5 6 7 8; do
+	"$CKPTENV" checkpoint w >/dev/null 2>&1 &
+	cli=$!
+	if poll_until 5 in_fuse; then
+		hit=1
+		kill -9 "$sup"
+		break
+	fi
+	wait "$cli" || true
+done
+[ "$hit" = 1 ] || fail "never saw the supervisor wait on its own /tmp in 8 checkpoints"
+poll_until 10 sh -c "! kill -0 $sup 2>/dev/null || grep -q '^State:.*Z' /proc/$sup/status" ||
+	fail "supervisor $sup stuck after SIGKILL: $(grep State /proc/$sup/status) $(cat /proc/$sup/task/*/wchan | tr '\n' ' ')"
+wait "$cli" 2>/dev/null || true
+poll_until 10 sh -c "'$CKPTENV' status w | grep -q 'state: *died'" || fail "the job's lock is still held"
+"$CKPTENV" run --name w --detach -- true </dev/null >/dev/null 2>err.txt || fail "cannot run w again: $(cat err.txt)"
+pass "a supervisor killed while waiting on its own /tmp dies (attempt $try)"
