@@ -124,6 +124,10 @@ static int timerfd_state(struct restore_fd *f)
 	s->tflags = flags & (TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET);
 	s->it_value_ns = vs * 1000000000ull + vn;
 	s->it_interval_ns = is * 1000000000ull + in;
+	/* A periodic timer that expired and was not read yet is not running: the kernel re-arms
+	 * it on the read. Its next expiry is at most one interval away. */
+	if (!s->it_value_ns && s->it_interval_ns && s->ticks)
+		s->it_value_ns = s->it_interval_ns;
 	struct timespec now;
 	if ((s->tflags & TFD_TIMER_ABSTIME) && clock_gettime(base_clock(clk), &now) == 0)
 		s->abs_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec + (int64_t)s->it_value_ns;
