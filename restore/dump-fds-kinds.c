@@ -537,6 +537,19 @@ static int unix_state(int s, const struct restore_image *img, struct restore_fd 
 	return unix_peek(s, f, err);
 }
 
+/* The listener's address is the socket's own, or the wildcard. */
+static bool same_or_any(const struct restore_fd_state *st, const struct sockdiag_listener *l)
+{
+	static const uint8_t any[16];
+	if (l->family != st->family)
+		return false;
+	size_t n = st->family == AF_INET ? 4 : 16;
+	const uint8_t *a = st->family == AF_INET
+				   ? (const uint8_t *)&((const struct sockaddr_in *)(const void *)st->addr)->sin_addr
+				   : (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)st->addr)->sin6_addr;
+	return !memcmp(l->addr, any, n) || !memcmp(l->addr, a, n);
+}
+
 static int inet_state(int s, struct restore_fd *f, const struct sockdiag_listener *ls, size_t nls,
 		      struct restore_err *err)
 {
@@ -567,7 +580,7 @@ static int inet_state(int s, struct restore_fd *f, const struct sockdiag_listene
 		return 0;
 	}
 	for (size_t i = 0; i < nls; i++)
-		if (ls[i].port == port)
+		if (ls[i].port == port && same_or_any(st, &ls[i]))
 			REFUSE(err,
 			       "fd %d is a connected TCP%s socket the job accepted (local port "
 			       "%u); accepted connections cannot be checkpointed: close them first",
@@ -593,8 +606,10 @@ static int socket_state(int pidfd, const struct restore_image *img, struct resto
 	if (st->family != AF_UNIX && st->family != AF_INET && st->family != AF_INET6) {
 		int fam = st->family;
 		st->family = 0;
-		REFUSE(err, "fd %d is a socket of family %d; this kind cannot be checkpointed",
-		       f->fd, fam);
+		REFUSE(err, "fd %d is a %s socket (family %d); only unix and TCP sockets can be "
+			    "checkpointed",
+		       f->fd, fam == AF_NETLINK ? "netlink" : fam == AF_PACKET ? "packet" : "",
+		       fam);
 	}
 	socklen_t al = sizeof(st->addr);
 	if (getsockname(s, (struct sockaddr *)st->addr, &al) < 0)

@@ -312,6 +312,35 @@ static int plan_pair(struct rst_ctx *c, size_t i)
 	return r;
 }
 
+/* Datagrams that were queued on a bound unix socket come back sent to its name from an
+ * unnamed socket (their sender's address is not kept). */
+static int refill_to_name(struct rst_ctx *c, const struct restore_fd *f, int s)
+{
+	struct sockaddr_storage ss = {0};
+	socklen_t len = sizeof(ss);
+	if (f->st.family != AF_UNIX || !f->st.nmsgs || getsockname(s, (struct sockaddr *)&ss, &len) < 0)
+		return rst_fail(c, -EOPNOTSUPP,
+				"fd %d (socket): bytes queued on an unconnected socket cannot be "
+				"put back",
+				f->fd);
+	int from = socket(AF_UNIX, f->st.type | SOCK_CLOEXEC, 0);
+	if (from < 0)
+		return sys_fail(c, f, "socket");
+	int r = 0;
+	uint64_t off = 0;
+	for (uint32_t k = 0; k < f->st.nmsgs && r == 0; k++) {
+		ssize_t w = sendto(from, f->st.data + off, f->st.msg_len[k], MSG_DONTWAIT,
+				   (struct sockaddr *)&ss, len);
+		if (w != (ssize_t)f->st.msg_len[k])
+			r = rst_fail(c, w < 0 ? -errno : -EIO,
+				     "fd %d (unix socket): cannot put back its queued datagrams: %s",
+				     f->fd, w < 0 ? strerror(errno) : "short send");
+		off += f->st.msg_len[k];
+	}
+	close(from);
+	return r;
+}
+
 static int plan_socket(struct rst_ctx *c, size_t i)
 {
 	const struct restore_fd *f = &c->img->fds[i];
@@ -333,6 +362,8 @@ static int plan_socket(struct rst_ctx *c, size_t i)
 		r = bind_addr(c, f, s);
 	if (r == 0 && st->sock_state == RESTORE_SOCK_LISTEN && listen(s, (int)st->value) < 0)
 		r = sys_fail(c, f, "listen");
+	if (r == 0 && st->data_len) /* datagrams queued on a bound, unconnected socket */
+		r = refill_to_name(c, f, s);
 	if (r < 0) {
 		close(s);
 		return r;

@@ -48,7 +48,7 @@
 static int rep;
 static char dir[200];
 static int ep, tfd, efd, sem, semdup, pr, pw, pwdup, sfd, ino, wd1, wd3, ul, al, tl, sp0, sp1,
-	dg0, dg1, fr, fw, dnull, dzero, dzdup, drand;
+	dg0, dg1, ud, fr, fw, dnull, dzero, dzdup, drand;
 static uint16_t port;
 static char abstract_name[64];
 static int snap_fd[MAXFD], snap_fl[MAXFD];
@@ -233,6 +233,20 @@ static void setup(void)
 	if (write(sp0, "ping-from-0", 11) != 11 || write(sp1, "pong-from-1", 11) != 11 ||
 	    send(dg0, "a", 1, 0) != 1 || send(dg0, "bb", 2, 0) != 2 || send(dg0, "ccc", 3, 0) != 3)
 		die("socketpair bytes");
+	/* a bound datagram socket with two datagrams queued from an unnamed sender */
+	struct sockaddr_un ua = {.sun_family = AF_UNIX};
+	if (strlen(dir) + 7 > sizeof(ua.sun_path))
+		die("directory name too long for a socket");
+	memcpy(ua.sun_path, dir, strlen(dir));
+	memcpy(ua.sun_path + strlen(dir), "/dgram", 7);
+	unlink(ua.sun_path);
+	ud = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int snd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (ud < 0 || snd < 0 || bind(ud, (struct sockaddr *)&ua, sizeof(ua)) < 0 ||
+	    sendto(snd, "dg-one", 6, 0, (struct sockaddr *)&ua, sizeof(ua)) != 6 ||
+	    sendto(snd, "dg-2", 4, 0, (struct sockaddr *)&ua, sizeof(ua)) != 4)
+		die("bound datagram socket");
+	close(snd);
 	snprintf(p, sizeof(p), "%s/fifo", dir);
 	unlink(p);
 	if (mkfifo(p, 0600) < 0)
@@ -373,6 +387,9 @@ static void verify(void)
 		CHECK(r == (ssize_t)strlen(msgs[i]) && !memcmp(b, msgs[i], (size_t)r),
 		      "datagram %d is %zd bytes", i, r);
 	}
+	CHECK(recv(ud, b, sizeof(b), MSG_DONTWAIT) == 6 && !memcmp(b, "dg-one", 6) &&
+		      recv(ud, b, sizeof(b), MSG_DONTWAIT) == 4 && !memcmp(b, "dg-2", 4),
+	      "datagrams queued on the bound socket are lost");
 	CHECK(read(fr, b, sizeof(b)) == 10 && !memcmp(b, "fifo bytes", 10), "FIFO bytes lost");
 	CHECK(write(fw, "f", 1) == 1 && read(fr, b, 1) == 1, "the FIFO does not carry bytes");
 	CHECK(write(dnull, "x", 1) == 1, "/dev/null");
