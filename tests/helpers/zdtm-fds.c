@@ -3,12 +3,13 @@
  * unix socket (by path and abstract) and a listening TCP socket on loopback, plus socketpairs
  * with queued bytes, a FIFO, /dev/null and friends and dup'ed fds.
  *
- *   zdtm-fds REPORT_FD DIR [accept]
+ *   zdtm-fds REPORT_FD DIR [accept|udp|scm|epoll-stale]
  *
  * Sets everything up below DIR (created), prints "ready PORT" on REPORT_FD, then loops in
  * epoll_wait. SIGUSR1 (through the signalfd) makes it verify its own fds and print "ok" or
- * "fail: WHAT"; SIGUSR2 prints "ticks N". With "accept" it only holds a TCP connection it
- * accepted (the checkpoint must refuse it) and prints "ready PORT".
+ * "fail: WHAT"; SIGUSR2 prints "ticks N". With a refusal mode it only holds one fd the
+ * checkpoint must refuse (a TCP connection it accepted, a UDP socket, a unix socket with an
+ * fd in flight, an epoll registration on a closed fd number) and prints "ready PORT FD".
  *
  * After a restore the helper checks what it sees itself: the same fd numbers with the same
  * flags and close-on-exec bits, fds that shared an open file description still share it
@@ -48,7 +49,7 @@
 static int rep;
 static char dir[200];
 static int ep, tfd, efd, sem, semdup, pr, pw, pwdup, sfd, ino, wd1, wd3, ul, al, tl, sp0, sp1,
-	dg0, dg1, ud, fr, fw, dnull, dzero, dzdup, drand;
+	dg0, dg1, ud, wpr, wsk, fr, fw, dnull, dzero, dzdup, drand;
 static uint16_t port;
 static char abstract_name[64];
 static int snap_fd[MAXFD], snap_fl[MAXFD];
@@ -233,6 +234,16 @@ static void setup(void)
 	if (write(sp0, "ping-from-0", 11) != 11 || write(sp1, "pong-from-1", 11) != 11 ||
 	    send(dg0, "a", 1, 0) != 1 || send(dg0, "bb", 2, 0) != 2 || send(dg0, "ccc", 3, 0) != 3)
 		die("socketpair bytes");
+	/* widowed: a pipe whose writer and a socketpair whose peer closed, bytes left in them */
+	int wp[2], ws[2];
+	if (pipe2(wp, O_CLOEXEC) < 0 || write(wp[1], "tail", 4) != 4 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ws) < 0 ||
+	    write(ws[1], "bye", 3) != 3)
+		die("widowed pipe and socketpair");
+	close(wp[1]);
+	close(ws[1]);
+	wpr = wp[0];
+	wsk = ws[0];
 	/* a bound datagram socket with two datagrams queued from an unnamed sender */
 	struct sockaddr_un ua = {.sun_family = AF_UNIX};
 	if (strlen(dir) + 7 > sizeof(ua.sun_path))
@@ -390,6 +401,10 @@ static void verify(void)
 	CHECK(recv(ud, b, sizeof(b), MSG_DONTWAIT) == 6 && !memcmp(b, "dg-one", 6) &&
 		      recv(ud, b, sizeof(b), MSG_DONTWAIT) == 4 && !memcmp(b, "dg-2", 4),
 	      "datagrams queued on the bound socket are lost");
+	CHECK(read(wpr, b, sizeof(b)) == 4 && !memcmp(b, "tail", 4) && read(wpr, b, 1) == 0,
+	      "widowed pipe: not its bytes then end of file");
+	CHECK(read(wsk, b, sizeof(b)) == 3 && !memcmp(b, "bye", 3) && read(wsk, b, 1) == 0,
+	      "socketpair whose peer closed: not its bytes then end of file");
 	CHECK(read(fr, b, sizeof(b)) == 10 && !memcmp(b, "fifo bytes", 10), "FIFO bytes lost");
 	CHECK(write(fw, "f", 1) == 1 && read(fr, b, 1) == 1, "the FIFO does not carry bytes");
 	CHECK(write(dnull, "x", 1) == 1, "/dev/null");
@@ -440,18 +455,55 @@ static void verify(void)
 	say("ok\n");
 }
 
-static __attribute__((noreturn)) void accept_mode(void)
+/* Hold one fd the checkpoint must refuse; print "ready PORT FD" with that fd. */
+static __attribute__((noreturn)) void refuse_mode(const char *what)
 {
-	int l = listen_tcp(), c = connect_tcp(), a = -1;
-	for (int t = 0; t < 5000 && a < 0; t++) {
-		a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-		if (a < 0)
-			usleep(1000);
+	int bad = -1;
+	if (!strcmp(what, "accept")) { /* a TCP connection the job accepted */
+		int l = listen_tcp(), c = connect_tcp();
+		for (int t = 0; t < 5000 && bad < 0 && c >= 0; t++) {
+			bad = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+			if (bad < 0)
+				usleep(1000);
+		}
+		if (c >= 0)
+			close(c);
+	} else if (!strcmp(what, "udp")) {
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		bad = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (bad >= 0 && bind(bad, (struct sockaddr *)&a, sizeof(a)) < 0)
+			die("udp bind");
+	} else if (!strcmp(what, "scm")) { /* an fd in flight in a socketpair */
+		int sp[2], passed = eventfd(0, EFD_CLOEXEC);
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0 || passed < 0)
+			die("scm socketpair");
+		union {
+			struct cmsghdr h;
+			char b[CMSG_SPACE(sizeof(int))];
+		} ctl = {0};
+		struct iovec iov = {"x", 1};
+		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
+				   .msg_controllen = sizeof(ctl)};
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &passed, sizeof(int));
+		if (sendmsg(sp[0], &m, 0) != 1)
+			die("sendmsg");
+		bad = sp[1];
+	} else if (!strcmp(what, "epoll-stale")) { /* a registration on a closed fd number */
+		int e = eventfd(0, EFD_CLOEXEC), keep = dup(e);
+		bad = epoll_create1(EPOLL_CLOEXEC);
+		struct epoll_event ev = {.events = EPOLLIN};
+		if (e < 0 || keep < 0 || bad < 0 || epoll_ctl(bad, EPOLL_CTL_ADD, e, &ev) < 0)
+			die("epoll");
+		close(e); /* the file lives on through keep: so does the registration */
 	}
-	if (c < 0 || a < 0)
-		die("accept");
-	close(c);
-	say("ready %u accepted %d\n", port, a);
+	if (bad < 0)
+		die(what);
+	say("ready %u %d\n", port, bad);
 	for (;;)
 		pause();
 }
@@ -459,13 +511,13 @@ static __attribute__((noreturn)) void accept_mode(void)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: zdtm-fds REPORT_FD DIR [accept]\n");
+		fprintf(stderr, "usage: zdtm-fds REPORT_FD DIR [accept|udp|scm|epoll-stale]\n");
 		return 2;
 	}
 	rep = atoi(argv[1]);
 	snprintf(dir, sizeof(dir), "%s", argv[2]);
-	if (argc > 3 && !strcmp(argv[3], "accept"))
-		accept_mode();
+	if (argc > 3)
+		refuse_mode(argv[3]);
 	setup();
 	say("ready %u\n", port);
 	for (;;) {

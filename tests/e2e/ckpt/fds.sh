@@ -47,7 +47,7 @@ done
 
 "$CKPTENV" run --name k --detach -- "$FDS" 1 /tmp/zdtm-fds accept </dev/null >/dev/null
 poll_until 10 said k '^ready' || fail "accept helper not ready: $("$CKPTENV" log k | tail -3)"
-afd=$("$CKPTENV" log k | sed -n 's/^ready [0-9]* accepted \([0-9]*\).*/\1/p')
+afd=$("$CKPTENV" log k | sed -n 's/^ready [0-9]* \([0-9]*\).*/\1/p')
 "$CKPTENV" checkpoint k >out.txt 2>err.txt && fail "a job with an accepted connection was checkpointed"
 [ "$(wc -l <err.txt)" = 1 ] || fail "not one line: $(cat err.txt)"
 grep -q "fd $afd is a connected TCP socket the job accepted" err.txt || fail "message: $(cat err.txt)"

@@ -4,7 +4,8 @@
  * loopback, socketpairs with queued bytes, a FIFO, devices and dup'ed fds. It is frozen, dumped
  * and killed; the image's fd records are checked; then it is rebuilt (twice, from the same
  * image) in a fresh child of ours with a new report pipe handed over, and verifies everything
- * from inside on SIGUSR1. Also: an accepted TCP connection refuses the dump, naming the fd. */
+ * from inside on SIGUSR1. Also the refusals: an accepted TCP connection, a UDP socket, an fd in
+ * flight in a unix socket, an epoll registration on a closed fd number. */
 #include "fixture.h"
 
 #include <netinet/in.h>
@@ -130,7 +131,7 @@ static void check_image(unsigned port)
 	ck_assert_uint_eq(in->st.watches[1].mask & IN_ONESHOT, IN_ONESHOT);
 	const struct restore_fd *sig = kind_of(img, RESTORE_FD_SIGNALFD, 0);
 	ck_assert_uint_eq(sig->st.value, (1ull << (SIGUSR1 - 1)) | (1ull << (SIGUSR2 - 1)));
-	int listeners = 0, pairs = 0, tcp = 0;
+	int listeners = 0, pairs = 0, widowed = 0, tcp = 0;
 	for (size_t i = 0; i < img->nfds; i++) {
 		const struct restore_fd_state *s = &img->fds[i].st;
 		if (img->fds[i].kind != RESTORE_FD_SOCKET)
@@ -139,9 +140,12 @@ static void check_image(unsigned port)
 			listeners++;
 			ck_assert(s->value == 7 || s->value == 3); /* their backlogs */
 		}
-		if (s->family == AF_UNIX && s->sock_state == RESTORE_SOCK_CONNECTED) {
+		if (s->family == AF_UNIX && s->sock_state == RESTORE_SOCK_CONNECTED &&
+		    !s->peer_ino) { /* the socketpair whose peer closed */
+			widowed++;
+			ck_assert_uint_eq(s->data_len, 3);
+		} else if (s->family == AF_UNIX && s->sock_state == RESTORE_SOCK_CONNECTED) {
 			pairs++;
-			ck_assert_uint_ne(s->peer_ino, 0);
 			ck_assert(s->data_len == 11 || s->data_len == 6 || s->data_len == 0);
 			if (s->type == SOCK_DGRAM && s->data_len)
 				ck_assert_uint_eq(s->nmsgs, 3);
@@ -161,13 +165,15 @@ static void check_image(unsigned port)
 	}
 	ck_assert_int_eq(listeners, 2);
 	ck_assert_int_eq(pairs, 4);
+	ck_assert_int_eq(widowed, 1);
 	ck_assert_int_eq(tcp, 1);
 	/* the pipe to itself: its 100000 bytes ride on one of its fds */
+	/* and the widowed pipe its 4 */
 	uint64_t piped = 0;
 	for (size_t i = 0; i < img->nfds; i++)
 		if (img->fds[i].kind == RESTORE_FD_PIPE && img->fds[i].target[0] != '/')
 			piped += img->fds[i].st.data_len;
-	ck_assert_uint_eq(piped, 100000);
+	ck_assert_uint_eq(piped, 100000 + 4);
 	/* the report pipe's reader is the test: the other end is outside the job */
 	ck_assert(fd_of(img, RFD)->st.flags & RESTORE_FDS_F_PEER_OUT);
 	restore_image_free(img);
@@ -251,22 +257,32 @@ START_TEST(test_fds_restore)
 }
 END_TEST
 
-START_TEST(test_fds_refuse_accepted)
+/* Each refusal names the fd the helper reports and what is wrong, on one line, and leaves
+ * no checkpoint behind. */
+static const struct {
+	const char *mode, *want;
+} refusals[] = {
+	{"accept", "is a connected TCP socket the job accepted"},
+	{"udp", "is a UDP IPv4 socket"},
+	{"scm", "is a unix socket with file descriptors in flight"},
+	{"epoll-stale", "(epoll) watches a file that is no longer open at fd"},
+};
+
+START_TEST(test_fds_refusals)
 {
 	int rep;
 	char first[128];
-	pid_t pid = start("accept", &rep, first, sizeof(first));
-	int afd = -1;
+	pid_t pid = start(refusals[_i].mode, &rep, first, sizeof(first));
+	int bad = -1;
 	unsigned port;
-	ck_assert_int_eq(sscanf(first, "ready %u accepted %d", &port, &afd), 2);
+	ck_assert_int_eq(sscanf(first, "ready %u %d", &port, &bad), 2);
 	struct restore_err err = {0};
 	int r = dump(pid, "1", &err);
 	ck_assert_int_eq(r, -EOPNOTSUPP);
-	char want[64];
-	snprintf(want, sizeof(want), "fd %d is a connected TCP socket the job accepted", afd);
-	ck_assert_msg(strstr(err.msg, want), "message: %s", err.msg);
+	char want[160];
+	snprintf(want, sizeof(want), "fd %d %s", bad, refusals[_i].want);
+	ck_assert_msg(strstr(err.msg, want), "%s: message: %s", refusals[_i].mode, err.msg);
 	ck_assert(!strchr(err.msg, '\n'));
-	/* and nothing is left behind */
 	ck_assert_int_eq(faccessat(dirfd_, "1", F_OK, 0), -1);
 	close(rep);
 }
@@ -279,7 +295,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_fds_restore);
-	tcase_add_test(tc, test_fds_refuse_accepted);
+	tcase_add_loop_test(tc, test_fds_refusals, 0, (int)CK_ARRAY_SIZE(refusals));
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
