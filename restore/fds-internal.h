@@ -33,6 +33,25 @@ int sockdiag_tcp_listeners(struct sockdiag_listener **ret, size_t *ret_n);
 int dump_fds_state(pid_t pid, int pidfd, struct restore_image *img, bool inject,
 		   struct restore_err *err);
 
+/* dump-fds-sockets.c */
+/** Pipe state: buffered bytes (on the first fd of each pipe), size, other end outside. */
+int dump_pipes_state(pid_t pid, int pidfd, struct restore_image *img, struct restore_err *err);
+/** Socket state of @f; refuses (-EOPNOTSUPP, err->msg) what cannot be checkpointed. */
+int dump_socket_state(int pidfd, const struct restore_image *img, struct restore_fd *f,
+		      const struct sockdiag_listener *ls, size_t nls, struct restore_err *err);
+/** pidfd_getfd of the job's @fd: a new fd or -errno. */
+int dump_fd_getfd(int pidfd, int fd);
+
+/* restore-fds-kinds.c */
+/** Set @fd's file status flags to image fd @i's, move it above the image's numbers and make it
+ *  c->fds[i].tmp. Closes @fd on failure. */
+int rst_fd_take(struct rst_ctx *c, size_t i, int fd);
+/** rst_fail() with errno and "fd N (kind): @what: strerror". */
+int rst_fd_sys_fail(struct rst_ctx *c, const struct restore_fd *f, const char *what);
+/* restore-fds-sockets.c */
+int rst_plan_pipe(struct rst_ctx *c, size_t i);
+int rst_plan_socket(struct rst_ctx *c, size_t i);
+
 /* restore-fds-kinds.c */
 /** Recreate image fd @i (kinds pipe, socket, eventfd, timerfd, signalfd, epoll, inotify), and
  *  with it every other fd of the same pipe or socket pair, into c->fds[].tmp. */
