@@ -19,11 +19,11 @@
 #include <sys/timerfd.h>
 #include <time.h>
 
-#define REFUSE(err, ...)                                                                       \
-	do {                                                                                   \
-		if (err)                                                                       \
-			snprintf((err)->msg, sizeof((err)->msg), __VA_ARGS__);                 \
-		return -EOPNOTSUPP;                                                            \
+#define REFUSE(err, ...)                                                       \
+	do {                                                                   \
+		if (err)                                                       \
+			snprintf((err)->msg, sizeof((err)->msg), __VA_ARGS__); \
+		return -EOPNOTSUPP;                                            \
 	} while (0)
 
 int dump_fd_getfd(int pidfd, int fd)
@@ -54,8 +54,8 @@ static void find_dups(pid_t pid, struct restore_image *img)
 		struct restore_fd *f = &img->fds[i];
 		for (size_t j = 0; j < i; j++) {
 			const struct restore_fd *g = &img->fds[j];
-			if (g->st.dup_of >= 0 || g->kind != f->kind || g->ident.ino != f->ident.ino ||
-			    g->ident.dev != f->ident.dev)
+			if (g->st.dup_of >= 0 || g->kind != f->kind ||
+			    g->ident.ino != f->ident.ino || g->ident.dev != f->ident.dev)
 				continue;
 			if (syscall(SYS_kcmp, pid, pid, KCMP_FILE, g->fd, f->fd) == 0) {
 				f->st.dup_of = g->fd;
@@ -88,7 +88,7 @@ static int eventfd_state(struct restore_fd *f)
 
 static clockid_t base_clock(int c)
 {
-	return c == CLOCK_REALTIME_ALARM ? CLOCK_REALTIME
+	return c == CLOCK_REALTIME_ALARM   ? CLOCK_REALTIME
 	       : c == CLOCK_BOOTTIME_ALARM ? CLOCK_BOOTTIME
 					   : c;
 }
@@ -118,7 +118,8 @@ static int timerfd_state(struct restore_fd *f)
 		s->it_value_ns = s->it_interval_ns;
 	struct timespec now;
 	if ((s->tflags & TFD_TIMER_ABSTIME) && clock_gettime(base_clock(clk), &now) == 0)
-		s->abs_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec + (int64_t)s->it_value_ns;
+		s->abs_ns =
+			(int64_t)now.tv_sec * 1000000000 + now.tv_nsec + (int64_t)s->it_value_ns;
 	return 0;
 }
 
@@ -212,8 +213,7 @@ static bool search_dir(struct search *s, int depth)
 
 /* The path (as the job sees it) of inode (@dev, @ino): the files the job has open and their
  * directories first, then its cwd and /tmp a few levels deep, then the top of its root. */
-static int find_inode(pid_t pid, const struct restore_image *img, dev_t dev, ino_t ino,
-		      char **ret)
+static int find_inode(pid_t pid, const struct restore_image *img, dev_t dev, ino_t ino, char **ret)
 {
 	struct search s = {.dev = dev, .ino = ino, .budget = 200000};
 	int root_len = snprintf(s.path, sizeof(s.path), "/proc/%d/root", (int)pid);
@@ -256,7 +256,8 @@ static int inotify_state(pid_t pid, const struct restore_image *img, struct rest
 		unsigned wd, sdev, mask, ign;
 		unsigned long long ino;
 		if (sscanf(l, "inotify wd:%x ino:%llx sdev:%x mask:%x ignored_mask:%x", &wd, &ino,
-			   &sdev, &mask, &ign) != 5 || wd == 0 || wd > INT32_MAX)
+			   &sdev, &mask, &ign) != 5 ||
+		    wd == 0 || wd > INT32_MAX)
 			return -EIO;
 		if (s->nwatches == IMG_MAX_FD_SUBS)
 			REFUSE(err, "fd %d (inotify) has more than %u watches", f->fd,
@@ -347,8 +348,9 @@ int dump_fds_state(pid_t pid, int pidfd, struct restore_image *img, bool inject,
 			break;
 		}
 		if (r < 0 && !err->msg[0])
-			snprintf(err->msg, sizeof(err->msg), "cannot read the state of fd %d (%s): %s",
-				 f->fd, restore_fd_kind_name(f->kind), strerror(-r));
+			snprintf(err->msg, sizeof(err->msg),
+				 "cannot read the state of fd %d (%s): %s", f->fd,
+				 restore_fd_kind_name(f->kind), strerror(-r));
 	}
 	if (r == 0)
 		r = dump_pipes_state(pid, pidfd, img, err);

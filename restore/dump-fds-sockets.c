@@ -19,11 +19,11 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#define REFUSE(err, ...)                                                                       \
-	do {                                                                                   \
-		if (err)                                                                       \
-			snprintf((err)->msg, sizeof((err)->msg), __VA_ARGS__);                 \
-		return -EOPNOTSUPP;                                                            \
+#define REFUSE(err, ...)                                                       \
+	do {                                                                   \
+		if (err)                                                       \
+			snprintf((err)->msg, sizeof((err)->msg), __VA_ARGS__); \
+		return -EOPNOTSUPP;                                            \
 	} while (0)
 
 /* ---- pipes -------------------------------------------------------------------------- */
@@ -122,11 +122,11 @@ struct optdef {
 	bool tcp, v4, v6;
 };
 static const struct optdef sockopts[] = {
-	{SOL_SOCKET, SO_REUSEADDR, 0, 0, 0}, {SOL_SOCKET, SO_REUSEPORT, 0, 0, 0},
-	{SOL_SOCKET, SO_KEEPALIVE, 0, 0, 0}, {SOL_SOCKET, SO_RCVBUF, 0, 0, 0},
-	{SOL_SOCKET, SO_SNDBUF, 0, 0, 0},    {SOL_SOCKET, SO_RCVLOWAT, 0, 0, 0},
-	{SOL_SOCKET, SO_PASSCRED, 0, 0, 0},  {SOL_SOCKET, SO_OOBINLINE, 0, 0, 0},
-	{SOL_SOCKET, SO_PRIORITY, 0, 0, 0},  {IPPROTO_TCP, TCP_NODELAY, 1, 0, 0},
+	{SOL_SOCKET, SO_REUSEADDR, 0, 0, 0},	  {SOL_SOCKET, SO_REUSEPORT, 0, 0, 0},
+	{SOL_SOCKET, SO_KEEPALIVE, 0, 0, 0},	  {SOL_SOCKET, SO_RCVBUF, 0, 0, 0},
+	{SOL_SOCKET, SO_SNDBUF, 0, 0, 0},	  {SOL_SOCKET, SO_RCVLOWAT, 0, 0, 0},
+	{SOL_SOCKET, SO_PASSCRED, 0, 0, 0},	  {SOL_SOCKET, SO_OOBINLINE, 0, 0, 0},
+	{SOL_SOCKET, SO_PRIORITY, 0, 0, 0},	  {IPPROTO_TCP, TCP_NODELAY, 1, 0, 0},
 	{IPPROTO_TCP, TCP_DEFER_ACCEPT, 1, 0, 0}, {IPPROTO_TCP, TCP_KEEPIDLE, 1, 0, 0},
 	{IPPROTO_TCP, TCP_KEEPINTVL, 1, 0, 0},	  {IPPROTO_TCP, TCP_KEEPCNT, 1, 0, 0},
 	{IPPROTO_TCP, TCP_USER_TIMEOUT, 1, 0, 0}, {IPPROTO_TCP, TCP_FASTOPEN, 1, 0, 0},
@@ -178,7 +178,9 @@ static int unix_peek(int s, struct restore_fd *f, struct restore_err *err)
 			uint8_t b[256];
 		} ctl;
 		struct iovec iov = {buf, chunk};
-		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
+		struct msghdr m = {.msg_iov = &iov,
+				   .msg_iovlen = 1,
+				   .msg_control = &ctl,
 				   .msg_controllen = sizeof(ctl)};
 		ssize_t n = recvmsg(s, &m, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
 		if (n < 0) {
@@ -190,7 +192,8 @@ static int unix_peek(int s, struct restore_fd *f, struct restore_err *err)
 			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
 				fds = true;
 				int *v = (int *)CMSG_DATA(c);
-				for (size_t k = 0; k < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++)
+				for (size_t k = 0; k < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+				     k++)
 					close(v[k]);
 			}
 		if (fds) {
@@ -267,9 +270,12 @@ static bool same_or_any(const struct restore_fd_state *st, const struct sockdiag
 	if (l->family != st->family)
 		return false;
 	size_t n = st->family == AF_INET ? 4 : 16;
-	const uint8_t *a = st->family == AF_INET
-				   ? (const uint8_t *)&((const struct sockaddr_in *)(const void *)st->addr)->sin_addr
-				   : (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)st->addr)->sin6_addr;
+	const uint8_t *a =
+		st->family == AF_INET
+			? (const uint8_t *)&((const struct sockaddr_in *)(const void *)st->addr)
+				  ->sin_addr
+			: (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)st->addr)
+				  ->sin6_addr;
 	return !memcmp(l->addr, any, n) || !memcmp(l->addr, a, n);
 }
 
@@ -329,17 +335,20 @@ int dump_socket_state(int pidfd, const struct restore_image *img, struct restore
 	if (st->family != AF_UNIX && st->family != AF_INET && st->family != AF_INET6) {
 		int fam = st->family;
 		st->family = 0;
-		REFUSE(err, "fd %d is a %s socket (family %d); only unix and TCP sockets can be "
-			    "checkpointed",
-		       f->fd, fam == AF_NETLINK ? "netlink" : fam == AF_PACKET ? "packet" : "",
+		REFUSE(err,
+		       "fd %d is a %s socket (family %d); only unix and TCP sockets can be "
+		       "checkpointed",
+		       f->fd,
+		       fam == AF_NETLINK  ? "netlink"
+		       : fam == AF_PACKET ? "packet"
+					  : "",
 		       fam);
 	}
 	socklen_t al = sizeof(st->addr);
 	if (getsockname(s, (struct sockaddr *)st->addr, &al) < 0)
 		return -errno;
 	st->addr_len = CK_MIN(al, (socklen_t)sizeof(st->addr));
-	int r = st->family == AF_UNIX ? unix_state(s, img, f, err)
-				      : inet_state(s, f, ls, nls, err);
+	int r = st->family == AF_UNIX ? unix_state(s, img, f, err) : inet_state(s, f, ls, nls, err);
 	if (r == 0 && !(st->flags & RESTORE_FDS_F_PEER_OUT))
 		r = sock_opts(s, st);
 	return r;

@@ -9,8 +9,8 @@
 /* sockdiag.c: NETLINK_SOCK_DIAG queries in the caller's network namespace (the job's: it has
  * none of its own). */
 struct sockdiag_unix {
-	uint32_t state;	   /* TCP_LISTEN, TCP_ESTABLISHED, TCP_CLOSE... */
-	uint64_t peer_ino; /* 0: no peer */
+	uint32_t state;		 /* TCP_LISTEN, TCP_ESTABLISHED, TCP_CLOSE... */
+	uint64_t peer_ino;	 /* 0: no peer */
 	uint32_t rqueue, wqueue; /* listening: pending connections, backlog */
 };
 /** Unix socket @ino. -ENOENT if there is none, -errno else. */

@@ -69,7 +69,7 @@ static int plan_eventfd(struct rst_ctx *c, size_t i)
 
 static clockid_t base_clock(int clk)
 {
-	return clk == CLOCK_REALTIME_ALARM ? CLOCK_REALTIME
+	return clk == CLOCK_REALTIME_ALARM   ? CLOCK_REALTIME
 	       : clk == CLOCK_BOOTTIME_ALARM ? CLOCK_BOOTTIME
 					     : clk;
 }
@@ -137,8 +137,9 @@ static int plan_epoll(struct rst_ctx *c, size_t i)
 		for (size_t j = 0; j < c->img->nfds; j++)
 			found |= c->img->fds[j].fd == f->st.tfds[k].fd;
 		if (!found)
-			return rst_fail(c, -EBADMSG, "fd %d (epoll) watches fd %d, not in the image",
-					f->fd, f->st.tfds[k].fd);
+			return rst_fail(c, -EBADMSG,
+					"fd %d (epoll) watches fd %d, not in the image", f->fd,
+					f->st.tfds[k].fd);
 	}
 	int fd = epoll_create1(EPOLL_CLOEXEC);
 	if (fd < 0)
@@ -197,9 +198,11 @@ static int plan_inotify(struct rst_ctx *c, size_t i)
 			break;
 		struct stat sb;
 		bool dev_ok = (w->flags & RESTORE_IDENT_F_JOB_VFS) != 0;
-		if (stat(w->path, &sb) < 0 || sb.st_ino != w->ino || (!dev_ok && sb.st_dev != w->dev)) {
-			r = rst_fail(c, -ESTALE, "fd %d (inotify): %s is not the file watched at "
-						  "checkpoint time (watch %d)",
+		if (stat(w->path, &sb) < 0 || sb.st_ino != w->ino ||
+		    (!dev_ok && sb.st_dev != w->dev)) {
+			r = rst_fail(c, -ESTALE,
+				     "fd %d (inotify): %s is not the file watched at "
+				     "checkpoint time (watch %d)",
 				     f->fd, w->path, w->wd);
 			break;
 		}

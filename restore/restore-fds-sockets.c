@@ -125,8 +125,9 @@ static int set_opts(struct rst_ctx *c, const struct restore_fd *f, int s)
 		if (o->level == SOL_SOCKET && (o->name == SO_RCVBUF || o->name == SO_SNDBUF))
 			v /= 2;
 		if (setsockopt(s, o->level, o->name, &v, sizeof(v)) < 0)
-			return rst_fail(c, -errno, "fd %d (socket): cannot set option %d/%d to %d: %s",
-					f->fd, o->level, o->name, o->value, strerror(errno));
+			return rst_fail(c, -errno,
+					"fd %d (socket): cannot set option %d/%d to %d: %s", f->fd,
+					o->level, o->name, o->value, strerror(errno));
 	}
 	return 0;
 }
@@ -182,8 +183,8 @@ static int bind_addr(struct rst_ctx *c, const struct restore_fd *f, int s)
 		port = ntohs(((const struct sockaddr_in6 *)&ss)->sin6_port);
 		snprintf(host, sizeof(host), "[ipv6]");
 	}
-	return rst_fail(c, -e, "fd %d (TCP socket): cannot bind it again to %s:%u: %s", f->fd,
-			host, port, strerror(e));
+	return rst_fail(c, -e, "fd %d (TCP socket): cannot bind it again to %s:%u: %s", f->fd, host,
+			port, strerror(e));
 }
 
 static bool bound(const struct restore_fd_state *st)
@@ -223,7 +224,8 @@ static int refill(struct rst_ctx *c, const struct restore_fd *to, int from)
 		off += w > 0 ? (uint64_t)w : 0;
 	}
 	if (w < 0)
-		return rst_fail(c, w, "fd %d (unix socket): cannot put back its %llu queued bytes: %s",
+		return rst_fail(c, w,
+				"fd %d (unix socket): cannot put back its %llu queued bytes: %s",
 				to->fd, (unsigned long long)st->data_len, strerror(-w));
 	return 0;
 }
@@ -272,7 +274,8 @@ static int refill_to_name(struct rst_ctx *c, const struct restore_fd *f, int s)
 {
 	struct sockaddr_storage ss = {0};
 	socklen_t len = sizeof(ss);
-	if (f->st.family != AF_UNIX || !f->st.nmsgs || getsockname(s, (struct sockaddr *)&ss, &len) < 0)
+	if (f->st.family != AF_UNIX || !f->st.nmsgs ||
+	    getsockname(s, (struct sockaddr *)&ss, &len) < 0)
 		return rst_fail(c, -EOPNOTSUPP,
 				"fd %d (socket): bytes queued on an unconnected socket cannot be "
 				"put back",
@@ -286,9 +289,10 @@ static int refill_to_name(struct rst_ctx *c, const struct restore_fd *f, int s)
 		ssize_t w = sendto(from, f->st.data + off, f->st.msg_len[k], MSG_DONTWAIT,
 				   (struct sockaddr *)&ss, len);
 		if (w != (ssize_t)f->st.msg_len[k])
-			r = rst_fail(c, w < 0 ? -errno : -EIO,
-				     "fd %d (unix socket): cannot put back its queued datagrams: %s",
-				     f->fd, w < 0 ? strerror(errno) : "short send");
+			r = rst_fail(
+				c, w < 0 ? -errno : -EIO,
+				"fd %d (unix socket): cannot put back its queued datagrams: %s",
+				f->fd, w < 0 ? strerror(errno) : "short send");
 		off += f->st.msg_len[k];
 	}
 	close(from);

@@ -65,7 +65,8 @@ static int unix_one(const struct nlmsghdr *h, void *u)
 		return -EIO;
 	ret->state = m->udiag_state;
 	size_t alen = h->nlmsg_len - NLMSG_LENGTH(sizeof(*m));
-	for (const struct rtattr *a = (const void *)(m + 1); RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
+	for (const struct rtattr *a = (const void *)(m + 1); RTA_OK(a, alen);
+	     a = RTA_NEXT(a, alen)) {
 		if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= 4)
 			ret->peer_ino = *(const uint32_t *)RTA_DATA(a);
 		else if (a->rta_type == UNIX_DIAG_RQLEN && RTA_PAYLOAD(a) >= 8) {

@@ -48,8 +48,8 @@
 
 static int rep;
 static char dir[200];
-static int ep, tfd, efd, sem, semdup, pr, pw, pwdup, sfd, ino, wd1, wd3, ul, al, tl, sp0, sp1,
-	dg0, dg1, ud, wpr, wsk, fr, fw, dnull, dzero, dzdup, drand;
+static int ep, tfd, efd, sem, semdup, pr, pw, pwdup, sfd, ino, wd1, wd3, ul, al, tl, sp0, sp1, dg0,
+	dg1, ud, wpr, wsk, fr, fw, dnull, dzero, dzdup, drand;
 static uint16_t port;
 static char abstract_name[64];
 static int snap_fd[MAXFD], snap_fl[MAXFD];
@@ -127,7 +127,8 @@ static int listen_unix(const char *name, bool abstract, int backlog)
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
 	size_t n = strlen(name);
 	memcpy(a.sun_path + (abstract ? 1 : 0), name, n);
-	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (abstract ? 1 : 0));
+	socklen_t len =
+		(socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (abstract ? 1 : 0));
 	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s < 0 || bind(s, (struct sockaddr *)&a, len) < 0 || listen(s, backlog) < 0)
 		die(name);
@@ -151,7 +152,8 @@ static int listen_tcp(void)
 static int connect_tcp(void)
 {
 	int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons(port),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a)) < 0) {
 		if (c >= 0)
@@ -286,13 +288,13 @@ static void on_timer(void)
 		ticks += v;
 }
 
-#define CHECK(cond, ...)                                                                       \
-	do {                                                                                   \
-		if (!(cond)) {                                                                 \
-			say("fail: " __VA_ARGS__);                                             \
-			say("\n");                                                             \
-			return;                                                                \
-		}                                                                              \
+#define CHECK(cond, ...)                           \
+	do {                                       \
+		if (!(cond)) {                     \
+			say("fail: " __VA_ARGS__); \
+			say("\n");                 \
+			return;                    \
+		}                                  \
 	} while (0)
 
 static bool same_file(int a, int b)
@@ -339,7 +341,8 @@ static int connect_unix(const char *name, bool abstract)
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
 	size_t n = strlen(name);
 	memcpy(a.sun_path + (abstract ? 1 : 0), name, n);
-	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (abstract ? 1 : 0));
+	socklen_t len =
+		(socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (abstract ? 1 : 0));
 	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s >= 0 && connect(s, (struct sockaddr *)&a, len) < 0) {
 		close(s);
@@ -447,8 +450,7 @@ static void verify(void)
 	      abstract_name);
 	int one = 0;
 	socklen_t ol = sizeof(one);
-	CHECK(getsockopt(tl, SOL_SOCKET, SO_REUSEADDR, &one, &ol) == 0 && one,
-	      "SO_REUSEADDR lost");
+	CHECK(getsockopt(tl, SOL_SOCKET, SO_REUSEADDR, &one, &ol) == 0 && one, "SO_REUSEADDR lost");
 	int cl = connect_tcp();
 	CHECK(cl >= 0, "connect to our own TCP listener on port %u: %s", port, strerror(errno));
 	CHECK(echo_through(tl, cl), "TCP listener on port %u", port);
@@ -483,7 +485,9 @@ static __attribute__((noreturn)) void refuse_mode(const char *what)
 			char b[CMSG_SPACE(sizeof(int))];
 		} ctl = {0};
 		struct iovec iov = {"x", 1};
-		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
+		struct msghdr m = {.msg_iov = &iov,
+				   .msg_iovlen = 1,
+				   .msg_control = &ctl,
 				   .msg_controllen = sizeof(ctl)};
 		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
 		c->cmsg_level = SOL_SOCKET;

@@ -155,7 +155,7 @@ static void check_image(unsigned port)
 			ck_assert_uint_eq(s->sock_state, RESTORE_SOCK_LISTEN);
 			ck_assert_uint_eq(s->value, 5);
 			ck_assert_uint_eq(ntohs(((const struct sockaddr_in *)(const void *)s->addr)
-						       ->sin_port),
+							->sin_port),
 					  port);
 			bool reuse = false;
 			for (uint32_t k = 0; k < s->nopts; k++)
