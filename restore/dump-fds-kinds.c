@@ -48,21 +48,46 @@ static void fd_flags_inject(pid_t pid, struct restore_image *img)
 	inject_end(&ij);
 }
 
-static void find_dups(pid_t pid, struct restore_image *img)
+/* Order fds by kind and inode, then by the kernel's order of their open file descriptions
+ * (kcmp's answer is a consistent total order: obfuscated pointers), then by number. */
+static int by_file(const void *a, const void *b, void *u)
 {
-	for (size_t i = 0; i < img->nfds; i++) {
-		struct restore_fd *f = &img->fds[i];
-		for (size_t j = 0; j < i; j++) {
-			const struct restore_fd *g = &img->fds[j];
-			if (g->st.dup_of >= 0 || g->kind != f->kind ||
-			    g->ident.ino != f->ident.ino || g->ident.dev != f->ident.dev)
-				continue;
-			if (syscall(SYS_kcmp, pid, pid, KCMP_FILE, g->fd, f->fd) == 0) {
-				f->st.dup_of = g->fd;
-				break;
-			}
-		}
+	const struct restore_fd *x = *(struct restore_fd *const *)a;
+	const struct restore_fd *y = *(struct restore_fd *const *)b;
+	pid_t pid = *(const pid_t *)u;
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	if (x->ident.dev != y->ident.dev)
+		return x->ident.dev < y->ident.dev ? -1 : 1;
+	if (x->ident.ino != y->ident.ino)
+		return x->ident.ino < y->ident.ino ? -1 : 1;
+	long k = syscall(SYS_kcmp, pid, pid, KCMP_FILE, x->fd, y->fd);
+	if (k == 1 || k == 2)
+		return k == 1 ? -1 : 1;
+	return (x->fd > y->fd) - (x->fd < y->fd); /* same file (0), or kcmp failed */
+}
+
+/* fds of one open file description end up next to each other, lowest number first: each
+ * later one is a dup of the first. O(n log n) kcmp calls (anon inodes all share one inode). */
+static int find_dups(pid_t pid, struct restore_image *img)
+{
+	_cleanup_free_ struct restore_fd **v = calloc(img->nfds ? img->nfds : 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < img->nfds; i++)
+		v[i] = &img->fds[i];
+	qsort_r(v, img->nfds, sizeof(*v), by_file, &pid);
+	struct restore_fd *first = img->nfds ? v[0] : NULL;
+	for (size_t i = 1; i < img->nfds; i++) {
+		struct restore_fd *f = v[i];
+		if (first->kind == f->kind && first->ident.ino == f->ident.ino &&
+		    first->ident.dev == f->ident.dev &&
+		    syscall(SYS_kcmp, pid, pid, KCMP_FILE, first->fd, f->fd) == 0)
+			f->st.dup_of = first->fd;
+		else
+			first = f;
 	}
+	return 0;
 }
 
 static const char *line_after(const char *text, const char *key)
@@ -312,10 +337,12 @@ int dump_fds_state(pid_t pid, int pidfd, struct restore_image *img, bool inject,
 		img->fds[i].st = (struct restore_fd_state){.present = true, .dup_of = -1};
 	if (inject)
 		fd_flags_inject(pid, img);
-	find_dups(pid, img);
+	int r = find_dups(pid, img);
+	if (r < 0)
+		return r;
 	_cleanup_free_ struct sockdiag_listener *ls = NULL;
 	size_t nls = 0;
-	int r = has_socket(img) ? sockdiag_tcp_listeners(&ls, &nls) : 0;
+	r = has_socket(img) ? sockdiag_tcp_listeners(&ls, &nls) : 0;
 	if (r < 0) {
 		snprintf(err->msg, sizeof(err->msg), "cannot list the TCP listeners: %s",
 			 strerror(-r));

@@ -3,7 +3,7 @@
  * unix socket (by path and abstract) and a listening TCP socket on loopback, plus socketpairs
  * with queued bytes, a FIFO, /dev/null and friends and dup'ed fds.
  *
- *   zdtm-fds REPORT_FD DIR [accept|udp|scm|epoll-stale]
+ *   zdtm-fds REPORT_FD DIR [accept|udp|scm|epoll-stale|many N]
  *
  * Sets everything up below DIR (created), prints "ready PORT" on REPORT_FD, then loops in
  * epoll_wait. SIGUSR1 (through the signalfd) makes it verify its own fds and print "ok" or
@@ -33,6 +33,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -457,6 +458,48 @@ static void verify(void)
 	say("ok\n");
 }
 
+/* For bench/fds.sh: N fds, cycling eventfd, pipe (both ends, a byte in it), timerfd and
+ * socketpair (both ends), each registered in one epoll set; "ready 0 N" when set up. */
+static __attribute__((noreturn)) void many_mode(int n)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)n + 64) {
+		rl.rlim_cur = rl.rlim_max < (rlim_t)n + 64 ? rl.rlim_max : (rlim_t)n + 64;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	int made = 0;
+	struct itimerspec its = {{1000, 0}, {1000, 0}};
+	for (int k = 0; made < n; k++) {
+		int a = -1, b = -1, two[2];
+		switch (k % 4) {
+		case 0:
+			a = eventfd(k, EFD_CLOEXEC);
+			break;
+		case 1:
+			if (pipe2(two, O_CLOEXEC) == 0 && write(two[1], "p", 1) == 1)
+				a = two[0], b = two[1];
+			break;
+		case 2:
+			a = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+			if (a >= 0)
+				timerfd_settime(a, 0, &its, NULL);
+			break;
+		case 3:
+			if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, two) == 0)
+				a = two[0], b = two[1];
+			break;
+		}
+		if (a < 0)
+			die("many fds");
+		reg(a, EPOLLIN, (uint64_t)a);
+		made += b >= 0 ? 2 : 1;
+	}
+	say("ready 0 %d\n", made);
+	for (;;)
+		pause();
+}
+
 /* Hold one fd the checkpoint must refuse; print "ready PORT FD" with that fd. */
 static __attribute__((noreturn)) void refuse_mode(const char *what)
 {
@@ -515,11 +558,14 @@ static __attribute__((noreturn)) void refuse_mode(const char *what)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: zdtm-fds REPORT_FD DIR [accept|udp|scm|epoll-stale]\n");
+		fprintf(stderr,
+			"usage: zdtm-fds REPORT_FD DIR [accept|udp|scm|epoll-stale|many N]\n");
 		return 2;
 	}
 	rep = atoi(argv[1]);
 	snprintf(dir, sizeof(dir), "%s", argv[2]);
+	if (argc > 4 && !strcmp(argv[3], "many"))
+		many_mode(atoi(argv[4]));
 	if (argc > 3)
 		refuse_mode(argv[3]);
 	setup();
