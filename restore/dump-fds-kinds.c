@@ -32,13 +32,23 @@ int dump_fd_getfd(int pidfd, int fd)
 	return d < 0 ? -errno : d;
 }
 
+/* fdinfo's flags are the file's with O_CLOEXEC ORed in when the fd has it: an fd shown
+ * without it is not close-on-exec; only the others need asking. */
 static void fd_flags_inject(pid_t pid, struct restore_image *img)
 {
 	uint64_t ip;
 	struct inject ij;
-	if (inject_find_syscall(pid, &ip) < 0 || inject_begin(&ij, pid, ip) < 0)
+	bool ask = false;
+	for (size_t i = 0; i < img->nfds; i++) {
+		if (!(img->fds[i].flags & O_CLOEXEC))
+			img->fds[i].st.flags |= RESTORE_FDS_F_FDFLAGS;
+		ask |= (img->fds[i].flags & O_CLOEXEC) != 0;
+	}
+	if (!ask || inject_find_syscall(pid, &ip) < 0 || inject_begin(&ij, pid, ip) < 0)
 		return; /* fdinfo's flags remain: O_CLOEXEC may be reported for a cleared fd */
 	for (size_t i = 0; i < img->nfds; i++) {
+		if (!(img->fds[i].flags & O_CLOEXEC))
+			continue;
 		const uint64_t a[6] = {(uint64_t)img->fds[i].fd, F_GETFD, 0, 0, 0, 0};
 		int64_t ret;
 		if (inject_syscall(&ij, SYS_fcntl, a, &ret) == 0 && ret >= 0)
@@ -160,12 +170,16 @@ static int signalfd_state(struct restore_fd *f)
 
 /* ---- epoll ------------------------------------------------------------------------- */
 
+static int cmp_key_fd(const void *key, const void *elem)
+{
+	int k = *(const int *)key, fd = ((const struct restore_fd *)elem)->fd;
+	return (k > fd) - (k < fd);
+}
+
+/* img->fds is sorted by fd. */
 static const struct restore_fd *img_fd(const struct restore_image *img, int fd)
 {
-	for (size_t i = 0; i < img->nfds; i++)
-		if (img->fds[i].fd == fd)
-			return &img->fds[i];
-	return NULL;
+	return bsearch(&fd, img->fds, img->nfds, sizeof(*img->fds), cmp_key_fd);
 }
 
 static int epoll_state(const struct restore_image *img, struct restore_fd *f,
@@ -340,9 +354,8 @@ int dump_fds_state(pid_t pid, int pidfd, struct restore_image *img, bool inject,
 	int r = find_dups(pid, img);
 	if (r < 0)
 		return r;
-	_cleanup_free_ struct sockdiag_listener *ls = NULL;
-	size_t nls = 0;
-	r = has_socket(img) ? sockdiag_tcp_listeners(&ls, &nls) : 0;
+	struct dump_sockets ds = {.diag = -1};
+	r = has_socket(img) ? sockdiag_tcp_listeners(&ds.ls, &ds.nls) : 0;
 	if (r < 0) {
 		snprintf(err->msg, sizeof(err->msg), "cannot list the TCP listeners: %s",
 			 strerror(-r));
@@ -369,7 +382,7 @@ int dump_fds_state(pid_t pid, int pidfd, struct restore_image *img, bool inject,
 			r = inotify_state(pid, img, f, err);
 			break;
 		case RESTORE_FD_SOCKET:
-			r = dump_socket_state(pidfd, img, f, ls, nls, err);
+			r = dump_socket_state(pidfd, img, f, &ds, err);
 			break;
 		default:
 			break;
@@ -379,6 +392,9 @@ int dump_fds_state(pid_t pid, int pidfd, struct restore_image *img, bool inject,
 				 "cannot read the state of fd %d (%s): %s", f->fd,
 				 restore_fd_kind_name(f->kind), strerror(-r));
 	}
+	free(ds.ls);
+	if (ds.diag >= 0)
+		close(ds.diag);
 	if (r == 0)
 		r = dump_pipes_state(pid, pidfd, img, err);
 	if (r < 0 && !err->msg[0])

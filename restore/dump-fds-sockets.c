@@ -134,22 +134,43 @@ static const struct optdef sockopts[] = {
 	{IPPROTO_IP, IP_FREEBIND, 0, 1, 0},
 };
 
-/* The options of @s that differ from those of a fresh socket of the same kind. */
-static int sock_opts(int s, struct restore_fd_state *st)
+/* The option values of a fresh socket of @st's kind, made once per kind. */
+static const struct dump_fresh *fresh_defaults(struct dump_sockets *ds,
+					       const struct restore_fd_state *st)
 {
-	_cleanup_close_ int fresh = socket(st->family, st->type | SOCK_CLOEXEC, st->protocol);
-	if (fresh < 0)
+	for (size_t i = 0; i < ds->nfresh; i++)
+		if (ds->fresh[i].family == st->family && ds->fresh[i].type == st->type &&
+		    ds->fresh[i].protocol == st->protocol)
+			return &ds->fresh[i];
+	_cleanup_close_ int s = socket(st->family, st->type | SOCK_CLOEXEC, st->protocol);
+	if (s < 0)
+		return NULL;
+	struct dump_fresh d = {.family = st->family, .type = st->type, .protocol = st->protocol};
+	for (size_t i = 0; i < CK_ARRAY_SIZE(sockopts); i++) {
+		socklen_t l = sizeof(d.val[i]);
+		d.ok[i] = getsockopt(s, sockopts[i].level, sockopts[i].name, &d.val[i], &l) == 0;
+	}
+	size_t slot = ds->nfresh < DUMP_FRESH_CACHE ? ds->nfresh++ : DUMP_FRESH_CACHE - 1;
+	ds->fresh[slot] = d;
+	return &ds->fresh[slot];
+}
+
+/* The options of @s that differ from those of a fresh socket of the same kind. */
+static int sock_opts(int s, struct restore_fd_state *st, struct dump_sockets *ds)
+{
+	_Static_assert(CK_ARRAY_SIZE(sockopts) == DUMP_SOCKOPTS_N, "DUMP_SOCKOPTS_N");
+	const struct dump_fresh *fresh = fresh_defaults(ds, st);
+	if (!fresh)
 		return -errno;
 	bool tcp = st->family != AF_UNIX && st->type == SOCK_STREAM;
 	for (size_t i = 0; i < CK_ARRAY_SIZE(sockopts); i++) {
 		const struct optdef *o = &sockopts[i];
 		if ((o->tcp && !tcp) || (o->v4 && st->family != AF_INET) ||
-		    (o->v6 && st->family != AF_INET6))
+		    (o->v6 && st->family != AF_INET6) || !fresh->ok[i])
 			continue;
-		int a = 0, b = 0;
-		socklen_t la = sizeof(a), lb = sizeof(b);
-		if (getsockopt(s, o->level, o->name, &a, &la) < 0 ||
-		    getsockopt(fresh, o->level, o->name, &b, &lb) < 0 || a == b)
+		int a = 0;
+		socklen_t la = sizeof(a);
+		if (getsockopt(s, o->level, o->name, &a, &la) < 0 || a == fresh->val[i])
 			continue;
 		if (st->nopts == RESTORE_SOCKOPT_MAX)
 			return -E2BIG;
@@ -230,11 +251,18 @@ static int unix_peek(int s, struct restore_fd *f, struct restore_err *err)
 }
 
 static int unix_state(int s, const struct restore_image *img, struct restore_fd *f,
-		      struct restore_err *err)
+		      struct dump_sockets *ds, struct restore_err *err)
 {
 	struct restore_fd_state *st = &f->st;
 	struct sockdiag_unix d;
-	int r = sockdiag_unix_get(f->ident.ino, &d);
+	if (ds->diag < 0 && (ds->diag = sockdiag_open()) < 0) {
+		int r = ds->diag;
+		ds->diag = -1;
+		snprintf(err->msg, sizeof(err->msg), "fd %d (unix socket): sock_diag: %s", f->fd,
+			 strerror(-r));
+		return r;
+	}
+	int r = sockdiag_unix_get(ds->diag, f->ident.ino, &d);
 	if (r < 0) {
 		snprintf(err->msg, sizeof(err->msg), "fd %d (unix socket): sock_diag: %s", f->fd,
 			 strerror(-r));
@@ -321,7 +349,7 @@ static int inet_state(int s, struct restore_fd *f, const struct sockdiag_listene
 }
 
 int dump_socket_state(int pidfd, const struct restore_image *img, struct restore_fd *f,
-		      const struct sockdiag_listener *ls, size_t nls, struct restore_err *err)
+		      struct dump_sockets *ds, struct restore_err *err)
 {
 	_cleanup_close_ int s = dump_fd_getfd(pidfd, f->fd);
 	if (s < 0)
@@ -348,8 +376,9 @@ int dump_socket_state(int pidfd, const struct restore_image *img, struct restore
 	if (getsockname(s, (struct sockaddr *)st->addr, &al) < 0)
 		return -errno;
 	st->addr_len = CK_MIN(al, (socklen_t)sizeof(st->addr));
-	int r = st->family == AF_UNIX ? unix_state(s, img, f, err) : inet_state(s, f, ls, nls, err);
+	int r = st->family == AF_UNIX ? unix_state(s, img, f, ds, err)
+				      : inet_state(s, f, ds->ls, ds->nls, err);
 	if (r == 0 && !(st->flags & RESTORE_FDS_F_PEER_OUT))
-		r = sock_opts(s, st);
+		r = sock_opts(s, st, ds);
 	return r;
 }

@@ -13,8 +13,10 @@ struct sockdiag_unix {
 	uint64_t peer_ino;	 /* 0: no peer */
 	uint32_t rqueue, wqueue; /* listening: pending connections, backlog */
 };
-/** Unix socket @ino. -ENOENT if there is none, -errno else. */
-int sockdiag_unix_get(uint64_t ino, struct sockdiag_unix *ret);
+/** A NETLINK_SOCK_DIAG socket: fd or -errno. */
+int sockdiag_open(void);
+/** Unix socket @ino, asked on @diag (sockdiag_open). -ENOENT if there is none, -errno else. */
+int sockdiag_unix_get(int diag, uint64_t ino, struct sockdiag_unix *ret);
 
 struct sockdiag_listener {
 	int family;
@@ -34,11 +36,26 @@ int dump_fds_state(pid_t pid, int pidfd, struct restore_image *img, bool inject,
 		   struct restore_err *err);
 
 /* dump-fds-sockets.c */
+#define DUMP_SOCKOPTS_N	 19
+#define DUMP_FRESH_CACHE 8
+/* What the socket dumps of one checkpoint share. */
+struct dump_sockets {
+	int diag;		      /* sockdiag_open(), -1 until a unix socket needs it */
+	struct sockdiag_listener *ls; /* the TCP listeners of the namespace */
+	size_t nls;
+	/* option values of a fresh socket, per (family, type, protocol) */
+	struct dump_fresh {
+		int family, type, protocol;
+		int val[DUMP_SOCKOPTS_N];
+		bool ok[DUMP_SOCKOPTS_N];
+	} fresh[DUMP_FRESH_CACHE];
+	size_t nfresh;
+};
 /** Pipe state: buffered bytes (on the first fd of each pipe), size, other end outside. */
 int dump_pipes_state(pid_t pid, int pidfd, struct restore_image *img, struct restore_err *err);
 /** Socket state of @f; refuses (-EOPNOTSUPP, err->msg) what cannot be checkpointed. */
 int dump_socket_state(int pidfd, const struct restore_image *img, struct restore_fd *f,
-		      const struct sockdiag_listener *ls, size_t nls, struct restore_err *err);
+		      struct dump_sockets *ds, struct restore_err *err);
 /** pidfd_getfd of the job's @fd: a new fd or -errno. */
 int dump_fd_getfd(int pidfd, int fd);
 

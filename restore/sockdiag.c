@@ -15,7 +15,7 @@
 
 #define DIAG_BUF 32768
 
-static int diag_open(void)
+int sockdiag_open(void)
 {
 	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 	return fd < 0 ? -errno : fd;
@@ -78,11 +78,8 @@ static int unix_one(const struct nlmsghdr *h, void *u)
 	return 1;
 }
 
-int sockdiag_unix_get(uint64_t ino, struct sockdiag_unix *ret)
+int sockdiag_unix_get(int fd, uint64_t ino, struct sockdiag_unix *ret)
 {
-	_cleanup_close_ int fd = diag_open();
-	if (fd < 0)
-		return fd;
 	struct {
 		struct nlmsghdr h;
 		struct unix_diag_req r;
@@ -145,7 +142,7 @@ static int listener_one(const struct nlmsghdr *h, void *u)
 
 int sockdiag_tcp_listeners(struct sockdiag_listener **ret, size_t *ret_n)
 {
-	_cleanup_close_ int fd = diag_open();
+	_cleanup_close_ int fd = sockdiag_open();
 	if (fd < 0)
 		return fd;
 	_cleanup_free_ uint8_t *buf = malloc(DIAG_BUF);
