@@ -51,7 +51,8 @@ static int rep;
 static char dir[200];
 static int ep, tfd, efd, sem, semdup, pr, pw, pwdup, sfd, ino, wd1, wd3, ul, al, tl, sp0, sp1, dg0,
 	dg1, ud, wpr, wsk, fr, fw, dnull, dzero, dzdup, drand;
-static uint16_t port;
+static uint16_t port, port6;
+static int tl6, trt, tbt;
 static char abstract_name[64];
 static int snap_fd[MAXFD], snap_fl[MAXFD];
 static char snap_epoll[4096];
@@ -150,6 +151,33 @@ static int listen_tcp(void)
 	return s;
 }
 
+static int listen_tcp6(void)
+{
+	int s = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	socklen_t al_ = sizeof(a);
+	if (s < 0 || setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0 ||
+	    bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(s, 4) < 0 ||
+	    getsockname(s, (struct sockaddr *)&a, &al_) < 0)
+		die("tcp6 listener");
+	port6 = ntohs(a.sin6_port);
+	return s;
+}
+
+static int connect_tcp6(void)
+{
+	int c = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in6 a = {.sin6_family = AF_INET6,
+				 .sin6_port = htons(port6),
+				 .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		if (c >= 0)
+			close(c);
+		return -1;
+	}
+	return c;
+}
+
 static int connect_tcp(void)
 {
 	int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -226,6 +254,17 @@ static void setup(void)
 	al = listen_unix(abstract_name, true, 3);
 	tl = listen_tcp();
 	reg(tl, EPOLLIN, 7);
+	tl6 = listen_tcp6();
+	/* an absolute wall-clock deadline in an hour, and a boot-time timer in 1000 s */
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	struct itimerspec at = {{0, 0}, {now.tv_sec + 3600, now.tv_nsec}}, in = {{0, 0}, {1000, 0}};
+	trt = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC);
+	tbt = timerfd_create(CLOCK_BOOTTIME, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (trt < 0 || tbt < 0 ||
+	    timerfd_settime(trt, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &at, NULL) < 0 ||
+	    timerfd_settime(tbt, 0, &in, NULL) < 0)
+		die("realtime/boottime timerfds");
 	int sp[2], dg[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0 ||
 	    socketpair(AF_UNIX, SOCK_DGRAM, 0, dg) < 0)
@@ -320,10 +359,13 @@ static int read_exact(int fd, void *buf, size_t n, int ms)
 	return (int)got;
 }
 
+/* A connection to @listener from @client carries bytes. The client closes first, so the
+ * TIME_WAIT is on its side, not on the listener's port (a restore from the same checkpoint
+ * binds that port again, as the job did, without SO_REUSEADDR on the IPv6 one). */
 static bool echo_through(int listener, int client)
 {
 	int a = -1;
-	for (int t = 0; t < 5000 && a < 0; t++) {
+	for (int t = 0; t < 5000 && a < 0 && client >= 0; t++) {
 		a = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
 		if (a < 0)
 			usleep(1000);
@@ -331,9 +373,12 @@ static bool echo_through(int listener, int client)
 	char b[8] = "";
 	bool ok = a >= 0 && write(client, "hello", 5) == 5 && read_exact(a, b, 5, 5000) == 5 &&
 		  !memcmp(b, "hello", 5);
-	if (a >= 0)
+	if (client >= 0)
+		close(client);
+	if (a >= 0) {
+		read_exact(a, b, 1, 5000); /* end of file: the client is gone */
 		close(a);
-	close(client);
+	}
 	return ok;
 }
 
@@ -449,6 +494,17 @@ static void verify(void)
 	CHECK(echo_through(ul, connect_unix(p, false)), "unix listener %s", p);
 	CHECK(echo_through(al, connect_unix(abstract_name, true)), "abstract listener @%s",
 	      abstract_name);
+	struct itimerspec g;
+	CHECK(timerfd_gettime(trt, &g) == 0 && g.it_value.tv_sec > 3000 && g.it_value.tv_sec < 3600,
+	      "absolute CLOCK_REALTIME timerfd: %ld s left", (long)g.it_value.tv_sec);
+	CHECK(timerfd_gettime(tbt, &g) == 0 && g.it_value.tv_sec > 900 && g.it_value.tv_sec < 1000,
+	      "CLOCK_BOOTTIME timerfd: %ld s left", (long)g.it_value.tv_sec);
+	int v6 = 0;
+	socklen_t vl = sizeof(v6);
+	CHECK(getsockopt(tl6, IPPROTO_IPV6, IPV6_V6ONLY, &v6, &vl) == 0 && v6, "IPV6_V6ONLY lost");
+	int cl6 = connect_tcp6();
+	CHECK(cl6 >= 0, "connect to our own TCP listener on [::1]:%u: %s", port6, strerror(errno));
+	CHECK(echo_through(tl6, cl6), "TCP listener on [::1]:%u", port6);
 	int one = 0;
 	socklen_t ol = sizeof(one);
 	CHECK(getsockopt(tl, SOL_SOCKET, SO_REUSEADDR, &one, &ol) == 0 && one, "SO_REUSEADDR lost");

@@ -119,6 +119,14 @@ static void check_image(unsigned port)
 	ck_assert_int_eq(t->st.clockid, CLOCK_MONOTONIC);
 	ck_assert_uint_eq(t->st.it_interval_ns, 20000000);
 	ck_assert_uint_le(t->st.it_value_ns, 20000000);
+	const struct restore_fd *rt = kind_of(img, RESTORE_FD_TIMERFD, 1);
+	ck_assert_int_eq(rt->st.clockid, CLOCK_REALTIME);
+	ck_assert_uint_eq(rt->st.tflags, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET);
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	int64_t left = rt->st.abs_ns - ((int64_t)now.tv_sec * 1000000000 + now.tv_nsec);
+	ck_assert_msg(left > 3000ll * 1000000000 && left <= 3600ll * 1000000000,
+		      "realtime deadline %lld ns away", (long long)left);
 	const struct restore_fd *ep = kind_of(img, RESTORE_FD_EPOLL, 0);
 	ck_assert_uint_eq(ep->st.ntfds, 7);
 	const struct restore_fd *in = kind_of(img, RESTORE_FD_INOTIFY, 0);
@@ -131,7 +139,7 @@ static void check_image(unsigned port)
 	ck_assert_uint_eq(in->st.watches[1].mask & IN_ONESHOT, IN_ONESHOT);
 	const struct restore_fd *sig = kind_of(img, RESTORE_FD_SIGNALFD, 0);
 	ck_assert_uint_eq(sig->st.value, (1ull << (SIGUSR1 - 1)) | (1ull << (SIGUSR2 - 1)));
-	int listeners = 0, pairs = 0, widowed = 0, tcp = 0;
+	int listeners = 0, pairs = 0, widowed = 0, tcp = 0, tcp6 = 0;
 	for (size_t i = 0; i < img->nfds; i++) {
 		const struct restore_fd_state *s = &img->fds[i].st;
 		if (img->fds[i].kind != RESTORE_FD_SOCKET)
@@ -150,6 +158,15 @@ static void check_image(unsigned port)
 			if (s->type == SOCK_DGRAM && s->data_len)
 				ck_assert_uint_eq(s->nmsgs, 3);
 		}
+		if (s->family == AF_INET6) {
+			tcp6++;
+			ck_assert_uint_eq(s->sock_state, RESTORE_SOCK_LISTEN);
+			ck_assert_uint_eq(s->value, 4);
+			bool v6only = false;
+			for (uint32_t k = 0; k < s->nopts; k++)
+				v6only |= s->opts[k].name == IPV6_V6ONLY && s->opts[k].value;
+			ck_assert(v6only);
+		}
 		if (s->family == AF_INET) {
 			tcp++;
 			ck_assert_uint_eq(s->sock_state, RESTORE_SOCK_LISTEN);
@@ -167,6 +184,7 @@ static void check_image(unsigned port)
 	ck_assert_int_eq(pairs, 4);
 	ck_assert_int_eq(widowed, 1);
 	ck_assert_int_eq(tcp, 1);
+	ck_assert_int_eq(tcp6, 1);
 	/* the pipe to itself: its 100000 bytes ride on one of its fds */
 	/* and the widowed pipe its 4 */
 	uint64_t piped = 0;
@@ -180,12 +198,13 @@ static void check_image(unsigned port)
 }
 
 /* The restored helper is back in its loop: in epoll_wait (232) or epoll_pwait (281), which
- * the restorer never calls. Before that, SIGUSR1 would kill the restorer. */
-static void wait_in_loop(pid_t pid)
+ * the restorer never calls. Before that, SIGUSR1 would kill the restorer. False if it never
+ * gets there (the restorer exited: its reason is on the result pipe). */
+static bool wait_in_loop(pid_t pid)
 {
 	char p[64];
 	snprintf(p, sizeof(p), "/proc/%d/syscall", (int)pid);
-	for (int tries = 0;; tries++) {
+	for (int tries = 0; tries < 10000; tries++) {
 		char buf[64] = "";
 		FILE *f = fopen(p, "r");
 		if (f) {
@@ -194,11 +213,13 @@ static void wait_in_loop(pid_t pid)
 			fclose(f);
 		}
 		if (!strncmp(buf, "232 ", 4) || !strncmp(buf, "281 ", 4))
-			return;
-		ck_assert_msg(f && tries < 10000, "pid %d never got back to epoll_wait (%s)",
-			      (int)pid, buf);
+			return true;
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return false;
 		usleep(1000);
 	}
+	return false;
 }
 
 static void restore_and_verify(void)
@@ -219,7 +240,13 @@ static void restore_and_verify(void)
 	close(rp[1]);
 	close(res[1]);
 	/* The restored helper says nothing until asked (a failed restore closes the pipe). */
-	wait_in_loop(pid);
+	if (!wait_in_loop(pid)) {
+		char why[512] = "";
+		kill(pid, SIGKILL);
+		line(res[0], why, sizeof(why));
+		ck_abort_msg("restore failed: %s",
+			     why[0] ? why : "(no message; still not running)");
+	}
 	ck_assert_int_eq(kill(pid, SIGUSR1), 0);
 	char got[512];
 	line(rp[0], got, sizeof(got));
