@@ -73,7 +73,7 @@ int rst_plan_pipe(struct rst_ctx *c, size_t i)
 		ends[0] = fifo_open(c, f, O_RDWR); /* reader and writer: no open waits */
 		if (ends[0] < 0)
 			return ends[0];
-		ends[1] = dup(ends[0]);
+		ends[1] = fcntl(ends[0], F_DUPFD_CLOEXEC, 0);
 		if (ends[1] < 0)
 			r = rst_fd_sys_fail(c, f, "dup");
 	} else if (pipe2(ends, O_CLOEXEC) < 0) {
