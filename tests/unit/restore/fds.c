@@ -284,6 +284,41 @@ START_TEST(test_fds_restore)
 }
 END_TEST
 
+/* Not handing over the report pipe (its reader was the test, outside the job) is refused
+ * before anything changes, naming the fd. */
+START_TEST(test_fds_unhanded_pipe)
+{
+	int rep;
+	char first[128];
+	pid_t pid = start(NULL, &rep, first, sizeof(first));
+	struct restore_err err = {0};
+	int r = dump(pid, "1", &err);
+	ck_assert_msg(r == 0, "dump: %d %s", r, err.msg);
+	close(rep);
+	int res[2];
+	ck_assert_int_eq(pipe2(res, O_CLOEXEC), 0);
+	pid_t child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		struct restore_err e = {0};
+		int rr = restore_process(dirfd_, "1", NULL, &e);
+		dprintf(res[1], "%d %s\n", rr, e.msg);
+		_exit(100);
+	}
+	close(res[1]);
+	char why[512] = "";
+	line(res[0], why, sizeof(why));
+	int st = 0;
+	ck_assert_int_eq(waitpid(child, &st, 0), child);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 100, "restorer status 0x%x", st);
+	char want[128];
+	snprintf(want, sizeof(want), "%d fd %d is a pipe whose other end was held outside the job",
+		 -EOPNOTSUPP, RFD);
+	ck_assert_msg(!strncmp(why, want, strlen(want)), "got: %s", why);
+	close(res[0]);
+}
+END_TEST
+
 /* Each refusal names the fd the helper reports and what is wrong, on one line, and leaves
  * no checkpoint behind. */
 static const struct {
@@ -322,6 +357,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_fds_restore);
+	tcase_add_test(tc, test_fds_unhanded_pipe);
 	tcase_add_loop_test(tc, test_fds_refusals, 0, (int)CK_ARRAY_SIZE(refusals));
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
