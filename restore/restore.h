@@ -358,7 +358,9 @@ struct restore_dump_opts {
 
 /** Dump the frozen process of @f into new checkpoint @id below the checkpoints directory
  *  @dirfd, atomically (restore_image_writer_*). The process stays frozen; the caller resumes it.
- *  -EOPNOTSUPP when an fd cannot be checkpointed (err->msg names the fd and its kind),
+ *  Nothing the job would read is consumed (pipe and socket bytes are copied, docs/fds.md).
+ *  -EOPNOTSUPP when an fd cannot be checkpointed (err->msg names the fd and its kind: an
+ *  accepted TCP connection, a UDP socket, an fd in flight...),
  *  -EEXIST if @id exists, -errno else. @opts and @ret_stats may be NULL. */
 int restore_dump(struct restore_freeze *f, int dirfd, const char *id,
 		 const struct restore_dump_opts *opts, struct restore_dump_stats *ret_stats,
@@ -385,8 +387,11 @@ struct restore_process_opts {
  *  protection, the vDSO moved to its old place, registers and xsave state, signal actions,
  *  mask and alternate stack, rlimits, cwd, umask, mm fields, rseq, fds at their old numbers
  *  (0/1/2 are kept as given unless @opts hands them over; regular files, directories and
- *  character devices are reopened by path when their identity is unchanged; other kinds must
- *  be handed over in @opts->fds). The caller must be single-threaded: call it in a fresh child.
+ *  character devices are reopened by path when their identity is unchanged; pipes, FIFOs,
+ *  unix socketpairs, unix and TCP listeners, eventfd, timerfd, signalfd, epoll and inotify are
+ *  recreated from the image with their state, docs/fds.md; ttys, connected TCP sockets and
+ *  pipes or sockets whose other end was outside the job must be handed over in @opts->fds).
+ *  The caller must be single-threaded: call it in a fresh child.
  *  Never returns on success. Failures detected before the point of no return leave the
  *  process as it was (bar fds moved above the image's): -EOPNOTSUPP (more than one thread, an
  *  fd or mapping kind that cannot be restored yet: err->msg names it), -ESTALE (a file changed),
