@@ -274,6 +274,8 @@ static int unix_state(int s, const struct restore_image *img, struct restore_fd 
 		return 0;
 	}
 	st->peer_ino = d.peer_ino;
+	st->flags |= (d.shutdown & 1 ? RESTORE_FDS_F_SHUT_RD : 0) |
+		     (d.shutdown & 2 ? RESTORE_FDS_F_SHUT_WR : 0);
 	if (d.peer_ino) {
 		st->sock_state = RESTORE_SOCK_CONNECTED;
 		bool in = false;

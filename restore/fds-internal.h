@@ -12,6 +12,7 @@ struct sockdiag_unix {
 	uint32_t state;		 /* TCP_LISTEN, TCP_ESTABLISHED, TCP_CLOSE... */
 	uint64_t peer_ino;	 /* 0: no peer */
 	uint32_t rqueue, wqueue; /* listening: pending connections, backlog */
+	uint8_t shutdown;	 /* sk_shutdown: 1 receive, 2 send */
 };
 /** A NETLINK_SOCK_DIAG socket: fd or -errno. */
 int sockdiag_open(void);

@@ -230,6 +230,16 @@ static int refill(struct rst_ctx *c, const struct restore_fd *to, int from)
 	return 0;
 }
 
+static int shut(struct rst_ctx *c, const struct restore_fd *f, int s)
+{
+	bool rd = f->st.flags & RESTORE_FDS_F_SHUT_RD, wr = f->st.flags & RESTORE_FDS_F_SHUT_WR;
+	if (!rd && !wr)
+		return 0;
+	if (shutdown(s, rd && wr ? SHUT_RDWR : rd ? SHUT_RD : SHUT_WR) < 0)
+		return rst_fd_sys_fail(c, f, "shutdown");
+	return 0;
+}
+
 static int plan_pair(struct rst_ctx *c, size_t i)
 {
 	const struct restore_image *img = c->img;
@@ -253,6 +263,11 @@ static int plan_pair(struct rst_ctx *c, size_t i)
 		r = refill(c, f, sp[1]);
 	if (r == 0 && peer)
 		r = refill(c, peer, sp[0]);
+	/* after the bytes: a shutdown end cannot send them any more */
+	if (r == 0)
+		r = shut(c, f, sp[0]);
+	if (r == 0 && peer)
+		r = shut(c, peer, sp[1]);
 	if (r < 0) {
 		close(sp[0]);
 		close(sp[1]);

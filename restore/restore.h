@@ -146,6 +146,8 @@ enum restore_sock_state {
 #define RESTORE_FDS_F_PEER_OUT	0x04u /* pipe/socket: the other end is held outside the job */
 #define RESTORE_FDS_F_SEMAPHORE 0x08u /* eventfd: EFD_SEMAPHORE */
 #define RESTORE_FDS_F_DATA	0x10u /* pipe: this fd carries the pipe's buffered bytes */
+#define RESTORE_FDS_F_SHUT_RD	0x20u /* unix socket: shut down for reading (sk_shutdown) */
+#define RESTORE_FDS_F_SHUT_WR	0x40u /* unix socket: shut down for writing */
 
 /** Kind-specific state of an fd (section FDSTATE, docs/image-format.md). */
 struct restore_fd_state {

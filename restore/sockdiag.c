@@ -69,6 +69,8 @@ static int unix_one(const struct nlmsghdr *h, void *u)
 	     a = RTA_NEXT(a, alen)) {
 		if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= 4)
 			ret->peer_ino = *(const uint32_t *)RTA_DATA(a);
+		else if (a->rta_type == UNIX_DIAG_SHUTDOWN && RTA_PAYLOAD(a) >= 1)
+			ret->shutdown = *(const uint8_t *)RTA_DATA(a);
 		else if (a->rta_type == UNIX_DIAG_RQLEN && RTA_PAYLOAD(a) >= 8) {
 			const struct unix_diag_rqlen *q = RTA_DATA(a);
 			ret->rqueue = q->udiag_rqueue;

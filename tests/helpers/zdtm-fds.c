@@ -52,7 +52,7 @@ static char dir[200];
 static int ep, tfd, efd, sem, semdup, pr, pw, pwdup, sfd, ino, wd1, wd3, ul, al, tl, sp0, sp1, dg0,
 	dg1, ud, wpr, wsk, fr, fw, dnull, dzero, dzdup, drand;
 static uint16_t port, port6;
-static int tl6, trt, tbt;
+static int tl6, trt, tbt, sh0, sh1;
 static char abstract_name[64];
 static int snap_fd[MAXFD], snap_fl[MAXFD];
 static char snap_epoll[4096];
@@ -284,6 +284,13 @@ static void setup(void)
 		die("widowed pipe and socketpair");
 	close(wp[1]);
 	close(ws[1]);
+	/* half closed: end 0 sent its last bytes and shut down writing */
+	int sh[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sh) < 0 ||
+	    write(sh[0], "last", 4) != 4 || shutdown(sh[0], SHUT_WR) < 0)
+		die("half-closed socketpair");
+	sh0 = sh[0];
+	sh1 = sh[1];
 	wpr = wp[0];
 	wsk = ws[0];
 	/* a bound datagram socket with two datagrams queued from an unnamed sender */
@@ -454,6 +461,12 @@ static void verify(void)
 	      "widowed pipe: not its bytes then end of file");
 	CHECK(read(wsk, b, sizeof(b)) == 3 && !memcmp(b, "bye", 3) && read(wsk, b, 1) == 0,
 	      "socketpair whose peer closed: not its bytes then end of file");
+	CHECK(read(sh1, b, sizeof(b)) == 4 && !memcmp(b, "last", 4) && read(sh1, b, 1) == 0,
+	      "half-closed socketpair: not its bytes then end of file");
+	CHECK(send(sh0, "x", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE,
+	      "half-closed socketpair: the shut down end can still send");
+	CHECK(write(sh1, "back", 4) == 4 && read(sh0, b, 4) == 4 && !memcmp(b, "back", 4),
+	      "half-closed socketpair: the other direction is closed too");
 	CHECK(read(fr, b, sizeof(b)) == 10 && !memcmp(b, "fifo bytes", 10), "FIFO bytes lost");
 	CHECK(write(fw, "f", 1) == 1 && read(fr, b, 1) == 1, "the FIFO does not carry bytes");
 	CHECK(write(dnull, "x", 1) == 1, "/dev/null");

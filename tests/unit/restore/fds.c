@@ -139,7 +139,7 @@ static void check_image(unsigned port)
 	ck_assert_uint_eq(in->st.watches[1].mask & IN_ONESHOT, IN_ONESHOT);
 	const struct restore_fd *sig = kind_of(img, RESTORE_FD_SIGNALFD, 0);
 	ck_assert_uint_eq(sig->st.value, (1ull << (SIGUSR1 - 1)) | (1ull << (SIGUSR2 - 1)));
-	int listeners = 0, pairs = 0, widowed = 0, tcp = 0, tcp6 = 0;
+	int listeners = 0, pairs = 0, widowed = 0, shut = 0, tcp = 0, tcp6 = 0;
 	for (size_t i = 0; i < img->nfds; i++) {
 		const struct restore_fd_state *s = &img->fds[i].st;
 		if (img->fds[i].kind != RESTORE_FD_SOCKET)
@@ -154,7 +154,10 @@ static void check_image(unsigned port)
 			ck_assert_uint_eq(s->data_len, 3);
 		} else if (s->family == AF_UNIX && s->sock_state == RESTORE_SOCK_CONNECTED) {
 			pairs++;
-			ck_assert(s->data_len == 11 || s->data_len == 6 || s->data_len == 0);
+			ck_assert(s->data_len == 11 || s->data_len == 6 || s->data_len == 4 ||
+				  s->data_len == 0);
+			if (s->flags & RESTORE_FDS_F_SHUT_WR)
+				shut++;
 			if (s->type == SOCK_DGRAM && s->data_len)
 				ck_assert_uint_eq(s->nmsgs, 3);
 		}
@@ -181,7 +184,8 @@ static void check_image(unsigned port)
 		}
 	}
 	ck_assert_int_eq(listeners, 2);
-	ck_assert_int_eq(pairs, 4);
+	ck_assert_int_eq(pairs, 6);
+	ck_assert_int_eq(shut, 1); /* the half-closed pair's end that shut down writing */
 	ck_assert_int_eq(widowed, 1);
 	ck_assert_int_eq(tcp, 1);
 	ck_assert_int_eq(tcp6, 1);
