@@ -170,6 +170,9 @@ static int signalfd_state(struct restore_fd *f)
 
 /* ---- epoll ------------------------------------------------------------------------- */
 
+/* Bytes of pipes and socket queues in one image: FDSTATE is one section (IMG_SEC_MAX_LEN). */
+#define FDSTATE_MAX_BYTES (IMG_SEC_MAX_LEN / 2)
+
 static int cmp_key_fd(const void *key, const void *elem)
 {
 	int k = *(const int *)key, fd = ((const struct restore_fd *)elem)->fd;
@@ -397,6 +400,16 @@ int dump_fds_state(pid_t pid, int pidfd, struct restore_image *img, bool inject,
 		close(ds.diag);
 	if (r == 0)
 		r = dump_pipes_state(pid, pidfd, img, err);
+	uint64_t bytes = 0;
+	for (size_t i = 0; r == 0 && i < img->nfds; i++)
+		bytes += img->fds[i].st.data_len;
+	if (r == 0 && bytes > FDSTATE_MAX_BYTES) { /* the section must stay below its bound */
+		snprintf(err->msg, sizeof(err->msg),
+			 "the job's pipes and sockets hold %llu MiB, more than a checkpoint keeps "
+			 "(%u MiB); drain them first",
+			 (unsigned long long)(bytes >> 20), FDSTATE_MAX_BYTES >> 20);
+		return -EOPNOTSUPP;
+	}
 	if (r < 0 && !err->msg[0])
 		snprintf(err->msg, sizeof(err->msg), "cannot read the pipes of pid %d: %s",
 			 (int)pid, strerror(-r));

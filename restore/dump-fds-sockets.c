@@ -43,6 +43,11 @@ static int pipe_data(pid_t pid, int dup, struct restore_fd *f, struct restore_er
 		return -errno;
 	if (avail <= 0)
 		return 0;
+	if ((unsigned)avail > IMG_MAX_FD_DATA)
+		REFUSE(err,
+		       "fd %d (pipe) holds %d bytes, more than a checkpoint keeps (%u); drain it "
+		       "first",
+		       f->fd, avail, IMG_MAX_FD_DATA);
 	int tp[2];
 	if (pipe2(tp, O_CLOEXEC | O_NONBLOCK) < 0)
 		return -errno;
