@@ -129,14 +129,19 @@ static int plan_signalfd(struct rst_ctx *c, size_t i)
 
 /* ---- epoll, inotify ----------------------------------------------------------------- */
 
+static int cmp_key_fd(const void *key, const void *elem)
+{
+	int k = *(const int *)key, fd = ((const struct restore_fd *)elem)->fd;
+	return (k > fd) - (k < fd);
+}
+
 static int plan_epoll(struct rst_ctx *c, size_t i)
 {
 	const struct restore_fd *f = &c->img->fds[i];
 	for (size_t k = 0; k < f->st.ntfds; k++) {
-		bool found = false;
-		for (size_t j = 0; j < c->img->nfds; j++)
-			found |= c->img->fds[j].fd == f->st.tfds[k].fd;
-		if (!found)
+		/* the reader checked that the image's fds are sorted by number */
+		if (!bsearch(&f->st.tfds[k].fd, c->img->fds, c->img->nfds, sizeof(*c->img->fds),
+			     cmp_key_fd))
 			return rst_fail(c, -EBADMSG,
 					"fd %d (epoll) watches fd %d, not in the image", f->fd,
 					f->st.tfds[k].fd);
