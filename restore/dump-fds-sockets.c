@@ -26,6 +26,12 @@
 		return -EOPNOTSUPP;                                            \
 	} while (0)
 
+/* A connection waiting in a listener's accept queue lives in the kernel only: it cannot be
+ * recreated, and dropping it would reset a client silently. */
+#define PENDING_MSG                                                                              \
+	"fd %d is a listening %s socket with %u connection(s) not accepted yet; they cannot be " \
+	"checkpointed: retry once the job has accepted them"
+
 /* ---- pipes -------------------------------------------------------------------------- */
 
 /* Copy the bytes buffered in the pipe of image fd @f without consuming them: a new read end
@@ -274,6 +280,8 @@ static int unix_state(int s, const struct restore_image *img, struct restore_fd 
 		return r;
 	}
 	if (d.state == TCP_LISTEN) {
+		if (d.rqueue)
+			REFUSE(err, PENDING_MSG, f->fd, "unix", d.rqueue);
 		st->sock_state = RESTORE_SOCK_LISTEN;
 		st->value = d.wqueue;
 		return 0;
@@ -332,8 +340,12 @@ static int inet_state(int s, struct restore_fd *f, const struct sockdiag_listene
 	uint16_t port = st->family == AF_INET ? ntohs(((struct sockaddr_in *)st->addr)->sin_port)
 					      : ntohs(((struct sockaddr_in6 *)st->addr)->sin6_port);
 	if (ti.tcpi_state == TCP_LISTEN) {
+		/* for a listener TCP_INFO reports the accept queue: unacked is its length,
+		 * sacked its bound (the backlog) */
+		if (ti.tcpi_unacked)
+			REFUSE(err, PENDING_MSG, f->fd, "TCP", ti.tcpi_unacked);
 		st->sock_state = RESTORE_SOCK_LISTEN;
-		st->value = SOMAXCONN;
+		st->value = ti.tcpi_sacked;
 		for (size_t i = 0; i < nls; i++)
 			if (ls[i].ino == f->ident.ino)
 				st->value = ls[i].backlog;

@@ -3,7 +3,7 @@
  * unix socket (by path and abstract) and a listening TCP socket on loopback, plus socketpairs
  * with queued bytes, a FIFO, /dev/null and friends and dup'ed fds.
  *
- *   zdtm-fds REPORT_FD DIR [accept|udp|scm|epoll-stale|many N]
+ *   zdtm-fds REPORT_FD DIR [accept|pending|pending-unix|udp|scm|epoll-stale|many N]
  *
  * Sets everything up below DIR (created), prints "ready PORT" on REPORT_FD, then loops in
  * epoll_wait. SIGUSR1 (through the signalfd) makes it verify its own fds and print "ok" or
@@ -582,6 +582,18 @@ static __attribute__((noreturn)) void refuse_mode(const char *what)
 		}
 		if (c >= 0)
 			close(c);
+	} else if (!strcmp(what, "pending")) { /* a connection not accepted yet */
+		bad = listen_tcp();
+		if (connect_tcp() < 0)
+			die("connect");
+	} else if (!strcmp(what, "pending-unix")) { /* the same on a unix listener */
+		char p[300];
+		snprintf(p, sizeof(p), "%s/sock-pending", dir);
+		mkdir(dir, 0700);
+		unlink(p);
+		bad = listen_unix(p, false, 4);
+		if (connect_unix(p, false) < 0)
+			die("connect");
 	} else if (!strcmp(what, "udp")) {
 		struct sockaddr_in a = {.sin_family = AF_INET,
 					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -627,8 +639,8 @@ static __attribute__((noreturn)) void refuse_mode(const char *what)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr,
-			"usage: zdtm-fds REPORT_FD DIR [accept|udp|scm|epoll-stale|many N]\n");
+		fprintf(stderr, "usage: zdtm-fds REPORT_FD DIR "
+				"[accept|pending|pending-unix|udp|scm|epoll-stale|many N]\n");
 		return 2;
 	}
 	rep = atoi(argv[1]);

@@ -4,8 +4,9 @@
  * loopback, socketpairs with queued bytes, a FIFO, devices and dup'ed fds. It is frozen, dumped
  * and killed; the image's fd records are checked; then it is rebuilt (twice, from the same
  * image) in a fresh child of ours with a new report pipe handed over, and verifies everything
- * from inside on SIGUSR1. Also the refusals: an accepted TCP connection, a UDP socket, an fd in
- * flight in a unix socket, an epoll registration on a closed fd number. */
+ * from inside on SIGUSR1. Also the refusals: an accepted TCP connection, connections waiting
+ * in a TCP or unix listener's queue, a UDP socket, an fd in flight in a unix socket, an epoll
+ * registration on a closed fd number. */
 #include "fixture.h"
 
 #include <netinet/in.h>
@@ -329,6 +330,8 @@ static const struct {
 	const char *mode, *want;
 } refusals[] = {
 	{"accept", "is a connected TCP socket the job accepted"},
+	{"pending", "is a listening TCP socket with 1 connection(s) not accepted yet"},
+	{"pending-unix", "is a listening unix socket with 1 connection(s) not accepted yet"},
 	{"udp", "is a UDP IPv4 socket"},
 	{"scm", "is a unix socket with file descriptors in flight"},
 	{"epoll-stale", "(epoll) watches a file that is no longer open at fd"},
