@@ -261,6 +261,32 @@ static int unix_peek(int s, struct restore_fd *f, struct restore_err *err)
 	return r < 0 ? r : 0;
 }
 
+/* A unix socket connected to one outside the job. A datagram socket connected to a named one
+ * (syslog's /dev/log) is connected again by name at restore; its queue comes back sent to its
+ * own name, so an unnamed one with bytes queued cannot. Anything else is handed over. */
+static int unix_outside(int s, struct restore_fd *f, struct restore_err *err)
+{
+	struct restore_fd_state *st = &f->st;
+	struct sockaddr_un pa;
+	socklen_t pl = sizeof(pa);
+	if (st->type != SOCK_DGRAM || getpeername(s, (struct sockaddr *)&pa, &pl) < 0 ||
+	    pl <= sizeof(sa_family_t) || pl > sizeof(st->peer)) {
+		st->flags |= RESTORE_FDS_F_PEER_OUT;
+		return 0;
+	}
+	int r = unix_peek(s, f, err);
+	if (r < 0)
+		return r;
+	if (st->data_len && st->addr_len <= sizeof(sa_family_t)) {
+		st->flags |= RESTORE_FDS_F_PEER_OUT;
+		return 0;
+	}
+	memcpy(st->peer, &pa, pl);
+	st->peer_len = pl;
+	st->flags |= RESTORE_FDS_F_RECONNECT;
+	return 0;
+}
+
 static int unix_state(int s, const struct restore_image *img, struct restore_fd *f,
 		      struct dump_sockets *ds, struct restore_err *err)
 {
@@ -295,10 +321,8 @@ static int unix_state(int s, const struct restore_image *img, struct restore_fd 
 		for (size_t i = 0; i < img->nfds; i++)
 			in |= img->fds[i].kind == RESTORE_FD_SOCKET &&
 			      img->fds[i].ident.ino == d.peer_ino;
-		if (!in) {
-			st->flags |= RESTORE_FDS_F_PEER_OUT;
-			return 0;
-		}
+		if (!in)
+			return unix_outside(s, f, err);
 	} else {
 		st->sock_state = d.state == TCP_ESTABLISHED ? RESTORE_SOCK_CONNECTED
 							    : RESTORE_SOCK_UNCONNECTED;

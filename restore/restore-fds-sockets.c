@@ -325,7 +325,8 @@ int rst_plan_socket(struct rst_ctx *c, size_t i)
 				f->fd, st->family == AF_UNIX ? "unix" : "TCP");
 	if (!st->family)
 		return rst_fail(c, -EOPNOTSUPP, "fd %d (socket) has no recorded state", f->fd);
-	if (st->family == AF_UNIX && st->sock_state == RESTORE_SOCK_CONNECTED)
+	if (st->family == AF_UNIX && st->sock_state == RESTORE_SOCK_CONNECTED &&
+	    !(st->flags & RESTORE_FDS_F_RECONNECT))
 		return plan_pair(c, i);
 	int s = socket(st->family, st->type | SOCK_CLOEXEC, st->protocol);
 	if (s < 0)
@@ -335,8 +336,18 @@ int rst_plan_socket(struct rst_ctx *c, size_t i)
 		r = bind_addr(c, f, s);
 	if (r == 0 && st->sock_state == RESTORE_SOCK_LISTEN && listen(s, (int)st->value) < 0)
 		r = rst_fd_sys_fail(c, f, "listen");
-	if (r == 0 && st->data_len) /* datagrams queued on a bound, unconnected socket */
+	if (r == 0 && st->data_len) /* datagrams queued on a bound socket */
 		r = refill_to_name(c, f, s);
+	if (r == 0 && (st->flags & RESTORE_FDS_F_RECONNECT) &&
+	    connect(s, (const struct sockaddr *)st->peer, st->peer_len) < 0) {
+		const struct sockaddr_un *un = (const void *)st->peer;
+		bool abstract = st->peer_len > sizeof(sa_family_t) && !un->sun_path[0];
+		r = rst_fail(c, -errno,
+			     "fd %d (unix datagram socket): cannot connect it again to %s%.*s: %s",
+			     f->fd, abstract ? "@" : "",
+			     (int)(st->peer_len - sizeof(sa_family_t) - (abstract ? 1 : 0)),
+			     un->sun_path + (abstract ? 1 : 0), strerror(errno));
+	}
 	if (r < 0) {
 		close(s);
 		return r;

@@ -148,6 +148,8 @@ enum restore_sock_state {
 #define RESTORE_FDS_F_DATA	0x10u /* pipe: this fd carries the pipe's buffered bytes */
 #define RESTORE_FDS_F_SHUT_RD	0x20u /* unix socket: shut down for reading (sk_shutdown) */
 #define RESTORE_FDS_F_SHUT_WR	0x40u /* unix socket: shut down for writing */
+#define RESTORE_FDS_F_RECONNECT 0x80u /* unix datagram socket connected to the named socket
+				       * @peer outside the job: connected again by name */
 
 /** Kind-specific state of an fd (section FDSTATE, docs/image-format.md). */
 struct restore_fd_state {
@@ -168,6 +170,8 @@ struct restore_fd_state {
 	uint32_t sock_state; /* enum restore_sock_state */
 	uint32_t addr_len;   /* getsockname (bytes of @addr) */
 	uint8_t addr[128];
+	uint32_t peer_len; /* getpeername, with RESTORE_FDS_F_RECONNECT */
+	uint8_t peer[128];
 	uint32_t nopts;
 	struct restore_sockopt opts[RESTORE_SOCKOPT_MAX];
 	/* bytes waiting to be read: the pipe's, or the socket's receive queue */

@@ -52,7 +52,7 @@ static char dir[200];
 static int ep, tfd, efd, sem, semdup, pr, pw, pwdup, sfd, ino, wd1, wd3, ul, al, tl, sp0, sp1, dg0,
 	dg1, ud, wpr, wsk, fr, fw, dnull, dzero, dzdup, drand;
 static uint16_t port, port6;
-static int tl6, trt, tbt, sh0, sh1;
+static int tl6, trt, tbt, sh0, sh1, lg = -1;
 static char abstract_name[64];
 static int snap_fd[MAXFD], snap_fl[MAXFD];
 static char snap_epoll[4096];
@@ -293,6 +293,19 @@ static void setup(void)
 	sh1 = sh[1];
 	wpr = wp[0];
 	wsk = ws[0];
+	/* a "syslog" socket: datagrams to DIR/log, a socket outside the job, if there is one */
+	struct sockaddr_un la = {.sun_family = AF_UNIX};
+	if (strlen(dir) + 5 > sizeof(la.sun_path))
+		die("directory name too long for a socket");
+	memcpy(la.sun_path, dir, strlen(dir));
+	memcpy(la.sun_path + strlen(dir), "/log", 5);
+	struct stat lst;
+	if (stat(la.sun_path, &lst) == 0 && S_ISSOCK(lst.st_mode)) {
+		lg = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (lg < 0 || connect(lg, (struct sockaddr *)&la, sizeof(la)) < 0 ||
+		    send(lg, "log-before", 10, 0) != 10)
+			die("log socket");
+	}
 	/* a bound datagram socket with two datagrams queued from an unnamed sender */
 	struct sockaddr_un ua = {.sun_family = AF_UNIX};
 	if (strlen(dir) + 7 > sizeof(ua.sun_path))
@@ -467,6 +480,7 @@ static void verify(void)
 	      "half-closed socketpair: the shut down end can still send");
 	CHECK(write(sh1, "back", 4) == 4 && read(sh0, b, 4) == 4 && !memcmp(b, "back", 4),
 	      "half-closed socketpair: the other direction is closed too");
+	CHECK(lg < 0 || send(lg, "log-after", 9, 0) == 9, "log socket: %s", strerror(errno));
 	CHECK(read(fr, b, sizeof(b)) == 10 && !memcmp(b, "fifo bytes", 10), "FIFO bytes lost");
 	CHECK(write(fw, "f", 1) == 1 && read(fr, b, 1) == 1, "the FIFO does not carry bytes");
 	CHECK(write(dnull, "x", 1) == 1, "/dev/null");
@@ -650,7 +664,7 @@ int main(int argc, char **argv)
 	if (argc > 3)
 		refuse_mode(argv[3]);
 	setup();
-	say("ready %u\n", port);
+	say("ready %u%s\n", port, lg >= 0 ? " log" : "");
 	for (;;) {
 		struct epoll_event evs[8];
 		int n = epoll_wait(ep, evs, 8, -1);

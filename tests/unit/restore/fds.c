@@ -14,6 +14,7 @@
 #include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <sys/un.h>
 
 #define RFD 10 /* report pipe in the helper */
 
@@ -140,7 +141,7 @@ static void check_image(unsigned port)
 	ck_assert_uint_eq(in->st.watches[1].mask & IN_ONESHOT, IN_ONESHOT);
 	const struct restore_fd *sig = kind_of(img, RESTORE_FD_SIGNALFD, 0);
 	ck_assert_uint_eq(sig->st.value, (1ull << (SIGUSR1 - 1)) | (1ull << (SIGUSR2 - 1)));
-	int listeners = 0, pairs = 0, widowed = 0, shut = 0, tcp = 0, tcp6 = 0;
+	int listeners = 0, pairs = 0, widowed = 0, shut = 0, reconnect = 0, tcp = 0, tcp6 = 0;
 	for (size_t i = 0; i < img->nfds; i++) {
 		const struct restore_fd_state *s = &img->fds[i].st;
 		if (img->fds[i].kind != RESTORE_FD_SOCKET)
@@ -149,8 +150,12 @@ static void check_image(unsigned port)
 			listeners++;
 			ck_assert(s->value == 7 || s->value == 3); /* their backlogs */
 		}
-		if (s->family == AF_UNIX && s->sock_state == RESTORE_SOCK_CONNECTED &&
-		    !s->peer_ino) { /* the socketpair whose peer closed */
+		if (s->flags & RESTORE_FDS_F_RECONNECT) { /* the log socket */
+			reconnect++;
+			ck_assert_uint_eq(s->type, SOCK_DGRAM);
+			ck_assert(!(s->flags & RESTORE_FDS_F_PEER_OUT));
+		} else if (s->family == AF_UNIX && s->sock_state == RESTORE_SOCK_CONNECTED &&
+			   !s->peer_ino) { /* the socketpair whose peer closed */
 			widowed++;
 			ck_assert_uint_eq(s->data_len, 3);
 		} else if (s->family == AF_UNIX && s->sock_state == RESTORE_SOCK_CONNECTED) {
@@ -188,6 +193,7 @@ static void check_image(unsigned port)
 	ck_assert_int_eq(pairs, 6);
 	ck_assert_int_eq(shut, 1); /* the half-closed pair's end that shut down writing */
 	ck_assert_int_eq(widowed, 1);
+	ck_assert_int_eq(reconnect, 1);
 	ck_assert_int_eq(tcp, 1);
 	ck_assert_int_eq(tcp6, 1);
 	/* the pipe to itself: its 100000 bytes ride on one of its fds */
@@ -272,20 +278,48 @@ static void restore_and_verify(void)
 	close(res[0]);
 }
 
+/* A datagram socket bound at work/log, outside the job: the helper's "syslog" connection. */
+static int log_server(void)
+{
+	ck_assert_int_eq(mkdir(work, 0700), 0);
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int n = snprintf(a.sun_path, sizeof(a.sun_path), "%s/log", work);
+	ck_assert(n > 0 && (size_t)n < sizeof(a.sun_path));
+	int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(s, 0);
+	ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	return s;
+}
+
+static void expect_log(int s, const char *want)
+{
+	struct pollfd p = {.fd = s, .events = POLLIN};
+	ck_assert_msg(poll(&p, 1, 10000) == 1, "nothing on the log socket");
+	char b[64] = "";
+	ssize_t n = recv(s, b, sizeof(b) - 1, 0);
+	ck_assert_msg(n == (ssize_t)strlen(want) && !memcmp(b, want, (size_t)n),
+		      "log socket got '%s', want '%s'", b, want);
+}
+
 START_TEST(test_fds_restore)
 {
-	int rep;
+	int rep, logs = log_server();
 	char first[128];
 	pid_t pid = start(NULL, &rep, first, sizeof(first));
 	unsigned port = 0;
 	ck_assert_int_eq(sscanf(first, "ready %u", &port), 1);
+	ck_assert_msg(strstr(first, " log"), "the helper did not connect to the log socket");
+	expect_log(logs, "log-before");
 	struct restore_err err = {0};
 	int r = dump(pid, "1", &err);
 	ck_assert_msg(r == 0, "dump: %d %s", r, err.msg);
 	close(rep);
 	check_image(port);
-	for (int round = 0; round < 2; round++)
+	for (int round = 0; round < 2; round++) {
 		restore_and_verify();
+		expect_log(logs, "log-after"); /* connected again to it by name */
+	}
+	close(logs);
 }
 END_TEST
 
