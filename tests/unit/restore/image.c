@@ -77,6 +77,8 @@ static void fill_model(struct restore_image *m)
 					  .sock_state = RESTORE_SOCK_LISTEN,
 					  .addr_len = 9,
 					  .addr = "\1\0/tmp/s",
+					  .peer_len = 10,
+					  .peer = "\1\0/dev/log",
 					  .nopts = 1,
 					  .opts = {{1, 2, 3}},
 					  .data = data,
@@ -160,6 +162,8 @@ START_TEST(test_roundtrip)
 	ck_assert_int_eq(st->abs_ns, 8);
 	ck_assert_uint_eq(st->addr_len, 9);
 	ck_assert_mem_eq(st->addr, "\1\0/tmp/s", 9);
+	ck_assert_uint_eq(st->peer_len, 10);
+	ck_assert_mem_eq(st->peer, "\1\0/dev/log", 10);
 	ck_assert_uint_eq(st->nopts, 1);
 	ck_assert_int_eq(st->opts[0].value, 3);
 	ck_assert_uint_eq(st->data_len, 6);
