@@ -110,6 +110,8 @@ static int open_tmp_files(int dirfd, const char *id, struct restore_fd_map *maps
 		if (f->fd <= 2 || f->kind != RESTORE_FD_REGULAR || strncmp(f->target, "/tmp/", 5) ||
 		    strstr(f->target, " (deleted)"))
 			continue;
+		if (f->st.present && f->st.dup_of >= 0)
+			continue; /* the restorer dups the lower fd: they share the offset again */
 		if (n == max) {
 			snprintf(err->msg, sizeof(err->msg), "too many open files in /tmp (%zu)", n);
 			r = -EMFILE;

@@ -112,7 +112,9 @@ static int one_fd(pid_t pid, int pidfd, int fd, struct restore_fd *f)
 	f->kind = fd_kind(target, &st);
 	snprintf(p, sizeof(p), "/proc/%d/fdinfo/%d", (int)pid, fd);
 	size_t len;
-	r = ck_read_file_at(AT_FDCWD, p, IMG_MAX_TEXT, &f->fdinfo, &len);
+	/* An epoll set or inotify instance with many entries has a long fdinfo: read it whole
+	 * for dump_fds_state(), then keep only what the image's text bound allows. */
+	r = ck_read_file_at(AT_FDCWD, p, IMG_MAX_FDINFO, &f->fdinfo, &len);
 	if (r < 0)
 		return r;
 	fdinfo_fields(f->fdinfo, f);
@@ -167,7 +169,17 @@ int dump_fds(pid_t pid, struct restore_image *img, bool inject, struct restore_e
 	if (!img->fds && !(img->fds = calloc(1, sizeof(*img->fds))))
 		return -ENOMEM;
 	qsort(img->fds, img->nfds, sizeof(*img->fds), cmp_fd);
-	return dump_fds_state(pid, pidfd, img, inject, err);
+	r = dump_fds_state(pid, pidfd, img, inject, err);
+	for (size_t i = 0; r == 0 && i < img->nfds; i++) {
+		char *t = img->fds[i].fdinfo;
+		if (strlen(t) >= IMG_MAX_TEXT) { /* cut after the last whole line that fits */
+			t[IMG_MAX_TEXT - 1] = 0;
+			char *nl = strrchr(t, '\n');
+			if (nl)
+				nl[1] = 0;
+		}
+	}
+	return r;
 }
 
 #define JOB_VFS_FSTYPE "fuse.ckptenv"

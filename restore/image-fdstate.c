@@ -39,6 +39,7 @@ void img_pack_fdstate(struct ck_buf *b, const struct restore_fd *v, size_t n)
 		ck_buf_le32(b, (uint32_t)s->protocol);
 		ck_buf_le32(b, s->sock_state);
 		ck_buf_str(b, (const char *)s->addr, s->addr_len);
+		ck_buf_str(b, (const char *)s->peer, s->peer_len);
 		ck_buf_le32(b, s->nopts);
 		for (uint32_t j = 0; j < s->nopts; j++) {
 			ck_buf_le32(b, (uint32_t)s->opts[j].level);
@@ -184,6 +185,11 @@ static bool get_one(struct ck_rd *r, const struct restore_fd *f, struct restore_
 	if (len)
 		memcpy(s->addr, p, len);
 	s->addr_len = (uint32_t)len;
+	if (!ck_rd_str(r, sizeof(s->peer), &p, &len))
+		return false;
+	if (len)
+		memcpy(s->peer, p, len);
+	s->peer_len = (uint32_t)len;
 	if (fd != f->fd || s->dup_of < -1 || s->dup_of >= fd ||
 	    s->sock_state > RESTORE_SOCK_CONNECTED || s->clockid < 0 || s->clockid > 15 ||
 	    (s->family != 0 && s->family != AF_UNIX && s->family != AF_INET &&

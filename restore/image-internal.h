@@ -49,6 +49,7 @@ enum img_section {
 #define IMG_MAX_RUNS	  (1u << 26)
 #define IMG_MAX_FD_DATA	  (16u << 20) /* bytes buffered in one pipe or socket */
 #define IMG_MAX_FD_SUBS	  (1u << 16)  /* epoll registrations, inotify watches, messages */
+#define IMG_MAX_FDINFO	  (IMG_MAX_FD_SUBS * 160u) /* fdinfo read by the dumper: as many lines */
 #define IMG_NREGS	  27u
 #define IMG_MAX_RUN_PAGES 2048u /* 8 MiB: the writer's cap on one run */
 /* Pages per copy chunk of the dumper: 1 MiB stays in the CPU cache between the copy out of

@@ -85,8 +85,8 @@ static int reopen(struct rst_ctx *c, const struct restore_fd *f, struct rst_fd_p
 		return 0;
 	}
 	if (f->kind == RESTORE_FD_DIR) {
-		bool dev_ok = (f->ident.flags & RESTORE_IDENT_F_JOB_VFS) ||
-			      st.st_dev == f->ident.dev;
+		bool dev_ok =
+			(f->ident.flags & RESTORE_IDENT_F_JOB_VFS) || st.st_dev == f->ident.dev;
 		if (!dev_ok || st.st_ino != f->ident.ino)
 			return rst_fail(c, -ESTALE, "fd %d: %s is another directory now", f->fd,
 					f->target);
@@ -150,7 +150,8 @@ int rst_fds_plan(struct rst_ctx *c)
 	c->nfds = img->nfds;
 	for (size_t i = 0; i < img->nfds; i++) {
 		const struct restore_fd *f = &img->fds[i];
-		c->fds[i] = (struct rst_fd_plan){.target = f->fd, .tmp = -1, .cloexec = cloexec_of(f)};
+		c->fds[i] =
+			(struct rst_fd_plan){.target = f->fd, .tmp = -1, .cloexec = cloexec_of(f)};
 		const struct restore_fd_map *m = handed(c, f->fd);
 		if (!m)
 			continue;

@@ -146,6 +146,10 @@ enum restore_sock_state {
 #define RESTORE_FDS_F_PEER_OUT	0x04u /* pipe/socket: the other end is held outside the job */
 #define RESTORE_FDS_F_SEMAPHORE 0x08u /* eventfd: EFD_SEMAPHORE */
 #define RESTORE_FDS_F_DATA	0x10u /* pipe: this fd carries the pipe's buffered bytes */
+#define RESTORE_FDS_F_SHUT_RD	0x20u /* unix socket: shut down for reading (sk_shutdown) */
+#define RESTORE_FDS_F_SHUT_WR	0x40u /* unix socket: shut down for writing */
+#define RESTORE_FDS_F_RECONNECT 0x80u /* unix datagram socket connected to the named socket
+				       * @peer outside the job: connected again by name */
 
 /** Kind-specific state of an fd (section FDSTATE, docs/image-format.md). */
 struct restore_fd_state {
@@ -166,6 +170,8 @@ struct restore_fd_state {
 	uint32_t sock_state; /* enum restore_sock_state */
 	uint32_t addr_len;   /* getsockname (bytes of @addr) */
 	uint8_t addr[128];
+	uint32_t peer_len; /* getpeername, with RESTORE_FDS_F_RECONNECT */
+	uint8_t peer[128];
 	uint32_t nopts;
 	struct restore_sockopt opts[RESTORE_SOCKOPT_MAX];
 	/* bytes waiting to be read: the pipe's, or the socket's receive queue */
@@ -358,7 +364,9 @@ struct restore_dump_opts {
 
 /** Dump the frozen process of @f into new checkpoint @id below the checkpoints directory
  *  @dirfd, atomically (restore_image_writer_*). The process stays frozen; the caller resumes it.
- *  -EOPNOTSUPP when an fd cannot be checkpointed (err->msg names the fd and its kind),
+ *  Nothing the job would read is consumed (pipe and socket bytes are copied, docs/fds.md).
+ *  -EOPNOTSUPP when an fd cannot be checkpointed (err->msg names the fd and its kind: an
+ *  accepted TCP connection, a UDP socket, an fd in flight...),
  *  -EEXIST if @id exists, -errno else. @opts and @ret_stats may be NULL. */
 int restore_dump(struct restore_freeze *f, int dirfd, const char *id,
 		 const struct restore_dump_opts *opts, struct restore_dump_stats *ret_stats,
@@ -385,8 +393,11 @@ struct restore_process_opts {
  *  protection, the vDSO moved to its old place, registers and xsave state, signal actions,
  *  mask and alternate stack, rlimits, cwd, umask, mm fields, rseq, fds at their old numbers
  *  (0/1/2 are kept as given unless @opts hands them over; regular files, directories and
- *  character devices are reopened by path when their identity is unchanged; other kinds must
- *  be handed over in @opts->fds). The caller must be single-threaded: call it in a fresh child.
+ *  character devices are reopened by path when their identity is unchanged; pipes, FIFOs,
+ *  unix socketpairs, unix and TCP listeners, eventfd, timerfd, signalfd, epoll and inotify are
+ *  recreated from the image with their state, docs/fds.md; ttys, connected TCP sockets and
+ *  pipes or sockets whose other end was outside the job must be handed over in @opts->fds).
+ *  The caller must be single-threaded: call it in a fresh child.
  *  Never returns on success. Failures detected before the point of no return leave the
  *  process as it was (bar fds moved above the image's): -EOPNOTSUPP (more than one thread, an
  *  fd or mapping kind that cannot be restored yet: err->msg names it), -ESTALE (a file changed),

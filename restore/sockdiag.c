@@ -15,7 +15,7 @@
 
 #define DIAG_BUF 32768
 
-static int diag_open(void)
+int sockdiag_open(void)
 {
 	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 	return fd < 0 ? -errno : fd;
@@ -65,9 +65,12 @@ static int unix_one(const struct nlmsghdr *h, void *u)
 		return -EIO;
 	ret->state = m->udiag_state;
 	size_t alen = h->nlmsg_len - NLMSG_LENGTH(sizeof(*m));
-	for (const struct rtattr *a = (const void *)(m + 1); RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
+	for (const struct rtattr *a = (const void *)(m + 1); RTA_OK(a, alen);
+	     a = RTA_NEXT(a, alen)) {
 		if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= 4)
 			ret->peer_ino = *(const uint32_t *)RTA_DATA(a);
+		else if (a->rta_type == UNIX_DIAG_SHUTDOWN && RTA_PAYLOAD(a) >= 1)
+			ret->shutdown = *(const uint8_t *)RTA_DATA(a);
 		else if (a->rta_type == UNIX_DIAG_RQLEN && RTA_PAYLOAD(a) >= 8) {
 			const struct unix_diag_rqlen *q = RTA_DATA(a);
 			ret->rqueue = q->udiag_rqueue;
@@ -77,11 +80,8 @@ static int unix_one(const struct nlmsghdr *h, void *u)
 	return 1;
 }
 
-int sockdiag_unix_get(uint64_t ino, struct sockdiag_unix *ret)
+int sockdiag_unix_get(int fd, uint64_t ino, struct sockdiag_unix *ret)
 {
-	_cleanup_close_ int fd = diag_open();
-	if (fd < 0)
-		return fd;
 	struct {
 		struct nlmsghdr h;
 		struct unix_diag_req r;
@@ -144,7 +144,7 @@ static int listener_one(const struct nlmsghdr *h, void *u)
 
 int sockdiag_tcp_listeners(struct sockdiag_listener **ret, size_t *ret_n)
 {
-	_cleanup_close_ int fd = diag_open();
+	_cleanup_close_ int fd = sockdiag_open();
 	if (fd < 0)
 		return fd;
 	_cleanup_free_ uint8_t *buf = malloc(DIAG_BUF);

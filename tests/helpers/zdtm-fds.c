@@ -3,12 +3,13 @@
  * unix socket (by path and abstract) and a listening TCP socket on loopback, plus socketpairs
  * with queued bytes, a FIFO, /dev/null and friends and dup'ed fds.
  *
- *   zdtm-fds REPORT_FD DIR [accept]
+ *   zdtm-fds REPORT_FD DIR [accept|pending|pending-unix|udp|scm|epoll-stale|many N]
  *
  * Sets everything up below DIR (created), prints "ready PORT" on REPORT_FD, then loops in
  * epoll_wait. SIGUSR1 (through the signalfd) makes it verify its own fds and print "ok" or
- * "fail: WHAT"; SIGUSR2 prints "ticks N". With "accept" it only holds a TCP connection it
- * accepted (the checkpoint must refuse it) and prints "ready PORT".
+ * "fail: WHAT"; SIGUSR2 prints "ticks N". With a refusal mode it only holds one fd the
+ * checkpoint must refuse (a TCP connection it accepted, a UDP socket, a unix socket with an
+ * fd in flight, an epoll registration on a closed fd number) and prints "ready PORT FD".
  *
  * After a restore the helper checks what it sees itself: the same fd numbers with the same
  * flags and close-on-exec bits, fds that shared an open file description still share it
@@ -32,6 +33,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -47,9 +49,10 @@
 
 static int rep;
 static char dir[200];
-static int ep, tfd, efd, sem, semdup, pr, pw, pwdup, sfd, ino, wd1, wd3, ul, al, tl, sp0, sp1,
-	dg0, dg1, fr, fw, dnull, dzero, dzdup, drand;
-static uint16_t port;
+static int ep, tfd, efd, sem, semdup, pr, pw, pwdup, sfd, ino, wd1, wd3, ul, al, tl, sp0, sp1, dg0,
+	dg1, ud, wpr, wsk, fr, fw, dnull, dzero, dzdup, drand;
+static uint16_t port, port6;
+static int tl6, trt, tbt, sh0, sh1, lg = -1;
 static char abstract_name[64];
 static int snap_fd[MAXFD], snap_fl[MAXFD];
 static char snap_epoll[4096];
@@ -126,7 +129,8 @@ static int listen_unix(const char *name, bool abstract, int backlog)
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
 	size_t n = strlen(name);
 	memcpy(a.sun_path + (abstract ? 1 : 0), name, n);
-	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (abstract ? 1 : 0));
+	socklen_t len =
+		(socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (abstract ? 1 : 0));
 	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s < 0 || bind(s, (struct sockaddr *)&a, len) < 0 || listen(s, backlog) < 0)
 		die(name);
@@ -147,10 +151,38 @@ static int listen_tcp(void)
 	return s;
 }
 
+static int listen_tcp6(void)
+{
+	int s = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	socklen_t al_ = sizeof(a);
+	if (s < 0 || setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0 ||
+	    bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(s, 4) < 0 ||
+	    getsockname(s, (struct sockaddr *)&a, &al_) < 0)
+		die("tcp6 listener");
+	port6 = ntohs(a.sin6_port);
+	return s;
+}
+
+static int connect_tcp6(void)
+{
+	int c = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in6 a = {.sin6_family = AF_INET6,
+				 .sin6_port = htons(port6),
+				 .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		if (c >= 0)
+			close(c);
+		return -1;
+	}
+	return c;
+}
+
 static int connect_tcp(void)
 {
 	int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons(port),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a)) < 0) {
 		if (c >= 0)
@@ -222,6 +254,17 @@ static void setup(void)
 	al = listen_unix(abstract_name, true, 3);
 	tl = listen_tcp();
 	reg(tl, EPOLLIN, 7);
+	tl6 = listen_tcp6();
+	/* an absolute wall-clock deadline in an hour, and a boot-time timer in 1000 s */
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	struct itimerspec at = {{0, 0}, {now.tv_sec + 3600, now.tv_nsec}}, in = {{0, 0}, {1000, 0}};
+	trt = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC);
+	tbt = timerfd_create(CLOCK_BOOTTIME, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (trt < 0 || tbt < 0 ||
+	    timerfd_settime(trt, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &at, NULL) < 0 ||
+	    timerfd_settime(tbt, 0, &in, NULL) < 0)
+		die("realtime/boottime timerfds");
 	int sp[2], dg[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0 ||
 	    socketpair(AF_UNIX, SOCK_DGRAM, 0, dg) < 0)
@@ -233,6 +276,50 @@ static void setup(void)
 	if (write(sp0, "ping-from-0", 11) != 11 || write(sp1, "pong-from-1", 11) != 11 ||
 	    send(dg0, "a", 1, 0) != 1 || send(dg0, "bb", 2, 0) != 2 || send(dg0, "ccc", 3, 0) != 3)
 		die("socketpair bytes");
+	/* widowed: a pipe whose writer and a socketpair whose peer closed, bytes left in them */
+	int wp[2], ws[2];
+	if (pipe2(wp, O_CLOEXEC) < 0 || write(wp[1], "tail", 4) != 4 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ws) < 0 ||
+	    write(ws[1], "bye", 3) != 3)
+		die("widowed pipe and socketpair");
+	close(wp[1]);
+	close(ws[1]);
+	/* half closed: end 0 sent its last bytes and shut down writing */
+	int sh[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sh) < 0 ||
+	    write(sh[0], "last", 4) != 4 || shutdown(sh[0], SHUT_WR) < 0)
+		die("half-closed socketpair");
+	sh0 = sh[0];
+	sh1 = sh[1];
+	wpr = wp[0];
+	wsk = ws[0];
+	/* a "syslog" socket: datagrams to DIR/log, a socket outside the job, if there is one */
+	struct sockaddr_un la = {.sun_family = AF_UNIX};
+	if (strlen(dir) + 5 > sizeof(la.sun_path))
+		die("directory name too long for a socket");
+	memcpy(la.sun_path, dir, strlen(dir));
+	memcpy(la.sun_path + strlen(dir), "/log", 5);
+	struct stat lst;
+	if (stat(la.sun_path, &lst) == 0 && S_ISSOCK(lst.st_mode)) {
+		lg = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (lg < 0 || connect(lg, (struct sockaddr *)&la, sizeof(la)) < 0 ||
+		    send(lg, "log-before", 10, 0) != 10)
+			die("log socket");
+	}
+	/* a bound datagram socket with two datagrams queued from an unnamed sender */
+	struct sockaddr_un ua = {.sun_family = AF_UNIX};
+	if (strlen(dir) + 7 > sizeof(ua.sun_path))
+		die("directory name too long for a socket");
+	memcpy(ua.sun_path, dir, strlen(dir));
+	memcpy(ua.sun_path + strlen(dir), "/dgram", 7);
+	unlink(ua.sun_path);
+	ud = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int snd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (ud < 0 || snd < 0 || bind(ud, (struct sockaddr *)&ua, sizeof(ua)) < 0 ||
+	    sendto(snd, "dg-one", 6, 0, (struct sockaddr *)&ua, sizeof(ua)) != 6 ||
+	    sendto(snd, "dg-2", 4, 0, (struct sockaddr *)&ua, sizeof(ua)) != 4)
+		die("bound datagram socket");
+	close(snd);
 	snprintf(p, sizeof(p), "%s/fifo", dir);
 	unlink(p);
 	if (mkfifo(p, 0600) < 0)
@@ -261,13 +348,13 @@ static void on_timer(void)
 		ticks += v;
 }
 
-#define CHECK(cond, ...)                                                                       \
-	do {                                                                                   \
-		if (!(cond)) {                                                                 \
-			say("fail: " __VA_ARGS__);                                             \
-			say("\n");                                                             \
-			return;                                                                \
-		}                                                                              \
+#define CHECK(cond, ...)                           \
+	do {                                       \
+		if (!(cond)) {                     \
+			say("fail: " __VA_ARGS__); \
+			say("\n");                 \
+			return;                    \
+		}                                  \
 	} while (0)
 
 static bool same_file(int a, int b)
@@ -292,10 +379,13 @@ static int read_exact(int fd, void *buf, size_t n, int ms)
 	return (int)got;
 }
 
+/* A connection to @listener from @client carries bytes. The client closes first, so the
+ * TIME_WAIT is on its side, not on the listener's port (a restore from the same checkpoint
+ * binds that port again, as the job did, without SO_REUSEADDR on the IPv6 one). */
 static bool echo_through(int listener, int client)
 {
 	int a = -1;
-	for (int t = 0; t < 5000 && a < 0; t++) {
+	for (int t = 0; t < 5000 && a < 0 && client >= 0; t++) {
 		a = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
 		if (a < 0)
 			usleep(1000);
@@ -303,9 +393,12 @@ static bool echo_through(int listener, int client)
 	char b[8] = "";
 	bool ok = a >= 0 && write(client, "hello", 5) == 5 && read_exact(a, b, 5, 5000) == 5 &&
 		  !memcmp(b, "hello", 5);
-	if (a >= 0)
+	if (client >= 0)
+		close(client);
+	if (a >= 0) {
+		read_exact(a, b, 1, 5000); /* end of file: the client is gone */
 		close(a);
-	close(client);
+	}
 	return ok;
 }
 
@@ -314,7 +407,8 @@ static int connect_unix(const char *name, bool abstract)
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
 	size_t n = strlen(name);
 	memcpy(a.sun_path + (abstract ? 1 : 0), name, n);
-	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (abstract ? 1 : 0));
+	socklen_t len =
+		(socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (abstract ? 1 : 0));
 	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s >= 0 && connect(s, (struct sockaddr *)&a, len) < 0) {
 		close(s);
@@ -373,6 +467,20 @@ static void verify(void)
 		CHECK(r == (ssize_t)strlen(msgs[i]) && !memcmp(b, msgs[i], (size_t)r),
 		      "datagram %d is %zd bytes", i, r);
 	}
+	CHECK(recv(ud, b, sizeof(b), MSG_DONTWAIT) == 6 && !memcmp(b, "dg-one", 6) &&
+		      recv(ud, b, sizeof(b), MSG_DONTWAIT) == 4 && !memcmp(b, "dg-2", 4),
+	      "datagrams queued on the bound socket are lost");
+	CHECK(read(wpr, b, sizeof(b)) == 4 && !memcmp(b, "tail", 4) && read(wpr, b, 1) == 0,
+	      "widowed pipe: not its bytes then end of file");
+	CHECK(read(wsk, b, sizeof(b)) == 3 && !memcmp(b, "bye", 3) && read(wsk, b, 1) == 0,
+	      "socketpair whose peer closed: not its bytes then end of file");
+	CHECK(read(sh1, b, sizeof(b)) == 4 && !memcmp(b, "last", 4) && read(sh1, b, 1) == 0,
+	      "half-closed socketpair: not its bytes then end of file");
+	CHECK(send(sh0, "x", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE,
+	      "half-closed socketpair: the shut down end can still send");
+	CHECK(write(sh1, "back", 4) == 4 && read(sh0, b, 4) == 4 && !memcmp(b, "back", 4),
+	      "half-closed socketpair: the other direction is closed too");
+	CHECK(lg < 0 || send(lg, "log-after", 9, 0) == 9, "log socket: %s", strerror(errno));
 	CHECK(read(fr, b, sizeof(b)) == 10 && !memcmp(b, "fifo bytes", 10), "FIFO bytes lost");
 	CHECK(write(fw, "f", 1) == 1 && read(fr, b, 1) == 1, "the FIFO does not carry bytes");
 	CHECK(write(dnull, "x", 1) == 1, "/dev/null");
@@ -413,28 +521,131 @@ static void verify(void)
 	CHECK(echo_through(ul, connect_unix(p, false)), "unix listener %s", p);
 	CHECK(echo_through(al, connect_unix(abstract_name, true)), "abstract listener @%s",
 	      abstract_name);
+	struct itimerspec g;
+	CHECK(timerfd_gettime(trt, &g) == 0 && g.it_value.tv_sec > 3000 && g.it_value.tv_sec < 3600,
+	      "absolute CLOCK_REALTIME timerfd: %ld s left", (long)g.it_value.tv_sec);
+	CHECK(timerfd_gettime(tbt, &g) == 0 && g.it_value.tv_sec > 900 && g.it_value.tv_sec < 1000,
+	      "CLOCK_BOOTTIME timerfd: %ld s left", (long)g.it_value.tv_sec);
+	int v6 = 0;
+	socklen_t vl = sizeof(v6);
+	CHECK(getsockopt(tl6, IPPROTO_IPV6, IPV6_V6ONLY, &v6, &vl) == 0 && v6, "IPV6_V6ONLY lost");
+	int cl6 = connect_tcp6();
+	CHECK(cl6 >= 0, "connect to our own TCP listener on [::1]:%u: %s", port6, strerror(errno));
+	CHECK(echo_through(tl6, cl6), "TCP listener on [::1]:%u", port6);
 	int one = 0;
 	socklen_t ol = sizeof(one);
-	CHECK(getsockopt(tl, SOL_SOCKET, SO_REUSEADDR, &one, &ol) == 0 && one,
-	      "SO_REUSEADDR lost");
+	CHECK(getsockopt(tl, SOL_SOCKET, SO_REUSEADDR, &one, &ol) == 0 && one, "SO_REUSEADDR lost");
 	int cl = connect_tcp();
 	CHECK(cl >= 0, "connect to our own TCP listener on port %u: %s", port, strerror(errno));
 	CHECK(echo_through(tl, cl), "TCP listener on port %u", port);
 	say("ok\n");
 }
 
-static __attribute__((noreturn)) void accept_mode(void)
+/* For bench/fds.sh: N fds, cycling eventfd, pipe (both ends, a byte in it), timerfd and
+ * socketpair (both ends), each registered in one epoll set; "ready 0 N" when set up. */
+static __attribute__((noreturn)) void many_mode(int n)
 {
-	int l = listen_tcp(), c = connect_tcp(), a = -1;
-	for (int t = 0; t < 5000 && a < 0; t++) {
-		a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-		if (a < 0)
-			usleep(1000);
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)n + 64) {
+		rl.rlim_cur = rl.rlim_max < (rlim_t)n + 64 ? rl.rlim_max : (rlim_t)n + 64;
+		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (c < 0 || a < 0)
-		die("accept");
-	close(c);
-	say("ready %u accepted %d\n", port, a);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	int made = 0;
+	struct itimerspec its = {{1000, 0}, {1000, 0}};
+	for (int k = 0; made < n; k++) {
+		int a = -1, b = -1, two[2];
+		switch (k % 4) {
+		case 0:
+			a = eventfd(k, EFD_CLOEXEC);
+			break;
+		case 1:
+			if (pipe2(two, O_CLOEXEC) == 0 && write(two[1], "p", 1) == 1)
+				a = two[0], b = two[1];
+			break;
+		case 2:
+			a = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+			if (a >= 0)
+				timerfd_settime(a, 0, &its, NULL);
+			break;
+		case 3:
+			if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, two) == 0)
+				a = two[0], b = two[1];
+			break;
+		}
+		if (a < 0)
+			die("many fds");
+		reg(a, EPOLLIN, (uint64_t)a);
+		made += b >= 0 ? 2 : 1;
+	}
+	say("ready 0 %d\n", made);
+	for (;;)
+		pause();
+}
+
+/* Hold one fd the checkpoint must refuse; print "ready PORT FD" with that fd. */
+static __attribute__((noreturn)) void refuse_mode(const char *what)
+{
+	int bad = -1;
+	if (!strcmp(what, "accept")) { /* a TCP connection the job accepted */
+		int l = listen_tcp(), c = connect_tcp();
+		for (int t = 0; t < 5000 && bad < 0 && c >= 0; t++) {
+			bad = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+			if (bad < 0)
+				usleep(1000);
+		}
+		if (c >= 0)
+			close(c);
+	} else if (!strcmp(what, "pending")) { /* a connection not accepted yet */
+		bad = listen_tcp();
+		if (connect_tcp() < 0)
+			die("connect");
+	} else if (!strcmp(what, "pending-unix")) { /* the same on a unix listener */
+		char p[300];
+		snprintf(p, sizeof(p), "%s/sock-pending", dir);
+		mkdir(dir, 0700);
+		unlink(p);
+		bad = listen_unix(p, false, 4);
+		if (connect_unix(p, false) < 0)
+			die("connect");
+	} else if (!strcmp(what, "udp")) {
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		bad = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (bad >= 0 && bind(bad, (struct sockaddr *)&a, sizeof(a)) < 0)
+			die("udp bind");
+	} else if (!strcmp(what, "scm")) { /* an fd in flight in a socketpair */
+		int sp[2], passed = eventfd(0, EFD_CLOEXEC);
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0 || passed < 0)
+			die("scm socketpair");
+		union {
+			struct cmsghdr h;
+			char b[CMSG_SPACE(sizeof(int))];
+		} ctl = {0};
+		struct iovec iov = {"x", 1};
+		struct msghdr m = {.msg_iov = &iov,
+				   .msg_iovlen = 1,
+				   .msg_control = &ctl,
+				   .msg_controllen = sizeof(ctl)};
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &passed, sizeof(int));
+		if (sendmsg(sp[0], &m, 0) != 1)
+			die("sendmsg");
+		bad = sp[1];
+	} else if (!strcmp(what, "epoll-stale")) { /* a registration on a closed fd number */
+		int e = eventfd(0, EFD_CLOEXEC), keep = dup(e);
+		bad = epoll_create1(EPOLL_CLOEXEC);
+		struct epoll_event ev = {.events = EPOLLIN};
+		if (e < 0 || keep < 0 || bad < 0 || epoll_ctl(bad, EPOLL_CTL_ADD, e, &ev) < 0)
+			die("epoll");
+		close(e); /* the file lives on through keep: so does the registration */
+	}
+	if (bad < 0)
+		die(what);
+	say("ready %u %d\n", port, bad);
 	for (;;)
 		pause();
 }
@@ -442,15 +653,18 @@ static __attribute__((noreturn)) void accept_mode(void)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: zdtm-fds REPORT_FD DIR [accept]\n");
+		fprintf(stderr, "usage: zdtm-fds REPORT_FD DIR "
+				"[accept|pending|pending-unix|udp|scm|epoll-stale|many N]\n");
 		return 2;
 	}
 	rep = atoi(argv[1]);
 	snprintf(dir, sizeof(dir), "%s", argv[2]);
-	if (argc > 3 && !strcmp(argv[3], "accept"))
-		accept_mode();
+	if (argc > 4 && !strcmp(argv[3], "many"))
+		many_mode(atoi(argv[4]));
+	if (argc > 3)
+		refuse_mode(argv[3]);
 	setup();
-	say("ready %u\n", port);
+	say("ready %u%s\n", port, lg >= 0 ? " log" : "");
 	for (;;) {
 		struct epoll_event evs[8];
 		int n = epoll_wait(ep, evs, 8, -1);

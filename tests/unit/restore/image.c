@@ -77,6 +77,8 @@ static void fill_model(struct restore_image *m)
 					  .sock_state = RESTORE_SOCK_LISTEN,
 					  .addr_len = 9,
 					  .addr = "\1\0/tmp/s",
+					  .peer_len = 10,
+					  .peer = "\1\0/dev/log",
 					  .nopts = 1,
 					  .opts = {{1, 2, 3}},
 					  .data = data,
@@ -100,8 +102,9 @@ static uint8_t page_byte(unsigned p)
 	return (uint8_t)(p % 250 + 1);
 }
 
-/* 96 pages: every third one zero; written in two calls so runs meet at the seam. */
-static void write_image(const char *id)
+/* 96 pages: every third one zero; written in two calls so runs meet at the seam. @mut, if
+ * given, changes the model before it is committed. */
+static void write_image_m(const char *id, void (*mut)(struct restore_image *))
 {
 	struct restore_image_writer *w = NULL;
 	ck_assert_int_eq(restore_image_writer_new(dirfd_, id, &w), 0);
@@ -116,9 +119,16 @@ static void write_image(const char *id)
 	ck_assert_uint_eq(restore_image_writer_bytes(w), 64 * PG);
 	struct restore_image m;
 	fill_model(&m);
+	if (mut)
+		mut(&m);
 	ck_assert_int_eq(restore_image_writer_commit(w, &m), 0);
 	restore_image_writer_free(w);
 	free(buf);
+}
+
+static void write_image(const char *id)
+{
+	write_image_m(id, NULL);
 }
 
 START_TEST(test_roundtrip)
@@ -152,6 +162,8 @@ START_TEST(test_roundtrip)
 	ck_assert_int_eq(st->abs_ns, 8);
 	ck_assert_uint_eq(st->addr_len, 9);
 	ck_assert_mem_eq(st->addr, "\1\0/tmp/s", 9);
+	ck_assert_uint_eq(st->peer_len, 10);
+	ck_assert_mem_eq(st->peer, "\1\0/dev/log", 10);
 	ck_assert_uint_eq(st->nopts, 1);
 	ck_assert_int_eq(st->opts[0].value, 3);
 	ck_assert_uint_eq(st->data_len, 6);
@@ -264,6 +276,43 @@ START_TEST(test_future_version)
 }
 END_TEST
 
+/* FDSTATE records that parse but say something impossible are refused like any corruption
+ * (the writer does not check: it writes what the dumper gives it). */
+static void bad_dup(struct restore_image *m)
+{
+	m->fds[0].st.dup_of = m->fds[0].fd;
+}
+static void bad_msgs(struct restore_image *m)
+{
+	m->fds[0].st.msg_len[0] = 3; /* 3 + 4 != 6 bytes */
+}
+static void bad_wd_order(struct restore_image *m)
+{
+	m->fds[0].st.watches[1].wd = 1;
+}
+static void bad_family(struct restore_image *m)
+{
+	m->fds[0].st.family = 16; /* AF_NETLINK */
+}
+static void bad_path(struct restore_image *m)
+{
+	m->fds[0].st.watches[0].path = "relative";
+}
+static void (*const bad_fdstate[])(struct restore_image *) = {bad_dup, bad_msgs, bad_wd_order,
+							      bad_family, bad_path};
+
+START_TEST(test_fdstate_refused)
+{
+	/* the model lives in static storage: each Check test runs in its own process */
+	write_image_m("1", bad_fdstate[_i]);
+	struct restore_image *img = NULL;
+	struct restore_err err = {0};
+	ck_assert_int_eq(restore_image_load(dirfd_, "1", &img, &err), -EBADMSG);
+	ck_assert_msg(strstr(err.msg, "1/core.img is corrupt (section 16"), "%s", err.msg);
+	ck_assert(!strchr(err.msg, '\n'));
+}
+END_TEST
+
 START_TEST(test_truncated_message)
 {
 	write_image("1");
@@ -307,6 +356,7 @@ int main(void)
 	tcase_add_test(tc, test_atomic_visibility);
 	tcase_add_test(tc, test_future_version);
 	tcase_add_test(tc, test_truncated_message);
+	tcase_add_loop_test(tc, test_fdstate_refused, 0, (int)CK_ARRAY_SIZE(bad_fdstate));
 	tcase_add_test(tc, test_fuzz);
 	tcase_add_test(tc, test_latest_malformed);
 	suite_add_tcase(s, tc);
