@@ -30,6 +30,41 @@ static const char restore_usage[] =
 	"then, its terminal, its process at its old pid. From a terminal, attach to it; else wait\n"
 	"for it to end and exit with its status. --detach: print the name and return.\n";
 
+/* Long checkpoints and restores show how far they are after PROGRESS_AFTER_NS: one line on
+ * stderr, rewritten in place on a terminal, else one line per report at most every second. */
+#define PROGRESS_AFTER_NS 1000000000ull
+
+struct progress {
+	uint64_t t0, last;
+	bool shown, tty;
+};
+
+static void progress_show(struct progress *p, const char *name, const char *what,
+			  uint64_t done, uint64_t total, const char *extra)
+{
+	uint64_t now = ck_now_ns();
+	if (now - p->t0 < PROGRESS_AFTER_NS || (!p->tty && now - p->last < PROGRESS_AFTER_NS))
+		return;
+	char d[32], t[32];
+	cli_bytes(done, d, sizeof(d));
+	if (total && done <= total)
+		fprintf(stderr, "%sckptenv: job %s: %s %s of %s (%u%%), %.1f s%s%s",
+			p->tty ? "\r" : "", name, what, d, cli_bytes(total, t, sizeof(t)),
+			(unsigned)(done * 100 / total), (double)(now - p->t0) / 1e9, extra,
+			p->tty ? "\033[K" : "\n");
+	else
+		fprintf(stderr, "%sckptenv: job %s: %s %s, %.1f s%s%s", p->tty ? "\r" : "",
+			name, what, d, (double)(now - p->t0) / 1e9, extra, p->tty ? "\033[K" : "\n");
+	p->shown = true;
+	p->last = now;
+}
+
+static void progress_end(struct progress *p)
+{
+	if (p->shown && p->tty)
+		fputc('\n', stderr);
+}
+
 /* NAME [ARG] with the long options of @longopts (flags into *ret_flags by their val bit). */
 static int parse(const char *cmd, const char *usage, int argc, char **argv, int max_pos,
 		 const struct option *longopts, unsigned *ret_flags, char **pos)
@@ -81,7 +116,21 @@ int cmd_checkpoint(int argc, char **argv)
 	uint8_t p[4];
 	ck_put_le32(p, fl & 1 ? CONTROL_CKPT_STOP : 0);
 	struct control_msg m;
-	r = control_call(sock, CONTROL_CHECKPOINT, p, sizeof(p), &m);
+	struct progress pr = {.t0 = ck_now_ns(), .tty = isatty(2)};
+	r = control_send(sock, CONTROL_CHECKPOINT, p, sizeof(p), NULL, 0);
+	/* PROGRESS reports come first, then the reply. */
+	while (r == 0 && (r = control_recv(sock, &m)) == 0 && m.type == CONTROL_CKPT_PROGRESS) {
+		control_msg_close_fds(&m);
+		if (m.len < 24)
+			continue;
+		uint64_t fz = ck_get_le64(m.payload + 16);
+		char extra[48] = "";
+		if (fz)
+			snprintf(extra, sizeof(extra), " (resumed after %.1f ms)", (double)fz / 1e6);
+		progress_show(&pr, name, "checkpoint:", ck_get_le64(m.payload),
+			      ck_get_le64(m.payload + 8), extra);
+	}
+	progress_end(&pr);
 	int code = 1;
 	if (r < 0) {
 		cli_error("checkpoint", name, "supervisor: %s; see %s/log", strerror(-r), j.dir);

@@ -285,6 +285,11 @@ struct restore_dump_opts {
 	void *userdata;
 	/* Do not inject syscalls into the target (no sigactions, altstack, brk, tid address). */
 	bool no_inject;
+	/* Called once, on the calling thread, as soon as everything of the process has been
+	 * copied out of it, before the image is made durable (the fsyncs take most of a large
+	 * dump): the caller may resume the process here. restore_dump() does not touch the
+	 * freeze handle after it. Not called on a failure before that point. May be NULL. */
+	void (*copied)(void *userdata);
 };
 
 /** Dump the frozen process of @f into new checkpoint @id below the checkpoints directory
