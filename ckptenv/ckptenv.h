@@ -28,6 +28,9 @@ struct supervisor_args {
 	const char *restore_id;
 	uint64_t restore_epoch;
 	int32_t restore_pid;
+	/* `restore --allow-changed`: files whose change the restorer accepts (canonical paths) */
+	const char *const *allow_changed;
+	size_t nallow_changed;
 };
 
 #define OUTPUT_LOG	     "output"

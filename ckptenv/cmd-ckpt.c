@@ -24,11 +24,46 @@ static const char checkpoints_usage[] = "Usage: ckptenv checkpoints NAME\n"
 					"\n"
 					"List job NAME's checkpoints: ID, TIME, SIZE, EPOCH.\n";
 static const char restore_usage[] =
-	"Usage: ckptenv restore NAME [ID] [--detach]\n"
+	"Usage: ckptenv restore NAME [ID] [--detach] [--allow-changed PATH]...\n"
 	"\n"
 	"Rebuild the ended job NAME from checkpoint ID (default: the newest): its /tmp as it was\n"
 	"then, its terminal, its process at its old pid. From a terminal, attach to it; else wait\n"
-	"for it to end and exit with its status. --detach: print the name and return.\n";
+	"for it to end and exit with its status. --detach: print the name and return.\n"
+	"Files outside /tmp that the job had open or mapped (its program and libraries too) must\n"
+	"be as they were; --allow-changed PATH (repeatable) restores even though PATH changed.\n";
+
+/* --allow-changed paths, canonical (the image records /proc's view of each file). */
+#define MAX_ALLOW 64
+struct allow_list {
+	char *paths[MAX_ALLOW];
+	size_t n;
+};
+
+static void allow_list_free(struct allow_list *a)
+{
+	for (size_t i = 0; i < a->n; i++)
+		free(a->paths[i]);
+	a->n = 0;
+}
+
+/* realpath when the file exists (a symlink or relative name of it), else made absolute. */
+static int allow_list_add(struct allow_list *a, const char *path)
+{
+	if (a->n == MAX_ALLOW || !*path)
+		return -EINVAL;
+	char *p = realpath(path, NULL);
+	if (!p && path[0] == '/')
+		p = strdup(path);
+	if (!p) {
+		char cwd[4096];
+		if (!getcwd(cwd, sizeof(cwd)) || asprintf(&p, "%s/%s", cwd, path) < 0)
+			return -ENOMEM;
+	}
+	if (!p)
+		return -ENOMEM;
+	a->paths[a->n++] = p;
+	return 0;
+}
 
 /* Long checkpoints and restores show how far they are after PROGRESS_AFTER_NS: one line on
  * stderr, rewritten in place on a terminal, else one line per report at most every second. */
@@ -67,15 +102,28 @@ static void progress_end(struct progress *p)
 
 /* NAME [ARG] with the long options of @longopts (flags into *ret_flags by their val bit). */
 static int parse(const char *cmd, const char *usage, int argc, char **argv, int max_pos,
-		 const struct option *longopts, unsigned *ret_flags, char **pos)
+		 const struct option *longopts, unsigned *ret_flags, char **pos,
+		 struct allow_list *allow)
 {
 	int c;
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		if (c == 'h') {
 			fputs(usage, stdout);
 			return -1;
+		}
+		if (c == 'A' && allow) {
+			if (allow_list_add(allow, optarg) < 0)
+				return cli_usage(cmd, allow->n == MAX_ALLOW
+							      ? "too many --allow-changed paths"
+							      : "--allow-changed needs a path");
+			continue;
+		}
+		if (c == ':') {
+			char what[300];
+			snprintf(what, sizeof(what), "option '%s' needs a value", argv[optind - 1]);
+			return cli_usage(cmd, what);
 		}
 		if (c > 0 && c < 256 && c != '?') {
 			*ret_flags |= (unsigned)c;
@@ -100,7 +148,7 @@ int cmd_checkpoint(int argc, char **argv)
 		{"stop", no_argument, NULL, 1}, {"help", no_argument, NULL, 'h'}, {0}};
 	unsigned fl = 0;
 	char *pos[1] = {0};
-	int r = parse("checkpoint", checkpoint_usage, argc, argv, 1, lo, &fl, pos);
+	int r = parse("checkpoint", checkpoint_usage, argc, argv, 1, lo, &fl, pos, NULL);
 	if (r)
 		return r < 0 ? 0 : r;
 	const char *name = pos[0];
@@ -171,7 +219,7 @@ int cmd_checkpoints(int argc, char **argv)
 	static const struct option lo[] = {{"help", no_argument, NULL, 'h'}, {0}};
 	unsigned fl = 0;
 	char *pos[1] = {0};
-	int r = parse("checkpoints", checkpoints_usage, argc, argv, 1, lo, &fl, pos);
+	int r = parse("checkpoints", checkpoints_usage, argc, argv, 1, lo, &fl, pos, NULL);
 	if (r)
 		return r < 0 ? 0 : r;
 	struct cli_job j = {.jobs_fd = -1, .job_fd = -1};
@@ -200,7 +248,8 @@ int cmd_checkpoints(int argc, char **argv)
 	return 0;
 }
 
-static int do_restore(struct cli_job *j, const char *name, const char *want, bool detach)
+static int do_restore(struct cli_job *j, const char *name, const char *want, bool detach,
+		      const struct allow_list *allow)
 {
 	if (state_job_running(j->job_fd) == 1) {
 		cli_error("restore", name,
@@ -253,6 +302,15 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 				  err.msg[0] ? err.msg : strerror(-r));
 		return 1;
 	}
+	/* Can it run here: CPU, kernel, and the files outside /tmp it had open or mapped. */
+	struct restore_process_opts ro_check = {.allow_paths = (const char *const *)allow->paths,
+						.nallow_paths = allow->n};
+	r = restore_image_check(cfd, CKPT_IMAGE, &ro_check, &err);
+	if (r < 0) {
+		cli_error("restore", name, "checkpoint %s refused: %s", idstr,
+			  err.msg[0] ? err.msg : strerror(-r));
+		return r == -ENOENT && err.msg[0] == '-' ? EXIT_USAGE : 1;
+	}
 	struct job_spec spec;
 	r = job_spec_read(j->job_fd, &spec);
 	if (r < 0) {
@@ -263,7 +321,9 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 				     .ws = {24, 80, 0, 0},
 				     .restore_id = idstr,
 				     .restore_epoch = man.epoch,
-				     .restore_pid = man.pid};
+				     .restore_pid = man.pid,
+				     .allow_changed = (const char *const *)allow->paths,
+				     .nallow_changed = allow->n};
 	struct cli_run_opts ro = {
 		.detach = detach, .detach_key = DEFAULT_DETACH_KEY, .restore_spec = &spec};
 	r = cli_start_job(j, "restore", name, &ro, false, &sa);
@@ -273,13 +333,18 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 
 int cmd_restore(int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{"detach", no_argument, NULL, 1}, {"help", no_argument, NULL, 'h'}, {0}};
+	static const struct option lo[] = {{"detach", no_argument, NULL, 1},
+					   {"allow-changed", required_argument, NULL, 'A'},
+					   {"help", no_argument, NULL, 'h'},
+					   {0}};
 	unsigned fl = 0;
 	char *pos[2] = {0};
-	int r = parse("restore", restore_usage, argc, argv, 2, lo, &fl, pos);
-	if (r)
+	struct allow_list allow = {0};
+	int r = parse("restore", restore_usage, argc, argv, 2, lo, &fl, pos, &allow);
+	if (r) {
+		allow_list_free(&allow);
 		return r < 0 ? 0 : r;
+	}
 	/* As `run`: signals to forward to the job stay pending until it runs. */
 	sigset_t set;
 	sigemptyset(&set);
@@ -290,9 +355,12 @@ int cmd_restore(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	struct cli_job j = {.jobs_fd = -1, .job_fd = -1};
-	if ((r = cli_job_open("restore", pos[0], false, &j)))
+	if ((r = cli_job_open("restore", pos[0], false, &j))) {
+		allow_list_free(&allow);
 		return r;
-	r = do_restore(&j, pos[0], pos[1], fl & 1);
+	}
+	r = do_restore(&j, pos[0], pos[1], fl & 1, &allow);
 	cli_job_close(&j);
+	allow_list_free(&allow);
 	return r;
 }

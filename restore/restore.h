@@ -311,7 +311,11 @@ struct restore_fd_map {
 struct restore_process_opts {
 	const struct restore_fd_map *fds; /* inherited fds (pipes, the pty slave...) */
 	size_t nfds;
-	bool allow_changed; /* go on when a file's identity (dev, ino, size, mtime) changed */
+	bool allow_changed; /* go on when any file's identity (dev, ino, size, mtime) changed */
+	/* Go on when one of these files changed or was replaced: paths exactly as the image
+	 * records them (canonical, absolute: /proc's view). */
+	const char *const *allow_paths;
+	size_t nallow_paths;
 	bool no_verify;	    /* skip restore_image_verify() (page checksums) */
 	int blob_err_fd;    /* where the blob reports a late failure: 0 means 2, -1 nowhere */
 };
@@ -334,6 +338,17 @@ int restore_process(int dirfd, const char *id, const struct restore_process_opts
 		    struct restore_err *err);
 
 #define RESTORE_BLOB_EXIT_STATUS 113
+
+/** Whether checkpoint @id below @dirfd can run on this machine, before anything is started:
+ *  the CPU's xsave features and layout and the kernel's [vvar]/[vvar_vclock]/[vdso] sizes
+ *  (-ENOEXEC), and the identity of every file outside the job's /tmp that the process had
+ *  open or mapped, exe and libraries included, in the caller's mount namespace (-ESTALE: a file
+ *  changed, was replaced or is gone, unless @opts->allow_changed or listed in
+ *  @opts->allow_paths). -ENOENT when an allow path is no file of the image. err->msg is one
+ *  line naming the file. Only @opts' allow fields are used (may be NULL). Also the errors of
+ *  restore_image_load(). */
+int restore_image_check(int dirfd, const char *id, const struct restore_process_opts *opts,
+			struct restore_err *err);
 
 /** Name of a kind for messages ("anon-private", "eventfd"...). */
 const char *restore_vma_kind_name(uint32_t kind);
