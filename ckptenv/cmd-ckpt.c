@@ -7,8 +7,10 @@
 #include "common/ck.h"
 #include "restore/restore.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -65,20 +67,30 @@ static int allow_list_add(struct allow_list *a, const char *path)
 	return 0;
 }
 
-/* Long checkpoints and restores show how far they are after PROGRESS_AFTER_NS: one line on
- * stderr, rewritten in place on a terminal, else one line per report at most every second. */
+/* Long checkpoints and restores show how far they are after a second (CKPTENV_PROGRESS_MS:
+ * another delay, for tests): one line on stderr, rewritten in place on a terminal, else one
+ * line per report at most every second. */
 #define PROGRESS_AFTER_NS 1000000000ull
 
 struct progress {
-	uint64_t t0, last;
+	uint64_t t0, last, after;
 	bool shown, tty;
 };
+
+static struct progress progress_start(void)
+{
+	const char *e = getenv("CKPTENV_PROGRESS_MS");
+	uint64_t after = PROGRESS_AFTER_NS;
+	if (e && *e && strspn(e, "0123456789") == strlen(e) && strlen(e) < 10)
+		after = strtoull(e, NULL, 10) * 1000000ull;
+	return (struct progress){.t0 = ck_now_ns(), .after = after, .tty = isatty(2)};
+}
 
 static void progress_show(struct progress *p, const char *name, const char *what,
 			  uint64_t done, uint64_t total, const char *extra)
 {
 	uint64_t now = ck_now_ns();
-	if (now - p->t0 < PROGRESS_AFTER_NS || (!p->tty && now - p->last < PROGRESS_AFTER_NS))
+	if (now - p->t0 < p->after || (!p->tty && now - p->last < PROGRESS_AFTER_NS))
 		return;
 	char d[32], t[32];
 	cli_bytes(done, d, sizeof(d));
@@ -164,7 +176,7 @@ int cmd_checkpoint(int argc, char **argv)
 	uint8_t p[4];
 	ck_put_le32(p, fl & 1 ? CONTROL_CKPT_STOP : 0);
 	struct control_msg m;
-	struct progress pr = {.t0 = ck_now_ns(), .tty = isatty(2)};
+	struct progress pr = progress_start();
 	r = control_send(sock, CONTROL_CHECKPOINT, p, sizeof(p), NULL, 0);
 	/* PROGRESS reports come first, then the reply. */
 	while (r == 0 && (r = control_recv(sock, &m)) == 0 && m.type == CONTROL_CKPT_PROGRESS) {
@@ -248,6 +260,135 @@ int cmd_checkpoints(int argc, char **argv)
 	return 0;
 }
 
+/* Watching the restorer from outside (the job's process is the init's only child): it takes
+ * the image's name at the point of no return, and holds pages.img open until the blob has
+ * filled the last page. Named so and without pages.img: the process is rebuilt (a small one
+ * is, between two looks). Its resident memory against the image's page bytes tells how far
+ * the blob is. */
+struct restore_watch {
+	struct cli_job *j;
+	const char *name;
+	char comm[17];	/* the checkpointed process's name */
+	uint64_t bytes; /* page bytes of the image */
+	struct progress pr;
+};
+
+static int read_small(const char *path, char *buf, size_t len)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = ck_read_full(fd, buf, len - 1);
+	if (n < 0)
+		return (int)n;
+	buf[n] = 0;
+	return (int)n;
+}
+
+/* 1: pages.img open, 0: not, -errno: cannot look (another user's process). */
+static int has_pages_open(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	_cleanup_close_ int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	DIR *d = fdopendir(dfd);
+	if (!d)
+		return -errno;
+	dfd = -1; /* owned by d */
+	int r = 0;
+	struct dirent *e;
+	while (r == 0 && (e = readdir(d))) {
+		char t[PATH_MAX];
+		ssize_t n = readlinkat(dirfd(d), e->d_name, t, sizeof(t) - 1);
+		if (n <= 0)
+			continue;
+		t[n] = 0;
+		size_t k = strlen("/" CKPT_IMAGE "/pages.img");
+		r = (size_t)n >= k && strcmp(t + n - k, "/" CKPT_IMAGE "/pages.img") == 0;
+	}
+	closedir(d);
+	return r;
+}
+
+/* The restorer's last words in the job's output (it failed before or in the blob). */
+static void print_restore_failure(struct restore_watch *w)
+{
+	_cleanup_close_ int fd = openat(w->j->job_fd, OUTPUT_LOG, O_RDONLY | O_CLOEXEC);
+	char buf[4096];
+	off_t end = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
+	ssize_t n = end < 0 ? -1
+			    : pread(fd, buf, sizeof(buf) - 1,
+				    end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0);
+	const char *why = NULL;
+	if (n > 0) {
+		buf[n] = 0;
+		for (char *l = strtok(buf, "\r\n"); l; l = strtok(NULL, "\r\n"))
+			if (!strncmp(l, "ckptenv: cannot restore the job: ", 33))
+				why = l + 33;
+			else if (!strncmp(l, "ckptenv restorer: ", 18))
+				why = l + 9;
+	}
+	cli_error("restore", w->name, "the process could not be rebuilt: %s; see 'ckptenv log %s'",
+		  why ? why : "it ended during the restore", w->name);
+}
+
+static int restore_started(pid_t init, void *userdata)
+{
+	struct restore_watch *w = userdata;
+	char path[64], buf[8192];
+	pid_t pid = 0;
+	/* A restorer that has not taken the image's name by then is not one we can follow. */
+	uint64_t give_up = ck_now_ns() + 60 * 1000000000ull;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)init, (int)init);
+	for (;;) {
+		if (!pid) {
+			int r = read_small(path, buf, sizeof(buf));
+			if (r < 0)
+				return 0; /* the init is gone: the job's status tells */
+			pid = (pid_t)atoi(buf);
+		}
+		if (pid) {
+			int open = has_pages_open(pid);
+			if (open == -ENOENT) { /* gone while being restored */
+				progress_end(&w->pr);
+				print_restore_failure(w);
+				return 1;
+			}
+			if (open < 0)
+				return 0; /* cannot watch it; nothing to report */
+			char p2[64], comm[32] = "";
+			snprintf(p2, sizeof(p2), "/proc/%d/comm", (int)pid);
+			if (read_small(p2, comm, sizeof(comm)) > 0)
+				comm[strcspn(comm, "\n")] = 0;
+			bool named = strcmp(comm, w->comm) == 0;
+			if (named && !open)
+				break;
+			if (named)
+				give_up = UINT64_MAX; /* the blob is filling: it ends or dies */
+			snprintf(p2, sizeof(p2), "/proc/%d/status", (int)pid);
+			const char *rss = read_small(p2, buf, sizeof(buf)) > 0
+						  ? strstr(buf, "\nVmRSS:")
+						  : NULL;
+			if (rss && w->bytes)
+				progress_show(&w->pr, w->name, "restore:",
+					      strtoull(rss + 7, NULL, 10) << 10, w->bytes, "");
+		}
+		if (ck_now_ns() > give_up)
+			return 0;
+		poll(NULL, 0, 50);
+	}
+	progress_end(&w->pr);
+	return 0;
+}
+
+static void verify_progress(uint64_t done, uint64_t total, void *userdata)
+{
+	struct restore_watch *w = userdata;
+	progress_show(&w->pr, w->name, "restore: checked", done, total, "");
+}
+
 static int do_restore(struct cli_job *j, const char *name, const char *want, bool detach,
 		      const struct allow_list *allow)
 {
@@ -291,7 +432,11 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 	}
 	/* Check the whole image before anything runs. */
 	struct restore_err err = {0};
-	r = restore_image_verify(cfd, CKPT_IMAGE, &err);
+	struct restore_watch watch = {
+		.j = j, .name = name, .bytes = man.bytes, .pr = progress_start()};
+	r = restore_image_verify_progress(cfd, CKPT_IMAGE, verify_progress, &watch, &err);
+	progress_end(&watch.pr);
+	watch.pr.shown = false;
 	if (r < 0) {
 		if (!strncmp(err.msg, CKPT_IMAGE "/", strlen(CKPT_IMAGE) + 1))
 			cli_error("restore", name, "checkpoint %s refused: %s/%s/%s/%s", idstr,
@@ -302,6 +447,10 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 				  err.msg[0] ? err.msg : strerror(-r));
 		return 1;
 	}
+	struct restore_image *img = NULL;
+	if (restore_image_load(cfd, CKPT_IMAGE, &img, &err) == 0)
+		memcpy(watch.comm, img->proc.comm, sizeof(img->proc.comm));
+	restore_image_free(img);
 	/* Can it run here: CPU, kernel, and the files outside /tmp it had open or mapped. */
 	struct restore_process_opts ro_check = {.allow_paths = (const char *const *)allow->paths,
 						.nallow_paths = allow->n};
@@ -324,8 +473,11 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 				     .restore_pid = man.pid,
 				     .allow_changed = (const char *const *)allow->paths,
 				     .nallow_changed = allow->n};
-	struct cli_run_opts ro = {
-		.detach = detach, .detach_key = DEFAULT_DETACH_KEY, .restore_spec = &spec};
+	struct cli_run_opts ro = {.detach = detach,
+				  .detach_key = DEFAULT_DETACH_KEY,
+				  .restore_spec = &spec,
+				  .started = restore_started,
+				  .started_data = &watch};
 	r = cli_start_job(j, "restore", name, &ro, false, &sa);
 	job_spec_free(&spec);
 	return r;

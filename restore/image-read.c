@@ -280,6 +280,13 @@ int restore_image_load(int dirfd, const char *id, struct restore_image **ret,
 
 int restore_image_verify(int dirfd, const char *id, struct restore_err *err)
 {
+	return restore_image_verify_progress(dirfd, id, NULL, NULL, err);
+}
+
+int restore_image_verify_progress(int dirfd, const char *id,
+				  void (*progress)(uint64_t done, uint64_t total, void *userdata),
+				  void *userdata, struct restore_err *err)
+{
 	_cleanup_(image_freep) struct restore_image *img = NULL;
 	int r = restore_image_load(dirfd, id, &img, err);
 	if (r < 0)
@@ -313,6 +320,9 @@ int restore_image_verify(int dirfd, const char *id, struct restore_err *err)
 			return fail(err, -EBADMSG, id, IMG_PAGES_NAME,
 				    "is corrupt (checksum of pages at 0x%llx)",
 				    (unsigned long long)p->addr);
+		uint64_t done = p->file_off + len - IMG_PAGES_HDR_LEN;
+		if (progress && (done >> 24) != ((done - len) >> 24)) /* every 16 MiB */
+			progress(done, img->pages_size - IMG_PAGES_HDR_LEN, userdata);
 	}
 	return 0;
 }

@@ -259,6 +259,11 @@ int restore_image_load(int dirfd, const char *id, struct restore_image **ret,
 /** restore_image_load() plus the checksum of every page run and of the pages.img header.
  *  Same errors. */
 int restore_image_verify(int dirfd, const char *id, struct restore_err *err);
+/** restore_image_verify() telling @progress (may be NULL) the page bytes checked so far and
+ *  their total, every few MiB. Same errors. */
+int restore_image_verify_progress(int dirfd, const char *id,
+				  void (*progress)(uint64_t done, uint64_t total, void *userdata),
+				  void *userdata, struct restore_err *err);
 
 /** Copy the page at @addr from a loaded image into @buf (RESTORE_PAGE_SIZE bytes). Returns 1 if
  *  the page is stored, 0 if not (zero or never populated: @buf untouched), -errno. */

@@ -16,12 +16,15 @@ cmd_pid() { local j; j=$(job_pid "$1"); tr -d ' ' <"/proc/$j/task/$j/children"; 
 logged() { "$CKPTENV" log "$1" | grep -aq "$2"; }
 exited() { "$CKPTENV" status "$1" | grep -Eq "state: *(exited|died)"; }
 
-# 1. A scratch file outside /tmp, open in the job, touched after the checkpoint.
+# 1. A scratch file outside /tmp, open in the job, touched after the checkpoint. Progress lines
+# are shown at once (CKPTENV_PROGRESS_MS=0) rather than after a second.
 mkdir -p "$T/scratch"
 echo data >"$T/scratch/f"
-"$CKPTENV" run --name a --detach -- "$TOUCH" 4 "$T/scratch/f" </dev/null >/dev/null
-poll_until 10 logged a "^ready 4" || fail "job a did not get ready: $("$CKPTENV" log a)"
-"$CKPTENV" checkpoint a --stop >/dev/null 2>err.txt || fail "checkpoint a: $(cat err.txt)"
+"$CKPTENV" run --name a --detach -- "$TOUCH" 64 "$T/scratch/f" </dev/null >/dev/null
+poll_until 10 logged a "^ready 64" || fail "job a did not get ready: $("$CKPTENV" log a)"
+CKPTENV_PROGRESS_MS=0 "$CKPTENV" checkpoint a --stop >/dev/null 2>err.txt ||
+	fail "checkpoint a: $(cat err.txt)"
+grep -q "^ckptenv: job a: checkpoint: .* of .*MiB" err.txt || fail "no progress line: $(cat err.txt)"
 poll_until 10 exited a || fail "--stop left job a running"
 # mtime one second later, so the change is seen whatever the file system's granularity
 touch -d "@$(($(stat -c %Y "$T/scratch/f") + 1))" "$T/scratch/f"
@@ -37,15 +40,16 @@ rc=0
 [ "$rc" = 2 ] || fail "unknown --allow-changed path: exit $rc: $(cat err.txt)"
 grep -q "$T/nothing: not a file" err.txt || fail "unknown path: $(cat err.txt)"
 # A relative path names the same file.
-(cd "$T/scratch" && "$CKPTENV" restore a --detach --allow-changed ./f >/dev/null 2>"$T/err.txt") ||
-	fail "restore --allow-changed: $(cat err.txt)"
+(cd "$T/scratch" && CKPTENV_PROGRESS_MS=0 "$CKPTENV" restore a --detach --allow-changed ./f \
+	>/dev/null 2>"$T/err.txt") || fail "restore --allow-changed: $(cat err.txt)"
+grep -q "^ckptenv: job a: restore: checked .* of .*MiB" err.txt || fail "no progress line: $(cat err.txt)"
 poll_until 20 sh -c "[ -n \"\$(cat /proc/$(job_pid a)/task/$(job_pid a)/children 2>/dev/null)\" ]" ||
 	fail "no restored process"
 p=$(cmd_pid a)
 poll_until 20 sh -c "! ls -l /proc/$p/fd | grep -q pages.img" || fail "restore of a did not finish"
 kill -USR1 "$p"
 poll_until 10 logged a "^verify" || fail "restored job a does not answer: $("$CKPTENV" log a)"
-logged a "^verify ok 4" || fail "restored job a: $("$CKPTENV" log a | grep -a verify)"
+logged a "^verify ok 64" || fail "restored job a: $("$CKPTENV" log a | grep -a verify)"
 [ "$(readlink "/proc/$p/fd/3")" = "$T/scratch/f" ] || fail "fd 3 of a: $(readlink "/proc/$p/fd/3")"
 "$CKPTENV" rm --force a >/dev/null
 
