@@ -5,7 +5,9 @@
 # restores, and the restored process finds its memory intact. A MAP_SHARED mapping of a file
 # of the job's /tmp comes back as a shared mapping of the rolled-back file (a write through
 # the mapping shows in a pread of the fd), as root and as an ordinary user (user namespace:
-# there the vfs's stored mtime differed from the kernel's at checkpoint time).
+# there the vfs's stored mtime differed from the kernel's at checkpoint time). A mapped file
+# outside /tmp that is gone: refused, and with --allow-changed the restorer's failure is
+# reported by `restore` itself.
 . "$(dirname "$0")/../lib.sh"
 TOUCH=$CK_HELPERS/zdtm-touch
 [ -x "$TOUCH" ] || fail "missing helper $TOUCH"
@@ -52,6 +54,24 @@ poll_until 10 logged a "^verify" || fail "restored job a does not answer: $("$CK
 logged a "^verify ok 64" || fail "restored job a: $("$CKPTENV" log a | grep -a verify)"
 [ "$(readlink "/proc/$p/fd/3")" = "$T/scratch/f" ] || fail "fd 3 of a: $(readlink "/proc/$p/fd/3")"
 "$CKPTENV" rm --force a >/dev/null
+
+# 3 (first, as root). A MAP_SHARED mapping of a file outside /tmp that is gone at restore time:
+# refused; with --allow-changed the restorer itself cannot map it, and `restore` reports that
+# with the restorer's own words instead of returning as if all went well.
+echo data >"$T/scratch/g"
+"$CKPTENV" run --name d --detach -- "$TOUCH" 1 "$T/scratch/g" shared </dev/null >/dev/null
+poll_until 10 logged d "^ready 1" || fail "job d did not get ready: $("$CKPTENV" log d)"
+"$CKPTENV" checkpoint d --stop >/dev/null 2>err.txt || fail "checkpoint d: $(cat err.txt)"
+poll_until 10 exited d || fail "--stop left job d running"
+rm "$T/scratch/g"
+"$CKPTENV" restore d --detach >/dev/null 2>err.txt && fail "restore with a mapped file gone"
+grep -q "$T/scratch/g, which the job had open or mapped, is gone" err.txt || fail "gone: $(cat err.txt)"
+"$CKPTENV" restore d --detach --allow-changed "$T/scratch/g" >/dev/null 2>err.txt &&
+	fail "restore without the mapped file claimed success"
+[ "$(wc -l <err.txt)" = 1 ] || fail "not one line: $(cat err.txt)"
+grep -q "could not be rebuilt: cannot open $T/scratch/g" err.txt || fail "restorer failure: $(cat err.txt)"
+echo "reported: $(cat err.txt)"
+"$CKPTENV" rm --force d >/dev/null
 
 # 2. A MAP_SHARED mapping of a /tmp file, across a kill -9 of the supervisor and a restore.
 shared_round() { # RUNNER NAME: RUNNER runs ckptenv (as root or as the test user)
