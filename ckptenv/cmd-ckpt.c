@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 static const char checkpoint_usage[] =
 	"Usage: ckptenv checkpoint NAME [--stop]\n"
@@ -269,6 +270,7 @@ struct restore_watch {
 	struct cli_job *j;
 	const char *name;
 	char comm[17];	/* the checkpointed process's name */
+	off_t log_off;	/* size of the job's output before the restore began */
 	uint64_t bytes; /* page bytes of the image */
 	struct progress pr;
 };
@@ -312,57 +314,73 @@ static int has_pages_open(pid_t pid)
 	return r;
 }
 
-/* The restorer's last words in the job's output (it failed before or in the blob). */
-static void print_restore_failure(struct restore_watch *w)
+/* The restorer's last words in what the job wrote since the restore began (it failed before
+ * or in the blob), or NULL. */
+static const char *restore_failure(struct restore_watch *w, char *buf, size_t len)
 {
 	_cleanup_close_ int fd = openat(w->j->job_fd, OUTPUT_LOG, O_RDONLY | O_CLOEXEC);
-	char buf[4096];
 	off_t end = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
-	ssize_t n = end < 0 ? -1
-			    : pread(fd, buf, sizeof(buf) - 1,
-				    end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0);
+	if (end < 0)
+		return NULL;
+	off_t from = end > (off_t)len - 1 ? end - (off_t)len + 1 : 0;
+	if (end >= w->log_off && from < w->log_off) /* else rotated meanwhile: all of it */
+		from = w->log_off;
+	ssize_t n = pread(fd, buf, len - 1, from);
+	if (n <= 0)
+		return NULL;
+	buf[n] = 0;
 	const char *why = NULL;
-	if (n > 0) {
-		buf[n] = 0;
-		for (char *l = strtok(buf, "\r\n"); l; l = strtok(NULL, "\r\n"))
-			if (!strncmp(l, "ckptenv: cannot restore the job: ", 33))
-				why = l + 33;
-			else if (!strncmp(l, "ckptenv restorer: ", 18))
-				why = l + 9;
-	}
-	cli_error("restore", w->name, "the process could not be rebuilt: %s; see 'ckptenv log %s'",
-		  why ? why : "it ended during the restore", w->name);
+	for (char *l = strtok(buf, "\r\n"); l; l = strtok(NULL, "\r\n"))
+		if (!strncmp(l, "ckptenv: cannot restore the job: ", 33))
+			why = l + 33;
+		else if (!strncmp(l, "ckptenv restorer: ", 18))
+			why = l + 9;
+	return why;
 }
 
+/* The restored process (or the whole job) is gone. Before it took the image's name, or with
+ * the restorer's words in the output, the restore failed: say so (exit 1). Else the job ran
+ * and ended on its own: its status tells. */
+static int restore_ended(struct restore_watch *w, bool named)
+{
+	char buf[4096];
+	const char *why = restore_failure(w, buf, sizeof(buf));
+	progress_end(&w->pr);
+	if (!why && named)
+		return 0;
+	cli_error("restore", w->name, "the process could not be rebuilt: %s; see 'ckptenv log %s'",
+		  why ? why : "it ended during the restore", w->name);
+	return 1;
+}
+
+/* cli_run_opts.started of `restore`: follow the restorer until the process is rebuilt (see
+ * struct restore_watch). */
 static int restore_started(pid_t init, void *userdata)
 {
 	struct restore_watch *w = userdata;
 	char path[64], buf[8192];
 	pid_t pid = 0;
+	bool named = false;
 	/* A restorer that has not taken the image's name by then is not one we can follow. */
 	uint64_t give_up = ck_now_ns() + 60 * 1000000000ull;
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)init, (int)init);
 	for (;;) {
 		if (!pid) {
-			int r = read_small(path, buf, sizeof(buf));
-			if (r < 0)
-				return 0; /* the init is gone: the job's status tells */
+			if (read_small(path, buf, sizeof(buf)) < 0)
+				return restore_ended(w, false); /* the init is gone */
 			pid = (pid_t)atoi(buf);
 		}
 		if (pid) {
 			int open = has_pages_open(pid);
-			if (open == -ENOENT) { /* gone while being restored */
-				progress_end(&w->pr);
-				print_restore_failure(w);
-				return 1;
-			}
+			if (open == -ENOENT)
+				return restore_ended(w, named);
 			if (open < 0)
 				return 0; /* cannot watch it; nothing to report */
 			char p2[64], comm[32] = "";
 			snprintf(p2, sizeof(p2), "/proc/%d/comm", (int)pid);
 			if (read_small(p2, comm, sizeof(comm)) > 0)
 				comm[strcspn(comm, "\n")] = 0;
-			bool named = strcmp(comm, w->comm) == 0;
+			named = strcmp(comm, w->comm) == 0;
 			if (named && !open)
 				break;
 			if (named)
@@ -447,6 +465,9 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 				  err.msg[0] ? err.msg : strerror(-r));
 		return 1;
 	}
+	struct stat lst;
+	if (fstatat(j->job_fd, OUTPUT_LOG, &lst, 0) == 0)
+		watch.log_off = lst.st_size;
 	struct restore_image *img = NULL;
 	if (restore_image_load(cfd, CKPT_IMAGE, &img, &err) == 0)
 		memcpy(watch.comm, img->proc.comm, sizeof(img->proc.comm));
