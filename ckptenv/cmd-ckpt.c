@@ -87,8 +87,8 @@ static struct progress progress_start(void)
 	return (struct progress){.t0 = ck_now_ns(), .after = after, .tty = isatty(2)};
 }
 
-static void progress_show(struct progress *p, const char *name, const char *what,
-			  uint64_t done, uint64_t total, const char *extra)
+static void progress_show(struct progress *p, const char *name, const char *what, uint64_t done,
+			  uint64_t total, const char *extra)
 {
 	uint64_t now = ck_now_ns();
 	if (now - p->t0 < p->after || (!p->tty && now - p->last < PROGRESS_AFTER_NS))
@@ -101,8 +101,8 @@ static void progress_show(struct progress *p, const char *name, const char *what
 			(unsigned)(done * 100 / total), (double)(now - p->t0) / 1e9, extra,
 			p->tty ? "\033[K" : "\n");
 	else
-		fprintf(stderr, "%sckptenv: job %s: %s %s, %.1f s%s%s", p->tty ? "\r" : "",
-			name, what, d, (double)(now - p->t0) / 1e9, extra, p->tty ? "\033[K" : "\n");
+		fprintf(stderr, "%sckptenv: job %s: %s %s, %.1f s%s%s", p->tty ? "\r" : "", name,
+			what, d, (double)(now - p->t0) / 1e9, extra, p->tty ? "\033[K" : "\n");
 	p->shown = true;
 	p->last = now;
 }
@@ -187,7 +187,8 @@ int cmd_checkpoint(int argc, char **argv)
 		uint64_t fz = ck_get_le64(m.payload + 16);
 		char extra[48] = "";
 		if (fz)
-			snprintf(extra, sizeof(extra), " (resumed after %.1f ms)", (double)fz / 1e6);
+			snprintf(extra, sizeof(extra), " (resumed after %.1f ms)",
+				 (double)fz / 1e6);
 		progress_show(&pr, name, "checkpoint:", ck_get_le64(m.payload),
 			      ck_get_le64(m.payload + 8), extra);
 	}
@@ -390,8 +391,9 @@ static int restore_started(pid_t init, void *userdata)
 						  ? strstr(buf, "\nVmRSS:")
 						  : NULL;
 			if (rss && w->bytes)
-				progress_show(&w->pr, w->name, "restore:",
-					      strtoull(rss + 7, NULL, 10) << 10, w->bytes, "");
+				progress_show(&w->pr, w->name,
+					      "restore:", strtoull(rss + 7, NULL, 10) << 10,
+					      w->bytes, "");
 		}
 		if (ck_now_ns() > give_up)
 			return 0;

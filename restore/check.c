@@ -99,7 +99,8 @@ int rst_cpu_check(const struct restore_image *img, uint64_t *ret_xcr0, uint32_t 
 		return -ENOEXEC;
 	}
 	if (img->proc.xcr0 == xcr0 && img->proc.xsave_size != b) {
-		snprintf(msg, len, "the image's xsave layout (%u bytes) is not this CPU's (%u bytes)",
+		snprintf(msg, len,
+			 "the image's xsave layout (%u bytes) is not this CPU's (%u bytes)",
 			 img->proc.xsave_size, b);
 		return -ENOEXEC;
 	}

@@ -306,7 +306,8 @@ int restore_image_verify_progress(int dirfd, const char *id,
 		if (ahead < p->file_off + len + VERIFY_AHEAD / 2) {
 			uint64_t to = CK_MIN(p->file_off + len + VERIFY_AHEAD, img->pages_size);
 			if (to > ahead && to > p->file_off)
-				(void)posix_fadvise(img->pages_fd, (off_t)CK_MAX(ahead, p->file_off),
+				(void)posix_fadvise(img->pages_fd,
+						    (off_t)CK_MAX(ahead, p->file_off),
 						    (off_t)(to - CK_MAX(ahead, p->file_off)),
 						    POSIX_FADV_WILLNEED);
 			ahead = to;

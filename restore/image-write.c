@@ -182,7 +182,8 @@ static void *flusher_main(void *arg)
 			break;
 		uint64_t from = w->flushed, to = w->off;
 		pthread_mutex_unlock(&w->mu);
-		sync_file_range(w->pages_fd, (off_t)from, (off_t)(to - from), SYNC_FILE_RANGE_WRITE);
+		sync_file_range(w->pages_fd, (off_t)from, (off_t)(to - from),
+				SYNC_FILE_RANGE_WRITE);
 		pthread_mutex_lock(&w->mu);
 		w->flushed = to;
 	}

@@ -49,10 +49,10 @@ static size_t our_vmas(struct restore_vma *vm, size_t max)
 		char name[64] = "";
 		if (sscanf(line, "%llx-%llx %*s %*s %*s %*s %63s", &lo, &hi, name) < 2)
 			continue;
-		uint32_t kind = !strcmp(name, "[vvar]")		? RESTORE_VMA_VVAR
+		uint32_t kind = !strcmp(name, "[vvar]")		 ? RESTORE_VMA_VVAR
 				: !strcmp(name, "[vvar_vclock]") ? RESTORE_VMA_VVAR_VCLOCK
-				: !strcmp(name, "[vdso]")	? RESTORE_VMA_VDSO
-								: 0;
+				: !strcmp(name, "[vdso]")	 ? RESTORE_VMA_VDSO
+								 : 0;
 		if (!kind)
 			continue;
 		vm[n++] = (struct restore_vma){
@@ -148,8 +148,8 @@ START_TEST(test_other_kernel_vdso)
 	struct restore_err e;
 	write_image("1", 0, 4096, false);
 	ck_assert_int_eq(check("1", NULL, 0, &e), -ENOEXEC);
-	ck_assert_msg(strstr(e.msg, "[vdso] of the image") && strstr(e.msg, "another kernel"),
-		      "%s", e.msg);
+	ck_assert_msg(strstr(e.msg, "[vdso] of the image") && strstr(e.msg, "another kernel"), "%s",
+		      e.msg);
 }
 END_TEST
 
