@@ -33,6 +33,9 @@ struct supervisor_args {
 	uint64_t ckpt_every_ns;
 	uint32_t ckpt_keep;
 	bool ckpt_on_term;
+	/* `restore --allow-changed`: files whose change the restorer accepts (canonical paths) */
+	const char *const *allow_changed;
+	size_t nallow_changed;
 };
 
 #define OUTPUT_LOG	     "output"
@@ -66,6 +69,11 @@ struct cli_run_opts {
 	char **cmd;
 	int cmd_argc;
 	uint64_t from_epoch;
+	/* Called once the supervisor started the job (host pid of its init), before detaching,
+	 * attaching or waiting: `restore` watches the restorer there. A non-zero return is the
+	 * command's exit code (the job failed to come up). May be NULL. */
+	int (*started)(pid_t init_pid, void *userdata);
+	void *started_data;
 };
 /** Take the job's lock, write the job file (unless restoring), start the supervisor as a
  *  daemon, send START, then attach (terminal) or relay/wait (pipes). Returns the exit code. */

@@ -8,12 +8,15 @@
 #include "common/ck.h"
 #include "restore/restore.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 static const char checkpoint_usage[] =
 	"Usage: ckptenv checkpoint NAME [--stop]\n"
@@ -29,25 +32,119 @@ static const char checkpoints_usage[] =
 	"List job NAME's checkpoints: ID, TIME, SIZE, EPOCH, FROZEN. A checkpoint whose /tmp epoch\n"
 	"is missing from the store is reported on stderr (exit status 1).\n";
 static const char restore_usage[] =
-	"Usage: ckptenv restore NAME [ID] [--detach]\n"
+	"Usage: ckptenv restore NAME [ID] [--detach] [--allow-changed PATH]...\n"
 	"\n"
 	"Rebuild the ended or stopped job NAME from checkpoint ID (default: the newest): its /tmp\n"
 	"as it was then, its terminal, its process at its old pid. A stopped job (checkpoint\n"
 	"--stop, or a crash kept by its supervisor) is restored in its supervisor, its attached\n"
 	"terminals redrawn. From a terminal, attach to it; else wait for it to end and exit with\n"
-	"its status. --detach: print the name and return.\n";
+	"its status. --detach: print the name and return.\n"
+	"Files outside /tmp that the job had open or mapped (its program and libraries too) must\n"
+	"be as they were; --allow-changed PATH (repeatable) restores even though PATH changed\n"
+	"(not forwarded to a restore in place, whose restorer checks the files again).\n";
+
+/* --allow-changed paths, canonical (the image records /proc's view of each file). */
+#define MAX_ALLOW 64
+struct allow_list {
+	char *paths[MAX_ALLOW];
+	size_t n;
+};
+
+static void allow_list_free(struct allow_list *a)
+{
+	for (size_t i = 0; i < a->n; i++)
+		free(a->paths[i]);
+	a->n = 0;
+}
+
+/* realpath when the file exists (a symlink or relative name of it), else made absolute. */
+static int allow_list_add(struct allow_list *a, const char *path)
+{
+	if (a->n == MAX_ALLOW || !*path)
+		return -EINVAL;
+	char *p = realpath(path, NULL);
+	if (!p && path[0] == '/')
+		p = strdup(path);
+	if (!p) {
+		char cwd[4096];
+		if (!getcwd(cwd, sizeof(cwd)) || asprintf(&p, "%s/%s", cwd, path) < 0)
+			return -ENOMEM;
+	}
+	if (!p)
+		return -ENOMEM;
+	a->paths[a->n++] = p;
+	return 0;
+}
+
+/* Long checkpoints and restores show how far they are after a second (CKPTENV_PROGRESS_MS:
+ * another delay, for tests): one line on stderr, rewritten in place on a terminal, else one
+ * line per report at most every second. */
+#define PROGRESS_AFTER_NS 1000000000ull
+
+struct progress {
+	uint64_t t0, last, after;
+	bool shown, tty;
+};
+
+static struct progress progress_start(void)
+{
+	const char *e = getenv("CKPTENV_PROGRESS_MS");
+	uint64_t after = PROGRESS_AFTER_NS;
+	if (e && *e && strspn(e, "0123456789") == strlen(e) && strlen(e) < 10)
+		after = strtoull(e, NULL, 10) * 1000000ull;
+	return (struct progress){.t0 = ck_now_ns(), .after = after, .tty = isatty(2)};
+}
+
+static void progress_show(struct progress *p, const char *name, const char *what, uint64_t done,
+			  uint64_t total, const char *extra)
+{
+	uint64_t now = ck_now_ns();
+	if (now - p->t0 < p->after || (!p->tty && now - p->last < PROGRESS_AFTER_NS))
+		return;
+	char d[32], t[32];
+	cli_bytes(done, d, sizeof(d));
+	if (total && done <= total)
+		fprintf(stderr, "%sckptenv: job %s: %s %s of %s (%u%%), %.1f s%s%s",
+			p->tty ? "\r" : "", name, what, d, cli_bytes(total, t, sizeof(t)),
+			(unsigned)(done * 100 / total), (double)(now - p->t0) / 1e9, extra,
+			p->tty ? "\033[K" : "\n");
+	else
+		fprintf(stderr, "%sckptenv: job %s: %s %s, %.1f s%s%s", p->tty ? "\r" : "", name,
+			what, d, (double)(now - p->t0) / 1e9, extra, p->tty ? "\033[K" : "\n");
+	p->shown = true;
+	p->last = now;
+}
+
+static void progress_end(struct progress *p)
+{
+	if (p->shown && p->tty)
+		fputc('\n', stderr);
+}
 
 /* NAME [ARG] with the long options of @longopts (flags into *ret_flags by their val bit). */
 static int parse(const char *cmd, const char *usage, int argc, char **argv, int max_pos,
-		 const struct option *longopts, unsigned *ret_flags, char **pos)
+		 const struct option *longopts, unsigned *ret_flags, char **pos,
+		 struct allow_list *allow)
 {
 	int c;
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		if (c == 'h') {
 			fputs(usage, stdout);
 			return -1;
+		}
+		if (c == 'A' && allow) {
+			if (allow_list_add(allow, optarg) < 0)
+				return cli_usage(cmd, allow->n == MAX_ALLOW
+							      ? "too many --allow-changed paths"
+							      : "--allow-changed needs a path");
+			continue;
+		}
+		if (c == ':') {
+			char what[300];
+			snprintf(what, sizeof(what), "option '%s' needs a value", argv[optind - 1]);
+			return cli_usage(cmd, what);
 		}
 		if (c > 0 && c < 256 && c != '?') {
 			*ret_flags |= (unsigned)c;
@@ -83,7 +180,7 @@ int cmd_checkpoint(int argc, char **argv)
 		{"stop", no_argument, NULL, 1}, {"help", no_argument, NULL, 'h'}, {0}};
 	unsigned fl = 0;
 	char *pos[1] = {0};
-	int r = parse("checkpoint", checkpoint_usage, argc, argv, 1, lo, &fl, pos);
+	int r = parse("checkpoint", checkpoint_usage, argc, argv, 1, lo, &fl, pos, NULL);
 	if (r)
 		return r < 0 ? 0 : r;
 	const char *name = pos[0];
@@ -99,7 +196,22 @@ int cmd_checkpoint(int argc, char **argv)
 	uint8_t p[4];
 	ck_put_le32(p, fl & 1 ? CONTROL_CKPT_STOP : 0);
 	struct control_msg m;
-	r = control_call(sock, CONTROL_CHECKPOINT, p, sizeof(p), &m);
+	struct progress pr = progress_start();
+	r = control_send(sock, CONTROL_CHECKPOINT, p, sizeof(p), NULL, 0);
+	/* PROGRESS reports come first, then the reply. */
+	while (r == 0 && (r = control_recv(sock, &m)) == 0 && m.type == CONTROL_CKPT_PROGRESS) {
+		control_msg_close_fds(&m);
+		if (m.len < 24)
+			continue;
+		uint64_t fz = ck_get_le64(m.payload + 16);
+		char extra[48] = "";
+		if (fz)
+			snprintf(extra, sizeof(extra), " (resumed after %.1f ms)",
+				 (double)fz / 1e6);
+		progress_show(&pr, name, "checkpoint:", ck_get_le64(m.payload),
+			      ck_get_le64(m.payload + 8), extra);
+	}
+	progress_end(&pr);
 	int code = 1;
 	if (r < 0) {
 		cli_error("checkpoint", name, "supervisor: %s; see %s/log", strerror(-r), j.dir);
@@ -166,7 +278,7 @@ int cmd_checkpoints(int argc, char **argv)
 	static const struct option lo[] = {{"help", no_argument, NULL, 'h'}, {0}};
 	unsigned fl = 0;
 	char *pos[1] = {0};
-	int r = parse("checkpoints", checkpoints_usage, argc, argv, 1, lo, &fl, pos);
+	int r = parse("checkpoints", checkpoints_usage, argc, argv, 1, lo, &fl, pos, NULL);
 	if (r)
 		return r < 0 ? 0 : r;
 	struct cli_job j = {.jobs_fd = -1, .job_fd = -1};
@@ -253,7 +365,155 @@ static int restore_in_place(struct cli_job *j, const char *name, uint64_t id, bo
 	return cli_wait_job(sock, name, j->dir, r == 0 ? code : -1);
 }
 
-static int do_restore(struct cli_job *j, const char *name, const char *want, bool detach)
+/* Watching the restorer from outside (the job's process is the init's only child): it takes
+ * the image's name at the point of no return, and holds pages.img open until the blob has
+ * filled the last page. Named so and without pages.img: the process is rebuilt (a small one
+ * is, between two looks). Its resident memory against the image's page bytes tells how far
+ * the blob is. */
+struct restore_watch {
+	struct cli_job *j;
+	const char *name;
+	char comm[17];	/* the checkpointed process's name */
+	off_t log_off;	/* size of the job's output before the restore began */
+	uint64_t bytes; /* page bytes of the image */
+	struct progress pr;
+};
+
+static int read_small(const char *path, char *buf, size_t len)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = ck_read_full(fd, buf, len - 1);
+	if (n < 0)
+		return (int)n;
+	buf[n] = 0;
+	return (int)n;
+}
+
+/* 1: pages.img open, 0: not, -errno: cannot look (another user's process). */
+static int has_pages_open(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	_cleanup_close_ int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	DIR *d = fdopendir(dfd);
+	if (!d)
+		return -errno;
+	dfd = -1; /* owned by d */
+	int r = 0;
+	struct dirent *e;
+	while (r == 0 && (e = readdir(d))) {
+		char t[PATH_MAX];
+		ssize_t n = readlinkat(dirfd(d), e->d_name, t, sizeof(t) - 1);
+		if (n <= 0)
+			continue;
+		t[n] = 0;
+		size_t k = strlen("/" CKPT_IMAGE "/pages.img");
+		r = (size_t)n >= k && strcmp(t + n - k, "/" CKPT_IMAGE "/pages.img") == 0;
+	}
+	closedir(d);
+	return r;
+}
+
+/* The restorer's last words in what the job wrote since the restore began (it failed before
+ * or in the blob), or NULL. */
+static const char *restore_failure(struct restore_watch *w, char *buf, size_t len)
+{
+	_cleanup_close_ int fd = openat(w->j->job_fd, OUTPUT_LOG, O_RDONLY | O_CLOEXEC);
+	off_t end = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
+	if (end < 0)
+		return NULL;
+	off_t from = end > (off_t)len - 1 ? end - (off_t)len + 1 : 0;
+	if (end >= w->log_off && from < w->log_off) /* else rotated meanwhile: all of it */
+		from = w->log_off;
+	ssize_t n = pread(fd, buf, len - 1, from);
+	if (n <= 0)
+		return NULL;
+	buf[n] = 0;
+	const char *why = NULL;
+	for (char *l = strtok(buf, "\r\n"); l; l = strtok(NULL, "\r\n"))
+		if (!strncmp(l, "ckptenv: cannot restore the job: ", 33))
+			why = l + 33;
+		else if (!strncmp(l, "ckptenv restorer: ", 18))
+			why = l + 9;
+	return why;
+}
+
+/* The restored process (or the whole job) is gone. Before it took the image's name, or with
+ * the restorer's words in the output, the restore failed: say so (exit 1). Else the job ran
+ * and ended on its own: its status tells. */
+static int restore_ended(struct restore_watch *w, bool named)
+{
+	char buf[4096];
+	const char *why = restore_failure(w, buf, sizeof(buf));
+	progress_end(&w->pr);
+	if (!why && named)
+		return 0;
+	cli_error("restore", w->name, "the process could not be rebuilt: %s; see 'ckptenv log %s'",
+		  why ? why : "it ended during the restore", w->name);
+	return 1;
+}
+
+/* cli_run_opts.started of `restore`: follow the restorer until the process is rebuilt (see
+ * struct restore_watch). */
+static int restore_started(pid_t init, void *userdata)
+{
+	struct restore_watch *w = userdata;
+	char path[64], buf[8192];
+	pid_t pid = 0;
+	bool named = false;
+	/* A restorer that has not taken the image's name by then is not one we can follow. */
+	uint64_t give_up = ck_now_ns() + 60 * 1000000000ull;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)init, (int)init);
+	for (;;) {
+		if (!pid) {
+			if (read_small(path, buf, sizeof(buf)) < 0)
+				return restore_ended(w, false); /* the init is gone */
+			pid = (pid_t)atoi(buf);
+		}
+		if (pid) {
+			int open = has_pages_open(pid);
+			if (open == -ENOENT)
+				return restore_ended(w, named);
+			if (open < 0)
+				return 0; /* cannot watch it; nothing to report */
+			char p2[64], comm[32] = "";
+			snprintf(p2, sizeof(p2), "/proc/%d/comm", (int)pid);
+			if (read_small(p2, comm, sizeof(comm)) > 0)
+				comm[strcspn(comm, "\n")] = 0;
+			named = strcmp(comm, w->comm) == 0;
+			if (named && !open)
+				break;
+			if (named)
+				give_up = UINT64_MAX; /* the blob is filling: it ends or dies */
+			snprintf(p2, sizeof(p2), "/proc/%d/status", (int)pid);
+			const char *rss = read_small(p2, buf, sizeof(buf)) > 0
+						  ? strstr(buf, "\nVmRSS:")
+						  : NULL;
+			if (rss && w->bytes)
+				progress_show(&w->pr, w->name,
+					      "restore:", strtoull(rss + 7, NULL, 10) << 10,
+					      w->bytes, "");
+		}
+		if (ck_now_ns() > give_up)
+			return 0;
+		poll(NULL, 0, 50);
+	}
+	progress_end(&w->pr);
+	return 0;
+}
+
+static void verify_progress(uint64_t done, uint64_t total, void *userdata)
+{
+	struct restore_watch *w = userdata;
+	progress_show(&w->pr, w->name, "restore: checked", done, total, "");
+}
+
+static int do_restore(struct cli_job *j, const char *name, const char *want, bool detach,
+		      const struct allow_list *allow)
 {
 	bool in_place = false;
 	if (state_job_running(j->job_fd) == 1) {
@@ -302,7 +562,11 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 	}
 	/* Check the whole image before anything runs. */
 	struct restore_err err = {0};
-	r = restore_image_verify(cfd, CKPT_IMAGE, &err);
+	struct restore_watch watch = {
+		.j = j, .name = name, .bytes = man.bytes, .pr = progress_start()};
+	r = restore_image_verify_progress(cfd, CKPT_IMAGE, verify_progress, &watch, &err);
+	progress_end(&watch.pr);
+	watch.pr.shown = false;
 	if (r < 0) {
 		if (!strncmp(err.msg, CKPT_IMAGE "/", strlen(CKPT_IMAGE) + 1))
 			cli_error("restore", name, "checkpoint %s refused: %s/%s/%s/%s", idstr,
@@ -312,6 +576,22 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 				  j->dir, CKPT_DIR, idstr, CKPT_IMAGE,
 				  err.msg[0] ? err.msg : strerror(-r));
 		return 1;
+	}
+	struct stat lst;
+	if (fstatat(j->job_fd, OUTPUT_LOG, &lst, 0) == 0)
+		watch.log_off = lst.st_size;
+	struct restore_image *img = NULL;
+	if (restore_image_load(cfd, CKPT_IMAGE, &img, &err) == 0)
+		memcpy(watch.comm, img->proc.comm, sizeof(img->proc.comm));
+	restore_image_free(img);
+	/* Can it run here: CPU, kernel, and the files outside /tmp it had open or mapped. */
+	struct restore_process_opts ro_check = {.allow_paths = (const char *const *)allow->paths,
+						.nallow_paths = allow->n};
+	r = restore_image_check(cfd, CKPT_IMAGE, &ro_check, &err);
+	if (r < 0) {
+		cli_error("restore", name, "checkpoint %s refused: %s", idstr,
+			  err.msg[0] ? err.msg : strerror(-r));
+		return r == -ENOENT && err.msg[0] == '-' ? EXIT_USAGE : 1;
 	}
 	if (in_place)
 		return restore_in_place(j, name, id, detach, man.flags & CKPT_F_PTY);
@@ -325,9 +605,14 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 				     .ws = {24, 80, 0, 0},
 				     .restore_id = idstr,
 				     .restore_epoch = man.epoch,
-				     .restore_pid = man.pid};
-	struct cli_run_opts ro = {
-		.detach = detach, .detach_key = DEFAULT_DETACH_KEY, .restore_spec = &spec};
+				     .restore_pid = man.pid,
+				     .allow_changed = (const char *const *)allow->paths,
+				     .nallow_changed = allow->n};
+	struct cli_run_opts ro = {.detach = detach,
+				  .detach_key = DEFAULT_DETACH_KEY,
+				  .restore_spec = &spec,
+				  .started = restore_started,
+				  .started_data = &watch};
 	r = cli_start_job(j, "restore", name, &ro, false, &sa);
 	job_spec_free(&spec);
 	return r;
@@ -335,13 +620,18 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 
 int cmd_restore(int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{"detach", no_argument, NULL, 1}, {"help", no_argument, NULL, 'h'}, {0}};
+	static const struct option lo[] = {{"detach", no_argument, NULL, 1},
+					   {"allow-changed", required_argument, NULL, 'A'},
+					   {"help", no_argument, NULL, 'h'},
+					   {0}};
 	unsigned fl = 0;
 	char *pos[2] = {0};
-	int r = parse("restore", restore_usage, argc, argv, 2, lo, &fl, pos);
-	if (r)
+	struct allow_list allow = {0};
+	int r = parse("restore", restore_usage, argc, argv, 2, lo, &fl, pos, &allow);
+	if (r) {
+		allow_list_free(&allow);
 		return r < 0 ? 0 : r;
+	}
 	/* As `run`: signals to forward to the job stay pending until it runs. */
 	sigset_t set;
 	sigemptyset(&set);
@@ -352,9 +642,12 @@ int cmd_restore(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	struct cli_job j = {.jobs_fd = -1, .job_fd = -1};
-	if ((r = cli_job_open("restore", pos[0], false, &j)))
+	if ((r = cli_job_open("restore", pos[0], false, &j))) {
+		allow_list_free(&allow);
 		return r;
-	r = do_restore(&j, pos[0], pos[1], fl & 1);
+	}
+	r = do_restore(&j, pos[0], pos[1], fl & 1, &allow);
 	cli_job_close(&j);
+	allow_list_free(&allow);
 	return r;
 }

@@ -46,6 +46,10 @@ enum control_type {
 	CONTROL_CHECKPOINTED, /* le64 id, le64 frozen ns, le64 epoch, le64 bytes; optionally
 			       * le64 ns per phase: freeze, vfs, pty, memory, commit */
 	CONTROL_NET_STATUS_REPLY = 140, /* the job's proxied connections (sup-net.c) */
+	/* During a CHECKPOINT, before its reply: le64 page bytes written so far, le64 bytes
+	 * expected (the job's resident anonymous and shared memory; 0 unknown), le64 frozen ns
+	 * (0 while still frozen). Numbered apart so that new types above do not move it. */
+	CONTROL_CKPT_PROGRESS = 120,
 };
 #define CONTROL_INFO_STARTED 0x1u
 #define CONTROL_INFO_PIPES   0x2u

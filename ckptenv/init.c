@@ -170,7 +170,15 @@ __attribute__((noreturn)) static void restore_command(const struct launch_args *
 	struct restore_fd_map maps[64];
 	size_t nmaps = 0;
 	r = open_tmp_files(dirfd, a->restore_id, maps, CK_ARRAY_SIZE(maps), &nmaps, &err);
-	struct restore_process_opts o = {.blob_err_fd = 2, .fds = maps, .nfds = nmaps};
+	/* `ckptenv restore` verified every checksum of the image just before starting us (and
+	 * left it in the page cache): a second pass would double the restore's reading. */
+	struct restore_process_opts o = {
+		.blob_err_fd = 2,
+		.fds = maps,
+		.nfds = nmaps,
+		.no_verify = true,
+		.allow_paths = a->allow_changed,
+		.nallow_paths = a->nallow_changed};
 	if (r == 0)
 		r = restore_process(dirfd, a->restore_id, &o, &err);
 	fprintf(stderr, "ckptenv: cannot restore the job: %s\n",

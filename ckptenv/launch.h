@@ -31,6 +31,8 @@ struct launch_args {
 	int restore_dirfd; /* -1: run the command */
 	const char *restore_id;
 	pid_t restore_pid;
+	const char *const *allow_changed; /* restore_process_opts.allow_paths */
+	size_t nallow_changed;
 };
 
 struct launch_job {

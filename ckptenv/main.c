@@ -26,7 +26,8 @@ static const char usage[] =
 	"  snapshots NAME         list a job's snapshots\n"
 	"  checkpoint NAME [--stop]  checkpoint the job's process and /tmp; prints the id\n"
 	"  checkpoints NAME       list a job's checkpoints\n"
-	"  restore NAME [ID] [--detach]  rebuild an ended job from a checkpoint\n"
+	"  restore NAME [ID] [--detach] [--allow-changed PATH]...\n"
+	"                         rebuild an ended job from a checkpoint\n"
 	"\n"
 	"Options: --help (also after any command), --version\n"
 	"State: $CKPTENV_HOME, else $XDG_STATE_HOME/ckptenv, else ~/.local/state/ckptenv\n";

@@ -75,6 +75,57 @@ static pid_t ns_pid(pid_t pid)
 	return (pid_t)atoi(last ? last + 1 : l);
 }
 
+/* The frozen job during a dump. The job is resumed as soon as its memory is copied out
+ * (restore_dump_opts.copied), before the image's fsyncs: it is frozen for the copy, not for
+ * the disk. */
+struct ckpt_live {
+	struct sup *s;
+	struct restore_freeze *f; /* NULL once resumed */
+	int client;		  /* the CLI's socket, for progress reports */
+	bool stop;		  /* --stop: stays frozen, ended after the checkpoint */
+	uint64_t frozen_ns;	  /* set when resumed */
+	uint64_t expected;	  /* resident anonymous + shared bytes of the job (estimate) */
+};
+
+static void live_progress(uint64_t bytes, void *userdata)
+{
+	struct ckpt_live *l = userdata;
+	uint8_t p[24];
+	ck_put_le64(p, bytes);
+	ck_put_le64(p + 8, l->expected);
+	ck_put_le64(p + 16, l->f ? 0 : l->frozen_ns);
+	if (l->client >= 0)
+		(void)control_send(l->client, CONTROL_CKPT_PROGRESS, p, sizeof(p), NULL, 0);
+}
+
+static void live_copied(void *userdata)
+{
+	struct ckpt_live *l = userdata;
+	if (l->stop || !l->f)
+		return;
+	l->frozen_ns = restore_freeze_elapsed_ns(l->f);
+	restore_freeze_resume(TAKE_PTR(l->f));
+	if (l->s->pp)
+		ptyproxy_hold_input(l->s->pp, false);
+}
+
+/* RssAnon + RssShmem of @pid from /proc/PID/status: about what a dump stores. 0 unknown. */
+static uint64_t resident_bytes(pid_t pid)
+{
+	char path[64], buf[8192];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (read_proc(path, buf, sizeof(buf)) < 0)
+		return 0;
+	uint64_t sum = 0;
+	static const char *const keys[] = {"\nRssAnon:", "\nRssShmem:"};
+	for (size_t i = 0; i < CK_ARRAY_SIZE(keys); i++) {
+		const char *l = strstr(buf, keys[i]);
+		if (l)
+			sum += strtoull(l + strlen(keys[i]), NULL, 10) << 10;
+	}
+	return sum;
+}
+
 struct ckpt_run {
 	uint64_t id;
 	char tmp[40], name[24];
@@ -106,10 +157,11 @@ static void write_error(struct sup *s, int r, const char *what, char *err, size_
 }
 
 /* Everything between freeze and resume; @err gets one line on failure. */
-static int dump_all(struct sup *s, struct restore_freeze *f, struct ckpt_run *k, char *err,
+static int dump_all(struct sup *s, struct ckpt_live *l, struct ckpt_run *k, char *err,
 		    size_t errlen)
 {
 	uint64_t t0 = ck_now_ns();
+	pid_t pid = restore_freeze_pid(l->f);
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/root/tmp", (int)s->job.init_pid);
 	_cleanup_close_ int mfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -150,31 +202,34 @@ static int dump_all(struct sup *s, struct restore_freeze *f, struct ckpt_run *k,
 		write_error(s, r, what, err, errlen);
 		return r;
 	}
-	struct restore_err rerr = {0};
-	struct restore_dump_stats st = {0};
-	r = restore_dump(f, k->tmpfd, CKPT_IMAGE, NULL, &st, &rerr);
-	lap(k, SUP_CKPT_PHASE_MEM, &t0);
-	if (r < 0) {
-		char what[300];
-		snprintf(what, sizeof(what), "cannot save the process");
-		if (r == -ENOSPC || r == -EDQUOT)
-			write_error(s, r, what, err, errlen);
-		else
-			snprintf(err, errlen, "%s", rerr.msg[0] ? rerr.msg : strerror(-r));
-		return r;
-	}
+	/* The terminal's state of the frozen moment: saved before the dump may resume the job. */
 	if (s->a->pty && s->pp && (r = ptyproxy_state_save(s->pp, k->tmpfd)) < 0) {
 		write_error(s, r, "cannot save the terminal state", err, errlen);
 		return r;
 	}
 	lap(k, SUP_CKPT_PHASE_PTY, &t0);
+	struct restore_err rerr = {0};
+	struct restore_dump_stats st = {0};
+	struct restore_dump_opts o = {
+		.progress = live_progress, .copied = live_copied, .userdata = l};
+	pid_t nspid = ns_pid(pid);
+	r = restore_dump(l->f, k->tmpfd, CKPT_IMAGE, &o, &st, &rerr);
+	lap(k, SUP_CKPT_PHASE_MEM, &t0);
+	if (r < 0) {
+		if (r == -ENOSPC || r == -EDQUOT)
+			write_error(s, r, "cannot save the process", err, errlen);
+		else
+			snprintf(err, errlen, "%s", rerr.msg[0] ? rerr.msg : strerror(-r));
+		return r;
+	}
 	k->man = (struct ckpt_manifest){.id = k->id,
 					.epoch = vfs_commit_epoch(k->vc),
 					.created = time(NULL),
-					.frozen_ns = restore_freeze_elapsed_ns(f),
+					.frozen_ns = l->f ? restore_freeze_elapsed_ns(l->f)
+							  : l->frozen_ns,
 					.bytes = st.bytes_written,
 					.flags = s->a->pty ? CKPT_F_PTY : 0,
-					.pid = ns_pid(restore_freeze_pid(f))};
+					.pid = nspid};
 	char ref[48];
 	snprintf(ref, sizeof(ref), "ckpt-%s", k->name);
 	/* The ref before the rename: a visible checkpoint always has its epoch (ckpt-gc.c). */
@@ -240,8 +295,8 @@ static void prune(struct sup *s)
 		sup_log(s, "cannot drop old checkpoints: %s", strerror(-r));
 }
 
-int sup_ckpt_take(struct sup *s, uint32_t flags, struct sup_ckpt_result *ret, char *err,
-		  size_t errlen)
+int sup_ckpt_take(struct sup *s, uint32_t flags, int client, struct sup_ckpt_result *ret,
+		  char *err, size_t errlen)
 {
 	if (s->parked) {
 		snprintf(err, errlen,
@@ -273,6 +328,7 @@ int sup_ckpt_take(struct sup *s, uint32_t flags, struct sup_ckpt_result *ret, ch
 	t0 = ck_now_ns();
 	struct restore_err rerr = {0};
 	struct restore_freeze *f;
+	uint64_t expected = resident_bytes(kids[0]);
 	int r = restore_freeze(kids[0], &f, &rerr);
 	res.phase_ns[SUP_CKPT_PHASE_FREEZE] = ck_now_ns() - t0;
 	if (r < 0) {
@@ -293,18 +349,23 @@ int sup_ckpt_take(struct sup *s, uint32_t flags, struct sup_ckpt_result *ret, ch
 		(void)ptyproxy_catch_up(s->pp);
 	}
 	res.phase_ns[SUP_CKPT_PHASE_PTY] += ck_now_ns() - t0;
-	r = dump_all(s, f, &k, err, errlen);
-	uint64_t frozen = restore_freeze_elapsed_ns(f);
+	struct ckpt_live l = {.s = s,
+			      .f = f,
+			      .client = client,
+			      .stop = flags & CONTROL_CKPT_STOP,
+			      .expected = expected};
+	r = dump_all(s, &l, &k, err, errlen);
+	uint64_t frozen = l.f ? restore_freeze_elapsed_ns(l.f) : l.frozen_ns;
 	if (k.vc)
 		vfs_epoch_abort(s->v, k.vc);
 	if (r < 0 && k.tmp[0] && k.ckdir >= 0)
 		(void)ck_rm_rf_at(k.ckdir, k.tmp);
 	bool stop = r == 0 && (flags & CONTROL_CKPT_STOP);
 	if (stop) {
-		restore_freeze_leave_stopped(f);
+		restore_freeze_leave_stopped(TAKE_PTR(l.f));
 		kill(s->job.init_pid, SIGKILL);
-	} else {
-		restore_freeze_resume(f);
+	} else if (l.f) {
+		restore_freeze_resume(TAKE_PTR(l.f));
 	}
 	if (s->pp)
 		ptyproxy_hold_input(s->pp, false);
@@ -348,7 +409,7 @@ void sup_checkpoint(struct sup *s, int c, const struct control_msg *m)
 	if (m->len >= 4)
 		flags = ck_get_le32(m->payload);
 	struct sup_ckpt_result res;
-	int r = sup_ckpt_take(s, flags, &res, err, sizeof(err));
+	int r = sup_ckpt_take(s, flags, c, &res, err, sizeof(err));
 	if (r == 0 && (flags & CONTROL_CKPT_STOP))
 		s->park_on_exit = true; /* the supervisor stays for `restore` (sup-restore.c) */
 	if (r < 0) {

@@ -79,7 +79,7 @@ void sup_periodic_fire(struct sup *s)
 		return;
 	struct sup_ckpt_result res;
 	char err[768];
-	int r = sup_ckpt_take(s, 0, &res, err, sizeof(err));
+	int r = sup_ckpt_take(s, 0, -1, &res, err, sizeof(err));
 	if (r < 0)
 		sup_log(s, "periodic checkpoint failed: %s", err);
 }
@@ -92,7 +92,7 @@ bool sup_periodic_term(struct sup *s)
 	struct sup_ckpt_result res;
 	char err[768];
 	s->user_signal = SIGKILL; /* our own kill below: not a crash to park on (sup-restore.c) */
-	int r = sup_ckpt_take(s, CONTROL_CKPT_STOP, &res, err, sizeof(err));
+	int r = sup_ckpt_take(s, CONTROL_CKPT_STOP, -1, &res, err, sizeof(err));
 	if (r < 0) {
 		sup_log(s, "SIGTERM: final checkpoint failed: %s; forwarding SIGTERM to the job",
 			err);

@@ -133,6 +133,8 @@ void sup_job_start(struct sup *s, int c)
 		la.restore_dirfd = rdir;
 		la.restore_id = CKPT_IMAGE;
 		la.restore_pid = s->restore_pid;
+		la.allow_changed = s->a->allow_changed;
+		la.nallow_changed = s->a->nallow_changed;
 	}
 	if (r == 0)
 		r = sup_stdio_prepare(s, &la);

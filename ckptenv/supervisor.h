@@ -91,9 +91,10 @@ struct sup_ckpt_result {
 };
 
 /** Take one checkpoint of the running job (CONTROL_CKPT_STOP in @flags: end the job once it
- *  is complete), then drop the oldest beyond policy.keep. -errno with one line in @err. */
-int sup_ckpt_take(struct sup *s, uint32_t flags, struct sup_ckpt_result *ret, char *err,
-		  size_t errlen);
+ *  is complete), then drop the oldest beyond policy.keep. Progress goes to @client (a CLI's
+ *  control socket, or -1). -errno with one line in @err. */
+int sup_ckpt_take(struct sup *s, uint32_t flags, int client, struct sup_ckpt_result *ret,
+		  char *err, size_t errlen);
 
 /** After vfs_open and epoll_create (sup-periodic.c): record or reload the checkpoint policy
  *  (`run` writes a->policy, `restore` reads the job's), remove what an interrupted checkpoint

@@ -226,6 +226,7 @@ int restore_dump(struct restore_freeze *f, int dirfd, const char *id,
 		 struct restore_err *err)
 {
 	uint64_t t0 = ck_now_ns();
+	pid_t pid = f->pid; /* @f may be gone once opts->copied ran */
 	struct restore_dump_stats st = {0};
 	struct restore_image_writer *w = NULL;
 	struct restore_image *img = calloc(1, sizeof(*img));
@@ -274,9 +275,11 @@ int restore_dump(struct restore_freeze *f, int dirfd, const char *id,
 	if (r == 0)
 		r = dump_pages(f->pid, img, w, opts, &st, err);
 	uint64_t t2 = ck_now_ns();
+	if (r == 0 && opts && opts->copied)
+		opts->copied(opts->userdata); /* @f is the caller's again (maybe resumed) */
 	if (r == 0)
 		r = restore_image_writer_commit(w, img);
-	ck_debug("restore: dump of %d: state %.3f s, pages %.3f s, commit %.3f s", (int)f->pid,
+	ck_debug("restore: dump of %d: state %.3f s, pages %.3f s, commit %.3f s", (int)pid,
 		 (double)(t1 - t0) / 1e9, (double)(t2 - t1) / 1e9,
 		 (double)(ck_now_ns() - t2) / 1e9);
 	if (r < 0) {

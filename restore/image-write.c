@@ -15,6 +15,8 @@
 
 #define WQ_N	 4
 #define WQ_BYTES ((size_t)IMG_CHUNK_PAGES * RESTORE_PAGE_SIZE)
+/* The flusher starts writeback of every FLUSH_STEP bytes written. */
+#define FLUSH_STEP (8ull << 20)
 
 struct wslot {
 	uint8_t *buf; /* WQ_BYTES, owned */
@@ -32,6 +34,13 @@ struct restore_image_writer {
 	unsigned head, tail, count;
 	bool stop;
 	int io_err; /* first error of the I/O thread, reported by the next submit/commit */
+	/* Writeback is started by a thread of its own: sync_file_range(WRITE) blocks while the
+	 * disk's queue is full, and in the I/O thread that tied the copy out of the frozen
+	 * process to the disk's speed. Now the copy runs at memory speed (the process can be
+	 * resumed at once, restore_dump_opts.copied) while the disk is kept busy behind it. */
+	pthread_t flusher;
+	bool flusher_running, flusher_stop;
+	uint64_t flushed; /* pages.img offset up to which writeback was started */
 
 	int dirfd; /* borrowed */
 	char id[NAME_MAX + 1];
@@ -46,6 +55,7 @@ struct restore_image_writer {
 };
 
 static void *io_main(void *arg);
+static void *flusher_main(void *arg);
 
 static bool id_valid(const char *id)
 {
@@ -99,6 +109,13 @@ int restore_image_writer_new(int dirfd, const char *id, struct restore_image_wri
 		return r;
 	}
 	w->io_running = true;
+	w->flushed = IMG_PAGES_HDR_LEN;
+	r = -pthread_create(&w->flusher, NULL, flusher_main, w);
+	if (r < 0) {
+		restore_image_writer_free(TAKE_PTR(w));
+		return r;
+	}
+	w->flusher_running = true;
 	*ret = TAKE_PTR(w);
 	return 0;
 undo_mkdir:
@@ -130,10 +147,6 @@ static int add_run(struct restore_image_writer *w, uint64_t addr, const uint8_t 
 	int r = ck_pwrite_full(w->pages_fd, p, np * RESTORE_PAGE_SIZE, (off_t)w->off);
 	if (r < 0)
 		return r;
-	/* Start writeback now, so the disk works while we copy the next run and the final
-	 * fsync has little left to do. Advisory: errors surface at that fsync. */
-	sync_file_range(w->pages_fd, (off_t)w->off, (off_t)(np * RESTORE_PAGE_SIZE),
-			SYNC_FILE_RANGE_WRITE);
 	if (w->nruns == w->cap) {
 		size_t cap = w->cap ? w->cap * 2 : 256;
 		struct restore_page_run *n = realloc(w->runs, cap * sizeof(*n));
@@ -148,10 +161,46 @@ static int add_run(struct restore_image_writer *w, uint64_t addr, const uint8_t 
 		.npages = (uint32_t)np,
 		.checksum = ck_checksum(p, np * RESTORE_PAGE_SIZE),
 	};
-	pthread_mutex_lock(&w->mu); /* restore_image_writer_bytes() reads it meanwhile */
+	pthread_mutex_lock(&w->mu); /* restore_image_writer_bytes() and the flusher read it */
 	w->off += np * RESTORE_PAGE_SIZE;
+	if (w->off - w->flushed >= FLUSH_STEP)
+		pthread_cond_broadcast(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 	return 0;
+}
+
+/* Start writeback of what the I/O thread wrote, FLUSH_STEP at a time, so the final fsync has
+ * little left to do. Advisory: write errors surface at that fsync. */
+static void *flusher_main(void *arg)
+{
+	struct restore_image_writer *w = arg;
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->flusher_stop && w->off - w->flushed < FLUSH_STEP)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (w->flusher_stop)
+			break;
+		uint64_t from = w->flushed, to = w->off;
+		pthread_mutex_unlock(&w->mu);
+		sync_file_range(w->pages_fd, (off_t)from, (off_t)(to - from),
+				SYNC_FILE_RANGE_WRITE);
+		pthread_mutex_lock(&w->mu);
+		w->flushed = to;
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+static void flusher_stop(struct restore_image_writer *w)
+{
+	if (!w->flusher_running)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->flusher_stop = true;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->flusher, NULL);
+	w->flusher_running = false;
 }
 
 /* Zero check, run building and writing of one chunk: runs on the I/O thread only. */
@@ -322,6 +371,7 @@ int restore_image_writer_commit(struct restore_image_writer *w, const struct res
 	int r = drain(w);
 	if (r < 0)
 		return r;
+	flusher_stop(w); /* the fsync below does the rest */
 	if (meta->nthreads == 0 || meta->nthreads > IMG_MAX_THREADS || meta->nvmas > IMG_MAX_VMAS ||
 	    meta->nfds > IMG_MAX_FDS)
 		return -E2BIG;
@@ -370,6 +420,7 @@ void restore_image_writer_free(struct restore_image_writer *w)
 		pthread_mutex_unlock(&w->mu);
 		pthread_join(w->io, NULL);
 	}
+	flusher_stop(w);
 	for (int i = 0; i < WQ_N; i++)
 		free(w->slot[i].buf);
 	pthread_mutex_destroy(&w->mu);

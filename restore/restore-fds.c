@@ -37,18 +37,12 @@ int rst_ident_check(struct rst_ctx *c, int fd, const struct restore_ident *id, c
 	struct stat st;
 	if (fstat(fd, &st) < 0)
 		return -errno;
-	bool dev_ok = (id->flags & RESTORE_IDENT_F_JOB_VFS) || st.st_dev == id->dev;
-	if (!dev_ok || st.st_ino != id->ino)
-		return rst_fail(c, -ESTALE, "%s is another file than at checkpoint time", what);
-	if (c->opts && c->opts->allow_changed)
+	int how = rst_ident_cmp(&st, id);
+	if (how == RST_IDENT_SAME || rst_path_allowed(c->opts, what))
 		return 0;
-	if ((uint64_t)st.st_size != id->size || st.st_mtim.tv_sec != id->mtime_sec ||
-	    (uint32_t)st.st_mtim.tv_nsec != id->mtime_nsec)
-		return rst_fail(c, -ESTALE,
-				"%s changed since the checkpoint (size %llu, was %llu); "
-				"--allow-changed to go on anyway",
-				what, (unsigned long long)st.st_size, (unsigned long long)id->size);
-	return 0;
+	char msg[sizeof(c->err->msg)];
+	rst_ident_describe(msg, sizeof(msg), what, how, &st, id);
+	return rst_fail(c, -ESTALE, "%s", msg);
 }
 
 static const struct restore_fd_map *handed(const struct rst_ctx *c, int target)

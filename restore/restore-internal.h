@@ -91,6 +91,22 @@ size_t rst_threads_args_size(const struct rst_ctx *c);
 int rst_threads_build(struct rst_ctx *c, struct rst_bump *b, struct ckr_args *a,
 		      uint64_t stacks);
 
+/* check.c: identity comparison shared with restore_image_check(). */
+enum { RST_IDENT_SAME, RST_IDENT_CHANGED, RST_IDENT_OTHER };
+struct stat;
+/** RST_IDENT_*: another file (device or inode), changed (size, mtime), or the same. Files
+ *  of the job's vfs: inode and size only (see check.c). */
+int rst_ident_cmp(const struct stat *st, const struct restore_ident *id);
+/** @path is accepted changed by @o (allow_changed, or listed in allow_paths). */
+bool rst_path_allowed(const struct restore_process_opts *o, const char *path);
+/** The one-line refusal for rst_ident_cmp() result @how of @path. */
+void rst_ident_describe(char *buf, size_t len, const char *path, int how, const struct stat *st,
+			const struct restore_ident *id);
+/** The CPU's xsave features and layout against @img; its XCR0 and xsave size in ret_*.
+ *  -ENOEXEC with @msg filled when the image cannot run on it. */
+int rst_cpu_check(const struct restore_image *img, uint64_t *ret_xcr0, uint32_t *ret_size,
+		  char *msg, size_t len);
+
 /* restore-mm.c */
 int rst_self_maps(struct rst_ctx *c);
 int rst_vdso_plan(struct rst_ctx *c);

@@ -334,6 +334,11 @@ int restore_image_load(int dirfd, const char *id, struct restore_image **ret,
 /** restore_image_load() plus the checksum of every page run and of the pages.img header.
  *  Same errors. */
 int restore_image_verify(int dirfd, const char *id, struct restore_err *err);
+/** restore_image_verify() telling @progress (may be NULL) the page bytes checked so far and
+ *  their total, every few MiB. Same errors. */
+int restore_image_verify_progress(int dirfd, const char *id,
+				  void (*progress)(uint64_t done, uint64_t total, void *userdata),
+				  void *userdata, struct restore_err *err);
 
 /** Copy the page at @addr from a loaded image into @buf (RESTORE_PAGE_SIZE bytes). Returns 1 if
  *  the page is stored, 0 if not (zero or never populated: @buf untouched), -errno. */
@@ -360,6 +365,11 @@ struct restore_dump_opts {
 	void *userdata;
 	/* Do not inject syscalls into the target (no sigactions, altstack, brk, tid address). */
 	bool no_inject;
+	/* Called once, on the calling thread, as soon as everything of the process has been
+	 * copied out of it, before the image is made durable (the fsyncs take most of a large
+	 * dump): the caller may resume the process here. restore_dump() does not touch the
+	 * freeze handle after it. Not called on a failure before that point. May be NULL. */
+	void (*copied)(void *userdata);
 };
 
 /** Dump the frozen process of @f into new checkpoint @id below the checkpoints directory
@@ -383,7 +393,11 @@ struct restore_fd_map {
 struct restore_process_opts {
 	const struct restore_fd_map *fds; /* inherited fds (pipes, the pty slave...) */
 	size_t nfds;
-	bool allow_changed; /* go on when a file's identity (dev, ino, size, mtime) changed */
+	bool allow_changed; /* go on when any file's identity (dev, ino, size, mtime) changed */
+	/* Go on when one of these files changed or was replaced: paths exactly as the image
+	 * records them (canonical, absolute: /proc's view). */
+	const char *const *allow_paths;
+	size_t nallow_paths;
 	bool no_verify;	    /* skip restore_image_verify() (page checksums) */
 	int blob_err_fd;    /* where the blob reports a late failure: 0 means 2, -1 nowhere */
 };
@@ -409,6 +423,17 @@ int restore_process(int dirfd, const char *id, const struct restore_process_opts
 		    struct restore_err *err);
 
 #define RESTORE_BLOB_EXIT_STATUS 113
+
+/** Whether checkpoint @id below @dirfd can run on this machine, before anything is started:
+ *  the CPU's xsave features and layout and the kernel's [vvar]/[vvar_vclock]/[vdso] sizes
+ *  (-ENOEXEC), and the identity of every file outside the job's /tmp that the process had
+ *  open or mapped, exe and libraries included, in the caller's mount namespace (-ESTALE: a file
+ *  changed, was replaced or is gone, unless @opts->allow_changed or listed in
+ *  @opts->allow_paths). -ENOENT when an allow path is no file of the image. err->msg is one
+ *  line naming the file. Only @opts' allow fields are used (may be NULL). Also the errors of
+ *  restore_image_load(). */
+int restore_image_check(int dirfd, const char *id, const struct restore_process_opts *opts,
+			struct restore_err *err);
 
 /** Name of a kind for messages ("anon-private", "eventfd"...). */
 const char *restore_vma_kind_name(uint32_t kind);
