@@ -40,8 +40,7 @@ static const char restore_usage[] =
 	"terminals redrawn. From a terminal, attach to it; else wait for it to end and exit with\n"
 	"its status. --detach: print the name and return.\n"
 	"Files outside /tmp that the job had open or mapped (its program and libraries too) must\n"
-	"be as they were; --allow-changed PATH (repeatable) restores even though PATH changed\n"
-	"(not forwarded to a restore in place, whose restorer checks the files again).\n";
+	"be as they were; --allow-changed PATH (repeatable) restores even though PATH changed.\n";
 
 /* --allow-changed paths, canonical (the image records /proc's view of each file). */
 #define MAX_ALLOW 64
@@ -321,7 +320,8 @@ int cmd_checkpoints(int argc, char **argv)
 /* The job's supervisor still runs with the job stopped (checkpoint --stop, or a crash): it
  * restores the checkpoint itself, and this client then attaches or waits as after `run`. */
 static int restore_in_place(struct cli_job *j, const char *name, uint64_t id, bool detach,
-			    bool pty)
+			    bool pty, const struct allow_list *allow,
+			    int (*started)(pid_t init, void *data), void *data)
 {
 	_cleanup_close_ int sock = control_connect(j->job_fd, "control.sock");
 	if (sock < 0) {
@@ -329,10 +329,22 @@ static int restore_in_place(struct cli_job *j, const char *name, uint64_t id, bo
 			  strerror(-sock), j->dir);
 		return 1;
 	}
-	uint8_t p[8];
+	/* le64 id, then the --allow-changed paths, each NUL-terminated. */
+	uint8_t p[CONTROL_PAYLOAD_MAX];
+	size_t len = 8;
 	ck_put_le64(p, id);
+	for (size_t i = 0; i < allow->n; i++) {
+		size_t l = strlen(allow->paths[i]) + 1;
+		if (len + l > sizeof(p)) {
+			cli_error("restore", name, "too many --allow-changed paths for a restore in "
+				  "place (at most %zu bytes of names)", sizeof(p) - 8);
+			return EXIT_USAGE;
+		}
+		memcpy(p + len, allow->paths[i], l);
+		len += l;
+	}
 	struct control_msg m;
-	int r = control_call(sock, CONTROL_RESTORE, p, sizeof(p), &m);
+	int r = control_call(sock, CONTROL_RESTORE, p, len, &m);
 	if (r < 0) {
 		cli_error("restore", name, "supervisor: %s; see %s/log", strerror(-r), j->dir);
 		return 1;
@@ -346,6 +358,11 @@ static int restore_in_place(struct cli_job *j, const char *name, uint64_t id, bo
 		cli_error("restore", name, "%s", err);
 		return 1;
 	}
+	/* As after a new supervisor's start: follow the restorer until the process is rebuilt. */
+	uint32_t init_pid;
+	if (started && control_parse_u32(&m, &init_pid) == 0 &&
+	    (r = started((pid_t)init_pid, data)) != 0)
+		return r;
 	if (detach) {
 		printf("%s\n", name);
 		return 0;
@@ -594,7 +611,8 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 		return r == -ENOENT && err.msg[0] == '-' ? EXIT_USAGE : 1;
 	}
 	if (in_place)
-		return restore_in_place(j, name, id, detach, man.flags & CKPT_F_PTY);
+		return restore_in_place(j, name, id, detach, man.flags & CKPT_F_PTY, allow,
+					restore_started, &watch);
 	struct job_spec spec;
 	r = job_spec_read(j->job_fd, &spec);
 	if (r < 0) {

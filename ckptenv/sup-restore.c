@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 
@@ -115,7 +116,7 @@ int sup_park_tick(struct sup *s, int timeout)
 void sup_restore_in_place(struct sup *s, int c, const struct control_msg *m)
 {
 	char err[512];
-	if (m->len != 8) {
+	if (m->len < 8 || (m->len > 8 && m->payload[m->len - 1] != 0)) {
 		control_send_error(c, EINVAL, "bad restore message");
 		return;
 	}
@@ -128,12 +129,17 @@ void sup_restore_in_place(struct sup *s, int c, const struct control_msg *m)
 		return;
 	}
 	uint64_t id = ck_get_le64(m->payload);
+	int r = sup_allow_set(s, (const char *)m->payload + 8, m->len - 8);
+	if (r < 0) {
+		control_send_error(c, -r, "cannot keep the --allow-changed paths");
+		return;
+	}
 	char name[24], path[64];
 	snprintf(name, sizeof(name), "%llu", (unsigned long long)id);
 	snprintf(path, sizeof(path), "%s/%s", CKPT_DIR, name);
 	_cleanup_close_ int dfd = openat(s->a->job_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	struct ckpt_manifest man;
-	int r = dfd < 0 ? -errno : ckpt_manifest_read(dfd, &man);
+	r = dfd < 0 ? -errno : ckpt_manifest_read(dfd, &man);
 	if (r < 0 || man.id != id) {
 		snprintf(err, sizeof(err), "%s/%s: %s; see 'ckptenv checkpoints %s'", s->a->job_dir,
 			 path, r == -ENOENT ? "no such checkpoint" : "truncated or corrupt",
@@ -202,4 +208,36 @@ int sup_stdio_restart(struct sup *s, int pty_fd, struct ptyproxy_state *pst)
 	s->go_pending = true;
 	s->go_deadline_ns = ck_now_ns();
 	return 0;
+}
+
+int sup_allow_set(struct sup *s, const char *names, size_t len)
+{
+	sup_allow_clear(s);
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++)
+		n += names[i] == 0;
+	if (!n)
+		return 0;
+	char **v = calloc(n, sizeof(*v));
+	char *copy = malloc(len);
+	if (!v || !copy) {
+		free(v);
+		free(copy);
+		return -ENOMEM;
+	}
+	memcpy(copy, names, len);
+	for (size_t i = 0, k = 0; i < len; i += strlen(copy + i) + 1)
+		v[k++] = copy + i;
+	s->allow = v;
+	s->nallow = n;
+	return 0;
+}
+
+void sup_allow_clear(struct sup *s)
+{
+	if (s->allow)
+		free(s->allow[0]); /* one block holds every name */
+	free(s->allow);
+	s->allow = NULL;
+	s->nallow = 0;
 }

@@ -133,8 +133,8 @@ void sup_job_start(struct sup *s, int c)
 		la.restore_dirfd = rdir;
 		la.restore_id = CKPT_IMAGE;
 		la.restore_pid = s->restore_pid;
-		la.allow_changed = s->a->allow_changed;
-		la.nallow_changed = s->a->nallow_changed;
+		la.allow_changed = s->nallow ? (const char *const *)s->allow : s->a->allow_changed;
+		la.nallow_changed = s->nallow ? s->nallow : s->a->nallow_changed;
 	}
 	if (r == 0)
 		r = sup_stdio_prepare(s, &la);
@@ -439,6 +439,7 @@ static void finish(struct sup *s)
 	}
 	sup_stdio_close(s);
 	sup_net_close(s);
+	sup_allow_clear(s);
 	sup_periodic_close(s);
 	sup_fusewatch_stop(s);
 	int r = vfs_close(s->v, s->started);

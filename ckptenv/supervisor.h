@@ -44,6 +44,8 @@ struct sup {
 	/* sup-restore.c: the job ended but the supervisor stays for a restore in place. */
 	const char *restore_id;	   /* the checkpoint being restored (a->restore_id at first) */
 	int32_t restore_pid;
+	char **allow;		   /* --allow-changed of a restore in place (sup_allow_set) */
+	size_t nallow;
 	char restore_buf[24];
 	bool park_on_exit;	   /* `checkpoint --stop`: park when the init is reaped */
 	bool parked;		   /* init reaped, clients and store kept, job_exited not called */
@@ -145,5 +147,10 @@ void sup_net_dispatch(struct sup *s);
 void sup_net_status(struct sup *s, int c);
 /** Reset every proxied connection and free the proxy. NULL-safe. */
 void sup_net_close(struct sup *s);
+
+/** Keep the --allow-changed paths of a restore in place: @len bytes of NUL-terminated names
+ *  (replacing earlier ones; none when @len is 0). 0 or -ENOMEM. */
+int sup_allow_set(struct sup *s, const char *names, size_t len);
+void sup_allow_clear(struct sup *s);
 
 #endif

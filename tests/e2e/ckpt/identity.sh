@@ -16,7 +16,8 @@ TOUCH=$CK_HELPERS/zdtm-touch
 job_pid() { "$CKPTENV" status "$1" | sed -n 's/^pid: *\([0-9]*\) .*/\1/p'; }
 cmd_pid() { local j; j=$(job_pid "$1"); tr -d ' ' <"/proc/$j/task/$j/children"; }
 logged() { "$CKPTENV" log "$1" | grep -aq "$2"; }
-exited() { "$CKPTENV" status "$1" | grep -Eq "state: *(exited|died)"; }
+# Ended, or stopped by `checkpoint --stop` (its supervisor kept for a restore in place).
+exited() { "$CKPTENV" status "$1" | grep -Eq "state: *(exited|died|stopped)"; }
 
 # 1. A scratch file outside /tmp, open in the job, touched after the checkpoint. Progress lines
 # are shown at once (CKPTENV_PROGRESS_MS=0) rather than after a second.

@@ -21,6 +21,7 @@ for i in 1 2 3 4 5 6 7 8; do
 		fail "supervisor $sup still there after kill -9 ($i): $(ps -o stat=,wchan= -p "$sup")"
 	wait "$snap" 2>/dev/null || true
 done
-out=$("$CKPTENV" run --name f -- sh -c 'test -f /tmp/big && echo reopened') || fail "store did not reopen"
+out=$("$CKPTENV" run --name f -- sh -c 'test -f /tmp/big && echo reopened' 2>"$T/err") ||
+	fail "store did not reopen: $(cat "$T/err")"
 expect_eq "store after the kills" "reopened" "$out"
 pass "supervisor killed during a flush exits"
