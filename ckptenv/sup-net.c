@@ -39,8 +39,10 @@ static unsigned max_sessions_from_env(struct sup *s)
 	char *end;
 	unsigned long n = strtoul(v, &end, 10);
 	if (*end || n == 0 || n > 1000000) {
-		sup_log(s, "CKPTENV_NET_MAX_SESSIONS=%s is not a number in 1..1000000; using the "
-			   "default", v);
+		sup_log(s,
+			"CKPTENV_NET_MAX_SESSIONS=%s is not a number in 1..1000000; using the "
+			"default",
+			v);
 		return 0;
 	}
 	return (unsigned)n;
@@ -81,9 +83,10 @@ static void log_refused(struct sup *s, bool force)
 	if (c.refused_limit > s->np_refused_logged &&
 	    (force || s->np_refused_log_ns == 0 || now - s->np_refused_log_ns >= 10000000000ull)) {
 		s->np_refused_log_ns = now;
-		sup_log(s, "the job's connect() failed with EAGAIN %llu time(s): %u proxied "
-			   "connections is the limit; close some, or start the job with "
-			   "CKPTENV_NET_MAX_SESSIONS set higher",
+		sup_log(s,
+			"the job's connect() failed with EAGAIN %llu time(s): %u proxied "
+			"connections is the limit; close some, or start the job with "
+			"CKPTENV_NET_MAX_SESSIONS set higher",
 			(unsigned long long)(c.refused_limit - s->np_refused_logged),
 			c.max_sessions);
 		s->np_refused_logged = c.refused_limit;
