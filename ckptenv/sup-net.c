@@ -31,21 +31,16 @@ static void raise_nofile(unsigned max_sessions)
 	(void)setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+/* The CLI refused a bad value before starting us; a default is only a fallback. */
 static unsigned max_sessions_from_env(struct sup *s)
 {
 	const char *v = getenv("CKPTENV_NET_MAX_SESSIONS");
-	if (!v || !*v)
-		return 0;
-	char *end;
-	unsigned long n = strtoul(v, &end, 10);
-	if (*end || n == 0 || n > 1000000) {
+	unsigned n = 0;
+	if (v && *v && net_max_sessions_parse(v, &n) < 0)
 		sup_log(s,
-			"CKPTENV_NET_MAX_SESSIONS=%s is not a number in 1..1000000; using the "
-			"default",
-			v);
-		return 0;
-	}
-	return (unsigned)n;
+			"CKPTENV_NET_MAX_SESSIONS=%s is not a number in 1..%u; using the default",
+			v, NET_MAX_SESSIONS_MAX);
+	return n;
 }
 
 int sup_net_start(struct sup *s, int net_fd)
