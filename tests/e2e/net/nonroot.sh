@@ -7,7 +7,9 @@
 PY=/usr/bin/python3
 [ "$(id -u)" = 0 ] || skip "needs root to create the test user"
 [ -x $PY ] || skip "python3 missing"
-id ckuser >/dev/null 2>&1 || useradd -m ckuser >/dev/null 2>&1 || skip "cannot create user ckuser"
+# Other scenarios create the same user, maybe at the same time (ctest -j): then it exists.
+id ckuser >/dev/null 2>&1 || useradd -m ckuser >/dev/null 2>&1 || poll_until 10 id ckuser ||
+	skip "cannot create user ckuser"
 chmod 0666 /dev/fuse
 d=$(dirname "$CKPTENV")
 while [ "$d" != / ]; do
