@@ -109,7 +109,10 @@ int main(int argc, char **argv)
 	}
 	if (argc >= 3 && !strcmp(argv[1], "proxy")) {
 		struct netproxy *np; int sv[2];
-		if (netproxy_new(NULL, &np) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) return 1;
+		/* Sessions last until the acceptor has closed its end too: a lagging acceptor on a
+		 * loaded machine must not make the session limit the thing measured. */
+		struct netproxy_config cfg = {.max_sessions = 65536};
+		if (netproxy_new(&cfg, &np) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) return 1;
 		pid_t pid = fork();
 		if (pid == 0) {
 			int nfd = netproxy_filter_install(NETPROXY_FILTER_NAMES | NETPROXY_FILTER_SOCKOPTS);
@@ -140,17 +143,29 @@ B=$W/npbench
 "$B" source > "$W/src.port" & PIDS+=($!)
 for _ in $(seq 50); do [ -s "$W/sink.port" ] && [ -s "$W/acc.port" ] && [ -s "$W/src.port" ] && break; sleep 0.1; done
 SINK=$(cat "$W/sink.port"); ACC=$(cat "$W/acc.port"); SRC=$(cat "$W/src.port")
-SOCATP=$(( (SINK % 20000) + 30000 ))
-SOCATA=$(( SOCATP + 1 ))
-SOCATS=$(( SOCATP + 2 ))
-socat TCP-LISTEN:$SOCATP,bind=127.0.0.1,reuseaddr,fork TCP:127.0.0.1:$SINK & PIDS+=($!)
-socat TCP-LISTEN:$SOCATA,bind=127.0.0.1,reuseaddr,fork TCP:127.0.0.1:$ACC & PIDS+=($!)
-socat TCP-LISTEN:$SOCATS,bind=127.0.0.1,reuseaddr,fork TCP:127.0.0.1:$SRC & PIDS+=($!)
-sleep 0.5
+# socat cannot tell the port it got: try ports below the ephemeral range until one listens.
+socat_to() {
+	local port pid i
+	for i in $(seq 20); do
+		port=$(( 20000 + RANDOM % 12000 ))
+		socat TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork TCP:127.0.0.1:$1 2>/dev/null &
+		pid=$!
+		for _ in $(seq 20); do
+			ss -ltnH "( sport = :$port )" | grep -q . && { PIDS+=($pid); SOCAT_PORT=$port; return 0; }
+			kill -0 $pid 2>/dev/null || break
+			sleep 0.05
+		done
+		kill $pid 2>/dev/null || true
+	done
+	echo "net.sh: cannot start socat" >&2; exit 1
+}
+socat_to "$SINK"; SOCATP=$SOCAT_PORT
+socat_to "$ACC"; SOCATA=$SOCAT_PORT
+socat_to "$SRC"; SOCATS=$SOCAT_PORT
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # A job of its own per run (a fresh supervisor, as `ckptenv run` gives).
-job() { JOBN=$((JOBN + 1)); "$CKPTENV" run --name "b$JOBN" -- "$@" </dev/null; }
+job() { JOBN=$((JOBN + 1)); CKPTENV_NET_MAX_SESSIONS=65536 "$CKPTENV" run --name "b$JOBN" -- "$@" </dev/null; }
 # One round = one run of each variant, so the variants see the same machine load; REPS rounds.
 # cpu: user + system seconds of the whole run (every process), for the connects.
 cpu() {

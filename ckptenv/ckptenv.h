@@ -132,6 +132,11 @@ const char *cli_bytes(uint64_t n, char *buf, size_t len);
 /** Print the proxied connections of the running job in @job_fd (cli-net.c). -errno when its
  *  supervisor cannot say. */
 int cli_status_net(int job_fd);
+/* CKPTENV_NET_MAX_SESSIONS (environment of run/restore): the job's limit on proxied
+ * connections. Checked by the CLI, used by the supervisor (sup-net.c). */
+#define NET_MAX_SESSIONS_MAX 1000000u
+/** Parse a limit in 1..NET_MAX_SESSIONS_MAX into *ret (may be NULL). 0 or -EINVAL. */
+int net_max_sessions_parse(const char *v, unsigned *ret);
 /** Local time "YYYY-MM-DD HH:MM:SS" into @buf ("-" when @t is 0). */
 const char *cli_time(int64_t t, char *buf, size_t len);
 

@@ -6,6 +6,7 @@
 #include "common/ck.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -21,6 +22,18 @@ static bool rd_cstr(struct ck_rd *rd, char *buf, size_t len)
 		if ((unsigned char)buf[i] < 0x20)
 			buf[i] = '?';
 	return true;
+}
+
+int net_max_sessions_parse(const char *v, unsigned *ret)
+{
+	char *end;
+	errno = 0;
+	unsigned long n = strtoul(v, &end, 10);
+	if (!*v || *end || errno || n == 0 || n > NET_MAX_SESSIONS_MAX || v[0] == '-')
+		return -EINVAL;
+	if (ret)
+		*ret = (unsigned)n;
+	return 0;
 }
 
 int cli_status_net(int job_fd)

@@ -35,6 +35,8 @@ static const char run_usage[] =
 	"one is attached to it: the detach key leaves CMD running ('ckptenv attach N' comes back).\n"
 	"Without a terminal, CMD's stdin, stdout and stderr are pipes relayed byte for byte.\n"
 	"All output is also kept in a bounded log: 'ckptenv log N'.\n"
+	"CMD's TCP connections are made and held by the job's supervisor ('ckptenv status N'\n"
+	"lists them); CKPTENV_NET_MAX_SESSIONS bounds how many are open at once (default 1024).\n"
 	"\n"
 	"  -n, --name N            job name ([A-Za-z0-9._-], 1..64); default: a new random one\n"
 	"  -d, --detach            print the name and return at once; no client (stdin at end of\n"
@@ -324,6 +326,14 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 		  const struct cli_run_opts *o, bool print_name, struct supervisor_args *sa)
 {
 	_cleanup_close_ int lock_fd = -1;
+	const char *nm = getenv("CKPTENV_NET_MAX_SESSIONS");
+	if (nm && *nm && net_max_sessions_parse(nm, NULL) < 0) {
+		cli_error(cmd, name,
+			  "CKPTENV_NET_MAX_SESSIONS=%s is not a number of connections in 1..%u; "
+			  "unset it or give one",
+			  nm, NET_MAX_SESSIONS_MAX);
+		return 2;
+	}
 	int r = state_lock_take(j->job_fd, &lock_fd);
 	if (r == -EBUSY) {
 		cli_error(cmd, name,

@@ -100,8 +100,8 @@ void launch_abort(struct launch_job *j)
 
 /* Wait for the init's report: 'F' with the fuse fd, the netproxy listener (and the pty master
  * when @want_pty), or 'E' le32 errno + text. */
-static int read_report(int sock, bool want_pty, int *ret_fuse_fd, int *ret_net_fd,
-		       int *ret_pty_fd, char *err, size_t errlen)
+static int read_report(int sock, bool want_pty, int *ret_fuse_fd, int *ret_net_fd, int *ret_pty_fd,
+		       char *err, size_t errlen)
 {
 	uint8_t buf[512];
 	int fds[3];

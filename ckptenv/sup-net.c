@@ -5,7 +5,7 @@
  *
  * The limit on sessions comes from CKPTENV_NET_MAX_SESSIONS in the supervisor's environment
  * (the `run` that started it), default netproxy's 1024; connects beyond it fail with EAGAIN in
- * the job, and the log says why (once per burst). */
+ * the job, and the log says why (at most once per 10 s). */
 #include "control.h"
 #include "supervisor.h"
 
@@ -31,19 +31,16 @@ static void raise_nofile(unsigned max_sessions)
 	(void)setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+/* The CLI refused a bad value before starting us; a default is only a fallback. */
 static unsigned max_sessions_from_env(struct sup *s)
 {
 	const char *v = getenv("CKPTENV_NET_MAX_SESSIONS");
-	if (!v || !*v)
-		return 0;
-	char *end;
-	unsigned long n = strtoul(v, &end, 10);
-	if (*end || n == 0 || n > 1000000) {
-		sup_log(s, "CKPTENV_NET_MAX_SESSIONS=%s is not a number in 1..1000000; using the "
-			   "default", v);
-		return 0;
-	}
-	return (unsigned)n;
+	unsigned n = 0;
+	if (v && *v && net_max_sessions_parse(v, &n) < 0)
+		sup_log(s,
+			"CKPTENV_NET_MAX_SESSIONS=%s is not a number in 1..%u; using the default",
+			v, NET_MAX_SESSIONS_MAX);
+	return n;
 }
 
 int sup_net_start(struct sup *s, int net_fd)
@@ -71,21 +68,32 @@ bool sup_net_owns(const struct sup *s, int fd)
 	return s->np && fd == netproxy_fd(s->np);
 }
 
+/* At most one line per 10 s (@force: now, if any), with the count since the last one: a job
+ * retrying in a loop must not fill the log. */
+static void log_refused(struct sup *s, bool force)
+{
+	struct netproxy_counters c;
+	netproxy_counters_get(s->np, &c);
+	uint64_t now = ck_now_ns();
+	if (c.refused_limit > s->np_refused_logged &&
+	    (force || s->np_refused_log_ns == 0 || now - s->np_refused_log_ns >= 10000000000ull)) {
+		s->np_refused_log_ns = now;
+		sup_log(s,
+			"the job's connect() failed with EAGAIN %llu time(s): %u proxied "
+			"connections is the limit; close some, or start the job with "
+			"CKPTENV_NET_MAX_SESSIONS set higher",
+			(unsigned long long)(c.refused_limit - s->np_refused_logged),
+			c.max_sessions);
+		s->np_refused_logged = c.refused_limit;
+	}
+}
+
 void sup_net_dispatch(struct sup *s)
 {
 	int r = netproxy_dispatch(s->np);
 	if (r < 0)
 		sup_log(s, "network proxy: %s", strerror(-r));
-	struct netproxy_counters c;
-	netproxy_counters_get(s->np, &c);
-	if (c.refused_limit > s->np_refused_logged) {
-		sup_log(s, "the job's connect() failed with EAGAIN %llu time(s): %u proxied "
-			   "connections is the limit; close some, or start the job with "
-			   "CKPTENV_NET_MAX_SESSIONS set higher",
-			(unsigned long long)(c.refused_limit - s->np_refused_logged),
-			c.max_sessions);
-		s->np_refused_logged = c.refused_limit;
-	}
+	log_refused(s, false);
 }
 
 /* NET_STATUS_REPLY: le32 sessions, le32 limit, le64 connects ever, le64 refused (limit),
@@ -139,6 +147,8 @@ void sup_net_status(struct sup *s, int c)
 
 void sup_net_close(struct sup *s)
 {
+	if (s->np)
+		log_refused(s, true);
 	netproxy_free(s->np); /* upstreams of sessions still open are reset */
 	s->np = NULL;
 }

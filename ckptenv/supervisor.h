@@ -26,6 +26,7 @@ struct sup {
 	struct ptyproxy *pp;	      /* the job's stdio, once started */
 	struct netproxy *np;	      /* the job's TCP connections (sup-net.c), once started */
 	uint64_t np_refused_logged;   /* connects refused by the limit, already logged */
+	uint64_t np_refused_log_ns;   /* when the last such line was written */
 	int job_stdio[3];	      /* pipe mode, until launched: the job's ends */
 	int sup_stdio[3];	      /* pipe mode, until handed to ptyproxy: ours */
 	bool started;

@@ -44,6 +44,8 @@ static int drain_job(struct np_session *s, int job_sock)
 		}
 		struct iovec iov[2];
 		int n = np_ring_in_iov(&s->up, iov);
+		if (n < 0)
+			return n;
 		ssize_t k = readv(s->ps.fd, iov, n);
 		if (k > 0) {
 			s->up.hi += (uint64_t)k;
@@ -196,7 +198,10 @@ int netproxy_session_attach(struct netproxy *np, uint32_t id, const void *unread
 	size_t left = len + rest, off = 0;
 	while (left) {
 		struct iovec iov[2];
-		(void)np_ring_in_iov(R, iov);
+		if (np_ring_in_iov(R, iov) < 0) {
+			np_ring_free(&nr);
+			return -ENOMEM;
+		}
 		size_t k = CK_MIN(left, iov[0].iov_len);
 		memcpy(iov[0].iov_base, tmp + off, k);
 		R->hi += k;

@@ -35,7 +35,8 @@ static inline size_t np_ring_pending(const struct np_ring *r)
 }
 /* Free space for new bytes (dropping kept bytes beyond ->keep as needed). */
 size_t np_ring_space(struct np_ring *r);
-/* iovecs for reading into the free space / writing out the pending bytes. */
+/* iovecs for reading into the free space (the buffer is allocated here, at the first use:
+ * -ENOMEM) / writing out the pending bytes. */
 int np_ring_in_iov(struct np_ring *r, struct iovec iov[2]);
 int np_ring_out_iov(const struct np_ring *r, struct iovec iov[2]);
 void np_ring_copy_out(const struct np_ring *r, uint64_t off, void *dst, size_t len);

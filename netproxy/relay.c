@@ -22,8 +22,8 @@ static ssize_t fill(int fd, struct np_ring *r)
 {
 	struct iovec iov[2];
 	int n = np_ring_in_iov(r, iov);
-	if (n == 0)
-		return -EAGAIN;
+	if (n <= 0)
+		return n < 0 ? n : -EAGAIN;
 	ssize_t k = readv(fd, iov, n);
 	if (k < 0)
 		return -errno;

@@ -5,13 +5,10 @@
 
 int np_ring_init(struct np_ring *r, size_t cap, size_t keep, uint64_t off)
 {
-	/* malloc of a large block is mmap'd and untouched pages cost nothing: idle sessions stay
-	 * small even with big rings. */
-	uint8_t *d = malloc(cap);
-	if (!d)
-		return -ENOMEM;
+	/* The buffer comes with the first byte (np_ring_in_iov): most up rings never hold one
+	 * (that direction is spliced), and a connection that carries nothing costs no memory. */
 	*r = (struct np_ring){
-		.data = d, .cap = cap, .lo = off, .mid = off, .hi = off, .keep = keep};
+		.data = NULL, .cap = cap, .lo = off, .mid = off, .hi = off, .keep = keep};
 	return 0;
 }
 
@@ -44,6 +41,8 @@ static int span(const struct np_ring *r, uint64_t from, size_t len, struct iovec
 
 int np_ring_in_iov(struct np_ring *r, struct iovec iov[2])
 {
+	if (!r->data && !(r->data = malloc(r->cap)))
+		return -ENOMEM;
 	return span(r, r->hi, np_ring_space(r), iov);
 }
 

@@ -2,12 +2,14 @@
 # The proxy as an ordinary user: the job is in a user namespace; the supervisor (same uid, owner
 # of that namespace) takes the job's sockets with pidfd_getfd and installs legs with ADDFD.
 # A limit of 2 sessions (CKPTENV_NET_MAX_SESSIONS) refuses the third connect with EAGAIN and
-# the supervisor's log says why.
+# the supervisor's log says why; a limit that is not a number is refused by `run`.
 . "$(dirname "$0")/../lib.sh"
 PY=/usr/bin/python3
 [ "$(id -u)" = 0 ] || skip "needs root to create the test user"
 [ -x $PY ] || skip "python3 missing"
-id ckuser >/dev/null 2>&1 || useradd -m ckuser >/dev/null 2>&1 || skip "cannot create user ckuser"
+# Other scenarios create the same user, maybe at the same time (ctest -j): then it exists.
+id ckuser >/dev/null 2>&1 || useradd -m ckuser >/dev/null 2>&1 || poll_until 10 id ckuser ||
+	skip "cannot create user ckuser"
 chmod 0666 /dev/fuse
 d=$(dirname "$CKPTENV")
 while [ "$d" != / ]; do
@@ -47,4 +49,8 @@ expect_eq "user job through the proxy" "third refused EAGAIN
 $(id -u ckuser) hello True" "$out"
 grep -q "failed with EAGAIN 1 time(s): 2 proxied connections is the limit" "$U/home/jobs/nn/log" ||
 	fail "the supervisor's log does not explain the refused connect: $(cat "$U/home/jobs/nn/log")"
+rc=0
+out=$(CKPTENV_NET_MAX_SESSIONS=lots "$CKPTENV" run --name bad -- true 2>&1 </dev/null) || rc=$?
+expect_eq "exit status with a bad limit" 2 "$rc"
+expect_eq "bad limit refused" "ckptenv: run bad: CKPTENV_NET_MAX_SESSIONS=lots is not a number of connections in 1..1000000; unset it or give one" "$out"
 pass "non-root job through the proxy, session limit"

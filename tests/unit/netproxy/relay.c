@@ -366,7 +366,8 @@ static void *job_thread_main(void *arg)
 	if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof(v)) < 0 ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
 		t->rc = 2;
-	else if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &bad, sizeof(bad)) == 0 || errno != EINVAL)
+	else if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &bad, sizeof(bad)) == 0 ||
+		 errno != EINVAL)
 		t->rc = 3; /* the kernel's check on the job's own socket answers */
 	else if (getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, &l) < 0 || v != 555)
 		t->rc = 4;
