@@ -17,6 +17,7 @@
 #   SIZE_MB=200 REPS=5 KEYS=2000 ECHO_REPS=3 PEERS="direct ckptenv tmux screen dtach" \
 #     bash bench/pty.sh
 #   CKPTENV_BASE=path/to/other/ckptenv adds the peer "base" (before/after a change, same run).
+#   COST=1 adds context switches and CPU time per keystroke (perf stat), which load does not skew.
 #   The peer "relay" is ckptenv with CKPTENV_ATTACH_RELAY=1: the attach client relays both ways
 #   instead of handing its terminal to the supervisor.
 # Needs: tmux, screen, dtach (apt-get install tmux screen dtach), cc. Work files go to
@@ -212,6 +213,26 @@ for p in "${PEERS[@]}"; do
 	declare -g "EC_$p=$(awk '{print $1}' "$W/e.$p" | median) $(awk '{print $2}' "$W/e.$p" | median)"
 done
 
+# Cost per keystroke (COST=1, needs perf): context switches and CPU time of the whole tree
+# (driver, peer, job) per key, from the difference of a 300-key and a 1300-key run, so start-up
+# is not in it. Unlike wall-clock latency, it does not swing with the machine's load.
+if [ "${COST:-0}" = 1 ] && command -v perf >/dev/null; then
+	for p in "${PEERS[@]}"; do
+		have "$p" || continue
+		for k in 300 1300; do
+			peer_cmd $p "$ECHOJOB"
+			perf stat -x, -e context-switches,task-clock -o "$W/perf.$p.$k" \
+				timeout 120 "$W/ptybench" echo "$k" "${CMD[@]}" > /dev/null || true
+			after_run $p
+			sleep 0.3
+		done
+		val() { awk -F, -v e="$2" '$3 ~ e {print $1}' "$W/perf.$p.$1"; }
+		declare -g "CO_$p=$(awk -v a="$(val 300 context)" -v b="$(val 1300 context)" \
+			-v c="$(val 300 task-clock)" -v d="$(val 1300 task-clock)" \
+			'BEGIN {printf "%.2f %.1f", (b - a) / 1000, (d - c)}')" # task-clock ms/1000 keys = us/key
+	done
+fi
+
 printf "%-9s %10s %12s %12s %12s\n" peer "MB/s" "vs direct" "echo med us" "echo p99 us"
 for p in "${PEERS[@]}"; do
 	v=TP_$p; e=EC_$p
@@ -220,4 +241,11 @@ for p in "${PEERS[@]}"; do
 	read -r med p99 <<< "${!e}"
 	printf "%-9s %10s %12s %12s %12s\n" "$p" "${!v}" "$r" "$med" "$p99"
 done
+if [ "${COST:-0}" = 1 ]; then
+	printf "%-9s %16s %16s\n" peer "switches/key" "cpu us/key"
+	for p in "${PEERS[@]}"; do
+		c=CO_$p
+		[ -n "${!c:-}" ] && printf "%-9s %16s %16s\n" "$p" ${!c}
+	done
+fi
 awk -v a="${TP_ckptenv:-0}" -v b="${TP_tmux:-0}" 'BEGIN { if (a > 0 && b > 0) printf "ckptenv / tmux throughput: %.2fx\n", a / b }'

@@ -11,8 +11,9 @@
  * read it any more: the server writes the output and reads the keystrokes itself, one process
  * hop fewer each way. Only during a flood the server sends OUTPUT for the client to write (the
  * two processes then share the work, as in a relay), and a SYNC that the client answers once
- * that is written, so the server knows when it may write the terminal itself again. The client keeps the raw mode, turns SIGWINCH into RESIZE,
- * and learns from MODES what to reset; the server lets go of the terminal before it sends
+ * that is written, so the server knows when it may write the terminal itself again. The client
+ * keeps the raw mode, turns SIGWINCH into RESIZE, and learns from MODES (and the relayed
+ * output) what to reset; the server lets go of the terminal before it sends
  * DETACH or EXITED, and when the client ends on a signal it sends DETACH and waits for the
  * server to let go (the connection closes) before it resets the terminal. If the supervisor
  * dies, its fd dies with it and the client resets the terminal as on any other way out.

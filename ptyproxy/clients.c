@@ -186,6 +186,8 @@ static int client_out(struct pp_client *c, uint8_t type, const void *data, size_
 {
 	if (c->tty >= 0 && !c->relay_out)
 		return tty_write(c, data, len);
+	if (c->tty >= 0)
+		c->sync_wait = 0; /* relayed after the SYNC out: its answer no longer covers all */
 	return client_send(c, type, data, len);
 }
 
