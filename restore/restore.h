@@ -311,16 +311,19 @@ struct restore_process_opts {
 	int blob_err_fd;    /* where the blob reports a late failure: 0 means 2, -1 nowhere */
 };
 
-/** Rebuild the single-threaded process of checkpoint @id below @dirfd in the calling process and
- *  continue it where it was frozen: every mapping at its old address with its contents and
+/** Rebuild the process of checkpoint @id below @dirfd, every thread of it, in the calling
+ *  process and continue it where it was frozen: every mapping at its old address with its contents and
  *  protection, the vDSO moved to its old place, registers and xsave state, signal actions,
  *  mask and alternate stack, rlimits, cwd, umask, mm fields, rseq, fds at their old numbers
  *  (0/1/2 are kept as given unless @opts hands them over; regular files, directories and
  *  character devices are reopened by path when their identity is unchanged; other kinds must
  *  be handed over in @opts->fds). The caller must be single-threaded: call it in a fresh child.
+ *  The other threads are cloned by the blob at their old tids when the caller runs at the
+ *  image's pid (it needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE over the pid namespace), else
+ *  at new ones.
  *  Never returns on success. Failures detected before the point of no return leave the
- *  process as it was (bar fds moved above the image's): -EOPNOTSUPP (more than one thread, an
- *  fd or mapping kind that cannot be restored yet: err->msg names it), -ESTALE (a file changed),
+ *  process as it was (bar fds moved above the image's): -EOPNOTSUPP (an fd or mapping kind
+ *  that cannot be restored yet: err->msg names it), -ESTALE (a file changed),
  *  -ENOEXEC (the CPU's xsave features or the vDSO do not fit), -EBUSY (caller has threads), the
  *  errors of restore_image_load(). A failure after it (installing fds, signal actions) returns
  *  -errno with the process half-changed: exit. A failure inside the blob cannot return: it

@@ -32,8 +32,8 @@ static void teardown(void)
 struct th {
 	pid_t pid;
 	pid_t tids[NTHREADS]; /* the long-lived threads, as the helper reported them */
-	int out; /* read end of the helper's output */
-	int res; /* restore_process() failure report, or -1 */
+	int out;	      /* read end of the helper's output */
+	int res;	      /* restore_process() failure report, or -1 */
 };
 
 static void line(int fd, char *buf, size_t len)
@@ -58,9 +58,9 @@ static void expect(struct th *h, const char *want, unsigned long long *ret)
 		ck_assert_msg(strncmp(l, "fail", 4) != 0, "helper: %s", l);
 		pid_t *t = h->tids;
 		if (strncmp(l, "tids ", 5) == 0)
-			ck_assert_int_eq(sscanf(l, "tids %d %d %d %d %d %d %d %d %d %d %d %d", &t[0],
-						&t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7],
-						&t[8], &t[9], &t[10], &t[11]),
+			ck_assert_int_eq(sscanf(l, "tids %d %d %d %d %d %d %d %d %d %d %d %d",
+						&t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6],
+						&t[7], &t[8], &t[9], &t[10], &t[11]),
 					 NTHREADS);
 		if (strncmp(l, want, strlen(want)) == 0) {
 			if (ret)
@@ -131,9 +131,8 @@ static pid_t fork_at(pid_t want)
 	if (any_tid())
 		return fork();
 	pid_t tid = want;
-	struct clone_args ca = {.exit_signal = SIGCHLD,
-				.set_tid = (uint64_t)(uintptr_t)&tid,
-				.set_tid_size = 1};
+	struct clone_args ca = {
+		.exit_signal = SIGCHLD, .set_tid = (uint64_t)(uintptr_t)&tid, .set_tid_size = 1};
 	return (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
 }
 
@@ -222,8 +221,9 @@ START_TEST(test_threads_restore_twice)
 		for (size_t i = 0; !any_tid() && i < NTHREADS; i++) {
 			char now[16];
 			comm_of(h.pid, tid[i], now, sizeof(now));
-			ck_assert_msg(strcmp(now, comm[i]) == 0, "round %d: tid %d is \"%s\", not %s",
-					      round, (int)tid[i], now, comm[i]);
+			ck_assert_msg(strcmp(now, comm[i]) == 0,
+				      "round %d: tid %d is \"%s\", not %s", round, (int)tid[i], now,
+				      comm[i]);
 		}
 		ck_assert_uint_ge(count_tasks(h.pid), NTHREADS);
 		do
