@@ -31,7 +31,8 @@ struct restore_freeze;
  *  appears) and wait until each one has reached its ptrace stop. The calling thread becomes the
  *  tracer: every later call on the handle must come from the same thread.
  *  Refuses a job of more than one process (pid plus its descendants) with -EUSERS, setting
- *  err->nprocs. -ESRCH if the process is gone, -EPERM if ptrace is not allowed, -errno else.
+ *  err->nprocs. -ESRCH if the process is gone, -EPERM if ptrace is not allowed,
+ *  -EOPNOTSUPP if its main thread has ended while others run (err->msg says so), -errno else.
  *  On success *ret owns the handle: release it with restore_freeze_resume()/_leave_stopped(). */
 int restore_freeze(pid_t pid, struct restore_freeze **ret, struct restore_err *err);
 

@@ -4,7 +4,8 @@
  * one thread) is frozen, dumped and killed, then rebuilt twice from the same image in a fresh
  * child of ours, at its old pid and old tids (clone3 set_tid: root). Each restored copy must
  * have all 11 threads at their old tids, go on from the checkpoint's block count, and on
- * SIGUSR1 verify itself and answer "ok". Not root: the copies get new tids ("anytid"). */
+ * SIGUSR1 verify itself and answer "ok". Not root: the copies get new tids ("anytid").
+ * Also: a process whose main thread has ended (pthread_exit) is refused. */
 #include "fixture.h"
 
 #include <dirent.h>
@@ -244,6 +245,60 @@ START_TEST(test_threads_restore_twice)
 }
 END_TEST
 
+/* The main thread ended with pthread_exit() while another runs on: refused, naming the reason,
+ * and the process keeps running. */
+START_TEST(test_threads_leader_exited)
+{
+	int p[2];
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	char exe[PATH_MAX];
+	snprintf(exe, sizeof(exe), "%s/zdtm-leaderexit", fx_helpers());
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(p[1], OFD);
+		execl(exe, "zdtm-leaderexit", "10", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	struct th h = {.pid = pid, .out = p[0], .res = -1};
+	char l[128];
+	line(h.out, l, sizeof(l));
+	ck_assert_str_eq(l, "count 0\n");
+	/* The leader is a zombie once pthread_exit() is through. */
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	for (int tries = 0;; tries++) {
+		char buf[512] = "";
+		FILE *f = fopen(path, "r");
+		ck_assert_ptr_nonnull(f);
+		if (!fgets(buf, sizeof(buf), f))
+			buf[0] = 0;
+		fclose(f);
+		char *s = strrchr(buf, ')');
+		if (s && s[2] == 'Z')
+			break;
+		ck_assert_msg(tries < 5000, "the leader never ended");
+		usleep(1000);
+	}
+	struct restore_freeze *f = NULL;
+	struct restore_err err = {0};
+	ck_assert_int_eq(restore_freeze(pid, &f, &err), -EOPNOTSUPP);
+	ck_assert_msg(strstr(err.msg, "main thread") && strstr(err.msg, "pthread_exit"), "%s",
+		      err.msg);
+	unsigned long long a = 0, b = 0;
+	line(h.out, l, sizeof(l));
+	ck_assert_int_eq(sscanf(l, "count %llu", &a), 1);
+	do {
+		line(h.out, l, sizeof(l));
+		ck_assert_int_eq(sscanf(l, "count %llu", &b), 1);
+	} while (b < a + 3);
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	close(h.out);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("restore-threads");
@@ -251,6 +306,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_threads_restore_twice);
+	tcase_add_test(tc, test_threads_leader_exited);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
