@@ -5,7 +5,8 @@
  * child of ours, at its old pid and old tids (clone3 set_tid: root). Each restored copy must
  * have all 11 threads at their old tids, go on from the checkpoint's block count, and on
  * SIGUSR1 verify itself and answer "ok". Not root: the copies get new tids ("anytid").
- * Also: a process whose main thread has ended (pthread_exit) is refused. */
+ * The same with the helper statically linked. Also: a process whose main thread has ended
+ * (pthread_exit) is refused. */
 #include "fixture.h"
 
 #include <dirent.h>
@@ -76,19 +77,19 @@ static bool any_tid(void)
 	return geteuid() != 0;
 }
 
-static void start(struct th *h)
+static void start(struct th *h, const char *helper)
 {
 	int p[2];
 	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
 	char exe[PATH_MAX];
-	snprintf(exe, sizeof(exe), "%s/zdtm-threads", fx_helpers());
+	snprintf(exe, sizeof(exe), "%s/%s", fx_helpers(), helper);
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		dup2(p[1], OFD);
 		close_range(3, OFD - 1, 0);
 		close_range(OFD + 1, ~0u, 0);
-		execl(exe, "zdtm-threads", "10", any_tid() ? "anytid" : NULL, (char *)NULL);
+		execl(exe, helper, "10", any_tid() ? "anytid" : NULL, (char *)NULL);
 		_exit(127);
 	}
 	close(p[1]);
@@ -157,10 +158,10 @@ static void restore_child(const char *id, pid_t old, struct th *h)
 	*h = (struct th){.pid = pid, .out = p[0], .res = rp[0]};
 }
 
-START_TEST(test_threads_restore_twice)
+static void run_threads(const char *helper)
 {
 	struct th h;
-	start(&h);
+	start(&h, helper);
 	unsigned long long before = 0;
 	for (int i = 0; i < 5; i++)
 		expect(&h, "tick", &before);
@@ -186,7 +187,7 @@ START_TEST(test_threads_restore_twice)
 	ck_assert_int_eq(restore_image_load(dirfd_, "1", &img, &err), 0);
 	ck_assert_uint_eq(img->nthreads, n);
 	ck_assert_int_eq(img->threads[0].tid, old);
-	ck_assert_str_eq(img->threads[0].comm, "zdtm-threads");
+	ck_assert_str_eq(img->threads[0].comm, "zdtm-threads"); /* set by the helper */
 	/* Every long-lived thread is in the image with what glibc set up for it. */
 	pid_t tid[NTHREADS];
 	char comm[NTHREADS][16];
@@ -242,6 +243,17 @@ START_TEST(test_threads_restore_twice)
 		close(h.out);
 		close(h.res);
 	}
+}
+
+START_TEST(test_threads_restore_twice)
+{
+	run_threads("zdtm-threads");
+}
+END_TEST
+
+START_TEST(test_threads_static)
+{
+	run_threads("zdtm-threads-static");
 }
 END_TEST
 
@@ -306,6 +318,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_threads_restore_twice);
+	tcase_add_test(tc, test_threads_static);
 	tcase_add_test(tc, test_threads_leader_exited);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
