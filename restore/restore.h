@@ -325,7 +325,8 @@ struct restore_process_opts {
  *  Never returns on success. Failures detected before the point of no return leave the
  *  process as it was (bar fds moved above the image's): -EOPNOTSUPP (an fd or mapping kind
  *  that cannot be restored yet: err->msg names it), -ESTALE (a file changed),
- *  -ENOEXEC (the CPU's xsave features or the vDSO do not fit), -EBUSY (caller has threads), the
+ *  -ENOEXEC (the CPU's xsave features or the vDSO do not fit), -EBUSY (caller has threads,
+ *  or an old tid is taken), -EPERM (old tids cannot be set here), the
  *  errors of restore_image_load(). A failure after it (installing fds, signal actions) returns
  *  -errno with the process half-changed: exit. A failure inside the blob cannot return: it
  *  writes one line to blob_err_fd and exits with status RESTORE_BLOB_EXIT_STATUS. */

@@ -5,8 +5,9 @@
  * child of ours, at its old pid and old tids (clone3 set_tid: root). Each restored copy must
  * have all 11 threads at their old tids, go on from the checkpoint's block count, and on
  * SIGUSR1 verify itself and answer "ok". Not root: the copies get new tids ("anytid").
- * The same with the helper statically linked. Also: a process whose main thread has ended
- * (pthread_exit) is refused. */
+ * The same with the helper statically linked. Also: an old tid taken by another process is
+ * refused before the point of no return; a process whose main thread has ended (pthread_exit)
+ * is refused at freeze. */
 #include "fixture.h"
 
 #include <dirent.h>
@@ -243,6 +244,27 @@ static void run_threads(const char *helper)
 		close(h.out);
 		close(h.res);
 	}
+	if (any_tid())
+		return;
+	/* One old tid taken by another process: refused before anything changed, naming it. */
+	pid_t squat = fork_at(tid[1]);
+	ck_assert_msg(squat >= 0, "cannot fork at %d: %s", (int)tid[1], strerror(errno));
+	if (squat == 0) {
+		pause();
+		_exit(0);
+	}
+	restore_child("1", old, &h);
+	char l[512];
+	line(h.res, l, sizeof(l));
+	int st = 0, rr = 0;
+	ck_assert_int_eq(waitpid(h.pid, &st, 0), h.pid);
+	ck_assert_msg(sscanf(l, "%d", &rr) == 1 && rr == -EBUSY && strstr(l, "is taken"), "got %s",
+		      l);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 100);
+	kill(squat, SIGKILL);
+	waitpid(squat, NULL, 0);
+	close(h.out);
+	close(h.res);
 }
 
 START_TEST(test_threads_restore_twice)
