@@ -97,15 +97,31 @@ struct seize_pass {
 	size_t added;
 };
 
+/* The leader ended with pthread_exit() while other threads run: it stays a zombie, which
+ * ptrace refuses (EPERM), and /proc/PID/maps of it is empty. */
+static bool leader_zombie(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+	if (ck_read_file_at(AT_FDCWD, path, 4096, &buf, &len) < 0)
+		return false;
+	const char *s = strrchr(buf, ')');
+	return s && s[1] == ' ' && s[2] == 'Z';
+}
+
 static int seize_one(pid_t pid, pid_t tid, void *u)
 {
 	struct seize_pass *sp = u;
 	struct restore_freeze *f = sp->f;
-	(void)pid;
 	if (held(f, tid))
 		return 0;
-	if (ptrace(PTRACE_SEIZE, tid, 0, 0) < 0)
+	if (ptrace(PTRACE_SEIZE, tid, 0, 0) < 0) {
+		if (errno == EPERM && tid == pid && leader_zombie(pid))
+			return -ENOTRECOVERABLE;
 		return errno == ESRCH ? 0 : -errno; /* ESRCH: the thread just exited */
+	}
 	if (f->n == f->cap) {
 		size_t nc = f->cap ? f->cap * 2 : 16;
 		pid_t *p = realloc(f->tids, nc * sizeof(*p));
@@ -238,6 +254,14 @@ undo_seize:
 	if (r == -EPERM && err)
 		snprintf(err->msg, sizeof(err->msg), "cannot ptrace pid %d: not permitted",
 			 (int)pid);
+	if (r == -ENOTRECOVERABLE) {
+		r = -EOPNOTSUPP;
+		if (err)
+			snprintf(err->msg, sizeof(err->msg),
+				 "the main thread of pid %d has ended (pthread_exit) while other "
+				 "threads run; such a process cannot be checkpointed yet",
+				 (int)pid);
+	}
 	return r;
 }
 

@@ -83,6 +83,10 @@ static inline void *rst_bump(struct rst_bump *b, size_t len)
 }
 
 /* restore-threads.c */
+/** Before the point of no return: when the threads will get their old tids (we run at the
+ *  image's pid), that clone3 may set tids here and that none of them is taken. 0, -EBUSY (a
+ *  tid is taken), -EPERM; err->msg says which. */
+int rst_threads_check(struct rst_ctx *c);
 /** Bytes of argument block the threads need (their ckr_thread records, private pending
  *  signals and frames), 64-byte steps included. */
 size_t rst_threads_args_size(const struct rst_ctx *c);

@@ -93,7 +93,8 @@ static int check_image(struct rst_ctx *c)
 	if (n != 1)
 		return rst_fail(c, n < 0 ? n : -EBUSY,
 				"the restorer must be single-threaded (it has %d threads)", n);
-	return check_cpu(c);
+	int r = rst_threads_check(c);
+	return r < 0 ? r : check_cpu(c);
 }
 
 static int open_exe(struct rst_ctx *c)

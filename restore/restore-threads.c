@@ -8,7 +8,51 @@
  * like the leader gets a new pid (tests only). */
 #include "restore/restore-internal.h"
 
+#include <linux/sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+/* Whether clone3 may choose tids here: asking for our own pid fails with EEXIST when we may
+ * (the tid is taken), EPERM when we may not, and never creates anything. */
+static int probe_set_tid(void)
+{
+	pid_t self = getpid();
+	struct clone_args ca = {
+		.exit_signal = SIGCHLD, .set_tid = (uint64_t)(uintptr_t)&self, .set_tid_size = 1};
+	long r = syscall(SYS_clone3, &ca, sizeof(ca));
+	if (r == 0)
+		_exit(0); /* cannot happen: our pid is ours */
+	if (r > 0) {
+		waitpid((pid_t)r, NULL, 0);
+		return 0;
+	}
+	return errno == EEXIST ? 0 : -errno;
+}
+
+int rst_threads_check(struct rst_ctx *c)
+{
+	const struct restore_image *img = c->img;
+	if (img->nthreads < 2 || getpid() != img->proc.pid)
+		return 0; /* no other thread, or new tids anyway (see above) */
+	int r = probe_set_tid();
+	if (r < 0)
+		return rst_fail(c, r,
+				"cannot recreate %zu threads at their old tids: clone3 set_tid is "
+				"not allowed here (%s; it needs CAP_CHECKPOINT_RESTORE or "
+				"CAP_SYS_ADMIN over the pid namespace)",
+				img->nthreads - 1, strerror(-r));
+	for (size_t i = 1; i < img->nthreads; i++) {
+		pid_t tid = img->threads[i].tid;
+		if (kill(tid, 0) == 0 || errno != ESRCH)
+			return rst_fail(c, -EBUSY,
+					"tid %d of thread %zu is taken by another process; restore "
+					"into the job's own pid namespace (ckptenv restore)",
+					(int)tid, i);
+	}
+	return 0;
+}
 
 size_t rst_threads_args_size(const struct rst_ctx *c)
 {

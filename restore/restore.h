@@ -31,7 +31,8 @@ struct restore_freeze;
  *  appears) and wait until each one has reached its ptrace stop. The calling thread becomes the
  *  tracer: every later call on the handle must come from the same thread.
  *  Refuses a job of more than one process (pid plus its descendants) with -EUSERS, setting
- *  err->nprocs. -ESRCH if the process is gone, -EPERM if ptrace is not allowed, -errno else.
+ *  err->nprocs. -ESRCH if the process is gone, -EPERM if ptrace is not allowed,
+ *  -EOPNOTSUPP if its main thread has ended while others run (err->msg says so), -errno else.
  *  On success *ret owns the handle: release it with restore_freeze_resume()/_leave_stopped(). */
 int restore_freeze(pid_t pid, struct restore_freeze **ret, struct restore_err *err);
 
@@ -402,8 +403,8 @@ struct restore_process_opts {
 	int blob_err_fd;    /* where the blob reports a late failure: 0 means 2, -1 nowhere */
 };
 
-/** Rebuild the single-threaded process of checkpoint @id below @dirfd in the calling process and
- *  continue it where it was frozen: every mapping at its old address with its contents and
+/** Rebuild the process of checkpoint @id below @dirfd, every thread of it, in the calling
+ *  process and continue it where it was frozen: every mapping at its old address with its contents and
  *  protection, the vDSO moved to its old place, registers and xsave state, signal actions,
  *  mask and alternate stack, rlimits, cwd, umask, mm fields, rseq, fds at their old numbers
  *  (0/1/2 are kept as given unless @opts hands them over; regular files, directories and
@@ -412,10 +413,14 @@ struct restore_process_opts {
  *  recreated from the image with their state, docs/fds.md; ttys, connected TCP sockets and
  *  pipes or sockets whose other end was outside the job must be handed over in @opts->fds).
  *  The caller must be single-threaded: call it in a fresh child.
+ *  The other threads are cloned by the blob at their old tids when the caller runs at the
+ *  image's pid (it needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE over the pid namespace), else
+ *  at new ones.
  *  Never returns on success. Failures detected before the point of no return leave the
- *  process as it was (bar fds moved above the image's): -EOPNOTSUPP (more than one thread, an
- *  fd or mapping kind that cannot be restored yet: err->msg names it), -ESTALE (a file changed),
- *  -ENOEXEC (the CPU's xsave features or the vDSO do not fit), -EBUSY (caller has threads), the
+ *  process as it was (bar fds moved above the image's): -EOPNOTSUPP (an fd or mapping kind
+ *  that cannot be restored yet: err->msg names it), -ESTALE (a file changed),
+ *  -ENOEXEC (the CPU's xsave features or the vDSO do not fit), -EBUSY (caller has threads,
+ *  or an old tid is taken), -EPERM (old tids cannot be set here), the
  *  errors of restore_image_load(). A failure after it (installing fds, signal actions) returns
  *  -errno with the process half-changed: exit. A failure inside the blob cannot return: it
  *  writes one line to blob_err_fd and exits with status RESTORE_BLOB_EXIT_STATUS. */

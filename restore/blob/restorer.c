@@ -6,10 +6,11 @@
  *
  * Order: unmap everything but the landing zone and the vDSO triple; move [vvar], [vvar_vclock],
  * [vdso] to the image's addresses through parking slots; map every old mapping writable, fill it
- * from pages.img, set its real protection; close the restorer's fds; PR_SET_MM_MAP; the thread
- * state rt_sigreturn does not carry (fs/gs base, tid address, robust list, rseq); queue pending
- * signals again (every signal is blocked until the sigreturn installs the old mask); then
- * rt_sigreturn on the prepared frame. A failure can only be reported by a message on err_fd and
+ * from pages.img, set its real protection; close the restorer's fds; PR_SET_MM_MAP; clone the
+ * other threads (threads.c); the leader's thread state rt_sigreturn does not carry (fs/gs base,
+ * tid address, robust list, rseq, name, its pending signals); queue the shared pending signals
+ * again (every signal is blocked until each sigreturn installs the old mask); wait for every
+ * thread, release them; then rt_sigreturn on the leader's frame. A failure can only be reported by a message on err_fd and
  * exit_group(CKR_BLOB_EXIT_STATUS): the caller's address space is gone. */
 #include "sys.h"
 

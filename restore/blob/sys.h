@@ -23,7 +23,7 @@ static inline long ckr_sys6(long nr, long a, long b, long c, long d, long e, lon
 #define sys2(nr, a, b)		   ckr_sys6(nr, (long)(a), (long)(b), 0, 0, 0, 0)
 #define sys3(nr, a, b, c)	   ckr_sys6(nr, (long)(a), (long)(b), (long)(c), 0, 0, 0)
 #define sys4(nr, a, b, c, d)	   ckr_sys6(nr, (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
-#define sys5(nr, a, b, c, d, e)                                                                     \
+#define sys5(nr, a, b, c, d, e) \
 	ckr_sys6(nr, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), 0)
 
 static inline int is_err(long r)
@@ -32,9 +32,8 @@ static inline int is_err(long r)
 }
 
 /* restorer.c: "ckptenv restorer: WHAT at 0xADDR: errno N" on err_fd, then exit_group. */
-__attribute__((noreturn, visibility("hidden"))) void ckr_fail(const struct ckr_args *a,
-							      const char *what, uint64_t addr,
-							      long ret);
+__attribute__((noreturn, visibility("hidden"))) void
+ckr_fail(const struct ckr_args *a, const char *what, uint64_t addr, long ret);
 
 /* threads.c */
 /** Create every thread but the leader (memory must be complete): each sets up its own state

@@ -4,16 +4,18 @@
  * block count after every block; they also pass a token round robin under a mutex and a condvar,
  * and two more threads play ping-pong with a blocking mutex/condvar handoff (so some threads
  * are always asleep in futex_wait); one more thread creates and joins short-lived ones back to
- * back (named "transient"), so a freeze meets threads being born and dying. Every thread has TLS values of its own, a name, and the odd
- * workers block SIGUSR2, of which worker 1 has one pending addressed to it. The main thread
- * prints "tick TOTAL" (blocks of all workers) every 20 ms on OUT_FD, "tids MAIN W0..W7 P0 P1
- * CHURN" and "ready" once every thread runs and every worker has done two blocks, and "fail WHY" as soon as a thread sees something wrong.
+ * back (named "transient"), so a freeze meets threads being born and dying. Every thread has
+ * TLS values of its own and a name; the odd workers block SIGUSR2, of which worker 1 has one
+ * pending addressed to it; the even workers have alternate signal stacks of their own. The
+ * main thread prints "tick TOTAL" (blocks of all workers) every 20 ms on OUT_FD, "tids MAIN
+ * W0..W7 P0 P1 CHURN" and "ready" once every thread runs and every worker has done two blocks,
+ * and "fail WHY" as soon as a thread sees something wrong.
  *
  *   zdtm-threads OUT_FD [anytid]
  *
  * SIGUSR1 makes it verify (every thread still progressing and correct, its tid unchanged unless
- * "anytid", rseq registered, TLS, names, masks, the pending SIGUSR2, handoffs and thread creation going on), print "ok" or
- * "fail WHY" and exit 0 or 1.
+ * "anytid", rseq registered, TLS, names, masks, alternate stacks, the pending SIGUSR2, handoffs
+ * and thread creation going on), print "ok" or "fail WHY" and exit 0 or 1.
  *
  * NOT TO BE BUILT WITH SANITIZERS: it is checkpointed. */
 #include <cpuid.h>
@@ -53,6 +55,7 @@ struct worker {
 };
 
 static struct worker w[NW];
+static char altstacks[NW][32 << 10]; /* each even worker's alternate signal stack */
 static int out_fd, have_avx512, any_tid;
 static volatile sig_atomic_t verify_req;
 static pthread_mutex_t ring_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -265,6 +268,14 @@ static const char *self_check(int idx, pid_t tid, const char *name)
 		if (syscall(SYS_rseq, rs, len, 0, RSEQ_SIG) == 0 || errno != EBUSY)
 			return "rseq registration";
 	}
+	stack_t ss;
+	if (sigaltstack(NULL, &ss) < 0)
+		return "sigaltstack";
+	if (idx >= 0 && idx % 2 == 0 &&
+	    (ss.ss_sp != altstacks[idx] || ss.ss_size != sizeof(altstacks[idx]) || ss.ss_flags))
+		return "alternate signal stack";
+	if ((idx < 0 || idx % 2) && !(ss.ss_flags & SS_DISABLE))
+		return "an alternate signal stack where none was set";
 	sigset_t m, p;
 	pthread_sigmask(SIG_BLOCK, NULL, &m);
 	if (idx >= 0 && sigismember(&m, SIGUSR2) != (idx % 2))
@@ -288,6 +299,11 @@ static void *worker_main(void *arg)
 	sigemptyset(&s);
 	sigaddset(&s, SIGUSR2);
 	pthread_sigmask(me->idx % 2 ? SIG_BLOCK : SIG_UNBLOCK, &s, NULL);
+	if (me->idx % 2 == 0) {
+		stack_t ss = {.ss_sp = altstacks[me->idx], .ss_size = sizeof(altstacks[me->idx])};
+		if (sigaltstack(&ss, NULL) < 0)
+			me->fail = "cannot set an alternate signal stack";
+	}
 	uint64_t answered = 0;
 	for (;;) {
 		if (have_avx512)

@@ -4,7 +4,10 @@
  * one thread) is frozen, dumped and killed, then rebuilt twice from the same image in a fresh
  * child of ours, at its old pid and old tids (clone3 set_tid: root). Each restored copy must
  * have all 11 threads at their old tids, go on from the checkpoint's block count, and on
- * SIGUSR1 verify itself and answer "ok". Not root: the copies get new tids ("anytid"). */
+ * SIGUSR1 verify itself and answer "ok". Not root: the copies get new tids ("anytid").
+ * The same with the helper statically linked. Also: an old tid taken by another process is
+ * refused before the point of no return; a process whose main thread has ended (pthread_exit)
+ * is refused at freeze. */
 #include "fixture.h"
 
 #include <dirent.h>
@@ -32,8 +35,8 @@ static void teardown(void)
 struct th {
 	pid_t pid;
 	pid_t tids[NTHREADS]; /* the long-lived threads, as the helper reported them */
-	int out; /* read end of the helper's output */
-	int res; /* restore_process() failure report, or -1 */
+	int out;	      /* read end of the helper's output */
+	int res;	      /* restore_process() failure report, or -1 */
 };
 
 static void line(int fd, char *buf, size_t len)
@@ -58,9 +61,9 @@ static void expect(struct th *h, const char *want, unsigned long long *ret)
 		ck_assert_msg(strncmp(l, "fail", 4) != 0, "helper: %s", l);
 		pid_t *t = h->tids;
 		if (strncmp(l, "tids ", 5) == 0)
-			ck_assert_int_eq(sscanf(l, "tids %d %d %d %d %d %d %d %d %d %d %d %d", &t[0],
-						&t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7],
-						&t[8], &t[9], &t[10], &t[11]),
+			ck_assert_int_eq(sscanf(l, "tids %d %d %d %d %d %d %d %d %d %d %d %d",
+						&t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6],
+						&t[7], &t[8], &t[9], &t[10], &t[11]),
 					 NTHREADS);
 		if (strncmp(l, want, strlen(want)) == 0) {
 			if (ret)
@@ -75,19 +78,19 @@ static bool any_tid(void)
 	return geteuid() != 0;
 }
 
-static void start(struct th *h)
+static void start(struct th *h, const char *helper)
 {
 	int p[2];
 	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
 	char exe[PATH_MAX];
-	snprintf(exe, sizeof(exe), "%s/zdtm-threads", fx_helpers());
+	snprintf(exe, sizeof(exe), "%s/%s", fx_helpers(), helper);
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		dup2(p[1], OFD);
 		close_range(3, OFD - 1, 0);
 		close_range(OFD + 1, ~0u, 0);
-		execl(exe, "zdtm-threads", "10", any_tid() ? "anytid" : NULL, (char *)NULL);
+		execl(exe, helper, "10", any_tid() ? "anytid" : NULL, (char *)NULL);
 		_exit(127);
 	}
 	close(p[1]);
@@ -131,9 +134,8 @@ static pid_t fork_at(pid_t want)
 	if (any_tid())
 		return fork();
 	pid_t tid = want;
-	struct clone_args ca = {.exit_signal = SIGCHLD,
-				.set_tid = (uint64_t)(uintptr_t)&tid,
-				.set_tid_size = 1};
+	struct clone_args ca = {
+		.exit_signal = SIGCHLD, .set_tid = (uint64_t)(uintptr_t)&tid, .set_tid_size = 1};
 	return (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
 }
 
@@ -157,10 +159,10 @@ static void restore_child(const char *id, pid_t old, struct th *h)
 	*h = (struct th){.pid = pid, .out = p[0], .res = rp[0]};
 }
 
-START_TEST(test_threads_restore_twice)
+static void run_threads(const char *helper)
 {
 	struct th h;
-	start(&h);
+	start(&h, helper);
 	unsigned long long before = 0;
 	for (int i = 0; i < 5; i++)
 		expect(&h, "tick", &before);
@@ -186,7 +188,7 @@ START_TEST(test_threads_restore_twice)
 	ck_assert_int_eq(restore_image_load(dirfd_, "1", &img, &err), 0);
 	ck_assert_uint_eq(img->nthreads, n);
 	ck_assert_int_eq(img->threads[0].tid, old);
-	ck_assert_str_eq(img->threads[0].comm, "zdtm-threads");
+	ck_assert_str_eq(img->threads[0].comm, "zdtm-threads"); /* set by the helper */
 	/* Every long-lived thread is in the image with what glibc set up for it. */
 	pid_t tid[NTHREADS];
 	char comm[NTHREADS][16];
@@ -222,8 +224,9 @@ START_TEST(test_threads_restore_twice)
 		for (size_t i = 0; !any_tid() && i < NTHREADS; i++) {
 			char now[16];
 			comm_of(h.pid, tid[i], now, sizeof(now));
-			ck_assert_msg(strcmp(now, comm[i]) == 0, "round %d: tid %d is \"%s\", not %s",
-					      round, (int)tid[i], now, comm[i]);
+			ck_assert_msg(strcmp(now, comm[i]) == 0,
+				      "round %d: tid %d is \"%s\", not %s", round, (int)tid[i], now,
+				      comm[i]);
 		}
 		ck_assert_uint_ge(count_tasks(h.pid), NTHREADS);
 		do
@@ -241,6 +244,92 @@ START_TEST(test_threads_restore_twice)
 		close(h.out);
 		close(h.res);
 	}
+	if (any_tid())
+		return;
+	/* One old tid taken by another process: refused before anything changed, naming it. */
+	pid_t squat = fork_at(tid[1]);
+	ck_assert_msg(squat >= 0, "cannot fork at %d: %s", (int)tid[1], strerror(errno));
+	if (squat == 0) {
+		pause();
+		_exit(0);
+	}
+	restore_child("1", old, &h);
+	char l[512];
+	line(h.res, l, sizeof(l));
+	int st = 0, rr = 0;
+	ck_assert_int_eq(waitpid(h.pid, &st, 0), h.pid);
+	ck_assert_msg(sscanf(l, "%d", &rr) == 1 && rr == -EBUSY && strstr(l, "is taken"), "got %s",
+		      l);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 100);
+	kill(squat, SIGKILL);
+	waitpid(squat, NULL, 0);
+	close(h.out);
+	close(h.res);
+}
+
+START_TEST(test_threads_restore_twice)
+{
+	run_threads("zdtm-threads");
+}
+END_TEST
+
+START_TEST(test_threads_static)
+{
+	run_threads("zdtm-threads-static");
+}
+END_TEST
+
+/* The main thread ended with pthread_exit() while another runs on: refused, naming the reason,
+ * and the process keeps running. */
+START_TEST(test_threads_leader_exited)
+{
+	int p[2];
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	char exe[PATH_MAX];
+	snprintf(exe, sizeof(exe), "%s/zdtm-leaderexit", fx_helpers());
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(p[1], OFD);
+		execl(exe, "zdtm-leaderexit", "10", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	struct th h = {.pid = pid, .out = p[0], .res = -1};
+	char l[128];
+	line(h.out, l, sizeof(l));
+	ck_assert_str_eq(l, "count 0\n");
+	/* The leader is a zombie once pthread_exit() is through. */
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	for (int tries = 0;; tries++) {
+		char buf[512] = "";
+		FILE *f = fopen(path, "r");
+		ck_assert_ptr_nonnull(f);
+		if (!fgets(buf, sizeof(buf), f))
+			buf[0] = 0;
+		fclose(f);
+		char *s = strrchr(buf, ')');
+		if (s && s[2] == 'Z')
+			break;
+		ck_assert_msg(tries < 5000, "the leader never ended");
+		usleep(1000);
+	}
+	struct restore_freeze *f = NULL;
+	struct restore_err err = {0};
+	ck_assert_int_eq(restore_freeze(pid, &f, &err), -EOPNOTSUPP);
+	ck_assert_msg(strstr(err.msg, "main thread") && strstr(err.msg, "pthread_exit"), "%s",
+		      err.msg);
+	unsigned long long a = 0, b = 0;
+	line(h.out, l, sizeof(l));
+	ck_assert_int_eq(sscanf(l, "count %llu", &a), 1);
+	do {
+		line(h.out, l, sizeof(l));
+		ck_assert_int_eq(sscanf(l, "count %llu", &b), 1);
+	} while (b < a + 3);
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	close(h.out);
 }
 END_TEST
 
@@ -251,6 +340,8 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_threads_restore_twice);
+	tcase_add_test(tc, test_threads_static);
+	tcase_add_test(tc, test_threads_leader_exited);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
