@@ -32,6 +32,9 @@ enum img_section {
 	IMG_SEC_VMAS = 3,
 	IMG_SEC_FDS = 4,
 	IMG_SEC_RUNS = 5,
+	/* Numbered apart from the sequence above so that sections added meanwhile in other
+	 * branches do not collide with it. Written only when the timers were read. */
+	IMG_SEC_TIMERS = 16,
 };
 
 /* Bounds applied to every count and length read from an image. */
@@ -78,6 +81,11 @@ int img_unpack_fds(struct ck_rd *r, struct restore_image *img);
 int img_unpack_runs(struct ck_rd *r, struct restore_image *img);
 
 void img_proc_clear(struct restore_proc *p);
+
+/* image-timers.c: the TIMERS section. */
+void img_pack_timers(struct ck_buf *b, const struct restore_timers *t);
+int img_unpack_timers(struct ck_rd *r, struct restore_timers *t);
+void img_timers_clear(struct restore_timers *t);
 void img_thread_clear(struct restore_thread *t);
 
 #endif

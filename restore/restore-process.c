@@ -118,7 +118,8 @@ static size_t args_size(const struct rst_ctx *c)
 	size_t np = img->proc.npending + img->threads[0].npending;
 	return 64 * 8 + sizeof(struct ckr_args) + img->nvmas * sizeof(struct ckr_vma) +
 	       c->nruns * sizeof(struct ckr_run) + c->ntmp * sizeof(int32_t) + img->proc.auxv_len +
-	       np * RESTORE_SIGINFO_SIZE + RST_FRAME_EXTRA + img->threads[0].xsave_len;
+	       np * RESTORE_SIGINFO_SIZE + RST_FRAME_EXTRA + img->threads[0].xsave_len +
+	       64 + c->ntimers * sizeof(struct ckr_timer);
 }
 
 /* Copy the blob, fill the argument block and the frame. Returns the args pointer. */
@@ -143,7 +144,8 @@ static int build_zone(struct rst_ctx *c, uint64_t code_len, uint64_t args_len, u
 	size_t np = img->proc.npending + t->npending;
 	uint8_t *pend = bump(&b, np * RESTORE_SIGINFO_SIZE);
 	uint8_t *frame = bump(&b, RST_FRAME_EXTRA + t->xsave_len);
-	if (!a || !vmas || !runs || !cl || !auxv || !pend || !frame)
+	struct ckr_timer *timers = bump(&b, c->ntimers * sizeof(*timers));
+	if (!a || !vmas || !runs || !cl || !auxv || !pend || !frame || !timers)
 		return -ENOBUFS;
 	*a = (struct ckr_args){
 		.magic = CKR_ARGS_MAGIC,
@@ -174,7 +176,11 @@ static int build_zone(struct rst_ctx *c, uint64_t code_len, uint64_t args_len, u
 		.npending_thread = (uint32_t)t->npending,
 		.pending = pend,
 		.err_fd = c->err_fd,
+		.ntimers = c->ntimers,
+		.timers = timers,
 	};
+	if (c->ntimers)
+		memcpy(timers, c->timers, c->ntimers * sizeof(*timers));
 	uint64_t park = c->zone + code_len + args_len;
 	for (unsigned i = 0; i < c->nremap; i++) {
 		a->remap[i] = c->remap[i];
@@ -233,6 +239,8 @@ static int prepare(struct rst_ctx *c, struct ckr_args **ret)
 		r = open_exe(c);
 	if (r == 0)
 		r = rst_fds_plan(c);
+	if (r == 0)
+		r = rst_timers_plan(c);
 	if (r < 0)
 		return r;
 	uint64_t code_len = RST_PAGE_ROUND((uint64_t)(ckr_blob_code_end - ckr_blob_code));
@@ -248,7 +256,10 @@ static int prepare(struct rst_ctx *c, struct ckr_args **ret)
 		munmap((void *)(uintptr_t)c->zone, c->zone_len);
 		return rst_fail(c, r, "cannot build the restorer's landing zone: %s", strerror(-r));
 	}
-	return 0;
+	r = rst_timers_create(c); /* last: undone by itself on failure */
+	if (r < 0)
+		munmap((void *)(uintptr_t)c->zone, c->zone_len);
+	return r;
 }
 
 static int set_signals(struct rst_ctx *c)
@@ -321,6 +332,7 @@ static void ctx_free(struct rst_ctx *c)
 	free(c->tmp_fds);
 	free(c->runs);
 	free(c->fds);
+	free(c->timers);
 	restore_image_free(c->img);
 }
 

@@ -33,6 +33,9 @@
 #define NR_rt_tgsigqueueinfo 297
 #define NR_rt_sigqueueinfo   129
 #define NR_rseq		     334
+#define NR_setitimer	     38
+#define NR_timer_settime     223
+#define NR_clock_gettime     228
 
 #define PROT_NONE_	0
 #define MAP_FIXED_	0x10
@@ -297,6 +300,41 @@ static void queue_pending(const struct ckr_args *a)
 	}
 }
 
+/* The last step before rt_sigreturn, so no timer runs while the address space is rebuilt;
+ * every signal is still blocked, an expiry from here on is only queued. */
+static void arm_timers(const struct ckr_args *a)
+{
+	for (uint32_t i = 0; i < a->ntimers; i++) {
+		const struct ckr_timer *t = &a->timers[i];
+		uint64_t v = t->value_ns;
+		long r;
+		if (t->flags & CKR_TIMER_ITIMER) {
+			if (t->flags & CKR_TIMER_ABS) {
+				int64_t ts[2] = {0, 0};
+				r = sys2(NR_clock_gettime, t->clock, ts);
+				if (is_err(r))
+					fail(a, "clock_gettime", (uint64_t)t->clock, r);
+				uint64_t now = (uint64_t)ts[0] * 1000000000ull + (uint64_t)ts[1];
+				v = v > now ? v - now : 1; /* overdue: expire at once */
+			}
+			/* struct itimerval in microseconds, rounded up: 0 would disarm. */
+			uint64_t vu = (v + 999) / 1000, iu = (t->interval_ns + 999) / 1000;
+			int64_t itv[4] = {(int64_t)(iu / 1000000), (int64_t)(iu % 1000000),
+					  (int64_t)(vu / 1000000), (int64_t)(vu % 1000000)};
+			r = sys3(NR_setitimer, t->id, itv, 0);
+			if (is_err(r))
+				fail(a, "setitimer", (uint64_t)t->id, r);
+			continue;
+		}
+		int64_t its[4] = {(int64_t)(t->interval_ns / 1000000000ull),
+				  (int64_t)(t->interval_ns % 1000000000ull),
+				  (int64_t)(v / 1000000000ull), (int64_t)(v % 1000000000ull)};
+		r = sys4(NR_timer_settime, t->id, (t->flags & CKR_TIMER_ABS) ? 1 : 0, its, 0);
+		if (is_err(r))
+			fail(a, "timer_settime of POSIX timer", (uint64_t)t->id, r);
+	}
+}
+
 __attribute__((noreturn, used)) void ckr_blob_main(struct ckr_args *a);
 __attribute__((noreturn, used)) void ckr_blob_main(struct ckr_args *a)
 {
@@ -314,6 +352,7 @@ __attribute__((noreturn, used)) void ckr_blob_main(struct ckr_args *a)
 	set_mm(a);
 	thread_state(a);
 	queue_pending(a);
+	arm_timers(a);
 	uint64_t sp = a->frame + 8;
 	if (a->err_fd >= 0) /* a private copy, see restore_process() */
 		sys1(NR_close, a->err_fd);
