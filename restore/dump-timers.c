@@ -2,13 +2,15 @@
  *
  * The kernel tells a tracer which POSIX timers exist (/proc/PID/timers: id, signal and
  * sigev_value, notify kind and target, clock) but not how they are armed, and nothing at all of
- * the itimers. So, in one injection session of its own (inject.c) on the leader: clock_gettime
- * of CLOCK_MONOTONIC and CLOCK_BOOTTIME (the process's own view, its time namespace's offsets
- * included), then getitimer x3 and timer_gettime + timer_getoverrun per POSIX timer. The clocks
- * come first and everything is read within a few microseconds, so "deadline = clock + time
- * left" holds for the restorer. Results go to a scratch page mmap'ed in the target and unmapped
- * before the dump reads the memory maps. A separate session rather than a part of
- * inject_collect(): one more PTRACE_GETREGS/SETREGS pair, and the two evolve independently. */
+ * the itimers. So, in one injection session of its own (inject.c) on the leader: getitimer x3,
+ * timer_gettime + timer_getoverrun per POSIX timer, then clock_gettime of CLOCK_MONOTONIC and
+ * CLOCK_BOOTTIME (the process's own view, its time namespace's offsets included). Each injected
+ * call costs a ptrace round trip (tens of microseconds, more on a loaded machine): with the
+ * clocks read last, "deadline = clock + time left" as the restorer computes it is never earlier
+ * than the real deadline, only late by that much. Results go to a scratch page mmap'ed in the
+ * target and unmapped before the dump reads the memory maps. A separate session rather than a
+ * part of inject_collect(): one more PTRACE_GETREGS/SETREGS pair, and the two evolve
+ * independently. */
 #include "restore/dump-internal.h"
 
 #include <signal.h>
@@ -129,14 +131,17 @@ static int read_posix(struct inject *ij, uint64_t scr, struct restore_timers *t)
 static int collect(struct inject *ij, uint64_t scr, struct restore_timers *t)
 {
 	int64_t ret;
-	int r = call(ij, SYS_clock_gettime, CLOCK_MONOTONIC, scr + SCR_CLOCKS, 0, &ret);
-	if (r == 0)
-		r = call(ij, SYS_clock_gettime, CLOCK_BOOTTIME, scr + SCR_CLOCKS + 16, 0, &ret);
+	int r = 0;
 	for (int w = 0; r == 0 && w < 3; w++)
 		r = call(ij, SYS_getitimer, (uint64_t)w, scr + SCR_ITIMERS + (uint64_t)w * 32, 0,
 			 &ret);
 	if (r == 0)
 		r = read_posix(ij, scr, t);
+	/* The clocks last: clock + time left is then never before the real deadline. */
+	if (r == 0)
+		r = call(ij, SYS_clock_gettime, CLOCK_MONOTONIC, scr + SCR_CLOCKS, 0, &ret);
+	if (r == 0)
+		r = call(ij, SYS_clock_gettime, CLOCK_BOOTTIME, scr + SCR_CLOCKS + 16, 0, &ret);
 	uint8_t raw[SCR_ITIMERS + 3 * 32];
 	if (r == 0)
 		r = peek(ij->tid, scr, raw, sizeof(raw));
