@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -160,6 +161,53 @@ static int collect(struct inject *ij, uint64_t scr, struct restore_timers *t)
 	return 0;
 }
 
+/* A timer that expired while we dumped queued its signal after dump_thread() read the pending
+ * queues: read them again now, right after the timers, so that signal and timer state agree
+ * (an expiry is then either in the queue or still ahead in the timer; one landing in the few
+ * microseconds between the two reads would be in both). The process is frozen: the queues
+ * only grow, so the later snapshot replaces the earlier one. */
+static int repeek(pid_t tid, bool shared, struct restore_siginfo **ret, size_t *ret_n)
+{
+	size_t n = 0, cap = 0;
+	struct restore_siginfo *v = NULL;
+	for (;;) {
+		if (n + 32 > cap) {
+			cap = n + 32;
+			struct restore_siginfo *nv = realloc(v, cap * sizeof(*nv));
+			if (!nv) {
+				free(v);
+				return -ENOMEM;
+			}
+			v = nv;
+		}
+		struct __ptrace_peeksiginfo_args a = {
+			.off = n, .flags = shared ? PTRACE_PEEKSIGINFO_SHARED : 0, .nr = 32};
+		long got = ptrace(PTRACE_PEEKSIGINFO, tid, &a, v + n);
+		if (got < 0) {
+			free(v);
+			return -errno;
+		}
+		n += (size_t)got;
+		if (got == 0 || n >= IMG_MAX_PENDING)
+			break;
+	}
+	free(*ret);
+	*ret = n ? v : NULL;
+	if (!n)
+		free(v);
+	*ret_n = n;
+	return 0;
+}
+
+static int repeek_all(struct restore_freeze *f, struct restore_image *img)
+{
+	int r = repeek(f->pid, true, &img->proc.pending, &img->proc.npending);
+	for (size_t i = 0; r == 0 && i < img->nthreads; i++)
+		r = repeek(img->threads[i].tid, false, &img->threads[i].pending,
+			   &img->threads[i].npending);
+	return r;
+}
+
 int dump_timers(struct restore_freeze *f, struct restore_image *img)
 {
 	struct restore_timers *t = &img->timers;
@@ -190,6 +238,8 @@ int dump_timers(struct restore_freeze *f, struct restore_image *img)
 	int e = inject_end(&ij);
 	if (r == 0)
 		r = e;
+	if (r == 0)
+		r = repeek_all(f, img);
 	if (r < 0)
 		t->flags &= ~RESTORE_TIMERS_F_VALID;
 	return r;

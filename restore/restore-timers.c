@@ -43,6 +43,17 @@ static const uint64_t *deadline_clock(const struct restore_timers *t, int32_t cl
 	}
 }
 
+/* A SIGALRM sent by the kernel (SI_KERNEL: ITIMER_REAL) in the process's pending queue. */
+static bool alarm_pending(const struct restore_proc *p)
+{
+	for (size_t i = 0; i < p->npending; i++) {
+		const uint8_t *s = p->pending[i].raw;
+		if (ck_get_le32(s) == SIGALRM && (int32_t)ck_get_le32(s + 8) == SI_KERNEL)
+			return true;
+	}
+	return false;
+}
+
 int rst_timers_plan(struct rst_ctx *c)
 {
 	const struct restore_image *img = c->img;
@@ -76,6 +87,19 @@ int rst_timers_plan(struct rst_ctx *c)
 		};
 	}
 	for (int w = 0; w < 3; w++) {
+		if (!t->itimer_value_ns[w] && w == ITIMER_REAL && t->itimer_interval_ns[w] &&
+		    alarm_pending(&img->proc)) {
+			/* An ITIMER_REAL period is re-armed by the kernel when its SIGALRM is
+			 * dequeued: until then getitimer() says 0 left. The SIGALRM is re-queued
+			 * with the pending signals; arm the next period after it. */
+			c->timers[c->ntimers++] = (struct ckr_timer){
+				.id = w,
+				.flags = CKR_TIMER_ITIMER,
+				.value_ns = t->itimer_interval_ns[w],
+				.interval_ns = t->itimer_interval_ns[w],
+			};
+			continue;
+		}
 		if (!t->itimer_value_ns[w])
 			continue;
 		bool real = w == ITIMER_REAL;

@@ -38,12 +38,14 @@ static uint64_t mono_ns(clockid_t c)
 
 /* One line from @fd, byte by byte; "" at end of file. 30 s deadline per byte: the restored
  * helper waits for its timer B, a few seconds, before it says "ok". */
+static const char *stage = "";
+
 static void read_line(int fd, char *buf, size_t len)
 {
 	size_t n = 0;
 	while (n + 1 < len) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
-		ck_assert_msg(poll(&p, 1, 30000) == 1, "helper did not answer in 30 s (got '%.*s')",
+		ck_assert_msg(poll(&p, 1, 30000) == 1, "%s: no answer in 30 s (got '%.*s')", stage,
 			      (int)n, buf);
 		char c;
 		if (read(fd, &c, 1) <= 0)
@@ -109,10 +111,27 @@ static void roundtrip(const char *mode)
 	int out;
 	pid_t pid = start_helper(mode, &out);
 	char line[256];
+	stage = "helper start";
 	read_line(out, line, sizeof(line));
 	int id_a = -1, id_b = -1;
 	ck_assert_msg(sscanf(line, "ready %d %d", &id_a, &id_b) == 2, "helper said: %s", line);
 
+	/* Freeze it in its sampling loop's sleep (clock_nanosleep), not while it still writes. */
+	char sp[64];
+	snprintf(sp, sizeof(sp), "/proc/%d/syscall", (int)pid);
+	for (int tries = 0;; tries++) {
+		char buf[64] = "";
+		FILE *sf = fopen(sp, "r");
+		if (sf) {
+			if (!fgets(buf, sizeof(buf), sf))
+				buf[0] = 0;
+			fclose(sf);
+		}
+		if (!strncmp(buf, "230 ", 4))
+			break;
+		ck_assert_msg(tries < 5000, "helper never sleeps: %s", buf);
+		usleep(1000);
+	}
 	struct restore_freeze *f = NULL;
 	struct restore_err err = {0};
 	uint64_t before = mono_ns(CLOCK_MONOTONIC);
@@ -180,6 +199,7 @@ static void roundtrip(const char *mode)
 	close(p[1]);
 	close(res[1]);
 	char got[512] = "";
+	stage = "restored helper";
 	for (;;) {
 		read_line(p[0], line, sizeof(line));
 		if (!line[0])
@@ -191,6 +211,7 @@ static void roundtrip(const char *mode)
 	char why[512] = "";
 	int st = 0;
 	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	stage = "restorer";
 	read_line(res[0], why, sizeof(why));
 	ck_assert_msg(strstr(got, "restored") && strstr(got, "\nok\n"),
 		      "restored helper said: '%s' (status 0x%x, restorer: %s)", got, st, why);
