@@ -231,9 +231,9 @@ int main(int argc, char **argv)
 		alarm_set = now(CLOCK_MONOTONIC);
 		alarm(1000);
 	}
-	printf("ready %d %d\n", id_a, id_b);
-
+	/* Sampled before "ready": a checkpoint taken any time after it finds them in memory. */
 	int64_t pm = now(CLOCK_MONOTONIC), pb = now(CLOCK_BOOTTIME), pr = now(CLOCK_REALTIME);
+	printf("ready %d %d\n", id_a, id_b);
 	for (;;) {
 		usleep(2000);
 		int64_t m = now(CLOCK_MONOTONIC), bt = now(CLOCK_BOOTTIME), r = now(CLOCK_REALTIME);

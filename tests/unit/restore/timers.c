@@ -116,22 +116,6 @@ static void roundtrip(const char *mode)
 	int id_a = -1, id_b = -1;
 	ck_assert_msg(sscanf(line, "ready %d %d", &id_a, &id_b) == 2, "helper said: %s", line);
 
-	/* Freeze it in its sampling loop's sleep (clock_nanosleep), not while it still writes. */
-	char sp[64];
-	snprintf(sp, sizeof(sp), "/proc/%d/syscall", (int)pid);
-	for (int tries = 0;; tries++) {
-		char buf[64] = "";
-		FILE *sf = fopen(sp, "r");
-		if (sf) {
-			if (!fgets(buf, sizeof(buf), sf))
-				buf[0] = 0;
-			fclose(sf);
-		}
-		if (!strncmp(buf, "230 ", 4))
-			break;
-		ck_assert_msg(tries < 5000, "helper never sleeps: %s", buf);
-		usleep(1000);
-	}
 	struct restore_freeze *f = NULL;
 	struct restore_err err = {0};
 	uint64_t before = mono_ns(CLOCK_MONOTONIC);
