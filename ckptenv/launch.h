@@ -4,8 +4,8 @@
  * only our own uid/gid when not root). The init makes its mounts private, mounts the vfs on
  * /tmp, hands the /dev/fuse fd back, mounts a fresh /proc, and then waits for launch_go()
  * before it runs the command, so the supervisor can start serving /tmp first.
- * Later additions (a time namespace, a reserved address range) belong in struct launch_args
- * and launch.c only. */
+ * Later additions (a reserved address range) belong in struct launch_args and launch.c only;
+ * the time namespace is entered by the init itself (init.c), right before it forks the job. */
 #ifndef CKPTENV_LAUNCH_H
 #define CKPTENV_LAUNCH_H
 
