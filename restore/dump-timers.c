@@ -109,8 +109,8 @@ static int read_posix(struct inject *ij, uint64_t scr, struct restore_timers *t)
 		for (size_t i = 0; i < n; i++) {
 			struct restore_posix_timer *p = &t->posix[base + i];
 			int64_t ret;
-			int r = call(ij, SYS_timer_gettime, (uint64_t)p->id, scr + SCR_POSIX + i * 32,
-				     0, &ret);
+			int r = call(ij, SYS_timer_gettime, (uint64_t)p->id,
+				     scr + SCR_POSIX + i * 32, 0, &ret);
 			if (r == 0)
 				r = call(ij, SYS_timer_getoverrun, (uint64_t)p->id, 0, 0, &ret);
 			if (r < 0)
@@ -153,7 +153,8 @@ static int collect(struct inject *ij, uint64_t scr, struct restore_timers *t)
 	for (int w = 0; w < 3; w++) {
 		/* struct itimerval: it_interval, it_value, each a timeval (sec, usec). */
 		const uint8_t *v = raw + SCR_ITIMERS + w * 32;
-		t->itimer_interval_ns[w] = ck_get_le64(v) * 1000000000ull + ck_get_le64(v + 8) * 1000;
+		t->itimer_interval_ns[w] =
+			ck_get_le64(v) * 1000000000ull + ck_get_le64(v + 8) * 1000;
 		t->itimer_value_ns[w] =
 			ck_get_le64(v + 16) * 1000000000ull + ck_get_le64(v + 24) * 1000;
 	}
@@ -223,8 +224,8 @@ int dump_timers(struct restore_freeze *f, struct restore_image *img)
 	if (r < 0)
 		return r;
 	int64_t scr;
-	const uint64_t a[6] = {0, RESTORE_PAGE_SIZE, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, (uint64_t)-1, 0};
+	const uint64_t prot = PROT_READ | PROT_WRITE, flags = MAP_PRIVATE | MAP_ANONYMOUS;
+	const uint64_t a[6] = {0, RESTORE_PAGE_SIZE, prot, flags, (uint64_t)-1, 0};
 	r = inject_syscall(&ij, SYS_mmap, a, &scr);
 	if (r == 0 && scr < 0 && scr > -4096)
 		r = (int)scr;

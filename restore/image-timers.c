@@ -6,8 +6,8 @@
 
 #include <stdlib.h>
 
-#define NS_MAX		 (1ull << 62) /* ~146 years: keeps deadline sums far from overflow */
-#define POSIX_MIN_BYTES	 (6 * 4 + 3 * 8)
+#define NS_MAX		(1ull << 62) /* ~146 years: keeps deadline sums far from overflow */
+#define POSIX_MIN_BYTES (6 * 4 + 3 * 8)
 
 void img_pack_timers(struct ck_buf *b, const struct restore_timers *t)
 {
@@ -64,7 +64,8 @@ int img_unpack_timers(struct ck_rd *r, struct restore_timers *t)
 	for (int i = 0; i < 3; i++) {
 		ck_rd_le64(r, &t->itimer_value_ns[i]);
 		ck_rd_le64(r, &t->itimer_interval_ns[i]);
-		if (!r->err && (t->itimer_value_ns[i] >= NS_MAX || t->itimer_interval_ns[i] >= NS_MAX))
+		if (!r->err &&
+		    (t->itimer_value_ns[i] >= NS_MAX || t->itimer_interval_ns[i] >= NS_MAX))
 			r->err = -EBADMSG;
 	}
 	if (!r->err && (t->mono_ns >= NS_MAX || t->boot_ns >= NS_MAX || t->flags & ~1u))

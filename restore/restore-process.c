@@ -118,8 +118,8 @@ static size_t args_size(const struct rst_ctx *c)
 	size_t np = img->proc.npending + img->threads[0].npending;
 	return 64 * 8 + sizeof(struct ckr_args) + img->nvmas * sizeof(struct ckr_vma) +
 	       c->nruns * sizeof(struct ckr_run) + c->ntmp * sizeof(int32_t) + img->proc.auxv_len +
-	       np * RESTORE_SIGINFO_SIZE + RST_FRAME_EXTRA + img->threads[0].xsave_len +
-	       64 + c->ntimers * sizeof(struct ckr_timer);
+	       np * RESTORE_SIGINFO_SIZE + RST_FRAME_EXTRA + img->threads[0].xsave_len + 64 +
+	       c->ntimers * sizeof(struct ckr_timer);
 }
 
 /* Copy the blob, fill the argument block and the frame. Returns the args pointer. */

@@ -23,9 +23,9 @@
 #include <time.h>
 
 #ifndef PR_TIMER_CREATE_RESTORE_IDS
-#define PR_TIMER_CREATE_RESTORE_IDS	 77
-#define PR_TIMER_CREATE_RESTORE_IDS_OFF	 0
-#define PR_TIMER_CREATE_RESTORE_IDS_ON	 1
+#define PR_TIMER_CREATE_RESTORE_IDS	77
+#define PR_TIMER_CREATE_RESTORE_IDS_OFF 0
+#define PR_TIMER_CREATE_RESTORE_IDS_ON	1
 #endif
 #define CREATE_TRIES (1 << 16)
 
@@ -71,10 +71,11 @@ int rst_timers_plan(struct rst_ctx *c)
 	for (size_t i = 0; i < t->nposix; i++) {
 		const struct restore_posix_timer *p = &t->posix[i];
 		if (p->notify == SIGEV_THREAD_ID && p->tid != img->threads[0].tid)
-			return rst_fail(c, -EOPNOTSUPP,
-					"POSIX timer %d signals thread %d; timers aimed at a thread "
-					"other than the main one cannot be restored yet",
-					p->id, p->tid);
+			return rst_fail(
+				c, -EOPNOTSUPP,
+				"POSIX timer %d signals thread %d; timers aimed at a thread "
+				"other than the main one cannot be restored yet",
+				p->id, p->tid);
 		if (!p->value_ns)
 			continue; /* disarmed: created, not armed */
 		const uint64_t *base = deadline_clock(t, p->clockid);
@@ -140,7 +141,8 @@ int rst_timers_create(struct rst_ctx *c)
 	const struct restore_timers *t = &c->img->timers;
 	if (!(t->flags & RESTORE_TIMERS_F_VALID) || !t->nposix)
 		return 0;
-	bool exact = prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0) == 0;
+	bool exact =
+		prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0) == 0;
 	int r = 0;
 	size_t i;
 	for (i = 0; i < t->nposix && r == 0; i++) {
@@ -163,10 +165,10 @@ int rst_timers_create(struct rst_ctx *c)
 			r = -EBUSY;
 		}
 		if (r < 0) {
-			r = rst_fail(c, r,
-				     "cannot recreate POSIX timer %d (clock %d, signal %d): %s%s",
-				     p->id, p->clockid, p->signo, strerror(-r),
-				     exact ? "" : " (no PR_TIMER_CREATE_RESTORE_IDS in this kernel)");
+			r = rst_fail(
+				c, r, "cannot recreate POSIX timer %d (clock %d, signal %d): %s%s",
+				p->id, p->clockid, p->signo, strerror(-r),
+				exact ? "" : " (no PR_TIMER_CREATE_RESTORE_IDS in this kernel)");
 			break;
 		}
 	}

@@ -346,7 +346,9 @@ struct restore_process_opts {
 /** Rebuild the single-threaded process of checkpoint @id below @dirfd in the calling process and
  *  continue it where it was frozen: every mapping at its old address with its contents and
  *  protection, the vDSO moved to its old place, registers and xsave state, signal actions,
- *  mask and alternate stack, rlimits, cwd, umask, mm fields, rseq, fds at their old numbers
+ *  mask and alternate stack, rlimits, cwd, umask, mm fields, rseq, itimers and POSIX timers
+ *  (at their old ids, armed last; deadlines on CLOCK_MONOTONIC/BOOTTIME are absolute, so call
+ *  restore_timens_enter() first for clocks that go on), fds at their old numbers
  *  (0/1/2 are kept as given unless @opts hands them over; regular files, directories and
  *  character devices are reopened by path when their identity is unchanged; other kinds must
  *  be handed over in @opts->fds). The caller must be single-threaded: call it in a fresh child.

@@ -92,11 +92,11 @@ static void fmt_off(char *buf, size_t len, const char *name, int64_t v)
 
 int restore_timens_enter(const uint64_t clocks[2], struct restore_err *err)
 {
-#define FAIL(r, ...)                                                                             \
-	do {                                                                                     \
-		if (err)                                                                         \
-			snprintf(err->msg, sizeof(err->msg), __VA_ARGS__);                        \
-		return (r);                                                                      \
+#define FAIL(r, ...)                                                       \
+	do {                                                               \
+		if (err)                                                   \
+			snprintf(err->msg, sizeof(err->msg), __VA_ARGS__); \
+		return (r);                                                \
 	} while (0)
 	int r = same_ns("/proc/self/ns/time", "/proc/self/ns/time_for_children");
 	if (r == -ENOENT)

@@ -155,19 +155,21 @@ static int verify(bool itimer, int64_t b_deadline, int64_t alarm_set)
 	timer_gettime(ta, &its);
 	if (ts_ns(&its.it_interval) != 100 * MS || ts_ns(&its.it_value) <= 0 ||
 	    ts_ns(&its.it_value) > 100 * MS)
-		return fail("timer A: period %lld ns, left %lld ns", (long long)ts_ns(&its.it_interval),
-			    (long long)ts_ns(&its.it_value));
+		return fail("timer A: period %lld ns, left %lld ns",
+			    (long long)ts_ns(&its.it_interval), (long long)ts_ns(&its.it_value));
 	if (itimer) {
 		struct itimerval v;
 		getitimer(ITIMER_VIRTUAL, &v);
 		/* CPU-time timers are kept in scheduler ticks: a few ms above is fine. */
 		if (tv_ns(&v.it_value) > 1000 * SEC + 20 * MS || tv_ns(&v.it_value) < 990 * SEC)
-			return fail("ITIMER_VIRTUAL has %lld ns left", (long long)tv_ns(&v.it_value));
+			return fail("ITIMER_VIRTUAL has %lld ns left",
+				    (long long)tv_ns(&v.it_value));
 		getitimer(ITIMER_PROF, &v);
 		if (tv_ns(&v.it_value) > 500 * SEC + 20 * MS || tv_ns(&v.it_value) < 490 * SEC ||
 		    tv_ns(&v.it_interval) != 500 * SEC)
 			return fail("ITIMER_PROF has %lld ns left, period %lld",
-				    (long long)tv_ns(&v.it_value), (long long)tv_ns(&v.it_interval));
+				    (long long)tv_ns(&v.it_value),
+				    (long long)tv_ns(&v.it_interval));
 	} else {
 		struct itimerval v;
 		getitimer(ITIMER_REAL, &v);
@@ -189,14 +191,16 @@ static int verify(bool itimer, int64_t b_deadline, int64_t alarm_set)
 		return fail("timer B fired at %lld ms, deadline %lld ms",
 			    (long long)(b_fired_at / MS), (long long)(b_deadline / MS));
 	if (bad)
-		return fail("signal %d came with a wrong si_code, si_timerid or si_value", (int)bad);
+		return fail("signal %d came with a wrong si_code, si_timerid or si_value",
+			    (int)bad);
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
 	if (argc < 3 || (strcmp(argv[1], "itimer") && strcmp(argv[1], "alarm"))) {
-		fprintf(stderr, "usage: zdtm-timers itimer|alarm DOWNTIME_S [continuous [B_DELAY_S]]\n");
+		fprintf(stderr,
+			"usage: zdtm-timers itimer|alarm DOWNTIME_S [continuous [B_DELAY_S]]\n");
 		return 2;
 	}
 	bool itimer = !strcmp(argv[1], "itimer");
@@ -238,7 +242,8 @@ int main(int argc, char **argv)
 		usleep(2000);
 		int64_t m = now(CLOCK_MONOTONIC), bt = now(CLOCK_BOOTTIME), r = now(CLOCK_REALTIME);
 		if (m < pm || bt < pb) {
-			printf("fail: a clock went back: monotonic %lld -> %lld, boottime %lld -> %lld\n",
+			printf("fail: a clock went back: monotonic %lld -> %lld, boottime %lld -> "
+			       "%lld\n",
 			       (long long)pm, (long long)m, (long long)pb, (long long)bt);
 			return 1;
 		}

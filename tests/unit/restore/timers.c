@@ -253,8 +253,14 @@ static int write_and_load(const char *id, const struct restore_timers *t,
 START_TEST(test_section)
 {
 	struct restore_posix_timer p[2] = {
-		{.id = 3, .clockid = CLOCK_BOOTTIME, .notify = SIGEV_THREAD_ID, .signo = 40,
-		 .value = 0x1122334455667788ull, .tid = 42, .overrun = 5, .value_ns = 7,
+		{.id = 3,
+		 .clockid = CLOCK_BOOTTIME,
+		 .notify = SIGEV_THREAD_ID,
+		 .signo = 40,
+		 .value = 0x1122334455667788ull,
+		 .tid = 42,
+		 .overrun = 5,
+		 .value_ns = 7,
 		 .interval_ns = 9},
 		{.id = 1000000, .clockid = CLOCK_REALTIME, .notify = SIGEV_NONE},
 	};
@@ -292,14 +298,27 @@ START_TEST(test_section)
 		bad = t;
 		bad.posix = q;
 		switch (i) {
-		case 0: q[1].id = 3; break;		  /* not sorted / duplicate */
-		case 1: q[0].notify = 2; break;		  /* SIGEV_THREAD: never from the kernel */
-		case 2: q[0].signo = 65; break;		  /* no such signal */
-		case 3: q[0].tid = 0; break;		  /* SIGEV_THREAD_ID without a thread */
-		case 4: bad.mono_ns = 1ull << 63; break;  /* absurd clock */
-		case 5: bad.itimer_value_ns[1] = ~0ull; break;
+		case 0:
+			q[1].id = 3;
+			break; /* not sorted / duplicate */
+		case 1:
+			q[0].notify = 2;
+			break; /* SIGEV_THREAD: never from the kernel */
+		case 2:
+			q[0].signo = 65;
+			break; /* no such signal */
+		case 3:
+			q[0].tid = 0;
+			break; /* SIGEV_THREAD_ID without a thread */
+		case 4:
+			bad.mono_ns = 1ull << 63;
+			break; /* absurd clock */
+		case 5:
+			bad.itimer_value_ns[1] = ~0ull;
+			break;
 		}
-		ck_assert_msg(write_and_load(ids[i], &bad, NULL) == -EBADMSG, "case %d accepted", i);
+		ck_assert_msg(write_and_load(ids[i], &bad, NULL) == -EBADMSG, "case %d accepted",
+			      i);
 	}
 }
 END_TEST
@@ -330,8 +349,8 @@ START_TEST(test_timens_enter)
 	close(p[0]);
 	int r = -1, w = 0;
 	unsigned long long dm = 0, db = 0;
-	ck_assert_msg(sscanf(line, "%d %llu %llu %d", &r, &dm, &db, &w) == 4 && r == 0,
-		      "child: %s", line);
+	ck_assert_msg(sscanf(line, "%d %llu %llu %d", &r, &dm, &db, &w) == 4 && r == 0, "child: %s",
+		      line);
 	/* Read right after entering: within a second (and not below: no wrap to huge values). */
 	ck_assert_msg(dm < 1000000000ull && db < 1000000000ull, "clocks off by %llu / %llu ns", dm,
 		      db);
