@@ -7,6 +7,10 @@
  *   timer B  POSIX, CLOCK_MONOTONIC, absolute deadline start + B_DELAY s (default 8): one shot,
  *            SIGUSR2,
  *            value 0x5eed0002
+ *   timer C  POSIX, CLOCK_BOOTTIME, SIGEV_THREAD_ID to the main thread, 150 ms period, signal
+ *            SIGRTMIN+1, value 0x5eed0003 (the thread id is a new one after a restore in a
+ *            fresh pid namespace or process)
+ *   timer D  POSIX, CLOCK_PROCESS_CPUTIME_ID, SIGEV_NONE, 1000 s of CPU time (never due here)
  *   MODE itimer: ITIMER_REAL 50 ms period (SIGALRM), ITIMER_VIRTUAL 1000 s, ITIMER_PROF 500 s
  *            with a 500 s period (CPU time: never due here);
  *   MODE alarm:  alarm(1000) (alarm() is ITIMER_REAL: the two modes cover it both ways).
@@ -16,8 +20,9 @@
  * "restored jump_ms=J gap_ms=G" and, with "continuous", requires that CLOCK_MONOTONIC and
  * CLOCK_BOOTTIME did not jump by the downtime (J <= G - DOWNTIME + 250 ms: the time namespace).
  * Then it verifies, from inside:
- *   - both timer ids still exist (timer_gettime, /proc/self/timers) and every signal of A and
- *     B came with SI_TIMER, the right si_timerid and the right si_value;
+ *   - the four timer ids still exist (timer_gettime, /proc/self/timers) and every signal of A,
+ *     B and C came with SI_TIMER, the right si_timerid and the right si_value;
+ *   - C keeps firing; D has time left in (990 s, 1000 s];
  *   - A is armed with its period and at most 100 ms left, and keeps firing (10 more);
  *   - B fires at its deadline on the monotonic clock, not before (kernel) nor > 1 s after;
  *   - itimer: SIGALRM keeps coming; VIRTUAL/PROF have time left in (limit - 10 s, limit];
@@ -39,12 +44,13 @@
 
 #define VAL_A 0x5eed0001ul
 #define VAL_B 0x5eed0002ul
+#define VAL_C 0x5eed0003ul
 #define MS    1000000ll
 #define SEC   1000000000ll
 
-static timer_t ta, tb;
-static int id_a, id_b;
-static volatile sig_atomic_t n_a, n_b, n_alrm, bad;
+static timer_t ta, tb, tc, td;
+static int id_a, id_b, id_c, id_d;
+static volatile sig_atomic_t n_a, n_b, n_c, n_alrm, bad;
 static volatile int64_t b_fired_at;
 static char why[160];
 
@@ -68,12 +74,16 @@ static int64_t tv_ns(const struct timeval *t)
 static void on_timer(int sig, siginfo_t *si, void *uc)
 {
 	(void)uc;
-	bool a = sig == SIGUSR1;
-	if (si->si_code != SI_TIMER || si->si_timerid != (a ? id_a : id_b) ||
-	    (unsigned long)si->si_value.sival_ptr != (a ? VAL_A : VAL_B))
+	bool a = sig == SIGUSR1, c = sig == SIGRTMIN + 1;
+	int id = a ? id_a : c ? id_c : id_b;
+	unsigned long val = a ? VAL_A : c ? VAL_C : VAL_B;
+	if (si->si_code != SI_TIMER || si->si_timerid != id ||
+	    (unsigned long)si->si_value.sival_ptr != val)
 		bad = sig;
 	if (a) {
 		n_a++;
+	} else if (c) {
+		n_c++;
 	} else {
 		b_fired_at = now(CLOCK_MONOTONIC);
 		n_b++;
@@ -97,12 +107,14 @@ static int fail(const char *fmt, ...)
 	return 1;
 }
 
-static timer_t make_timer(int sig, unsigned long val, int *ret_id)
+static timer_t make_timer(clockid_t clk, int notify, int sig, unsigned long val, int *ret_id)
 {
-	struct sigevent se = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = sig};
+	struct sigevent se = {.sigev_notify = notify, .sigev_signo = sig};
 	se.sigev_value.sival_ptr = (void *)val;
+	if (notify == SIGEV_THREAD_ID)
+		se._sigev_un._tid = gettid();
 	timer_t t;
-	if (timer_create(CLOCK_MONOTONIC, &se, &t) < 0) {
+	if (timer_create(clk, &se, &t) < 0) {
 		perror("zdtm-timers: timer_create");
 		exit(2);
 	}
@@ -119,10 +131,10 @@ static bool wait_for(bool (*cond)(void))
 	return cond();
 }
 
-static sig_atomic_t a_goal, alrm_goal;
+static sig_atomic_t a_goal, c_goal, alrm_goal;
 static bool a_more(void)
 {
-	return n_a >= a_goal && n_alrm >= alrm_goal;
+	return n_a >= a_goal && n_c >= c_goal && n_alrm >= alrm_goal;
 }
 static bool b_done(void)
 {
@@ -148,10 +160,17 @@ static bool listed(int id)
 static int verify(bool itimer, int64_t b_deadline, int64_t alarm_set)
 {
 	struct itimerspec its;
-	if (timer_gettime(ta, &its) < 0 || timer_gettime(tb, &its) < 0)
-		return fail("timer ids %d/%d are gone after the restore", id_a, id_b);
-	if (!listed(id_a) || !listed(id_b))
-		return fail("/proc/self/timers does not list ids %d and %d", id_a, id_b);
+	if (timer_gettime(ta, &its) < 0 || timer_gettime(tb, &its) < 0 ||
+	    timer_gettime(tc, &its) < 0 || timer_gettime(td, &its) < 0)
+		return fail("timer ids %d/%d/%d/%d are gone after the restore", id_a, id_b, id_c,
+			    id_d);
+	if (!listed(id_a) || !listed(id_b) || !listed(id_c) || !listed(id_d))
+		return fail("/proc/self/timers does not list ids %d, %d, %d and %d", id_a, id_b,
+			    id_c, id_d);
+	timer_gettime(td, &its);
+	if (ts_ns(&its.it_value) > 1000 * SEC + 20 * MS || ts_ns(&its.it_value) < 990 * SEC)
+		return fail("timer D has %lld ns of CPU time left",
+			    (long long)ts_ns(&its.it_value));
 	timer_gettime(ta, &its);
 	if (ts_ns(&its.it_interval) != 100 * MS || ts_ns(&its.it_value) <= 0 ||
 	    ts_ns(&its.it_value) > 100 * MS)
@@ -180,9 +199,11 @@ static int verify(bool itimer, int64_t b_deadline, int64_t alarm_set)
 				    (long long)tv_ns(&v.it_value), (long long)want);
 	}
 	a_goal = n_a + 10;
+	c_goal = n_c + 5;
 	alrm_goal = itimer ? n_alrm + 10 : 0;
 	if (!wait_for(a_more))
-		return fail("timers stopped: A %d, SIGALRM %d", (int)n_a, (int)n_alrm);
+		return fail("timers stopped: A %d, C %d, SIGALRM %d", (int)n_a, (int)n_c,
+			    (int)n_alrm);
 	if (n_b)
 		return fail("timer B fired before the checkpoint (machine too slow?)");
 	if (!wait_for(b_done))
@@ -215,12 +236,17 @@ int main(int argc, char **argv)
 	struct sigaction sa2 = {.sa_handler = on_alrm, .sa_flags = SA_RESTART};
 	sigaction(SIGALRM, &sa2, NULL);
 
-	ta = make_timer(SIGUSR1, VAL_A, &id_a);
-	tb = make_timer(SIGUSR2, VAL_B, &id_b);
+	sigaction(SIGRTMIN + 1, &sa, NULL);
+	ta = make_timer(CLOCK_MONOTONIC, SIGEV_SIGNAL, SIGUSR1, VAL_A, &id_a);
+	tb = make_timer(CLOCK_MONOTONIC, SIGEV_SIGNAL, SIGUSR2, VAL_B, &id_b);
+	tc = make_timer(CLOCK_BOOTTIME, SIGEV_THREAD_ID, SIGRTMIN + 1, VAL_C, &id_c);
+	td = make_timer(CLOCK_PROCESS_CPUTIME_ID, SIGEV_NONE, 0, 0, &id_d);
 	int64_t start = now(CLOCK_MONOTONIC), b_deadline = start + b_delay;
 	struct itimerspec a = {{0, 100 * MS}, {0, 100 * MS}};
 	struct itimerspec b = {{0, 0}, {b_deadline / SEC, b_deadline % SEC}};
-	if (timer_settime(ta, 0, &a, NULL) < 0 || timer_settime(tb, TIMER_ABSTIME, &b, NULL) < 0) {
+	struct itimerspec c = {{0, 150 * MS}, {0, 150 * MS}}, d = {{0, 0}, {1000, 0}};
+	if (timer_settime(ta, 0, &a, NULL) < 0 || timer_settime(tb, TIMER_ABSTIME, &b, NULL) < 0 ||
+	    timer_settime(tc, 0, &c, NULL) < 0 || timer_settime(td, 0, &d, NULL) < 0) {
 		perror("zdtm-timers: timer_settime");
 		return 2;
 	}

@@ -13,9 +13,9 @@ DOWN=2
 sup_pid() { sed -n 's/.*supervisor j\[\([0-9]*\)\]: job started.*/\1/p' "$CKPTENV_HOME/jobs/j/log" | tail -1; }
 lines() { "$CKPTENV" log j | grep -a '^n '; }
 count_above() { [ "$(lines | tail -1 | awk '{print $2}')" -gt "$1" ]; }
-# A restored run starts where the count goes back (the original ran on after the checkpoint);
-# restarted N: there are N such places.
-restarted() { lines | awk -v n="$1" 'NR > 1 && $2 <= p {found++} {p = $2} END {exit found < n}'; }
+# Every line logged before a restore is the previous run's (the job was dead by then): the
+# restored run's lines come after those.
+more_than() { [ "$(lines | wc -l)" -gt "$1" ]; }
 
 cat >loop.py <<'PYEOF'
 import sys, time
@@ -31,25 +31,24 @@ poll_until 20 count_above 10 || fail "the python loop does not count: $("$CKPTEN
 # checkpoint, kill -9 of everything, DOWN seconds down, restore; then check the clock across it.
 # Round 2 checkpoints the restored job: its clocks then include its namespace's offsets.
 round() {
-	local r=$1 first
+	local r=$1 first nb
 	"$CKPTENV" checkpoint j >/dev/null 2>err.txt || fail "checkpoint $r: $(cat err.txt)"
 	local s; s=$(sup_pid)
 	kill -9 "$s"
 	poll_until 10 sh -c "! kill -0 $s" || fail "supervisor $s survived SIGKILL"
 	poll_until 10 sh -c "'$CKPTENV' status j | grep -q 'state: *died'" || fail "job still up"
+	nb=$(lines | wc -l)
 	sleep $DOWN
 	"$CKPTENV" restore j --detach >/dev/null 2>err.txt || fail "restore $r: $(cat err.txt)"
-	poll_until 20 restarted "$r" || fail "no output after restore $r: $(lines | tail -3 | tr '\n' ' ')"
-	first=$(lines | awk -v r="$r" 'NR > 1 && $2 <= p && ++seen == r {print $2; exit} {p = $2}')
+	poll_until 20 more_than "$nb" || fail "no output after restore $r: $(lines | tail -3 | tr '\n' ' ')"
+	first=$(lines | sed -n "$((nb + 1))p" | awk '{print $2}')
 	poll_until 20 count_above $((first + 20)) || fail "the loop stopped counting after restore $r"
-	# Line k-1 of the run before the checkpoint against line k of the restored one.
-	lines | awk -v k="$first" -v down="$DOWN" -v r="$r" '
-		NR > 1 && $2 <= p { seen++ }
-		{ p = $2 }
-		seen == r - 1 && $2 == k - 1 { m0 = $3; r0 = $4 }
-		seen == r && $2 == k && m1 == "" { m1 = $3; r1 = $4 }
-		seen == r && pm != "" && $3 < pm { print "monotonic went back: " pm " -> " $3; bad = 1 }
-		seen == r { pm = $3 }
+	# The last line k-1 before the checkpoint against line k, the restored run's first.
+	lines | awk -v k="$first" -v nb="$nb" -v down="$DOWN" -v r="$r" '
+		NR <= nb && $2 == k - 1 { m0 = $3; r0 = $4 }
+		NR == nb + 1 { m1 = $3; r1 = $4 }
+		NR > nb + 1 && $3 < pm { print "monotonic went back: " pm " -> " $3; bad = 1 }
+		NR > nb { pm = $3 }
 		END {
 			if (m0 == "" || m1 == "") { print "lines around checkpoint " r " missing"; exit 1 }
 			jump = m1 - m0; gap = r1 - r0

@@ -1,11 +1,12 @@
-/* Timers and clocks, zdtm style: the zdtm-timers helper arms two POSIX timers (one absolute on
- * CLOCK_MONOTONIC), the itimers or alarm(); it is frozen, dumped and killed, we stay down two
- * seconds, then a fresh child of ours enters a time namespace continuing the image's clocks
- * (restore_timens_enter, in a user namespace of its own when we are not root) and calls
- * restore_process(). The helper checks from inside: same timer ids, signals with the right
+/* Timers and clocks, zdtm style: the zdtm-timers helper arms POSIX timers, the itimers or
+ * alarm(); it is frozen, dumped and killed, we stay down two seconds, then a fresh child of ours
+ * enters a time namespace continuing the image's clocks (restore_timens_enter, in a user
+ * namespace of its own when we are not root) and calls restore_process(). The helper (four
+ * POSIX timers: relative and absolute CLOCK_MONOTONIC, CLOCK_BOOTTIME at its own thread, a
+ * CPU-time one with SIGEV_NONE) checks from inside: same timer ids, signals with the right
  * si_value, time left consistent with the monotonic clock, clocks never back and not jumping by
- * the downtime. Also: the TIMERS section round trip and its range checks, and restore_timens_enter
- * itself (clocks set, offsets frozen once entered). */
+ * the downtime. Also: the TIMERS section round trip and its range checks, and
+ * restore_timens_enter itself (clocks set, offsets frozen once entered). */
 #include "fixture.h"
 
 #include <sched.h>
@@ -69,7 +70,7 @@ static pid_t start_helper(const char *mode, int *ret_out)
 	if (pid == 0) {
 		dup2(p[1], 1);
 		close_range(3, ~0u, 0);
-		execl(exe, "zdtm-timers", mode, DOWN_S, "continuous", "4", (char *)NULL);
+		execl(exe, "zdtm-timers", mode, DOWN_S, "continuous", "3", (char *)NULL);
 		_exit(127);
 	}
 	close(p[1]);
@@ -137,7 +138,7 @@ static void roundtrip(const char *mode)
 		      (unsigned long long)t->mono_ns, (unsigned long long)before,
 		      (unsigned long long)after);
 	ck_assert_uint_ge(t->boot_ns, t->mono_ns);
-	ck_assert_uint_eq(t->nposix, 2);
+	ck_assert_uint_eq(t->nposix, 4);
 	ck_assert_int_eq(t->posix[0].id, id_a);
 	ck_assert_int_eq(t->posix[1].id, id_b);
 	ck_assert_uint_eq(t->posix[0].value, 0x5eed0001u);
@@ -148,6 +149,17 @@ static void roundtrip(const char *mode)
 	ck_assert_uint_le(t->posix[0].value_ns, 100000000u);
 	ck_assert_uint_eq(t->posix[1].interval_ns, 0);
 	ck_assert_uint_gt(t->posix[1].value_ns, 0);
+	/* C: SIGEV_THREAD_ID at the helper's main thread (its tid as our /proc shows it). */
+	ck_assert_int_eq(t->posix[2].notify, SIGEV_THREAD_ID);
+	ck_assert_int_eq(t->posix[2].tid, pid);
+	ck_assert_int_eq(t->posix[2].clockid, CLOCK_BOOTTIME);
+	ck_assert_int_eq(t->posix[2].signo, SIGRTMIN + 1);
+	ck_assert_uint_eq(t->posix[2].value, 0x5eed0003u);
+	ck_assert_int_eq(t->posix[3].notify, SIGEV_NONE);
+	/* The kernel keeps CLOCK_PROCESS_CPUTIME_ID as "CPU clock of process 0 (= self)":
+	 * (~pid << 3) | CPUCLOCK_SCHED = -6. */
+	ck_assert_int_eq(t->posix[3].clockid, -6);
+	ck_assert_uint_gt(t->posix[3].value_ns, 990000000000ull);
 	if (!strcmp(mode, "itimer")) {
 		ck_assert_uint_eq(t->itimer_interval_ns[ITIMER_REAL], 50000000u);
 		ck_assert_uint_le(t->itimer_value_ns[ITIMER_VIRTUAL], 1000020000000ull); /* ticks */
