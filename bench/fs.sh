@@ -148,7 +148,10 @@ measure() {    # measure OP ARGS...: N runs per target, medians into RES
 	done
 }
 
-note "work dir $W, N=$N, targets: $TARGETS"
+# The machine's load around the run: on a shared machine the ratios swing with it.
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+LOAD_START=$(loadavg)
+note "work dir $W, N=$N, targets: $TARGETS, load average $LOAD_START"
 tar -C "$(dirname "$TARSRC")" -cf "$W/tree.tar" "$(basename "$TARSRC")"
 TARFILES=$(tar -tf "$W/tree.tar" | wc -l)
 TARMB=$(($(du -sk "$TARSRC" | cut -f1) / 1024))
@@ -230,6 +233,7 @@ label() {
 }
 echo
 echo "ckptenv file-system bench: median of $N, $(uname -r), $(nproc) CPUs, host disk $(findmnt -no FSTYPE --target "$W")"
+echo "load average (1, 5, 15 min) at the start: $LOAD_START, at the end: $(loadavg)"
 echo "time in seconds (fio: IOPS); (x) = slowdown vs native: time/native, native IOPS/IOPS"
 printf '%-34s' "operation"
 for t in $TARGETS; do printf '%20s' "$(label "$t")"; done

@@ -11,10 +11,14 @@
 #    not in the figure.
 #  - Echo latency: the job is `stty raw -echo; exec cat`; one byte is typed every 1 ms and timed
 #    until it is read back; median and p99 in microseconds.
-# Medians of REPS throughput runs; ratios side by side.
+# Medians of REPS throughput runs and of ECHO_REPS echo runs (the median of the runs' medians
+# and of their p99s); ratios side by side. REPS=0 or ECHO_REPS=0 leaves that part out.
 #   CKPTENV=path/to/ckptenv  (default: build/ckptenv/ckptenv, else build-*/ckptenv/ckptenv)
-#   SIZE_MB=200 REPS=5 KEYS=2000 PEERS="direct ckptenv tmux screen dtach" bash bench/pty.sh
+#   SIZE_MB=200 REPS=5 KEYS=2000 ECHO_REPS=3 PEERS="direct ckptenv tmux screen dtach" \
+#     bash bench/pty.sh
 #   CKPTENV_BASE=path/to/other/ckptenv adds the peer "base" (before/after a change, same run).
+#   The peer "relay" is ckptenv with CKPTENV_ATTACH_RELAY=1: the attach client relays both ways
+#   instead of handing its terminal to the supervisor.
 # Needs: tmux, screen, dtach (apt-get install tmux screen dtach), cc. Work files go to
 # /var/tmp (a job's /tmp is its own), or BENCH_DIR.
 set -euo pipefail
@@ -28,6 +32,7 @@ CKPTENV=${CKPTENV:?build ckptenv first or set CKPTENV}
 SIZE_MB=${SIZE_MB:-200}
 REPS=${REPS:-5}
 KEYS=${KEYS:-2000}
+ECHO_REPS=${ECHO_REPS:-3}
 read -r -a PEERS <<< "${PEERS:-direct ckptenv ${CKPTENV_BASE:+base }tmux screen dtach}"
 W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/ptybench.XXXXXX")
 export CKPTENV_HOME=$W/home
@@ -156,6 +161,7 @@ peer_cmd() { # peer job -> command line (as an array in CMD); a fresh name per r
 	direct) CMD=(sh -c "$2") ;;
 	ckptenv) CMD=("$CKPTENV" run --name "b$N" -- sh -c "$2") ;;
 	base) CMD=("$CKPTENV_BASE" run --name "b$N" -- sh -c "$2") ;;
+	relay) CMD=(env CKPTENV_ATTACH_RELAY=1 "$CKPTENV" run --name "b$N" -- sh -c "$2") ;;
 	tmux) CMD=(tmux -L ptybench -f /dev/null new-session -x 200 -y 50 sh -c "$2") ;;
 	screen) CMD=(screen -q -S "ptybench$$.$N" -c /dev/null sh -c "$2") ;;
 	dtach) CMD=(dtach -c "$W/dtach.$N.sock" -E -z sh -c "$2") ;;
@@ -163,7 +169,7 @@ peer_cmd() { # peer job -> command line (as an array in CMD); a fresh name per r
 }
 after_run() { # stop what a run left behind (a detached ckptenv job, a tmux server)
 	case $1 in
-	ckptenv|base) "$CKPTENV" rm --force "b$N" >/dev/null 2>&1 || true ;;
+	ckptenv|base|relay) "$CKPTENV" rm --force "b$N" >/dev/null 2>&1 || true ;;
 	tmux) tmux -L ptybench kill-server 2>/dev/null || true ;;
 	screen) screen -S "ptybench$$.$N" -X quit >/dev/null 2>&1 || true ;;
 	esac
@@ -187,17 +193,29 @@ for p in "${PEERS[@]}"; do
 	have "$p" || continue
 	echo "$p MB/s: $(tr '\n' ' ' < "$W/t.$p")" >&2
 	declare -g "TP_$p=$(median < "$W/t.$p")"
-	peer_cmd $p "$ECHOJOB"
-	timeout 120 "$W/ptybench" echo "$KEYS" "${CMD[@]}" > "$W/e.$p" || echo "- -" > "$W/e.$p"
-	after_run $p
-	declare -g "EC_$p=$(cat "$W/e.$p")"
-	sleep 0.5
+	: > "$W/e.$p"
+done
+# Echo latency: ECHO_REPS rounds, round-robin over the peers like the throughput runs.
+for i in $(seq "$ECHO_REPS"); do
+	for p in "${PEERS[@]}"; do
+		have "$p" || continue
+		peer_cmd $p "$ECHOJOB"
+		timeout 120 "$W/ptybench" echo "$KEYS" "${CMD[@]}" >> "$W/e.$p" ||
+			echo "$p: echo run $i failed" >&2
+		after_run $p
+		sleep 0.3
+	done
+done
+for p in "${PEERS[@]}"; do
+	have "$p" || continue
+	echo "$p echo median/p99 us: $(tr '\n' ' ' < "$W/e.$p")" >&2
+	declare -g "EC_$p=$(awk '{print $1}' "$W/e.$p" | median) $(awk '{print $2}' "$W/e.$p" | median)"
 done
 
 printf "%-9s %10s %12s %12s %12s\n" peer "MB/s" "vs direct" "echo med us" "echo p99 us"
 for p in "${PEERS[@]}"; do
 	v=TP_$p; e=EC_$p
-	[ -n "${!v:-}" ] || { echo "$p: no result"; continue; }
+	[ -n "${!v:-}${!e:-}" ] || { echo "$p: no result"; continue; }
 	r=$(awk -v a="${!v}" -v b="${TP_direct:-0}" 'BEGIN {if (b > 0) printf "%.2fx", a / b; else print "-"}')
 	read -r med p99 <<< "${!e}"
 	printf "%-9s %10s %12s %12s %12s\n" "$p" "${!v}" "$r" "$med" "$p99"

@@ -7,6 +7,7 @@
  * The child unshares its mount namespace, mounts the vfs on MOUNTPOINT (default /tmp) with
  * vfs_mount_fuse, passes the /dev/fuse fd up and execs CMD; this process serves the store
  * (vfs_open + vfs_serve) until CMD exits, then closes it (-c: committing the head first).
+ * On exit it prints how many WRITE bytes were spliced and copied (vfs_io_stats).
  * The exit status is CMD's. The serving side's pid is printed on stderr as "serve pid N" so a
  * profiler (perf record -p, strace -p) can attach to it. */
 #include <fcntl.h>
@@ -130,6 +131,11 @@ int main(int argc, char **argv)
 	close(sp[0]);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
+	struct vfs_io_stats io;
+	vfs_io_stats(v, &io);
+	fprintf(stderr, "serve: write bytes spliced %llu, copied %llu\n",
+		(unsigned long long)io.write_bytes_spliced,
+		(unsigned long long)io.write_bytes_copied);
 	r = vfs_close(v, commit);
 	if (r < 0)
 		fprintf(stderr, "ckvfs-serve: close: %s\n", vfs_last_error());

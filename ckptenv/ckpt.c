@@ -104,6 +104,7 @@ static int scan(int ckdir, bool tmp_too, bool only_complete, uint64_t **ret, siz
 		close(fd);
 		return -errno;
 	}
+	rewinddir(d); /* the dup shares @ckdir's offset, which an earlier scan left at the end */
 	uint64_t *ids = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *de;
@@ -145,28 +146,36 @@ int ckpt_list(int ckdir, uint64_t **ret, size_t *ret_n)
 	return scan(ckdir, false, true, ret, ret_n);
 }
 
+/* The id LATEST names, complete or not (0: none). */
+static uint64_t latest_raw(int ckdir)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+	if (ck_read_file_at(ckdir, CKPT_LATEST, 64, &buf, &len) < 0)
+		return 0;
+	char s[32];
+	snprintf(s, sizeof(s), "%.*s", (int)CK_MIN(len, sizeof(s) - 1), buf);
+	s[strcspn(s, "\n")] = 0;
+	return parse_id(s);
+}
+
 uint64_t ckpt_next_id(int ckdir)
 {
+	/* LATEST is left naming a dropped checkpoint (ckpt-gc.c): its id is not given again. */
+	uint64_t high = latest_raw(ckdir);
 	_cleanup_free_ uint64_t *ids = NULL;
 	size_t n = 0;
-	if (scan(ckdir, true, false, &ids, &n) < 0 || !n)
-		return 1;
-	return ids[n - 1] + 1;
+	if (scan(ckdir, true, false, &ids, &n) == 0 && n && ids[n - 1] > high)
+		high = ids[n - 1];
+	return high + 1;
 }
 
 int ckpt_latest(int ckdir, uint64_t *ret)
 {
-	_cleanup_free_ char *buf = NULL;
-	size_t len;
-	if (ck_read_file_at(ckdir, CKPT_LATEST, 64, &buf, &len) == 0) {
-		char s[32];
-		snprintf(s, sizeof(s), "%.*s", (int)CK_MIN(len, sizeof(s) - 1), buf);
-		s[strcspn(s, "\n")] = 0;
-		uint64_t id = parse_id(s);
-		if (id && complete(ckdir, id)) {
-			*ret = id;
-			return 0;
-		}
+	uint64_t id = latest_raw(ckdir);
+	if (id && complete(ckdir, id)) {
+		*ret = id;
+		return 0;
 	}
 	_cleanup_free_ uint64_t *ids = NULL;
 	size_t n = 0;
@@ -184,4 +193,76 @@ int ckpt_latest_write(int ckdir, uint64_t id)
 	char s[32];
 	int n = snprintf(s, sizeof(s), "%llu\n", (unsigned long long)id);
 	return ck_write_file_atomic(ckdir, CKPT_LATEST, s, (size_t)n, 0600);
+}
+
+#define POLICY_LEN 32
+
+int ckpt_policy_write(int job_fd, const struct ckpt_policy *p)
+{
+	if (!p->every_ns && !p->keep && !p->flags) {
+		if (unlinkat(job_fd, CKPT_POLICY, 0) < 0 && errno != ENOENT)
+			return -errno;
+		return 0;
+	}
+	uint8_t b[POLICY_LEN] = {0};
+	ck_put_le32(b, CKPT_POLICY_MAGIC);
+	ck_put_le16(b + 4, CKPT_POLICY_VERSION);
+	ck_put_le16(b + 6, (uint16_t)p->flags);
+	ck_put_le64(b + 8, p->every_ns);
+	ck_put_le32(b + 16, p->keep);
+	ck_put_le64(b + 24, ck_checksum(b, 24));
+	return ck_write_file_atomic(job_fd, CKPT_POLICY, b, sizeof(b), 0600);
+}
+
+int ckpt_policy_read(int job_fd, struct ckpt_policy *ret)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+	int r = ck_read_file_at(job_fd, CKPT_POLICY, 4096, &buf, &len);
+	if (r == -ENOENT) {
+		*ret = (struct ckpt_policy){0};
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	const uint8_t *b = (const uint8_t *)buf;
+	if (len < 8 || ck_get_le32(b) != CKPT_POLICY_MAGIC)
+		return -EBADMSG;
+	if (ck_get_le16(b + 4) > CKPT_POLICY_VERSION)
+		return -EPROTONOSUPPORT;
+	if (len != POLICY_LEN || ck_get_le64(b + 24) != ck_checksum(b, 24))
+		return -EBADMSG;
+	*ret = (struct ckpt_policy){.flags = ck_get_le16(b + 6),
+				    .every_ns = ck_get_le64(b + 8),
+				    .keep = ck_get_le32(b + 16)};
+	return 0;
+}
+
+int ckpt_duration_parse(const char *s, uint64_t *ret_ns)
+{
+	static const struct {
+		const char *unit;
+		uint64_t ns;
+	} units[] = {{"", 1000000000ull},	  {"s", 1000000000ull},	 {"ms", 1000000ull},
+		     {"m", 60 * 1000000000ull},	  {"min", 60 * 1000000000ull},
+		     {"h", 3600 * 1000000000ull}, {"d", 86400 * 1000000000ull}};
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(end, units[i].unit))
+			continue;
+		if (v > 30ull * 86400 * 1000000000ull / units[i].ns)
+			return -EINVAL;
+		uint64_t ns = v * units[i].ns;
+		if (ns < 1000000000ull)
+			return -EINVAL;
+		*ret_ns = ns;
+		return 0;
+	}
+	return -EINVAL;
 }

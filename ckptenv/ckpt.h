@@ -39,12 +39,36 @@ int ckpt_manifest_read(int dirfd, struct ckpt_manifest *ret);
 int ckpt_dir_open(int job_fd, bool create, int *ret_fd);
 /** Ids of the complete checkpoints (a valid manifest) in increasing order; malloc'd. */
 int ckpt_list(int ckdir, uint64_t **ret, size_t *ret_n);
-/** The next free id (1 + highest id, complete or not). */
+/** The next free id: 1 + the highest id present (complete or not) or named by LATEST. */
 uint64_t ckpt_next_id(int ckdir);
-/** The newest complete checkpoint: LATEST when it names one, else the highest listed id.
+/** The newest complete checkpoint: LATEST when it names a complete one (after a drop of the
+ *  newest it names none, and stays so as the high-water mark of ids), else the highest listed.
  *  -ENOENT when there is none. */
 int ckpt_latest(int ckdir, uint64_t *ret);
 /** Replace LATEST with @id. */
 int ckpt_latest_write(int ckdir, uint64_t id);
+
+/* When the supervisor takes checkpoints by itself and how many it keeps: jobs/NAME/ckpt-policy,
+ * 32 bytes: le32 magic "CKPP", le16 version, le16 flags (1: checkpoint on SIGTERM), le64 period
+ * ns (0: none), le32 keep (0: all), le32 0, le64 ck_checksum of the 24 bytes before. Written by
+ * the supervisor of `run`, read back by the one of `restore`. */
+#define CKPT_POLICY	     "ckpt-policy"
+#define CKPT_POLICY_MAGIC    0x50504b43u /* "CKPP" */
+#define CKPT_POLICY_VERSION  1
+#define CKPT_POLICY_ON_TERM  0x1u
+#define CKPT_KEEP_DEFAULT    3
+
+struct ckpt_policy {
+	uint64_t every_ns; /* take one this often (0: only on request) */
+	uint32_t keep;	   /* after each one, drop all but the newest @keep (0: keep all) */
+	uint32_t flags;	   /* CKPT_POLICY_* */
+};
+
+/** Write @p to @job_fd/ckpt-policy atomically (an all-zero policy removes the file). */
+int ckpt_policy_write(int job_fd, const struct ckpt_policy *p);
+/** Read it back; a missing file is the all-zero policy. -EBADMSG, -EPROTONOSUPPORT. */
+int ckpt_policy_read(int job_fd, struct ckpt_policy *ret);
+/** "30s", "10m", "2h", "500ms", a bare number of seconds; 1 s .. 30 days. -EINVAL otherwise. */
+int ckpt_duration_parse(const char *s, uint64_t *ret_ns);
 
 #endif

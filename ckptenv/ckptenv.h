@@ -28,6 +28,11 @@ struct supervisor_args {
 	const char *restore_id;
 	uint64_t restore_epoch;
 	int32_t restore_pid;
+	/* `run`: --checkpoint-every, --keep, --checkpoint-on-term (ckpt.h; `restore` reads the
+	 * job's saved one instead). */
+	uint64_t ckpt_every_ns;
+	uint32_t ckpt_keep;
+	bool ckpt_on_term;
 };
 
 #define OUTPUT_LOG	     "output"
@@ -66,6 +71,10 @@ struct cli_run_opts {
  *  daemon, send START, then attach (terminal) or relay/wait (pipes). Returns the exit code. */
 int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 		  const struct cli_run_opts *o, bool print_name, struct supervisor_args *sa);
+
+/** Forward signals to the job over control socket @sock until the supervisor says it ended;
+ *  returns the job's exit code (@known, >= 0: the code to use if the supervisor goes away). */
+int cli_wait_job(int sock, const char *name, const char *dir, int known);
 
 /** Print "ckptenv: CMD NAME: MESSAGE" (NAME may be NULL) on stderr. */
 void cli_error(const char *cmd, const char *name, const char *fmt, ...)
@@ -106,9 +115,15 @@ int cli_detach_key_parse(const char *s, int *ret);
  *  lost (nothing printed). The terminal is restored on every way out. */
 int cli_attach(const struct cli_job *j, const char *cmd, const char *name,
 	       const struct cli_attach_opts *o, int *ret_code);
+/** For `status`: print the clients attached to the running job of @job_fd (count, each one's
+ *  kind and window size), or why the supervisor could not say. */
+void cli_attach_print_clients(int job_fd);
 
 /** Human-readable byte count ("12.3 MiB") into @buf. */
 const char *cli_bytes(uint64_t n, char *buf, size_t len);
+/** Print the proxied connections of the running job in @job_fd (cli-net.c). -errno when its
+ *  supervisor cannot say. */
+int cli_status_net(int job_fd);
 /** Local time "YYYY-MM-DD HH:MM:SS" into @buf ("-" when @t is 0). */
 const char *cli_time(int64_t t, char *buf, size_t len);
 
@@ -123,6 +138,7 @@ struct cli_job_info {
 	struct job_status status;
 	bool has_run;
 	struct job_run run;
+	bool stopped; /* running supervisor, job ended at a checkpoint or crashed: restorable */
 };
 
 /** Gather what the job directory @job_fd says; a missing or corrupt file just leaves its part

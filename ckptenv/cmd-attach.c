@@ -85,6 +85,9 @@ int cli_attach(const struct cli_job *j, const char *cmd, const char *name,
 	po.read_only = o->read_only;
 	po.pipes = o->pipes;
 	po.no_redraw = o->no_redraw;
+	/* The older path, where this process relays both ways (for comparison: bench/pty.sh). */
+	const char *relay = getenv("CKPTENV_ATTACH_RELAY");
+	po.relay = relay && *relay && strcmp(relay, "0");
 	if (o->control_sock >= 0) {
 		po.on_signal = forward_signal;
 		po.userdata = (void *)o;
@@ -105,6 +108,46 @@ int cli_attach(const struct cli_job *j, const char *cmd, const char *name,
 		return -ECONNRESET;
 	default:
 		return r < 0 ? r : -EIO;
+	}
+}
+
+void cli_attach_print_clients(int job_fd)
+{
+	_cleanup_close_ int sock = control_connect(job_fd, "control.sock");
+	struct control_msg m = {0};
+	int r = sock;
+	if (sock >= 0) {
+		struct timeval tv = {.tv_sec = 1};
+		setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		r = control_call(sock, CONTROL_INFO, NULL, 0, &m);
+	}
+	if (r >= 0) {
+		control_msg_close_fds(&m);
+		if (m.type != CONTROL_INFO_REPLY || m.len < 20 ||
+		    m.len < 20 + 12 * (uint64_t)ck_get_le32(m.payload + 16))
+			r = -EBADMSG;
+	}
+	if (r < 0) {
+		printf("clients:    ? (the supervisor did not answer: %s)\n", strerror(-r));
+		return;
+	}
+	uint32_t clients = ck_get_le32(m.payload), writers = ck_get_le32(m.payload + 4);
+	uint32_t flags = ck_get_le32(m.payload + 8), n = ck_get_le32(m.payload + 16);
+	printf("clients:    %u attached (%u read-only)", clients, clients - writers);
+	if (flags & CONTROL_INFO_PIPES)
+		printf("; no terminal (pipes)\n");
+	else
+		printf("; terminal %ux%u\n", ck_get_le16(m.payload + 14), ck_get_le16(m.payload + 12));
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *e = m.payload + 20 + 12 * i;
+		uint32_t f = ck_get_le32(e);
+		char size[32] = "-";
+		if (!(f & CONTROL_CLIENT_PIPES))
+			snprintf(size, sizeof(size), "%ux%u", ck_get_le16(e + 6), ck_get_le16(e + 4));
+		printf("  pid %-8u %-10s %-9s%s%s\n", ck_get_le32(e + 8),
+		       f & CONTROL_CLIENT_READ_ONLY ? "read-only" : "writer", size,
+		       f & CONTROL_CLIENT_SIZE_OWNER ? " size owner" : "",
+		       f & CONTROL_CLIENT_PIPES ? " pipes" : f & CONTROL_CLIENT_DIRECT ? " direct" : " relayed");
 	}
 }
 

@@ -1,5 +1,6 @@
 /* ckptenv checkpoint NAME [--stop], ckptenv checkpoints NAME, ckptenv restore NAME [ID]:
  * process checkpoints of a job (ckpt.h; the supervisor's side is sup-ckpt.c). */
+#include "ckpt-gc.h"
 #include "ckpt.h"
 #include "ckptenv.h"
 #include "control.h"
@@ -18,17 +19,23 @@ static const char checkpoint_usage[] =
 	"Usage: ckptenv checkpoint NAME [--stop]\n"
 	"\n"
 	"Freeze the running job's process, save it with its /tmp into a new checkpoint, and let\n"
-	"it go on (--stop: end the job once the checkpoint is complete). Prints the checkpoint id\n"
-	"on stdout and how long the job was frozen on stderr. Only single-process jobs for now.\n";
-static const char checkpoints_usage[] = "Usage: ckptenv checkpoints NAME\n"
-					"\n"
-					"List job NAME's checkpoints: ID, TIME, SIZE, EPOCH.\n";
+	"it go on. --stop: end the job once the checkpoint is complete, keeping its supervisor,\n"
+	"/tmp and attached terminals for a 'ckptenv restore NAME' in place. Prints the checkpoint\n"
+	"id on stdout and how long the job was frozen (by phase) on stderr. Only single-process\n"
+	"jobs for now.\n";
+static const char checkpoints_usage[] =
+	"Usage: ckptenv checkpoints NAME\n"
+	"\n"
+	"List job NAME's checkpoints: ID, TIME, SIZE, EPOCH, FROZEN. A checkpoint whose /tmp epoch\n"
+	"is missing from the store is reported on stderr (exit status 1).\n";
 static const char restore_usage[] =
 	"Usage: ckptenv restore NAME [ID] [--detach]\n"
 	"\n"
-	"Rebuild the ended job NAME from checkpoint ID (default: the newest): its /tmp as it was\n"
-	"then, its terminal, its process at its old pid. From a terminal, attach to it; else wait\n"
-	"for it to end and exit with its status. --detach: print the name and return.\n";
+	"Rebuild the ended or stopped job NAME from checkpoint ID (default: the newest): its /tmp\n"
+	"as it was then, its terminal, its process at its old pid. A stopped job (checkpoint\n"
+	"--stop, or a crash kept by its supervisor) is restored in its supervisor, its attached\n"
+	"terminals redrawn. From a terminal, attach to it; else wait for it to end and exit with\n"
+	"its status. --detach: print the name and return.\n";
 
 /* NAME [ARG] with the long options of @longopts (flags into *ret_flags by their val bit). */
 static int parse(const char *cmd, const char *usage, int argc, char **argv, int max_pos,
@@ -57,6 +64,17 @@ static int parse(const char *cmd, const char *usage, int argc, char **argv, int 
 	for (int i = 0; optind + i < argc; i++)
 		pos[i] = argv[optind + i];
 	return 0;
+}
+
+/* Does the supervisor on @sock hold a stopped job (CONTROL_INFO_PARKED)? */
+static bool job_parked(int sock)
+{
+	struct control_msg m;
+	if (control_call(sock, CONTROL_INFO, NULL, 0, &m) < 0)
+		return false;
+	control_msg_close_fds(&m);
+	return m.type == CONTROL_INFO_REPLY && m.len >= 12 &&
+	       (ck_get_le32(m.payload + 8) & CONTROL_INFO_PARKED);
 }
 
 int cmd_checkpoint(int argc, char **argv)
@@ -95,14 +113,20 @@ int cmd_checkpoint(int argc, char **argv)
 			(double)ck_get_le64(m.payload + 8) / 1e6,
 			cli_bytes(ck_get_le64(m.payload + 24), sz, sizeof(sz)),
 			(unsigned long long)ck_get_le64(m.payload + 16));
+		if (m.len >= 72) /* where the frozen time went */
+			fprintf(stderr,
+				"ckptenv: job %s: frozen: freeze %.1f ms, vfs %.1f ms, pty %.1f ms, "
+				"memory %.1f ms, commit %.1f ms\n",
+				name, (double)ck_get_le64(m.payload + 32) / 1e6,
+				(double)ck_get_le64(m.payload + 40) / 1e6,
+				(double)ck_get_le64(m.payload + 48) / 1e6,
+				(double)ck_get_le64(m.payload + 56) / 1e6,
+				(double)ck_get_le64(m.payload + 64) / 1e6);
 		code = 0;
-		/* --stop: wait until the supervisor is gone, so a restore may follow at once. */
-		struct pollfd e = {.fd = sock, .events = POLLIN};
-		for (int i = 0; (fl & 1) && i < 200 && poll(&e, 1, 50) >= 0; i++) {
-			char b[64];
-			if ((e.revents & (POLLIN | POLLHUP)) && recv(sock, b, sizeof(b), 0) <= 0)
-				break;
-		}
+		/* --stop: wait until the job is gone and its supervisor waits for a restore, so
+		 * one may follow at once. */
+		for (int i = 0; (fl & 1) && i < 500 && !job_parked(sock); i++)
+			poll(NULL, 0, 20);
 	} else {
 		char err[1100];
 		int e;
@@ -115,6 +139,26 @@ int cmd_checkpoint(int argc, char **argv)
 		control_msg_close_fds(&m);
 	cli_job_close(&j);
 	return code;
+}
+
+struct disagree {
+	const char *name;
+};
+
+static void report_disagree(void *ud, uint64_t id, uint64_t epoch, uint64_t ref_epoch)
+{
+	const struct disagree *d = ud;
+	if (ref_epoch)
+		cli_error("checkpoints", d->name,
+			  "checkpoint %llu: its /tmp is epoch %llu but ref ckpt-%llu names epoch "
+			  "%llu; do not restore it",
+			  (unsigned long long)id, (unsigned long long)epoch, (unsigned long long)id,
+			  (unsigned long long)ref_epoch);
+	else
+		cli_error("checkpoints", d->name,
+			  "checkpoint %llu: its /tmp epoch %llu has no ref ckpt-%llu in the store; "
+			  "do not restore it",
+			  (unsigned long long)id, (unsigned long long)epoch, (unsigned long long)id);
 }
 
 int cmd_checkpoints(int argc, char **argv)
@@ -147,16 +191,81 @@ int cmd_checkpoints(int argc, char **argv)
 			       (double)man.frozen_ns / 1e6);
 		}
 	}
+	/* Image and epoch must agree: the ref ckpt-ID names the manifest's epoch. */
+	int bad = 0;
+	if (ckdir >= 0) {
+		_cleanup_free_ char *store = NULL;
+		struct disagree d = {.name = pos[0]};
+		if (asprintf(&store, "%s/store", j.dir) >= 0)
+			bad = ckpt_check(ckdir, store, report_disagree, &d);
+		if (bad < 0)
+			cli_error("checkpoints", pos[0], "cannot check the store's refs: %s",
+				  strerror(-bad));
+	}
 	cli_job_close(&j);
-	return 0;
+	return bad ? 1 : 0;
+}
+
+/* The job's supervisor still runs with the job stopped (checkpoint --stop, or a crash): it
+ * restores the checkpoint itself, and this client then attaches or waits as after `run`. */
+static int restore_in_place(struct cli_job *j, const char *name, uint64_t id, bool detach,
+			    bool pty)
+{
+	_cleanup_close_ int sock = control_connect(j->job_fd, "control.sock");
+	if (sock < 0) {
+		cli_error("restore", name, "cannot reach the supervisor: %s; see %s/log",
+			  strerror(-sock), j->dir);
+		return 1;
+	}
+	uint8_t p[8];
+	ck_put_le64(p, id);
+	struct control_msg m;
+	int r = control_call(sock, CONTROL_RESTORE, p, sizeof(p), &m);
+	if (r < 0) {
+		cli_error("restore", name, "supervisor: %s; see %s/log", strerror(-r), j->dir);
+		return 1;
+	}
+	control_msg_close_fds(&m);
+	if (m.type != CONTROL_STARTED) {
+		char err[1100];
+		int e;
+		if (control_parse_error(&m, &e, err, sizeof(err)) < 0)
+			snprintf(err, sizeof(err), "unexpected reply %u from the supervisor", m.type);
+		cli_error("restore", name, "%s", err);
+		return 1;
+	}
+	if (detach) {
+		printf("%s\n", name);
+		return 0;
+	}
+	if (!(pty && isatty(0) && isatty(1)))
+		return cli_wait_job(sock, name, j->dir, -1);
+	struct cli_attach_opts ao = {.detach_key = DEFAULT_DETACH_KEY, .control_sock = -1};
+	int code = 1;
+	r = cli_attach(j, "restore", name, &ao, &code);
+	if (r == 1)
+		return 0;
+	if (r < 0 && r != -ECONNRESET) {
+		cli_error("restore", name, "cannot reach the job's terminal: %s; see %s/log",
+			  strerror(-r), j->dir);
+		return 1;
+	}
+	return cli_wait_job(sock, name, j->dir, r == 0 ? code : -1);
 }
 
 static int do_restore(struct cli_job *j, const char *name, const char *want, bool detach)
 {
+	bool in_place = false;
 	if (state_job_running(j->job_fd) == 1) {
-		cli_error("restore", name,
-			  "the job is running; a checkpoint can only be restored once it ended");
-		return 1;
+		_cleanup_close_ int sock = control_connect(j->job_fd, "control.sock");
+		in_place = sock >= 0 && job_parked(sock);
+		if (!in_place) {
+			cli_error("restore", name,
+				  "the job is running; a checkpoint can only be restored once it "
+				  "ended (e.g. 'ckptenv checkpoint %s --stop')",
+				  name);
+			return 1;
+		}
 	}
 	_cleanup_close_ int ckdir = -1;
 	uint64_t id = 0;
@@ -204,6 +313,8 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 				  err.msg[0] ? err.msg : strerror(-r));
 		return 1;
 	}
+	if (in_place)
+		return restore_in_place(j, name, id, detach, man.flags & CKPT_F_PTY);
 	struct job_spec spec;
 	r = job_spec_read(j->job_fd, &spec);
 	if (r < 0) {

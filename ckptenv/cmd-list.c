@@ -1,4 +1,5 @@
 /* ckptenv list [--json]: one line (or JSON object) per job. */
+#include "ckpt-gc.h"
 #include "ckptenv.h"
 #include "control.h"
 
@@ -14,12 +15,14 @@
 static const char list_usage[] =
 	"Usage: ckptenv list [--json]\n"
 	"\n"
-	"List the jobs of $CKPTENV_HOME: NAME STATE PID COMMAND STARTED ATTACHED.\n"
+	"List the jobs of $CKPTENV_HOME: NAME STATE PID COMMAND STARTED SPACE ATTACHED.\n"
+	"SPACE: disk used by the job's state (its /tmp with every epoch, checkpoints, log).\n"
 	"ATTACHED: clients attached to a running job's terminal (+N read-only ones).\n"
 	"  --json   one JSON array of objects instead of a table\n";
 
-/* Ask a running job's supervisor how many clients are attached. -errno when it cannot say. */
-static int job_clients(int job_fd, uint32_t *ret_clients, uint32_t *ret_writers)
+/* Ask a running job's supervisor how many clients are attached (and its CONTROL_INFO_* flags
+ * into *ret_flags when not NULL). -errno when it cannot say. */
+static int job_info(int job_fd, uint32_t *ret_clients, uint32_t *ret_writers, uint32_t *ret_flags)
 {
 	_cleanup_close_ int sock = control_connect(job_fd, "control.sock");
 	if (sock < 0)
@@ -35,7 +38,14 @@ static int job_clients(int job_fd, uint32_t *ret_clients, uint32_t *ret_writers)
 		return -EBADMSG;
 	*ret_clients = ck_get_le32(m.payload);
 	*ret_writers = ck_get_le32(m.payload + 4);
+	if (ret_flags)
+		*ret_flags = m.len >= 12 ? ck_get_le32(m.payload + 8) : 0;
 	return 0;
+}
+
+static int job_clients(int job_fd, uint32_t *ret_clients, uint32_t *ret_writers)
+{
+	return job_info(job_fd, ret_clients, ret_writers, NULL);
 }
 
 void cli_job_info_load(int job_fd, struct cli_job_info *ret)
@@ -44,8 +54,12 @@ void cli_job_info_load(int job_fd, struct cli_job_info *ret)
 	i.has_spec = job_spec_read(job_fd, &i.spec) == 0;
 	i.has_status = job_status_read(job_fd, &i.status) == 0;
 	i.has_run = job_run_read(job_fd, &i.run) == 0;
-	if (state_job_running(job_fd) > 0)
+	uint32_t ncl, nwr, flags = 0;
+	if (state_job_running(job_fd) > 0) {
 		i.state = CLI_JOB_RUNNING;
+		i.stopped = job_info(job_fd, &ncl, &nwr, &flags) == 0 &&
+			    (flags & CONTROL_INFO_PARKED);
+	}
 	else if (i.has_status && (!i.has_run || i.status.run_id == i.run.run_id))
 		i.state = CLI_JOB_EXITED;
 	else if (i.has_run)
@@ -66,7 +80,7 @@ const char *cli_job_state_str(const struct cli_job_info *i, char *buf, size_t le
 {
 	switch (i->state) {
 	case CLI_JOB_RUNNING:
-		snprintf(buf, len, "running");
+		snprintf(buf, len, i->stopped ? "stopped" : "running");
 		break;
 	case CLI_JOB_EXITED:
 		snprintf(buf, len, "exited %d", (int)i->status.exit_code);
@@ -153,8 +167,8 @@ int cmd_list(int argc, char **argv)
 	if (json)
 		fputs("[", stdout);
 	else
-		printf("%-20s %-14s %-8s %-40s %-19s %s\n", "NAME", "STATE", "PID", "COMMAND",
-		       "STARTED", "ATTACHED");
+		printf("%-20s %-14s %-8s %-40s %-19s %10s %s\n", "NAME", "STATE", "PID",
+		       "COMMAND", "STARTED", "SPACE", "ATTACHED");
 	bool first = true;
 	for (size_t k = 0; k < n; k++) {
 		_cleanup_close_ int fd = -1;
@@ -169,10 +183,13 @@ int cmd_list(int argc, char **argv)
 		uint32_t ncl = 0, nwr = 0;
 		bool have_cl = running && job_clients(fd, &ncl, &nwr) == 0;
 		cli_job_state_str(&i, st, sizeof(st));
+		struct ckpt_space sp = {0};
+		(void)ckpt_space(fd, &sp);
 		if (json) {
 			printf("%s\n  {\"name\": ", first ? "" : ",");
 			cli_json_str(stdout, names[k]);
-			printf(", \"state\": \"%s\"", running			  ? "running"
+			printf(", \"state\": \"%s\"", running && i.stopped	  ? "stopped"
+						      : running			  ? "running"
 						      : i.state == CLI_JOB_EXITED ? "exited"
 						      : i.state == CLI_JOB_DIED	  ? "died"
 										: "never started");
@@ -186,7 +203,10 @@ int cmd_list(int argc, char **argv)
 				       ncl - nwr);
 			printf(", \"command\": ");
 			cli_json_str(stdout, cmd ? cmd : "");
-			printf(", \"started\": %lld}", (long long)started);
+			printf(", \"started\": %lld, \"space\": %llu, \"space_store\": %llu, "
+			       "\"space_checkpoints\": %llu}",
+			       (long long)started, (unsigned long long)sp.total,
+			       (unsigned long long)sp.store, (unsigned long long)sp.checkpoints);
 		} else {
 			char pid[16] = "-";
 			if (running && i.has_run)
@@ -197,8 +217,10 @@ int cmd_list(int argc, char **argv)
 				snprintf(att, sizeof(att), "%u+%u", nwr, ncl - nwr);
 			else if (have_cl)
 				snprintf(att, sizeof(att), "%u", ncl);
-			printf("%-20s %-14s %-8s %-40s %-19s %s\n", names[k], st, pid, shortcmd,
-			       cli_time(started, t, sizeof(t)), att);
+			char space[32];
+			printf("%-20s %-14s %-8s %-40s %-19s %10s %s\n", names[k], st, pid,
+			       shortcmd, cli_time(started, t, sizeof(t)),
+			       cli_bytes(sp.total, space, sizeof(space)), att);
 		}
 		first = false;
 		cli_job_info_free(&i);

@@ -1,7 +1,8 @@
 /* ckptenv log NAME [-f]: print the job's output log (jobs/NAME/output.1 then output, together
  * at most --log-size bytes, the oldest dropped); -f keeps printing what the job writes until it
- * ends. The supervisor appends in 64 KiB batches and after 10 ms of quiet, so -f lags by that.
- * Rotation renames output to output.1: a follower finishes the file it holds, then reopens. */
+ * ends. The supervisor writes the log once output has been quiet for 10 ms, at most 250 ms late
+ * during a flood, so -f lags by that. Rotation renames output to output.1: a follower finishes
+ * the file it holds, then output.1 if that is a newer one, then output. */
 #include "ckptenv.h"
 
 #include "common/ck.h"
@@ -43,11 +44,16 @@ static bool same_file(int dirfd, const char *name, int fd)
 	return a.st_ino == b.st_ino && a.st_dev == b.st_dev;
 }
 
+/* Follow the log from its end. A rotation renames output to output.1; one flush of a flood may
+ * rotate twice, so the file we hold may be gone and output.1 be the one after it. Either way:
+ * finish the file held, then output.1 if it is not that file, then output. (Bytes of a flood
+ * larger than the log between two looks are not in the files at all: see ptyproxy/outlog.c.) */
 static int follow(int job_fd)
 {
 	_cleanup_close_ int fd = openat(job_fd, OUTPUT_LOG, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0 && lseek(fd, 0, SEEK_END) < 0)
 		return -errno;
+	bool next_is_current = false; /* after output.1, the next file is output */
 	for (;;) {
 		/* Looked at before reading: what the job wrote before it ended is printed. */
 		bool running = state_job_running(job_fd) > 0;
@@ -55,14 +61,25 @@ static int follow(int job_fd)
 		if (r < 0)
 			return r;
 		if (fd < 0 || !same_file(job_fd, OUTPUT_LOG, fd)) {
-			int nfd = openat(job_fd, OUTPUT_LOG, O_RDONLY | O_CLOEXEC);
-			if (nfd >= 0) { /* rotated (the old file's tail is printed): start anew */
+			int nfd = -1;
+			if (fd >= 0 && !next_is_current) {
+				nfd = openat(job_fd, OUTPUT_LOG ".1", O_RDONLY | O_CLOEXEC);
+				if (nfd >= 0 && same_file(job_fd, OUTPUT_LOG ".1", fd)) {
+					close(nfd); /* ours became output.1, read to its end above */
+					nfd = -1;
+				}
+			}
+			next_is_current = nfd >= 0;
+			if (nfd < 0)
+				nfd = openat(job_fd, OUTPUT_LOG, O_RDONLY | O_CLOEXEC);
+			if (nfd >= 0) { /* the file after the one held: from its start */
 				if (fd >= 0)
 					close(fd);
 				fd = nfd;
 				continue;
 			}
 		}
+		next_is_current = false;
 		if (!running)
 			return 0;
 		poll(NULL, 0, 100);

@@ -1,10 +1,13 @@
 /* ckptenv rm NAME [--force]: delete a job's state directory (its /tmp store, snapshots, log).
  * The only command that deletes user data; it refuses a running job unless --force, which
  * kills the job and waits for its supervisor to let go of the lock first. */
+#include "ckpt-gc.h"
+#include "ckpt.h"
 #include "ckptenv.h"
 #include "control.h"
 
 #include "common/ck.h"
+#include "vfs/vfs.h"
 
 #include <getopt.h>
 #include <poll.h>
@@ -14,9 +17,13 @@
 
 static const char rm_usage[] =
 	"Usage: ckptenv rm NAME [--force]\n"
+	"       ckptenv rm NAME --checkpoint ID\n"
 	"\n"
-	"Delete job NAME and all its data (its /tmp, snapshots, log).\n"
-	"  -f, --force   kill the job first if it runs (else a running job is refused)\n";
+	"Delete job NAME and all its data (its /tmp, snapshots, checkpoints, log).\n"
+	"  -f, --force          kill the job first if it runs (else a running job is refused;\n"
+	"                       a stopped one, after 'checkpoint --stop', is not)\n"
+	"  -c, --checkpoint ID  delete only checkpoint ID and the /tmp epoch kept for it (the\n"
+	"                       job may run meanwhile; see 'ckptenv checkpoints NAME')\n";
 
 /* Wait (bounded) until @pidfd's process has exited. */
 static void wait_exit(int pidfd, int timeout_ms)
@@ -58,23 +65,101 @@ static int stop_job(struct cli_job *j)
 	return lock_fd;
 }
 
+/* rm NAME --checkpoint ID: through the supervisor when one runs (it owns the store), else
+ * with the job's lock and the store opened here. */
+static int drop_checkpoint(struct cli_job *j, const char *name, const char *idstr)
+{
+	if (!*idstr || strspn(idstr, "0123456789") != strlen(idstr) || strlen(idstr) > 18 ||
+	    !strtoull(idstr, NULL, 10)) {
+		cli_error("rm", name, "invalid checkpoint id '%s'; see 'ckptenv checkpoints %s'",
+			  idstr, name);
+		return EXIT_USAGE;
+	}
+	uint64_t id = strtoull(idstr, NULL, 10);
+	_cleanup_close_ int lock_fd = -1;
+	int r = state_lock_take(j->job_fd, &lock_fd);
+	if (r == -EBUSY) {
+		_cleanup_close_ int sock = control_connect(j->job_fd, "control.sock");
+		if (sock < 0) {
+			cli_error("rm", name, "cannot reach the supervisor: %s; see %s/log",
+				  strerror(-sock), j->dir);
+			return 1;
+		}
+		uint8_t p[8];
+		ck_put_le64(p, id);
+		struct control_msg m;
+		r = control_call(sock, CONTROL_CKPT_DROP, p, sizeof(p), &m);
+		if (r < 0) {
+			cli_error("rm", name, "supervisor: %s; see %s/log", strerror(-r), j->dir);
+			return 1;
+		}
+		control_msg_close_fds(&m);
+		if (m.type == CONTROL_OK)
+			return 0;
+		char err[1100];
+		int e;
+		if (control_parse_error(&m, &e, err, sizeof(err)) < 0)
+			snprintf(err, sizeof(err), "unexpected reply %u from the supervisor", m.type);
+		cli_error("rm", name, "%s", err);
+		return 1;
+	}
+	if (r < 0) {
+		cli_error("rm", name, "cannot lock %s/supervisor.lock: %s", j->dir, strerror(-r));
+		return 1;
+	}
+	_cleanup_close_ int ckdir = -1;
+	if (ckpt_dir_open(j->job_fd, false, &ckdir) < 0) {
+		cli_error("rm", name, "job %s has no checkpoints", name);
+		return 1;
+	}
+	_cleanup_free_ char *store = NULL;
+	if (asprintf(&store, "%s/store", j->dir) < 0)
+		return 1;
+	struct vfs_options o = {.store_dir = store};
+	struct vfs *v;
+	r = vfs_open(&o, &v);
+	if (r < 0) {
+		cli_error("rm", name, "%s", vfs_last_error());
+		return 1;
+	}
+	r = ckpt_drop(ckdir, v, id);
+	vfs_close(v, false);
+	if (r < 0) {
+		cli_error("rm", name, "cannot drop checkpoint %s: %s; see 'ckptenv checkpoints %s'",
+			  idstr, r == -ENOENT ? "no such checkpoint" : strerror(-r), name);
+		return 1;
+	}
+	return 0;
+}
+
 int cmd_rm(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"force", no_argument, NULL, 'f'}, {"help", no_argument, NULL, 'h'}, {0}};
+		{"force", no_argument, NULL, 'f'},
+		{"checkpoint", required_argument, NULL, 'c'},
+		{"help", no_argument, NULL, 'h'},
+		{0}};
 	bool force = false;
+	const char *ckpt_id = NULL;
 	int c;
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "fh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "fc:h", longopts, NULL)) != -1) {
 		if (c == 'f') {
 			force = true;
+		} else if (c == 'c') {
+			ckpt_id = optarg;
 		} else if (c == 'h') {
 			fputs(rm_usage, stdout);
 			return 0;
 		} else {
 			char what[300];
-			snprintf(what, sizeof(what), "unknown option '%s'", argv[optind - 1]);
+			if (c == '?' && optopt == 'c')
+				snprintf(what, sizeof(what), "option '%s' needs a checkpoint id",
+					 argv[optind - 1]);
+			else
+				snprintf(what, sizeof(what), "unknown option '%s'",
+					 argv[optind - 1]);
 			return cli_usage("rm", what);
 		}
 	}
@@ -87,9 +172,21 @@ int cmd_rm(int argc, char **argv)
 	int r = cli_job_open("rm", name, false, &j);
 	if (r)
 		return r;
+	if (ckpt_id) {
+		r = drop_checkpoint(&j, name, ckpt_id);
+		cli_job_close(&j);
+		return r;
+	}
 
 	_cleanup_close_ int lock_fd = -1;
 	r = state_lock_take(j.job_fd, &lock_fd);
+	if (r == -EBUSY && !force) {
+		/* A stopped job (checkpoint --stop, a kept crash) has nothing running to lose. */
+		struct cli_job_info info;
+		cli_job_info_load(j.job_fd, &info);
+		force = info.stopped;
+		cli_job_info_free(&info);
+	}
 	if (r == -EBUSY && !force) {
 		cli_error("rm", name,
 			  "the job is running; stop it first, or use 'ckptenv rm --force %s'",

@@ -2,6 +2,7 @@
  * only as its client: START over the control socket, then attach to the job's terminal (stdin
  * and stdout are ttys) or relay our stdio byte-exact over the job's pipes (otherwise),
  * forwarding signals in pipe mode, and exit with the job's status (0 after a detach). */
+#include "ckpt.h"
 #include "ckptenv.h"
 #include "control.h"
 
@@ -25,7 +26,8 @@ extern char **environ;
 
 static const char run_usage[] =
 	"Usage: ckptenv run [--name N] [--detach] [--detach-key KEY] [--log-size SIZE]\n"
-	"                   [--from-snapshot ID] -- CMD [ARGS...]\n"
+	"                   [--from-snapshot ID] [--checkpoint-every DURATION [--keep K]]\n"
+	"                   [--checkpoint-on-term] -- CMD [ARGS...]\n"
 	"\n"
 	"Run CMD as job N with a private, persistent /tmp. The same name again reuses the job's\n"
 	"/tmp as it was. Exits with CMD's exit status (128+signal when killed).\n"
@@ -40,6 +42,12 @@ static const char run_usage[] =
 	"  -k, --detach-key KEY    ^X, C-x, one character, or 'none' (default ^\\, Ctrl-\\)\n"
 	"  -l, --log-size SIZE     bound of the output log, e.g. 512K, 16M (default 4M)\n"
 	"  -s, --from-snapshot ID  start from snapshot ID (see 'ckptenv snapshots N')\n"
+	"      --checkpoint-every DURATION\n"
+	"                          checkpoint the job this often (30s, 10m, 2h; at least 1s)\n"
+	"      --keep K            keep the newest K checkpoints, dropping older ones with their\n"
+	"                          /tmp epochs (default 3 with --checkpoint-every, else all)\n"
+	"      --checkpoint-on-term  on SIGTERM to the supervisor, take a last checkpoint and\n"
+	"                          end the job (restore it later with 'ckptenv restore N')\n"
 	"  -h, --help              this text\n";
 
 struct run_opts {
@@ -50,6 +58,9 @@ struct run_opts {
 	uint64_t from_epoch;
 	char **cmd;
 	int cmd_argc;
+	uint64_t ckpt_every_ns;
+	long ckpt_keep; /* -1: not given */
+	bool ckpt_on_term;
 };
 
 /* "4096", "512K", "16M", "1G" (binary units) within 4 KiB .. 1 GiB. */
@@ -84,6 +95,9 @@ static int parse(int argc, char **argv, struct run_opts *o, bool *ret_help)
 		{"from-snapshot", required_argument, NULL, 's'},
 		{"detach-key", required_argument, NULL, 'k'},
 		{"log-size", required_argument, NULL, 'l'},
+		{"checkpoint-every", required_argument, NULL, 'E'},
+		{"keep", required_argument, NULL, 'K'},
+		{"checkpoint-on-term", no_argument, NULL, 'T'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -126,12 +140,38 @@ static int parse(int argc, char **argv, struct run_opts *o, bool *ret_help)
 				return cli_usage("run", what);
 			}
 			break;
+		case 'E':
+			if (ckpt_duration_parse(optarg, &o->ckpt_every_ns) < 0) {
+				char what[300];
+				snprintf(what, sizeof(what),
+					 "invalid duration '%s'; use e.g. 30s, 10m or 2h (1s..30d)",
+					 optarg);
+				return cli_usage("run", what);
+			}
+			break;
+		case 'K': {
+			char *end;
+			errno = 0;
+			long v = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || v < 1 || v > 100000) {
+				char what[300];
+				snprintf(what, sizeof(what),
+					 "invalid --keep '%s'; use a number of checkpoints >= 1",
+					 optarg);
+				return cli_usage("run", what);
+			}
+			o->ckpt_keep = v;
+			break;
+		}
+		case 'T':
+			o->ckpt_on_term = true;
+			break;
 		case 'h':
 			*ret_help = true;
 			return 0;
 		default: {
 			char what[300];
-			if (optopt && c == '?' && strchr("nskl", optopt))
+			if (optopt && c == '?' && strchr("nsklEK", optopt))
 				snprintf(what, sizeof(what), "option '%s' needs a value",
 					 argv[optind - 1]);
 			else
@@ -275,6 +315,11 @@ static int wait_job(int sock, const char *name, const char *dir, int known)
 	}
 }
 
+int cli_wait_job(int sock, const char *name, const char *dir, int known)
+{
+	return wait_job(sock, name, dir, known);
+}
+
 int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 		  const struct cli_run_opts *o, bool print_name, struct supervisor_args *sa)
 {
@@ -403,7 +448,7 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 
 int cmd_run(int argc, char **argv)
 {
-	struct run_opts o = {.detach_key = DEFAULT_DETACH_KEY};
+	struct run_opts o = {.detach_key = DEFAULT_DETACH_KEY, .ckpt_keep = -1};
 	bool help = false;
 	int r = parse(argc, argv, &o, &help);
 	if (r)
@@ -444,7 +489,13 @@ int cmd_run(int argc, char **argv)
 		if (r)
 			return r;
 	}
-	struct supervisor_args sa = {.log_size = o.log_size};
+	struct supervisor_args sa = {
+		.log_size = o.log_size,
+		.ckpt_every_ns = o.ckpt_every_ns,
+		.ckpt_keep = o.ckpt_keep > 0 ? (uint32_t)o.ckpt_keep
+			     : o.ckpt_every_ns ? CKPT_KEEP_DEFAULT
+					       : 0,
+		.ckpt_on_term = o.ckpt_on_term};
 	/* A terminal only when both ends are one: `run -- cmd > file` wants cmd's bytes. */
 	sa.pty = isatty(0) && isatty(1);
 	if (sa.pty && (ioctl(0, TIOCGWINSZ, &sa.ws) < 0 || !sa.ws.ws_row || !sa.ws.ws_col))

@@ -14,7 +14,8 @@ static const char status_usage[] =
 	"Usage: ckptenv status NAME\n"
 	"\n"
 	"Show job NAME: state, pids, command, times, store size, snapshots,\n"
-	"last exit status.\n";
+	"last exit status, and for a running job its proxied TCP connections\n"
+	"(peer, state, bytes each way).\n";
 
 /* Disk usage of a tree (allocated blocks), like du. */
 static uint64_t tree_bytes(int dirfd, const char *path, int depth)
@@ -77,6 +78,8 @@ int cmd_status(int argc, char **argv)
 	if (i.state == CLI_JOB_RUNNING && i.has_run)
 		printf("pid:        %d (supervisor %d)\n", (int)i.run.init_pid,
 		       (int)i.run.supervisor_pid);
+	if (i.state == CLI_JOB_RUNNING)
+		cli_attach_print_clients(j.job_fd);
 	printf("command:    %s\n", cmd ? cmd : "-");
 	if (i.has_spec) {
 		printf("cwd:        %s\n", i.spec.cwd);
@@ -107,6 +110,8 @@ int cmd_status(int argc, char **argv)
 	}
 	free(refs);
 	printf("snapshots:  %zu\n", snaps);
+	if (i.state == CLI_JOB_RUNNING && (r = cli_status_net(j.job_fd)) < 0)
+		printf("network:    unknown (the supervisor did not answer: %s)\n", strerror(-r));
 	cli_job_info_free(&i);
 	cli_job_close(&j);
 	return 0;

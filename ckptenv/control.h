@@ -29,6 +29,10 @@ enum control_type {
 	CONTROL_DROP,	   /* str ref; reply OK or ERROR */
 	CONTROL_INFO,	   /* reply INFO_REPLY */
 	CONTROL_CHECKPOINT, /* le32 CONTROL_CKPT_*; reply CHECKPOINTED or ERROR */
+	CONTROL_NET_STATUS = 40, /* reply NET_STATUS_REPLY (sup-net.c documents it) */
+	CONTROL_CKPT_DROP = 20, /* le64 checkpoint id; reply OK or ERROR (fixed number: merges) */
+	CONTROL_RESTORE = 21,	/* le64 checkpoint id: restore a stopped job in place; reply
+				 * STARTED or ERROR */
 	/* supervisor -> client */
 	CONTROL_OK = 100,
 	CONTROL_ERROR,	 /* le32 errno, str message */
@@ -36,11 +40,21 @@ enum control_type {
 	CONTROL_EXITED,	 /* le32 exit code (128+signal when killed); sent to every client */
 	CONTROL_SNAPPED, /* le64 epoch, le64 ns taken; optionally le64 syncfs ns, le64 store
 			  * commit ns, le64 bytes changed (see snapshot_reply) */
-	CONTROL_INFO_REPLY, /* le32 attached clients, le32 of which writers, le32 CONTROL_INFO_* */
-	CONTROL_CHECKPOINTED, /* le64 id, le64 frozen ns, le64 epoch, le64 bytes */
+	CONTROL_INFO_REPLY, /* le32 attached clients, le32 of which writers, le32 CONTROL_INFO_*;
+			     * then (sup_stdio_info_pack) le16 terminal rows, cols, le32 clients
+			     * listed, each: le32 CONTROL_CLIENT_*, le16 rows, cols, le32 pid */
+	CONTROL_CHECKPOINTED, /* le64 id, le64 frozen ns, le64 epoch, le64 bytes; optionally
+			       * le64 ns per phase: freeze, vfs, pty, memory, commit */
+	CONTROL_NET_STATUS_REPLY = 140, /* the job's proxied connections (sup-net.c) */
 };
 #define CONTROL_INFO_STARTED 0x1u
 #define CONTROL_INFO_PIPES   0x2u
+#define CONTROL_INFO_PARKED  0x4u /* the job ended at a checkpoint or crashed; restorable in place */
+#define CONTROL_CLIENT_READ_ONLY  0x1u
+#define CONTROL_CLIENT_PIPES	  0x2u
+#define CONTROL_CLIENT_DIRECT	  0x4u /* the supervisor writes the client's terminal itself */
+#define CONTROL_CLIENT_SIZE_OWNER 0x8u /* the job's terminal has this client's size */
+#define CONTROL_CLIENTS_MAX	  64u  /* listed in an INFO_REPLY at most */
 #define CONTROL_CKPT_STOP    0x1u /* end the job once the checkpoint is complete */
 
 struct control_msg {

@@ -10,6 +10,7 @@
 #include "launch.h"
 
 #include "common/ck.h"
+#include "netproxy/netproxy.h"
 #include "ptyproxy/ptyproxy.h"
 #include "restore/restore.h"
 #include "vfs/vfs.h"
@@ -274,14 +275,22 @@ void init_main(int sock, const struct launch_args *a, int restore_dirfd)
 	int r = vfs_mount_fuse("/tmp", a->allow_other, &fuse_fd);
 	if (r < 0)
 		fail(sock, -r, "cannot mount the job's /tmp: %s", strerror(-r));
-	int fds[2] = {fuse_fd, -1}, slave = -1;
-	if (pty_ws && (r = make_pty(pty_ws, a->tio, &fds[1], &slave)) < 0)
+	int fds[3] = {fuse_fd, -1, -1}, slave = -1;
+	if (pty_ws && (r = make_pty(pty_ws, a->tio, &fds[2], &slave)) < 0)
 		fail(sock, -r, "cannot create the job's terminal (devpts on /dev/pts): %s",
 		     strerror(-r));
-	r = ck_send_fds(sock, "F", 1, fds, pty_ws ? 2 : 1);
-	close(fuse_fd);
-	if (fds[1] >= 0)
-		close(fds[1]);
+	/* The filter goes on the init itself, before it forks the command (or the restorer):
+	 * filters are inherited by fork and kept across exec, so every process of the job is
+	 * under it, a restored one too (its listener is the new supervisor's). The init makes no
+	 * connect of its own. */
+	fds[1] = netproxy_filter_install(NETPROXY_FILTER_NAMES | NETPROXY_FILTER_SOCKOPTS);
+	if (fds[1] < 0)
+		fail(sock, -fds[1], "cannot install the job's network filter (seccomp): %s",
+		     strerror(-fds[1]));
+	r = ck_send_fds(sock, "F", 1, fds, pty_ws ? 3 : 2);
+	for (int i = 0; i < 3; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
 	if (r < 0)
 		_exit(1);
 	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)

@@ -98,23 +98,24 @@ void launch_abort(struct launch_job *j)
 	j->sock = -1;
 }
 
-/* Wait for the init's report: 'F' with the fuse fd (and the pty master when @want_pty), or
- * 'E' le32 errno + text. */
-static int read_report(int sock, bool want_pty, int *ret_fuse_fd, int *ret_pty_fd, char *err,
-		       size_t errlen)
+/* Wait for the init's report: 'F' with the fuse fd, the netproxy listener (and the pty master
+ * when @want_pty), or 'E' le32 errno + text. */
+static int read_report(int sock, bool want_pty, int *ret_fuse_fd, int *ret_net_fd,
+		       int *ret_pty_fd, char *err, size_t errlen)
 {
 	uint8_t buf[512];
-	int fds[2];
+	int fds[3];
 	size_t nfds = 0;
-	ssize_t n = ck_recv_fds(sock, buf, sizeof(buf) - 1, fds, 2, &nfds);
+	ssize_t n = ck_recv_fds(sock, buf, sizeof(buf) - 1, fds, 3, &nfds);
 	if (n <= 0) {
 		snprintf(err, errlen, "the job's init died while setting up (%s)",
 			 n < 0 ? strerror((int)-n) : "no report");
 		return n < 0 ? (int)n : -ECHILD;
 	}
-	if (buf[0] == 'F' && nfds == (want_pty ? 2u : 1u)) {
+	if (buf[0] == 'F' && nfds == (want_pty ? 3u : 2u)) {
 		*ret_fuse_fd = fds[0];
-		*ret_pty_fd = want_pty ? fds[1] : -1;
+		*ret_net_fd = fds[1];
+		*ret_pty_fd = want_pty ? fds[2] : -1;
 		return 0;
 	}
 	for (size_t i = 0; i < nfds; i++)
@@ -158,7 +159,7 @@ int launch_job(const struct launch_args *a, struct launch_job *ret, int *ret_fus
 	int clone_errno = errno;
 	close(sp[1]);
 	close(rel[0]);
-	struct launch_job j = {.init_pid = pid, .sock = sp[0]};
+	struct launch_job j = {.init_pid = pid, .sock = sp[0], .net_fd = -1};
 	if (pid < 0) {
 		snprintf(err, errlen, "cannot create the job's namespaces (clone%s): %s",
 			 userns ? " with a user namespace" : "", strerror(clone_errno));
@@ -175,7 +176,7 @@ int launch_job(const struct launch_args *a, struct launch_job *ret, int *ret_fus
 	}
 	close(rel[1]);
 	if (r == 0)
-		r = read_report(j.sock, a->pty, ret_fuse_fd, ret_pty_fd, err, errlen);
+		r = read_report(j.sock, a->pty, ret_fuse_fd, &j.net_fd, ret_pty_fd, err, errlen);
 	if (r < 0) {
 		launch_abort(&j);
 		return r;

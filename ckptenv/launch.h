@@ -2,7 +2,8 @@
  *
  * launch_job() clones the init into new mount + pid namespaces (and a user namespace mapping
  * only our own uid/gid when not root). The init makes its mounts private, mounts the vfs on
- * /tmp, hands the /dev/fuse fd back, mounts a fresh /proc, and then waits for launch_go()
+ * /tmp, installs the netproxy seccomp filter, hands the /dev/fuse fd (and the filter's
+ * listener) back, mounts a fresh /proc, and then waits for launch_go()
  * before it runs the command, so the supervisor can start serving /tmp first.
  * Later additions (a reserved address range) belong in struct launch_args and launch.c only;
  * the time namespace is entered by the init itself (init.c), right before it forks the job. */
@@ -35,12 +36,15 @@ struct launch_args {
 struct launch_job {
 	pid_t init_pid; /* host pid of the job's pid 1; our child (reap it with waitpid) */
 	int sock;	/* our end of the init's socketpair; -1 after launch_go */
+	int net_fd;	/* listener of the job's seccomp filter (netproxy): the caller takes it */
 };
 
 /** Start the job's init. On success *ret holds the init and *ret_fuse_fd the mounted /dev/fuse
  *  descriptor (owned by the caller; pass it to vfs_serve), and the init waits for launch_go().
  *  With a->pty, *ret_pty_fd is the master of the job's terminal (/dev/pts/0 in the job's own
  *  devpts instance; O_NONBLOCK, owned by the caller), else -1.
+ *  ret->net_fd is the listener of the netproxy seccomp filter the init installed on itself
+ *  (so on the command, or the restored process, it forks): the caller owns it.
  *  On failure the init is killed and reaped, and @err holds one line saying what failed.
  *  The init dies with SIGKILL if the calling thread exits (PR_SET_PDEATHSIG). */
 int launch_job(const struct launch_args *a, struct launch_job *ret, int *ret_fuse_fd,

@@ -5,6 +5,7 @@
  * (the checkpoint exists from here on), replace LATEST, then resume the job (or end it with
  * --stop). Every step runs on the main thread, which is the tracer from freeze to resume; the
  * vfs threads keep answering the job's /tmp requests meanwhile. */
+#include "ckpt-gc.h"
 #include "ckpt.h"
 #include "control.h"
 #include "supervisor.h"
@@ -80,12 +81,35 @@ struct ckpt_run {
 	int ckdir, tmpfd;
 	struct vfs_commit *vc;
 	struct ckpt_manifest man;
+	uint64_t *phase; /* SUP_CKPT_PHASE_* ns, accumulated */
 };
+
+/* Adds the time since *t0 to @phase and restarts the clock. */
+static void lap(struct ckpt_run *k, enum sup_ckpt_phase phase, uint64_t *t0)
+{
+	uint64_t now = ck_now_ns();
+	k->phase[phase] += now - *t0;
+	*t0 = now;
+}
+
+/* A failure to write into the state directory: say when it is a full disk, and what to do. */
+static void write_error(struct sup *s, int r, const char *what, char *err, size_t errlen)
+{
+	if (r == -ENOSPC || r == -EDQUOT)
+		snprintf(err, errlen,
+			 "%s: no space left in %s; free space, or drop old checkpoints with "
+			 "'ckptenv rm %s --checkpoint ID'; the job goes on, older checkpoints "
+			 "are intact",
+			 what, s->a->job_dir, s->a->name);
+	else
+		snprintf(err, errlen, "%s: %s", what, strerror(-r));
+}
 
 /* Everything between freeze and resume; @err gets one line on failure. */
 static int dump_all(struct sup *s, struct restore_freeze *f, struct ckpt_run *k, char *err,
 		    size_t errlen)
 {
+	uint64_t t0 = ck_now_ns();
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/root/tmp", (int)s->job.init_pid);
 	_cleanup_close_ int mfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -99,32 +123,51 @@ static int dump_all(struct sup *s, struct restore_freeze *f, struct ckpt_run *k,
 			 strerror(-r));
 		return r;
 	}
+	/* What an interrupted checkpoint left (none can be in progress: we are the only writer). */
+	struct ckpt_sweep_stats sw;
+	if (ckpt_sweep(k->ckdir, s->v, s->store_dir, &sw) == 0 && (sw.dirs || sw.refs))
+		sup_log(s, "removed %zu unfinished checkpoint director%s and %zu orphan ref%s",
+			sw.dirs, sw.dirs == 1 ? "y" : "ies", sw.refs, sw.refs == 1 ? "" : "s");
 	k->id = ckpt_next_id(k->ckdir);
 	snprintf(k->name, sizeof(k->name), "%llu", (unsigned long long)k->id);
 	snprintf(k->tmp, sizeof(k->tmp), ".%s.tmp", k->name);
 	if (mkdirat(k->ckdir, k->tmp, 0700) < 0 ||
 	    (k->tmpfd = openat(k->ckdir, k->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		snprintf(err, errlen, "cannot create %s/%s/%s: %m", s->a->job_dir, CKPT_DIR,
+		r = -errno;
+		char what[300];
+		snprintf(what, sizeof(what), "cannot create %s/%s/%s", s->a->job_dir, CKPT_DIR,
 			 k->tmp);
-		return -errno;
+		write_error(s, r, what, err, errlen);
+		return r;
 	}
+	lap(k, SUP_CKPT_PHASE_COMMIT, &t0);
 	r = vfs_epoch_prepare(s->v, mfd, &k->vc);
+	lap(k, SUP_CKPT_PHASE_VFS, &t0);
 	if (r < 0) {
 		k->vc = NULL;
-		snprintf(err, errlen, "cannot commit the job's /tmp: %s", vfs_last_error());
+		char what[300];
+		snprintf(what, sizeof(what), "cannot commit the job's /tmp (%s)", vfs_last_error());
+		write_error(s, r, what, err, errlen);
 		return r;
 	}
 	struct restore_err rerr = {0};
 	struct restore_dump_stats st = {0};
 	r = restore_dump(f, k->tmpfd, CKPT_IMAGE, NULL, &st, &rerr);
+	lap(k, SUP_CKPT_PHASE_MEM, &t0);
 	if (r < 0) {
-		snprintf(err, errlen, "%s", rerr.msg[0] ? rerr.msg : strerror(-r));
+		char what[300];
+		snprintf(what, sizeof(what), "cannot save the process");
+		if (r == -ENOSPC || r == -EDQUOT)
+			write_error(s, r, what, err, errlen);
+		else
+			snprintf(err, errlen, "%s", rerr.msg[0] ? rerr.msg : strerror(-r));
 		return r;
 	}
 	if (s->a->pty && s->pp && (r = ptyproxy_state_save(s->pp, k->tmpfd)) < 0) {
-		snprintf(err, errlen, "cannot save the terminal state: %s", strerror(-r));
+		write_error(s, r, "cannot save the terminal state", err, errlen);
 		return r;
 	}
+	lap(k, SUP_CKPT_PHASE_PTY, &t0);
 	k->man = (struct ckpt_manifest){.id = k->id,
 					.epoch = vfs_commit_epoch(k->vc),
 					.created = time(NULL),
@@ -134,73 +177,117 @@ static int dump_all(struct sup *s, struct restore_freeze *f, struct ckpt_run *k,
 					.pid = ns_pid(restore_freeze_pid(f))};
 	char ref[48];
 	snprintf(ref, sizeof(ref), "ckpt-%s", k->name);
+	/* The ref before the rename: a visible checkpoint always has its epoch (ckpt-gc.c). */
 	r = vfs_epoch_finish(s->v, k->vc, ref);
 	k->vc = NULL;
+	lap(k, SUP_CKPT_PHASE_VFS, &t0);
 	if (r < 0) {
-		snprintf(err, errlen, "cannot commit the job's /tmp: %s", vfs_last_error());
+		char what[300];
+		snprintf(what, sizeof(what), "cannot commit the job's /tmp (%s)", vfs_last_error());
+		write_error(s, r, what, err, errlen);
+		/* A ref set before the failure would leak its epoch: the next sweep drops it. */
 		return r;
 	}
 	if ((r = ckpt_manifest_write(k->tmpfd, &k->man)) < 0 ||
 	    (fsync(k->tmpfd) < 0 && (r = -errno)) ||
 	    (renameat(k->ckdir, k->tmp, k->ckdir, k->name) < 0 && (r = -errno)) ||
 	    (fsync(k->ckdir) < 0 && (r = -errno))) {
-		snprintf(err, errlen, "cannot complete checkpoint %s: %s", k->name, strerror(-r));
+		char what[300];
+		snprintf(what, sizeof(what), "cannot complete checkpoint %s", k->name);
+		write_error(s, r, what, err, errlen);
+		(void)vfs_ref_drop(s->v, ref);
 		return r;
 	}
 	k->tmp[0] = 0; /* renamed: nothing to clean up */
 	if ((r = ckpt_latest_write(k->ckdir, k->id)) < 0)
 		sup_log(s, "cannot update %s/LATEST: %s", CKPT_DIR, strerror(-r));
+	lap(k, SUP_CKPT_PHASE_COMMIT, &t0);
 	return 0;
 }
 
-void sup_checkpoint(struct sup *s, int c, const struct control_msg *m)
+/* Commit /tmp once while the job still runs: the commit under the freeze then only carries
+ * what changed since (a job that just wrote a thousand files is frozen for milliseconds, not
+ * for a thousand fsyncs). That epoch is "head" until the checkpoint's own moves head on;
+ * nothing refers to it then, and the store folds it. A failure here is only logged: the
+ * commit under the freeze does all the work then, and reports. */
+static void precommit(struct sup *s)
 {
-	uint32_t flags = 0;
-	char err[512];
-	if (m->len >= 4)
-		flags = ck_get_le32(m->payload);
-	if (!s->started || s->job.init_pid <= 0 || s->job_ended) {
-		control_send_error(c, ESRCH, "the job is not running");
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/root/tmp", (int)s->job.init_pid);
+	_cleanup_close_ int mfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	uint64_t e;
+	int r = mfd < 0 ? -errno : vfs_epoch_commit(s->v, mfd, NULL, &e);
+	if (r < 0)
+		sup_log(s, "checkpoint: pre-commit of /tmp failed (%s); doing it all frozen",
+			mfd < 0 ? strerror(-r) : vfs_last_error());
+}
+
+/* After a new checkpoint: drop the oldest beyond the policy's keep. Logged, never fatal. */
+static void prune(struct sup *s)
+{
+	if (!s->policy.keep)
 		return;
+	_cleanup_close_ int ckdir = -1;
+	if (ckpt_dir_open(s->a->job_fd, false, &ckdir) < 0)
+		return;
+	uint64_t ids[8];
+	size_t n = 0;
+	int r = ckpt_prune(ckdir, s->v, s->policy.keep, ids, 8, &n);
+	for (size_t i = 0; i < n && i < 8; i++)
+		sup_log(s, "dropped checkpoint %llu (keeping the newest %u)",
+			(unsigned long long)ids[i], s->policy.keep);
+	if (r < 0)
+		sup_log(s, "cannot drop old checkpoints: %s", strerror(-r));
+}
+
+int sup_ckpt_take(struct sup *s, uint32_t flags, struct sup_ckpt_result *ret, char *err,
+		  size_t errlen)
+{
+	if (!s->started || s->job.init_pid <= 0 || s->job_ended) {
+		snprintf(err, errlen, "the job is not running");
+		return -ESRCH;
 	}
 	pid_t kids[2];
 	int n = init_children(s->job.init_pid, kids, 2);
 	if (n <= 0) {
-		snprintf(err, sizeof(err), "job %s has no process to checkpoint%s%s", s->a->name,
+		snprintf(err, errlen, "job %s has no process to checkpoint%s%s", s->a->name,
 			 n < 0 ? ": " : "", n < 0 ? strerror(-n) : "");
-		control_send_error(c, n < 0 ? -n : ESRCH, err);
-		return;
+		return n < 0 ? n : -ESRCH;
 	}
 	if (n > 1) {
-		snprintf(
-			err, sizeof(err),
-			"job %s has %d processes; only single-process jobs can be checkpointed yet",
-			s->a->name, n);
-		control_send_error(c, EUSERS, err);
-		return;
+		snprintf(err, errlen,
+			 "job %s has %d processes; only single-process jobs can be checkpointed yet",
+			 s->a->name, n);
+		return -EUSERS;
 	}
+	struct sup_ckpt_result res = {0};
+	uint64_t t0 = ck_now_ns();
+	precommit(s);
+	res.precommit_ns = ck_now_ns() - t0;
+	t0 = ck_now_ns();
 	struct restore_err rerr = {0};
 	struct restore_freeze *f;
 	int r = restore_freeze(kids[0], &f, &rerr);
+	res.phase_ns[SUP_CKPT_PHASE_FREEZE] = ck_now_ns() - t0;
 	if (r < 0) {
 		if (r == -EUSERS)
-			snprintf(err, sizeof(err),
+			snprintf(err, errlen,
 				 "job %s has %d processes; only single-process jobs can be "
 				 "checkpointed yet",
 				 s->a->name, rerr.nprocs);
 		else
-			snprintf(err, sizeof(err), "cannot freeze the job: %s",
+			snprintf(err, errlen, "cannot freeze the job: %s",
 				 rerr.msg[0] ? rerr.msg : strerror(-r));
-		sup_log(s, "checkpoint refused: %s", err);
-		control_send_error(c, -r, err);
-		return;
+		return r;
 	}
+	struct ckpt_run k = {.ckdir = -1, .tmpfd = -1, .phase = res.phase_ns};
+	t0 = ck_now_ns();
 	if (s->pp) {
 		ptyproxy_hold_input(s->pp, true);
 		(void)ptyproxy_catch_up(s->pp);
 	}
-	struct ckpt_run k = {.ckdir = -1, .tmpfd = -1};
-	r = dump_all(s, f, &k, err, sizeof(err));
+	res.phase_ns[SUP_CKPT_PHASE_PTY] += ck_now_ns() - t0;
+	r = dump_all(s, f, &k, err, errlen);
 	uint64_t frozen = restore_freeze_elapsed_ns(f);
 	if (k.vc)
 		vfs_epoch_abort(s->v, k.vc);
@@ -219,18 +306,57 @@ void sup_checkpoint(struct sup *s, int c, const struct control_msg *m)
 		close(k.tmpfd);
 	if (k.ckdir >= 0)
 		close(k.ckdir);
+	if (r < 0)
+		return r;
+	res.id = k.id;
+	res.epoch = k.man.epoch;
+	res.bytes = k.man.bytes;
+	res.frozen_ns = frozen;
+	struct vfs_commit_stats vs;
+	vfs_last_commit_stats(s->v, &vs);
+	sup_log(s, "checkpoint %s: /tmp commit: syncfs %.1f ms, seal %.1f ms, data sync %.1f ms "
+		   "(%llu layers, %llu bytes), meta %.1f ms, refs %.1f ms",
+		k.name, (double)vs.syncfs_ns / 1e6, (double)vs.seal_ns / 1e6,
+		(double)vs.data_sync_ns / 1e6, (unsigned long long)vs.layers,
+		(unsigned long long)vs.bytes, (double)vs.meta_write_ns / 1e6,
+		(double)vs.refs_write_ns / 1e6);
+	sup_log(s,
+		"checkpoint %s: frozen %.1f ms (freeze %.1f, vfs %.1f, pty %.1f, memory %.1f, "
+		"commit %.1f; /tmp pre-commit before the freeze %.1f), %llu bytes, epoch %llu%s",
+		k.name, (double)frozen / 1e6, (double)res.phase_ns[SUP_CKPT_PHASE_FREEZE] / 1e6,
+		(double)res.phase_ns[SUP_CKPT_PHASE_VFS] / 1e6,
+		(double)res.phase_ns[SUP_CKPT_PHASE_PTY] / 1e6,
+		(double)res.phase_ns[SUP_CKPT_PHASE_MEM] / 1e6,
+		(double)res.phase_ns[SUP_CKPT_PHASE_COMMIT] / 1e6, (double)res.precommit_ns / 1e6,
+		(unsigned long long)k.man.bytes,
+		(unsigned long long)k.man.epoch, stop ? "; job stopped" : "");
+	prune(s);
+	*ret = res;
+	return 0;
+}
+
+void sup_checkpoint(struct sup *s, int c, const struct control_msg *m)
+{
+	uint32_t flags = 0;
+	char err[768];
+	if (m->len >= 4)
+		flags = ck_get_le32(m->payload);
+	struct sup_ckpt_result res;
+	int r = sup_ckpt_take(s, flags, &res, err, sizeof(err));
+	if (r == 0 && (flags & CONTROL_CKPT_STOP))
+		s->park_on_exit = true; /* the supervisor stays for `restore` (sup-restore.c) */
 	if (r < 0) {
-		sup_log(s, "checkpoint failed: %s", err);
+		if (r != -ESRCH)
+			sup_log(s, "checkpoint failed: %s", err);
 		control_send_error(c, -r, err);
 		return;
 	}
-	sup_log(s, "checkpoint %s: frozen %.1f ms, %llu bytes, epoch %llu%s", k.name,
-		(double)frozen / 1e6, (unsigned long long)k.man.bytes,
-		(unsigned long long)k.man.epoch, stop ? "; job stopped" : "");
-	uint8_t p[32];
-	ck_put_le64(p, k.id);
-	ck_put_le64(p + 8, frozen);
-	ck_put_le64(p + 16, k.man.epoch);
-	ck_put_le64(p + 24, k.man.bytes);
+	uint8_t p[32 + 8 * SUP_CKPT_PHASES];
+	ck_put_le64(p, res.id);
+	ck_put_le64(p + 8, res.frozen_ns);
+	ck_put_le64(p + 16, res.epoch);
+	ck_put_le64(p + 24, res.bytes);
+	for (int i = 0; i < SUP_CKPT_PHASES; i++)
+		ck_put_le64(p + 32 + 8 * i, res.phase_ns[i]);
 	control_send(c, CONTROL_CHECKPOINTED, p, sizeof(p), NULL, 0);
 }

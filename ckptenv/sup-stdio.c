@@ -80,7 +80,7 @@ int sup_stdio_prepare(struct sup *s, struct launch_args *la)
 static struct ptyproxy_state *restored_pty_state(struct sup *s)
 {
 	char path[64];
-	snprintf(path, sizeof(path), "%s/%s", CKPT_DIR, s->a->restore_id);
+	snprintf(path, sizeof(path), "%s/%s", CKPT_DIR, s->restore_id);
 	_cleanup_close_ int dfd = openat(s->a->job_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	struct ptyproxy_state *pst = NULL;
 	if (dfd < 0 || ptyproxy_state_load(dfd, &pst) < 0) {
@@ -93,7 +93,9 @@ static struct ptyproxy_state *restored_pty_state(struct sup *s)
 int sup_stdio_start(struct sup *s, int pty_fd)
 {
 	struct ptyproxy_state *pst =
-		pty_fd >= 0 && s->a->restore_id ? restored_pty_state(s) : NULL;
+		pty_fd >= 0 && s->restore_id ? restored_pty_state(s) : NULL;
+	if (s->pp) /* restored in place (sup-restore.c): the clients stay */
+		return sup_stdio_restart(s, pty_fd, pst);
 	struct ptyproxy_config cfg = {
 		.ops = &pp_ops,
 		.userdata = s,
@@ -159,6 +161,37 @@ void sup_attach_accept(struct sup *s)
 			sup_log(s, "attach: cannot add client pid %d: %s", (int)cred.pid,
 				strerror(-r));
 	}
+}
+
+size_t sup_stdio_info_pack(struct sup *s, uint8_t *b, size_t cap)
+{
+	struct ptyproxy_info info = {0};
+	struct ptyproxy_client_info ci[CONTROL_CLIENTS_MAX];
+	size_t n = 0;
+	if (s->pp) {
+		ptyproxy_get_info(s->pp, &info);
+		n = ptyproxy_list_clients(s->pp, ci, CK_ARRAY_SIZE(ci));
+		n = CK_MIN(n, CK_ARRAY_SIZE(ci));
+	}
+	n = CK_MIN(n, (cap - 20) / 12);
+	ck_put_le32(b, info.clients);
+	ck_put_le32(b + 4, info.writers);
+	ck_put_le32(b + 8, (s->pp ? CONTROL_INFO_STARTED : 0) | (info.pipes ? CONTROL_INFO_PIPES : 0) |
+				   (s->parked ? CONTROL_INFO_PARKED : 0));
+	ck_put_le16(b + 12, info.ws.ws_row);
+	ck_put_le16(b + 14, info.ws.ws_col);
+	ck_put_le32(b + 16, (uint32_t)n);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *e = b + 20 + 12 * i;
+		ck_put_le32(e, (ci[i].read_only ? CONTROL_CLIENT_READ_ONLY : 0) |
+				       (ci[i].pipes ? CONTROL_CLIENT_PIPES : 0) |
+				       (ci[i].direct ? CONTROL_CLIENT_DIRECT : 0) |
+				       (ci[i].size_owner ? CONTROL_CLIENT_SIZE_OWNER : 0));
+		ck_put_le16(e + 4, ci[i].ws.ws_row);
+		ck_put_le16(e + 6, ci[i].ws.ws_col);
+		ck_put_le32(e + 8, (uint32_t)ci[i].pid);
+	}
+	return 20 + 12 * n;
 }
 
 void sup_stdio_job_exited(struct sup *s, int wstatus)

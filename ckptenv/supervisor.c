@@ -107,7 +107,7 @@ static void client_accept(struct sup *s)
 	}
 }
 
-static void do_start(struct sup *s, int c)
+void sup_job_start(struct sup *s, int c)
 {
 	if (s->started) {
 		control_send_error(c, EBUSY, "the job has already been started");
@@ -120,9 +120,9 @@ static void do_start(struct sup *s, int c)
 	_cleanup_close_ int rdir = -1;
 	struct ptyproxy_state *pst = NULL;
 	int r = 0;
-	if (s->a->restore_id) {
+	if (s->restore_id) {
 		char path[64];
-		snprintf(path, sizeof(path), "%s/%s", CKPT_DIR, s->a->restore_id);
+		snprintf(path, sizeof(path), "%s/%s", CKPT_DIR, s->restore_id);
 		rdir = openat(s->a->job_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (rdir < 0) {
 			r = -errno;
@@ -132,7 +132,7 @@ static void do_start(struct sup *s, int c)
 		}
 		la.restore_dirfd = rdir;
 		la.restore_id = CKPT_IMAGE;
-		la.restore_pid = s->a->restore_pid;
+		la.restore_pid = s->restore_pid;
 	}
 	if (r == 0)
 		r = sup_stdio_prepare(s, &la);
@@ -154,8 +154,14 @@ static void do_start(struct sup *s, int c)
 		s->exit_code = -1;
 		return;
 	}
-	r = sup_stdio_start(s, pty_fd);
+	/* The network first: the job's filter notifies the listener from launch_go() on. */
+	r = sup_net_start(s, TAKE_FD(s->job.net_fd));
 	if (r < 0) {
+		close(fuse_fd);
+		if (pty_fd >= 0)
+			close(pty_fd);
+		snprintf(err, sizeof(err), "cannot serve the job's network: %s", strerror(-r));
+	} else if ((r = sup_stdio_start(s, pty_fd)) < 0) {
 		close(fuse_fd);
 		snprintf(err, sizeof(err), "cannot serve the job's %s: %s",
 			 s->a->pty ? "terminal" : "stdio", strerror(-r));
@@ -276,18 +282,11 @@ static void client_message(struct sup *s, int i)
 	uint32_t sig;
 	switch (m.type) {
 	case CONTROL_START:
-		do_start(s, c);
+		sup_job_start(s, c);
 		break;
 	case CONTROL_INFO: {
-		struct ptyproxy_info info = {0};
-		if (s->pp)
-			ptyproxy_get_info(s->pp, &info);
-		uint8_t b[12];
-		ck_put_le32(b, info.clients);
-		ck_put_le32(b + 4, info.writers);
-		ck_put_le32(b + 8, (s->pp ? CONTROL_INFO_STARTED : 0) |
-					   (info.pipes ? CONTROL_INFO_PIPES : 0));
-		control_send(c, CONTROL_INFO_REPLY, b, sizeof(b), NULL, 0);
+		uint8_t b[24 + 12 * CONTROL_CLIENTS_MAX];
+		control_send(c, CONTROL_INFO_REPLY, b, sup_stdio_info_pack(s, b, sizeof(b)), NULL, 0);
 		break;
 	}
 	case CONTROL_SIGNAL:
@@ -296,12 +295,17 @@ static void client_message(struct sup *s, int i)
 			client_close(s, i);
 			return;
 		}
-		if (s->started && s->job.init_pid > 0)
+		if (s->started && s->job.init_pid > 0) {
+			s->user_signal = (int)sig; /* a job it kills is not a crash to park on */
 			kill(s->job.init_pid, (int)sig);
+		}
 		control_send(c, CONTROL_OK, NULL, 0, NULL, 0);
 		break;
 	case CONTROL_KILL:
-		if (s->started && s->job.init_pid > 0)
+		s->user_signal = SIGKILL;
+		if (s->parked)
+			sup_park_end(s);
+		else if (s->started && s->job.init_pid > 0)
 			kill(s->job.init_pid, SIGKILL);
 		else if (!s->started)
 			s->done = true;
@@ -316,6 +320,15 @@ static void client_message(struct sup *s, int i)
 	case CONTROL_CHECKPOINT:
 		sup_checkpoint(s, c, &m);
 		break;
+	case CONTROL_NET_STATUS:
+		sup_net_status(s, c);
+		break;
+	case CONTROL_CKPT_DROP:
+		sup_ckpt_drop(s, c, &m);
+		break;
+	case CONTROL_RESTORE:
+		sup_restore_in_place(s, c, &m);
+		break;
 	default:
 		sup_log(s, "client %d: unknown message type %u; closing", i, m.type);
 		client_close(s, i);
@@ -326,6 +339,13 @@ static void handle_signals(struct sup *s)
 {
 	struct signalfd_siginfo si;
 	while (read(s->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGTERM && sup_periodic_term(s))
+			continue;
+		if (si.ssi_signo != SIGCHLD && s->parked) {
+			sup_log(s, "got signal %u: ending the stopped job", si.ssi_signo);
+			sup_park_end(s);
+			continue;
+		}
 		if (si.ssi_signo != SIGCHLD) {
 			sup_log(s, "got signal %u: %s", si.ssi_signo,
 			     s->started ? "forwarding SIGTERM to the job" : "exiting");
@@ -344,7 +364,8 @@ static void handle_signals(struct sup *s)
 				WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 			s->job.init_pid = -1;
 			sup_log(s, "job ended with exit status %d", s->exit_code);
-			sup_stdio_job_exited(s, status);
+			if (!sup_park_on_exit(s, status))
+				sup_stdio_job_exited(s, status);
 		}
 	}
 }
@@ -400,6 +421,8 @@ static int setup(struct sup *s, char *err, size_t errlen)
 		snprintf(err, errlen, "epoll: %s", strerror(-r));
 		return r;
 	}
+	if ((r = sup_periodic_setup(s, err, errlen)) < 0)
+		return r;
 	return sup_stdio_setup(s, err, errlen);
 }
 
@@ -410,6 +433,8 @@ static void finish(struct sup *s)
 		waitpid(s->job.init_pid, NULL, 0);
 	}
 	sup_stdio_close(s);
+	sup_net_close(s);
+	sup_periodic_close(s);
 	int r = vfs_close(s->v, s->started);
 	if (r < 0)
 		sup_log(s, "closing the store failed: %s (%s)", strerror(-r), vfs_last_error());
@@ -446,7 +471,10 @@ int supervisor_main(const struct supervisor_args *a)
 			.listen_fd = -1,
 			.attach_fd = -1,
 			.sig_fd = -1,
-			.job = {-1, -1},
+			.periodic_fd = -1,
+			.restore_id = a->restore_id,
+			.restore_pid = a->restore_pid,
+			.job = {-1, -1, -1},
 			.job_stdio = {-1, -1, -1},
 			.sup_stdio = {-1, -1, -1}};
 	for (int i = 0; i < MAX_CLIENTS; i++)
@@ -466,7 +494,7 @@ int supervisor_main(const struct supervisor_args *a)
 
 	uint64_t deadline = ck_now_ns() + (uint64_t)START_TIMEOUT_MS * 1000000u;
 	while (!s.done) {
-		int timeout = sup_stdio_tick(&s);
+		int timeout = sup_park_tick(&s, sup_stdio_tick(&s));
 		if (s.done)
 			break;
 		if (!s.started) {
@@ -491,6 +519,10 @@ int supervisor_main(const struct supervisor_args *a)
 				handle_signals(&s);
 			} else if (fd == s.attach_fd) {
 				sup_attach_accept(&s);
+			} else if (sup_net_owns(&s, fd)) {
+				sup_net_dispatch(&s);
+			} else if (fd == s.periodic_fd) {
+				sup_periodic_fire(&s);
 			} else if (!s.pp || ptyproxy_handle(s.pp, fd, evs[k].events) == -ENOENT) {
 				for (int i = 0; i < MAX_CLIENTS; i++)
 					if (s.clients[i] == fd) {

@@ -3,6 +3,7 @@
 #ifndef CKPTENV_SUPERVISOR_H
 #define CKPTENV_SUPERVISOR_H
 
+#include "ckpt.h"
 #include "ckptenv.h"
 #include "control.h"
 #include "launch.h"
@@ -10,6 +11,8 @@
 #define SUP_MAX_CLIENTS 64
 
 struct ptyproxy;
+struct netproxy;
+struct ptyproxy_state;
 
 struct sup {
 	const struct supervisor_args *a;
@@ -21,6 +24,8 @@ struct sup {
 	int clients[SUP_MAX_CLIENTS]; /* control clients; -1: free slot */
 	struct launch_job job;	      /* init_pid > 0 once started */
 	struct ptyproxy *pp;	      /* the job's stdio, once started */
+	struct netproxy *np;	      /* the job's TCP connections (sup-net.c), once started */
+	uint64_t np_refused_logged;   /* connects refused by the limit, already logged */
 	int job_stdio[3];	      /* pipe mode, until launched: the job's ends */
 	int sup_stdio[3];	      /* pipe mode, until handed to ptyproxy: ours */
 	bool started;
@@ -32,6 +37,19 @@ struct sup {
 	int exit_code;
 	int64_t started_at;
 	uint64_t run_id;
+	/* sup-periodic.c */
+	char *store_dir;	   /* jobs/NAME/store */
+	struct ckpt_policy policy; /* checkpoint period, how many to keep, on SIGTERM */
+	int periodic_fd;	   /* timerfd (CLOCK_MONOTONIC) when policy.every_ns; else -1 */
+	/* sup-restore.c: the job ended but the supervisor stays for a restore in place. */
+	const char *restore_id;	   /* the checkpoint being restored (a->restore_id at first) */
+	int32_t restore_pid;
+	char restore_buf[24];
+	bool park_on_exit;	   /* `checkpoint --stop`: park when the init is reaped */
+	bool parked;		   /* init reaped, clients and store kept, job_exited not called */
+	int park_status;	   /* the init's wait status, for the clients when it ends */
+	uint64_t park_deadline_ns; /* a parked crash ends then (0: never, after --stop) */
+	int user_signal;	   /* last signal a client sent the job (not a crash) */
 };
 
 __attribute__((format(printf, 2, 3))) void sup_log(const struct sup *s, const char *fmt, ...);
@@ -46,6 +64,8 @@ int sup_stdio_prepare(struct sup *s, struct launch_args *la);
 int sup_stdio_start(struct sup *s, int pty_fd);
 /** Accept attach clients (uid checked) and hand them to ptyproxy. */
 void sup_attach_accept(struct sup *s);
+/* The CONTROL_INFO_REPLY payload (control.h) into @b; returns its length. */
+size_t sup_stdio_info_pack(struct sup *s, uint8_t *b, size_t cap);
 /** The job was reaped with @wstatus: tell the clients (after their pending output). */
 void sup_stdio_job_exited(struct sup *s, int wstatus);
 /** After each loop round: launch_go once a client is attached (or for --detach, or late). Also
@@ -53,7 +73,69 @@ void sup_stdio_job_exited(struct sup *s, int wstatus);
 int sup_stdio_tick(struct sup *s);
 /** CONTROL_CHECKPOINT from client socket @c (sup-ckpt.c); replies itself. */
 void sup_checkpoint(struct sup *s, int c, const struct control_msg *m);
+/* Where the job's frozen time goes, in the order of a checkpoint. */
+enum sup_ckpt_phase {
+	SUP_CKPT_PHASE_FREEZE, /* seize and stop every thread */
+	SUP_CKPT_PHASE_VFS,    /* syncfs of the job's /tmp, epoch sealed, written, ref set */
+	SUP_CKPT_PHASE_PTY,    /* input held, screen model caught up, pty.state written */
+	SUP_CKPT_PHASE_MEM,    /* restore_dump: registers, fds, memory into image/ */
+	SUP_CKPT_PHASE_COMMIT, /* directories, manifest, rename, fsyncs, LATEST */
+	SUP_CKPT_PHASES
+};
+
+struct sup_ckpt_result {
+	uint64_t id, epoch, bytes, frozen_ns;
+	uint64_t phase_ns[SUP_CKPT_PHASES];
+	uint64_t precommit_ns; /* /tmp committed once before the freeze (not frozen) */
+};
+
+/** Take one checkpoint of the running job (CONTROL_CKPT_STOP in @flags: end the job once it
+ *  is complete), then drop the oldest beyond policy.keep. -errno with one line in @err. */
+int sup_ckpt_take(struct sup *s, uint32_t flags, struct sup_ckpt_result *ret, char *err,
+		  size_t errlen);
+
+/** After vfs_open and epoll_create (sup-periodic.c): record or reload the checkpoint policy
+ *  (`run` writes a->policy, `restore` reads the job's), remove what an interrupted checkpoint
+ *  left, arm the period timer. 0 or -errno with @err set. */
+int sup_periodic_setup(struct sup *s, char *err, size_t errlen);
+/** The period timer fired: checkpoint the job if it runs (failures are logged). */
+void sup_periodic_fire(struct sup *s);
+/** SIGTERM to the supervisor: with policy CKPT_POLICY_ON_TERM, take a final checkpoint and end
+ *  the job. True when done (the caller then does not forward the signal). */
+bool sup_periodic_term(struct sup *s);
+/** CONTROL_CKPT_DROP from client @c: drop one checkpoint and its epoch. */
+void sup_ckpt_drop(struct sup *s, int c, const struct control_msg *m);
+void sup_periodic_close(struct sup *s);
+
+/** CONTROL_START (supervisor.c): launch the job (or the restore of s->restore_id); replies. */
+void sup_job_start(struct sup *s, int c);
+/** The init was reaped with @wstatus (sup-restore.c): after `checkpoint --stop`, or a crash of
+ *  a job with a checkpoint policy and a checkpoint, keep the supervisor (its store, clients)
+ *  for a restore in place and return true; else false (the job's end goes on as usual). */
+bool sup_park_on_exit(struct sup *s, int wstatus);
+/** End a parked job for good: the clients get EXITED, the supervisor then finishes. */
+void sup_park_end(struct sup *s);
+/** The loop's epoll timeout with the parked job's deadline in it. */
+int sup_park_tick(struct sup *s, int timeout);
+/** CONTROL_RESTORE from client @c: roll the store back to the checkpoint's epoch and restore
+ *  the job in this supervisor (the attached clients stay). Replies STARTED or ERROR. */
+void sup_restore_in_place(struct sup *s, int c, const struct control_msg *m);
+/** sup_stdio_start() for a restore in place: hand the new job side to the existing ptyproxy. */
+int sup_stdio_restart(struct sup *s, int pty_fd, struct ptyproxy_state *pst);
+
 /** Close everything (clients get EOF), unlink attach.sock. */
 void sup_stdio_close(struct sup *s);
+
+/* sup-net.c: the job's network through netproxy. */
+/** Serve the job's seccomp listener @net_fd (taken over, closed on error too) and watch
+ *  netproxy's fd in s->ep. Returns 0 or -errno. */
+int sup_net_start(struct sup *s, int net_fd);
+/** Whether @fd is netproxy's (then call sup_net_dispatch). */
+bool sup_net_owns(const struct sup *s, int fd);
+void sup_net_dispatch(struct sup *s);
+/** CONTROL_NET_STATUS from client socket @c: replies NET_STATUS_REPLY. */
+void sup_net_status(struct sup *s, int c);
+/** Reset every proxied connection and free the proxy. NULL-safe. */
+void sup_net_close(struct sup *s);
 
 #endif

@@ -14,6 +14,23 @@ static void seccomp_ctx_releasep(scmp_filter_ctx *ctx)
 		seccomp_release(*ctx);
 }
 
+/* setsockopt(fd, level, name, ...) of the options listed in np_passed_opts: the level and name
+ * are register arguments. Compared on their low 32 bits (they are ints; the upper half of the
+ * register is not defined by the ABI). */
+static int np_filter_sockopts(scmp_filter_ctx ctx)
+{
+	const uint64_t m = 0xffffffffu;
+	for (size_t i = 0; i < np_passed_opts_n; i++) {
+		int r = seccomp_rule_add(
+			ctx, SCMP_ACT_NOTIFY, SCMP_SYS(setsockopt), 2,
+			SCMP_A1(SCMP_CMP_MASKED_EQ, m, (uint32_t)np_passed_opts[i].level),
+			SCMP_A2(SCMP_CMP_MASKED_EQ, m, (uint32_t)np_passed_opts[i].name));
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 int netproxy_filter_install(unsigned flags)
 {
 #if !defined(__x86_64__)
@@ -57,6 +74,8 @@ int netproxy_filter_install(unsigned flags)
 		if (r >= 0)
 			r = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(getsockname), 0);
 	}
+	if (r >= 0 && (flags & NETPROXY_FILTER_SOCKOPTS))
+		r = np_filter_sockopts(ctx);
 	if (r < 0)
 		return r;
 	r = seccomp_load(ctx);

@@ -115,12 +115,9 @@ static int wait_fd(int fd, short ev, int ms)
 	return r == 0 ? -ETIMEDOUT : 0;
 }
 
-int np_leg_new(struct netproxy *np, int family, int *ret_js, int *ret_ps)
+static int leg_make(struct netproxy *np, int idx, int *ret_js, int *ret_ps)
 {
-	int idx, r;
-	r = leg_listener(np, family, &idx);
-	if (r < 0)
-		return r;
+	int r;
 	int lfd = np->leglisten[idx].fd;
 	const struct sockaddr_storage *la = &np->legaddr[idx];
 	_cleanup_close_ int js =
@@ -174,6 +171,49 @@ int np_leg_new(struct netproxy *np, int family, int *ret_js, int *ret_ps)
 		return 0;
 	}
 	return -EAGAIN;
+}
+
+/* A connect waits for its leg: the handshake and the 4-tuple check of a loopback connection
+ * are most of what the supervisor does for it. So legs are made ahead, after the answer
+ * (np_leg_pool_refill at the end of a dispatch), and a connect takes a ready one. Pooled legs
+ * are checked like any other (leg_make); nobody else holds their job end. */
+int np_leg_new(struct netproxy *np, int family, int *ret_js, int *ret_ps)
+{
+	int idx;
+	int r = leg_listener(np, family, &idx);
+	if (r < 0)
+		return r;
+	np->pool_want[idx] = true;
+	if (np->npool[idx] > 0) {
+		unsigned k = --np->npool[idx];
+		*ret_js = np->pool[idx][k][0];
+		*ret_ps = np->pool[idx][k][1];
+		return 0;
+	}
+	return leg_make(np, idx, ret_js, ret_ps);
+}
+
+void np_leg_pool_refill(struct netproxy *np)
+{
+	for (int idx = 0; idx < 2; idx++) {
+		while (np->pool_want[idx] && np->npool[idx] < NP_LEG_POOL) {
+			int js, ps;
+			if (leg_make(np, idx, &js, &ps) < 0)
+				break;
+			np->pool[idx][np->npool[idx]][0] = js;
+			np->pool[idx][np->npool[idx]++][1] = ps;
+		}
+	}
+}
+
+void np_leg_pool_free(struct netproxy *np)
+{
+	for (int idx = 0; idx < 2; idx++)
+		while (np->npool[idx] > 0) {
+			unsigned k = --np->npool[idx];
+			close(np->pool[idx][k][0]);
+			close(np->pool[idx][k][1]);
+		}
 }
 
 int np_leg_refused(struct netproxy *np, int family, int *ret_js)

@@ -41,6 +41,17 @@ int np_ring_out_iov(const struct np_ring *r, struct iovec iov[2]);
 void np_ring_copy_out(const struct np_ring *r, uint64_t off, void *dst, size_t len);
 int np_ring_grow(struct np_ring *r, size_t cap);
 
+#define NP_PASSED_OPTS_MAX 16
+/* Job-side legs made ahead, per family (leg.c). */
+#define NP_LEG_POOL 4
+/* Options of a job socket that differ from a fresh socket's (notify.c). */
+struct np_opt_set {
+	size_t n;
+	struct {
+		int level, name, v;
+	} o[NP_PASSED_OPTS_MAX];
+};
+
 enum np_kind { NP_EP_NOTIFY, NP_EP_LEGLISTEN, NP_EP_TIMER, NP_EP_PS, NP_EP_US };
 
 struct np_ep {
@@ -78,6 +89,7 @@ struct np_session {
 	uint64_t notif_id;
 	int job_fd;
 	bool job_nonblock, job_cloexec;
+	struct np_opt_set opts; /* the job socket's options, for the upstream and the leg */
 	uint64_t deadline_ns;
 
 	bool connecting;     /* upstream connect in progress */
@@ -103,11 +115,15 @@ struct netproxy {
 	struct np_ep leglisten[2]; /* [0] AF_INET 127.0.0.1, [1] AF_INET6 ::1; fd -1 until used */
 	struct sockaddr_storage legaddr[2];
 	int refuser[2]; /* bound, never listening: a connect to it is refused at once */
+	int pool[2][NP_LEG_POOL][2]; /* legs made ahead: [family idx][k] = {job end, proxy end} */
+	unsigned npool[2];
+	bool pool_want[2]; /* a leg of that family was used: keep the pool full */
 	struct sockaddr_storage refaddr[2];
 	struct np_session *sessions;
 	struct np_session *dead; /* destroyed during a dispatch batch, freed at its end */
 	bool in_dispatch;
 	unsigned nsessions;
+	uint64_t nconnects, nrefused_limit;
 	uint32_t next_id;
 	size_t notif_size, resp_size;
 };
@@ -121,6 +137,13 @@ struct np_session *np_session_by_ino(struct netproxy *np, ino_t ino);
 void np_session_destroy(struct np_session *s, bool reset_upstream);
 
 /* notify.c */
+struct np_opt {
+	int level, name;
+};
+/* Socket options a proxied socket passes on to its upstream (before connect: copied; after:
+ * with NETPROXY_FILTER_SOCKOPTS, set on both). */
+extern const struct np_opt np_passed_opts[];
+extern const size_t np_passed_opts_n;
 int np_notify_handle(struct netproxy *np, struct np_listener *l);
 int np_respond(int notify_fd, uint64_t id, int64_t val, int err, uint32_t flags);
 bool np_id_valid(int notify_fd, uint64_t id);
@@ -129,6 +152,8 @@ void np_connect_expire(struct np_session *s);
 
 /* leg.c */
 int np_leg_new(struct netproxy *np, int family, int *ret_js, int *ret_ps);
+void np_leg_pool_refill(struct netproxy *np);
+void np_leg_pool_free(struct netproxy *np);
 int np_leg_refused(struct netproxy *np, int family, int *ret_js);
 void np_leg_accept_foreign(struct netproxy *np, int idx);
 void np_reset_close(int fd);

@@ -83,6 +83,7 @@ void netproxy_free(struct netproxy *np)
 		close(l->ep.fd);
 		free(l);
 	}
+	np_leg_pool_free(np);
 	for (int i = 0; i < 2; i++) {
 		if (np->leglisten[i].fd >= 0)
 			close(np->leglisten[i].fd);
@@ -139,6 +140,14 @@ static void listener_drop(struct netproxy *np, struct np_listener *l)
 int netproxy_fd(const struct netproxy *np)
 {
 	return np->epfd;
+}
+
+void netproxy_counters_get(const struct netproxy *np, struct netproxy_counters *ret)
+{
+	*ret = (struct netproxy_counters){.sessions = np->nsessions,
+					  .max_sessions = np->cfg.max_sessions,
+					  .connects = np->nconnects,
+					  .refused_limit = np->nrefused_limit};
 }
 
 unsigned netproxy_listener_count(const struct netproxy *np)
@@ -229,6 +238,8 @@ int netproxy_dispatch(struct netproxy *np)
 		np->dead = s->next;
 		free(s);
 	}
+	/* After the answers: the job goes on meanwhile. */
+	np_leg_pool_refill(np);
 	return 0;
 }
 
@@ -267,8 +278,10 @@ void np_session_destroy(struct np_session *s, bool reset_upstream)
 	}
 	np_ring_free(&s->up);
 	np_ring_free(&s->down);
-	close(s->upipe[0]);
-	close(s->upipe[1]);
+	if (s->upipe[0] >= 0) {
+		close(s->upipe[0]);
+		close(s->upipe[1]);
+	}
 	if (s->prev)
 		s->prev->next = s->next;
 	else

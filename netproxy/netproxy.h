@@ -26,6 +26,10 @@ enum netproxy_filter_flags {
 	/* Also notify getpeername/getsockname so proxied sockets answer the real connection's
 	 * addresses. Costs one supervisor round trip per such call on any socket. */
 	NETPROXY_FILTER_NAMES = 1u << 0,
+	/* Also notify setsockopt of the options a proxied socket must pass on to its real
+	 * connection (SO_KEEPALIVE, SO_RCVBUF/SO_SNDBUF, SO_PRIORITY, TCP_NODELAY, TCP_KEEPIDLE/
+	 * INTVL/CNT, TCP_USER_TIMEOUT, IP_TOS, IPV6_TCLASS): one round trip per such call. */
+	NETPROXY_FILTER_SOCKOPTS = 1u << 1,
 };
 
 /** Install the netproxy seccomp filter on the calling thread (and, with TSYNC, its threads),
@@ -84,6 +88,16 @@ struct netproxy_session_info {
 	uint64_t consumed;	       /* at the last detach: stream offset the job had read to */
 	uint64_t delivered;	       /* at the last detach: offset received by the job socket */
 };
+
+struct netproxy_counters {
+	unsigned sessions;	/* sessions now */
+	unsigned max_sessions;	/* the configured limit */
+	uint64_t connects;	/* TCP connects proxied (sessions made), ever */
+	uint64_t refused_limit; /* connects refused with EAGAIN because of the limit, ever */
+};
+
+/** Counters for logs and status. Never fails. */
+void netproxy_counters_get(const struct netproxy *np, struct netproxy_counters *ret);
 
 /** Snapshot of all sessions, malloc'd array (free()) in *ret, count in *ret_n. */
 int netproxy_status(struct netproxy *np, struct netproxy_session_info **ret, size_t *ret_n);

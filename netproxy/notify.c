@@ -149,24 +149,26 @@ static bool kind_is_tcp(const struct sock_kind *k)
 
 /* Options the job set before connect reach the sockets we make: copied when they differ from a
  * fresh socket's default (so autotuned buffers stay autotuned). The defaults are read once. */
-static const struct {
-	int level, name;
-} copied_opts[] = {
+const struct np_opt np_passed_opts[] = {
 	{SOL_SOCKET, SO_KEEPALIVE},   {SOL_SOCKET, SO_RCVBUF},	  {SOL_SOCKET, SO_SNDBUF},
 	{SOL_SOCKET, SO_PRIORITY},    {IPPROTO_TCP, TCP_NODELAY}, {IPPROTO_TCP, TCP_KEEPIDLE},
 	{IPPROTO_TCP, TCP_KEEPINTVL}, {IPPROTO_TCP, TCP_KEEPCNT}, {IPPROTO_TCP, TCP_USER_TIMEOUT},
 	{IPPROTO_TCP, TCP_SYNCNT},    {IPPROTO_IP, IP_TOS},	  {IPPROTO_IPV6, IPV6_TCLASS},
 };
-static int opt_default[2][CK_ARRAY_SIZE(copied_opts)];
-static bool opt_default_known[2][CK_ARRAY_SIZE(copied_opts)];
+const size_t np_passed_opts_n = CK_ARRAY_SIZE(np_passed_opts);
+static int opt_default[2][CK_ARRAY_SIZE(np_passed_opts)];
+static bool opt_default_known[2][CK_ARRAY_SIZE(np_passed_opts)];
 
-static void copy_options(int from, int to, int family)
+/* The options of the job's socket that differ from a fresh socket's: read once per connect,
+ * applied to the upstream and to the leg. */
+_Static_assert(CK_ARRAY_SIZE(np_passed_opts) <= NP_PASSED_OPTS_MAX, "np_opt_set too small");
+
+static void read_options(int from, int family, struct np_opt_set *ret)
 {
 	int fi = np_family_idx(family);
-	if (from < 0)
-		return;
-	for (size_t i = 0; i < CK_ARRAY_SIZE(copied_opts); i++) {
-		int level = copied_opts[i].level, name = copied_opts[i].name, v;
+	ret->n = 0;
+	for (size_t i = 0; i < CK_ARRAY_SIZE(np_passed_opts); i++) {
+		int level = np_passed_opts[i].level, name = np_passed_opts[i].name, v;
 		if (level == IPPROTO_IPV6 && family != AF_INET6)
 			continue;
 		if (!opt_default_known[fi][i]) {
@@ -179,8 +181,17 @@ static void copy_options(int from, int to, int family)
 			continue;
 		if (level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_SNDBUF))
 			v /= 2; /* the kernel reports twice what was set */
-		(void)setsockopt(to, level, name, &v, sizeof(v));
+		ret->o[ret->n].level = level;
+		ret->o[ret->n].name = name;
+		ret->o[ret->n++].v = v;
 	}
+}
+
+static void apply_options(const struct np_opt_set *set, int to)
+{
+	for (size_t i = 0; i < set->n; i++)
+		(void)setsockopt(to, set->o[i].level, set->o[i].name, &set->o[i].v,
+				 sizeof(set->o[i].v));
 }
 
 static socklen_t addr_len(int family)
@@ -260,15 +271,10 @@ static int session_new(struct netproxy *np, int family, struct np_session **ret)
 		free(s);
 		return -ENOMEM;
 	}
-	if (pipe2(s->upipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-		np_ring_free(&s->up);
-		np_ring_free(&s->down);
-		free(s);
-		return -errno;
-	}
-	(void)fcntl(s->upipe[1], F_SETPIPE_SZ, (int)np->cfg.buf_size);
-	int cap = fcntl(s->upipe[1], F_GETPIPE_SZ);
-	s->upipe_cap = cap > 0 ? (size_t)cap : 65536;
+	/* The splice pipe is made at the first bytes from the job (relay.c): many connections
+	 * never send, and it costs three syscalls. */
+	s->upipe[0] = s->upipe[1] = -1;
+	s->upipe_cap = np->cfg.buf_size;
 	s->id = np->next_id++;
 	s->next = np->sessions;
 	if (s->next)
@@ -328,6 +334,7 @@ static int handle_connect(struct netproxy *np, int nfd, const struct seccomp_not
 	if (np->nsessions >= np->cfg.max_sessions) {
 		ck_debug("netproxy: session limit %u reached, connect refused with EAGAIN",
 			 np->cfg.max_sessions);
+		np->nrefused_limit++;
 		return np_respond(nfd, req->id, 0, EAGAIN, 0);
 	}
 
@@ -335,6 +342,7 @@ static int handle_connect(struct netproxy *np, int nfd, const struct seccomp_not
 	r = session_new(np, k.domain, &s);
 	if (r < 0)
 		return np_respond(nfd, req->id, 0, -r, 0);
+	np->nconnects++;
 	s->peer = ss;
 	s->notify_fd = nfd;
 	s->notif_id = req->id;
@@ -351,7 +359,8 @@ static int handle_connect(struct netproxy *np, int nfd, const struct seccomp_not
 		np_session_destroy(s, false); /* answers ECONNABORTED */
 		return -r;
 	}
-	copy_options(sock, s->us.fd, k.domain);
+	read_options(sock, k.domain, &s->opts);
+	apply_options(&s->opts, s->us.fd);
 	bind_like(sock, s->us.fd);
 	s->jsock = TAKE_FD(sock);
 	s->connecting = true;
@@ -403,7 +412,7 @@ static int install_leg(struct np_session *s, int err_to_report)
 		np_session_destroy(s, true);
 		return r;
 	}
-	copy_options(s->jsock, js, s->family);
+	apply_options(&s->opts, js);
 	if (!s->job_nonblock) {
 		int fl = fcntl(js, F_GETFL);
 		(void)fcntl(js, F_SETFL, fl & ~O_NONBLOCK);
@@ -525,6 +534,40 @@ static int handle_name(struct netproxy *np, int nfd, const struct seccomp_notif 
 	return np_respond(nfd, req->id, 0, 0, 0);
 }
 
+/* setsockopt of a passed-on option (filter: NETPROXY_FILTER_SOCKOPTS). On a proxied socket the
+ * supervisor sets it on the job's socket itself (the kernel validates it and its answer is the
+ * job's) and, if that worked, on the upstream, so TCP_NODELAY, keepalive and buffer sizes reach
+ * the real connection. Other sockets: CONTINUE (no race matters: the option lands on whatever
+ * socket the fd names when the kernel runs the call, as without us). */
+static int handle_sockopt(struct netproxy *np, int nfd, const struct seccomp_notif *req)
+{
+	_cleanup_(job_close) struct job j = {.pidfd = -1, .mem = -1};
+	if (job_open(&j, (pid_t)req->pid, nfd, req->id, false) < 0)
+		return -ENOENT;
+	_cleanup_close_ int sock = job_getfd(&j, (int)req->data.args[0]);
+	struct stat st;
+	struct np_session *s = NULL;
+	if (sock >= 0 && fstat(sock, &st) == 0)
+		s = np_session_by_ino(np, st.st_ino);
+	if (!s)
+		return respond_continue(nfd, req->id);
+	int level = (int)req->data.args[1], name = (int)req->data.args[2];
+	/* Every passed option is an int (or smaller); the kernel reads no more than that. */
+	uint8_t buf[16] = {0};
+	uint32_t ulen = (uint32_t)req->data.args[4];
+	size_t len = CK_MIN((size_t)ulen, sizeof(buf));
+	if (len && job_read(&j, req->data.args[3], buf, len) < 0)
+		return np_respond(nfd, req->id, 0, EFAULT, 0);
+	if (!np_id_valid(nfd, req->id))
+		return -ENOENT;
+	if (setsockopt(sock, level, name, len ? buf : NULL, (socklen_t)len) < 0)
+		return np_respond(nfd, req->id, 0, errno, 0);
+	if (s->us.fd >= 0 && setsockopt(s->us.fd, level, name, buf, (socklen_t)len) < 0)
+		ck_debug("netproxy: session %u: option %d/%d not applied upstream: %m", s->id,
+			 level, name);
+	return np_respond(nfd, req->id, 0, 0, 0);
+}
+
 int np_notify_handle(struct netproxy *np, struct np_listener *l)
 {
 	_cleanup_free_ struct seccomp_notif *req = calloc(1, np->notif_size);
@@ -545,6 +588,8 @@ int np_notify_handle(struct netproxy *np, struct np_listener *l)
 	case SYS_getpeername:
 	case SYS_getsockname:
 		return handle_name(np, nfd, req);
+	case SYS_setsockopt:
+		return handle_sockopt(np, nfd, req);
 	default:
 		return respond_continue(nfd, req->id);
 	}

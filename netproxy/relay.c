@@ -58,12 +58,35 @@ static bool up_room(struct np_session *s)
 	return s->upipe_len < s->upipe_cap;
 }
 
+/* The pipe, made at the first use. */
+static int upipe_make(struct np_session *s)
+{
+	if (pipe2(s->upipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		s->upipe[0] = s->upipe[1] = -1;
+		return -errno;
+	}
+	(void)fcntl(s->upipe[1], F_SETPIPE_SZ, (int)s->np->cfg.buf_size);
+	int cap = fcntl(s->upipe[1], F_GETPIPE_SZ);
+	s->upipe_cap = cap > 0 ? (size_t)cap : 65536;
+	return 0;
+}
+
 static ssize_t up_fill(struct np_session *s)
 {
 	if (np_ring_pending(&s->up) > 0)
 		return fill(s->ps.fd, &s->up);
 	if (s->upipe_len >= s->upipe_cap)
 		return -EAGAIN;
+	if (s->upipe[0] < 0) {
+		/* Many connections end without a byte from the job: see EOF without a pipe. */
+		char c;
+		ssize_t k = recv(s->ps.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (k <= 0)
+			return k == 0 ? 0 : -errno;
+		int r = upipe_make(s);
+		if (r < 0)
+			return r == -EMFILE || r == -ENFILE ? fill(s->ps.fd, &s->up) : r;
+	}
 	ssize_t k = splice(s->ps.fd, NULL, s->upipe[1], NULL, s->upipe_cap - s->upipe_len,
 			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	if (k < 0)

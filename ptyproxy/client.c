@@ -6,16 +6,27 @@
  * to reset on the way out. On every way out (detach, job end, lost connection, SIGHUP/TERM/INT)
  * the modes the job turned on are reset and the saved termios is put back.
  *
+ * Direct mode: the client hands the server its terminal (a new open file description of it,
+ * SCM_RIGHTS with the HELLO), and if the WELCOME says the server took it, the client reads and
+ * writes nothing on it any more: the server writes the output and reads the keystrokes itself,
+ * one process hop fewer each way. The client keeps the raw mode, turns SIGWINCH into RESIZE,
+ * and learns from MODES what to reset; the server lets go of the terminal before it sends
+ * DETACH or EXITED, and when the client ends on a signal it sends DETACH and waits for the
+ * server to let go (the connection closes) before it resets the terminal. If the supervisor
+ * dies, its fd dies with it and the client resets the terminal as on any other way out.
+ *
  * Pipe mode (stdin not a tty): stdin -> INPUT, end of stdin -> INPUT_EOF, OUTPUT -> stdout,
  * STDERR -> stderr, byte for byte. Input is read only while little is queued for the socket,
  * and the socket is always read, so a job that stops reading cannot deadlock the relay. */
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "ptyproxy-internal.h"
 
 #define SEND_HIGH (256u << 10)
 #define RBUF_CAP  (256u << 10) /* several OUTPUT messages per recv, one writev for all */
+#define RELEASE_WAIT_MS 2000   /* a direct client ending on a signal waits this long at most */
 
 static int sig_pipe[2] = {-1, -1};
 
@@ -61,6 +72,9 @@ struct cstate {
 	int sock;
 	const struct ptyproxy_client_opts *o;
 	bool tty;
+	bool offered; /* the terminal went with the HELLO: wait for WELCOME before reading it */
+	bool welcomed;
+	bool direct; /* the server took the terminal: do not read it */
 	struct ptyproxy_modes modes;
 	uint8_t *rbuf;
 	size_t rlen;
@@ -165,6 +179,14 @@ static int from_server(struct cstate *s)
 		case PTYPROXY_MSG_STDERR:
 			fd = s->tty ? s->o->out_fd : s->o->err_fd;
 			break;
+		case PTYPROXY_MSG_WELCOME:
+			s->welcomed = true;
+			s->direct = s->offered && (ck_get_le32(m.payload) & PTYPROXY_WELCOME_TTY);
+			break;
+		case PTYPROXY_MSG_MODES:
+			if (s->direct)
+				s->modes.modes = ck_get_le32(m.payload);
+			break;
 		case PTYPROXY_MSG_EXITED:
 			s->wstatus = (int)ck_get_le32(m.payload);
 			end = PTYPROXY_END_EXITED;
@@ -172,7 +194,7 @@ static int from_server(struct cstate *s)
 		case PTYPROXY_MSG_DETACH:
 			end = PTYPROXY_END_DETACHED;
 			break;
-		default: /* WELCOME and anything newer: nothing to do */
+		default: /* anything newer: nothing to do */
 			break;
 		}
 		if (fd < 0 || !m.len)
@@ -236,13 +258,34 @@ static int send_size(struct cstate *s)
 	return queue_msg(s, PTYPROXY_MSG_RESIZE, b, 8);
 }
 
+/* Direct mode, ending on our side: ask the server to let go of the terminal and wait until it
+ * did (it closes the connection), so that nothing it writes comes after our reset. */
+static void release_tty(struct cstate *s)
+{
+	if (queue_msg(s, PTYPROXY_MSG_DETACH, NULL, 0) < 0)
+		return;
+	uint64_t end = ck_now_ns() + RELEASE_WAIT_MS * 1000000ull;
+	for (uint64_t now; (now = ck_now_ns()) < end;) {
+		if (flush_sock(s) < 0)
+			return;
+		struct pollfd pfd = {.fd = s->sock, .events = POLLIN | (s->slen ? POLLOUT : 0)};
+		int n = poll(&pfd, 1, (int)((end - now) / 1000000u) + 1);
+		if (n < 0 && errno != EINTR)
+			return;
+		if (n > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) && from_server(s) >= 0)
+			return;
+	}
+}
+
 static int run_loop(struct cstate *s)
 {
 	bool in_eof = false;
 	for (;;) {
+		bool read_in = !in_eof && s->slen <= SEND_HIGH && !s->direct &&
+			       (!s->offered || s->welcomed);
 		struct pollfd pfd[3] = {
 			{.fd = s->sock, .events = POLLIN | (s->slen ? POLLOUT : 0)},
-			{.fd = in_eof || s->slen > SEND_HIGH ? -1 : s->o->in_fd, .events = POLLIN},
+			{.fd = read_in ? s->o->in_fd : -1, .events = POLLIN},
 			{.fd = sig_pipe[0], .events = POLLIN},
 		};
 		if (poll(pfd, 3, -1) < 0) {
@@ -256,8 +299,11 @@ static int run_loop(struct cstate *s)
 			for (ssize_t i = 0; i < n; i++) {
 				if (sigs[i] != SIGWINCH) {
 					if (!s->o->on_signal ||
-					    s->o->on_signal(s->o->userdata, sigs[i]))
+					    s->o->on_signal(s->o->userdata, sigs[i])) {
+						if (s->direct)
+							release_tty(s);
 						return PTYPROXY_END_SIGNAL;
+					}
 					continue;
 				}
 				if (s->tty && send_size(s) < 0)
@@ -281,12 +327,56 @@ static int run_loop(struct cstate *s)
 	}
 }
 
+/* A new open file description of the user's terminal for the server (its O_NONBLOCK is then
+ * not ours nor the shell's), when in_fd and out_fd are the same terminal; else -1 (relay). */
+static int own_tty(const struct ptyproxy_client_opts *o)
+{
+	struct stat a, b, c;
+	if (fstat(o->in_fd, &a) < 0 || fstat(o->out_fd, &b) < 0 || !S_ISCHR(a.st_mode) ||
+	    !S_ISCHR(b.st_mode) || a.st_rdev != b.st_rdev)
+		return -1;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", o->in_fd);
+	int fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (fd >= 0 && (fstat(fd, &c) < 0 || c.st_rdev != a.st_rdev || !isatty(fd))) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/* Send the HELLO (already queued alone in s->sbuf) with @fd attached. */
+static int send_with_fd(struct cstate *s, int fd)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} cm = {0};
+	struct iovec iov = {s->sbuf, s->slen};
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof(cm.b)};
+	struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &fd, sizeof(int));
+	ssize_t n;
+	do
+		n = sendmsg(s->sock, &mh, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	memmove(s->sbuf, s->sbuf + n, s->slen - (size_t)n);
+	s->slen -= (size_t)n;
+	return 0;
+}
+
 int ptyproxy_client_run(int sock_fd, const struct ptyproxy_client_opts *o, int *ret_wstatus)
 {
 	struct cstate s = {.sock = sock_fd, .o = o, .tty = !o->pipes && isatty(o->in_fd)};
 	struct termios saved, raw;
 	struct sigaction old[CK_ARRAY_SIZE(handled)];
-	int r;
+	int r, tty_fd;
 
 	s.rbuf = malloc(RBUF_CAP);
 	if (!s.rbuf)
@@ -327,9 +417,20 @@ int ptyproxy_client_run(int sock_fd, const struct ptyproxy_client_opts *o, int *
 			goto out_signals;
 		}
 	}
+	tty_fd = s.tty && !o->relay ? own_tty(o) : -1;
+	if (tty_fd >= 0) {
+		h.flags |= PTYPROXY_HELLO_TTY_FD;
+		h.detach_key = o->detach_key < 0 ? PTYPROXY_NO_DETACH_KEY : (uint16_t)o->detach_key;
+	}
 	uint8_t hb[PTYPROXY_HELLO_MAX];
 	size_t hl = ptyproxy_hello_pack(&h, hb, sizeof(hb));
 	r = queue_msg(&s, PTYPROXY_MSG_HELLO, hb, hl);
+	if (r >= 0 && tty_fd >= 0) {
+		r = send_with_fd(&s, tty_fd);
+		s.offered = true;
+	}
+	if (tty_fd >= 0)
+		close(tty_fd); /* the server has its own copy now */
 	if (r >= 0)
 		r = run_loop(&s);
 

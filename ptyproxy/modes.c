@@ -40,10 +40,12 @@ static void csi_final(struct ptyproxy_modes *m, uint8_t c)
 		uint32_t bit = mode_bit(m->param[i]);
 		/* ?25 is "cursor visible": set clears our HIDDEN bit. */
 		bool on = (c == 'h') != (bit == PTYPROXY_MODE_CURSOR_HIDDEN);
-		if (on)
+		if (on) {
 			m->modes |= bit;
-		else
+			m->seen |= bit;
+		} else {
 			m->modes &= ~bit;
+		}
 	}
 }
 
@@ -78,6 +80,7 @@ void ptyproxy_modes_scan(struct ptyproxy_modes *m, const uint8_t *buf, size_t le
 				m->param[0] = 0;
 			} else if (c == '=') {
 				m->modes |= PTYPROXY_MODE_KEYPAD;
+				m->seen |= PTYPROXY_MODE_KEYPAD;
 			} else if (c == '>') {
 				m->modes &= ~PTYPROXY_MODE_KEYPAD;
 			} else if (c == 'c') { /* RIS: everything back to defaults */

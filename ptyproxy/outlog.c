@@ -77,24 +77,37 @@ static int write_out(struct pp_outlog *l, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* Write the @n pending bytes that start @back bytes before the newest (all still in the ring). */
+static int write_ring(struct pp_outlog *l, uint64_t back, uint64_t n)
+{
+	size_t at = (size_t)((l->head - back) % l->cap);
+	size_t k = (size_t)CK_MIN(n, (uint64_t)(l->cap - at));
+	int r = write_out(l, l->buf + at, k);
+	return r < 0 ? r : write_out(l, l->buf, (size_t)n - k);
+}
+
 void pp_outlog_flush(struct pp_outlog *l)
 {
 	if (l->fd < 0 || !l->pend)
 		return;
 	/* Writing all pend bytes would leave NAME starting at the last multiple f of half below
 	 * the end (positions from the start of NAME) and NAME.1 holding [f - half, f): nothing
-	 * before f - half survives. If that is past what NAME holds, both files get replaced. */
+	 * before f - half survives. If that is past what NAME holds, the bytes only files made
+	 * and dropped within this flush would hold are skipped. NAME itself is filled up first
+	 * (when the ring still has those bytes): a `log -f` follower holds it open and reads
+	 * them, then goes on with NAME.1 and NAME. */
 	uint64_t half = l->limit / 2, end = l->size + l->pend;
 	uint64_t f = (end - 1) / half * half, from = l->size;
 	if (f > l->size + half) {
+		uint64_t fill = half - l->size;
+		if (fill && l->pend <= l->cap && write_ring(l, l->pend, fill) < 0)
+			goto out;
 		from = f - half;
 		if (rotate(l) < 0)
 			goto out;
 	}
 	uint64_t need = end - from; /* <= min(pend, cap): see the top of the file */
-	size_t at = (size_t)((l->head - need) % l->cap), k = (size_t)CK_MIN(need, (uint64_t)(l->cap - at));
-	if (write_out(l, l->buf + at, k) == 0)
-		write_out(l, l->buf, (size_t)need - k);
+	write_ring(l, need, need);
 out:
 	l->pend = 0;
 }

@@ -26,6 +26,7 @@ static bool type_len_ok(uint8_t type, uint32_t len)
 		return len == 0;
 	case PTYPROXY_MSG_EXITED:
 	case PTYPROXY_MSG_WELCOME:
+	case PTYPROXY_MSG_MODES:
 		return len == 4;
 	case PTYPROXY_MSG_INPUT:
 	case PTYPROXY_MSG_OUTPUT:
@@ -94,14 +95,17 @@ size_t ptyproxy_hello_pack(const struct ptyproxy_hello *h, uint8_t *buf, size_t 
 {
 	size_t tl = strnlen(h->term, PTYPROXY_TERM_MAX);
 	size_t tio = h->flags & PTYPROXY_HELLO_TERMIOS ? PTYPROXY_TERMIOS_LEN : 0;
-	if (cap < 12 + tio + tl)
+	size_t key = h->flags & PTYPROXY_HELLO_TTY_FD ? 2 : 0;
+	if (cap < 12 + tio + key + tl)
 		return 0;
 	ck_put_le32(buf, h->flags);
 	ptyproxy_winsize_pack(&h->ws, buf + 4);
 	if (tio)
 		termios_pack(&h->tio, buf + 12);
-	memcpy(buf + 12 + tio, h->term, tl);
-	return 12 + tio + tl;
+	if (key)
+		ck_put_le16(buf + 12 + tio, h->detach_key);
+	memcpy(buf + 12 + tio + key, h->term, tl);
+	return 12 + tio + key + tl;
 }
 
 int ptyproxy_hello_unpack(const struct ptyproxy_msg *m, struct ptyproxy_hello *ret)
@@ -110,7 +114,7 @@ int ptyproxy_hello_unpack(const struct ptyproxy_msg *m, struct ptyproxy_hello *r
 		return -EBADMSG;
 	struct ptyproxy_hello h = {.flags = ck_get_le32(m->payload)};
 	if (h.flags & ~(PTYPROXY_HELLO_READ_ONLY | PTYPROXY_HELLO_PIPES | PTYPROXY_HELLO_NO_REDRAW |
-			PTYPROXY_HELLO_TERMIOS))
+			PTYPROXY_HELLO_TERMIOS | PTYPROXY_HELLO_TTY_FD))
 		return -EBADMSG;
 	struct ptyproxy_msg ws = {.type = PTYPROXY_MSG_RESIZE, .len = 8, .payload = m->payload + 4};
 	int r = ptyproxy_winsize_unpack(&ws, &h.ws);
@@ -123,6 +127,15 @@ int ptyproxy_hello_unpack(const struct ptyproxy_msg *m, struct ptyproxy_hello *r
 		    termios_unpack(m->payload + off, &h.tio) < 0)
 			return -EBADMSG;
 		off += PTYPROXY_TERMIOS_LEN;
+	}
+	h.detach_key = PTYPROXY_NO_DETACH_KEY;
+	if (h.flags & PTYPROXY_HELLO_TTY_FD) {
+		if (m->len < off + 2)
+			return -EBADMSG;
+		h.detach_key = ck_get_le16(m->payload + off);
+		if (h.detach_key > 255 && h.detach_key != PTYPROXY_NO_DETACH_KEY)
+			return -EBADMSG;
+		off += 2;
 	}
 	size_t tl = m->len - off;
 	if (tl > PTYPROXY_TERM_MAX || memchr(m->payload + off, 0, tl))

@@ -41,16 +41,28 @@ enum ptyproxy_msg_type {
 	PTYPROXY_MSG_STDERR = 8,     /* s->c: pipe mode only: bytes of the job's stderr */
 	PTYPROXY_MSG_INPUT_EOF = 9,  /* c->s: pipe mode: end of the job's stdin */
 	PTYPROXY_MSG_WELCOME = 10,   /* s->c: le32 flags (PTYPROXY_WELCOME_*) */
+	PTYPROXY_MSG_MODES = 11,     /* s->c: le32 enum ptyproxy_mode bits the terminal may be in
+				      * (only to a client whose terminal the server writes) */
 };
 #define PTYPROXY_HELLO_READ_ONLY 0x1u
 #define PTYPROXY_HELLO_PIPES	 0x2u /* the client has no terminal (stdin not a tty) */
 #define PTYPROXY_HELLO_NO_REDRAW 0x4u /* the client saw the screen from the start (run) */
 #define PTYPROXY_HELLO_TERMIOS	 0x8u /* the client's terminal modes follow the window size */
+/* The client's terminal comes with the HELLO (SCM_RIGHTS, exactly one fd: a tty in an open file
+ * description of its own, which the server makes O_NONBLOCK). The server then reads keystrokes
+ * from it and writes output to it itself, one process hop fewer each way; a le16 detach key
+ * (0xffff: none) follows the termios block, and the server cuts that key out and detaches. */
+#define PTYPROXY_HELLO_TTY_FD	 0x10u
 /* termios in HELLO: le32 iflag oflag cflag lflag, u8 line, u8 ncc (= 32), c_cc, le32 ispeed
  * ospeed */
 #define PTYPROXY_TERMIOS_LEN 58u
-#define PTYPROXY_HELLO_MAX   (12u + PTYPROXY_TERMIOS_LEN + PTYPROXY_TERM_MAX)
+#define PTYPROXY_HELLO_MAX   (12u + PTYPROXY_TERMIOS_LEN + 2u + PTYPROXY_TERM_MAX)
 #define PTYPROXY_WELCOME_PIPES	 0x1u /* the job runs on pipes, not a pty */
+/* The server took the terminal sent with HELLO: the client must not read it, and gets no OUTPUT
+ * or REDRAW, only MODES, DETACH (the detach key was typed, or the terminal hung up) and EXITED,
+ * each sent after the server let go of the terminal. Without it the client relays. */
+#define PTYPROXY_WELCOME_TTY	 0x2u
+#define PTYPROXY_NO_DETACH_KEY	 0xffffu
 
 struct ptyproxy_msg {
 	uint8_t type;
@@ -71,10 +83,12 @@ struct ptyproxy_hello {
 	uint32_t flags; /* PTYPROXY_HELLO_* */
 	struct winsize ws;
 	struct termios tio; /* with PTYPROXY_HELLO_TERMIOS: the client's modes before going raw */
+	uint16_t detach_key; /* with PTYPROXY_HELLO_TTY_FD: a byte, or PTYPROXY_NO_DETACH_KEY */
 	char term[PTYPROXY_TERM_MAX + 1];
 };
 /** Payload of a HELLO (@cap >= PTYPROXY_HELLO_MAX is always enough), and back. _unpack:
- *  -EBADMSG if short, an unknown flag, a bad termios block, or TERM too long / has NUL. */
+ *  -EBADMSG if short, an unknown flag, a bad termios block, a detach key above 255 (other than
+ *  PTYPROXY_NO_DETACH_KEY), or TERM too long / has NUL. */
 size_t ptyproxy_hello_pack(const struct ptyproxy_hello *h, uint8_t *buf, size_t cap);
 int ptyproxy_hello_unpack(const struct ptyproxy_msg *m, struct ptyproxy_hello *ret);
 /** RESIZE payload (8 bytes) and back; _unpack: -EBADMSG unless 8 bytes and rows, cols > 0. */
@@ -103,6 +117,7 @@ enum ptyproxy_mode {
  * of a sequence across calls is handled. Plain data, zero-initialise (or _init) before use. */
 struct ptyproxy_modes {
 	uint32_t modes; /* enum ptyproxy_mode bits now in effect */
+	uint32_t seen;	/* bits turned on since the caller last cleared this (a transient mode) */
 	uint8_t st;	/* parser state */
 	uint8_t nparam;
 	uint8_t priv;
@@ -206,6 +221,17 @@ int ptyproxy_idle(struct ptyproxy *p);
  *  send EXITED to every client after its pending output, close each one when flushed. */
 void ptyproxy_job_exited(struct ptyproxy *p, int wstatus);
 
+/** Restore in place: the job side is replaced by a restored job's (@master_fd in pty mode, or
+ *  @sup_fds from ptyproxy_pipes_create() in pipe mode; taken over), the attached clients stay.
+ *  Pty mode: the screen model restarts from @state (the checkpoint's; NULL: blank) and every
+ *  client is redrawn. Input typed meanwhile is dropped. -EINVAL after ptyproxy_job_exited or
+ *  for the wrong mode (fds closed). */
+int ptyproxy_restart(struct ptyproxy *p, int master_fd, const int sup_fds[3],
+		     const struct ptyproxy_state *state);
+/** Show @text to the attached clients only (not the screen model, not the log); pty mode
+ *  only (pipe-mode clients relay stdout byte for byte: nothing is sent). */
+void ptyproxy_notice(struct ptyproxy *p, const char *text);
+
 /** Checkpoint helpers. hold: stop writing client input to the job (kept queued; resize and
  *  detach still work) until hold is false. catch_up: read the master until it is empty (the job
  *  must be frozen for this to mean "everything"), forward it, and feed the screen model all of
@@ -216,6 +242,7 @@ int ptyproxy_catch_up(struct ptyproxy *p);
 struct ptyproxy_info {
 	unsigned clients;   /* attached, after HELLO */
 	unsigned writers;   /* of which not read-only */
+	unsigned direct;    /* of which the server reads and writes the terminal (HELLO_TTY_FD) */
 	unsigned connected; /* every connection, also before HELLO and while closing */
 	bool pipes;	    /* no-terminal mode */
 	uint32_t modes;	    /* enum ptyproxy_mode */
@@ -225,6 +252,18 @@ struct ptyproxy_info {
 	uint64_t model_lost;   /* bytes dropped from the ring before the model saw them */
 };
 void ptyproxy_get_info(const struct ptyproxy *p, struct ptyproxy_info *ret);
+
+/* One attached client, for `ckptenv status`. */
+struct ptyproxy_client_info {
+	bool read_only, pipes, direct; /* direct: HELLO_TTY_FD, the server writes its terminal */
+	bool size_owner;	       /* the pty has this client's window size */
+	struct winsize ws;	       /* its window (0x0 for a pipe client) */
+	pid_t pid;		       /* SO_PEERCRED of the connection; 0 if unknown */
+};
+/** Fill up to @cap entries of @ret (attached clients, newest first). Returns how many clients
+ *  there are (may be more than @cap). */
+size_t ptyproxy_list_clients(const struct ptyproxy *p, struct ptyproxy_client_info *ret,
+			     size_t cap);
 
 /** Escape bytes redrawing the current screen (after catching the model up): SGR reset, alt
  *  screen when on, clear, every row's cells with attributes/colours, the recorded modes, cursor
@@ -256,6 +295,7 @@ struct ptyproxy_client_opts {
 	int detach_key;		   /* byte that detaches; -1: none. Default in _init: 0x1c (^\) */
 	bool read_only;
 	bool pipes;	  /* relay byte-exact (pipe mode) even when in_fd is a tty */
+	bool relay;	  /* never hand the terminal to the server (PTYPROXY_HELLO_TTY_FD) */
 	bool no_redraw;	  /* first client of a new job: leave the user's screen as it is */
 	const char *term; /* sent in HELLO; NULL: $TERM */
 	/** SIGHUP/SIGTERM/SIGINT/SIGQUIT reached the client: return true to end the session

@@ -13,6 +13,13 @@
  * byte, and the alternate screen is re-synchronised into the model after such a gap. The log
  * is written off the fast path too (outlog.c: on quiet, at most LOG_DELAY_MS late).
  *
+ * Direct clients (HELLO_TTY_FD): the client hands over its terminal and the server reads the
+ * keystrokes from it and writes the output to it itself, as tmux's server does; the client
+ * process is out of both paths and only waits on the socket for MODES (what to reset if the
+ * server dies), DETACH and EXITED. The server cuts the detach key out of the input. Before it
+ * sends DETACH or EXITED it closes its terminal fd, so the client's reset sequence always comes
+ * after the last byte the server wrote.
+ *
  * Backpressure: while a writer client's queue is above QUEUE_HIGH, the master (or the pipes)
  * is not read, so the job blocks as on a slow terminal. A read-only client never slows the job:
  * past QUEUE_DROP it is disconnected. Input to the job is queued up to INPUT_HIGH, beyond
@@ -34,6 +41,7 @@
 #define FEED_CHUNK    (32u << 10)
 #define RBUF_CAP      (PTYPROXY_MSG_HDR + PTYPROXY_MSG_MAX)
 #define LOG_DELAY_MS  250 /* the log is at most this late while output flows */
+#define TTY_READ      4096
 
 struct pp_queue {
 	uint8_t *buf;
@@ -42,14 +50,24 @@ struct pp_queue {
 
 struct pp_client {
 	struct pp_client *next;
-	int fd;
+	int fd;			/* the attach connection */
 	uint32_t watched;
 	uint64_t attach_seq; /* 0 until HELLO */
-	bool read_only, pipes, closing;
+	bool read_only, pipes;
+	bool closing;	   /* no more output; closed once `out` is sent */
+	bool exit_pending; /* direct: EXITED goes out once `tq` is written */
 	struct winsize ws;
+	pid_t pid;
 	uint8_t *rbuf;
 	size_t rlen;
-	struct pp_queue out;
+	struct pp_queue out; /* bytes for the connection */
+	/* Direct clients only: */
+	int tty;		/* the user's terminal (nonblocking); -1 when relayed or let go */
+	int pending_fd;		/* received with the HELLO bytes, not yet claimed by it */
+	uint32_t tty_watched;
+	struct pp_queue tq;	/* output not yet written to tty */
+	int detach_key;		/* -1: none */
+	uint32_t modes_sent;	/* what the client was last told (MODES) */
 };
 
 struct ptyproxy {
@@ -135,10 +153,15 @@ static void set_watch(struct ptyproxy *p, int fd, uint32_t *cur, uint32_t want)
 		*cur = want;
 }
 
+static size_t queued(const struct pp_client *c)
+{
+	return c->out.len + c->tq.len;
+}
+
 static bool writers_backed_up(const struct ptyproxy *p)
 {
 	for (const struct pp_client *c = p->clients; c; c = c->next)
-		if (c->attach_seq && !c->read_only && c->out.len > QUEUE_HIGH)
+		if (c->attach_seq && !c->read_only && queued(c) > QUEUE_HIGH)
 			return true;
 	return false;
 }
@@ -168,12 +191,31 @@ static void update_watches(struct ptyproxy *p)
 	}
 	bool input_full = p->inq.len > INPUT_HIGH;
 	for (struct pp_client *c = p->clients; c; c = c->next) {
-		bool rd = !c->closing && !(input_full && c->attach_seq && !c->read_only);
+		bool held = input_full && c->attach_seq && !c->read_only;
+		/* A direct client's keystrokes come from its terminal; its connection is always
+		 * read (RESIZE, DETACH, and its end). */
+		bool rd = !c->closing && (c->tty >= 0 || !held);
 		set_watch(p, c->fd, &c->watched, (rd ? EPOLLIN : 0) | (c->out.len ? EPOLLOUT : 0));
+		if (c->tty >= 0)
+			set_watch(p, c->tty, &c->tty_watched,
+				  (!c->closing && !held ? EPOLLIN : 0) | (c->tq.len ? EPOLLOUT : 0));
 	}
 }
 
 /* ---- clients ---- */
+
+/* Let go of a direct client's terminal (unwatched, closed, unsent output dropped). */
+static void tty_release(struct ptyproxy *p, struct pp_client *c)
+{
+	if (c->tty < 0)
+		return;
+	if (c->tty_watched)
+		p->ops.watch(p->ud, c->tty, 0);
+	close(c->tty);
+	c->tty = -1;
+	c->tty_watched = 0;
+	q_free(&c->tq);
+}
 
 static void client_close(struct ptyproxy *p, struct pp_client *c)
 {
@@ -182,6 +224,9 @@ static void client_close(struct ptyproxy *p, struct pp_client *c)
 		pp = &(*pp)->next;
 	if (*pp)
 		*pp = c->next;
+	tty_release(p, c);
+	if (c->pending_fd >= 0)
+		close(c->pending_fd);
 	if (c->watched)
 		p->ops.watch(p->ud, c->fd, 0);
 	close(c->fd);
@@ -190,11 +235,14 @@ static void client_close(struct ptyproxy *p, struct pp_client *c)
 	free(c);
 }
 
-static struct pp_client *client_find(struct ptyproxy *p, int fd)
+/* The client that @fd belongs to (its connection, or its terminal: *ret_tty). */
+static struct pp_client *client_find(struct ptyproxy *p, int fd, bool *ret_tty)
 {
 	for (struct pp_client *c = p->clients; c; c = c->next)
-		if (c->fd == fd)
+		if (c->fd == fd || c->tty == fd) {
+			*ret_tty = c->tty == fd;
 			return c;
+		}
 	return NULL;
 }
 
@@ -258,6 +306,68 @@ static int client_send(struct pp_client *c, uint8_t type, const void *data, size
 	return 0;
 }
 
+/* Write to a direct client's terminal what was queued for it. -errno when it is gone. */
+static int tty_flush(struct pp_client *c)
+{
+	while (c->tq.len) {
+		ssize_t n = write(c->tty, c->tq.buf + c->tq.off, c->tq.len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN ? 0 : -errno;
+		}
+		q_consume(&c->tq, (size_t)n);
+	}
+	return 0;
+}
+
+/* Output for a direct client: straight to its terminal, the rest queued. */
+static int tty_write(struct pp_client *c, const uint8_t *data, size_t len)
+{
+	while (!c->tq.len && len) {
+		ssize_t n = write(c->tty, data, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n < 0)
+			return -errno;
+		data += n;
+		len -= (size_t)n;
+	}
+	return len ? q_append(&c->tq, data, len) : 0;
+}
+
+/* Output or a redraw: to the terminal of a direct client, else as a message. */
+static int client_out(struct pp_client *c, uint8_t type, const void *data, size_t len)
+{
+	return c->tty >= 0 ? tty_write(c, data, len) : client_send(c, type, data, len);
+}
+
+/* Tell a direct client which modes its terminal may be in, should it have to reset it without
+ * us (kill -9 of the supervisor). Sent before the bytes that turn a mode on are written. */
+static int announce_modes(struct pp_client *c, uint32_t modes)
+{
+	if (modes == c->modes_sent)
+		return 0;
+	uint8_t b[4];
+	ck_put_le32(b, modes);
+	c->modes_sent = modes;
+	return client_send(c, PTYPROXY_MSG_MODES, b, 4);
+}
+
+/* A direct client's session ends (@type DETACH or EXITED, @payload of 4 bytes for EXITED):
+ * let go of its terminal first, then say so; the connection closes once that is sent. */
+static void direct_end(struct ptyproxy *p, struct pp_client *c, uint8_t type, const void *payload)
+{
+	tty_release(p, c);
+	c->exit_pending = false;
+	c->closing = true;
+	if (announce_modes(c, p->modes.modes) < 0 ||
+	    client_send(c, type, payload, payload ? 4 : 0) < 0)
+		client_close(p, c);
+}
+
 static void client_fail(struct ptyproxy *p, struct pp_client *c, const char *why)
 {
 	plog(p, "ptyproxy: attach client (fd %d): %s; closed", c->fd, why);
@@ -265,9 +375,9 @@ static void client_fail(struct ptyproxy *p, struct pp_client *c, const char *why
 }
 
 /* The window size follows the most recently attached writer client. */
-static struct pp_client *size_owner(struct ptyproxy *p)
+static const struct pp_client *size_owner(const struct ptyproxy *p)
 {
-	struct pp_client *best = NULL;
+	const struct pp_client *best = NULL;
 	for (struct pp_client *c = p->clients; c; c = c->next)
 		if (c->attach_seq && !c->read_only && !c->pipes && !c->closing &&
 		    (!best || c->attach_seq > best->attach_seq))
@@ -304,7 +414,7 @@ static int send_redraw(struct ptyproxy *p, struct pp_client *c)
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0;
 	int r = ptyproxy_redraw(p, &buf, &len);
-	return r < 0 || !len ? r : client_send(c, PTYPROXY_MSG_REDRAW, buf, len);
+	return r < 0 || !len ? r : client_out(c, PTYPROXY_MSG_REDRAW, buf, len);
 }
 
 static void job_input(struct ptyproxy *p, const uint8_t *data, size_t len)
@@ -328,15 +438,39 @@ static int client_msg(struct ptyproxy *p, struct pp_client *c, const struct ptyp
 			*why = c->attach_seq ? "second hello" : "malformed hello";
 			return -EBADMSG;
 		}
+		if (!(h.flags & PTYPROXY_HELLO_TTY_FD) != (c->pending_fd < 0)) {
+			*why = c->pending_fd < 0 ? "hello without its terminal descriptor"
+						 : "descriptor sent without HELLO_TTY_FD";
+			return -EBADMSG;
+		}
 		c->attach_seq = ++p->attach_seq;
 		c->read_only = h.flags & PTYPROXY_HELLO_READ_ONLY;
 		c->pipes = h.flags & PTYPROXY_HELLO_PIPES;
 		c->ws = h.ws;
+		if (c->pending_fd >= 0) {
+			/* Served directly only on a pty job; otherwise the client relays. */
+			int fd = TAKE_FD(c->pending_fd), fl = fcntl(fd, F_GETFL);
+			if (!isatty(fd)) {
+				close(fd);
+				*why = "the descriptor sent is not a terminal";
+				return -EBADMSG;
+			}
+			if (p->pipes || c->pipes || fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+				close(fd);
+			} else {
+				c->tty = fd;
+				c->detach_key = h.detach_key == PTYPROXY_NO_DETACH_KEY ? -1
+											: h.detach_key;
+			}
+		}
 		/* From now on the job's output is read even if this client goes away (log only). */
 		p->pipes_released = true;
 		uint8_t w[4];
-		ck_put_le32(w, p->pipes ? PTYPROXY_WELCOME_PIPES : 0);
+		ck_put_le32(w, (p->pipes ? PTYPROXY_WELCOME_PIPES : 0) |
+				       (c->tty >= 0 ? PTYPROXY_WELCOME_TTY : 0));
 		int r = client_send(c, PTYPROXY_MSG_WELCOME, w, 4);
+		if (r >= 0 && c->tty >= 0)
+			r = announce_modes(c, p->modes.modes);
 		if (r >= 0 && !p->pipes && !c->pipes) {
 			if (!c->read_only && p->adopt_termios) {
 				p->adopt_termios = false;
@@ -387,15 +521,52 @@ static int client_msg(struct ptyproxy *p, struct pp_client *c, const struct ptyp
 	}
 }
 
+/* recv, taking a terminal fd that comes with the HELLO bytes (SCM_RIGHTS) into pending_fd.
+ * Any other descriptor is closed and fails the client (-EBADMSG). */
+static ssize_t client_recv(struct pp_client *c, size_t room)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(4 * sizeof(int))];
+	} cm;
+	struct iovec iov = {c->rbuf + c->rlen, room};
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof(cm.b)};
+	ssize_t n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		return -errno;
+	bool bad = mh.msg_flags & MSG_CTRUNC;
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h)) {
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+			if (!bad && !c->attach_seq && c->pending_fd < 0) {
+				c->pending_fd = fd;
+			} else {
+				close(fd);
+				bad = true;
+			}
+		}
+	}
+	return bad ? -EBADMSG : n;
+}
+
 static void client_readable(struct ptyproxy *p, struct pp_client *c)
 {
 	for (int rounds = 0; rounds < 4; rounds++) {
 		size_t room = RBUF_CAP - c->rlen;
-		ssize_t n = recv(c->fd, c->rbuf + c->rlen, room, 0);
-		if (n < 0 && errno == EINTR)
+		ssize_t n = client_recv(c, room);
+		if (n == -EINTR)
 			continue;
-		if (n < 0 && errno == EAGAIN)
+		if (n == -EAGAIN)
 			return;
+		if (n == -EBADMSG) {
+			client_fail(p, c, "unexpected file descriptors");
+			return;
+		}
 		if (n <= 0) {
 			client_close(p, c); /* gone, or reset: no log, this is a normal end */
 			return;
@@ -433,6 +604,8 @@ static void client_readable(struct ptyproxy *p, struct pp_client *c)
 int ptyproxy_client_add(struct ptyproxy *p, int fd)
 {
 	int fl = fcntl(fd, F_GETFL);
+	struct ucred cred = {0};
+	socklen_t cl = sizeof(cred);
 	struct pp_client *c = calloc(1, sizeof(*c));
 	if (!c || fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
 	    !(c->rbuf = malloc(RBUF_CAP))) {
@@ -444,6 +617,9 @@ int ptyproxy_client_add(struct ptyproxy *p, int fd)
 		return r ? r : -ENOMEM;
 	}
 	c->fd = fd;
+	c->tty = c->pending_fd = -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
+		c->pid = cred.pid;
 	c->next = p->clients;
 	p->clients = c;
 	update_watches(p);
@@ -473,10 +649,14 @@ static void ring_append(struct ptyproxy *p, const uint8_t *data, size_t n)
 
 static void deliver(struct ptyproxy *p, uint8_t type, const uint8_t *data, size_t n)
 {
+	uint32_t before = p->modes.modes;
+	p->modes.seen = 0;
 	if (!p->pipes) {
 		ptyproxy_modes_scan(&p->modes, data, n);
 		ring_append(p, data, n);
 	}
+	/* Every mode the terminal may pass through while these bytes are written. */
+	uint32_t during = before | p->modes.seen | p->modes.modes;
 	if (p->have_log)
 		pp_outlog_append(&p->log, data, n);
 	p->last_output_ns = ck_now_ns();
@@ -484,10 +664,23 @@ static void deliver(struct ptyproxy *p, uint8_t type, const uint8_t *data, size_
 		next = c->next;
 		if (!c->attach_seq || c->closing)
 			continue;
-		int r = client_send(c, type, data, n);
+		int r = 0;
+		if (c->tty >= 0) {
+			r = announce_modes(c, during | (c->tq.len ? c->modes_sent : 0));
+			if (r >= 0)
+				r = tty_write(c, data, n);
+			if (r >= 0 && !c->tq.len)
+				r = announce_modes(c, p->modes.modes);
+			if (r < 0 && r != -ENOMEM) { /* the terminal is gone (hung up) */
+				direct_end(p, c, PTYPROXY_MSG_DETACH, NULL);
+				continue;
+			}
+		} else {
+			r = client_send(c, type, data, n);
+		}
 		if (r < 0)
 			client_close(p, c);
-		else if (c->read_only && c->out.len > QUEUE_DROP)
+		else if (c->read_only && queued(c) > QUEUE_DROP)
 			client_fail(p, c, "read-only client too far behind");
 	}
 }
@@ -554,15 +747,74 @@ static void pipe_out_closed(struct ptyproxy *p, int i)
 	p->fds[i] = -1;
 }
 
+/* Close the clients that were told their session is over, once that is sent. */
 static void finish_exited_clients(struct ptyproxy *p)
 {
-	if (!p->exited)
-		return;
 	for (struct pp_client *c = p->clients, *next; c; c = next) {
 		next = c->next;
-		if (c->closing && !c->out.len)
+		if (c->closing && !c->exit_pending && !c->out.len)
 			client_close(p, c);
 	}
+}
+
+static void send_exited(struct ptyproxy *p, struct pp_client *c)
+{
+	uint8_t st[4];
+	ck_put_le32(st, (uint32_t)p->wstatus);
+	if (c->tty >= 0) {
+		direct_end(p, c, PTYPROXY_MSG_EXITED, st);
+	} else if (client_send(c, PTYPROXY_MSG_EXITED, st, 4) < 0) {
+		client_close(p, c);
+	} else {
+		c->closing = true;
+	}
+}
+
+/* Keystrokes typed on a direct client's terminal (the detach key cut out). */
+static void tty_readable(struct ptyproxy *p, struct pp_client *c)
+{
+	uint8_t buf[TTY_READ];
+	ssize_t n;
+	do
+		n = read(c->tty, buf, sizeof(buf));
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EAGAIN)
+		return;
+	if (n <= 0) { /* hung up (EIO) or gone: as a detach, the client sees SIGHUP anyway */
+		direct_end(p, c, PTYPROXY_MSG_DETACH, NULL);
+		return;
+	}
+	size_t len = (size_t)n;
+	uint8_t *k = c->detach_key >= 0 ? memchr(buf, c->detach_key, len) : NULL;
+	if (k)
+		len = (size_t)(k - buf);
+	if (len && !c->read_only)
+		job_input(p, buf, len);
+	if (k)
+		direct_end(p, c, PTYPROXY_MSG_DETACH, NULL);
+}
+
+static void tty_event(struct ptyproxy *p, struct pp_client *c, uint32_t events)
+{
+	if (events & EPOLLOUT) {
+		if (tty_flush(c) < 0) {
+			if (c->exit_pending)
+				send_exited(p, c);
+			else
+				direct_end(p, c, PTYPROXY_MSG_DETACH, NULL);
+			return;
+		}
+		if (!c->tq.len && c->exit_pending) {
+			send_exited(p, c);
+			return;
+		}
+		if (!c->tq.len && announce_modes(c, p->modes.modes) < 0) {
+			client_close(p, c);
+			return;
+		}
+	}
+	if (!c->closing && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		tty_readable(p, c);
 }
 
 int ptyproxy_handle(struct ptyproxy *p, int fd, uint32_t events)
@@ -591,16 +843,19 @@ int ptyproxy_handle(struct ptyproxy *p, int fd, uint32_t events)
 				ret = PTYPROXY_HUP;
 		}
 	} else {
-		struct pp_client *c = client_find(p, fd);
+		bool tty = false;
+		struct pp_client *c = client_find(p, fd, &tty);
 		if (!c)
 			return -ENOENT;
-		if (events & EPOLLOUT) {
+		if (tty) {
+			tty_event(p, c, events);
+		} else if (events & EPOLLOUT) {
 			if (client_flush(c) < 0) {
 				client_close(p, c);
 				c = NULL;
 			}
 		}
-		if (c && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		if (c && !tty && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 			client_readable(p, c);
 		input_flush(p);
 		finish_exited_clients(p);
@@ -833,14 +1088,17 @@ void ptyproxy_job_exited(struct ptyproxy *p, int wstatus)
 	}
 	p->exited = true;
 	p->wstatus = wstatus;
-	uint8_t st[4];
-	ck_put_le32(st, (uint32_t)wstatus);
 	for (struct pp_client *c = p->clients, *next; c; c = next) {
 		next = c->next;
-		if (!c->attach_seq || client_send(c, PTYPROXY_MSG_EXITED, st, 4) < 0)
+		if (!c->attach_seq) {
 			client_close(p, c);
-		else
-			c->closing = true;
+		} else if (c->closing) {
+			continue; /* told already (detached) */
+		} else if (c->tty >= 0 && c->tq.len) {
+			c->closing = c->exit_pending = true; /* EXITED once its terminal has it all */
+		} else {
+			send_exited(p, c);
+		}
 	}
 	finish_exited_clients(p);
 	if (p->have_log)
@@ -873,13 +1131,16 @@ int ptyproxy_catch_up(struct ptyproxy *p)
 
 void ptyproxy_get_info(const struct ptyproxy *p, struct ptyproxy_info *ret)
 {
-	unsigned connected = 0;
-	for (const struct pp_client *c = p->clients; c; c = c->next)
+	unsigned connected = 0, direct = 0;
+	for (const struct pp_client *c = p->clients; c; c = c->next) {
 		connected++;
+		direct += c->attach_seq && !c->closing && c->tty >= 0;
+	}
 	*ret = (struct ptyproxy_info){
 		.connected = connected,
 		.clients = count_clients(p, false),
 		.writers = count_clients(p, true),
+		.direct = direct,
 		.pipes = p->pipes,
 		.modes = p->modes.modes,
 		.ws = p->ws,
@@ -907,4 +1168,106 @@ int ptyproxy_state_save(struct ptyproxy *p, int dirfd)
 		r = ck_write_file_atomic(dirfd, PTYPROXY_STATE_FILE, b.data, b.len, 0600);
 	ck_buf_free(&b);
 	return r;
+}
+
+size_t ptyproxy_list_clients(const struct ptyproxy *p, struct ptyproxy_client_info *ret,
+			     size_t cap)
+{
+	const struct pp_client *owner = size_owner(p);
+	size_t n = 0;
+	for (const struct pp_client *c = p->clients; c; c = c->next) {
+		if (!c->attach_seq || c->closing)
+			continue;
+		if (n < cap)
+			ret[n] = (struct ptyproxy_client_info){
+				.read_only = c->read_only,
+				.pipes = c->pipes,
+				.direct = c->tty >= 0,
+				.size_owner = c == owner && !p->pipes,
+				.ws = c->ws,
+				.pid = c->pid,
+			};
+		n++;
+	}
+	return n;
+}
+
+/* ---- restart on a new job side (a restore while the supervisor lives) ---- */
+
+void ptyproxy_notice(struct ptyproxy *p, const char *text)
+{
+	/* Clients only: the model and the log keep the job's own output; a restart redraws.
+	 * Never in pipe mode, where the clients relay the job's stdout byte for byte. */
+	if (p->pipes)
+		return;
+	for (struct pp_client *c = p->clients, *next; c; c = next) {
+		next = c->next;
+		if (c->attach_seq && !c->closing &&
+		    client_send(c, PTYPROXY_MSG_OUTPUT, text, strlen(text)) < 0)
+			client_close(p, c);
+	}
+	update_watches(p);
+}
+
+int ptyproxy_restart(struct ptyproxy *p, int master_fd, const int sup_fds[3],
+		     const struct ptyproxy_state *state)
+{
+	if (p->exited || p->pipes != (master_fd < 0)) {
+		if (master_fd >= 0)
+			close(master_fd);
+		for (int i = 0; sup_fds && i < 3; i++)
+			close(sup_fds[i]);
+		return -EINVAL;
+	}
+	q_free(&p->inq); /* typed for the job that is gone */
+	if (p->pipes) {
+		for (int i = 0; i < 3; i++) {
+			set_watch(p, p->fds[i], &p->w_fds[i], 0);
+			if (p->fds[i] >= 0)
+				close(p->fds[i]);
+			p->fds[i] = sup_fds[i];
+		}
+		/* input_eof stays: a client that ended the stdin ended it for the restored job. */
+		update_watches(p);
+		return 0;
+	}
+	set_watch(p, p->master, &p->w_master, 0);
+	close(p->master);
+	p->master = master_fd;
+	p->master_hup = false;
+	if (ioctl(master_fd, TIOCGWINSZ, &p->ws) < 0 || !p->ws.ws_row || !p->ws.ws_col)
+		p->ws = (struct winsize){24, 80, 0, 0};
+	/* The screen of the checkpoint, not what the old job printed after it. */
+	p->fed = p->head;
+	p->resync_alt = false;
+	struct pp_model *m;
+	int r = pp_model_new(p->ws.ws_row, p->ws.ws_col, &m);
+	if (r < 0)
+		return r;
+	pp_model_free(p->model);
+	p->model = m;
+	p->model->reply = model_reply;
+	p->model->ud = p;
+	ptyproxy_modes_init(&p->modes, state ? state->modes : 0);
+	if (state) {
+		struct ck_buf b = {0};
+		struct pp_screen s = state->screen;
+		pp_model_resize(p->model, s.rows, s.cols);
+		pp_screen_encode(&s, state->modes, &b);
+		if (!b.err)
+			pp_model_feed(p->model, b.data, b.len);
+		r = b.err;
+		ck_buf_free(&b);
+		pp_model_resize(p->model, p->ws.ws_row, p->ws.ws_col);
+		if (r < 0)
+			return r;
+	}
+	for (struct pp_client *c = p->clients, *next; c; c = next) {
+		next = c->next;
+		if (c->attach_seq && !c->closing && send_redraw(p, c) < 0)
+			client_close(p, c);
+	}
+	p->last_output_ns = ck_now_ns();
+	update_watches(p);
+	return 0;
 }

@@ -4,7 +4,7 @@
  * obtained with pidfd_getfd (falling back to stat through the /proc magic link). An fd whose
  * kind is not one the restorer knows refuses the dump, naming the fd. */
 #include "common/grow.h"
-#include "restore/dump-internal.h"
+#include "restore/fds-internal.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -119,7 +119,7 @@ static int one_fd(pid_t pid, int pidfd, int fd, struct restore_fd *f)
 	return 0;
 }
 
-int dump_fds(pid_t pid, struct restore_image *img, struct restore_err *err)
+int dump_fds(pid_t pid, struct restore_image *img, bool inject, struct restore_err *err)
 {
 	char p[64];
 	snprintf(p, sizeof(p), "/proc/%d/fd", (int)pid);
@@ -167,7 +167,7 @@ int dump_fds(pid_t pid, struct restore_image *img, struct restore_err *err)
 	if (!img->fds && !(img->fds = calloc(1, sizeof(*img->fds))))
 		return -ENOMEM;
 	qsort(img->fds, img->nfds, sizeof(*img->fds), cmp_fd);
-	return 0;
+	return dump_fds_state(pid, pidfd, img, inject, err);
 }
 
 #define JOB_VFS_FSTYPE "fuse.ckptenv"
@@ -205,7 +205,14 @@ int dump_mark_job_vfs(pid_t pid, struct restore_image *img)
 	for (size_t i = 0; i < img->nvmas; i++)
 		if (img->vmas[i].flags & RESTORE_VMA_F_HAS_IDENT)
 			mark(&img->vmas[i].ident, devs, n);
-	for (size_t i = 0; i < img->nfds; i++)
+	for (size_t i = 0; i < img->nfds; i++) {
 		mark(&img->fds[i].ident, devs, n);
+		for (size_t j = 0; j < img->fds[i].st.nwatches; j++) {
+			struct restore_inotify_watch *w = &img->fds[i].st.watches[j];
+			for (size_t k = 0; k < n; k++)
+				if (w->dev == devs[k])
+					w->flags |= RESTORE_IDENT_F_JOB_VFS;
+		}
+	}
 	return 0;
 }

@@ -38,7 +38,8 @@ int dump_pages(pid_t pid, const struct restore_image *img, struct restore_image_
 	       struct restore_err *err);
 
 /* dump-fds.c */
-int dump_fds(pid_t pid, struct restore_image *img, struct restore_err *err);
+/** The fd table and each fd's state (dump-fds-kinds.c); @inject: syscalls may be injected. */
+int dump_fds(pid_t pid, struct restore_image *img, bool inject, struct restore_err *err);
 /** Mark every ident (exe, file mappings, fds) whose st_dev is a mount of the job's vfs
  *  (fstype fuse.ckptenv in /proc/PID/mountinfo) with RESTORE_IDENT_F_JOB_VFS. */
 int dump_mark_job_vfs(pid_t pid, struct restore_image *img);

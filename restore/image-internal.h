@@ -32,9 +32,12 @@ enum img_section {
 	IMG_SEC_VMAS = 3,
 	IMG_SEC_FDS = 4,
 	IMG_SEC_RUNS = 5,
-	/* Numbered apart from the sequence above so that sections added meanwhile in other
-	 * branches do not collide with it. Written only when the timers were read. */
-	IMG_SEC_TIMERS = 16,
+	/* Optional (older readers skip it), after FDS: kind-specific fd state (image-fdstate.c).
+	 * 16, not 6: the numbers in between are left to other optional sections. */
+	IMG_SEC_FDSTATE = 16,
+	/* Required when present (an older reader must not restore without the timers), after
+	 * RUNS: the clocks and timers (image-timers.c). 17: 16 is FDSTATE. */
+	IMG_SEC_TIMERS = 17,
 };
 
 /* Bounds applied to every count and length read from an image. */
@@ -47,6 +50,8 @@ enum img_section {
 #define IMG_MAX_FDS	  (1u << 20)
 #define IMG_MAX_PENDING	  (1u << 16)
 #define IMG_MAX_RUNS	  (1u << 26)
+#define IMG_MAX_FD_DATA	  (16u << 20) /* bytes buffered in one pipe or socket */
+#define IMG_MAX_FD_SUBS	  (1u << 16)  /* epoll registrations, inotify watches, messages */
 #define IMG_NREGS	  27u
 #define IMG_MAX_RUN_PAGES 2048u /* 8 MiB: the writer's cap on one run */
 /* Pages per copy chunk of the dumper: 1 MiB stays in the CPU cache between the copy out of
@@ -79,6 +84,11 @@ int img_unpack_thread(struct ck_rd *r, struct restore_thread *t);
 int img_unpack_vmas(struct ck_rd *r, struct restore_image *img);
 int img_unpack_fds(struct ck_rd *r, struct restore_image *img);
 int img_unpack_runs(struct ck_rd *r, struct restore_image *img);
+
+/* image-fdstate.c: section FDSTATE, one record per fd of the FDS section, same order. */
+void img_pack_fdstate(struct ck_buf *b, const struct restore_fd *v, size_t n);
+int img_unpack_fdstate(struct ck_rd *r, struct restore_image *img);
+void img_fdstate_clear(struct restore_fd_state *st);
 
 void img_proc_clear(struct restore_proc *p);
 

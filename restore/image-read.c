@@ -44,6 +44,7 @@ void restore_image_free(struct restore_image *img)
 	for (size_t i = 0; i < img->nfds; i++) {
 		free(img->fds[i].target);
 		free(img->fds[i].fdinfo);
+		img_fdstate_clear(&img->fds[i].st);
 	}
 	free(img->fds);
 	free(img->runs);
@@ -94,7 +95,7 @@ static int parse_sections(const uint8_t *p, size_t len, struct restore_image *im
 			  struct restore_err *err)
 {
 	size_t off = 0, tcap = 0;
-	unsigned seen[IMG_SEC_RUNS + 1] = {0};
+	unsigned seen[IMG_SEC_RUNS + 1] = {0}, fdstate_seen = 0;
 	bool seen_timers = false;
 	while (off < len) {
 		if (len - off < IMG_SEC_HDR_LEN)
@@ -118,6 +119,18 @@ static int parse_sections(const uint8_t *p, size_t len, struct restore_image *im
 					    "is corrupt (section %u twice)", type);
 			seen_timers = true;
 			int r = img_unpack_timers(&rd, &img->timers);
+			if (r == -ENOMEM)
+				return r;
+			if (r < 0)
+				return fail(err, -EBADMSG, id, IMG_CORE_NAME,
+					    "is corrupt (section %u does not parse)", type);
+			continue;
+		}
+		if (type == IMG_SEC_FDSTATE) { /* optional, once, after FDS */
+			if (seen[IMG_SEC_FDS] != 1 || fdstate_seen++)
+				return fail(err, -EBADMSG, id, IMG_CORE_NAME,
+					    "is corrupt (section %u out of place)", type);
+			int r = img_unpack_fdstate(&rd, img);
 			if (r == -ENOMEM)
 				return r;
 			if (r < 0)

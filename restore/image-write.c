@@ -264,15 +264,21 @@ int restore_image_writer_add_pages(struct restore_image_writer *w, uint64_t addr
 	return 0;
 }
 
-static void put_section(struct ck_buf *out, uint32_t type, const struct ck_buf *payload)
+static void put_section_flags(struct ck_buf *out, uint32_t type, uint32_t flags,
+			      const struct ck_buf *payload)
 {
 	uint8_t h[IMG_SEC_HDR_LEN];
 	ck_put_le32(h, type);
-	ck_put_le32(h + 4, 0);
+	ck_put_le32(h + 4, flags);
 	ck_put_le64(h + 8, payload->len);
 	ck_put_le64(h + 16, ck_checksum(payload->data, payload->len));
 	ck_buf_append(out, h, sizeof(h));
 	ck_buf_append(out, payload->data, payload->len);
+}
+
+static void put_section(struct ck_buf *out, uint32_t type, const struct ck_buf *payload)
+{
+	put_section_flags(out, type, 0, payload);
 }
 
 /* Build the body of core.img: one section per part, in the order the reader expects. */
@@ -300,6 +306,14 @@ static int build_core(const struct restore_image_writer *w, const struct restore
 		s.len = 0;
 		img_pack_timers(&s, &m->timers);
 		put_section(body, IMG_SEC_TIMERS, &s);
+	}
+	bool fdstate = false;
+	for (size_t i = 0; i < m->nfds; i++)
+		fdstate |= m->fds[i].st.present;
+	if (fdstate) {
+		s.len = 0;
+		img_pack_fdstate(&s, m->fds, m->nfds);
+		put_section_flags(body, IMG_SEC_FDSTATE, IMG_SEC_F_OPTIONAL, &s);
 	}
 	int r = s.err ? s.err : body->err;
 	ck_buf_free(&s);

@@ -2,7 +2,7 @@
  * the image names, checks its identity and moves it above the image's numbers, next to the fds
  * the caller hands over; installing puts each at its old number (dup3 keeps O_CLOEXEC as it
  * was), then closes every other fd but the restorer's temporaries, which the blob closes. */
-#include "restore/restore-internal.h"
+#include "restore/fds-internal.h"
 
 #include <fcntl.h>
 #include <linux/close_range.h>
@@ -100,6 +100,39 @@ static int reopen(struct rst_ctx *c, const struct restore_fd *f, struct rst_fd_p
 	return 0;
 }
 
+static bool cloexec_of(const struct restore_fd *f)
+{
+	if (f->st.present && (f->st.flags & RESTORE_FDS_F_FDFLAGS))
+		return (f->st.flags & RESTORE_FDS_F_CLOEXEC) != 0;
+	return (f->flags & O_CLOEXEC) != 0; /* older images: fdinfo's flags */
+}
+
+static int plan_one(struct rst_ctx *c, size_t i)
+{
+	const struct restore_fd *f = &c->img->fds[i];
+	switch (f->kind) {
+	case RESTORE_FD_REGULAR:
+	case RESTORE_FD_DIR:
+	case RESTORE_FD_CHR:
+		return reopen(c, f, &c->fds[i]);
+	case RESTORE_FD_PIPE:
+	case RESTORE_FD_SOCKET:
+	case RESTORE_FD_EVENTFD:
+	case RESTORE_FD_TIMERFD:
+	case RESTORE_FD_SIGNALFD:
+	case RESTORE_FD_EPOLL:
+	case RESTORE_FD_INOTIFY:
+		return rst_fd_kind_plan(c, i);
+	default:
+		return rst_fail(c, -EOPNOTSUPP,
+				"fd %d (%s, %s) cannot be restored yet unless handed over", f->fd,
+				restore_fd_kind_name(f->kind), f->target);
+	}
+}
+
+/* Handed-over fds first (they win over anything the image says), then each fd by its kind
+ * (a pipe or socket pair plans all its fds at once), then the fds that share an open file
+ * description with a lower one get a dup of it. */
 int rst_fds_plan(struct rst_ctx *c)
 {
 	const struct restore_image *img = c->img;
@@ -114,36 +147,42 @@ int rst_fds_plan(struct rst_ctx *c)
 			return rst_fail(c, -EINVAL, "fd %d handed over is not in the image",
 					c->opts->fds[i].target);
 	}
+	c->nfds = img->nfds;
 	for (size_t i = 0; i < img->nfds; i++) {
 		const struct restore_fd *f = &img->fds[i];
-		struct rst_fd_plan *p = &c->fds[c->nfds++];
-		*p = (struct rst_fd_plan){
-			.target = f->fd, .tmp = -1, .cloexec = (f->flags & O_CLOEXEC) != 0};
+		c->fds[i] = (struct rst_fd_plan){.target = f->fd, .tmp = -1, .cloexec = cloexec_of(f)};
 		const struct restore_fd_map *m = handed(c, f->fd);
-		if (m) {
-			int fd = fcntl(m->fd, F_DUPFD_CLOEXEC, c->base_fd);
-			if (fd < 0)
-				return rst_fail(c, -errno, "fd %d handed over: %s", m->fd,
-						strerror(errno));
-			p->tmp = fd;
+		if (!m)
 			continue;
-		}
-		if (f->fd <= 2)
-			continue; /* stdio: as the caller gave it */
-		int r;
-		switch (f->kind) {
-		case RESTORE_FD_REGULAR:
-		case RESTORE_FD_DIR:
-		case RESTORE_FD_CHR:
-			r = reopen(c, f, p);
-			break;
-		default:
-			r = rst_fail(c, -EOPNOTSUPP,
-				     "fd %d (%s, %s) cannot be restored yet unless handed over",
-				     f->fd, restore_fd_kind_name(f->kind), f->target);
-		}
+		int fd = fcntl(m->fd, F_DUPFD_CLOEXEC, c->base_fd);
+		if (fd < 0)
+			return rst_fail(c, -errno, "fd %d handed over: %s", m->fd, strerror(errno));
+		c->fds[i].tmp = fd;
+	}
+	for (size_t i = 0; i < img->nfds; i++) {
+		const struct restore_fd *f = &img->fds[i];
+		if (c->fds[i].tmp >= 0 || f->fd <= 2 || (f->st.present && f->st.dup_of >= 0))
+			continue; /* handed over or planned with its pair; stdio as given; dups */
+		int r = plan_one(c, i);
 		if (r < 0)
 			return r;
+	}
+	for (size_t i = 0; i < img->nfds; i++) {
+		const struct restore_fd *f = &img->fds[i];
+		if (c->fds[i].tmp >= 0 || f->fd <= 2 || !f->st.present || f->st.dup_of < 0)
+			continue;
+		size_t j = 0;
+		while (j < i && img->fds[j].fd != f->st.dup_of)
+			j++;
+		if (j == i)
+			return rst_fail(c, -EBADMSG, "fd %d is a dup of fd %d, not in the image",
+					f->fd, f->st.dup_of);
+		int src = c->fds[j].tmp >= 0 ? c->fds[j].tmp : c->fds[j].target;
+		int fd = fcntl(src, F_DUPFD_CLOEXEC, c->base_fd);
+		if (fd < 0)
+			return rst_fail(c, -errno, "fd %d: cannot dup fd %d: %s", f->fd,
+					f->st.dup_of, strerror(errno));
+		c->fds[i].tmp = fd;
 	}
 	return 0;
 }
@@ -166,7 +205,7 @@ int rst_fds_install(struct rst_ctx *c)
 		struct rst_fd_plan *p = &c->fds[i];
 		keep[k++] = p->target;
 		if (p->tmp < 0) {
-			if (p->cloexec && fcntl(p->target, F_SETFD, FD_CLOEXEC) < 0)
+			if (fcntl(p->target, F_SETFD, p->cloexec ? FD_CLOEXEC : 0) < 0)
 				return rst_fail(c, -errno, "fd %d: %s", p->target, strerror(errno));
 			continue;
 		}
@@ -194,7 +233,7 @@ int rst_fds_install(struct rst_ctx *c)
 		if (i < k)
 			from = (unsigned)keep[i] + 1;
 	}
-	return 0;
+	return rst_fds_epoll_install(c);
 }
 
 void rst_ctx_close_temps(struct rst_ctx *c)

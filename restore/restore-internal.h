@@ -14,6 +14,7 @@ extern const uint8_t ckr_blob_code[] __attribute__((visibility("hidden")));
 extern const uint8_t ckr_blob_code_end[] __attribute__((visibility("hidden")));
 
 #define RST_STACK_SIZE	  (64u << 10)
+#define RST_THREAD_STACK  (16u << 10) /* each non-leader thread's stack inside the blob */
 #define RST_FRAME_EXTRA	  (512u + 64u + 64u) /* sigframe, alignment, magic2 around the xsave area */
 #define RST_PAGE_ROUND(x) (((x) + RESTORE_PAGE_SIZE - 1) & ~(uint64_t)(RESTORE_PAGE_SIZE - 1))
 
@@ -57,6 +58,7 @@ struct rst_ctx {
 	uint32_t ntimers;
 
 	uint64_t zone, zone_len; /* the landing zone once mapped */
+	uint64_t stacks_len;	 /* below the main stack: RST_THREAD_STACK per non-leader */
 	uint64_t cur_xcr0;
 	uint32_t cur_xsave_size;
 	uint64_t xperm; /* xstate features this process may use (ARCH_GET_XCOMP_PERM) */
@@ -70,6 +72,27 @@ int rst_fd_high(struct rst_ctx *c, int fd);
 
 /** Compare a file with its recorded identity: 0, or -ESTALE with a message naming @what. */
 int rst_ident_check(struct rst_ctx *c, int fd, const struct restore_ident *id, const char *what);
+
+/* A bump allocator over the argument block (64-byte steps); NULL once it is exhausted. */
+struct rst_bump {
+	uint8_t *p, *end;
+};
+
+static inline void *rst_bump(struct rst_bump *b, size_t len)
+{
+	uint8_t *r = b->p;
+	b->p += (len + 63) & ~(size_t)63;
+	return b->p <= b->end ? r : NULL;
+}
+
+/* restore-threads.c */
+/** Bytes of argument block the threads need (their ckr_thread records, private pending
+ *  signals and frames), 64-byte steps included. */
+size_t rst_threads_args_size(const struct rst_ctx *c);
+/** Fill a->threads (and a->nthreads, a->set_tids) from the image: one record, frame and, but
+ *  for the leader, one blob stack each (taken from [@stacks, @stacks + c->stacks_len)). */
+int rst_threads_build(struct rst_ctx *c, struct rst_bump *b, struct ckr_args *a,
+		      uint64_t stacks);
 
 /* restore-mm.c */
 int rst_self_maps(struct rst_ctx *c);

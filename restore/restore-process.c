@@ -1,16 +1,18 @@
 /* restore_process(): everything the restorer does with libc before it jumps into the blob.
  *
- *   load + verify the image; refuse what cannot run here (threads, xsave features, vDSO)
+ *   load + verify the image; refuse what cannot run here (xsave features, vDSO)
  *   plan mappings (files reopened and checked, memfds for shared memory), page runs, fds
- *   map the landing zone, copy the blob, build its argument block and the rt_sigframe
+ *   map the landing zone, copy the blob, build its argument block and one rt_sigframe per
+ *   thread (restore-threads.c)
  *   ---- point of no return ----
  *   block every signal, install the fds, signal actions, rlimits, cwd, umask, name,
  *   unregister our own rseq (the kernel would write into memory that is about to vanish),
  *   switch to the zone's stack and jump. The blob (blob/restorer.c) does the rest.
  *
- * Landing zone layout: [blob code, r-x][argument block, rw-][vDSO parking slots][stack, rw-].
- * It stays mapped in the restored process (the blob cannot unmap the code it runs from); its
- * size is a few pages plus 64 KiB of stack. */
+ * Landing zone layout: [blob code, r-x][argument block, rw-][vDSO parking slots]
+ * [16 KiB stack per thread but the leader][leader's stack, rw-]. It stays mapped in the
+ * restored process (the blob cannot unmap the code it runs from); its size is a few pages plus
+ * 64 KiB of stack plus 16 KiB per further thread. */
 #include "restore/restore-internal.h"
 
 #include <cpuid.h>
@@ -48,8 +50,9 @@ static int check_cpu(struct rst_ctx *c)
 	__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
 	c->cur_xcr0 = ((uint64_t)hi << 32) | lo;
 	c->cur_xsave_size = b;
-	const struct restore_thread *t = &c->img->threads[0];
-	uint64_t want = t->xcr0 | c->img->proc.xcr0;
+	uint64_t want = c->img->proc.xcr0;
+	for (size_t i = 0; i < c->img->nthreads; i++)
+		want |= c->img->threads[i].xcr0;
 	if (want & ~c->cur_xcr0)
 		return rst_fail(
 			c, -ENOEXEC,
@@ -59,20 +62,27 @@ static int check_cpu(struct rst_ctx *c)
 		return rst_fail(c, -ENOEXEC,
 				"the image's xsave layout (%u bytes) is not this CPU's (%u bytes)",
 				c->img->proc.xsave_size, c->cur_xsave_size);
-	if (t->xsave_len > c->cur_xsave_size)
-		return rst_fail(c, -ENOEXEC, "xsave area of %u bytes does not fit this CPU (%u)",
-				t->xsave_len, c->cur_xsave_size);
-	return rst_xstate_permit(c->cur_xcr0, t, &c->xperm);
+	for (size_t i = 0; i < c->img->nthreads; i++) {
+		const struct restore_thread *t = &c->img->threads[i];
+		if (t->xsave_len > c->cur_xsave_size)
+			return rst_fail(c, -ENOEXEC,
+					"xsave area of %u bytes (thread %d) does not fit this CPU (%u)",
+					t->xsave_len, (int)t->tid, c->cur_xsave_size);
+		/* The permission is process-wide and only grows: the last answer covers all. */
+		int r = rst_xstate_permit(c->cur_xcr0, t, &c->xperm);
+		if (r < 0)
+			return rst_fail(c, r, "cannot get the xstate permission of thread %d: %s",
+					(int)t->tid, strerror(-r));
+	}
+	return 0;
 }
 
 static int check_image(struct rst_ctx *c)
 {
 	const struct restore_image *img = c->img;
-	if (img->nthreads != 1)
-		return rst_fail(c, -EOPNOTSUPP,
-				"process %d has %zu threads; only single-threaded processes can "
-				"be restored yet",
-				(int)img->proc.pid, img->nthreads);
+	if (img->nthreads < 1)
+		return rst_fail(c, -EOPNOTSUPP, "process %d has no thread in the image",
+				(int)img->proc.pid);
 	if (!(img->proc.flags & RESTORE_PROC_F_SIGACT) && img->proc.sig_cgt)
 		return rst_fail(c, -EOPNOTSUPP,
 				"the image has signal handlers but not their addresses (dumped "
@@ -101,24 +111,12 @@ static int open_exe(struct rst_ctx *c)
 	return rst_ident_check(c, fd, &p->exe_ident, p->exe);
 }
 
-struct bump {
-	uint8_t *p, *end;
-};
-
-static void *bump(struct bump *b, size_t len)
-{
-	uint8_t *r = b->p;
-	b->p += (len + 63) & ~(size_t)63;
-	return b->p <= b->end ? r : NULL;
-}
-
 static size_t args_size(const struct rst_ctx *c)
 {
 	const struct restore_image *img = c->img;
-	size_t np = img->proc.npending + img->threads[0].npending;
 	return 64 * 8 + sizeof(struct ckr_args) + img->nvmas * sizeof(struct ckr_vma) +
 	       c->nruns * sizeof(struct ckr_run) + c->ntmp * sizeof(int32_t) + img->proc.auxv_len +
-	       np * RESTORE_SIGINFO_SIZE + RST_FRAME_EXTRA + img->threads[0].xsave_len + 64 +
+	       img->proc.npending * RESTORE_SIGINFO_SIZE + rst_threads_args_size(c) + 64 +
 	       c->ntimers * sizeof(struct ckr_timer);
 }
 
@@ -127,25 +125,24 @@ static int build_zone(struct rst_ctx *c, uint64_t code_len, uint64_t args_len, u
 		      struct ckr_args **ret)
 {
 	const struct restore_image *img = c->img;
-	const struct restore_thread *t = &img->threads[0];
 	uint8_t *z = (uint8_t *)(uintptr_t)c->zone;
+	uint64_t stacks = c->zone + c->zone_len - RST_STACK_SIZE - c->stacks_len;
 	if (mprotect(z, code_len + args_len, PROT_READ | PROT_WRITE) < 0 ||
-	    mprotect(z + c->zone_len - RST_STACK_SIZE, RST_STACK_SIZE, PROT_READ | PROT_WRITE) < 0)
+	    mprotect((void *)(uintptr_t)stacks, c->stacks_len + RST_STACK_SIZE,
+		     PROT_READ | PROT_WRITE) < 0)
 		return -errno;
 	memcpy(z, ckr_blob_code, (size_t)(ckr_blob_code_end - ckr_blob_code));
 	if (mprotect(z, code_len, PROT_READ | PROT_EXEC) < 0)
 		return -errno;
-	struct bump b = {z + code_len, z + code_len + args_len};
-	struct ckr_args *a = bump(&b, sizeof(*a));
-	struct ckr_vma *vmas = bump(&b, img->nvmas * sizeof(*vmas));
-	struct ckr_run *runs = bump(&b, c->nruns * sizeof(*runs));
-	int32_t *cl = bump(&b, c->ntmp * sizeof(*cl));
-	uint8_t *auxv = bump(&b, img->proc.auxv_len);
-	size_t np = img->proc.npending + t->npending;
-	uint8_t *pend = bump(&b, np * RESTORE_SIGINFO_SIZE);
-	uint8_t *frame = bump(&b, RST_FRAME_EXTRA + t->xsave_len);
-	struct ckr_timer *timers = bump(&b, c->ntimers * sizeof(*timers));
-	if (!a || !vmas || !runs || !cl || !auxv || !pend || !frame || !timers)
+	struct rst_bump b = {z + code_len, z + code_len + args_len};
+	struct ckr_args *a = rst_bump(&b, sizeof(*a));
+	struct ckr_vma *vmas = rst_bump(&b, img->nvmas * sizeof(*vmas));
+	struct ckr_run *runs = rst_bump(&b, c->nruns * sizeof(*runs));
+	int32_t *cl = rst_bump(&b, c->ntmp * sizeof(*cl));
+	uint8_t *auxv = rst_bump(&b, img->proc.auxv_len);
+	uint8_t *pend = rst_bump(&b, img->proc.npending * RESTORE_SIGINFO_SIZE);
+	struct ckr_timer *timers = rst_bump(&b, c->ntimers * sizeof(*timers));
+	if (!a || !vmas || !runs || !cl || !auxv || !pend || !timers)
 		return -ENOBUFS;
 	*a = (struct ckr_args){
 		.magic = CKR_ARGS_MAGIC,
@@ -163,17 +160,7 @@ static int build_zone(struct rst_ctx *c, uint64_t code_len, uint64_t args_len, u
 		.auxv = (uint64_t)(uintptr_t)auxv,
 		.auxv_size = (uint32_t)img->proc.auxv_len,
 		.exe_fd = c->exe_fd,
-		.fs_base = t->regs.fs_base,
-		.gs_base = t->regs.gs_base,
-		.clear_child_tid = t->clear_child_tid,
-		.robust_head = t->robust_head,
-		.robust_len = t->robust_len,
-		.has_rseq = (t->flags & RESTORE_THREAD_F_RSEQ) && t->rseq_ptr,
-		.rseq_ptr = t->rseq_ptr,
-		.rseq_len = t->rseq_len,
-		.rseq_sig = t->rseq_sig,
 		.npending_shared = (uint32_t)img->proc.npending,
-		.npending_thread = (uint32_t)t->npending,
 		.pending = pend,
 		.err_fd = c->err_fd,
 		.ntimers = c->ntimers,
@@ -197,12 +184,9 @@ static int build_zone(struct rst_ctx *c, uint64_t code_len, uint64_t args_len, u
 		memcpy(auxv, img->proc.auxv, img->proc.auxv_len);
 	if (img->proc.npending)
 		memcpy(pend, img->proc.pending, img->proc.npending * RESTORE_SIGINFO_SIZE);
-	if (t->npending)
-		memcpy(pend + img->proc.npending * RESTORE_SIGINFO_SIZE, t->pending,
-		       t->npending * RESTORE_SIGINFO_SIZE);
-	int r = rst_sigframe_build(t, c->xperm, c->cur_xsave_size, frame, &a->frame);
+	int r = rst_threads_build(c, &b, a, stacks);
 	if (r < 0)
-		return rst_fail(c, r, "the thread's xsave area does not fit this CPU");
+		return r;
 	*ret = a;
 	return 0;
 }
@@ -248,12 +232,15 @@ static int prepare(struct rst_ctx *c, struct ckr_args **ret)
 	uint64_t park_len = 0;
 	for (unsigned i = 0; i < c->nremap; i++)
 		park_len += c->remap[i].len;
-	r = rst_zone_map(c, code_len + args_len + park_len + RST_STACK_SIZE);
+	c->stacks_len = (uint64_t)(img->nthreads - 1) * RST_THREAD_STACK;
+	r = rst_zone_map(c, code_len + args_len + park_len + c->stacks_len + RST_STACK_SIZE);
 	if (r < 0)
 		return r;
 	r = build_zone(c, code_len, args_len, park_len, ret);
 	if (r < 0) {
 		munmap((void *)(uintptr_t)c->zone, c->zone_len);
+		if (c->err && c->err->msg[0]) /* rst_threads_build() named the thread */
+			return r;
 		return rst_fail(c, r, "cannot build the restorer's landing zone: %s", strerror(-r));
 	}
 	r = rst_timers_create(c); /* last: undone by itself on failure */

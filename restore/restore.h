@@ -111,6 +111,74 @@ enum restore_fd_kind {
 	RESTORE_FD_OTHER,
 };
 
+/* An epoll registration: the key is (file, fd number), so it is re-added on the fd's old
+ * number once every fd is in place. */
+struct restore_epoll_tfd {
+	int32_t fd;
+	uint32_t events; /* EPOLL* as registered, EPOLLET/ONESHOT/EXCLUSIVE included */
+	uint64_t data;
+};
+
+/* An inotify watch, re-added by path in wd order so it gets its old watch descriptor. */
+struct restore_inotify_watch {
+	int32_t wd;
+	uint32_t mask;	    /* IN_* incl. IN_ONESHOT, IN_EXCL_UNLINK... */
+	uint64_t ino, dev;  /* the watched inode (dev in st_dev encoding) */
+	uint32_t flags;	    /* RESTORE_IDENT_F_JOB_VFS */
+	char *path;	    /* as the job sees it */
+};
+
+/* A socket option that differed from a fresh socket's: setsockopt(level, name, value). */
+struct restore_sockopt {
+	int32_t level, name, value;
+};
+#define RESTORE_SOCKOPT_MAX 24
+
+enum restore_sock_state {
+	RESTORE_SOCK_UNCONNECTED = 1, /* bound or not */
+	RESTORE_SOCK_LISTEN,
+	RESTORE_SOCK_CONNECTED,
+};
+
+/* restore_fd_state.flags */
+#define RESTORE_FDS_F_FDFLAGS	0x01u /* CLOEXEC below is the fd flag (injected F_GETFD) */
+#define RESTORE_FDS_F_CLOEXEC	0x02u
+#define RESTORE_FDS_F_PEER_OUT	0x04u /* pipe/socket: the other end is held outside the job */
+#define RESTORE_FDS_F_SEMAPHORE 0x08u /* eventfd: EFD_SEMAPHORE */
+#define RESTORE_FDS_F_DATA	0x10u /* pipe: this fd carries the pipe's buffered bytes */
+
+/** Kind-specific state of an fd (section FDSTATE, docs/image-format.md). */
+struct restore_fd_state {
+	bool present;	/* the image carries it (older images do not) */
+	uint32_t flags; /* RESTORE_FDS_F_* */
+	int32_t dup_of; /* lower fd sharing this open file description (kcmp), or -1 */
+	uint64_t value; /* eventfd: count; signalfd: mask; pipe: size; listening socket: backlog */
+	uint64_t peer_ino; /* unix socket: inode of the peer (0: none) */
+	/* timerfd */
+	int32_t clockid;
+	uint32_t tflags;	/* TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET */
+	uint64_t it_value_ns;	/* remaining time (0: disarmed) */
+	uint64_t it_interval_ns;
+	uint64_t ticks;	 /* expirations not read yet */
+	int64_t abs_ns;	 /* absolute deadline on clockid at checkpoint (abstime timers) */
+	/* socket */
+	int32_t family, type, protocol;
+	uint32_t sock_state; /* enum restore_sock_state */
+	uint32_t addr_len;   /* getsockname (bytes of @addr) */
+	uint8_t addr[128];
+	uint32_t nopts;
+	struct restore_sockopt opts[RESTORE_SOCKOPT_MAX];
+	/* bytes waiting to be read: the pipe's, or the socket's receive queue */
+	uint8_t *data;
+	uint64_t data_len;
+	uint32_t nmsgs;	   /* datagram sockets: message boundaries; 0 for streams */
+	uint32_t *msg_len; /* sums to data_len */
+	size_t ntfds;
+	struct restore_epoll_tfd *tfds;
+	size_t nwatches;
+	struct restore_inotify_watch *watches; /* sorted by wd */
+};
+
 struct restore_fd {
 	int32_t fd;
 	uint32_t kind;	 /* enum restore_fd_kind */
@@ -121,6 +189,7 @@ struct restore_fd {
 	struct restore_ident ident; /* fstat of the open file (via pidfd_getfd) */
 	char *target;		    /* readlink of /proc/PID/fd/N */
 	char *fdinfo; /* whole fdinfo text (eventfd count, timerfd, epoll targets...) */
+	struct restore_fd_state st;
 };
 
 struct restore_sigaction { /* the kernel's struct sigaction for rt_sigaction */

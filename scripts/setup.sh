@@ -33,6 +33,7 @@ PACKAGES=(
 	bindfs fuse-overlayfs fio hyperfine           # benches against peers
 	socat bc                                      # network bench peer, bench arithmetic
 	util-linux procps iproute2 passwd coreutils   # setpriv/runuser/unshare, ps, ip, useradd
+	curl git openssh-server openssh-client        # real clients through netproxy (e2e/net)
 	linux-libc-dev                                # /usr/include/linux, the tar scenario's tree
 )
 

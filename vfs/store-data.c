@@ -449,14 +449,34 @@ static void writeback_kick(struct vfs_store *s, struct store_inode *n, int fd, u
 	n->wb_bytes = 0;
 }
 
-/* Write a run of chunks that need no copy straight from the caller's buffer. */
-static int write_direct(struct vfs_store *s, struct store_inode *n, const uint8_t *buf, size_t len,
-			uint64_t pos)
+/* Move exactly @len bytes from pipe @pipe_fd to @fd at @pos (splice: the pages go from the pipe
+ * into the layer's page cache with one copy, none through our memory). */
+static int splice_full(int pipe_fd, int fd, size_t len, uint64_t pos)
+{
+	loff_t o = (loff_t)pos;
+	while (len > 0) {
+		ssize_t k = splice(pipe_fd, NULL, fd, &o, len, SPLICE_F_MOVE);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (k == 0)
+			return -EIO; /* the pipe held less than the request said */
+		len -= (size_t)k;
+	}
+	return 0;
+}
+
+/* Write a run of chunks that need no copy straight from the caller's buffer, or from
+ * @pipe_fd when @buf is NULL. */
+static int write_direct_from(struct vfs_store *s, struct store_inode *n, const uint8_t *buf,
+			     int pipe_fd, size_t len, uint64_t pos)
 {
 	int fd = layer_fd(s, n, s->live);
 	if (fd < 0)
 		return fd;
-	int r = ck_pwrite_full(fd, buf, len, (off_t)pos);
+	int r = buf ? ck_pwrite_full(fd, buf, len, (off_t)pos) : splice_full(pipe_fd, fd, len, pos);
 	if (r == 0)
 		writeback_kick(s, n, fd, pos, len);
 	uint64_t c0 = pos / VFS_CHUNK_SIZE, c1 = (pos + len - 1) / VFS_CHUNK_SIZE;
@@ -475,16 +495,70 @@ static int write_direct(struct vfs_store *s, struct store_inode *n, const uint8_
 	return r;
 }
 
-ssize_t vfs_store_write(struct vfs_store *s, uint64_t ino, const void *buf, size_t len, off_t off)
+static int write_direct(struct vfs_store *s, struct store_inode *n, const uint8_t *buf, size_t len,
+			uint64_t pos)
 {
-	struct store_inode *n;
+	return write_direct_from(s, n, buf, -1, len, pos);
+}
+
+static int write_check(off_t off, size_t len)
+{
 	if (off < 0)
 		return -EINVAL;
 	if ((uint64_t)off > STORE_MAX_FILE || len > STORE_MAX_FILE - (uint64_t)off)
 		return -EFBIG;
+	return 0;
+}
+
+/* After a successful write of [@off, @end): size and times. */
+static void write_done(struct vfs_store *s, struct store_inode *n, uint64_t end)
+{
+	if (end > n->size)
+		n->size = end;
+	store_now(&n->mtime);
+	n->ctime = n->mtime;
+	inode_mark_dirty(s, n);
+}
+
+ssize_t vfs_store_write_pipe(struct vfs_store *s, uint64_t ino, int pipe_fd, size_t len, off_t off)
+{
+	struct store_inode *n;
+	int r = write_check(off, len);
+	if (r < 0)
+		return r;
+	uint64_t o = (uint64_t)off, end = o + len;
+	/* Small writes may belong in memory (inline_write): they take the buffered path. */
+	if (len == 0 || end <= INLINE_MAX)
+		return 0;
+	r = get_reg(s, ino, &n);
+	if (r < 0)
+		return r;
+	/* Only a write that needs no copy-up goes straight from the pipe; chunk by chunk the
+	 * same test as vfs_store_write's loop. */
+	for (uint64_t c = o / VFS_CHUNK_SIZE; c * VFS_CHUNK_SIZE < end; c++) {
+		uint64_t cs = c * VFS_CHUNK_SIZE, layer = cmap_get(&n->map, c);
+		bool full = o <= cs && end >= cs + VFS_CHUNK_SIZE;
+		if (layer != 0 && layer != s->live && !full && cs < n->size) {
+			put_reg(s, n);
+			return 0;
+		}
+	}
+	r = write_direct_from(s, n, NULL, pipe_fd, len, o);
+	if (r == 0)
+		write_done(s, n, end);
+	put_reg(s, n);
+	return r < 0 ? r : (ssize_t)len;
+}
+
+ssize_t vfs_store_write(struct vfs_store *s, uint64_t ino, const void *buf, size_t len, off_t off)
+{
+	struct store_inode *n;
+	int r = write_check(off, len);
+	if (r < 0)
+		return r;
 	if (len == 0)
 		return 0;
-	int r = get_reg(s, ino, &n);
+	r = get_reg(s, ino, &n);
 	if (r < 0)
 		return r;
 	const uint8_t *src = buf;
@@ -521,13 +595,8 @@ ssize_t vfs_store_write(struct vfs_store *s, uint64_t ino, const void *buf, size
 	if (r == 0 && !in_memory && end > run_start)
 		r = write_direct(s, n, src + (run_start - o), end - run_start, run_start);
 	free(tmp);
-	if (r == 0) {
-		if (end > n->size)
-			n->size = end;
-		store_now(&n->mtime);
-		n->ctime = n->mtime;
-		inode_mark_dirty(s, n);
-	}
+	if (r == 0)
+		write_done(s, n, end);
 	put_reg(s, n);
 	return r < 0 ? r : (ssize_t)len;
 }

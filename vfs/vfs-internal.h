@@ -7,6 +7,7 @@
 
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -20,6 +21,14 @@
 
 #define VFS_DEFAULT_THREADS 8
 
+/* The largest WRITE (and READ): 240 pages. With the 80-byte header that is 241 pipe slots, so
+ * a WRITE always fits in a worker's 1 MiB (256-slot) pipe (loop.c); a multiple of the chunk
+ * size, so sequential writes stay chunk-aligned (no copy-up at their edges). */
+#define VFS_MAX_WRITE (15u * VFS_CHUNK_SIZE)
+
+/* Interrupts a worker's wait on /dev/fuse when the session stops (loop.c). */
+#define VFS_WAKE_SIGNAL (SIGRTMIN + 5)
+
 /* The hidden by-inode directory: /.ckptenv/ino/<decimal ino>. Synthetic inode numbers have the
  * high bit set, which the store never hands out. */
 #define VFS_CTL_DIRNAME ".ckptenv"
@@ -30,11 +39,9 @@
 
 struct vfs {
 	struct vfs_store *store;
-	struct fuse_session *se; /* NULL until vfs_serve */
-	pthread_t loop;		 /* runs fuse_session_loop_mt, valid when loop_started */
-	bool loop_started;
+	struct fuse_session *se;    /* NULL until vfs_serve */
+	struct vfs_loop *loop;	    /* loop.c; NULL when not serving */
 	unsigned max_threads;
-	int loop_result;
 	struct timespec started; /* times of the synthetic directories */
 	pthread_mutex_t stats_lock;
 	uint64_t last_syncfs_ns, last_syncfs_epoch; /* of the last vfs_epoch_prepare */
@@ -47,6 +54,7 @@ struct vfs {
 		uint64_t count;
 	} *writers;
 	size_t n_writers, cap_writers;
+	struct vfs_io_stats io; /* updated with __atomic adds */
 };
 
 /* Track a file handle open with write access on @ino (open/create), and its release. */
@@ -54,6 +62,11 @@ void vfs_writers_add(struct vfs *v, uint64_t ino);
 void vfs_writers_del(struct vfs *v, uint64_t ino);
 
 extern const struct fuse_lowlevel_ops vfs_fuse_ops;
+
+/* Start the worker threads on v->se (installs the VFS_WAKE_SIGNAL handler); stop and join them
+ * (NULL-safe when not started). */
+int vfs_loop_start(struct vfs *v);
+void vfs_loop_stop(struct vfs *v);
 
 /* The thread-local one-line message behind vfs_last_error(). */
 void vfs_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

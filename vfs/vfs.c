@@ -1,13 +1,8 @@
 /* The public vfs API: open/close the store, serve the FUSE session, commit epochs.
  *
- * Serving: fuse_session_loop_mt runs in a background thread of ours (the "loop" thread, which
- * only waits in sem_wait while libfuse's workers read /dev/fuse). It ends by itself when the
- * job's mount is gone (a read returns ENODEV). To stop it while the job still runs, vfs_close
- * sets the exit flag and interrupts the loop thread's sem_wait with VFS_WAKE_SIGNAL (a no-op
- * handler installed without SA_RESTART); libfuse then cancels its workers, which sit in read(2),
- * a cancellation point. (A kernel-generated request would be nicer, but NOTIFY_RETRIEVE only
- * works on regular files the kernel happens to have cached.) Only the loop thread and the
- * workers it starts have that signal unblocked; every other signal stays blocked there. */
+ * Serving: the worker threads of loop.c read /dev/fuse and hand each request to libfuse's
+ * dispatch; they end by themselves when the job's mount is gone (ENODEV), and vfs_close stops
+ * them while the job still runs. Only they have VFS_WAKE_SIGNAL unblocked. */
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -88,32 +83,6 @@ static void fuse_log_to_debug(enum fuse_log_level level, const char *fmt, va_lis
 	ck_debug("vfs: libfuse: %s", line);
 }
 
-#define VFS_WAKE_SIGNAL (SIGRTMIN + 5)
-
-static void wake_handler(int sig)
-{
-	(void)sig;
-}
-
-static void *loop_main(void *p)
-{
-	struct vfs *v = p;
-	sigset_t wake;
-	sigemptyset(&wake);
-	sigaddset(&wake, VFS_WAKE_SIGNAL);
-	pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
-	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-	if (!cfg) {
-		v->loop_result = -ENOMEM;
-		return NULL;
-	}
-	fuse_loop_cfg_set_max_threads(cfg, v->max_threads);
-	fuse_loop_cfg_set_clone_fd(cfg, 0);
-	v->loop_result = fuse_session_loop_mt(v->se, cfg);
-	fuse_loop_cfg_destroy(cfg);
-	return NULL;
-}
-
 int vfs_serve(struct vfs *v, int fuse_fd)
 {
 	_cleanup_close_ int fd = fuse_fd;
@@ -142,29 +111,12 @@ int vfs_serve(struct vfs *v, int fuse_fd)
 	fd = -1;
 	v->se = se;
 
-	/* No SA_RESTART: the signal must make sem_wait return EINTR. */
-	struct sigaction sa = {.sa_handler = wake_handler};
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(VFS_WAKE_SIGNAL, &sa, NULL) < 0) {
-		int r = -errno;
+	int r = vfs_loop_start(v);
+	if (r < 0) {
 		fuse_session_destroy(se);
 		v->se = NULL;
 		return r;
 	}
-
-	/* Workers inherit the loop thread's mask: keep every other signal for the
-	 * supervisor's threads (libfuse's cancellation still works, glibc never blocks it). */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	int r = pthread_create(&v->loop, NULL, loop_main, v);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r != 0) {
-		fuse_session_destroy(se);
-		v->se = NULL;
-		return -r;
-	}
-	v->loop_started = true;
 	return 0;
 }
 
@@ -172,27 +124,7 @@ static void stop_serving(struct vfs *v)
 {
 	if (!v->se)
 		return;
-	if (v->loop_started) {
-		fuse_session_exit(v->se);
-		/* Until the loop ends: a signal sent just before the loop thread enters
-		 * sem_wait is lost, so repeat it. */
-		for (;;) {
-			pthread_kill(v->loop, VFS_WAKE_SIGNAL);
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 50 * 1000 * 1000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
-			int r = pthread_timedjoin_np(v->loop, NULL, &ts);
-			if (r == 0)
-				break;
-			if (r != ETIMEDOUT && r != EINTR)
-				break;
-		}
-		v->loop_started = false;
-	}
+	vfs_loop_stop(v);
 	fuse_session_destroy(v->se);
 	v->se = NULL;
 }
@@ -356,6 +288,15 @@ int vfs_epoch_commit(struct vfs *v, int mount_fd, const char *ref, uint64_t *ret
 	if (ret_epoch)
 		*ret_epoch = epoch;
 	return 0;
+}
+
+void vfs_io_stats(struct vfs *v, struct vfs_io_stats *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	if (!v)
+		return;
+	ret->write_bytes_spliced = __atomic_load_n(&v->io.write_bytes_spliced, __ATOMIC_RELAXED);
+	ret->write_bytes_copied = __atomic_load_n(&v->io.write_bytes_copied, __ATOMIC_RELAXED);
 }
 
 int vfs_refs_list(const char *store_dir, struct vfs_ref **ret, size_t *ret_n)

@@ -71,6 +71,16 @@ struct vfs_commit_stats {
 /** The breakdown of the last commit through @v (zeros before the first). */
 void vfs_last_commit_stats(struct vfs *v, struct vfs_commit_stats *ret);
 
+/* How WRITE data reached the store since vfs_serve, for diagnostics and tests: spliced from
+ * /dev/fuse straight into layer files (large writes, serving process with CAP_SYS_RESOURCE:
+ * libfuse needs a pipe bigger than the unprivileged limit), or copied through memory. */
+struct vfs_io_stats {
+	uint64_t write_bytes_spliced;
+	uint64_t write_bytes_copied;
+};
+
+void vfs_io_stats(struct vfs *v, struct vfs_io_stats *ret);
+
 /* A named reference to a committed epoch: "head" (the newest state of the job's /tmp),
  * "snap-<epoch>" (ckptenv snapshot), "ckpt-<id>" (checkpoints). */
 struct vfs_ref {

@@ -41,10 +41,10 @@ struct ckr_remap {
 
 #define CKR_NREMAP 3
 
-/* A timer to arm just before rt_sigreturn (restore-timers.c plans them). POSIX timers already
- * exist at their old ids (created before the point of no return, disarmed); itimers are set
- * here. With CKR_TIMER_ABS, @value_ns is a deadline on clock @clock: POSIX timers are armed
- * with TIMER_ABSTIME, itimers (relative only) with what is left of it now. */
+/* A timer to arm just before the threads are released (restore-timers.c plans them). POSIX
+ * timers already exist at their old ids (created before the point of no return, disarmed);
+ * itimers are set here. With CKR_TIMER_ABS, @value_ns is a deadline on clock @clock: POSIX
+ * timers are armed with TIMER_ABSTIME, itimers (relative only) with what is left of it now. */
 #define CKR_TIMER_ITIMER 0x1u /* @id is ITIMER_REAL/_VIRTUAL/_PROF, not a POSIX timer id */
 #define CKR_TIMER_ABS	 0x2u
 struct ckr_timer {
@@ -75,22 +75,40 @@ struct ckr_args {
 	uint32_t auxv_size;
 	int32_t exe_fd; /* -1: leave /proc/PID/exe alone */
 
-	/* Thread state not carried by rt_sigreturn. */
+	/* Every thread of the process, leader first (blob/threads.c). */
+	uint32_t nthreads;
+	uint32_t set_tids; /* 1: threads get their old tids (clone3 set_tid), 0: any tid */
+	struct ckr_thread *threads;
+	uint32_t arrived; /* futex word: threads other than the leader done with their setup */
+	uint32_t go;	  /* futex word: set to 1 by the leader, which releases them all */
+
+	/* Shared pending signals to queue again (128-byte siginfo each), by the leader. */
+	uint32_t npending_shared;
+	uint32_t pad1;
+	uint8_t *pending;
+
+	int32_t err_fd; /* where the blob writes its one-line failure message (-1: none) */
+	uint32_t ntimers;
+	struct ckr_timer *timers; /* armed once every thread is parked (blob/timers.c) */
+};
+
+/* One thread: the state rt_sigreturn does not carry, and the frame it returns through. The
+ * leader runs on the landing zone's main stack; every other thread gets its own small stack
+ * [stack, stack + stack_size) in the zone for its time in the blob. */
+struct ckr_thread {
+	int32_t tid;
+	uint32_t has_rseq;
 	uint64_t fs_base, gs_base;
 	uint64_t clear_child_tid;
 	uint64_t robust_head, robust_len;
 	uint64_t rseq_ptr;
 	uint32_t rseq_len, rseq_sig;
-	uint32_t has_rseq;
-
-	/* Pending signals to queue again, shared ones then the thread's own (128-byte siginfo). */
-	uint32_t npending_shared, npending_thread;
+	char comm[16];		/* PR_SET_NAME; "" leaves it */
+	uint32_t npending;	/* thread-private pending signals at @pending */
+	uint32_t pad;
 	uint8_t *pending;
-
-	uint64_t frame; /* struct ckr_rt_sigframe: rt_sigreturn with %rsp = frame + 8 */
-	int32_t err_fd; /* where the blob writes its one-line failure message (-1: none) */
-	uint32_t ntimers;
-	struct ckr_timer *timers; /* armed last, after the pending signals are queued */
+	uint64_t frame;		/* struct ckr_rt_sigframe: rt_sigreturn with %rsp = frame + 8 */
+	uint64_t stack, stack_size;
 };
 
 /* Exit status of a restore that failed inside the blob (the old address space is gone, nothing

@@ -11,7 +11,7 @@
  * signals again (every signal is blocked until the sigreturn installs the old mask); then
  * rt_sigreturn on the prepared frame. A failure can only be reported by a message on err_fd and
  * exit_group(CKR_BLOB_EXIT_STATUS): the caller's address space is gone. */
-#include "blob.h"
+#include "sys.h"
 
 #pragma GCC visibility push(hidden)
 
@@ -33,9 +33,6 @@
 #define NR_rt_tgsigqueueinfo 297
 #define NR_rt_sigqueueinfo   129
 #define NR_rseq		     334
-#define NR_setitimer	     38
-#define NR_timer_settime     223
-#define NR_clock_gettime     228
 
 #define PROT_NONE_	0
 #define MAP_FIXED_	0x10
@@ -50,25 +47,6 @@
 #define EINTR_		4
 #define EPERM_		1
 #define EBUSY_		16
-
-static long sys6(long nr, long a, long b, long c, long d, long e, long f)
-{
-	long ret;
-	register long r10 __asm__("r10") = d;
-	register long r8 __asm__("r8") = e;
-	register long r9 __asm__("r9") = f;
-	__asm__ volatile("syscall"
-			 : "=a"(ret)
-			 : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-			 : "rcx", "r11", "memory");
-	return ret;
-}
-
-#define sys1(nr, a)		sys6(nr, (long)(a), 0, 0, 0, 0, 0)
-#define sys2(nr, a, b)		sys6(nr, (long)(a), (long)(b), 0, 0, 0, 0)
-#define sys3(nr, a, b, c)	sys6(nr, (long)(a), (long)(b), (long)(c), 0, 0, 0)
-#define sys4(nr, a, b, c, d)	sys6(nr, (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
-#define sys5(nr, a, b, c, d, e) sys6(nr, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), 0)
 
 /* GCC may emit calls to these even in freestanding code (struct copies). */
 void *memset(void *d, int c, unsigned long n);
@@ -132,9 +110,9 @@ static __attribute__((noreturn)) void fail(const struct ckr_args *a, const char 
 		sys1(NR_exit_group, CKR_BLOB_EXIT_STATUS);
 }
 
-static int is_err(long r)
+void ckr_fail(const struct ckr_args *a, const char *what, uint64_t addr, long ret)
 {
-	return (unsigned long)r >= (unsigned long)-4095;
+	fail(a, what, addr, ret);
 }
 
 /* Unmap [lo, hi) minus the landing zone and the current vDSO triple. */
@@ -260,78 +238,17 @@ static void set_mm(const struct ckr_args *a)
 		sys1(NR_close, a->exe_fd);
 }
 
-static void thread_state(const struct ckr_args *a)
+/* Shared pending signals go back on the process queue (every thread blocks them all until its
+ * sigreturn, so none is delivered early). */
+static void queue_shared(const struct ckr_args *a)
 {
-	long r = sys2(NR_arch_prctl, ARCH_SET_FS_, a->fs_base);
-	if (is_err(r))
-		fail(a, "arch_prctl(ARCH_SET_FS)", a->fs_base, r);
-	if (a->gs_base) {
-		r = sys2(NR_arch_prctl, ARCH_SET_GS_, a->gs_base);
-		if (is_err(r))
-			fail(a, "arch_prctl(ARCH_SET_GS)", a->gs_base, r);
-	}
-	sys1(NR_set_tid_address, a->clear_child_tid);
-	if (a->robust_head) {
-		r = sys2(NR_set_robust_list, a->robust_head, a->robust_len);
-		if (is_err(r))
-			fail(a, "set_robust_list", a->robust_head, r);
-	}
-	if (a->has_rseq) {
-		r = sys4(NR_rseq, a->rseq_ptr, a->rseq_len, 0, a->rseq_sig);
-		if (is_err(r))
-			fail(a, "rseq registration", a->rseq_ptr, r);
-	}
-}
-
-static void queue_pending(const struct ckr_args *a)
-{
-	long pid = sys1(NR_getpid, 0), tid = sys1(NR_gettid, 0);
-	uint32_t n = a->npending_shared + a->npending_thread;
-	for (uint32_t i = 0; i < n; i++) {
+	long pid = sys1(NR_getpid, 0);
+	for (uint32_t i = 0; i < a->npending_shared; i++) {
 		uint8_t *info = a->pending + (uint64_t)i * 128;
 		int sig = (int)(info[0] | info[1] << 8 | info[2] << 16 | (uint32_t)info[3] << 24);
-		long r;
-		if (i < a->npending_shared)
-			r = sys3(NR_rt_sigqueueinfo, pid, sig, info);
-		else
-			r = sys4(NR_rt_tgsigqueueinfo, pid, tid, sig, info);
+		long r = sys3(NR_rt_sigqueueinfo, pid, sig, info);
 		if (is_err(r))
 			fail(a, "re-queueing a pending signal", (uint64_t)sig, r);
-	}
-}
-
-/* The last step before rt_sigreturn, so no timer runs while the address space is rebuilt;
- * every signal is still blocked, an expiry from here on is only queued. */
-static void arm_timers(const struct ckr_args *a)
-{
-	for (uint32_t i = 0; i < a->ntimers; i++) {
-		const struct ckr_timer *t = &a->timers[i];
-		uint64_t v = t->value_ns;
-		long r;
-		if (t->flags & CKR_TIMER_ITIMER) {
-			if (t->flags & CKR_TIMER_ABS) {
-				int64_t ts[2] = {0, 0};
-				r = sys2(NR_clock_gettime, t->clock, ts);
-				if (is_err(r))
-					fail(a, "clock_gettime", (uint64_t)t->clock, r);
-				uint64_t now = (uint64_t)ts[0] * 1000000000ull + (uint64_t)ts[1];
-				v = v > now ? v - now : 1; /* overdue: expire at once */
-			}
-			/* struct itimerval in microseconds, rounded up: 0 would disarm. */
-			uint64_t vu = (v + 999) / 1000, iu = (t->interval_ns + 999) / 1000;
-			int64_t itv[4] = {(int64_t)(iu / 1000000), (int64_t)(iu % 1000000),
-					  (int64_t)(vu / 1000000), (int64_t)(vu % 1000000)};
-			r = sys3(NR_setitimer, t->id, itv, 0);
-			if (is_err(r))
-				fail(a, "setitimer", (uint64_t)t->id, r);
-			continue;
-		}
-		int64_t its[4] = {(int64_t)(t->interval_ns / 1000000000ull),
-				  (int64_t)(t->interval_ns % 1000000000ull),
-				  (int64_t)(v / 1000000000ull), (int64_t)(v % 1000000000ull)};
-		r = sys4(NR_timer_settime, t->id, (t->flags & CKR_TIMER_ABS) ? 1 : 0, its, 0);
-		if (is_err(r))
-			fail(a, "timer_settime of POSIX timer", (uint64_t)t->id, r);
 	}
 }
 
@@ -350,19 +267,18 @@ __attribute__((noreturn, used)) void ckr_blob_main(struct ckr_args *a)
 	for (uint32_t i = 0; i < a->nclose; i++)
 		sys1(NR_close, a->close_fds[i]);
 	set_mm(a);
-	thread_state(a);
-	queue_pending(a);
-	arm_timers(a);
-	uint64_t sp = a->frame + 8;
+	/* Threads only now: they must find the old address space complete. */
+	ckr_threads_spawn(a);
+	ckr_thread_setup(a, &a->threads[0]);
+	queue_shared(a);
+	ckr_threads_wait(a);
+	/* Every thread is set up and parked: process-wide steps that must cover them all go
+	 * here, before any of them runs job code. No thread can fail any more. */
+	ckr_timers_arm(a);
 	if (a->err_fd >= 0) /* a private copy, see restore_process() */
 		sys1(NR_close, a->err_fd);
-	__asm__ volatile("mov %0, %%rsp\n\t"
-			 "mov $15, %%eax\n\t" /* rt_sigreturn */
-			 "syscall\n\t"
-			 "ud2"
-			 :
-			 : "r"(sp)
-			 : "memory");
+	ckr_threads_release(a);
+	ckr_sigreturn(&a->threads[0]);
 	__builtin_unreachable();
 }
 

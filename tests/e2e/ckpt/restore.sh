@@ -66,14 +66,17 @@ done
 poll_until 10 count_above $((at + 10)) || fail "third restore: no counter"
 id2=$("$CKPTENV" checkpoint j --stop 2>ckpt.txt) || fail "checkpoint --stop: $(cat ckpt.txt)"
 [ "$id2" = 2 ] || fail "second checkpoint id is '$id2'"
-poll_until 10 sh -c "'$CKPTENV' status j | grep -q 'state: *exited'" || fail "--stop left the job"
+# --stop ends the job; its supervisor stays for a restore in place (restore-in-place.sh).
+poll_until 10 sh -c "'$CKPTENV' status j | grep -q 'state: *stopped'" || fail "--stop left the job"
+pid=$(cmd_pid 2>/dev/null || true)
+[ -z "$pid" ] || fail "the job's process $pid is still there after --stop"
 img=$CKPTENV_HOME/jobs/j/checkpoints/2/image/pages.img
 truncate -s $(($(stat -c %s "$img") / 2)) "$img"
 "$CKPTENV" restore j 2 >out.txt 2>err.txt && fail "a truncated image was restored"
 [ "$(wc -l <err.txt)" = 1 ] || fail "not one line: $(cat err.txt)"
 grep -q "pages.img" err.txt || fail "error does not name the file: $(cat err.txt)"
 echo "refused: $(cat err.txt)"
-"$CKPTENV" status j | grep -q "state: *exited" || fail "something ran: $("$CKPTENV" status j)"
+"$CKPTENV" status j | grep -q "state: *stopped" || fail "something ran: $("$CKPTENV" status j)"
 # A corrupt manifest: refused, naming it.
 printf 'X' | dd of="$CKPTENV_HOME/jobs/j/checkpoints/1/manifest" bs=1 seek=20 conv=notrunc 2>/dev/null
 "$CKPTENV" restore j 1 >out.txt 2>err.txt && fail "a corrupt manifest was accepted"

@@ -44,6 +44,11 @@ $TM send-keys -t s:w2 'clear; while sleep 0.1; do stty size; done' Enter
 poll_until 10 has s:w2 '^18 60$' || fail "stty size did not follow a resize: $(pane s:w2)"
 $TM send-keys -t s:w2 C-c
 "$CK" list | grep -Eq '^j +running .* 1$' || fail "list does not show the client: $("$CK" list)"
+# status lists the clients: this one writes, has the size, and is served directly (the
+# supervisor holds its terminal).
+st=$("$CK" status j)
+echo "$st" | grep -q '^clients: *1 attached (0 read-only); terminal 60x18$' || fail "status: $st"
+echo "$st" | grep -Eq '^  pid [0-9]+ +writer +60x18 +size owner direct$' || fail "status client: $st"
 # A full-screen program, redrawn on reattach.
 $TM send-keys -t s:w2 'seq 1 500 | less' Enter
 poll_until 10 has s:w2 '^1$' || fail "less not shown: $(pane s:w2)"
@@ -64,6 +69,9 @@ $TM send-keys -t s:ro 'echo ro-typed' Enter
 $TM send-keys -t s:w3 'echo rw-$((3*3))' Enter
 poll_until 10 has s:ro '^rw-9$' || fail "read-only client does not see output: $(pane s:ro)"
 has s:w3 'ro-typed' && fail "read-only client typed"
+st=$("$CK" status j)
+echo "$st" | grep -q '^clients: *2 attached (1 read-only)' || fail "status with a read-only client: $st"
+echo "$st" | grep -Eq '^  pid [0-9]+ +read-only +[0-9]+x[0-9]+ +direct$' || fail "status read-only: $st"
 # Bash job control: the job is a session leader on its terminal.
 $TM send-keys -t s:w3 "clear; sh -c 'echo sleep-\$((50*2)); exec sleep 100'" Enter
 poll_until 10 has s:w3 '^sleep-100$' || fail "sleep did not start: $(pane s:w3)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # No terminal: `ckptenv run` relays stdin/stdout/stderr byte-exact over pipes (50 MB binary
 # through cat), end of input reaches the job, stdout and stderr stay apart, the exit status is
-# the job's. The output log is bounded (--log-size) and `ckptenv log [-f]` prints it. Another
+# the job's. The output log is bounded (--log-size) and `ckptenv log [-f]` prints it, -f also across rotations. Another
 # uid is refused on attach.sock even when the file system would let it connect.
 source "$(dirname "$0")/../lib.sh"
 CK=$CKPTENV
@@ -31,6 +31,21 @@ lf=$!
 touch "$T/go"
 poll_until 20 sh -c "! kill -0 $lf 2>/dev/null" || fail "log -f did not end with the job"
 grep -qx followed "$T/follow" || fail "log -f missed the output: $(cat "$T/follow")"
+# log -f across rotations: bursts of ~45 KB into a 64K log (32K per file), so that one flush
+# rotates twice (the file the follower holds is gone, output.1 is the one after it). Each
+# burst waits for the follower to have printed the one before.
+"$CK" run --detach --name r --log-size 64K -- sh -c "while [ ! -e $T/go2 ]; do sleep 0.05; done
+	for i in 1 2 3 4 5; do seq -f \"b\$i-%g\" 1 6000; while [ ! -e $T/got\$i ]; do sleep 0.05; done; done" >/dev/null
+"$CK" log -f r > "$T/follow2" &
+lf=$!
+touch "$T/go2"
+for i in 1 2 3 4 5; do
+	poll_until 20 grep -qx "b$i-6000" "$T/follow2" || fail "log -f did not print burst $i"
+	touch "$T/got$i"
+done
+poll_until 20 sh -c "! kill -0 $lf 2>/dev/null" || fail "log -f did not end with job r"
+for i in 1 2 3 4 5; do seq -f "b$i-%g" 1 6000; done > "$T/want2"
+cmp -s "$T/want2" "$T/follow2" || fail "log -f lost bytes across rotations: $(diff "$T/want2" "$T/follow2" | head -3)"
 
 # Another uid: let it reach the socket, the supervisor must still refuse it (SO_PEERCRED).
 [ "$(id -u)" = 0 ] || skip "needs root to act as another uid"

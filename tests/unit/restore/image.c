@@ -51,10 +51,42 @@ static void fill_model(struct restore_image *m)
 				     .kind = RESTORE_VMA_FILE_PRIVATE,
 				     .path = "/lib/x",
 				     .vmflags = "rd"};
+	static uint8_t data[] = "abcdef";
+	static uint32_t msgs[] = {2, 4};
+	static struct restore_epoll_tfd tfds[] = {{3, 0x80000001u, 0x1234}, {4, 1, 7}};
+	static struct restore_inotify_watch ws[] = {{1, 0x100, 10, 20, 1, "/tmp/a"},
+						    {3, 0x200, 11, 20, 0, "/b"}};
 	fd = (struct restore_fd){.fd = 3,
 				 .kind = RESTORE_FD_PIPE,
 				 .target = "pipe:[1]",
 				 .fdinfo = "pos:\t0\nflags:\t02000000\n"};
+	/* every field of the FDSTATE record set, so the fuzz below damages all of them */
+	fd.st = (struct restore_fd_state){.present = true,
+					  .flags = RESTORE_FDS_F_FDFLAGS | RESTORE_FDS_F_DATA,
+					  .dup_of = -1,
+					  .value = 65536,
+					  .peer_ino = 99,
+					  .clockid = 1,
+					  .tflags = 1,
+					  .it_value_ns = 5,
+					  .it_interval_ns = 6,
+					  .ticks = 7,
+					  .abs_ns = 8,
+					  .family = 1,
+					  .type = 2,
+					  .sock_state = RESTORE_SOCK_LISTEN,
+					  .addr_len = 9,
+					  .addr = "\1\0/tmp/s",
+					  .nopts = 1,
+					  .opts = {{1, 2, 3}},
+					  .data = data,
+					  .data_len = 6,
+					  .nmsgs = 2,
+					  .msg_len = msgs,
+					  .ntfds = 2,
+					  .tfds = tfds,
+					  .nwatches = 2,
+					  .watches = ws};
 	m->threads = &th;
 	m->nthreads = 1;
 	m->vmas = vm;
@@ -112,6 +144,27 @@ START_TEST(test_roundtrip)
 	ck_assert_str_eq(img->vmas[1].path, "/lib/x");
 	ck_assert_uint_eq(img->nfds, 1);
 	ck_assert_str_eq(img->fds[0].target, "pipe:[1]");
+	const struct restore_fd_state *st = &img->fds[0].st;
+	ck_assert(st->present);
+	ck_assert_int_eq(st->dup_of, -1);
+	ck_assert_uint_eq(st->value, 65536);
+	ck_assert_uint_eq(st->ticks, 7);
+	ck_assert_int_eq(st->abs_ns, 8);
+	ck_assert_uint_eq(st->addr_len, 9);
+	ck_assert_mem_eq(st->addr, "\1\0/tmp/s", 9);
+	ck_assert_uint_eq(st->nopts, 1);
+	ck_assert_int_eq(st->opts[0].value, 3);
+	ck_assert_uint_eq(st->data_len, 6);
+	ck_assert_mem_eq(st->data, "abcdef", 6);
+	ck_assert_uint_eq(st->nmsgs, 2);
+	ck_assert_uint_eq(st->msg_len[1], 4);
+	ck_assert_uint_eq(st->ntfds, 2);
+	ck_assert_uint_eq(st->tfds[0].events, 0x80000001u);
+	ck_assert_uint_eq(st->tfds[0].data, 0x1234);
+	ck_assert_uint_eq(st->nwatches, 2);
+	ck_assert_int_eq(st->watches[1].wd, 3);
+	ck_assert_str_eq(st->watches[0].path, "/tmp/a");
+	ck_assert_uint_eq(st->watches[0].flags, 1);
 	/* 64 non-zero pages in runs of 2 (zero every third page): 32 runs, plus one because
 	 * runs never span two add_pages calls (the seam at page 50 splits 49-50). */
 	ck_assert_uint_eq(img->nruns, 33);

@@ -5,7 +5,7 @@
  * and k registers are checked after every block), keep its vDSO at the old address, and on
  * SIGUSR1 verify its own memory, signal state, rseq, brk, cwd, umask, rlimit and MXCSR and exit 0.
  * Also: the same image restored twice, a helper frozen inside read() (syscall restart), and the
- * refusals (multi-threaded image, changed file). */
+ * refusal of a changed file. Several threads: threads.c. */
 #include "fixture.h"
 
 #include <sys/mman.h>
@@ -303,17 +303,7 @@ static void expect_refusal(const char *id, bool allow_changed, int want, const c
 
 START_TEST(test_restore_refusals)
 {
-	/* A multi-threaded image. */
-	struct zdtm z;
-	fx_start(&z, tmp, false);
-	struct restore_freeze *f = NULL;
-	struct restore_err err = {0};
-	ck_assert_int_eq(restore_freeze(z.pid, &f, &err), 0);
-	ck_assert_int_eq(restore_dump(f, dirfd_, "mt", NULL, NULL, &err), 0);
-	restore_freeze_resume(f);
-	fx_stop(&z);
-	expect_refusal("mt", false, -EOPNOTSUPP, "only single-threaded");
-
+	/* Multi-threaded images restore (tests/unit/restore/threads.c). */
 	/* A file mapped by the image changed: refused, naming it; allowed on request. */
 	struct ctr h;
 	start_counter(&h, "zdtm-counter", false);

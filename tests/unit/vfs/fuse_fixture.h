@@ -35,7 +35,8 @@ static int fx_sock = -1;  /* child: its end of the socketpair */
 static int fx_errfd = -1; /* child: where a failure message goes */
 
 struct fx_msg {
-	char op; /* 'M' first mount, 'C' commit, 'R' reopen, 'H' commit head + reopen, 'S' stop */
+	char op; /* 'M' first mount, 'C' commit, 'R' reopen, 'H' commit head + reopen, 'S' stop,
+		  * 'I' I/O counters */
 	bool keep_orphans;
 	uint64_t epoch;
 	char ref[48];
@@ -44,6 +45,7 @@ struct fx_msg {
 struct fx_reply {
 	int r;
 	uint64_t epoch;
+	struct vfs_io_stats io; /* 'I' */
 };
 
 __attribute__((noreturn, unused)) static void fx_fail(const char *file, int line, const char *what)
@@ -119,6 +121,15 @@ __attribute__((unused)) static void fx_reopen_committing(void)
 	CHECK(umount2(fx_mnt, MNT_DETACH) == 0);
 	struct fx_msg m = {.op = 'H'};
 	fx_mount_and_send(&m);
+}
+
+/* The serving side's counters of how WRITE data reached the store (since this mount). */
+__attribute__((unused)) static struct vfs_io_stats fx_io_stats(void)
+{
+	struct fx_msg m = {.op = 'I'};
+	struct fx_reply rep = fx_ask(&m, -1);
+	CHECK(rep.r == 0);
+	return rep.io;
 }
 
 /* The supervisor stops while the job (this child) still has its mount. */
@@ -213,6 +224,10 @@ __attribute__((unused)) static const char *fx_run(scenario_fn fn)
 		case 'S':
 			rep.r = vfs_close(v, false);
 			v = NULL;
+			break;
+		case 'I':
+			vfs_io_stats(v, &rep.io);
+			rep.r = v ? 0 : -ENOTCONN;
 			break;
 		}
 		if (fd >= 0)

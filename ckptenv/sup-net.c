@@ -1,0 +1,144 @@
+/* The supervisor's side of the job's network: the netproxy that serves the job's seccomp
+ * listener (connect, getpeername/getsockname, passed-on socket options) and relays every proxied
+ * TCP connection. netproxy has one fd of its own in our epoll; netproxy_dispatch() never blocks
+ * on the job (upstream connects are non-blocking), so the loop stays responsive.
+ *
+ * The limit on sessions comes from CKPTENV_NET_MAX_SESSIONS in the supervisor's environment
+ * (the `run` that started it), default netproxy's 1024; connects beyond it fail with EAGAIN in
+ * the job, and the log says why (once per burst). */
+#include "control.h"
+#include "supervisor.h"
+
+#include "common/ck.h"
+#include "netproxy/netproxy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+
+/* Every session holds 4 fds (job leg, upstream, the splice pipe); the default soft limit of
+ * 1024 would make the fd limit, not the session limit, the one a busy job meets. */
+static void raise_nofile(unsigned max_sessions)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	rlim_t want = (rlim_t)max_sessions * 4 + 256;
+	if (rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+	(void)setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+static unsigned max_sessions_from_env(struct sup *s)
+{
+	const char *v = getenv("CKPTENV_NET_MAX_SESSIONS");
+	if (!v || !*v)
+		return 0;
+	char *end;
+	unsigned long n = strtoul(v, &end, 10);
+	if (*end || n == 0 || n > 1000000) {
+		sup_log(s, "CKPTENV_NET_MAX_SESSIONS=%s is not a number in 1..1000000; using the "
+			   "default", v);
+		return 0;
+	}
+	return (unsigned)n;
+}
+
+int sup_net_start(struct sup *s, int net_fd)
+{
+	struct netproxy_config cfg = {.max_sessions = max_sessions_from_env(s)};
+	int r = netproxy_new(&cfg, &s->np);
+	if (r < 0) {
+		close(net_fd);
+		return r;
+	}
+	struct netproxy_counters c;
+	netproxy_counters_get(s->np, &c);
+	raise_nofile(c.max_sessions);
+	r = netproxy_add_listener(s->np, net_fd);
+	if (r < 0)
+		return r;
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = netproxy_fd(s->np)};
+	if (epoll_ctl(s->ep, EPOLL_CTL_ADD, ev.data.fd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+bool sup_net_owns(const struct sup *s, int fd)
+{
+	return s->np && fd == netproxy_fd(s->np);
+}
+
+void sup_net_dispatch(struct sup *s)
+{
+	int r = netproxy_dispatch(s->np);
+	if (r < 0)
+		sup_log(s, "network proxy: %s", strerror(-r));
+	struct netproxy_counters c;
+	netproxy_counters_get(s->np, &c);
+	if (c.refused_limit > s->np_refused_logged) {
+		sup_log(s, "the job's connect() failed with EAGAIN %llu time(s): %u proxied "
+			   "connections is the limit; close some, or start the job with "
+			   "CKPTENV_NET_MAX_SESSIONS set higher",
+			(unsigned long long)(c.refused_limit - s->np_refused_logged),
+			c.max_sessions);
+		s->np_refused_logged = c.refused_limit;
+	}
+}
+
+/* NET_STATUS_REPLY: le32 sessions, le32 limit, le64 connects ever, le64 refused (limit),
+ * le32 listed, then per listed session: le32 id, str state, str peer, str local,
+ * le64 bytes up, le64 bytes down. As many as fit the payload; the first count tells. */
+void sup_net_status(struct sup *s, int c)
+{
+	struct netproxy_counters cn = {0};
+	_cleanup_free_ struct netproxy_session_info *v = NULL;
+	size_t n = 0;
+	if (s->np) {
+		netproxy_counters_get(s->np, &cn);
+		int r = netproxy_status(s->np, &v, &n);
+		if (r < 0) {
+			control_send_error(c, -r, "cannot list the job's connections");
+			return;
+		}
+	}
+	struct ck_buf b = {0};
+	ck_buf_le32(&b, (uint32_t)n);
+	ck_buf_le32(&b, cn.max_sessions);
+	ck_buf_le64(&b, cn.connects);
+	ck_buf_le64(&b, cn.refused_limit);
+	size_t count_at = b.len;
+	ck_buf_le32(&b, 0);
+	uint32_t listed = 0;
+	for (size_t i = 0; i < n && !b.err; i++) {
+		char peer[64] = "?", local[64] = "?";
+		(void)netproxy_addr_format(&v[i].peer, peer, sizeof(peer));
+		(void)netproxy_addr_format(&v[i].local, local, sizeof(local));
+		const char *st = netproxy_state_to_string(v[i].state);
+		size_t need = 4 + 3 * 4 + strlen(st) + strlen(peer) + strlen(local) + 16;
+		if (b.len + need > CONTROL_PAYLOAD_MAX)
+			break;
+		ck_buf_le32(&b, v[i].id);
+		ck_buf_str(&b, st, strlen(st));
+		ck_buf_str(&b, peer, strlen(peer));
+		ck_buf_str(&b, local, strlen(local));
+		ck_buf_le64(&b, v[i].bytes_up);
+		ck_buf_le64(&b, v[i].bytes_down);
+		listed++;
+	}
+	if (!b.err)
+		ck_put_le32(b.data + count_at, listed);
+	if (b.err)
+		control_send_error(c, -b.err, "out of memory");
+	else
+		control_send(c, CONTROL_NET_STATUS_REPLY, b.data, b.len, NULL, 0);
+	ck_buf_free(&b);
+}
+
+void sup_net_close(struct sup *s)
+{
+	netproxy_free(s->np); /* upstreams of sessions still open are reset */
+	s->np = NULL;
+}

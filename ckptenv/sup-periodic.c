@@ -1,0 +1,139 @@
+/* The supervisor's own checkpoints: every policy.every_ns (a CLOCK_MONOTONIC timerfd in the
+ * event loop), a final one on SIGTERM with policy CKPT_POLICY_ON_TERM (what a cluster scheduler
+ * sends before preemption), and dropping one on request (`ckptenv rm N --checkpoint ID`).
+ * Keeping the newest policy.keep is sup_ckpt_take's (sup-ckpt.c). */
+#include "ckpt-gc.h"
+#include "ckpt.h"
+#include "control.h"
+#include "supervisor.h"
+
+#include "common/ck.h"
+#include "vfs/vfs.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+
+int sup_periodic_setup(struct sup *s, char *err, size_t errlen)
+{
+	const struct supervisor_args *a = s->a;
+	if (asprintf(&s->store_dir, "%s/store", a->job_dir) < 0) {
+		s->store_dir = NULL;
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	int r;
+	if (a->restore_id) {
+		r = ckpt_policy_read(a->job_fd, &s->policy);
+		if (r < 0) { /* the job runs on without periodic checkpoints: say so */
+			sup_log(s, "%s/%s is unreadable (%s); no periodic checkpoints", a->job_dir,
+				CKPT_POLICY, strerror(-r));
+			s->policy = (struct ckpt_policy){0};
+		}
+	} else {
+		s->policy = (struct ckpt_policy){
+			.every_ns = a->ckpt_every_ns,
+			.keep = a->ckpt_keep,
+			.flags = a->ckpt_on_term ? CKPT_POLICY_ON_TERM : 0};
+		r = ckpt_policy_write(a->job_fd, &s->policy);
+		if (r < 0) {
+			snprintf(err, errlen, "cannot write %s/%s: %s", a->job_dir, CKPT_POLICY,
+				 strerror(-r));
+			return r;
+		}
+	}
+	/* A kill -9 during a checkpoint or a drop: its leftovers go now. */
+	_cleanup_close_ int ckdir = -1;
+	struct ckpt_sweep_stats sw;
+	if (ckpt_dir_open(a->job_fd, false, &ckdir) == 0 &&
+	    ckpt_sweep(ckdir, s->v, s->store_dir, &sw) == 0 && (sw.dirs || sw.refs))
+		sup_log(s, "removed %zu unfinished checkpoint director%s and %zu orphan ref%s",
+			sw.dirs, sw.dirs == 1 ? "y" : "ies", sw.refs, sw.refs == 1 ? "" : "s");
+	if (!s->policy.every_ns)
+		return 0;
+	s->periodic_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	struct itimerspec its = {
+		.it_value = {(time_t)(s->policy.every_ns / 1000000000u),
+			     (long)(s->policy.every_ns % 1000000000u)}};
+	its.it_interval = its.it_value;
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = s->periodic_fd};
+	if (s->periodic_fd < 0 || timerfd_settime(s->periodic_fd, 0, &its, NULL) < 0 ||
+	    epoll_ctl(s->ep, EPOLL_CTL_ADD, s->periodic_fd, &ev) < 0) {
+		snprintf(err, errlen, "cannot arm the checkpoint timer: %m");
+		return -errno;
+	}
+	sup_log(s, "a checkpoint every %.1f s, keeping the newest %u%s",
+		(double)s->policy.every_ns / 1e9, s->policy.keep,
+		s->policy.flags & CKPT_POLICY_ON_TERM ? ", and one on SIGTERM" : "");
+	return 0;
+}
+
+void sup_periodic_fire(struct sup *s)
+{
+	uint64_t expirations;
+	if (read(s->periodic_fd, &expirations, sizeof(expirations)) != sizeof(expirations))
+		return;
+	/* Not started yet (waiting for its client), or over: nothing to save. */
+	if (!s->started || s->go_pending || s->job_ended || s->job.init_pid <= 0)
+		return;
+	struct sup_ckpt_result res;
+	char err[768];
+	int r = sup_ckpt_take(s, 0, &res, err, sizeof(err));
+	if (r < 0)
+		sup_log(s, "periodic checkpoint failed: %s", err);
+}
+
+bool sup_periodic_term(struct sup *s)
+{
+	if (!(s->policy.flags & CKPT_POLICY_ON_TERM) || !s->started || s->go_pending ||
+	    s->job_ended || s->job.init_pid <= 0)
+		return false;
+	struct sup_ckpt_result res;
+	char err[768];
+	s->user_signal = SIGKILL; /* our own kill below: not a crash to park on (sup-restore.c) */
+	int r = sup_ckpt_take(s, CONTROL_CKPT_STOP, &res, err, sizeof(err));
+	if (r < 0) {
+		sup_log(s, "SIGTERM: final checkpoint failed: %s; forwarding SIGTERM to the job",
+			err);
+		return false;
+	}
+	sup_log(s, "SIGTERM: final checkpoint %llu taken, job ended; restore it with "
+		   "'ckptenv restore %s'",
+		(unsigned long long)res.id, s->a->name);
+	return true;
+}
+
+void sup_ckpt_drop(struct sup *s, int c, const struct control_msg *m)
+{
+	if (m->len != 8) {
+		control_send_error(c, EINVAL, "bad checkpoint drop message");
+		return;
+	}
+	uint64_t id = ck_get_le64(m->payload);
+	_cleanup_close_ int ckdir = -1;
+	int r = ckpt_dir_open(s->a->job_fd, false, &ckdir);
+	if (r == 0)
+		r = ckpt_drop(ckdir, s->v, id);
+	if (r < 0) {
+		char err[300];
+		snprintf(err, sizeof(err), "cannot drop checkpoint %llu: %s; see 'ckptenv "
+					    "checkpoints %s'",
+			 (unsigned long long)id,
+			 r == -ENOENT ? "no such checkpoint" : strerror(-r), s->a->name);
+		control_send_error(c, -r, err);
+		return;
+	}
+	sup_log(s, "dropped checkpoint %llu", (unsigned long long)id);
+	control_send(c, CONTROL_OK, NULL, 0, NULL, 0);
+}
+
+void sup_periodic_close(struct sup *s)
+{
+	if (s->periodic_fd >= 0)
+		close(s->periodic_fd);
+	s->periodic_fd = -1;
+	free(s->store_dir);
+	s->store_dir = NULL;
+}

@@ -1,0 +1,196 @@
+/* The job ended but its supervisor stays: "parked". After `ckptenv checkpoint N --stop` (until
+ * `restore` or `rm`), and after a crash (killed by a fatal signal it did not get from a client:
+ * SIGKILL of the OOM killer, SIGSEGV, SIGBUS, ...) of a job started with a checkpoint policy
+ * (--checkpoint-every or --checkpoint-on-term) that has a checkpoint, for PARK_GRACE_S. Parked,
+ * the supervisor keeps the job's store, its attached clients (who see one notice line) and
+ * accepts new ones; `ckptenv restore N [ID]` then rolls the store back to the checkpoint's epoch
+ * and restores the job in this same supervisor (sup_job_start with s->restore_id), and the
+ * terminal clients are redrawn with the checkpoint's screen (ptyproxy_restart). A parked crash
+ * nobody restores ends like any job end once the grace period is over (clients get EXITED).
+ * A job that exits by itself, or is killed by a client's signal, is never parked. */
+#include "ckpt.h"
+#include "control.h"
+#include "supervisor.h"
+
+#include "common/ck.h"
+#include "ptyproxy/ptyproxy.h"
+#include "vfs/vfs.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#define PARK_GRACE_S 600
+
+static bool fatal_signal(int sig)
+{
+	switch (sig) {
+	case SIGKILL: case SIGSEGV: case SIGBUS: case SIGILL: case SIGFPE: case SIGABRT:
+	case SIGSYS: case SIGTRAP: case SIGXCPU: case SIGXFSZ:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void notice(struct sup *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void notice(struct sup *s, const char *fmt, ...)
+{
+	char msg[512], line[600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	sup_log(s, "%s", msg);
+	snprintf(line, sizeof(line), "\r\n[ckptenv: %s]\r\n", msg);
+	if (s->pp)
+		ptyproxy_notice(s->pp, line);
+}
+
+bool sup_park_on_exit(struct sup *s, int wstatus)
+{
+	uint64_t latest = 0;
+	_cleanup_close_ int ckdir = -1;
+	bool have = ckpt_dir_open(s->a->job_fd, false, &ckdir) == 0 &&
+		    ckpt_latest(ckdir, &latest) == 0;
+	if (s->park_on_exit) {
+		s->park_on_exit = false;
+		s->park_deadline_ns = 0;
+		notice(s, "job %s stopped at checkpoint %llu; 'ckptenv restore %s' resumes it here",
+		       s->a->name, (unsigned long long)latest, s->a->name);
+	} else {
+		/* The init exits with the command's status: 128+N when signal N killed it. */
+		int sig = WIFSIGNALED(wstatus)		       ? WTERMSIG(wstatus)
+			  : WEXITSTATUS(wstatus) > 128 ? WEXITSTATUS(wstatus) - 128
+						       : 0;
+		if (!sig || !fatal_signal(sig) || sig == s->user_signal || !have ||
+		    !(s->policy.every_ns || (s->policy.flags & CKPT_POLICY_ON_TERM)))
+			return false;
+		s->park_deadline_ns = ck_now_ns() + PARK_GRACE_S * 1000000000ull;
+		notice(s,
+		       "job %s was killed by signal %d (%s); 'ckptenv restore %s' restarts it "
+		       "here from checkpoint %llu (within %d minutes)",
+		       s->a->name, sig, strsignal(sig), s->a->name, (unsigned long long)latest,
+		       PARK_GRACE_S / 60);
+	}
+	s->parked = true;
+	s->park_status = wstatus;
+	return true;
+}
+
+void sup_park_end(struct sup *s)
+{
+	if (!s->parked)
+		return;
+	s->parked = false;
+	sup_log(s, "the stopped job ends for good");
+	sup_stdio_job_exited(s, s->park_status);
+}
+
+int sup_park_tick(struct sup *s, int timeout)
+{
+	if (!s->parked || !s->park_deadline_ns)
+		return timeout;
+	uint64_t now = ck_now_ns();
+	if (now >= s->park_deadline_ns) {
+		sup_log(s, "no restore within %d minutes", PARK_GRACE_S / 60);
+		sup_park_end(s);
+		return 0;
+	}
+	int t = (int)((s->park_deadline_ns - now) / 1000000u) + 1;
+	return timeout < 0 ? t : CK_MIN(timeout, t);
+}
+
+void sup_restore_in_place(struct sup *s, int c, const struct control_msg *m)
+{
+	char err[512];
+	if (m->len != 8) {
+		control_send_error(c, EINVAL, "bad restore message");
+		return;
+	}
+	if (!s->parked) {
+		snprintf(err, sizeof(err),
+			 "the job is running; a checkpoint can only be restored once it ended "
+			 "(e.g. 'ckptenv checkpoint %s --stop')",
+			 s->a->name);
+		control_send_error(c, EBUSY, err);
+		return;
+	}
+	uint64_t id = ck_get_le64(m->payload);
+	char name[24], path[64];
+	snprintf(name, sizeof(name), "%llu", (unsigned long long)id);
+	snprintf(path, sizeof(path), "%s/%s", CKPT_DIR, name);
+	_cleanup_close_ int dfd = openat(s->a->job_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct ckpt_manifest man;
+	int r = dfd < 0 ? -errno : ckpt_manifest_read(dfd, &man);
+	if (r < 0 || man.id != id) {
+		snprintf(err, sizeof(err), "%s/%s: %s; see 'ckptenv checkpoints %s'", s->a->job_dir,
+			 path, r == -ENOENT ? "no such checkpoint" : "truncated or corrupt",
+			 s->a->name);
+		control_send_error(c, r < 0 ? -r : EBADMSG, err);
+		return;
+	}
+	if (!(man.flags & CKPT_F_PTY) != !s->a->pty) {
+		snprintf(err, sizeof(err),
+			 "checkpoint %s was taken on %s but the stopped job runs on %s; restore "
+			 "another checkpoint, or this one once the job has ended",
+			 name, man.flags & CKPT_F_PTY ? "a terminal" : "pipes",
+			 s->a->pty ? "a terminal" : "pipes");
+		control_send_error(c, EINVAL, err);
+		return;
+	}
+	/* /tmp back to the checkpoint's epoch: a fresh writable layer over it, as a new
+	 * supervisor would open it (the head committed last is left as it is). */
+	vfs_close(s->v, false);
+	s->v = NULL;
+	struct vfs_options o = {
+		.store_dir = s->store_dir, .from_epoch = man.epoch, .keep_orphans = true};
+	r = vfs_open(&o, &s->v);
+	if (r < 0) {
+		s->v = NULL;
+		snprintf(err, sizeof(err), "cannot open the job's /tmp at epoch %llu: %s",
+			 (unsigned long long)man.epoch, vfs_last_error());
+		sup_log(s, "restore in place: %s", err);
+		control_send_error(c, -r, err);
+		sup_park_end(s);
+		return;
+	}
+	snprintf(s->restore_buf, sizeof(s->restore_buf), "%s", name);
+	s->restore_id = s->restore_buf;
+	s->restore_pid = man.pid;
+	s->parked = false;
+	s->started = false;
+	s->user_signal = 0;
+	sup_log(s, "restoring checkpoint %s in place", name);
+	sup_job_start(s, c);
+}
+
+int sup_stdio_restart(struct sup *s, int pty_fd, struct ptyproxy_state *pst)
+{
+	int r;
+	if (pty_fd >= 0) {
+		r = ptyproxy_restart(s->pp, pty_fd, NULL, pst);
+		ptyproxy_state_free(pst);
+	} else {
+		for (int i = 0; i < 3; i++) {
+			close(s->job_stdio[i]);
+			s->job_stdio[i] = -1;
+		}
+		if (s->a->spec->flags & JOB_F_DETACH) { /* nobody writes its stdin: EOF */
+			close(s->sup_stdio[0]);
+			s->sup_stdio[0] = -1;
+		}
+		r = ptyproxy_restart(s->pp, -1, s->sup_stdio, NULL);
+		for (int i = 0; i < 3; i++)
+			s->sup_stdio[i] = -1;
+	}
+	if (r < 0)
+		return r;
+	/* The restored process runs at once; no client to wait for. */
+	s->go_pending = true;
+	s->go_deadline_ns = ck_now_ns();
+	return 0;
+}

@@ -1,0 +1,48 @@
+#!/bin/bash
+# A multi-threaded job (zdtm-threads) checkpointed with --stop and restored as an ordinary user
+# (user namespace: the threads get their old tids through the job's own pid namespace): the
+# 12 long-lived threads come back with their old tids and names, and the job verifies itself.
+. "$(dirname "$0")/../lib.sh"
+[ "$(id -u)" = 0 ] || skip "needs root to create the test user"
+id ckuser >/dev/null 2>&1 || useradd -m ckuser >/dev/null 2>&1 || skip "cannot create user ckuser"
+chmod 0666 /dev/fuse
+U="$T/ckuser"
+mkdir -p "$U" && chown ckuser: "$U"
+cp "$CK_HELPERS/zdtm-threads" "$U/" && cp "$CKPTENV" "$U/ckptenv"
+as_user() {
+	setpriv --reuid ckuser --regid ckuser --init-groups env -i PATH=/usr/bin:/bin HOME="$U" \
+		CKPTENV_HOME="$U/home" "$U/ckptenv" "$@" </dev/null
+}
+cleanup_user() { as_user rm --force tn >/dev/null 2>&1 || true; }
+trap 'rc=$?; cleanup_user; (exit $rc); _cleanup' EXIT
+ticks() { as_user log tn | grep -a '^tick ' | awk '{print $2}'; }
+tick_above() { [ "$(ticks | tail -1)" -gt "$1" ]; }
+has_ready() { as_user log tn | grep -aq '^ready$'; }
+has_ok() { as_user log tn | grep -aq '^ok$'; }
+cmd_pid() {
+	local j; j=$(as_user status tn | sed -n 's/^pid: *\([0-9]*\) .*/\1/p')
+	cat "/proc/$j/task/$j/children" | tr -d ' '
+}
+threads() {
+	local p t n keep; p=$(cmd_pid)
+	keep=" $(as_user log tn | grep -a '^tids ' | tail -1 | cut -d' ' -f2-) "
+	for t in /proc/"$p"/task/*; do
+		n=$(awk '/^NSpid:/ {print $NF}' "$t/status")
+		case "$keep" in *" $n "*) echo "$n $(cat "$t/comm")" ;; esac
+	done | sort -n
+}
+
+as_user run --name tn --detach -- "$U/zdtm-threads" 1 >/dev/null
+poll_until 20 has_ready || fail "the helper never got ready: $(as_user log tn | tail -3)"
+before=$(threads)
+[ "$(echo "$before" | wc -l)" = 12 ] || fail "the job has not 12 threads: $before"
+as_user checkpoint tn --stop >out.txt 2>err.txt || fail "checkpoint as ckuser: $(cat err.txt)"
+at=$(ticks | tail -1)
+as_user restore tn --detach >/dev/null 2>err.txt || fail "restore as ckuser: $(cat err.txt)"
+poll_until 20 tick_above "$at" || fail "restored job does not go on: $(as_user log tn | tail -3)"
+after=$(threads)
+[ "$after" = "$before" ] || fail "threads $(echo $after) instead of $(echo $before)"
+kill -USR1 "$(cmd_pid)"
+poll_until 60 has_ok || fail "no verdict: $(as_user log tn | grep -av '^tick' | tail -3)"
+as_user log tn | grep -aq '^fail' && fail "the job failed: $(as_user log tn | grep -a '^fail')"
+pass "multi-threaded checkpoint and restore as ckuser"

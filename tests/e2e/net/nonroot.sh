@@ -1,0 +1,50 @@
+#!/bin/bash
+# The proxy as an ordinary user: the job is in a user namespace; the supervisor (same uid, owner
+# of that namespace) takes the job's sockets with pidfd_getfd and installs legs with ADDFD.
+# A limit of 2 sessions (CKPTENV_NET_MAX_SESSIONS) refuses the third connect with EAGAIN and
+# the supervisor's log says why.
+. "$(dirname "$0")/../lib.sh"
+PY=/usr/bin/python3
+[ "$(id -u)" = 0 ] || skip "needs root to create the test user"
+[ -x $PY ] || skip "python3 missing"
+id ckuser >/dev/null 2>&1 || useradd -m ckuser >/dev/null 2>&1 || skip "cannot create user ckuser"
+chmod 0666 /dev/fuse
+d=$(dirname "$CKPTENV")
+while [ "$d" != / ]; do
+	setpriv --reuid ckuser --regid ckuser --init-groups test -x "$d" || skip "ckuser cannot reach $d"
+	d=$(dirname "$d")
+done
+U="$T/ckuser"
+mkdir -p "$U" && chown ckuser: "$U"
+cp "$(dirname "$0")"/npserver.py "$U/"
+as_user() {
+	setpriv --reuid ckuser --regid ckuser --init-groups env -i PATH=/usr/bin:/bin HOME="$U" \
+		CKPTENV_HOME="$U/home" CKPTENV_NET_MAX_SESSIONS=2 "$CKPTENV" "$@" </dev/null
+}
+BG=()
+trap 'rc=$?; kill "${BG[@]}" 2>/dev/null; as_user rm --force nn >/dev/null 2>&1; (exit $rc); _cleanup' EXIT
+$PY "$U/npserver.py" > "$T/port" 2>/dev/null </dev/null &
+BG+=($!)
+poll_until 20 test -s "$T/port" || fail "test server did not start"
+PORT=$(cat "$T/port")
+
+cat > "$U/job.py" <<PYEOF
+import os, socket
+a = ("127.0.0.1", $PORT)
+s1 = socket.create_connection(a)
+s2 = socket.create_connection(a)
+try:
+    socket.create_connection(a)
+    print("third connect succeeded")
+except BlockingIOError:
+    print("third refused EAGAIN")
+s1.sendall(b"ECHO\nhello")
+print(os.getuid(), s1.recv(5).decode(), s1.getpeername() == a)
+PYEOF
+chown ckuser: "$U/job.py"
+out=$(as_user run --name nn -- $PY "$U/job.py" 2>&1) || fail "job failed: $out"
+expect_eq "user job through the proxy" "third refused EAGAIN
+$(id -u ckuser) hello True" "$out"
+grep -q "failed with EAGAIN 1 time(s): 2 proxied connections is the limit" "$U/home/jobs/nn/log" ||
+	fail "the supervisor's log does not explain the refused connect: $(cat "$U/home/jobs/nn/log")"
+pass "non-root job through the proxy, session limit"
