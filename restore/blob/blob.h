@@ -41,10 +41,10 @@ struct ckr_remap {
 
 #define CKR_NREMAP 3
 
-/* A timer to arm just before the threads are released (restore-timers.c plans them). POSIX
- * timers already exist at their old ids (created before the point of no return, disarmed);
- * itimers are set here. With CKR_TIMER_ABS, @value_ns is a deadline on clock @clock: POSIX
- * timers are armed with TIMER_ABSTIME, itimers (relative only) with what is left of it now. */
+/* A timer to arm once every thread exists, before any is released (restore-timers.c plans
+ * them). POSIX timers already exist at their old ids (created before the point of no return,
+ * disarmed); itimers are set here. With CKR_TIMER_ABS, @value_ns is a deadline on clock @clock:
+ * POSIX timers are armed with TIMER_ABSTIME, itimers (relative only) with what is left of it. */
 #define CKR_TIMER_ITIMER 0x1u /* @id is ITIMER_REAL/_VIRTUAL/_PROF, not a POSIX timer id */
 #define CKR_TIMER_ABS	 0x2u
 struct ckr_timer {
@@ -89,7 +89,7 @@ struct ckr_args {
 
 	int32_t err_fd; /* where the blob writes its one-line failure message (-1: none) */
 	uint32_t ntimers;
-	struct ckr_timer *timers; /* armed once every thread is parked (blob/timers.c) */
+	struct ckr_timer *timers; /* armed by the leader, last (blob/timers.c) */
 };
 
 /* One thread: the state rt_sigreturn does not carry, and the frame it returns through. The

@@ -271,10 +271,12 @@ __attribute__((noreturn, used)) void ckr_blob_main(struct ckr_args *a)
 	ckr_threads_spawn(a);
 	ckr_thread_setup(a, &a->threads[0]);
 	queue_shared(a);
+	/* Timers as late as can still fail (a failure ends the whole process): every thread
+	 * exists and blocks every signal until its sigreturn, so an expiry is only queued. */
+	ckr_timers_arm(a);
 	ckr_threads_wait(a);
 	/* Every thread is set up and parked: process-wide steps that must cover them all go
 	 * here, before any of them runs job code. No thread can fail any more. */
-	ckr_timers_arm(a);
 	if (a->err_fd >= 0) /* a private copy, see restore_process() */
 		sys1(NR_close, a->err_fd);
 	ckr_threads_release(a);

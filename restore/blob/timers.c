@@ -1,8 +1,8 @@
-/* Timers of the restored process, inside the blob: the last process-wide step, once every
- * thread is set up and parked and before any of them runs job code (restorer.c). POSIX timers
- * were created at their old ids, disarmed, by restore-timers.c before the point of no return;
- * here they and the itimers get their time. Every signal is still blocked in every thread, so
- * an expiry from here on is only queued until the sigreturns install the saved masks. */
+/* Timers of the restored process, inside the blob: the leader's last step that can fail, once
+ * every thread exists and before any of them runs job code (restorer.c). POSIX timers were
+ * created at their old ids, disarmed, by restore-timers.c before the point of no return; here
+ * they and the itimers get their time. Every signal is still blocked in every thread, so an
+ * expiry from here on is only queued until the sigreturns install the saved masks. */
 #include "sys.h"
 
 #pragma GCC visibility push(hidden)
@@ -39,8 +39,8 @@ void ckr_timers_arm(const struct ckr_args *a)
 		int64_t its[4] = {(int64_t)(t->interval_ns / 1000000000ull),
 				  (int64_t)(t->interval_ns % 1000000000ull),
 				  (int64_t)(v / 1000000000ull), (int64_t)(v % 1000000000ull)};
-		r = sys4(NR_timer_settime, t->id, (t->flags & CKR_TIMER_ABS) ? TIMER_ABSTIME_ : 0, its,
-			 0);
+		r = sys4(NR_timer_settime, t->id, (t->flags & CKR_TIMER_ABS) ? TIMER_ABSTIME_ : 0,
+			 its, 0);
 		if (is_err(r))
 			ckr_fail(a, "timer_settime of POSIX timer", (uint64_t)t->id, r);
 	}
