@@ -13,7 +13,9 @@
  *   timer D  POSIX, CLOCK_PROCESS_CPUTIME_ID, SIGEV_NONE, 1000 s of CPU time (never due here)
  *   MODE itimer: ITIMER_REAL 50 ms period (SIGALRM), ITIMER_VIRTUAL 1000 s, ITIMER_PROF 500 s
  *            with a 500 s period (CPU time: never due here);
- *   MODE alarm:  alarm(1000) (alarm() is ITIMER_REAL: the two modes cover it both ways).
+ *   MODE alarm:  alarm(1000) (alarm() is ITIMER_REAL: the two modes cover it both ways);
+ *   MODE itimer-threads: itimer, plus two threads that sleep in pause() (process-directed timer
+ *            signals may land on any thread; the restored threads must not lose them).
  * Then samples CLOCK_MONOTONIC, CLOCK_BOOTTIME and CLOCK_REALTIME every 2 ms: neither of the first
  * two may ever go back. A CLOCK_REALTIME gap of more than DOWNTIME/2 seconds is the restore
  * (the test stays down DOWNTIME seconds between the kill and the restore): it prints
@@ -30,6 +32,7 @@
  * and prints "ok" (exit 0) or "fail: WHY" (exit 1). Nothing before the restore prints more.
  *
  * NOT TO BE BUILT WITH SANITIZERS: it is checkpointed. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -96,6 +99,13 @@ static void on_alrm(int sig)
 	n_alrm++;
 }
 
+static void *sleeper(void *arg)
+{
+	for (;;)
+		pause();
+	return arg;
+}
+
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int fail(const char *fmt, ...)
 {
@@ -157,8 +167,25 @@ static bool listed(int id)
 	return found;
 }
 
+static int nthreads(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[128];
+	int n = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Threads: %d", &n) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+static int want_threads = 1;
+
 static int verify(bool itimer, int64_t b_deadline, int64_t alarm_set)
 {
+	if (nthreads() != want_threads)
+		return fail("%d threads after the restore, %d before", nthreads(), want_threads);
 	struct itimerspec its;
 	if (timer_gettime(ta, &its) < 0 || timer_gettime(tb, &its) < 0 ||
 	    timer_gettime(tc, &its) < 0 || timer_gettime(td, &its) < 0)
@@ -219,12 +246,14 @@ static int verify(bool itimer, int64_t b_deadline, int64_t alarm_set)
 
 int main(int argc, char **argv)
 {
-	if (argc < 3 || (strcmp(argv[1], "itimer") && strcmp(argv[1], "alarm"))) {
+	if (argc < 3 || (strcmp(argv[1], "itimer") && strcmp(argv[1], "alarm") &&
+			 strcmp(argv[1], "itimer-threads"))) {
 		fprintf(stderr,
-			"usage: zdtm-timers itimer|alarm DOWNTIME_S [continuous [B_DELAY_S]]\n");
+			"usage: zdtm-timers itimer|alarm|itimer-threads DOWNTIME_S [continuous "
+			"[B_DELAY_S]]\n");
 		return 2;
 	}
-	bool itimer = !strcmp(argv[1], "itimer");
+	bool itimer = strcmp(argv[1], "alarm") != 0;
 	int64_t down = atoi(argv[2]) * SEC;
 	bool continuous = argc > 3 && !strcmp(argv[3], "continuous");
 	int64_t b_delay = (argc > 4 ? atoi(argv[4]) : 8) * SEC;
@@ -260,6 +289,14 @@ int main(int argc, char **argv)
 	} else {
 		alarm_set = now(CLOCK_MONOTONIC);
 		alarm(1000);
+	}
+	for (int i = 0; !strcmp(argv[1], "itimer-threads") && i < 2; i++) {
+		pthread_t th;
+		want_threads++;
+		if (pthread_create(&th, NULL, sleeper, NULL) != 0) {
+			fprintf(stderr, "zdtm-timers: pthread_create failed\n");
+			return 2;
+		}
 	}
 	/* Sampled before "ready": a checkpoint taken any time after it finds them in memory. */
 	int64_t pm = now(CLOCK_MONOTONIC), pb = now(CLOCK_BOOTTIME), pr = now(CLOCK_REALTIME);

@@ -1,5 +1,6 @@
 #!/bin/bash
-# Timers and clocks across checkpoint / kill -9 of everything / restore (zdtm-timers): the job
+# Timers and clocks across checkpoint / kill -9 of everything / restore (zdtm-timers, with two
+# more threads that sleep, so timer signals may land on any of three threads): the job
 # runs in a time namespace of its own from `run`; after 3 s of downtime the restored helper finds
 # its POSIX timers at the same ids with the right si_value, time left consistent with its
 # clocks, and CLOCK_MONOTONIC/BOOTTIME neither back nor forward by the downtime. Then the same
@@ -22,7 +23,7 @@ kill_all() {
 	poll_until 10 sh -c "'$CKPTENV' status j | grep -q 'state: *\(died\|exited\)'" || fail "job still up"
 }
 
-"$CKPTENV" run --name j --detach -- "$H" itimer $DOWN continuous 6 </dev/null >/dev/null
+"$CKPTENV" run --name j --detach -- "$H" itimer-threads $DOWN continuous 6 </dev/null >/dev/null
 poll_until 10 logged '^ready' || fail "helper not ready: $("$CKPTENV" log j)"
 pid=$(cmd_pid)
 # `run` puts the job into a time namespace of its own (zero offsets): init and command alike.
