@@ -102,6 +102,28 @@ int dump_timers_parse(const char *text, struct restore_timers *t)
 	return 0;
 }
 
+int dump_timers_check(pid_t pid, const struct restore_image *img, struct restore_err *err)
+{
+	struct restore_timers t = {0};
+	int r = dump_timers_parse(img->proc.timers ? img->proc.timers : "", &t);
+	for (size_t i = 0; r == 0 && i < t.nposix; i++) {
+		const struct restore_posix_timer *p = &t.posix[i];
+		if (p->notify != SIGEV_THREAD_ID || p->tid == pid)
+			continue;
+		r = -EOPNOTSUPP;
+		if (err)
+			snprintf(err->msg, sizeof(err->msg),
+				 "POSIX timer %d of pid %d signals thread %d; timers aimed at a "
+				 "thread other than the main one cannot be checkpointed yet",
+				 p->id, (int)pid, p->tid);
+	}
+	if (r < 0 && r != -EOPNOTSUPP && err)
+		snprintf(err->msg, sizeof(err->msg), "cannot read /proc/%d/timers: %s", (int)pid,
+			 strerror(-r));
+	free(t.posix);
+	return r;
+}
+
 static int read_posix(struct inject *ij, uint64_t scr, struct restore_timers *t)
 {
 	for (size_t base = 0; base < t->nposix; base += SCR_BATCH) {

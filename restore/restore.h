@@ -390,7 +390,8 @@ struct restore_dump_opts {
 
 /** Dump the frozen process of @f into new checkpoint @id below the checkpoints directory
  *  @dirfd, atomically (restore_image_writer_*). The process stays frozen; the caller resumes it.
- *  -EOPNOTSUPP when an fd cannot be checkpointed (err->msg names the fd and its kind),
+ *  -EOPNOTSUPP when an fd cannot be checkpointed (err->msg names the fd and its kind) or a
+ *  POSIX timer is aimed at a thread other than the main one (err->msg names the timer),
  *  -EEXIST if @id exists, -errno else. @opts and @ret_stats may be NULL. */
 int restore_dump(struct restore_freeze *f, int dirfd, const char *id,
 		 const struct restore_dump_opts *opts, struct restore_dump_stats *ret_stats,

@@ -6,7 +6,8 @@
  * CPU-time one with SIGEV_NONE) checks from inside: same timer ids, signals with the right
  * si_value, time left consistent with the monotonic clock, clocks never back and not jumping by
  * the downtime. Also: the TIMERS section round trip and its range checks, and
- * restore_timens_enter itself (clocks set, offsets frozen once entered). */
+ * restore_timens_enter itself (clocks set, offsets frozen once entered), and the refusal of a
+ * timer aimed at another thread. */
 #include "fixture.h"
 
 #include <sched.h>
@@ -228,6 +229,37 @@ START_TEST(test_alarm_posix)
 }
 END_TEST
 
+/* A POSIX timer aimed at a thread other than the main one cannot be rebuilt yet: the dump
+ * refuses it, naming the timer and the thread, and writes nothing. */
+START_TEST(test_refuse_thread_timer)
+{
+	int out;
+	pid_t pid = start_helper("thread-timer", &out);
+	char line[256];
+	stage = "helper start";
+	read_line(out, line, sizeof(line));
+	int tid = -1;
+	ck_assert_msg(sscanf(line, "ready %d", &tid) == 1, "helper said: %s", line);
+	struct restore_freeze *f = NULL;
+	struct restore_err err = {0};
+	ck_assert_msg(restore_freeze(pid, &f, &err) == 0, "freeze: %s", err.msg);
+	int r = restore_dump(f, dirfd_, "1", NULL, NULL, &err);
+	/* Detach before the kill: a killed thread still traced by us would stay a zombie that
+	 * only a waitpid(__WALL) of ours reaps. */
+	restore_freeze_resume(f);
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	close(out);
+	ck_assert_int_eq(r, -EOPNOTSUPP);
+	char want[64];
+	snprintf(want, sizeof(want), "signals thread %d;", tid);
+	ck_assert_msg(strstr(err.msg, want) && strstr(err.msg, "cannot be checkpointed"),
+		      "message: %s", err.msg);
+	struct stat st;
+	ck_assert_int_lt(fstatat(dirfd_, "1", &st, 0), 0);
+}
+END_TEST
+
 /* A synthetic image with @t as its timers: 0 or the load error. */
 static int write_and_load(const char *id, const struct restore_timers *t,
 			  struct restore_timers *ret)
@@ -397,6 +429,7 @@ int main(void)
 	tcase_add_test(tc, test_timens_enter);
 	tcase_add_test(tc, test_itimers_posix);
 	tcase_add_test(tc, test_alarm_posix);
+	tcase_add_test(tc, test_refuse_thread_timer);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
