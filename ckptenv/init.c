@@ -243,6 +243,34 @@ static int make_pty(const struct winsize *ws, const struct termios *tio, int *re
 	return 0;
 }
 
+/* Every job runs in a time namespace of its own, entered by the init right before it forks
+ * the job's process (docs/checkpoint.md, "Clocks"): with zero offsets for `run`, and for a
+ * restore with the offsets that make CLOCK_MONOTONIC and CLOCK_BOOTTIME go on from the values
+ * the image recorded, computed here, as late as possible. A kernel without time namespaces
+ * runs a job without one; it cannot restore one. */
+static void enter_timens(const struct launch_args *a, int restore_dirfd)
+{
+	struct restore_err err = {0};
+	uint64_t clocks[2];
+	bool have = false;
+	if (a->restore_id) {
+		int r = restore_image_clocks(restore_dirfd, a->restore_id, &clocks[0], &clocks[1],
+					     &err);
+		if (r < 0 && r != -ENODATA) { /* -ENODATA: an older image, zero offsets */
+			fprintf(stderr, "ckptenv: cannot restore the job: %s\n",
+				err.msg[0] ? err.msg : strerror(-r));
+			_exit(127);
+		}
+		have = r == 0;
+	}
+	int r = restore_timens_enter(have ? clocks : NULL, &err);
+	if (r < 0 && a->restore_id) {
+		fprintf(stderr, "ckptenv: cannot restore the job: %s\n",
+			err.msg[0] ? err.msg : strerror(-r));
+		_exit(127);
+	}
+}
+
 void init_main(int sock, const struct launch_args *a, int restore_dirfd)
 {
 	const struct job_spec *spec = a->spec;
@@ -286,6 +314,7 @@ void init_main(int sock, const struct launch_args *a, int restore_dirfd)
 		_exit(1);
 	close(sock);
 
+	enter_timens(a, restore_dirfd);
 	pid_t cmd = a->restore_id && a->restore_pid > 1 ? fork_at(a->restore_pid) : fork();
 	if (cmd < 0) {
 		fprintf(stderr, "ckptenv: cannot %s %s: fork: %m\n",

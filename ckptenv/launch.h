@@ -5,8 +5,8 @@
  * /tmp, installs the netproxy seccomp filter, hands the /dev/fuse fd (and the filter's
  * listener) back, mounts a fresh /proc, and then waits for launch_go()
  * before it runs the command, so the supervisor can start serving /tmp first.
- * Later additions (a time namespace, a reserved address range) belong in struct launch_args
- * and launch.c only. */
+ * Later additions (a reserved address range) belong in struct launch_args and launch.c only;
+ * the time namespace is entered by the init itself (init.c), right before it forks the job. */
 #ifndef CKPTENV_LAUNCH_H
 #define CKPTENV_LAUNCH_H
 

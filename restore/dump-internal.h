@@ -23,6 +23,17 @@ int inject_end(struct inject *ij);
  *  clear_child_tid (every thread). Sets RESTORE_PROC_F_* / RESTORE_THREAD_F_INJECTED. */
 int inject_collect(struct restore_freeze *f, struct restore_image *img);
 
+/* dump-timers.c */
+/** Parse /proc/PID/timers text into @t->posix (sorted by id). -EOPNOTSUPP for a notify kind
+ *  the kernel does not implement itself, -E2BIG, -ENOMEM. */
+int dump_timers_parse(const char *text, struct restore_timers *t);
+/** Refuse what the restorer cannot rebuild: a POSIX timer aimed at a thread other than the
+ *  main one (-EOPNOTSUPP, err->msg names it). Needs img->proc.timers only. */
+int dump_timers_check(pid_t pid, const struct restore_image *img, struct restore_err *err);
+/** Read the clocks, itimers and POSIX timers of the frozen process from inside it into
+ *  img->timers (sets RESTORE_TIMERS_F_VALID). Needs img->proc.timers. */
+int dump_timers(struct restore_freeze *f, struct restore_image *img);
+
 /* dump-mem.c */
 int dump_vmas(pid_t pid, struct restore_image *img, struct restore_err *err);
 int dump_pages(pid_t pid, const struct restore_image *img, struct restore_image_writer *w,

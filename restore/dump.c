@@ -262,8 +262,15 @@ int restore_dump(struct restore_freeze *f, int dirfd, const char *id,
 		if (r < 0)
 			ck_debug("restore: syscall injection into %d failed: %s", (int)f->pid,
 				 strerror(-r));
+		/* Also best effort: an image without timers is refused by the restorer when
+		 * /proc showed POSIX timers. */
+		r = dump_timers(f, img);
+		if (r < 0)
+			ck_debug("restore: timers of %d not read: %s", (int)f->pid, strerror(-r));
 	}
-	r = dump_vmas(f->pid, img, err);
+	r = dump_timers_check(f->pid, img, err);
+	if (r == 0)
+		r = dump_vmas(f->pid, img, err);
 	if (r == 0)
 		r = dump_fds(f->pid, img, !(opts && opts->no_inject), err);
 	if (r == 0 && (r = dump_mark_job_vfs(f->pid, img)) < 0 && err)

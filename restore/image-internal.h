@@ -35,6 +35,9 @@ enum img_section {
 	/* Optional (older readers skip it), after FDS: kind-specific fd state (image-fdstate.c).
 	 * 16, not 6: the numbers in between are left to other optional sections. */
 	IMG_SEC_FDSTATE = 16,
+	/* Required when present (an older reader must not restore without the timers), after
+	 * RUNS: the clocks and timers (image-timers.c). 17: 16 is FDSTATE. */
+	IMG_SEC_TIMERS = 17,
 };
 
 /* Bounds applied to every count and length read from an image. */
@@ -89,6 +92,11 @@ int img_unpack_fdstate(struct ck_rd *r, struct restore_image *img);
 void img_fdstate_clear(struct restore_fd_state *st);
 
 void img_proc_clear(struct restore_proc *p);
+
+/* image-timers.c: the TIMERS section. */
+void img_pack_timers(struct ck_buf *b, const struct restore_timers *t);
+int img_unpack_timers(struct ck_rd *r, struct restore_timers *t);
+void img_timers_clear(struct restore_timers *t);
 void img_thread_clear(struct restore_thread *t);
 
 #endif

@@ -32,6 +32,7 @@ void restore_image_free(struct restore_image *img)
 	if (!img)
 		return;
 	img_proc_clear(&img->proc);
+	img_timers_clear(&img->timers);
 	for (size_t i = 0; i < img->nthreads; i++)
 		img_thread_clear(&img->threads[i]);
 	free(img->threads);
@@ -95,6 +96,7 @@ static int parse_sections(const uint8_t *p, size_t len, struct restore_image *im
 {
 	size_t off = 0, tcap = 0;
 	unsigned seen[IMG_SEC_RUNS + 1] = {0}, fdstate_seen = 0;
+	bool seen_timers = false;
 	while (off < len) {
 		if (len - off < IMG_SEC_HDR_LEN)
 			return fail(err, -EBADMSG, id, IMG_CORE_NAME,
@@ -111,6 +113,19 @@ static int parse_sections(const uint8_t *p, size_t len, struct restore_image *im
 				    "is corrupt (checksum of section %u)", type);
 		struct ck_rd rd = {.p = p + off, .len = slen};
 		off += slen;
+		if (type == IMG_SEC_TIMERS) {
+			if (seen_timers)
+				return fail(err, -EBADMSG, id, IMG_CORE_NAME,
+					    "is corrupt (section %u twice)", type);
+			seen_timers = true;
+			int r = img_unpack_timers(&rd, &img->timers);
+			if (r == -ENOMEM)
+				return r;
+			if (r < 0)
+				return fail(err, -EBADMSG, id, IMG_CORE_NAME,
+					    "is corrupt (section %u does not parse)", type);
+			continue;
+		}
 		if (type == IMG_SEC_FDSTATE) { /* optional, once, after FDS */
 			if (seen[IMG_SEC_FDS] != 1 || fdstate_seen++)
 				return fail(err, -EBADMSG, id, IMG_CORE_NAME,

@@ -351,6 +351,11 @@ static int build_core(const struct restore_image_writer *w, const struct restore
 	s.len = 0;
 	img_pack_runs(&s, w->runs, w->nruns, w->off);
 	put_section(body, IMG_SEC_RUNS, &s);
+	if (m->timers.flags & RESTORE_TIMERS_F_VALID) {
+		s.len = 0;
+		img_pack_timers(&s, &m->timers);
+		put_section(body, IMG_SEC_TIMERS, &s);
+	}
 	bool fdstate = false;
 	for (size_t i = 0; i < m->nfds; i++)
 		fdstate |= m->fds[i].st.present;
@@ -373,7 +378,7 @@ int restore_image_writer_commit(struct restore_image_writer *w, const struct res
 		return r;
 	flusher_stop(w); /* the fsync below does the rest */
 	if (meta->nthreads == 0 || meta->nthreads > IMG_MAX_THREADS || meta->nvmas > IMG_MAX_VMAS ||
-	    meta->nfds > IMG_MAX_FDS)
+	    meta->nfds > IMG_MAX_FDS || meta->timers.nposix > RESTORE_MAX_TIMERS)
 		return -E2BIG;
 	uint8_t ph[IMG_PAGES_HDR_LEN] = {0};
 	img_hdr_pack(ph, IMG_MAGIC_PAGES, IMG_PAGES_HDR_LEN, w->off - IMG_PAGES_HDR_LEN, 0);

@@ -54,6 +54,9 @@ struct rst_ctx {
 	struct rst_fd_plan *fds;
 	size_t nfds;
 
+	struct ckr_timer *timers; /* armed by the blob */
+	uint32_t ntimers;
+
 	uint64_t zone, zone_len; /* the landing zone once mapped */
 	uint64_t stacks_len;	 /* below the main stack: RST_THREAD_STACK per non-leader */
 	uint64_t cur_xcr0;
@@ -122,6 +125,13 @@ int rst_zone_map(struct rst_ctx *c, uint64_t len);
 int rst_fds_plan(struct rst_ctx *c);
 int rst_fds_install(struct rst_ctx *c);
 void rst_ctx_close_temps(struct rst_ctx *c);
+
+/* restore-timers.c */
+/** Check the image's timers and plan their arming (c->timers). -EOPNOTSUPP with a message. */
+int rst_timers_plan(struct rst_ctx *c);
+/** Create the image's POSIX timers at their old ids, disarmed. On failure the ones created are
+ *  deleted again and err->msg names the timer. */
+int rst_timers_create(struct rst_ctx *c);
 
 /* sigframe.c */
 /** Apply the syscall-restart convention to raw registers (docs/image-format.md). */

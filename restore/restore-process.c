@@ -117,7 +117,8 @@ static size_t args_size(const struct rst_ctx *c)
 	const struct restore_image *img = c->img;
 	return 64 * 8 + sizeof(struct ckr_args) + img->nvmas * sizeof(struct ckr_vma) +
 	       c->nruns * sizeof(struct ckr_run) + c->ntmp * sizeof(int32_t) + img->proc.auxv_len +
-	       img->proc.npending * RESTORE_SIGINFO_SIZE + rst_threads_args_size(c);
+	       img->proc.npending * RESTORE_SIGINFO_SIZE + rst_threads_args_size(c) + 64 +
+	       c->ntimers * sizeof(struct ckr_timer);
 }
 
 /* Copy the blob, fill the argument block and the frame. Returns the args pointer. */
@@ -141,7 +142,8 @@ static int build_zone(struct rst_ctx *c, uint64_t code_len, uint64_t args_len, u
 	int32_t *cl = rst_bump(&b, c->ntmp * sizeof(*cl));
 	uint8_t *auxv = rst_bump(&b, img->proc.auxv_len);
 	uint8_t *pend = rst_bump(&b, img->proc.npending * RESTORE_SIGINFO_SIZE);
-	if (!a || !vmas || !runs || !cl || !auxv || !pend)
+	struct ckr_timer *timers = rst_bump(&b, c->ntimers * sizeof(*timers));
+	if (!a || !vmas || !runs || !cl || !auxv || !pend || !timers)
 		return -ENOBUFS;
 	*a = (struct ckr_args){
 		.magic = CKR_ARGS_MAGIC,
@@ -162,7 +164,11 @@ static int build_zone(struct rst_ctx *c, uint64_t code_len, uint64_t args_len, u
 		.npending_shared = (uint32_t)img->proc.npending,
 		.pending = pend,
 		.err_fd = c->err_fd,
+		.ntimers = c->ntimers,
+		.timers = timers,
 	};
+	if (c->ntimers)
+		memcpy(timers, c->timers, c->ntimers * sizeof(*timers));
 	uint64_t park = c->zone + code_len + args_len;
 	for (unsigned i = 0; i < c->nremap; i++) {
 		a->remap[i] = c->remap[i];
@@ -218,6 +224,8 @@ static int prepare(struct rst_ctx *c, struct ckr_args **ret)
 		r = open_exe(c);
 	if (r == 0)
 		r = rst_fds_plan(c);
+	if (r == 0)
+		r = rst_timers_plan(c);
 	if (r < 0)
 		return r;
 	uint64_t code_len = RST_PAGE_ROUND((uint64_t)(ckr_blob_code_end - ckr_blob_code));
@@ -236,7 +244,10 @@ static int prepare(struct rst_ctx *c, struct ckr_args **ret)
 			return r;
 		return rst_fail(c, r, "cannot build the restorer's landing zone: %s", strerror(-r));
 	}
-	return 0;
+	r = rst_timers_create(c); /* last: undone by itself on failure */
+	if (r < 0)
+		munmap((void *)(uintptr_t)c->zone, c->zone_len);
+	return r;
 }
 
 static int set_signals(struct rst_ctx *c)
@@ -309,6 +320,7 @@ static void ctx_free(struct rst_ctx *c)
 	free(c->tmp_fds);
 	free(c->runs);
 	free(c->fds);
+	free(c->timers);
 	restore_image_free(c->img);
 }
 

@@ -274,6 +274,37 @@ struct restore_proc {
 	struct restore_siginfo *pending; /* shared (process-wide) queue */
 };
 
+/* ---- timers and clocks (dump-timers.c, image-timers.c, restore-timers.c, timens.c) -------- */
+
+#define RESTORE_MAX_TIMERS 4096 /* POSIX timers per process in an image */
+
+/** A POSIX timer (timer_create), from /proc/PID/timers and an injected timer_gettime. */
+struct restore_posix_timer {
+	int32_t id;	 /* the kernel's timer id, which glibc hands to the program as timer_t */
+	int32_t clockid; /* CLOCK_*, or a CPU clock id (negative) */
+	int32_t notify;	 /* sigev_notify: SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID */
+	int32_t signo;
+	uint64_t value;	 /* sigev_value */
+	int32_t tid;	 /* SIGEV_THREAD_ID: the target thread (tid as in the image's threads) */
+	int32_t overrun; /* timer_getoverrun() at dump time: recorded, cannot be set again */
+	uint64_t value_ns, interval_ns; /* timer_gettime(): time left (0: disarmed), period */
+};
+
+/* restore_timers.flags */
+#define RESTORE_TIMERS_F_VALID 0x1u /* everything below was read in the frozen process */
+
+/** Clocks and timers of the process, read by syscalls injected into it while frozen. */
+struct restore_timers {
+	uint32_t flags;
+	uint64_t mono_ns, boot_ns; /* CLOCK_MONOTONIC / CLOCK_BOOTTIME as the process saw them
+				    * (its time namespace's offsets included) when its timers
+				    * were read: a restore continues both from here */
+	uint64_t itimer_value_ns[3], itimer_interval_ns[3]; /* ITIMER_REAL, _VIRTUAL, _PROF
+							     * (alarm() is ITIMER_REAL) */
+	size_t nposix;
+	struct restore_posix_timer *posix; /* sorted by id */
+};
+
 /** One run of stored pages: @npages pages at @addr are at @file_off in pages.img. */
 struct restore_page_run {
 	uint64_t addr;
@@ -291,6 +322,7 @@ struct restore_image {
 	struct restore_page_run *runs;	/* sorted by address, non-overlapping */
 	uint64_t pages_size;		/* size of pages.img */
 	int pages_fd;			/* pages.img, open for reading (loaded images), else -1 */
+	struct restore_timers timers;	/* flags 0: not recorded (older image, no injection) */
 };
 
 /** Free everything an image owns, pages_fd included. NULL-safe. */
@@ -377,7 +409,8 @@ struct restore_dump_opts {
  *  @dirfd, atomically (restore_image_writer_*). The process stays frozen; the caller resumes it.
  *  Nothing the job would read is consumed (pipe and socket bytes are copied, docs/fds.md).
  *  -EOPNOTSUPP when an fd cannot be checkpointed (err->msg names the fd and its kind: an
- *  accepted TCP connection, a UDP socket, an fd in flight...),
+ *  accepted TCP connection, a UDP socket, an fd in flight...) or a POSIX timer is aimed at a
+ *  thread other than the main one (err->msg names the timer),
  *  -EEXIST if @id exists, -errno else. @opts and @ret_stats may be NULL. */
 int restore_dump(struct restore_freeze *f, int dirfd, const char *id,
 		 const struct restore_dump_opts *opts, struct restore_dump_stats *ret_stats,
@@ -406,7 +439,9 @@ struct restore_process_opts {
 /** Rebuild the process of checkpoint @id below @dirfd, every thread of it, in the calling
  *  process and continue it where it was frozen: every mapping at its old address with its contents and
  *  protection, the vDSO moved to its old place, registers and xsave state, signal actions,
- *  mask and alternate stack, rlimits, cwd, umask, mm fields, rseq, fds at their old numbers
+ *  mask and alternate stack, rlimits, cwd, umask, mm fields, rseq, itimers and POSIX timers
+ *  (at their old ids, armed last; deadlines on CLOCK_MONOTONIC/BOOTTIME are absolute, so call
+ *  restore_timens_enter() first for clocks that go on), fds at their old numbers
  *  (0/1/2 are kept as given unless @opts hands them over; regular files, directories and
  *  character devices are reopened by path when their identity is unchanged; pipes, FIFOs,
  *  unix socketpairs, unix and TCP listeners, eventfd, timerfd, signalfd, epoll and inotify are
@@ -443,5 +478,22 @@ int restore_image_check(int dirfd, const char *id, const struct restore_process_
 /** Name of a kind for messages ("anon-private", "eventfd"...). */
 const char *restore_vma_kind_name(uint32_t kind);
 const char *restore_fd_kind_name(uint32_t kind);
+
+/* ---- time namespace (timens.c) ---------------------------------------------------------- */
+
+/** The clocks recorded in checkpoint @id below @dirfd (restore_image_load()): *ret_mono and
+ *  *ret_boot in ns. -ENODATA if the image has none (dumped by an older build or without
+ *  syscall injection); the errors of restore_image_load() else. */
+int restore_image_clocks(int dirfd, const char *id, uint64_t *ret_mono, uint64_t *ret_boot,
+			 struct restore_err *err);
+
+/** Move the calling process into a new time namespace: unshare(CLONE_NEWTIME), offsets
+ *  written to /proc/self/timens_offsets so that CLOCK_MONOTONIC and CLOCK_BOOTTIME read
+ *  @clocks[0] and @clocks[1] (ns) right now, then setns() into it. @clocks NULL: zero offsets
+ *  (the host's clocks, a namespace of its own). Every later child is in it too. The caller
+ *  must be single-threaded with CAP_SYS_ADMIN and CAP_SYS_TIME in its user namespace (root,
+ *  or the job's init in its own user namespace). -EINVAL: no time namespaces in this kernel
+ *  (CONFIG_TIME_NS), -EPERM, -ERANGE (a clock would go negative), -EUSERS (threads). */
+int restore_timens_enter(const uint64_t clocks[2], struct restore_err *err);
 
 #endif

@@ -41,6 +41,20 @@ struct ckr_remap {
 
 #define CKR_NREMAP 3
 
+/* A timer to arm once every thread exists, before any is released (restore-timers.c plans
+ * them). POSIX timers already exist at their old ids (created before the point of no return,
+ * disarmed); itimers are set here. With CKR_TIMER_ABS, @value_ns is a deadline on clock @clock:
+ * POSIX timers are armed with TIMER_ABSTIME, itimers (relative only) with what is left of it. */
+#define CKR_TIMER_ITIMER 0x1u /* @id is ITIMER_REAL/_VIRTUAL/_PROF, not a POSIX timer id */
+#define CKR_TIMER_ABS	 0x2u
+struct ckr_timer {
+	int32_t id;
+	int32_t clock;
+	uint32_t flags;
+	uint32_t pad;
+	uint64_t value_ns, interval_ns;
+};
+
 struct ckr_args {
 	uint64_t magic;
 	uint64_t zone_lo, zone_hi; /* the landing zone: everything else is unmapped */
@@ -74,7 +88,8 @@ struct ckr_args {
 	uint8_t *pending;
 
 	int32_t err_fd; /* where the blob writes its one-line failure message (-1: none) */
-	uint32_t pad;
+	uint32_t ntimers;
+	struct ckr_timer *timers; /* armed by the leader, last (blob/timers.c) */
 };
 
 /* One thread: the state rt_sigreturn does not carry, and the frame it returns through. The

@@ -272,6 +272,9 @@ __attribute__((noreturn, used)) void ckr_blob_main(struct ckr_args *a)
 	ckr_threads_spawn(a);
 	ckr_thread_setup(a, &a->threads[0]);
 	queue_shared(a);
+	/* Timers as late as can still fail (a failure ends the whole process): every thread
+	 * exists and blocks every signal until its sigreturn, so an expiry is only queued. */
+	ckr_timers_arm(a);
 	ckr_threads_wait(a);
 	/* Every thread is set up and parked: process-wide steps that must cover them all go
 	 * here, before any of them runs job code. No thread can fail any more. */

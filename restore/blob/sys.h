@@ -35,6 +35,11 @@ static inline int is_err(long r)
 __attribute__((noreturn, visibility("hidden"))) void
 ckr_fail(const struct ckr_args *a, const char *what, uint64_t addr, long ret);
 
+/* timers.c */
+/** Arm the itimers and the (already created) POSIX timers of a->timers. Every signal is still
+ *  blocked in every thread: an expiry from here on is only queued. */
+__attribute__((visibility("hidden"))) void ckr_timers_arm(const struct ckr_args *a);
+
 /* threads.c */
 /** Create every thread but the leader (memory must be complete): each sets up its own state
  *  (ckr_thread_setup), arrives at the barrier and sigreturns once all have arrived. */
