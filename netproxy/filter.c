@@ -41,11 +41,19 @@ int netproxy_filter_install(unsigned flags)
 	const uint64_t fo = MSG_FASTOPEN;
 	int r;
 
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		return -errno;
 	ctx = seccomp_init(SCMP_ACT_ALLOW);
 	if (!ctx)
 		return -ENOMEM;
+	/* NO_NEW_PRIVS only when the kernel demands it: a caller with CAP_SYS_ADMIN in its user
+	 * namespace (root, or a job's init in its own user namespace) may load a filter without
+	 * it, and then setuid and file-capability programs in the job (sudo, ping, passwd) keep
+	 * working as they would outside. libseccomp sets it by default. */
+	r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+	/* The kernel's own errno from seccomp_load (else -ECANCELED for all of them). */
+	if (r >= 0)
+		r = seccomp_attr_set(ctx, SCMP_FLTATR_API_SYSRAWRC, 1);
+	if (r < 0)
+		return r;
 	r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ERRNO(ENOSYS));
 	if (r < 0)
 		return r;
@@ -79,6 +87,11 @@ int netproxy_filter_install(unsigned flags)
 	if (r < 0)
 		return r;
 	r = seccomp_load(ctx);
+	if (r == -EACCES) {
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+			return -errno;
+		r = seccomp_load(ctx);
+	}
 	if (r < 0)
 		return r;
 	int fd = seccomp_notify_fd(ctx);

@@ -33,7 +33,8 @@ enum netproxy_filter_flags {
 };
 
 /** Install the netproxy seccomp filter on the calling thread (and, with TSYNC, its threads),
- *  after setting PR_SET_NO_NEW_PRIVS. x86-64 only: syscalls of any other architecture or ABI
+ *  setting PR_SET_NO_NEW_PRIVS only when the caller lacks CAP_SYS_ADMIN in its user namespace
+ *  (so setuid programs keep working in a job). x86-64 only: syscalls of any other architecture or ABI
  *  (i386 int 0x80, x32) fail with ENOSYS; io_uring_setup/enter/register fail with ENOSYS;
  *  connect and sendto/sendmsg/sendmmsg with MSG_FASTOPEN are notified to the returned
  *  listener; everything else is allowed. Inherited across fork and kept across exec.

@@ -2,7 +2,10 @@
  * are refused, and the filter and NO_NEW_PRIVS survive fork and exec. */
 #include "np-test.h"
 
+#include <grp.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <sys/syscall.h>
 
 #define X32_BIT 0x40000000L
@@ -74,13 +77,37 @@ static int job_fork_exec(void *arg)
 	}
 	int st;
 	J_CHECK(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0, 1);
-	/* after exec: still filtered (mode 2) with no_new_privs */
+	/* after exec: still filtered (mode 2); no_new_privs only where the kernel demanded it
+	 * (not for root, so setuid programs keep working in a job) */
 	execl("/bin/sh", "sh", "-c",
-	      "grep -q '^Seccomp:[[:space:]]*2' /proc/self/status && "
-	      "grep -q '^NoNewPrivs:[[:space:]]*1' /proc/self/status",
+	      geteuid() == 0 ? "grep -q '^Seccomp:[[:space:]]*2' /proc/self/status && "
+			       "grep -q '^NoNewPrivs:[[:space:]]*0' /proc/self/status"
+			     : "grep -q '^Seccomp:[[:space:]]*2' /proc/self/status && "
+			       "grep -q '^NoNewPrivs:[[:space:]]*1' /proc/self/status",
 	      (char *)NULL);
 	return 3;
 }
+
+/* Without CAP_SYS_ADMIN the kernel wants NO_NEW_PRIVS: the filter still loads, with it set. */
+START_TEST(test_unprivileged_sets_nnp)
+{
+	pid_t c = fork();
+	ck_assert_int_ge(c, 0);
+	if (c == 0) {
+		if (geteuid() == 0 && (setgroups(0, NULL) < 0 || setgid(65534) < 0 ||
+				       setuid(65534) < 0))
+			_exit(1);
+		int fd = netproxy_filter_install(0);
+		if (fd < 0)
+			_exit(2);
+		_exit(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1 ? 0 : 3);
+	}
+	int st;
+	ck_assert_int_eq(waitpid(c, &st, 0), c);
+	ck_assert(WIFEXITED(st));
+	ck_assert_int_eq(WEXITSTATUS(st), 0);
+}
+END_TEST
 
 START_TEST(test_fork_exec_inherit)
 {
@@ -109,6 +136,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_other_abis_refused);
 	tcase_add_test(tc, test_fork_exec_inherit);
+	tcase_add_test(tc, test_unprivileged_sets_nnp);
 	suite_add_tcase(s, tc);
 	return s;
 }
