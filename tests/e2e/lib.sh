@@ -30,13 +30,22 @@ case "$CK_HELPERS/" in
 esac
 cd "$T"
 
+# _cleanup [RC]: RC defaults to $?. Traps of scenarios that undo more pass their saved status
+# (`trap 'rc=$?; ...; _cleanup $rc' EXIT`): `(exit $rc); _cleanup` would end the trap early under
+# set -e when rc is not 0, skipping the cleanup of a failed scenario.
 _cleanup() {
-	local rc=$?
+	local rc=${1:-$?}
+	set +e
 	trap - EXIT INT TERM
-	# Stop supervisors this scenario started (their state lives under $T).
+	# Stop supervisors this scenario started (their state lives under $T). A failed scenario
+	# keeps each job's logs first (rm deletes the job's directory).
 	if [ -d "$CKPTENV_HOME/jobs" ]; then
 		for j in "$CKPTENV_HOME"/jobs/*/; do
 			[ -d "$j" ] || continue
+			if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+				mkdir -p "$T/kept-logs/$(basename "$j")"
+				cp -a "$j/log" "$j/output" "$T/kept-logs/$(basename "$j")/" 2>/dev/null
+			fi
 			"$CKPTENV" rm --force "$(basename "$j")" >/dev/null 2>&1 || true
 		done
 	fi

@@ -7,7 +7,7 @@
 . "$(dirname "$0")/../lib.sh"
 command -v tmux >/dev/null || skip "tmux missing"
 TM="tmux -L ck-e2e-$$ -f /dev/null"
-trap 'rc=$?; set +e; $TM kill-server 2>/dev/null; (exit $rc); _cleanup' EXIT
+trap 'rc=$?; set +e; $TM kill-server 2>/dev/null; _cleanup $rc' EXIT
 pane() { $TM capture-pane -p -t "$1"; }
 pane_has() { pane "$1" | grep -q -- "$2"; }
 bash_pid() { local p; p=$("$CKPTENV" status b | sed -n 's/^pid: *\([0-9]*\) .*/\1/p'); cat "/proc/$p/task/$p/children" | tr -d ' '; }

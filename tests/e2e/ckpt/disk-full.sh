@@ -15,7 +15,7 @@ LOOP=$CK_HELPERS/zdtm-loop
 [ -x "$LOOP" ] || fail "missing helper $LOOP"
 mkdir -p "$CKPTENV_HOME"
 mount -t tmpfs -o size=32m,mode=0700 ckptenv-full "$CKPTENV_HOME" || fail "cannot mount a tmpfs"
-trap 'rc=$?; set +e; "$CKPTENV" rm --force f >/dev/null 2>&1; umount -l "$CKPTENV_HOME"; (exit $rc); _cleanup' EXIT
+trap 'rc=$?; set +e; "$CKPTENV" rm --force f >/dev/null 2>&1; umount -l "$CKPTENV_HOME"; _cleanup $rc' EXIT
 JD=$CKPTENV_HOME/jobs/f
 sup_pid() { sed -n 's/.*supervisor f\[\([0-9]*\)\]: job started.*/\1/p' "$JD/log" | tail -1; }
 job_pid() { "$CKPTENV" status f | sed -n 's/^pid: *\([0-9]*\) .*/\1/p'; }

@@ -9,7 +9,7 @@ command -v tmux >/dev/null || skip "tmux missing"
 SEQ=$CK_HELPERS/zdtm-seq
 [ -x "$SEQ" ] || fail "missing helper $SEQ"
 TM="tmux -L ck-seq-$$ -f /dev/null"
-trap 'rc=$?; set +e; $TM kill-server 2>/dev/null; (exit $rc); _cleanup' EXIT
+trap 'rc=$?; set +e; $TM kill-server 2>/dev/null; _cleanup $rc' EXIT
 pane() { $TM capture-pane -p -t "$1"; }
 pane_has() { pane "$1" | grep -q -- "$2"; }
 E="env CKPTENV_HOME=$CKPTENV_HOME TERM=xterm"

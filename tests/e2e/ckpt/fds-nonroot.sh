@@ -14,7 +14,7 @@ as_user() {
 		CKPTENV_HOME="$U/home" "$U/ckptenv" "$@" </dev/null
 }
 cleanup_user() { as_user rm --force nf >/dev/null 2>&1 || true; }
-trap 'rc=$?; cleanup_user; (exit $rc); _cleanup' EXIT
+trap 'rc=$?; set +e; cleanup_user; _cleanup $rc' EXIT
 said() { as_user log nf | grep -aq "$1"; }
 cmd_pid() {
 	local j; j=$(as_user status nf | sed -n 's/^pid: *\([0-9]*\) .*/\1/p')

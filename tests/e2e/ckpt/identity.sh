@@ -110,6 +110,6 @@ exec setpriv --reuid ckuser --regid ckuser --init-groups env -i PATH=/usr/bin:/b
 	CKPTENV_HOME="$U/home" "$U/ckptenv" "\$@" </dev/null
 EOF
 chmod 755 "$U/as-user"
-trap 'rc=$?; "$U/as-user" rm --force c >/dev/null 2>&1 || true; (exit $rc); _cleanup' EXIT
+trap 'rc=$?; set +e; "$U/as-user" rm --force c >/dev/null 2>&1 || true; _cleanup $rc' EXIT
 shared_round "$U/as-user" c "$U/zdtm-touch"
 pass "changed file refused with one line, --allow-changed restores; MAP_SHARED /tmp file restored as root and as a user"

@@ -13,7 +13,7 @@ as_user() {
 		CKPTENV_HOME="$U/home" "$U/ckptenv" "$@" </dev/null
 }
 cleanup_user() { as_user rm --force nr >/dev/null 2>&1 || true; }
-trap 'rc=$?; set +e; cleanup_user; (exit $rc); _cleanup' EXIT
+trap 'rc=$?; set +e; cleanup_user; _cleanup $rc' EXIT
 counts() { as_user log nr | grep -a '^count ' | awk '{print $2}'; }
 count_above() { [ "$(counts | tail -1)" -gt "$1" ]; }
 

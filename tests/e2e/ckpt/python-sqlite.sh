@@ -10,7 +10,7 @@ command -v tmux >/dev/null || skip "tmux missing"
 command -v python3 >/dev/null || skip "python3 missing"
 command -v sqlite3 >/dev/null || skip "sqlite3 missing"
 TM="tmux -L ck-py-$$ -f /dev/null"
-trap 'rc=$?; set +e; $TM kill-server 2>/dev/null; (exit $rc); _cleanup' EXIT
+trap 'rc=$?; set +e; $TM kill-server 2>/dev/null; _cleanup $rc' EXIT
 pane() { $TM capture-pane -p -S -200 -t "$1"; }
 pane_has() { pane "$1" | grep -q -- "$2"; }
 E="env CKPTENV_HOME=$CKPTENV_HOME TERM=xterm"

@@ -13,7 +13,7 @@ SEQ=$CK_HELPERS/zdtm-seq
 LOOP=$CK_HELPERS/zdtm-loop
 [ -x "$SEQ" ] && [ -x "$LOOP" ] || fail "missing helpers in $CK_HELPERS"
 TM="tmux -L ck-rip-$$ -f /dev/null"
-trap 'rc=$?; set +e; $TM kill-server 2>/dev/null; (exit $rc); _cleanup' EXIT
+trap 'rc=$?; set +e; $TM kill-server 2>/dev/null; _cleanup $rc' EXIT
 pane() { $TM capture-pane -p -t "$1"; }
 pane_has() { pane "$1" | grep -q -- "$2"; }
 E="env CKPTENV_HOME=$CKPTENV_HOME TERM=xterm"

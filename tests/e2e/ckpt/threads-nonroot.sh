@@ -14,7 +14,7 @@ as_user() {
 		CKPTENV_HOME="$U/home" "$U/ckptenv" "$@" </dev/null
 }
 cleanup_user() { as_user rm --force tn >/dev/null 2>&1 || true; }
-trap 'rc=$?; cleanup_user; (exit $rc); _cleanup' EXIT
+trap 'rc=$?; set +e; cleanup_user; _cleanup $rc' EXIT
 ticks() { as_user log tn | grep -a '^tick ' | awk '{print $2}'; }
 tick_above() { [ "$(ticks | tail -1)" -gt "$1" ]; }
 has_ready() { as_user log tn | grep -aq '^ready$'; }

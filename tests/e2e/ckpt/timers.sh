@@ -56,7 +56,7 @@ if [ "$(id -u)" = 0 ]; then
 		setpriv --reuid ckuser --regid ckuser --init-groups env -i PATH=/usr/bin:/bin HOME="$U" \
 			CKPTENV_HOME="$U/home" "$U/ckptenv" "$@" </dev/null
 	}
-	trap 'rc=$?; as_user rm --force nt >/dev/null 2>&1; (exit $rc); _cleanup' EXIT
+	trap 'rc=$?; set +e; as_user rm --force nt >/dev/null 2>&1; _cleanup $rc' EXIT
 	ulog() { as_user log nt | grep -aq "$1"; }
 	as_user run --name nt --detach -- "$U/zdtm-timers" alarm $DOWN continuous 6 >/dev/null
 	poll_until 10 ulog '^ready' || fail "non-root helper not ready: $(as_user log nt)"

@@ -18,7 +18,7 @@ as_user() {
 		CKPTENV_HOME="$U/home" "$CKPTENV" "$@" </dev/null
 }
 cleanup_user() { as_user rm --force nr >/dev/null 2>&1 || true; }
-trap 'rc=$?; cleanup_user; (exit $rc); _cleanup' EXIT
+trap 'rc=$?; set +e; cleanup_user; _cleanup $rc' EXIT
 
 tag=ck-nr-$$
 out=$(as_user run --name nr -- sh -c "id -u; echo mine > /tmp/$tag; cat /tmp/$tag")

@@ -37,7 +37,7 @@ _user_cleanup() {
 		[ -d "$j" ] && as_user "$UCK" rm --force "$(basename "$j")" >/dev/null 2>&1 || true
 	done
 }
-trap 'rc_=$?; _user_cleanup; (exit $rc_); _cleanup' EXIT
+trap 'rc_=$?; set +e; _user_cleanup; _cleanup $rc_' EXIT
 
 # The binaries must be reachable by ckuser; copy them when the build tree is not.
 UCK=$CKPTENV

@@ -11,7 +11,7 @@ for t in curl ssh ssh-keygen git; do command -v $t >/dev/null || skip "$t missin
 [ "$(id -u)" = 0 ] || skip "sshd as the test's own server needs root here"
 
 BG=()
-trap 'rc=$?; kill "${BG[@]}" 2>/dev/null; (exit $rc); _cleanup' EXIT
+trap 'rc=$?; set +e; kill "${BG[@]}" 2>/dev/null; _cleanup $rc' EXIT
 # A free port for servers that cannot report the one they got: bind 0, close, use it.
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

@@ -24,7 +24,7 @@ as_user() {
 		CKPTENV_HOME="$U/home" CKPTENV_NET_MAX_SESSIONS=2 "$CKPTENV" "$@" </dev/null
 }
 BG=()
-trap 'rc=$?; kill "${BG[@]}" 2>/dev/null; as_user rm --force nn >/dev/null 2>&1; (exit $rc); _cleanup' EXIT
+trap 'rc=$?; set +e; kill "${BG[@]}" 2>/dev/null; as_user rm --force nn >/dev/null 2>&1; _cleanup $rc' EXIT
 $PY "$U/npserver.py" > "$T/port" 2>/dev/null </dev/null &
 BG+=($!)
 poll_until 20 test -s "$T/port" || fail "test server did not start"

@@ -12,7 +12,7 @@ command -v ss >/dev/null || skip "ss (iproute2) missing"
 cp "$(dirname "$0")"/npserver.py "$(dirname "$0")"/npclient.py "$T/"
 
 BG=()
-trap 'rc=$?; kill "${BG[@]}" 2>/dev/null; (exit $rc); _cleanup' EXIT
+trap 'rc=$?; set +e; kill "${BG[@]}" 2>/dev/null; _cleanup $rc' EXIT
 $PY "$T/npserver.py" > "$T/port" 2>"$T/server.err" </dev/null &
 BG+=($!)
 poll_until 20 test -s "$T/port" || fail "test server did not start"

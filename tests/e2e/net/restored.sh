@@ -9,7 +9,7 @@ H=$CK_HELPERS/zdtm-connect
 [ -x $PY ] || skip "python3 missing"
 cp "$(dirname "$0")"/npserver.py "$T/"
 BG=()
-trap 'rc=$?; kill "${BG[@]}" 2>/dev/null; (exit $rc); _cleanup' EXIT
+trap 'rc=$?; set +e; kill "${BG[@]}" 2>/dev/null; _cleanup $rc' EXIT
 $PY "$T/npserver.py" > "$T/port" 2>/dev/null </dev/null &
 BG+=($!)
 poll_until 20 test -s "$T/port" || fail "test server did not start"

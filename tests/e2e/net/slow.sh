@@ -11,7 +11,7 @@ PY=/usr/bin/python3
 [ -x $PY ] || skip "python3 missing"
 cp "$(dirname "$0")"/npserver.py "$T/"
 BG=()
-trap 'rc=$?; kill "${BG[@]}" 2>/dev/null; (exit $rc); _cleanup' EXIT
+trap 'rc=$?; set +e; kill "${BG[@]}" 2>/dev/null; _cleanup $rc' EXIT
 $PY "$T/npserver.py" > "$T/port" 2>/dev/null </dev/null &
 BG+=($!)
 # The full listener: backlog 0, one connection queued and never accepted.

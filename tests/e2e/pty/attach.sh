@@ -9,7 +9,7 @@ source "$(dirname "$0")/../lib.sh"
 command -v tmux >/dev/null || skip "tmux missing"
 command -v less >/dev/null || skip "less missing"
 TM="tmux -L ck-e2e-$$ -f /dev/null"
-trap 'rc=$?; $TM kill-server 2>/dev/null || true; (exit $rc); _cleanup' EXIT
+trap 'rc=$?; set +e; $TM kill-server 2>/dev/null || true; _cleanup $rc' EXIT
 CK=$CKPTENV
 
 pane() { $TM capture-pane -p -t "$1"; }

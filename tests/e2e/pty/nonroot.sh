@@ -20,8 +20,8 @@ as_user() {
 }
 CK="$U/ckptenv"
 TM="as_user tmux -L ck-nr-$$ -f /dev/null"
-trap 'rc=$?; as_user "$CK" rm --force nr >/dev/null 2>&1 || true; $TM kill-server 2>/dev/null || true
-	tmux -L ck-nrr-$$ kill-server 2>/dev/null || true; (exit $rc); _cleanup' EXIT
+trap 'rc=$?; set +e; as_user "$CK" rm --force nr >/dev/null 2>&1 || true; $TM kill-server 2>/dev/null || true
+	tmux -L ck-nrr-$$ kill-server 2>/dev/null || true; _cleanup $rc' EXIT
 
 pane() { $TM capture-pane -p -t "$1"; }
 has() { pane "$1" | grep -q -- "$2"; }
