@@ -421,6 +421,7 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 		cli_error(cmd, name, "unexpected reply %u from the supervisor", m.type);
 		return 1;
 	}
+	cli_print_restore_report(cmd, name, &m);
 	if (o->detach) {
 		printf("%s\n", name);
 		return 0;

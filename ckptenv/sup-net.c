@@ -48,6 +48,8 @@ static unsigned max_sessions_from_env(struct sup *s)
 
 int sup_net_start(struct sup *s, int net_fd)
 {
+	if (s->np) /* a restore in place: the sessions the restored job got are here */
+		return netproxy_add_listener(s->np, net_fd);
 	struct netproxy_config cfg = {.max_sessions = max_sessions_from_env(s)};
 	int r = netproxy_new(&cfg, &s->np);
 	if (r < 0) {

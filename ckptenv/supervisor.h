@@ -7,6 +7,7 @@
 #include "ckptenv.h"
 #include "control.h"
 #include "launch.h"
+#include "netproxy/netproxy.h"
 
 #define SUP_MAX_CLIENTS 64
 
@@ -26,6 +27,7 @@ struct sup {
 	struct ptyproxy *pp;	      /* the job's stdio, once started */
 	struct netproxy *np;	      /* the job's TCP connections (sup-net.c), once started */
 	uint64_t np_refused_logged;   /* connects refused by the limit, already logged */
+	char net_report[2048];	      /* lines of the last restore's network (sup-ckpt-net.c) */
 	int job_stdio[3];	      /* pipe mode, until launched: the job's ends */
 	int sup_stdio[3];	      /* pipe mode, until handed to ptyproxy: ours */
 	bool started;
@@ -81,6 +83,7 @@ enum sup_ckpt_phase {
 	SUP_CKPT_PHASE_PTY,    /* input held, screen model caught up, pty.state written */
 	SUP_CKPT_PHASE_MEM,    /* restore_dump: registers, fds, memory into image/ */
 	SUP_CKPT_PHASE_COMMIT, /* directories, manifest, rename, fsyncs, LATEST */
+	SUP_CKPT_PHASE_NET,    /* proxied connections detached, unread bytes captured, saved */
 	SUP_CKPT_PHASES
 };
 
@@ -144,5 +147,32 @@ void sup_net_dispatch(struct sup *s);
 void sup_net_status(struct sup *s, int c);
 /** Reset every proxied connection and free the proxy. NULL-safe. */
 void sup_net_close(struct sup *s);
+
+/* sup-ckpt-net.c: the network half of a checkpoint and of a restore. */
+struct sup_net_cut_ent {
+	int fd, flags; /* the job's fd number and its open flags (O_NONBLOCK) */
+	struct netproxy_cut cut;
+	void *unread; /* bytes the job's socket had received but the job had not read */
+	size_t len;
+};
+struct sup_net_cut {
+	size_t n;
+	struct sup_net_cut_ent e[LAUNCH_HAND_MAX];
+};
+/** Job frozen: detach every proxied connection of process @pid, capturing what it had not
+ *  read, into @c. On failure everything is resumed and @err says what failed. */
+int sup_ckpt_net_detach(struct sup *s, pid_t pid, struct sup_net_cut *c, char *err,
+			size_t errlen);
+/** Write @c ("net.cut") and the session table into the checkpoint directory @dirfd. */
+int sup_ckpt_net_save(struct sup *s, const struct sup_net_cut *c, int dirfd);
+/** After the checkpoint: resume the sessions (or leave them detached when @stop); frees @c. */
+void sup_ckpt_net_finish(struct sup *s, struct sup_net_cut *c, bool stop);
+void sup_net_cut_free(struct sup_net_cut *c);
+/** Before the restore of checkpoint directory @rdir is launched: a socket for each proxied fd
+ *  of the checkpoint (re-attached session, or one that fails with ECONNRESET, reported in
+ *  s->net_report and the log), in @fds (owned by the caller) for fd numbers @targets
+ *  (LAUNCH_HAND_MAX each). Sessions the checkpoint lacks are closed and reported. */
+int sup_ckpt_net_restore(struct sup *s, int rdir, int *fds, int *targets, size_t *ret_n,
+			 char *err, size_t errlen);
 
 #endif

@@ -140,4 +140,35 @@ int netproxy_table_save(struct netproxy *np, int dirfd);
  *  checksum, lengths), -EPROTONOSUPPORT on an unknown version, -ENOENT, -errno. */
 int netproxy_table_load(int dirfd, struct netproxy_session_info **ret, size_t *ret_n);
 
+/* ---- the network half of a checkpoint (cut.c) ---- */
+
+/** Where a detached session stood at a checkpoint: enough to re-attach it to a restored job
+ *  later, or to tell that it cannot be. */
+struct netproxy_cut {
+	uint32_t id;
+	int family;
+	struct sockaddr_storage peer;
+	uint64_t up;	    /* bytes taken from the job (sent or queued upstream) */
+	uint64_t consumed;  /* down stream offset the job had read to */
+	uint64_t delivered; /* down stream offset its socket had received */
+	uint64_t unread_sum; /* ck_checksum of the delivered-but-unread bytes */
+};
+
+/** The cut of a session just detached with its job socket (netproxy_session_detach with a
+ *  socket). -ENOENT, -EINVAL (not detached, or nothing was captured). */
+int netproxy_session_cut(struct netproxy *np, uint32_t id, struct netproxy_cut *ret);
+/** Attach session cut->id to a new job-side socket (as netproxy_session_attach) so that it
+ *  reads on at cut->consumed: @unread are the bytes captured at that cut. The session may be
+ *  detached (the job stopped) or still attached to a job that is gone. -ENOENT (no such
+ *  session), -ECONNRESET (its upstream was reset), -ESTALE (the job sent bytes upstream after
+ *  the cut, which a replay could not check, or the bytes after the cut are no longer kept),
+ *  -EBUSY, -EINVAL, -errno. */
+int netproxy_session_reattach(struct netproxy *np, const struct netproxy_cut *cut,
+			      const void *unread, size_t len, int *ret_job_fd);
+/** Close session @id, resetting its upstream. -ENOENT. */
+int netproxy_session_drop(struct netproxy *np, uint32_t id);
+/** A connected TCP socket of @family (blocking, O_CLOEXEC) whose first recv or send fails with
+ *  ECONNRESET: what a restored job gets for a connection that is gone. Returns 0 or -errno. */
+int netproxy_reset_socket(int family, int *ret_fd);
+
 #endif
