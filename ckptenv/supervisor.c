@@ -383,8 +383,10 @@ static void handle_signals(struct sup *s)
 				WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 			s->job.init_pid = -1;
 			sup_log(s, "job ended with exit status %d", s->exit_code);
-			if (!sup_park_on_exit(s, status))
+			if (!sup_park_on_exit(s, status)) {
+				sup_net_job_ended(s); /* held connections end as they would have */
 				sup_stdio_job_exited(s, status);
+			}
 		}
 	}
 }

@@ -27,6 +27,7 @@ struct sup {
 	struct ptyproxy *pp;	      /* the job's stdio, once started */
 	struct netproxy *np;	      /* the job's TCP connections (sup-net.c), once started */
 	uint64_t np_refused_logged;   /* connects refused by the limit, already logged */
+	uint64_t np_mismatch_logged;  /* replays that differed, already logged */
 	char net_report[2048];	      /* lines of the last restore's network (sup-ckpt-net.c) */
 	int job_stdio[3];	      /* pipe mode, until launched: the job's ends */
 	int sup_stdio[3];	      /* pipe mode, until handed to ptyproxy: ours */
@@ -143,6 +144,9 @@ int sup_net_start(struct sup *s, int net_fd);
 /** Whether @fd is netproxy's (then call sup_net_dispatch). */
 bool sup_net_owns(const struct sup *s, int fd);
 void sup_net_dispatch(struct sup *s);
+/** The job ended for good (not parked): connections held since its sockets closed (a job
+ *  that might have been restored) end now as they would have (netproxy_release_held). */
+void sup_net_job_ended(struct sup *s);
 /** CONTROL_NET_STATUS from client socket @c: replies NET_STATUS_REPLY. */
 void sup_net_status(struct sup *s, int c);
 /** Reset every proxied connection and free the proxy. NULL-safe. */

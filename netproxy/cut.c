@@ -2,13 +2,20 @@
  * netproxy_cut), re-attaching a session at such a position to a restored job, and the socket
  * a restored job gets for a connection that could not be kept.
  *
- * A session can be re-attached at a cut when the upstream has seen nothing the restored job
- * will not send again: the bytes taken from the job since the cut are 0 (the job was stopped
- * at it, or sent nothing after it). The up direction is not retained after it is sent, so a
- * replay cannot be compared: such a session is reset rather than risk a stream with bytes
- * twice or missing. The down direction needs the bytes from the cut's delivered offset on,
- * which the down ring keeps (NP_KEEP behind what it wrote) while the job is detached, and for
- * a while after a resume. */
+ * From its first cut on, a session sends everything the job writes through the up ring, which
+ * keeps NP_RETAIN bytes behind what went upstream (ring offset + up_delta = stream offset). A
+ * re-attach at a cut the job has sent past compares what the restored job sends again with
+ * those bytes and drops them when equal; the first byte that differs resets the session
+ * (counted in replay_mismatch for the caller to report), so the peer never sees a stream with
+ * bytes twice or missing. Beyond the retained window the re-attach is refused (-ESTALE).
+ * The down direction needs the bytes from the cut's delivered offset on, which the down ring
+ * keeps (NP_KEEP behind what it wrote).
+ *
+ * A job killed after a checkpoint closes its sockets: the leg's EOF or reset would end the
+ * upstream before anyone knows the job died. So a session with a cut holds it instead (leg no
+ * longer served, upstream kept and read into the bounded ring) and the caller, who knows
+ * whether the job's process is exiting, releases it (netproxy_release_held) when it is not,
+ * or re-attaches it in a restore. */
 #include "netproxy/netproxy-internal.h"
 
 #include <poll.h>
@@ -25,6 +32,15 @@ int netproxy_session_cut(struct netproxy *np, uint32_t id, struct netproxy_cut *
 		return -ENOENT;
 	if (!s->detached || !s->captured)
 		return -EINVAL;
+	if (!s->retain) {
+		size_t cap = CK_MAX(s->up.cap, (size_t)NP_RETAIN + s->np->cfg.buf_size);
+		int r = np_ring_grow(&s->up, cap);
+		if (r < 0)
+			return r;
+		s->up.keep = NP_RETAIN;
+		s->retain = true;
+	}
+	s->up_delta = taken_up(s) - s->up.hi;
 	*ret = (struct netproxy_cut){.id = id,
 				     .family = s->family,
 				     .peer = s->peer,
@@ -47,8 +63,11 @@ int netproxy_session_reattach(struct netproxy *np, const struct netproxy_cut *cu
 		return -EBUSY;
 	if (s->peer_reset || s->us.fd < 0)
 		return -ECONNRESET;
-	if (taken_up(s) != cut->up)
-		return -ESTALE; /* the job sent bytes after the cut: a replay cannot be checked */
+	uint64_t taken = taken_up(s);
+	if (taken < cut->up)
+		return -EINVAL;
+	if (taken > cut->up && (!s->retain || cut->up < s->up.lo + s->up_delta))
+		return -ESTALE; /* what the job sent after the cut is no longer kept */
 	if (len != cut->delivered - cut->consumed || cut->delivered < s->down.lo ||
 	    cut->delivered > s->down.hi)
 		return -ESTALE; /* the bytes after the cut are no longer kept */
@@ -57,11 +76,63 @@ int netproxy_session_reattach(struct netproxy *np, const struct netproxy_cut *cu
 		s->detached = true;
 		np_relay_pump(s);
 	}
+	if (s->held) {
+		s->held = false;
+		np->nheld--;
+	}
+	s->replay_pos = cut->up;
+	s->replay_end = taken;
 	s->delivered = cut->delivered;
 	s->consumed = cut->consumed;
 	s->unread_sum = cut->unread_sum;
 	s->captured = true;
 	return netproxy_session_attach(np, cut->id, unread, len, ret_job_fd);
+}
+
+ssize_t np_cut_replay_fill(struct np_session *s)
+{
+	uint8_t got[16384], want[sizeof(got)];
+	size_t n = (size_t)CK_MIN((uint64_t)sizeof(got), s->replay_end - s->replay_pos);
+	ssize_t k = recv(s->ps.fd, got, n, MSG_DONTWAIT);
+	if (k <= 0)
+		return k < 0 ? -errno : 0;
+	np_ring_copy_out(&s->up, s->replay_pos - s->up_delta, want, (size_t)k);
+	if (memcmp(got, want, (size_t)k)) {
+		s->np->nreplay_mismatch++;
+		s->replay_end = s->replay_pos;
+		return -EPROTO; /* fatal: the session is reset, the peer sees no foreign byte */
+	}
+	s->replay_pos += (uint64_t)k;
+	return k;
+}
+
+bool np_cut_hold_leg(struct np_session *s, int err)
+{
+	if (!s->retain || s->held || err == EPROTO) /* EPROTO: a replay that differs */
+		return false;
+	s->held = true;
+	s->held_err = err;
+	s->detached = true;
+	s->np->nheld++;
+	return true;
+}
+
+void netproxy_release_held(struct netproxy *np)
+{
+	for (struct np_session *s = np->sessions, *next; s; s = next) {
+		next = s->next;
+		if (!s->held)
+			continue;
+		s->held = false;
+		np->nheld--;
+		s->detached = false;
+		if (s->held_err) {
+			np_session_destroy(s, true); /* the reset the leg had */
+			continue;
+		}
+		s->job_eof = true;
+		np_relay_pump(s);
+	}
 }
 
 int netproxy_session_drop(struct netproxy *np, uint32_t id)

@@ -94,6 +94,9 @@ struct netproxy_counters {
 	unsigned max_sessions;	/* the configured limit */
 	uint64_t connects;	/* TCP connects proxied (sessions made), ever */
 	uint64_t refused_limit; /* connects refused with EAGAIN because of the limit, ever */
+	uint64_t replay_mismatch; /* re-attached sessions reset because the restored job sent
+				     other bytes than went upstream before (cut.c), ever */
+	unsigned held;		  /* sessions held after their job-side socket ended (cut.c) */
 };
 
 /** Counters for logs and status. Never fails. */
@@ -159,12 +162,19 @@ struct netproxy_cut {
 int netproxy_session_cut(struct netproxy *np, uint32_t id, struct netproxy_cut *ret);
 /** Attach session cut->id to a new job-side socket (as netproxy_session_attach) so that it
  *  reads on at cut->consumed: @unread are the bytes captured at that cut. The session may be
- *  detached (the job stopped) or still attached to a job that is gone. -ENOENT (no such
- *  session), -ECONNRESET (its upstream was reset), -ESTALE (the job sent bytes upstream after
- *  the cut, which a replay could not check, or the bytes after the cut are no longer kept),
- *  -EBUSY, -EINVAL, -errno. */
+ *  detached (the job stopped), held, or still attached to a job that is gone. What the new
+ *  socket sends first is compared with what the old job sent after the cut and dropped when
+ *  equal; at the first byte that differs the session is reset (counters.replay_mismatch).
+ *  -ENOENT (no such session), -ECONNRESET (its upstream was reset), -ESTALE (what the job
+ *  sent, or received, after the cut is no longer kept: NP_RETAIN up, NP_KEEP down), -EBUSY,
+ *  -EINVAL, -errno. */
 int netproxy_session_reattach(struct netproxy *np, const struct netproxy_cut *cut,
 			      const void *unread, size_t len, int *ret_job_fd);
+/** Sessions with a cut whose job-side socket ended (EOF or reset) are held, not passed on
+ *  upstream (counters.held): the job may have died, to be restored. When the job's process
+ *  is not exiting (it closed the socket itself), or ended for good, release them: the EOF or
+ *  reset goes upstream as it would have. */
+void netproxy_release_held(struct netproxy *np);
 /** Close session @id, resetting its upstream. -ENOENT. */
 int netproxy_session_drop(struct netproxy *np, uint32_t id);
 /** A connected TCP socket of @family (blocking, O_CLOEXEC) whose first recv or send fails with

@@ -3,9 +3,8 @@
 # server and reads the server's (zdtm-netseq, netseq-server.py; both check every byte).
 #  1. checkpoint --stop mid-stream, restore in place (the supervisor kept the connection): both
 #     streams complete, no byte lost or repeated, checked at both ends.
-#  2. the job checkpointed (and resumed) mid-stream, then killed: the session carried bytes after
-#     the checkpoint, so the restore resets it and says so; the job sees ECONNRESET, the server
-#     saw an exact prefix, never a corrupted stream.
+#  2. the job checkpointed (and resumed) mid-stream, then killed a MiB later: restored in place,
+#     both streams complete exactly (the replay of what it sent since is compared and dropped).
 #  3. checkpoint --stop, then the supervisor dies (a reboot): `ckptenv restore` reports the
 #     connection, the restored job gets ECONNRESET on first use.
 . "$(dirname "$0")/../lib.sh"
@@ -40,7 +39,9 @@ jlog a | grep -q "^netseq OK sent $TOTAL recv $TOTAL" || fail "a: job side: $(jl
 poll_until 20 test -s a.res || fail "a: the server has no verdict"
 expect_eq "a: server side" "OK recv $TOTAL" "$(cat a.res)"
 
-# 2. checkpointed and resumed, then killed: reset and reported, never corrupted.
+# 2. checkpointed and resumed, then killed (as by the OOM killer) well after: the supervisor held
+#    the connection when the job's socket closed, the restored job re-reads what it had read
+#    since, and what it sends again is compared with what went up and dropped: exact again.
 start_server b
 "$CKPTENV" run --name b --detach --checkpoint-every 1h -- "$HELPER" "$(cat b.port)" "$TOTAL" </dev/null >/dev/null
 poll_until 30 recv_at_least b $((1 << 20)) || fail "b: no progress: $(jlog b | tail -3)"
@@ -48,13 +49,14 @@ poll_until 30 recv_at_least b $((1 << 20)) || fail "b: no progress: $(jlog b | t
 poll_until 30 recv_at_least b $((2 << 20)) || fail "b: no progress after the checkpoint"
 kill -9 "$(cmd_pid b)"
 poll_until 10 state_is b stopped || fail "b: crashed job not kept: $("$CKPTENV" status b)"
+[ -e b.res ] && fail "b: the server's connection ended with the job: $(cat b.res)"
 "$CKPTENV" restore b --detach >/dev/null 2>err.txt || fail "b: restore: $(cat err.txt)"
-grep -q "ckptenv restore: b: connection to 127.0.0.1:$(cat b.port) (fd [0-9]*) reset: " err.txt ||
-	fail "b: reset not reported: $(cat err.txt)"
-poll_until 30 sh -c "'$CKPTENV' log b | grep -aq '^netseq \(OK\|BAD\|ECONN\|ERROR\)'" || fail "b: no end"
-jlog b | grep -q '^netseq ECONNRESET' || fail "b: job side: $(jlog b | grep -a '^netseq' | tail -2)"
+[ -s err.txt ] && fail "b: the restore reported: $(cat err.txt)"
+poll_until 60 sh -c "'$CKPTENV' log b | grep -aq '^netseq \(OK\|BAD\|ECONN\|ERROR\)'" ||
+	fail "b: the restored job did not finish: $(jlog b | tail -3)"
+jlog b | grep -q "^netseq OK sent $TOTAL recv $TOTAL" || fail "b: job side: $(jlog b | grep -a '^netseq' | tail -2)"
 poll_until 20 test -s b.res || fail "b: the server has no verdict"
-grep -Eq '^(RESET|SHORT) recv [0-9]+$' b.res || fail "b: server side: $(cat b.res)"
+expect_eq "b: server side" "OK recv $TOTAL" "$(cat b.res)"
 
 # 3. the supervisor dies after --stop: reported, ECONNRESET.
 start_server c
@@ -72,4 +74,4 @@ grep -q "ckptenv restore: c: connection to 127.0.0.1:$(cat c.port) (fd [0-9]*) r
 	fail "c: not reported: $(cat err.txt)"
 poll_until 30 sh -c "'$CKPTENV' log c | grep -aq '^netseq \(OK\|BAD\|ECONN\|ERROR\)'" || fail "c: no end"
 jlog c | grep -q '^netseq ECONNRESET' || fail "c: job side: $(jlog c | grep -a '^netseq' | tail -2)"
-pass "restore in place keeps a live stream exact; a killed job's or a lost supervisor's connection is reset and reported"
+pass "restore in place keeps a live stream exact (after --stop and after a kill); a lost supervisor's connection is reported and reset"

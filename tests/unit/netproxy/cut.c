@@ -1,5 +1,6 @@
 /* The network half of a checkpoint (cut.c): a session re-attached at a cut reads on exactly
- * there; one that sent bytes upstream after the cut is refused (-ESTALE) rather than replayed;
+ * there;
+ * what the restored job sends again is dropped when equal and resets the session when not;
  * the socket a restored job gets for a lost connection fails with ECONNRESET on first use. */
 #include "np-test.h"
 
@@ -96,20 +97,11 @@ START_TEST(test_reattach_and_stale)
 	ck_assert_int_eq(netproxy_session_resume(f.np, id), 0);
 	pthread_mutex_unlock(&f.mu);
 
-	/* The job goes on and sends more: a restore at the cut could not match a replay. */
+	/* The job goes on: it sends "def" after the cut, and "z" arrives for it. */
 	sh->step = 2;
 	wait_done(sh, 2);
 	read_exact(c, "def");
 	ck_assert_int_eq(write(c, "z", 1), 1);
-	int nfd = -1;
-	pthread_mutex_lock(&f.mu);
-	ck_assert_int_eq(netproxy_session_reattach(f.np, &cut, unread, ulen, &nfd), -ESTALE);
-	pthread_mutex_unlock(&f.mu);
-
-	/* A new cut with the job frozen in place (it only waits): re-attached, the new socket
-	 * reads on at the job's position, "xy" then "z"; what it writes goes upstream. */
-	free(unread);
-	unread = NULL;
 	for (int i = 0; i < 5000; i++) {
 		int q = 0;
 		ioctl(dup, FIONREAD, &q);
@@ -117,21 +109,51 @@ START_TEST(test_reattach_and_stale)
 			break;
 		usleep(1000);
 	}
+
+	/* A restore at the cut (the old job left alone, as if dead): the new socket reads on at
+	 * the cut ("xy", then "z"); the "def" it sends again is dropped, "gh" goes up. */
+	int nfd = -1;
 	pthread_mutex_lock(&f.mu);
-	ck_assert_int_eq(netproxy_session_detach(f.np, id, dup, &unread, &ulen), 0);
-	ck_assert_uint_eq(ulen, 3);
-	ck_assert_int_eq(netproxy_session_cut(f.np, id, &cut), 0);
-	ck_assert_uint_eq(cut.up, 6);
 	struct netproxy_cut other = cut;
 	other.id += 1000;
 	ck_assert_int_eq(netproxy_session_reattach(f.np, &other, unread, ulen, &nfd), -ENOENT);
 	ck_assert_int_eq(netproxy_session_reattach(f.np, &cut, unread, ulen, &nfd), 0);
 	pthread_mutex_unlock(&f.mu);
 	read_exact(nfd, "xyz");
+	ck_assert_int_eq(write(nfd, "def", 3), 3);
 	ck_assert_int_eq(write(nfd, "gh", 2), 2);
 	read_exact(c, "gh");
 	ck_assert_int_eq(write(c, "!", 1), 1);
 	read_exact(nfd, "!");
+
+	/* Another cut on the new socket; it sends "ij" after it; a restore that sends "iX"
+	 * instead resets the session: the peer gets "ij" once and no foreign byte. */
+	free(unread);
+	unread = NULL;
+	pthread_mutex_lock(&f.mu);
+	ck_assert_int_eq(netproxy_session_detach(f.np, id, nfd, &unread, &ulen), 0);
+	ck_assert_uint_eq(ulen, 0);
+	ck_assert_int_eq(netproxy_session_cut(f.np, id, &cut), 0);
+	ck_assert_uint_eq(cut.up, 8);
+	ck_assert_int_eq(netproxy_session_resume(f.np, id), 0);
+	pthread_mutex_unlock(&f.mu);
+	ck_assert_int_eq(write(nfd, "ij", 2), 2);
+	read_exact(c, "ij");
+	int nfd2 = -1;
+	pthread_mutex_lock(&f.mu);
+	ck_assert_int_eq(netproxy_session_reattach(f.np, &cut, unread, ulen, &nfd2), 0);
+	pthread_mutex_unlock(&f.mu);
+	ck_assert_int_eq(write(nfd2, "iX", 2), 2);
+	char b;
+	errno = 0;
+	ssize_t k = read(c, &b, 1);
+	ck_assert(k == 0 || (k < 0 && errno == ECONNRESET));
+	struct netproxy_counters cn;
+	pthread_mutex_lock(&f.mu);
+	netproxy_counters_get(f.np, &cn);
+	pthread_mutex_unlock(&f.mu);
+	ck_assert_uint_eq(cn.replay_mismatch, 1);
+	close(nfd2);
 
 	sh->step = 3;
 	ck_assert_int_eq(fx_wait(pid), 0);
