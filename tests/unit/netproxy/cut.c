@@ -12,6 +12,7 @@ struct shared {
 	volatile int step; /* the test moves it on; the job waits for it */
 	volatile int done; /* the job's last finished step */
 	int fd;
+	struct sockaddr_storage addr; /* the server's */
 };
 
 static void wait_step(struct shared *sh, int want)
@@ -23,8 +24,7 @@ static void wait_step(struct shared *sh, int want)
 static int job_cut(void *arg)
 {
 	struct shared *sh = arg;
-	const struct sockaddr_storage *a = (const void *)(sh + 1);
-	int fd = j_connect(a, 0);
+	int fd = j_connect(&sh->addr, 0);
 	J_CHECK(fd >= 0, 1);
 	sh->fd = fd;
 	J_CHECK(write(fd, "abc", 3) == 3, 2);
@@ -62,8 +62,7 @@ START_TEST(test_reattach_and_stale)
 	struct shared *sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
 				 -1, 0);
 	ck_assert_ptr_ne(sh, MAP_FAILED);
-	struct sockaddr_storage *a = (void *)(sh + 1);
-	int l = t_listen(AF_INET, SOCK_STREAM, true, a);
+	int l = t_listen(AF_INET, SOCK_STREAM, true, &sh->addr);
 	pid_t pid = fx_job(&f, job_cut, sh, 0);
 	int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
 	ck_assert_int_ge(c, 0);
