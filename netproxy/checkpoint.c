@@ -106,6 +106,8 @@ int netproxy_session_detach(struct netproxy *np, uint32_t id, int job_sock, void
 		return -ENOENT;
 	if (s->connecting || s->answer_pending || s->detached || s->ps.fd < 0)
 		return -EBUSY;
+	if (s->replay_pos < s->replay_end)
+		return -EAGAIN; /* a restored job has not sent again all it had sent (cut.c) */
 	_cleanup_free_ uint8_t *unread = NULL;
 	s->detached = true;
 	np_relay_pump(s); /* only updates the events: the leg is no longer served */

@@ -120,7 +120,8 @@ int netproxy_session_find(struct netproxy *np, int job_sock, uint32_t *ret_id);
  *  and returns a copy of those bytes in *ret_unread (malloc'd, may be NULL when *ret_len is 0)
  *  for the checkpoint image. Until resume or attach, the upstream is still read into a bounded
  *  buffer (reading stops when it is full). -ENOENT (no such session), -EBUSY (connecting or
- *  already detached), -ETIMEDOUT (the job's socket would not drain), -ENOBUFS (more unsent data
+ *  already detached), -EAGAIN (re-attached by a restore whose job has not yet sent again what
+ *  the old one had sent after the cut: try later), -ETIMEDOUT (the job's socket would not drain), -ENOBUFS (more unsent data
  *  than the bound), -errno. */
 int netproxy_session_detach(struct netproxy *np, uint32_t id, int job_sock, void **ret_unread,
 			    size_t *ret_len);
