@@ -66,6 +66,10 @@ static int drain_job(struct np_session *s, int job_sock)
 			return 0;
 		if (ck_now_ns() > deadline)
 			return -ETIMEDOUT;
+		/* SIOCOUTQ counts bytes not yet acknowledged: everything may be read already
+		 * while our delayed ACK (40 ms) keeps it nonzero. Push the ACK now. */
+		int one = 1;
+		(void)setsockopt(s->ps.fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
 		struct pollfd p = {.fd = s->ps.fd, .events = POLLIN};
 		(void)poll(&p, 1, 10);
 	}
