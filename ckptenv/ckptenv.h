@@ -129,6 +129,10 @@ void cli_attach_print_clients(int job_fd);
 
 /** Human-readable byte count ("12.3 MiB") into @buf. */
 const char *cli_bytes(uint64_t n, char *buf, size_t len);
+/** Print, one per line on stderr, what a STARTED reply @m of a restore reports (connections
+ *  that could not be kept; cli-net.c). */
+struct control_msg;
+void cli_print_restore_report(const char *cmd, const char *name, const struct control_msg *m);
 /** Print the proxied connections of the running job in @job_fd (cli-net.c). -errno when its
  *  supervisor cannot say. */
 int cli_status_net(int job_fd);

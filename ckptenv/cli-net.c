@@ -79,3 +79,22 @@ int cli_status_net(int job_fd)
 		printf("  ... and %u more\n", n - listed);
 	return 0;
 }
+
+void cli_print_restore_report(const char *cmd, const char *name, const struct control_msg *m)
+{
+	if (m->len <= 4)
+		return;
+	const char *p = (const char *)m->payload + 4, *end = (const char *)m->payload + m->len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		char line[512];
+		l = CK_MIN(l, sizeof(line) - 1);
+		for (size_t i = 0; i < l; i++) /* never print control bytes from a socket */
+			line[i] = (unsigned char)p[i] < 0x20 ? '?' : p[i];
+		line[l] = 0;
+		if (l)
+			fprintf(stderr, "ckptenv %s: %s: %s\n", cmd, name, line);
+		p += l + 1;
+	}
+}

@@ -227,12 +227,13 @@ int cmd_checkpoint(int argc, char **argv)
 		if (m.len >= 72) /* where the frozen time went */
 			fprintf(stderr,
 				"ckptenv: job %s: frozen: freeze %.1f ms, vfs %.1f ms, pty %.1f ms, "
-				"memory %.1f ms, commit %.1f ms\n",
+				"memory %.1f ms, commit %.1f ms, net %.1f ms\n",
 				name, (double)ck_get_le64(m.payload + 32) / 1e6,
 				(double)ck_get_le64(m.payload + 40) / 1e6,
 				(double)ck_get_le64(m.payload + 48) / 1e6,
 				(double)ck_get_le64(m.payload + 56) / 1e6,
-				(double)ck_get_le64(m.payload + 64) / 1e6);
+				(double)ck_get_le64(m.payload + 64) / 1e6,
+				m.len >= 80 ? (double)ck_get_le64(m.payload + 72) / 1e6 : 0.0);
 		code = 0;
 		/* --stop: wait until the job is gone and its supervisor waits for a restore, so
 		 * one may follow at once. */
@@ -358,10 +359,9 @@ static int restore_in_place(struct cli_job *j, const char *name, uint64_t id, bo
 		cli_error("restore", name, "%s", err);
 		return 1;
 	}
+	cli_print_restore_report("restore", name, &m);
 	/* As after a new supervisor's start: follow the restorer until the process is rebuilt. */
-	uint32_t init_pid;
-	if (started && control_parse_u32(&m, &init_pid) == 0 &&
-	    (r = started((pid_t)init_pid, data)) != 0)
+	if (started && m.len >= 4 && (r = started((pid_t)ck_get_le32(m.payload), data)) != 0)
 		return r;
 	if (detach) {
 		printf("%s\n", name);

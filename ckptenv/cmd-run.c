@@ -431,9 +431,10 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 		cli_error(cmd, name, "unexpected reply %u from the supervisor", m.type);
 		return 1;
 	}
-	uint32_t init_pid;
-	if (o->started && control_parse_u32(&m, &init_pid) == 0 &&
-	    (r = o->started((pid_t)init_pid, o->started_data)) != 0)
+	cli_print_restore_report(cmd, name, &m);
+	/* le32 init pid, then the restore's report lines (cli_print_restore_report). */
+	if (o->started && m.len >= 4 &&
+	    (r = o->started((pid_t)ck_get_le32(m.payload), o->started_data)) != 0)
 		return r;
 	if (o->detach) {
 		printf("%s\n", name);

@@ -152,7 +152,7 @@ static int open_tmp_files(int dirfd, const char *id, struct restore_fd_map *maps
 /* The restore variant of run_command: the job's stdio as it is (a terminal job gets its session
  * and controlling terminal first), then become the checkpointed process. */
 __attribute__((noreturn)) static void restore_command(const struct launch_args *a, int dirfd,
-						      int slave)
+						      int slave, const int *hand)
 {
 	sigset_t none;
 	sigemptyset(&none);
@@ -167,9 +167,14 @@ __attribute__((noreturn)) static void restore_command(const struct launch_args *
 		_exit(127);
 	}
 	struct restore_err err = {0};
-	struct restore_fd_map maps[64];
+	struct restore_fd_map maps[64 + LAUNCH_HAND_MAX];
 	size_t nmaps = 0;
-	r = open_tmp_files(dirfd, a->restore_id, maps, CK_ARRAY_SIZE(maps), &nmaps, &err);
+	/* The job's proxied connections, made by the supervisor (sup-ckpt-net.c). */
+	for (size_t i = 0; i < a->nhand; i++)
+		maps[nmaps++] = (struct restore_fd_map){.target = a->hand_targets[i], .fd = hand[i]};
+	size_t ntmp = 0;
+	r = open_tmp_files(dirfd, a->restore_id, maps + nmaps, 64, &ntmp, &err);
+	nmaps += ntmp;
 	/* `ckptenv restore` verified every checksum of the image just before starting us (and
 	 * left it in the page cache): a second pass would double the restore's reading. */
 	struct restore_process_opts o = {
@@ -309,8 +314,11 @@ void init_main(int sock, const struct launch_args *a, int restore_dirfd)
 		fail(sock, errno, "cannot mount /proc for the job: %m");
 
 	/* Wait until the supervisor serves /tmp (or gives up on us: EOF). */
-	char go;
-	if (ck_read_full(sock, &go, 1) != 1 || go != 'G')
+	char go = 0;
+	int hand[LAUNCH_HAND_MAX];
+	size_t nhand = 0;
+	if (ck_recv_fds(sock, &go, 1, hand, LAUNCH_HAND_MAX, &nhand) != 1 || go != 'G' ||
+	    nhand != a->nhand)
 		_exit(1);
 	close(sock);
 
@@ -322,7 +330,9 @@ void init_main(int sock, const struct launch_args *a, int restore_dirfd)
 		_exit(127);
 	}
 	if (cmd == 0 && a->restore_id)
-		restore_command(a, restore_dirfd, slave);
+		restore_command(a, restore_dirfd, slave, hand);
+	for (size_t i = 0; i < nhand; i++)
+		close(hand[i]); /* the restored job's copies alone keep them */
 	if (cmd == 0)
 		run_command(spec, slave);
 	if (restore_dirfd >= 0)

@@ -96,6 +96,9 @@ void launch_abort(struct launch_job *j)
 	if (j->sock >= 0)
 		close(j->sock);
 	j->sock = -1;
+	for (size_t i = 0; i < j->nhand; i++)
+		close(j->hand[i]);
+	j->nhand = 0;
 }
 
 /* Wait for the init's report: 'F' with the fuse fd, the netproxy listener (and the pty master
@@ -134,6 +137,10 @@ int launch_job(const struct launch_args *a, struct launch_job *ret, int *ret_fus
 	       int *ret_pty_fd, char *err, size_t errlen)
 {
 	int sp[2], rel[2];
+	if (a->nhand > LAUNCH_HAND_MAX) {
+		snprintf(err, errlen, "more than %d connections to hand to the job", LAUNCH_HAND_MAX);
+		return -EMFILE;
+	}
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
 		snprintf(err, errlen, "socketpair: %m");
 		return -errno;
@@ -181,13 +188,18 @@ int launch_job(const struct launch_args *a, struct launch_job *ret, int *ret_fus
 		launch_abort(&j);
 		return r;
 	}
+	for (size_t i = 0; i < a->nhand; i++)
+		j.hand[j.nhand++] = a->hand_fds[i];
 	*ret = j;
 	return 0;
 }
 
 int launch_go(struct launch_job *j)
 {
-	int r = ck_write_full(j->sock, "G", 1);
+	int r = ck_send_fds(j->sock, "G", 1, j->hand, j->nhand);
+	for (size_t i = 0; i < j->nhand; i++)
+		close(j->hand[i]);
+	j->nhand = 0;
 	close(j->sock);
 	j->sock = -1;
 	return r;

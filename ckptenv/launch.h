@@ -33,12 +33,20 @@ struct launch_args {
 	pid_t restore_pid;
 	const char *const *allow_changed; /* restore_process_opts.allow_paths */
 	size_t nallow_changed;
+	/* Sockets handed to a restore (the job's proxied connections): hand_fds[i] (ours; the
+	 * job's once launch_job succeeds, sent to the init by launch_go) becomes fd hand_targets[i]. */
+	const int *hand_fds, *hand_targets;
+	size_t nhand;
 };
+
+#define LAUNCH_HAND_MAX 64
 
 struct launch_job {
 	pid_t init_pid; /* host pid of the job's pid 1; our child (reap it with waitpid) */
 	int sock;	/* our end of the init's socketpair; -1 after launch_go */
 	int net_fd;	/* listener of the job's seccomp filter (netproxy): the caller takes it */
+	int hand[LAUNCH_HAND_MAX]; /* launch_args.hand_fds, until launch_go sends them */
+	size_t nhand;
 };
 
 /** Start the job's init. On success *ret holds the init and *ret_fuse_fd the mounted /dev/fuse
@@ -52,7 +60,7 @@ struct launch_job {
 int launch_job(const struct launch_args *a, struct launch_job *ret, int *ret_fuse_fd,
 	       int *ret_pty_fd, char *err, size_t errlen);
 
-/** Let the init run the command. */
+/** Let the init run the command (and send it the handed sockets, then closed). */
 int launch_go(struct launch_job *j);
 
 /** Kill (SIGKILL) and reap an init that never got launch_go; closes the socket. */

@@ -131,6 +131,7 @@ struct ckpt_run {
 	char tmp[40], name[24];
 	int ckdir, tmpfd;
 	struct vfs_commit *vc;
+	struct sup_net_cut *net;
 	struct ckpt_manifest man;
 	uint64_t *phase; /* SUP_CKPT_PHASE_* ns, accumulated */
 };
@@ -222,6 +223,11 @@ static int dump_all(struct sup *s, struct ckpt_live *l, struct ckpt_run *k, char
 			snprintf(err, errlen, "%s", rerr.msg[0] ? rerr.msg : strerror(-r));
 		return r;
 	}
+	if ((r = sup_ckpt_net_save(s, k->net, k->tmpfd)) < 0) {
+		write_error(s, r, "cannot save the job's connections", err, errlen);
+		return r;
+	}
+	lap(k, SUP_CKPT_PHASE_NET, &t0);
 	k->man = (struct ckpt_manifest){.id = k->id,
 					.epoch = vfs_commit_epoch(k->vc),
 					.created = time(NULL),
@@ -342,7 +348,12 @@ int sup_ckpt_take(struct sup *s, uint32_t flags, int client, struct sup_ckpt_res
 				 rerr.msg[0] ? rerr.msg : strerror(-r));
 		return r;
 	}
-	struct ckpt_run k = {.ckdir = -1, .tmpfd = -1, .phase = res.phase_ns};
+	/* The network first: the proxy stops delivering before anything else is recorded. */
+	static struct sup_net_cut net; /* large; one checkpoint at a time */
+	struct ckpt_run k = {.ckdir = -1, .tmpfd = -1, .phase = res.phase_ns, .net = &net};
+	t0 = ck_now_ns();
+	r = sup_ckpt_net_detach(s, restore_freeze_pid(f), &net, err, errlen);
+	res.phase_ns[SUP_CKPT_PHASE_NET] += ck_now_ns() - t0;
 	t0 = ck_now_ns();
 	if (s->pp) {
 		ptyproxy_hold_input(s->pp, true);
@@ -354,13 +365,17 @@ int sup_ckpt_take(struct sup *s, uint32_t flags, int client, struct sup_ckpt_res
 			      .client = client,
 			      .stop = flags & CONTROL_CKPT_STOP,
 			      .expected = expected};
-	r = dump_all(s, &l, &k, err, errlen);
+	if (r == 0)
+		r = dump_all(s, &l, &k, err, errlen);
 	uint64_t frozen = l.f ? restore_freeze_elapsed_ns(l.f) : l.frozen_ns;
 	if (k.vc)
 		vfs_epoch_abort(s->v, k.vc);
 	if (r < 0 && k.tmp[0] && k.ckdir >= 0)
 		(void)ck_rm_rf_at(k.ckdir, k.tmp);
 	bool stop = r == 0 && (flags & CONTROL_CKPT_STOP);
+	t0 = ck_now_ns();
+	sup_ckpt_net_finish(s, &net, stop); /* --stop: kept detached for the restore */
+	res.phase_ns[SUP_CKPT_PHASE_NET] += ck_now_ns() - t0;
 	if (stop) {
 		restore_freeze_leave_stopped(TAKE_PTR(l.f));
 		kill(s->job.init_pid, SIGKILL);
@@ -388,9 +403,11 @@ int sup_ckpt_take(struct sup *s, uint32_t flags, int client, struct sup_ckpt_res
 		(unsigned long long)vs.bytes, (double)vs.meta_write_ns / 1e6,
 		(double)vs.refs_write_ns / 1e6);
 	sup_log(s,
-		"checkpoint %s: frozen %.1f ms (freeze %.1f, vfs %.1f, pty %.1f, memory %.1f, "
-		"commit %.1f; /tmp pre-commit before the freeze %.1f), %llu bytes, epoch %llu%s",
+		"checkpoint %s: frozen %.1f ms (freeze %.1f, net %.1f, vfs %.1f, pty %.1f, memory "
+		"%.1f, commit %.1f; /tmp pre-commit before the freeze %.1f), %llu bytes, epoch "
+		"%llu%s",
 		k.name, (double)frozen / 1e6, (double)res.phase_ns[SUP_CKPT_PHASE_FREEZE] / 1e6,
+		(double)res.phase_ns[SUP_CKPT_PHASE_NET] / 1e6,
 		(double)res.phase_ns[SUP_CKPT_PHASE_VFS] / 1e6,
 		(double)res.phase_ns[SUP_CKPT_PHASE_PTY] / 1e6,
 		(double)res.phase_ns[SUP_CKPT_PHASE_MEM] / 1e6,

@@ -12,6 +12,7 @@
 #include "common/ck.h"
 #include "netproxy/netproxy.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -45,6 +46,8 @@ static unsigned max_sessions_from_env(struct sup *s)
 
 int sup_net_start(struct sup *s, int net_fd)
 {
+	if (s->np) /* a restore in place: the sessions the restored job got are here */
+		return netproxy_add_listener(s->np, net_fd);
 	struct netproxy_config cfg = {.max_sessions = max_sessions_from_env(s)};
 	int r = netproxy_new(&cfg, &s->np);
 	if (r < 0) {
@@ -88,11 +91,55 @@ static void log_refused(struct sup *s, bool force)
 	}
 }
 
+/* Whether the job's command process is exiting or gone (PF_EXITING in /proc/PID/stat's
+ * flags): then a job-side socket that just ended was closed by its death, not by the job. */
+static bool job_exiting(struct sup *s)
+{
+	if (!s->started || s->job_ended || s->parked || s->job.init_pid <= 0)
+		return true;
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)s->job.init_pid,
+		 (int)s->job.init_pid);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : ck_read_full(fd, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return true;
+	buf[n] = 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", atoi(buf));
+	_cleanup_close_ int sf = open(path, O_RDONLY | O_CLOEXEC);
+	n = sf < 0 ? -1 : ck_read_full(sf, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return true;
+	buf[n] = 0;
+	const char *p = strrchr(buf, ')'); /* comm may hold spaces: fields after it */
+	unsigned long flags = 0;
+	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
+		return true;
+	return (flags & 0x4) != 0; /* PF_EXITING */
+}
+
+void sup_net_job_ended(struct sup *s)
+{
+	if (s->np)
+		netproxy_release_held(s->np);
+}
+
 void sup_net_dispatch(struct sup *s)
 {
 	int r = netproxy_dispatch(s->np);
 	if (r < 0)
 		sup_log(s, "network proxy: %s", strerror(-r));
+	struct netproxy_counters c;
+	netproxy_counters_get(s->np, &c);
+	if (c.held && !job_exiting(s))
+		netproxy_release_held(s->np);
+	if (c.replay_mismatch > s->np_mismatch_logged) {
+		sup_log(s, "restore: %llu connection(s) reset: the restored job sent other bytes "
+			   "than its previous run had sent after the checkpoint; the peer got none "
+			   "of them",
+			(unsigned long long)(c.replay_mismatch - s->np_mismatch_logged));
+		s->np_mismatch_logged = c.replay_mismatch;
+	}
 	log_refused(s, false);
 }
 

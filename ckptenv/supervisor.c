@@ -136,6 +136,14 @@ void sup_job_start(struct sup *s, int c)
 		la.allow_changed = s->nallow ? (const char *const *)s->allow : s->a->allow_changed;
 		la.nallow_changed = s->nallow ? s->nallow : s->a->nallow_changed;
 	}
+	int hand[LAUNCH_HAND_MAX], targets[LAUNCH_HAND_MAX];
+	size_t nhand = 0;
+	if (r == 0 && rdir >= 0 &&
+	    (r = sup_ckpt_net_restore(s, rdir, hand, targets, &nhand, err, sizeof(err))) == 0) {
+		la.hand_fds = hand;
+		la.hand_targets = targets;
+		la.nhand = nhand;
+	}
 	if (r == 0)
 		r = sup_stdio_prepare(s, &la);
 	if (r == 0 && pst) {
@@ -149,6 +157,9 @@ void sup_job_start(struct sup *s, int c)
 		snprintf(err, sizeof(err), "cannot create the job's stdio pipes: %s", strerror(-r));
 	else if (r == 0)
 		r = launch_job(&la, &s->job, &fuse_fd, &pty_fd, err, sizeof(err));
+	if (r < 0)
+		for (size_t i = 0; i < nhand; i++)
+			close(hand[i]);
 	if (r < 0) {
 		sup_log(s, "cannot start the job: %s", err);
 		control_send_error(c, -r, err);
@@ -194,7 +205,12 @@ void sup_job_start(struct sup *s, int c)
 	/* launch_go() comes from sup_stdio_tick(), once the client is attached. */
 	sup_log(s, "job started, init pid %d, %s", (int)s->job.init_pid,
 		s->a->pty ? "on a terminal" : "on pipes");
-	control_send_u32(c, CONTROL_STARTED, (uint32_t)s->job.init_pid);
+	/* STARTED: le32 init pid, then what the restore reports (lines, sup-ckpt-net.c). */
+	uint8_t p[4 + sizeof(s->net_report)];
+	size_t rl = s->restore_id ? strlen(s->net_report) : 0;
+	ck_put_le32(p, (uint32_t)s->job.init_pid);
+	memcpy(p + 4, s->net_report, rl);
+	control_send(c, CONTROL_STARTED, p, 4 + rl, NULL, 0);
 }
 
 static void do_snapshot(struct sup *s, int c)
@@ -369,8 +385,10 @@ static void handle_signals(struct sup *s)
 				WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 			s->job.init_pid = -1;
 			sup_log(s, "job ended with exit status %d", s->exit_code);
-			if (!sup_park_on_exit(s, status))
+			if (!sup_park_on_exit(s, status)) {
+				sup_net_job_ended(s); /* held connections end as they would have */
 				sup_stdio_job_exited(s, status);
+			}
 		}
 	}
 }

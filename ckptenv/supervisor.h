@@ -7,6 +7,7 @@
 #include "ckptenv.h"
 #include "control.h"
 #include "launch.h"
+#include "netproxy/netproxy.h"
 
 #define SUP_MAX_CLIENTS 64
 
@@ -27,6 +28,8 @@ struct sup {
 	struct netproxy *np;	      /* the job's TCP connections (sup-net.c), once started */
 	uint64_t np_refused_logged;   /* connects refused by the limit, already logged */
 	uint64_t np_refused_log_ns;   /* when the last such line was written */
+	uint64_t np_mismatch_logged;  /* replays that differed, already logged */
+	char net_report[2048];	      /* lines of the last restore's network (sup-ckpt-net.c) */
 	int job_stdio[3];	      /* pipe mode, until launched: the job's ends */
 	int sup_stdio[3];	      /* pipe mode, until handed to ptyproxy: ours */
 	bool started;
@@ -84,6 +87,7 @@ enum sup_ckpt_phase {
 	SUP_CKPT_PHASE_PTY,    /* input held, screen model caught up, pty.state written */
 	SUP_CKPT_PHASE_MEM,    /* restore_dump: registers, fds, memory into image/ */
 	SUP_CKPT_PHASE_COMMIT, /* directories, manifest, rename, fsyncs, LATEST */
+	SUP_CKPT_PHASE_NET,    /* proxied connections detached, unread bytes captured, saved */
 	SUP_CKPT_PHASES
 };
 
@@ -144,6 +148,9 @@ int sup_net_start(struct sup *s, int net_fd);
 /** Whether @fd is netproxy's (then call sup_net_dispatch). */
 bool sup_net_owns(const struct sup *s, int fd);
 void sup_net_dispatch(struct sup *s);
+/** The job ended for good (not parked): connections held since its sockets closed (a job
+ *  that might have been restored) end now as they would have (netproxy_release_held). */
+void sup_net_job_ended(struct sup *s);
 /** CONTROL_NET_STATUS from client socket @c: replies NET_STATUS_REPLY. */
 void sup_net_status(struct sup *s, int c);
 /** Reset every proxied connection and free the proxy. NULL-safe. */
@@ -153,5 +160,31 @@ void sup_net_close(struct sup *s);
  *  (replacing earlier ones; none when @len is 0). 0 or -ENOMEM. */
 int sup_allow_set(struct sup *s, const char *names, size_t len);
 void sup_allow_clear(struct sup *s);
+/* sup-ckpt-net.c: the network half of a checkpoint and of a restore. */
+struct sup_net_cut_ent {
+	int fd, flags; /* the job's fd number and its open flags (O_NONBLOCK) */
+	struct netproxy_cut cut;
+	void *unread; /* bytes the job's socket had received but the job had not read */
+	size_t len;
+};
+struct sup_net_cut {
+	size_t n;
+	struct sup_net_cut_ent e[LAUNCH_HAND_MAX];
+};
+/** Job frozen: detach every proxied connection of process @pid, capturing what it had not
+ *  read, into @c. On failure everything is resumed and @err says what failed. */
+int sup_ckpt_net_detach(struct sup *s, pid_t pid, struct sup_net_cut *c, char *err,
+			size_t errlen);
+/** Write @c ("net.cut") and the session table into the checkpoint directory @dirfd. */
+int sup_ckpt_net_save(struct sup *s, const struct sup_net_cut *c, int dirfd);
+/** After the checkpoint: resume the sessions (or leave them detached when @stop); frees @c. */
+void sup_ckpt_net_finish(struct sup *s, struct sup_net_cut *c, bool stop);
+void sup_net_cut_free(struct sup_net_cut *c);
+/** Before the restore of checkpoint directory @rdir is launched: a socket for each proxied fd
+ *  of the checkpoint (re-attached session, or one that fails with ECONNRESET, reported in
+ *  s->net_report and the log), in @fds (owned by the caller) for fd numbers @targets
+ *  (LAUNCH_HAND_MAX each). Sessions the checkpoint lacks are closed and reported. */
+int sup_ckpt_net_restore(struct sup *s, int rdir, int *fds, int *targets, size_t *ret_n,
+			 char *err, size_t errlen);
 
 #endif

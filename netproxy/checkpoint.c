@@ -68,6 +68,10 @@ static int drain_job(struct np_session *s, int job_sock)
 			return 0;
 		if (ck_now_ns() > deadline)
 			return -ETIMEDOUT;
+		/* SIOCOUTQ counts bytes not yet acknowledged: everything may be read already
+		 * while our delayed ACK (40 ms) keeps it nonzero. Push the ACK now. */
+		int one = 1;
+		(void)setsockopt(s->ps.fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
 		struct pollfd p = {.fd = s->ps.fd, .events = POLLIN};
 		(void)poll(&p, 1, 10);
 	}
@@ -108,6 +112,8 @@ int netproxy_session_detach(struct netproxy *np, uint32_t id, int job_sock, void
 		return -ENOENT;
 	if (s->connecting || s->answer_pending || s->detached || s->ps.fd < 0)
 		return -EBUSY;
+	if (s->replay_pos < s->replay_end)
+		return -EAGAIN; /* a restored job has not sent again all it had sent (cut.c) */
 	_cleanup_free_ uint8_t *unread = NULL;
 	s->detached = true;
 	np_relay_pump(s); /* only updates the events: the leg is no longer served */

@@ -17,6 +17,8 @@
 #define NP_KEEP	      (2u * NP_LEG_SNDBUF + (512u << 10))
 /* What a detach may have to absorb from the job (its socket buffers) on top of the ring. */
 #define NP_DETACH_MAX (64u << 20)
+/* What a session keeps of the up stream after a cut, to check a restored job's replay. */
+#define NP_RETAIN (4u << 20)
 
 /* A byte queue over absolute stream offsets: [lo, mid) already written out but kept,
  * [mid, hi) pending. Byte at offset x lives at data[x % cap]. */
@@ -104,6 +106,16 @@ struct np_session {
 	int jsock;     /* pidfd_getfd duplicate of the job's socket while the answer is pending */
 	bool captured; /* detach had the job socket: consumed/delivered are exact */
 	uint64_t consumed, delivered, unread_sum;
+
+	/* Since its first cut (cut.c): every byte from the job goes through the up ring, which
+	 * keeps NP_RETAIN bytes behind what it sent (stream offset = ring offset + up_delta), so
+	 * a restored job's replay can be compared; a leg's EOF or reset while the job's process
+	 * is exiting is held (detached, upstream kept) until a restore or the job's end. */
+	bool retain;
+	bool held;
+	int held_err; /* 0: the leg had EOF; else the error it failed with */
+	uint64_t up_delta;
+	uint64_t replay_pos, replay_end; /* restored job's bytes [pos, end) are compared */
 };
 
 struct netproxy {
@@ -125,6 +137,8 @@ struct netproxy {
 	bool in_dispatch;
 	unsigned nsessions;
 	uint64_t nconnects, nrefused_limit;
+	uint64_t nreplay_mismatch; /* restored jobs that sent other bytes than before (cut.c) */
+	unsigned nheld;		   /* sessions held after their leg ended (cut.c) */
 	uint32_t next_id;
 	size_t notif_size, resp_size;
 };
@@ -160,6 +174,10 @@ void np_leg_accept_foreign(struct netproxy *np, int idx);
 void np_reset_close(int fd);
 bool np_addr_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 int np_family_idx(int family);
+
+/* cut.c */
+bool np_cut_hold_leg(struct np_session *s, int err);
+ssize_t np_cut_replay_fill(struct np_session *s);
 
 /* relay.c */
 void np_relay_pump(struct np_session *s);

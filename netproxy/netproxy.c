@@ -160,7 +160,9 @@ void netproxy_counters_get(const struct netproxy *np, struct netproxy_counters *
 	*ret = (struct netproxy_counters){.sessions = np->nsessions,
 					  .max_sessions = np->cfg.max_sessions,
 					  .connects = np->nconnects,
-					  .refused_limit = np->nrefused_limit};
+					  .refused_limit = np->nrefused_limit,
+					  .replay_mismatch = np->nreplay_mismatch,
+					  .held = np->nheld};
 }
 
 unsigned netproxy_listener_count(const struct netproxy *np)
@@ -279,6 +281,8 @@ void np_session_destroy(struct np_session *s, bool reset_upstream)
 		(void)np_respond(s->notify_fd, s->notif_id, 0, ECONNABORTED, 0);
 	if (s->jsock >= 0)
 		close(s->jsock);
+	if (s->held)
+		np->nheld--;
 	np_ep_del(np, &s->ps);
 	np_ep_del(np, &s->us);
 	if (s->ps.fd >= 0)

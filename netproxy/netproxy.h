@@ -95,6 +95,9 @@ struct netproxy_counters {
 	unsigned max_sessions;	/* the configured limit */
 	uint64_t connects;	/* TCP connects proxied (sessions made), ever */
 	uint64_t refused_limit; /* connects refused with EAGAIN because of the limit, ever */
+	uint64_t replay_mismatch; /* re-attached sessions reset because the restored job sent
+				     other bytes than went upstream before (cut.c), ever */
+	unsigned held;		  /* sessions held after their job-side socket ended (cut.c) */
 };
 
 /** Counters for logs and status. Never fails. */
@@ -118,7 +121,8 @@ int netproxy_session_find(struct netproxy *np, int job_sock, uint32_t *ret_id);
  *  and returns a copy of those bytes in *ret_unread (malloc'd, may be NULL when *ret_len is 0)
  *  for the checkpoint image. Until resume or attach, the upstream is still read into a bounded
  *  buffer (reading stops when it is full). -ENOENT (no such session), -EBUSY (connecting or
- *  already detached), -ETIMEDOUT (the job's socket would not drain), -ENOBUFS (more unsent data
+ *  already detached), -EAGAIN (re-attached by a restore whose job has not yet sent again what
+ *  the old one had sent after the cut: try later), -ETIMEDOUT (the job's socket would not drain), -ENOBUFS (more unsent data
  *  than the bound), -errno. */
 int netproxy_session_detach(struct netproxy *np, uint32_t id, int job_sock, void **ret_unread,
 			    size_t *ret_len);
@@ -140,5 +144,43 @@ int netproxy_table_save(struct netproxy *np, int dirfd);
  *  caller marks them LOST if their upstream is gone). -EBADMSG on any corruption (magic,
  *  checksum, lengths), -EPROTONOSUPPORT on an unknown version, -ENOENT, -errno. */
 int netproxy_table_load(int dirfd, struct netproxy_session_info **ret, size_t *ret_n);
+
+/* ---- the network half of a checkpoint (cut.c) ---- */
+
+/** Where a detached session stood at a checkpoint: enough to re-attach it to a restored job
+ *  later, or to tell that it cannot be. */
+struct netproxy_cut {
+	uint32_t id;
+	int family;
+	struct sockaddr_storage peer;
+	uint64_t up;	    /* bytes taken from the job (sent or queued upstream) */
+	uint64_t consumed;  /* down stream offset the job had read to */
+	uint64_t delivered; /* down stream offset its socket had received */
+	uint64_t unread_sum; /* ck_checksum of the delivered-but-unread bytes */
+};
+
+/** The cut of a session just detached with its job socket (netproxy_session_detach with a
+ *  socket). -ENOENT, -EINVAL (not detached, or nothing was captured). */
+int netproxy_session_cut(struct netproxy *np, uint32_t id, struct netproxy_cut *ret);
+/** Attach session cut->id to a new job-side socket (as netproxy_session_attach) so that it
+ *  reads on at cut->consumed: @unread are the bytes captured at that cut. The session may be
+ *  detached (the job stopped), held, or still attached to a job that is gone. What the new
+ *  socket sends first is compared with what the old job sent after the cut and dropped when
+ *  equal; at the first byte that differs the session is reset (counters.replay_mismatch).
+ *  -ENOENT (no such session), -ECONNRESET (its upstream was reset), -ESTALE (what the job
+ *  sent, or received, after the cut is no longer kept: NP_RETAIN up, NP_KEEP down), -EBUSY,
+ *  -EINVAL, -errno. */
+int netproxy_session_reattach(struct netproxy *np, const struct netproxy_cut *cut,
+			      const void *unread, size_t len, int *ret_job_fd);
+/** Sessions with a cut whose job-side socket ended (EOF or reset) are held, not passed on
+ *  upstream (counters.held): the job may have died, to be restored. When the job's process
+ *  is not exiting (it closed the socket itself), or ended for good, release them: the EOF or
+ *  reset goes upstream as it would have. */
+void netproxy_release_held(struct netproxy *np);
+/** Close session @id, resetting its upstream. -ENOENT. */
+int netproxy_session_drop(struct netproxy *np, uint32_t id);
+/** A connected TCP socket of @family (blocking, O_CLOEXEC) whose first recv or send fails with
+ *  ECONNRESET: what a restored job gets for a connection that is gone. Returns 0 or -errno. */
+int netproxy_reset_socket(int family, int *ret_fd);
 
 #endif

@@ -53,7 +53,7 @@ static size_t up_pending(const struct np_session *s)
 /* Room to read from the job: the pipe while the ring is empty, else the ring (order). */
 static bool up_room(struct np_session *s)
 {
-	if (np_ring_pending(&s->up) > 0)
+	if (s->retain || np_ring_pending(&s->up) > 0)
 		return np_ring_space(&s->up) > 0;
 	return s->upipe_len < s->upipe_cap;
 }
@@ -73,7 +73,9 @@ static int upipe_make(struct np_session *s)
 
 static ssize_t up_fill(struct np_session *s)
 {
-	if (np_ring_pending(&s->up) > 0)
+	if (s->replay_pos < s->replay_end)
+		return np_cut_replay_fill(s); /* a restored job sends again what went up */
+	if (s->retain || np_ring_pending(&s->up) > 0)
 		return fill(s->ps.fd, &s->up);
 	if (s->upipe_len >= s->upipe_cap)
 		return -EAGAIN;
@@ -141,7 +143,9 @@ void np_relay_pump(struct np_session *s)
 		/* job -> upstream */
 		if (leg && !s->job_eof && moved_up < NP_PUMP_BUDGET) {
 			ssize_t k = up_fill(s);
-			if (k == 0) {
+			if ((k == 0 || (k < 0 && fatal((int)-k))) && np_cut_hold_leg(s, (int)-k)) {
+				leg = false; /* the job died after a checkpoint: kept for a restore */
+			} else if (k == 0) {
 				s->job_eof = true;
 			} else if (k > 0) {
 				moved_up += (size_t)k;

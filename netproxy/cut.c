@@ -1,0 +1,192 @@
+/* The network half of a consistent cut: a session's position at a checkpoint (struct
+ * netproxy_cut), re-attaching a session at such a position to a restored job, and the socket
+ * a restored job gets for a connection that could not be kept.
+ *
+ * From its first cut on, a session sends everything the job writes through the up ring, which
+ * keeps NP_RETAIN bytes behind what went upstream (ring offset + up_delta = stream offset). A
+ * re-attach at a cut the job has sent past compares what the restored job sends again with
+ * those bytes and drops them when equal; the first byte that differs resets the session
+ * (counted in replay_mismatch for the caller to report), so the peer never sees a stream with
+ * bytes twice or missing. Beyond the retained window the re-attach is refused (-ESTALE).
+ * The down direction needs the bytes from the cut's delivered offset on, which the down ring
+ * keeps (NP_KEEP behind what it wrote).
+ *
+ * A job killed after a checkpoint closes its sockets: the leg's EOF or reset would end the
+ * upstream before anyone knows the job died. So a session with a cut holds it instead (leg no
+ * longer served, upstream kept and read into the bounded ring) and the caller, who knows
+ * whether the job's process is exiting, releases it (netproxy_release_held) when it is not,
+ * or re-attaches it in a restore. */
+#include "netproxy/netproxy-internal.h"
+
+#include <poll.h>
+
+static uint64_t taken_up(const struct np_session *s)
+{
+	return s->bytes_up + s->upipe_len + np_ring_pending(&s->up);
+}
+
+int netproxy_session_cut(struct netproxy *np, uint32_t id, struct netproxy_cut *ret)
+{
+	struct np_session *s = np_session_by_id(np, id);
+	if (!s)
+		return -ENOENT;
+	if (!s->detached || !s->captured)
+		return -EINVAL;
+	if (!s->retain) {
+		size_t cap = CK_MAX(s->up.cap, (size_t)NP_RETAIN + s->np->cfg.buf_size);
+		int r = np_ring_grow(&s->up, cap);
+		if (r < 0)
+			return r;
+		s->up.keep = NP_RETAIN;
+		s->retain = true;
+	}
+	s->up_delta = taken_up(s) - s->up.hi;
+	*ret = (struct netproxy_cut){.id = id,
+				     .family = s->family,
+				     .peer = s->peer,
+				     .up = taken_up(s),
+				     .consumed = s->consumed,
+				     .delivered = s->delivered,
+				     .unread_sum = s->unread_sum};
+	return 0;
+}
+
+int netproxy_session_reattach(struct netproxy *np, const struct netproxy_cut *cut,
+			      const void *unread, size_t len, int *ret_job_fd)
+{
+	struct np_session *s = np_session_by_id(np, cut->id);
+	if (!s)
+		return -ENOENT;
+	if (!np_addr_equal(&s->peer, &cut->peer))
+		return -ENOENT; /* the id was reused by another connection */
+	if (s->connecting || s->answer_pending)
+		return -EBUSY;
+	if (s->peer_reset || s->us.fd < 0)
+		return -ECONNRESET;
+	uint64_t taken = taken_up(s);
+	if (taken < cut->up)
+		return -EINVAL;
+	if (taken > cut->up && (!s->retain || cut->up < s->up.lo + s->up_delta))
+		return -ESTALE; /* what the job sent after the cut is no longer kept */
+	if (len != cut->delivered - cut->consumed || cut->delivered < s->down.lo ||
+	    cut->delivered > s->down.hi)
+		return -ESTALE; /* the bytes after the cut are no longer kept */
+	if (!s->detached) {
+		/* Resumed after the cut and the job is gone since: stop serving the old leg. */
+		s->detached = true;
+		np_relay_pump(s);
+	}
+	if (s->held) {
+		s->held = false;
+		np->nheld--;
+	}
+	s->replay_pos = cut->up;
+	s->replay_end = taken;
+	s->delivered = cut->delivered;
+	s->consumed = cut->consumed;
+	s->unread_sum = cut->unread_sum;
+	s->captured = true;
+	return netproxy_session_attach(np, cut->id, unread, len, ret_job_fd);
+}
+
+ssize_t np_cut_replay_fill(struct np_session *s)
+{
+	uint8_t got[16384], want[sizeof(got)];
+	size_t n = (size_t)CK_MIN((uint64_t)sizeof(got), s->replay_end - s->replay_pos);
+	ssize_t k = recv(s->ps.fd, got, n, MSG_DONTWAIT);
+	if (k <= 0)
+		return k < 0 ? -errno : 0;
+	np_ring_copy_out(&s->up, s->replay_pos - s->up_delta, want, (size_t)k);
+	if (memcmp(got, want, (size_t)k)) {
+		s->np->nreplay_mismatch++;
+		s->replay_end = s->replay_pos;
+		return -EPROTO; /* fatal: the session is reset, the peer sees no foreign byte */
+	}
+	s->replay_pos += (uint64_t)k;
+	return k;
+}
+
+bool np_cut_hold_leg(struct np_session *s, int err)
+{
+	if (!s->retain || s->held || err == EPROTO) /* EPROTO: a replay that differs */
+		return false;
+	s->held = true;
+	s->held_err = err;
+	s->detached = true;
+	s->np->nheld++;
+	return true;
+}
+
+void netproxy_release_held(struct netproxy *np)
+{
+	for (struct np_session *s = np->sessions, *next; s; s = next) {
+		next = s->next;
+		if (!s->held)
+			continue;
+		s->held = false;
+		np->nheld--;
+		s->detached = false;
+		if (s->held_err) {
+			np_session_destroy(s, true); /* the reset the leg had */
+			continue;
+		}
+		s->job_eof = true;
+		np_relay_pump(s);
+	}
+}
+
+int netproxy_session_drop(struct netproxy *np, uint32_t id)
+{
+	struct np_session *s = np_session_by_id(np, id);
+	if (!s)
+		return -ENOENT;
+	np_session_destroy(s, true);
+	return 0;
+}
+
+static socklen_t loopback_any(int family, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (void *)ss;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_addr = in6addr_loopback;
+		return sizeof(*s6);
+	}
+	struct sockaddr_in *s4 = (void *)ss;
+	s4->sin_family = AF_INET;
+	s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return sizeof(*s4);
+}
+
+/* A connection to a private listener, accepted and closed with SO_LINGER 0: the RST is in
+ * the socket before we return, so its first recv/send fails with ECONNRESET. */
+int netproxy_reset_socket(int family, int *ret_fd)
+{
+	if (family != AF_INET && family != AF_INET6)
+		return -EAFNOSUPPORT;
+	struct sockaddr_storage a;
+	socklen_t al = loopback_any(family, &a);
+	_cleanup_close_ int l = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (l < 0)
+		return -errno;
+	if (bind(l, (struct sockaddr *)&a, al) < 0 || listen(l, 1) < 0 ||
+	    getsockname(l, (struct sockaddr *)&a, &al) < 0)
+		return -errno;
+	_cleanup_close_ int c = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c < 0 || connect(c, (struct sockaddr *)&a, al) < 0)
+		return -errno;
+	int acc = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	if (acc < 0)
+		return -errno;
+	np_reset_close(acc);
+	struct pollfd p = {.fd = c, .events = POLLIN};
+	uint64_t deadline = ck_now_ns() + 2000000000ull;
+	while (!(p.revents & (POLLHUP | POLLERR))) {
+		if (ck_now_ns() > deadline)
+			return -ETIMEDOUT;
+		(void)poll(&p, 1, 50);
+	}
+	*ret_fd = TAKE_FD(c);
+	return 0;
+}

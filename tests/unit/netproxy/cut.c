@@ -1,0 +1,210 @@
+/* The network half of a checkpoint (cut.c): a session re-attached at a cut reads on exactly
+ * there;
+ * what the restored job sends again is dropped when equal and resets the session when not;
+ * the socket a restored job gets for a lost connection fails with ECONNRESET on first use. */
+#include "np-test.h"
+
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+struct shared {
+	volatile int step; /* the test moves it on; the job waits for it */
+	volatile int done; /* the job's last finished step */
+	int fd;
+	struct sockaddr_storage addr; /* the server's */
+};
+
+static void wait_step(struct shared *sh, int want)
+{
+	while (sh->step < want)
+		usleep(1000);
+}
+
+static int job_cut(void *arg)
+{
+	struct shared *sh = arg;
+	int fd = j_connect(&sh->addr, 0);
+	J_CHECK(fd >= 0, 1);
+	sh->fd = fd;
+	J_CHECK(write(fd, "abc", 3) == 3, 2);
+	sh->done = 1;
+	wait_step(sh, 2); /* the cut is taken meanwhile (the job stays away from its socket) */
+	J_CHECK(write(fd, "def", 3) == 3, 3);
+	sh->done = 2;
+	wait_step(sh, 3);
+	return 0;
+}
+
+static void wait_done(struct shared *sh, int want)
+{
+	for (int i = 0; i < 5000 && sh->done < want; i++)
+		usleep(1000);
+	ck_assert_int_ge(sh->done, want);
+}
+
+static void read_exact(int fd, const char *want)
+{
+	char b[16] = "";
+	size_t n = strlen(want), got = 0;
+	while (got < n) {
+		ssize_t k = read(fd, b + got, n - got);
+		ck_assert_int_gt(k, 0);
+		got += (size_t)k;
+	}
+	ck_assert_str_eq(b, want);
+}
+
+START_TEST(test_reattach_and_stale)
+{
+	struct fx f;
+	fx_start(&f, NULL);
+	struct shared *sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+				 -1, 0);
+	ck_assert_ptr_ne(sh, MAP_FAILED);
+	int l = t_listen(AF_INET, SOCK_STREAM, true, &sh->addr);
+	pid_t pid = fx_job(&f, job_cut, sh, 0);
+	int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	ck_assert_int_ge(c, 0);
+	wait_done(sh, 1);
+	read_exact(c, "abc");
+	ck_assert_int_eq(write(c, "xy", 2), 2); /* sits unread in the job's socket */
+
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	ck_assert_int_ge(pidfd, 0);
+	int dup = (int)syscall(SYS_pidfd_getfd, pidfd, sh->fd, 0);
+	ck_assert_int_ge(dup, 0);
+	/* wait until "xy" reached the job's socket */
+	for (int i = 0; i < 5000; i++) {
+		int q = 0;
+		ioctl(dup, FIONREAD, &q);
+		if (q == 2)
+			break;
+		usleep(1000);
+	}
+	pthread_mutex_lock(&f.mu);
+	uint32_t id;
+	ck_assert_int_eq(netproxy_session_find(f.np, dup, &id), 0);
+	void *unread = NULL;
+	size_t ulen = 0;
+	ck_assert_int_eq(netproxy_session_detach(f.np, id, dup, &unread, &ulen), 0);
+	ck_assert_uint_eq(ulen, 2);
+	ck_assert_int_eq(memcmp(unread, "xy", 2), 0);
+	struct netproxy_cut cut;
+	ck_assert_int_eq(netproxy_session_cut(f.np, id, &cut), 0);
+	ck_assert_uint_eq(cut.up, 3);
+	ck_assert_int_eq(netproxy_session_resume(f.np, id), 0);
+	pthread_mutex_unlock(&f.mu);
+
+	/* The job goes on: it sends "def" after the cut, and "z" arrives for it. */
+	sh->step = 2;
+	wait_done(sh, 2);
+	read_exact(c, "def");
+	ck_assert_int_eq(write(c, "z", 1), 1);
+	for (int i = 0; i < 5000; i++) {
+		int q = 0;
+		ioctl(dup, FIONREAD, &q);
+		if (q == 3)
+			break;
+		usleep(1000);
+	}
+
+	/* A restore at the cut (the old job left alone, as if dead): the new socket reads on at
+	 * the cut ("xy", then "z"); the "def" it sends again is dropped, "gh" goes up. */
+	int nfd = -1;
+	pthread_mutex_lock(&f.mu);
+	struct netproxy_cut other = cut;
+	other.id += 1000;
+	ck_assert_int_eq(netproxy_session_reattach(f.np, &other, unread, ulen, &nfd), -ENOENT);
+	ck_assert_int_eq(netproxy_session_reattach(f.np, &cut, unread, ulen, &nfd), 0);
+	pthread_mutex_unlock(&f.mu);
+	read_exact(nfd, "xyz");
+	ck_assert_int_eq(write(nfd, "def", 3), 3);
+	ck_assert_int_eq(write(nfd, "gh", 2), 2);
+	read_exact(c, "gh");
+	ck_assert_int_eq(write(c, "!", 1), 1);
+	read_exact(nfd, "!");
+
+	/* Another cut on the new socket; it sends "ij" after it; a restore that sends "iX"
+	 * instead resets the session: the peer gets "ij" once and no foreign byte. */
+	free(unread);
+	unread = NULL;
+	pthread_mutex_lock(&f.mu);
+	ck_assert_int_eq(netproxy_session_detach(f.np, id, nfd, &unread, &ulen), 0);
+	ck_assert_uint_eq(ulen, 0);
+	ck_assert_int_eq(netproxy_session_cut(f.np, id, &cut), 0);
+	ck_assert_uint_eq(cut.up, 8);
+	ck_assert_int_eq(netproxy_session_resume(f.np, id), 0);
+	pthread_mutex_unlock(&f.mu);
+	ck_assert_int_eq(write(nfd, "ij", 2), 2);
+	read_exact(c, "ij");
+	int nfd2 = -1;
+	pthread_mutex_lock(&f.mu);
+	ck_assert_int_eq(netproxy_session_reattach(f.np, &cut, unread, ulen, &nfd2), 0);
+	pthread_mutex_unlock(&f.mu);
+	ck_assert_int_eq(write(nfd2, "iX", 2), 2);
+	char b;
+	errno = 0;
+	ssize_t k = read(c, &b, 1);
+	ck_assert(k == 0 || (k < 0 && errno == ECONNRESET));
+	struct netproxy_counters cn;
+	pthread_mutex_lock(&f.mu);
+	netproxy_counters_get(f.np, &cn);
+	pthread_mutex_unlock(&f.mu);
+	ck_assert_uint_eq(cn.replay_mismatch, 1);
+	close(nfd2);
+
+	sh->step = 3;
+	ck_assert_int_eq(fx_wait(pid), 0);
+	free(unread);
+	close(nfd);
+	close(dup);
+	close(pidfd);
+	close(c);
+	close(l);
+	munmap(sh, 4096);
+	fx_stop(&f);
+}
+END_TEST
+
+START_TEST(test_reset_socket)
+{
+	int fams[2] = {AF_INET, AF_INET6};
+	for (int i = 0; i < 2; i++) {
+		int fd = -1;
+		ck_assert_int_eq(netproxy_reset_socket(fams[i], &fd), 0);
+		char b;
+		errno = 0;
+		ck_assert_int_eq(recv(fd, &b, 1, 0), -1);
+		ck_assert_int_eq(errno, ECONNRESET);
+		close(fd);
+		ck_assert_int_eq(netproxy_reset_socket(fams[i], &fd), 0);
+		errno = 0;
+		ck_assert_int_eq(send(fd, "x", 1, MSG_NOSIGNAL), -1);
+		ck_assert_int_eq(errno, ECONNRESET);
+		close(fd);
+	}
+	int fd;
+	ck_assert_int_eq(netproxy_reset_socket(AF_UNIX, &fd), -EAFNOSUPPORT);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("netproxy-cut");
+	TCase *tc = tcase_create("cut");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_reattach_and_stale);
+	tcase_add_test(tc, test_reset_socket);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
