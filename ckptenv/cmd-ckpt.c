@@ -459,6 +459,13 @@ static const char *restore_failure(struct restore_watch *w, char *buf, size_t le
 	return why;
 }
 
+/* Did the job write anything since the restore began (the output log grew or rotated)? */
+static bool output_grew(struct restore_watch *w)
+{
+	struct stat st;
+	return fstatat(w->j->job_fd, OUTPUT_LOG, &st, 0) == 0 && st.st_size != w->log_off;
+}
+
 /* The restored process (or the whole job) is gone. Before it took the image's name, or with
  * the restorer's words in the output, the restore failed: say so (exit 1). Else the job ran
  * and ended on its own: its status tells. */
@@ -467,7 +474,9 @@ static int restore_ended(struct restore_watch *w, bool named)
 	char buf[4096];
 	const char *why = restore_failure(w, buf, sizeof(buf));
 	progress_end(&w->pr);
-	if (!why && named)
+	/* Gone before we saw it named, but it wrote output and the restorer wrote no failure:
+	 * a restored job that ended quickly on its own (e.g. on a reset connection). */
+	if (!why && (named || output_grew(w)))
 		return 0;
 	cli_error("restore", w->name, "the process could not be rebuilt: %s; see 'ckptenv log %s'",
 		  why ? why : "it ended during the restore", w->name);
