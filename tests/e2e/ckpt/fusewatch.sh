@@ -1,9 +1,11 @@
 #!/bin/bash
-# kill -9 of the supervisor while its main thread waits on a request to its own /tmp (the
-# syncfs of a checkpoint, with a job writing all the time): the FUSE watchdog aborts the
-# connection, so the supervisor dies at once instead of hanging in D state with the job's lock
-# held, and the job can be started again (sup-fusewatch.c). The kill is sent only once the
-# main thread is seen in request_wait_answer, so the test hits that instant every time.
+# kill -9 of the supervisor while it waits on its own /tmp (a checkpoint's flush, with a job
+# writing all the time): either its main thread waits in a request to that /tmp, which the FUSE
+# watchdog answers by aborting the connection (sup-fusewatch.c), or the flush child waits in
+# syncfs/fsync, which holds no /dev/fuse and so wakes when the supervisor's fds close
+# (vfs/flush.c). Either way the supervisor dies at once instead of hanging in D state with the
+# job's lock held, and the job can be started again. The kill is sent only once such a wait is
+# seen, so the test hits that instant.
 . "$(dirname "$0")/../lib.sh"
 [ "$(id -u)" = 0 ] || skip "the watchdog needs root (fusectl)"
 command -v python3 >/dev/null || skip "python3 missing"
@@ -18,9 +20,17 @@ while True:
 ' </dev/null >/dev/null
 sup=$(sed -n 's/.*supervisor w\[\([0-9]*\)\]: starting.*/\1/p' "$LOG" | tail -1)
 poll_until 10 sh -c "grep -q 'job started' '$LOG'" || fail "job not started"
-in_fuse() { [ "$(cat "/proc/$sup/task/$sup/wchan" 2>/dev/null)" = request_wait_answer ]; }
+# The main thread, or a child of the supervisor (the flush), waiting on the job's /tmp.
+in_fuse() {
+	local p w
+	for p in "$sup" $(cat "/proc/$sup/task/$sup/children" 2>/dev/null); do
+		w=$(cat "/proc/$p/task/$p/wchan" 2>/dev/null)
+		case $w in request_wait_answer | wb_wait_for_completion | fuse_*) return 0 ;; esac
+	done
+	return 1
+}
 hit=0
-for try in 1 2 3 4 5 6 7 8; do
+for try in $(seq 1 20); do
 	"$CKPTENV" checkpoint w >/dev/null 2>&1 &
 	cli=$!
 	if poll_until 5 in_fuse; then
@@ -30,7 +40,7 @@ for try in 1 2 3 4 5 6 7 8; do
 	fi
 	wait "$cli" || true
 done
-[ "$hit" = 1 ] || fail "never saw the supervisor wait on its own /tmp in 8 checkpoints"
+[ "$hit" = 1 ] || fail "never saw the supervisor wait on its own /tmp in 20 checkpoints"
 poll_until 10 sh -c "! kill -0 $sup 2>/dev/null || grep -q '^State:.*Z' /proc/$sup/status" ||
 	fail "supervisor $sup stuck after SIGKILL: $(grep State /proc/$sup/status) $(cat /proc/$sup/task/*/wchan | tr '\n' ' ')"
 wait "$cli" 2>/dev/null || true
