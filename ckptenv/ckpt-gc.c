@@ -79,16 +79,10 @@ static bool stale_name(const char *s)
 /* Up to 64 stale directories removed per call; *ret_n says how many. */
 static int sweep_some(int ckdir, size_t *ret_n)
 {
-	int fd = dup(ckdir);
-	if (fd < 0)
-		return -errno;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	rewinddir(d); /* the dup shares @ckdir's offset */
-	int r = 0;
+	DIR *d = NULL;
+	int r = ckpt_dir_stream(ckdir, &d);
+	if (r < 0)
+		return r;
 	struct dirent *de;
 	/* Removing while reading: readdir may then skip or repeat entries, so collect first. */
 	char names[64][32];

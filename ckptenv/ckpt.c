@@ -93,8 +93,7 @@ static bool complete(int ckdir, uint64_t id)
 	return fd >= 0 && ckpt_manifest_read(fd, &m) == 0 && m.id == id;
 }
 
-/* Every numeric entry, also ".N.tmp" when @tmp_too (for the next id). */
-static int scan(int ckdir, bool tmp_too, bool only_complete, uint64_t **ret, size_t *ret_n)
+int ckpt_dir_stream(int ckdir, DIR **ret)
 {
 	int fd = dup(ckdir);
 	if (fd < 0)
@@ -105,6 +104,17 @@ static int scan(int ckdir, bool tmp_too, bool only_complete, uint64_t **ret, siz
 		return -errno;
 	}
 	rewinddir(d); /* the dup shares @ckdir's offset, which an earlier scan left at the end */
+	*ret = d;
+	return 0;
+}
+
+/* Every numeric entry, also ".N.tmp" when @tmp_too (for the next id). */
+static int scan(int ckdir, bool tmp_too, bool only_complete, uint64_t **ret, size_t *ret_n)
+{
+	DIR *d = NULL;
+	int r = ckpt_dir_stream(ckdir, &d);
+	if (r < 0)
+		return r;
 	uint64_t *ids = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *de;

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <dirent.h>
 #include <sys/types.h>
 
 #define CKPT_DIR      "checkpoints"
@@ -37,6 +38,8 @@ int ckpt_manifest_read(int dirfd, struct ckpt_manifest *ret);
 
 /** Open (creating with @create) jobs/NAME/checkpoints below @job_fd. */
 int ckpt_dir_open(int job_fd, bool create, int *ret_fd);
+/** A new stream over the entries of @ckdir from its start (on a dup: @ckdir stays open). */
+int ckpt_dir_stream(int ckdir, DIR **ret);
 /** Ids of the complete checkpoints (a valid manifest) in increasing order; malloc'd. */
 int ckpt_list(int ckdir, uint64_t **ret, size_t *ret_n);
 /** The next free id: 1 + the highest id present (complete or not) or named by LATEST. */

@@ -100,6 +100,10 @@ struct cli_job {
  *  line for @cmd and return the exit code to use (> 0). */
 int cli_job_open(const char *cmd, const char *name, bool create, struct cli_job *ret);
 void cli_job_close(struct cli_job *j);
+/** Open the vfs store of @j (jobs/NAME/store) in this process (the caller holds the job's
+ *  supervisor.lock); on failure print one line for @cmd and return 1. */
+struct vfs;
+int cli_job_vfs_open(const struct cli_job *j, const char *cmd, const char *name, struct vfs **ret);
 
 /** Print a usage error for @cmd ("ckptenv: CMD: WHAT; see 'ckptenv CMD --help'"); returns 2. */
 int cli_usage(const char *cmd, const char *what);

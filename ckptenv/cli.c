@@ -2,6 +2,7 @@
 #include "ckptenv.h"
 
 #include "common/ck.h"
+#include "vfs/vfs.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -70,6 +71,19 @@ void cli_job_close(struct cli_job *j)
 	if (j->job_fd >= 0)
 		close(j->job_fd);
 	*j = (struct cli_job){.jobs_fd = -1, .job_fd = -1};
+}
+
+int cli_job_vfs_open(const struct cli_job *j, const char *cmd, const char *name, struct vfs **ret)
+{
+	_cleanup_free_ char *store = NULL;
+	if (asprintf(&store, "%s/store", j->dir) < 0)
+		return 1;
+	struct vfs_options o = {.store_dir = store};
+	if (vfs_open(&o, ret) < 0) {
+		cli_error(cmd, name, "%s", vfs_last_error());
+		return 1;
+	}
+	return 0;
 }
 
 const char *cli_bytes(uint64_t n, char *buf, size_t len)

@@ -396,18 +396,6 @@ struct restore_watch {
 	struct progress pr;
 };
 
-static int read_small(const char *path, char *buf, size_t len)
-{
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ssize_t n = ck_read_full(fd, buf, len - 1);
-	if (n < 0)
-		return (int)n;
-	buf[n] = 0;
-	return (int)n;
-}
-
 /* 1: pages.img open, 0: not, -errno: cannot look (another user's process). */
 static int has_pages_open(pid_t pid)
 {
@@ -496,7 +484,7 @@ static int restore_started(pid_t init, void *userdata)
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)init, (int)init);
 	for (;;) {
 		if (!pid) {
-			if (read_small(path, buf, sizeof(buf)) < 0)
+			if (ck_read_small(path, buf, sizeof(buf)) < 0)
 				return restore_ended(w, false); /* the init is gone */
 			pid = (pid_t)atoi(buf);
 		}
@@ -508,7 +496,7 @@ static int restore_started(pid_t init, void *userdata)
 				return 0; /* cannot watch it; nothing to report */
 			char p2[64], comm[32] = "";
 			snprintf(p2, sizeof(p2), "/proc/%d/comm", (int)pid);
-			if (read_small(p2, comm, sizeof(comm)) > 0)
+			if (ck_read_small(p2, comm, sizeof(comm)) > 0)
 				comm[strcspn(comm, "\n")] = 0;
 			named = strcmp(comm, w->comm) == 0;
 			if (named && !open)
@@ -516,7 +504,7 @@ static int restore_started(pid_t init, void *userdata)
 			if (named)
 				give_up = UINT64_MAX; /* the blob is filling: it ends or dies */
 			snprintf(p2, sizeof(p2), "/proc/%d/status", (int)pid);
-			const char *rss = read_small(p2, buf, sizeof(buf)) > 0
+			const char *rss = ck_read_small(p2, buf, sizeof(buf)) > 0
 						  ? strstr(buf, "\nVmRSS:")
 						  : NULL;
 			if (rss && w->bytes)

@@ -112,16 +112,9 @@ static int drop_checkpoint(struct cli_job *j, const char *name, const char *idst
 		cli_error("rm", name, "job %s has no checkpoints", name);
 		return 1;
 	}
-	_cleanup_free_ char *store = NULL;
-	if (asprintf(&store, "%s/store", j->dir) < 0)
-		return 1;
-	struct vfs_options o = {.store_dir = store};
 	struct vfs *v;
-	r = vfs_open(&o, &v);
-	if (r < 0) {
-		cli_error("rm", name, "%s", vfs_last_error());
+	if (cli_job_vfs_open(j, "rm", name, &v))
 		return 1;
-	}
 	r = ckpt_drop(ckdir, v, id);
 	vfs_close(v, false);
 	if (r < 0) {

@@ -130,16 +130,9 @@ static int drop(struct cli_job *j, const char *name, const char *id)
 			  strerror(-r));
 		return 1;
 	}
-	_cleanup_free_ char *store = NULL;
-	if (asprintf(&store, "%s/store", j->dir) < 0)
-		return 1;
-	struct vfs_options o = {.store_dir = store};
 	struct vfs *v;
-	r = vfs_open(&o, &v);
-	if (r < 0) {
-		cli_error("snapshot", name, "%s", vfs_last_error());
+	if (cli_job_vfs_open(j, "snapshot", name, &v))
 		return 1;
-	}
 	r = vfs_ref_drop(v, ref);
 	vfs_close(v, false);
 	if (r < 0) {

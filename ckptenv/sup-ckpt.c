@@ -22,26 +22,13 @@
 #include <sys/stat.h>
 #include <time.h>
 
-/* A small /proc file (st_size 0: read until EOF) into @buf, NUL-terminated. */
-static int read_proc(const char *path, char *buf, size_t len)
-{
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ssize_t n = ck_read_full(fd, buf, len - 1);
-	if (n < 0)
-		return (int)n;
-	buf[n] = 0;
-	return 0;
-}
-
 /* Children of the init (host pids), at most @max. Returns the count or -errno. */
 static int init_children(pid_t init, pid_t *out, int max)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)init, (int)init);
 	char buf[4096];
-	int r = read_proc(path, buf, sizeof(buf));
+	int r = (int)ck_read_small(path, buf, sizeof(buf));
 	if (r < 0)
 		return r;
 	int n = 0;
@@ -62,7 +49,7 @@ static pid_t ns_pid(pid_t pid)
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	char buf[8192];
-	if (read_proc(path, buf, sizeof(buf)) < 0)
+	if (ck_read_small(path, buf, sizeof(buf)) < 0)
 		return -1;
 	char *l = strstr(buf, "\nNSpid:");
 	if (!l)
@@ -114,7 +101,7 @@ static uint64_t resident_bytes(pid_t pid)
 {
 	char path[64], buf[8192];
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if (read_proc(path, buf, sizeof(buf)) < 0)
+	if (ck_read_small(path, buf, sizeof(buf)) < 0)
 		return 0;
 	uint64_t sum = 0;
 	static const char *const keys[] = {"\nRssAnon:", "\nRssShmem:"};

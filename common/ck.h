@@ -63,6 +63,10 @@ int ck_pwrite_full(int fd, const void *buf, size_t len, off_t off);
  *  convenience; reads to end of file, so /proc files (st_size 0) work too. -EFBIG when larger
  *  than @max. */
 int ck_read_file_at(int dirfd, const char *path, size_t max, char **ret_buf, size_t *ret_len);
+/** Read the start of a small file (up to @len - 1 bytes: more is cut off) into @buf,
+ *  NUL-terminated; reads to end of file, so /proc files work too. Returns the length read or
+ *  -errno. */
+ssize_t ck_read_small(const char *path, char *buf, size_t len);
 
 /** Atomically replace @path (relative to @dirfd) with @len bytes of @buf: write to a temporary
  *  name, fsync, rename, fsync the directory. The file gets @mode. A crash leaves either the old

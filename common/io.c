@@ -74,6 +74,18 @@ int ck_pwrite_full(int fd, const void *buf, size_t len, off_t off)
 	return 0;
 }
 
+ssize_t ck_read_small(const char *path, char *buf, size_t len)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = ck_read_full(fd, buf, len - 1);
+	if (n < 0)
+		return n;
+	buf[n] = 0;
+	return n;
+}
+
 int ck_read_file_at(int dirfd, const char *path, size_t max, char **ret_buf, size_t *ret_len)
 {
 	_cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);

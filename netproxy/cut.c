@@ -144,21 +144,6 @@ int netproxy_session_drop(struct netproxy *np, uint32_t id)
 	return 0;
 }
 
-static socklen_t loopback_any(int family, struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (family == AF_INET6) {
-		struct sockaddr_in6 *s6 = (void *)ss;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_addr = in6addr_loopback;
-		return sizeof(*s6);
-	}
-	struct sockaddr_in *s4 = (void *)ss;
-	s4->sin_family = AF_INET;
-	s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	return sizeof(*s4);
-}
-
 /* A connection to a private listener, accepted and closed with SO_LINGER 0: the RST is in
  * the socket before we return, so its first recv/send fails with ECONNRESET. */
 int netproxy_reset_socket(int family, int *ret_fd)
@@ -166,7 +151,7 @@ int netproxy_reset_socket(int family, int *ret_fd)
 	if (family != AF_INET && family != AF_INET6)
 		return -EAFNOSUPPORT;
 	struct sockaddr_storage a;
-	socklen_t al = loopback_any(family, &a);
+	socklen_t al = np_loopback(family, &a);
 	_cleanup_close_ int l = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (l < 0)
 		return -errno;

@@ -40,7 +40,7 @@ void np_reset_close(int fd)
 	close(fd);
 }
 
-static socklen_t loopback(int family, struct sockaddr_storage *ss)
+socklen_t np_loopback(int family, struct sockaddr_storage *ss)
 {
 	memset(ss, 0, sizeof(*ss));
 	if (family == AF_INET6) {
@@ -58,7 +58,7 @@ static socklen_t loopback(int family, struct sockaddr_storage *ss)
 static int bound_socket(int family, bool listening, struct sockaddr_storage *ret_addr)
 {
 	struct sockaddr_storage ss;
-	socklen_t len = loopback(family, &ss);
+	socklen_t len = np_loopback(family, &ss);
 	_cleanup_close_ int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;

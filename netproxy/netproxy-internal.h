@@ -174,6 +174,8 @@ void np_leg_accept_foreign(struct netproxy *np, int idx);
 void np_reset_close(int fd);
 bool np_addr_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 int np_family_idx(int family);
+/** The loopback address of @family (AF_INET6, else AF_INET), port 0, in @ss; its length. */
+socklen_t np_loopback(int family, struct sockaddr_storage *ss);
 
 /* cut.c */
 bool np_cut_hold_leg(struct np_session *s, int err);

@@ -338,6 +338,28 @@ int ptyproxy_redraw(struct ptyproxy *p, char **ret, size_t *ret_len)
 
 /* ---- life cycle ---- */
 
+/* Hooks p's fresh screen model up to p and sets the modes; with a saved state, seeds the model by
+ * drawing the saved screen into it at its saved size, then sizes it to p's window. The job sees
+ * nothing. */
+static int model_attach(struct ptyproxy *p, const struct ptyproxy_state *state)
+{
+	p->model->reply = model_reply;
+	p->model->ud = p;
+	ptyproxy_modes_init(&p->modes, state ? state->modes : 0);
+	if (!state)
+		return 0;
+	struct ck_buf b = {0};
+	struct pp_screen s = state->screen;
+	pp_model_resize(p->model, s.rows, s.cols);
+	pp_screen_encode(&s, state->modes, &b);
+	if (!b.err)
+		pp_model_feed(p->model, b.data, b.len);
+	int r = b.err;
+	ck_buf_free(&b);
+	pp_model_resize(p->model, p->ws.ws_row, p->ws.ws_col);
+	return r;
+}
+
 static int proxy_alloc(const struct ptyproxy_config *cfg, struct ptyproxy **ret)
 {
 	struct ptyproxy *p = calloc(1, sizeof(*p));
@@ -383,23 +405,9 @@ int ptyproxy_new(const struct ptyproxy_config *cfg, int master_fd,
 	r = p->ring ? pp_model_new(p->ws.ws_row, p->ws.ws_col, &p->model) : -ENOMEM;
 	if (r < 0)
 		goto fail;
-	p->model->reply = model_reply;
-	p->model->ud = p;
-	ptyproxy_modes_init(&p->modes, state ? state->modes : 0);
-	if (state) {
-		/* Seed the model by drawing the saved screen into it. The job sees nothing. */
-		struct ck_buf b = {0};
-		struct pp_screen s = state->screen;
-		pp_model_resize(p->model, s.rows, s.cols);
-		pp_screen_encode(&s, state->modes, &b);
-		if (!b.err)
-			pp_model_feed(p->model, b.data, b.len);
-		r = b.err;
-		ck_buf_free(&b);
-		pp_model_resize(p->model, p->ws.ws_row, p->ws.ws_col);
-		if (r < 0)
-			goto fail;
-	}
+	r = model_attach(p, state);
+	if (r < 0)
+		goto fail;
 	p->last_output_ns = ck_now_ns();
 	pp_update_watches(p);
 	if (p->w_master != EPOLLIN) {
@@ -597,22 +605,9 @@ int ptyproxy_restart(struct ptyproxy *p, int master_fd, const int sup_fds[3],
 		return r;
 	pp_model_free(p->model);
 	p->model = m;
-	p->model->reply = model_reply;
-	p->model->ud = p;
-	ptyproxy_modes_init(&p->modes, state ? state->modes : 0);
-	if (state) {
-		struct ck_buf b = {0};
-		struct pp_screen s = state->screen;
-		pp_model_resize(p->model, s.rows, s.cols);
-		pp_screen_encode(&s, state->modes, &b);
-		if (!b.err)
-			pp_model_feed(p->model, b.data, b.len);
-		r = b.err;
-		ck_buf_free(&b);
-		pp_model_resize(p->model, p->ws.ws_row, p->ws.ws_col);
-		if (r < 0)
-			return r;
-	}
+	r = model_attach(p, state);
+	if (r < 0)
+		return r;
 	pp_clients_redraw(p);
 	p->last_output_ns = ck_now_ns();
 	pp_update_watches(p);

@@ -19,9 +19,19 @@ int inject_find_syscall(pid_t pid, uint64_t *ret_ip);
 int inject_begin(struct inject *ij, pid_t tid, uint64_t syscall_ip);
 int inject_syscall(struct inject *ij, long nr, const uint64_t args[6], int64_t *ret);
 int inject_end(struct inject *ij);
+/** inject_syscall with 4 arguments; a syscall's own error (-4095..-1 in *ret) is returned too. */
+int inject_call(struct inject *ij, long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
+		int64_t *ret);
+/** Read @len bytes at @addr of process @pid (a scratch page after injected syscalls); -EIO. */
+int inject_peek(pid_t pid, uint64_t addr, void *buf, size_t len);
 /** Read what only the target itself can tell: sigactions and brk (leader), alt stacks and
  *  clear_child_tid (every thread). Sets RESTORE_PROC_F_* / RESTORE_THREAD_F_INJECTED. */
 int inject_collect(struct restore_freeze *f, struct restore_image *img);
+
+/* dump.c */
+/** The queued signals of thread @tid (@shared: of the process), up to IMG_MAX_PENDING, in a
+ *  new array (NULL when none). */
+int dump_peek_siginfo(pid_t tid, bool shared, struct restore_siginfo **ret, size_t *ret_n);
 
 /* dump-timers.c */
 /** Parse /proc/PID/timers text into @t->posix (sorted by id). -EOPNOTSUPP for a notify kind

@@ -27,21 +27,6 @@
 #define SCR_POSIX   256 /* struct itimerspec (32 bytes) per timer, in batches */
 #define SCR_BATCH   ((RESTORE_PAGE_SIZE - SCR_POSIX) / 32)
 
-static int call(struct inject *ij, long nr, uint64_t a0, uint64_t a1, uint64_t a2, int64_t *ret)
-{
-	const uint64_t a[6] = {a0, a1, a2, 0, 0, 0};
-	int r = inject_syscall(ij, nr, a, ret);
-	if (r == 0 && *ret < 0 && *ret > -4096)
-		return (int)*ret;
-	return r;
-}
-
-static int peek(pid_t pid, uint64_t addr, void *buf, size_t len)
-{
-	struct iovec l = {buf, len}, rm = {(void *)addr, len};
-	return process_vm_readv(pid, &l, 1, &rm, 1, 0) == (ssize_t)len ? 0 : -EIO;
-}
-
 static uint64_t ts_ns(const uint8_t *p) /* struct timespec / timeval as the kernel wrote it */
 {
 	return ck_get_le64(p) * 1000000000ull + ck_get_le64(p + 8);
@@ -131,16 +116,17 @@ static int read_posix(struct inject *ij, uint64_t scr, struct restore_timers *t)
 		for (size_t i = 0; i < n; i++) {
 			struct restore_posix_timer *p = &t->posix[base + i];
 			int64_t ret;
-			int r = call(ij, SYS_timer_gettime, (uint64_t)p->id,
-				     scr + SCR_POSIX + i * 32, 0, &ret);
+			int r = inject_call(ij, SYS_timer_gettime, (uint64_t)p->id,
+					    scr + SCR_POSIX + i * 32, 0, 0, &ret);
 			if (r == 0)
-				r = call(ij, SYS_timer_getoverrun, (uint64_t)p->id, 0, 0, &ret);
+				r = inject_call(ij, SYS_timer_getoverrun, (uint64_t)p->id, 0, 0, 0,
+						&ret);
 			if (r < 0)
 				return r;
 			p->overrun = (int32_t)ret;
 		}
 		uint8_t raw[SCR_BATCH * 32];
-		int r = peek(ij->tid, scr + SCR_POSIX, raw, n * 32);
+		int r = inject_peek(ij->tid, scr + SCR_POSIX, raw, n * 32);
 		if (r < 0)
 			return r;
 		for (size_t i = 0; i < n; i++) {
@@ -156,18 +142,20 @@ static int collect(struct inject *ij, uint64_t scr, struct restore_timers *t)
 	int64_t ret;
 	int r = 0;
 	for (int w = 0; r == 0 && w < 3; w++)
-		r = call(ij, SYS_getitimer, (uint64_t)w, scr + SCR_ITIMERS + (uint64_t)w * 32, 0,
-			 &ret);
+		r = inject_call(ij, SYS_getitimer, (uint64_t)w,
+				scr + SCR_ITIMERS + (uint64_t)w * 32, 0, 0, &ret);
 	if (r == 0)
 		r = read_posix(ij, scr, t);
 	/* The clocks last: clock + time left is then never before the real deadline. */
 	if (r == 0)
-		r = call(ij, SYS_clock_gettime, CLOCK_MONOTONIC, scr + SCR_CLOCKS, 0, &ret);
+		r = inject_call(ij, SYS_clock_gettime, CLOCK_MONOTONIC, scr + SCR_CLOCKS, 0, 0,
+				&ret);
 	if (r == 0)
-		r = call(ij, SYS_clock_gettime, CLOCK_BOOTTIME, scr + SCR_CLOCKS + 16, 0, &ret);
+		r = inject_call(ij, SYS_clock_gettime, CLOCK_BOOTTIME, scr + SCR_CLOCKS + 16, 0, 0,
+				&ret);
 	uint8_t raw[SCR_ITIMERS + 3 * 32];
 	if (r == 0)
-		r = peek(ij->tid, scr, raw, sizeof(raw));
+		r = inject_peek(ij->tid, scr, raw, sizeof(raw));
 	if (r < 0)
 		return r;
 	t->mono_ns = ts_ns(raw + SCR_CLOCKS);
@@ -191,33 +179,13 @@ static int collect(struct inject *ij, uint64_t scr, struct restore_timers *t)
  * only grow, so the later snapshot replaces the earlier one. */
 static int repeek(pid_t tid, bool shared, struct restore_siginfo **ret, size_t *ret_n)
 {
-	size_t n = 0, cap = 0;
-	struct restore_siginfo *v = NULL;
-	for (;;) {
-		if (n + 32 > cap) {
-			cap = n + 32;
-			struct restore_siginfo *nv = realloc(v, cap * sizeof(*nv));
-			if (!nv) {
-				free(v);
-				return -ENOMEM;
-			}
-			v = nv;
-		}
-		struct __ptrace_peeksiginfo_args a = {
-			.off = n, .flags = shared ? PTRACE_PEEKSIGINFO_SHARED : 0, .nr = 32};
-		long got = ptrace(PTRACE_PEEKSIGINFO, tid, &a, v + n);
-		if (got < 0) {
-			free(v);
-			return -errno;
-		}
-		n += (size_t)got;
-		if (got == 0 || n >= IMG_MAX_PENDING)
-			break;
-	}
+	struct restore_siginfo *v;
+	size_t n;
+	int r = dump_peek_siginfo(tid, shared, &v, &n);
+	if (r < 0)
+		return r;
 	free(*ret);
-	*ret = n ? v : NULL;
-	if (!n)
-		free(v);
+	*ret = v;
 	*ret_n = n;
 	return 0;
 }
@@ -254,7 +222,8 @@ int dump_timers(struct restore_freeze *f, struct restore_image *img)
 	if (r == 0) {
 		r = collect(&ij, (uint64_t)scr, t);
 		int64_t ignored;
-		int q = call(&ij, SYS_munmap, (uint64_t)scr, RESTORE_PAGE_SIZE, 0, &ignored);
+		int q = inject_call(&ij, SYS_munmap, (uint64_t)scr, RESTORE_PAGE_SIZE, 0, 0,
+				    &ignored);
 		if (r == 0)
 			r = q;
 	}

@@ -33,7 +33,7 @@ static void copy_comm(char dst[16], const char *s)
 	memcpy(dst, s, CK_MIN(n, (size_t)15));
 }
 
-static int peek_siginfo(pid_t tid, bool shared, struct restore_siginfo **ret, size_t *ret_n)
+int dump_peek_siginfo(pid_t tid, bool shared, struct restore_siginfo **ret, size_t *ret_n)
 {
 	struct restore_siginfo *v = NULL;
 	size_t n = 0;
@@ -86,7 +86,7 @@ static int dump_thread(pid_t pid, pid_t tid, struct restore_thread *t)
 		return -ENOMEM;
 	if (ptrace(PTRACE_GETSIGMASK, tid, sizeof(uint64_t), &t->sigmask) < 0)
 		return -errno;
-	int r = peek_siginfo(tid, false, &t->pending, &t->npending);
+	int r = dump_peek_siginfo(tid, false, &t->pending, &t->npending);
 	if (r < 0)
 		return r;
 	struct __ptrace_rseq_configuration rc = {0};
@@ -208,7 +208,7 @@ static int dump_proc(pid_t pid, struct restore_proc *p)
 		};
 	if (read_text(pid, 0, "timers", &p->timers) < 0 && !(p->timers = strdup("")))
 		return -ENOMEM;
-	r = peek_siginfo(pid, true, &p->pending, &p->npending);
+	r = dump_peek_siginfo(pid, true, &p->pending, &p->npending);
 	if (r < 0)
 		return r;
 	unsigned a, b, c, d;

@@ -109,7 +109,7 @@ int inject_end(struct inject *ij)
 	return r;
 }
 
-static int call(struct inject *ij, long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
+int inject_call(struct inject *ij, long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
 		int64_t *ret)
 {
 	const uint64_t a[6] = {a0, a1, a2, a3, 0, 0};
@@ -119,7 +119,7 @@ static int call(struct inject *ij, long nr, uint64_t a0, uint64_t a1, uint64_t a
 	return r;
 }
 
-static int peek(pid_t pid, uint64_t addr, void *buf, size_t len)
+int inject_peek(pid_t pid, uint64_t addr, void *buf, size_t len)
 {
 	struct iovec l = {buf, len}, rm = {(void *)addr, len};
 	return process_vm_readv(pid, &l, 1, &rm, 1, 0) == (ssize_t)len ? 0 : -EIO;
@@ -135,13 +135,13 @@ static int collect_leader(struct inject *ij, uint64_t scr, struct restore_image 
 	pid_t pid = ij->tid;
 	int64_t ret;
 	for (int sig = 1; sig <= RESTORE_NSIG; sig++) {
-		int r = call(ij, SYS_rt_sigaction, (uint64_t)sig, 0,
-			     scr + SCR_SIGACT + (uint64_t)(sig - 1) * 32, 8, &ret);
+		int r = inject_call(ij, SYS_rt_sigaction, (uint64_t)sig, 0,
+				    scr + SCR_SIGACT + (uint64_t)(sig - 1) * 32, 8, &ret);
 		if (r < 0)
 			return r;
 	}
 	uint8_t raw[RESTORE_NSIG * 32];
-	int r = peek(pid, scr + SCR_SIGACT, raw, sizeof(raw));
+	int r = inject_peek(pid, scr + SCR_SIGACT, raw, sizeof(raw));
 	if (r < 0)
 		return r;
 	for (int i = 0; i < RESTORE_NSIG; i++) {
@@ -152,7 +152,7 @@ static int collect_leader(struct inject *ij, uint64_t scr, struct restore_image 
 		sa->mask = ck_get_le64(raw + i * 32 + 24);
 	}
 	img->proc.flags |= RESTORE_PROC_F_SIGACT;
-	r = call(ij, SYS_brk, 0, 0, 0, 0, &ret);
+	r = inject_call(ij, SYS_brk, 0, 0, 0, 0, &ret);
 	if (r < 0)
 		return r;
 	img->proc.mm[RESTORE_MM_BRK] = (uint64_t)ret;
@@ -163,12 +163,12 @@ static int collect_leader(struct inject *ij, uint64_t scr, struct restore_image 
 static int collect_thread(struct inject *ij, uint64_t scr, struct restore_thread *t)
 {
 	int64_t ret;
-	int r = call(ij, SYS_sigaltstack, 0, scr + SCR_ALTSTACK, 0, 0, &ret);
+	int r = inject_call(ij, SYS_sigaltstack, 0, scr + SCR_ALTSTACK, 0, 0, &ret);
 	if (r == 0)
-		r = call(ij, SYS_prctl, PR_GET_TID_ADDRESS, scr + SCR_TIDADDR, 0, 0, &ret);
+		r = inject_call(ij, SYS_prctl, PR_GET_TID_ADDRESS, scr + SCR_TIDADDR, 0, 0, &ret);
 	uint8_t raw[SCR_TIDADDR + 8 - SCR_ALTSTACK];
 	if (r == 0)
-		r = peek(ij->tid, scr + SCR_ALTSTACK, raw, sizeof(raw));
+		r = inject_peek(ij->tid, scr + SCR_ALTSTACK, raw, sizeof(raw));
 	if (r < 0)
 		return r;
 	t->altstack_sp = ck_get_le64(raw);
@@ -190,8 +190,8 @@ int inject_collect(struct restore_freeze *f, struct restore_image *img)
 	if (r < 0)
 		return r;
 	int64_t scr;
-	r = call(&lead, SYS_mmap, 0, RESTORE_PAGE_SIZE, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, &scr);
+	r = inject_call(&lead, SYS_mmap, 0, RESTORE_PAGE_SIZE, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, &scr);
 	/* mmap's fd argument is a4 = r8: 0 is fine for MAP_ANONYMOUS (ignored). */
 	if (r < 0)
 		goto end_leader;
@@ -212,7 +212,7 @@ int inject_collect(struct restore_freeze *f, struct restore_image *img)
 			r = q;
 	}
 	int64_t ignored;
-	int q = call(&lead, SYS_munmap, (uint64_t)scr, RESTORE_PAGE_SIZE, 0, 0, &ignored);
+	int q = inject_call(&lead, SYS_munmap, (uint64_t)scr, RESTORE_PAGE_SIZE, 0, 0, &ignored);
 	if (r == 0)
 		r = q;
 end_leader:;

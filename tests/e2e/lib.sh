@@ -94,3 +94,45 @@ poll_until() {
 
 # expect_eq WHAT EXPECTED ACTUAL
 expect_eq() { [ "$2" = "$3" ] || fail "$1: expected '$2', got '$3'"; }
+
+# use_ckuser MODE JOB [FILE...]: run this scenario's ckptenv as the ordinary user ckuser (needs
+# root to create it: skips otherwise). Lets the user open /dev/fuse, gives it U=$T/ckuser (FILEs
+# are copied there) and defines
+#  - as_user ARGS: ckptenv ARGS as ckuser, stdin from /dev/null, in a clean environment (HOME=$U,
+#    CKPTENV_HOME=$U/home and the VAR=value words of the array CK_USER_ENV, set before the call),
+#  - cleanup_user: `rm --force JOB` as ckuser, run by the EXIT trap this sets before _cleanup
+#    (a scenario with more to undo sets its own trap and calls cleanup_user from it).
+# MODE copy: the user runs a copy of $CKPTENV in $U; MODE reach: it runs $CKPTENV itself, and the
+# scenario skips when ckuser cannot traverse every directory above it.
+use_ckuser() {
+	local mode=$1 d; CK_USER_JOB=$2; shift 2
+	[ "$(id -u)" = 0 ] || skip "needs root to create the test user"
+	# Other scenarios create the same user, maybe at the same time (ctest -j): then it exists.
+	id ckuser >/dev/null 2>&1 || useradd -m ckuser >/dev/null 2>&1 || poll_until 10 id ckuser ||
+		skip "cannot create user ckuser"
+	chmod 0666 /dev/fuse
+	case "$mode" in
+	copy) CK_USER_BIN=$T/ckuser/ckptenv ;;
+	reach)
+		# The user must reach the binary and its own state directory.
+		CK_USER_BIN=$CKPTENV
+		d=$(dirname "$CKPTENV")
+		while [ "$d" != / ]; do
+			setpriv --reuid ckuser --regid ckuser --init-groups test -x "$d" ||
+				skip "ckuser cannot reach $d"
+			d=$(dirname "$d")
+		done
+		;;
+	*) fail "use_ckuser: mode '$mode' is neither copy nor reach" ;;
+	esac
+	U="$T/ckuser"
+	mkdir -p "$U" && chown ckuser: "$U"
+	[ $# = 0 ] || cp "$@" "$U/"
+	[ "$mode" != copy ] || cp "$CKPTENV" "$U/ckptenv"
+	trap 'rc=$?; set +e; cleanup_user; _cleanup $rc' EXIT
+}
+as_user() {
+	setpriv --reuid ckuser --regid ckuser --init-groups env -i PATH=/usr/bin:/bin HOME="$U" \
+		CKPTENV_HOME="$U/home" ${CK_USER_ENV[@]+"${CK_USER_ENV[@]}"} "$CK_USER_BIN" "$@" </dev/null
+}
+cleanup_user() { as_user rm --force "$CK_USER_JOB" >/dev/null 2>&1 || true; }

@@ -3,18 +3,7 @@
 # namespace, unprivileged FUSE, sock_diag and syscall injection without privileges): the
 # restored helper verifies itself on SIGUSR1.
 . "$(dirname "$0")/../lib.sh"
-[ "$(id -u)" = 0 ] || skip "needs root to create the test user"
-id ckuser >/dev/null 2>&1 || useradd -m ckuser >/dev/null 2>&1 || skip "cannot create user ckuser"
-chmod 0666 /dev/fuse
-U="$T/ckuser"
-mkdir -p "$U" && chown ckuser: "$U"
-cp "$CK_HELPERS/zdtm-fds" "$U/" && cp "$CKPTENV" "$U/ckptenv"
-as_user() {
-	setpriv --reuid ckuser --regid ckuser --init-groups env -i PATH=/usr/bin:/bin HOME="$U" \
-		CKPTENV_HOME="$U/home" "$U/ckptenv" "$@" </dev/null
-}
-cleanup_user() { as_user rm --force nf >/dev/null 2>&1 || true; }
-trap 'rc=$?; set +e; cleanup_user; _cleanup $rc' EXIT
+use_ckuser copy nf "$CK_HELPERS/zdtm-fds"
 said() { as_user log nf | grep -aq "$1"; }
 cmd_pid() {
 	local j; j=$(as_user status nf | sed -n 's/^pid: *\([0-9]*\) .*/\1/p')

@@ -2,18 +2,7 @@
 # checkpoint --stop / restore as an ordinary user (user namespace, unprivileged FUSE): the
 # counter goes on where it stopped; `restore` without --detach waits for the job's status.
 . "$(dirname "$0")/../lib.sh"
-[ "$(id -u)" = 0 ] || skip "needs root to create the test user"
-id ckuser >/dev/null 2>&1 || useradd -m ckuser >/dev/null 2>&1 || skip "cannot create user ckuser"
-chmod 0666 /dev/fuse
-U="$T/ckuser"
-mkdir -p "$U" && chown ckuser: "$U"
-cp "$CK_HELPERS/zdtm-loop" "$U/" && cp "$CKPTENV" "$U/ckptenv"
-as_user() {
-	setpriv --reuid ckuser --regid ckuser --init-groups env -i PATH=/usr/bin:/bin HOME="$U" \
-		CKPTENV_HOME="$U/home" "$U/ckptenv" "$@" </dev/null
-}
-cleanup_user() { as_user rm --force nr >/dev/null 2>&1 || true; }
-trap 'rc=$?; set +e; cleanup_user; _cleanup $rc' EXIT
+use_ckuser copy nr "$CK_HELPERS/zdtm-loop"
 counts() { as_user log nr | grep -a '^count ' | awk '{print $2}'; }
 count_above() { [ "$(counts | tail -1)" -gt "$1" ]; }
 

@@ -3,18 +3,7 @@
 # (user namespace: the threads get their old tids through the job's own pid namespace): the
 # 12 long-lived threads come back with their old tids and names, and the job verifies itself.
 . "$(dirname "$0")/../lib.sh"
-[ "$(id -u)" = 0 ] || skip "needs root to create the test user"
-id ckuser >/dev/null 2>&1 || useradd -m ckuser >/dev/null 2>&1 || skip "cannot create user ckuser"
-chmod 0666 /dev/fuse
-U="$T/ckuser"
-mkdir -p "$U" && chown ckuser: "$U"
-cp "$CK_HELPERS/zdtm-threads" "$U/" && cp "$CKPTENV" "$U/ckptenv"
-as_user() {
-	setpriv --reuid ckuser --regid ckuser --init-groups env -i PATH=/usr/bin:/bin HOME="$U" \
-		CKPTENV_HOME="$U/home" "$U/ckptenv" "$@" </dev/null
-}
-cleanup_user() { as_user rm --force tn >/dev/null 2>&1 || true; }
-trap 'rc=$?; set +e; cleanup_user; _cleanup $rc' EXIT
+use_ckuser copy tn "$CK_HELPERS/zdtm-threads"
 ticks() { as_user log tn | grep -a '^tick ' | awk '{print $2}'; }
 tick_above() { [ "$(ticks | tail -1)" -gt "$1" ]; }
 has_ready() { as_user log tn | grep -aq '^ready$'; }

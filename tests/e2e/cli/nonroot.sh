@@ -2,23 +2,7 @@
 # The same as an ordinary user: a user namespace, an unprivileged FUSE mount.
 . "$(dirname "$0")/../lib.sh"
 
-[ "$(id -u)" = 0 ] || skip "needs root to create the test user"
-id ckuser >/dev/null 2>&1 || useradd -m ckuser >/dev/null 2>&1 || skip "cannot create user ckuser"
-chmod 0666 /dev/fuse
-# The user must reach the binary and its own state directory.
-d=$(dirname "$CKPTENV")
-while [ "$d" != / ]; do
-	setpriv --reuid ckuser --regid ckuser --init-groups test -x "$d" || skip "ckuser cannot reach $d"
-	d=$(dirname "$d")
-done
-U="$T/ckuser"
-mkdir -p "$U" && chown ckuser: "$U"
-as_user() {
-	setpriv --reuid ckuser --regid ckuser --init-groups env -i PATH=/usr/bin:/bin HOME="$U" \
-		CKPTENV_HOME="$U/home" "$CKPTENV" "$@" </dev/null
-}
-cleanup_user() { as_user rm --force nr >/dev/null 2>&1 || true; }
-trap 'rc=$?; set +e; cleanup_user; _cleanup $rc' EXIT
+use_ckuser reach nr
 
 tag=ck-nr-$$
 out=$(as_user run --name nr -- sh -c "id -u; echo mine > /tmp/$tag; cat /tmp/$tag")

@@ -7,24 +7,10 @@
 PY=/usr/bin/python3
 [ "$(id -u)" = 0 ] || skip "needs root to create the test user"
 [ -x $PY ] || skip "python3 missing"
-# Other scenarios create the same user, maybe at the same time (ctest -j): then it exists.
-id ckuser >/dev/null 2>&1 || useradd -m ckuser >/dev/null 2>&1 || poll_until 10 id ckuser ||
-	skip "cannot create user ckuser"
-chmod 0666 /dev/fuse
-d=$(dirname "$CKPTENV")
-while [ "$d" != / ]; do
-	setpriv --reuid ckuser --regid ckuser --init-groups test -x "$d" || skip "ckuser cannot reach $d"
-	d=$(dirname "$d")
-done
-U="$T/ckuser"
-mkdir -p "$U" && chown ckuser: "$U"
-cp "$(dirname "$0")"/npserver.py "$U/"
-as_user() {
-	setpriv --reuid ckuser --regid ckuser --init-groups env -i PATH=/usr/bin:/bin HOME="$U" \
-		CKPTENV_HOME="$U/home" CKPTENV_NET_MAX_SESSIONS=2 "$CKPTENV" "$@" </dev/null
-}
+CK_USER_ENV=(CKPTENV_NET_MAX_SESSIONS=2)
+use_ckuser reach nn "$(dirname "$0")"/npserver.py
 BG=()
-trap 'rc=$?; set +e; kill "${BG[@]}" 2>/dev/null; as_user rm --force nn >/dev/null 2>&1; _cleanup $rc' EXIT
+trap 'rc=$?; set +e; kill "${BG[@]}" 2>/dev/null; cleanup_user; _cleanup $rc' EXIT
 $PY "$U/npserver.py" > "$T/port" 2>/dev/null </dev/null &
 BG+=($!)
 poll_until 20 test -s "$T/port" || fail "test server did not start"
