@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Where a checkpoint's frozen time goes, phase by phase (freeze, vfs, pty, memory, commit; net
-# comes with the proxy): a job with BENCH_MEM_MB of touched memory (zdtm-big) and BENCH_FILES
-# small files in its /tmp is checkpointed BENCH_N times; the medians are printed, each with its
-# share of the frozen time. Numbers from `ckptenv checkpoint`'s second stderr line.
+# Where a checkpoint's frozen time goes, phase by phase (freeze, vfs, pty, memory, commit, net):
+# a job with BENCH_MEM_MB of touched memory (zdtm-big), BENCH_FILES small files in its /tmp and
+# BENCH_CONNS proxied TCP connections (bash's /dev/tcp to a local echo server, kept open across
+# the exec) is checkpointed BENCH_N times; the medians are printed, each with its share of the
+# frozen time. Numbers from `ckptenv checkpoint`'s second stderr line.
 #
 #   bench/ckpt-phases.sh        (build first: cmake --build build)
 #
-# Environment: BENCH_MEM_MB [1024], BENCH_FILES [10000], BENCH_N [5], BENCH_TERM [0] (1: the
+# Environment: BENCH_MEM_MB [1024], BENCH_FILES [10000], BENCH_CONNS [10], BENCH_N [5], BENCH_TERM [0] (1: the
 # job on a terminal, through tmux, so the pty phase has a screen to save), BENCH_DIR [/var/tmp],
 # CKPTENV [build/ckptenv/ckptenv], CK_HELPERS [dir of ckptenv/../helpers].
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MEM=${BENCH_MEM_MB:-1024}
 FILES=${BENCH_FILES:-10000}
+CONNS=${BENCH_CONNS:-10}
 N=${BENCH_N:-5}
 TERM_JOB=${BENCH_TERM:-0}
 CKPTENV=${CKPTENV:-$ROOT/build/ckptenv/ckptenv}
@@ -21,9 +23,30 @@ CK_HELPERS=${CK_HELPERS:-$(dirname "$CKPTENV")/../helpers}
 W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/ckpt-phases.XXXXXX")
 export CKPTENV_HOME=$W/home
 TM="tmux -L ckpt-phases-$$ -f /dev/null"
-trap '"$CKPTENV" rm --force ph >/dev/null 2>&1 || true; $TM kill-server 2>/dev/null || true; [ -n "${BENCH_KEEP:-}" ] || rm -rf "$W"' EXIT
+SRV=
+trap '"$CKPTENV" rm --force ph >/dev/null 2>&1 || true; $TM kill-server 2>/dev/null || true; [ -z "$SRV" ] || kill "$SRV" 2>/dev/null; [ -n "${BENCH_KEEP:-}" ] || rm -rf "$W"' EXIT
 
-script="mkdir -p /tmp/f; for i in \$(seq $FILES); do echo \$i > /tmp/f/\$i; done; exec $CK_HELPERS/zdtm-big 1 $MEM"
+# A local echo server for the job's connections (loopback only); it prints its port.
+conns=
+if [ "$CONNS" -gt 0 ]; then
+	python3 -c '
+import socket, threading, sys
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(64)
+print(l.getsockname()[1], flush=True)
+def echo(c):
+    while True:
+        b = c.recv(65536)
+        if not b: return
+        c.sendall(b)
+while True:
+    c, _ = l.accept(); threading.Thread(target=echo, args=(c,), daemon=True).start()
+' >"$W/port" &
+	SRV=$!
+	until [ -s "$W/port" ]; do sleep 0.05; done
+	port=$(cat "$W/port")
+	for ((c = 0; c < CONNS; c++)); do conns+="exec $((10 + c))<>/dev/tcp/127.0.0.1/$port; "; done
+fi
+script="mkdir -p /tmp/f; for i in \$(seq $FILES); do echo \$i > /tmp/f/\$i; done; ${conns}exec $CK_HELPERS/zdtm-big 1 $MEM"
 if [ "$TERM_JOB" = 1 ]; then
 	$TM new-session -d -s b -x 120 -y 40 "env CKPTENV_HOME=$CKPTENV_HOME $CKPTENV run --name ph -- bash -c '$script'"
 else
@@ -38,24 +61,24 @@ done
 for i in $(seq "$N"); do
 	"$CKPTENV" checkpoint ph 2>"$W/err" >/dev/null || { cat "$W/err" >&2; exit 1; }
 	tot=$(sed -n 's/.*frozen \([0-9.]*\) ms,.*/\1/p' "$W/err" | head -1)
-	sed -n "s/.*frozen: freeze \([0-9.]*\) ms, vfs \([0-9.]*\) ms, pty \([0-9.]*\) ms, memory \([0-9.]*\) ms, commit \([0-9.]*\) ms.*/$i $tot \1 \2 \3 \4 \5/p" "$W/err" >>"$W/phases"
+	sed -n "s/.*frozen: freeze \([0-9.]*\) ms, vfs \([0-9.]*\) ms, pty \([0-9.]*\) ms, memory \([0-9.]*\) ms, commit \([0-9.]*\) ms, net \([0-9.]*\) ms.*/$i $tot \1 \2 \3 \4 \5 \6/p" "$W/err" >>"$W/phases"
 	# Keep the disk use bounded: only the newest checkpoint matters here.
 	[ "$i" = 1 ] || "$CKPTENV" rm ph --checkpoint $((i - 1)) >/dev/null
 done
-echo "checkpoint of a job with $MEM MiB touched, $FILES files in /tmp$([ "$TERM_JOB" = 1 ] && echo ', on a terminal'):"
+echo "checkpoint of a job with $MEM MiB touched, $FILES files in /tmp, $CONNS connections$([ "$TERM_JOB" = 1 ] && echo ', on a terminal'):"
 echo "  (the first one commits every file of /tmp; the next ones only what changed: nothing)"
 # column K of the rows selected by awk condition C: median
 median() { awk "$1 {print \$$2}" "$W/phases" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
-printf '  %-24s %10s %10s %10s %10s %10s | %10s\n' "" freeze vfs pty memory commit frozen
+printf '  %-24s %10s %10s %10s %10s %10s %10s | %10s\n' "" freeze vfs pty memory commit net frozen
 row() {
 	local label=$1 cond=$2 t; t=$(median "$cond" 2)
 	printf '  %-24s' "$label"
-	for k in 3 4 5 6 7; do
+	for k in 3 4 5 6 7 8; do
 		awk -v m="$(median "$cond" $k)" -v t="$t" 'BEGIN {printf " %7.1f ms", m}'
 	done
 	printf ' | %7.1f ms\n' "$t"
 	printf '  %-24s' ""
-	for k in 3 4 5 6 7; do
+	for k in 3 4 5 6 7 8; do
 		awk -v m="$(median "$cond" $k)" -v t="$t" 'BEGIN {printf " %9.1f%%", 100 * m / t}'
 	done
 	echo

@@ -77,6 +77,9 @@ static int drain_job(struct np_session *s, int job_sock)
 	}
 }
 
+/* tcpi_state values (include/net/tcp_states.h) in which the socket has received a FIN. */
+enum { NP_TCP_TIME_WAIT = 6, NP_TCP_CLOSE_WAIT = 8, NP_TCP_LAST_ACK = 9, NP_TCP_CLOSING = 11 };
+
 static int peek_unread(int job_sock, uint8_t **ret, size_t *ret_len)
 {
 	int avail = 0;
@@ -130,7 +133,11 @@ int netproxy_session_detach(struct netproxy *np, uint32_t id, int job_sock, void
 			r = -errno;
 			goto undo;
 		}
-		D = s->leg_base + ti.tcpi_bytes_received;
+		/* The kernel counts a received FIN in tcpi_bytes_received (one sequence number):
+		 * after the upstream half-closed and we passed that on, take it out again. */
+		uint64_t fin = ti.tcpi_state == NP_TCP_CLOSE_WAIT || ti.tcpi_state == NP_TCP_LAST_ACK ||
+			       ti.tcpi_state == NP_TCP_CLOSING || ti.tcpi_state == NP_TCP_TIME_WAIT;
+		D = s->leg_base + ti.tcpi_bytes_received - fin;
 		r = peek_unread(job_sock, &unread, &ulen);
 		if (r < 0)
 			goto undo;

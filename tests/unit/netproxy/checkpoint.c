@@ -176,6 +176,92 @@ START_TEST(test_detach_attach_midstream)
 }
 END_TEST
 
+/* ---- a session whose upstream half-closed ---- */
+
+/* The job: connect, say it is ready once it has the server's bytes waiting unread (with the
+ * upstream's FIN behind them), then stop. */
+static int job_halfclosed(void *arg)
+{
+	struct job_arg *a = arg;
+	int fd = j_connect(&a->addr, 0);
+	J_CHECK(fd >= 0, 1);
+	a->sh->fd = fd;
+	usleep(300 * 1000); /* "hi" and the FIN arrive meanwhile */
+	__sync_synchronize();
+	a->sh->ready = 1;
+	raise(SIGSTOP);
+	return 3; /* never resumed */
+}
+
+START_TEST(test_detach_after_upstream_fin)
+{
+	struct fx f;
+	fx_start(&f, NULL);
+	struct sockaddr_storage addr;
+	int l = t_listen(AF_INET, SOCK_STREAM, true, &addr);
+	struct shared *sh =
+		mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(sh, MAP_FAILED);
+	struct job_arg ja = {.addr = addr, .sh = sh};
+	pid_t pid = fx_job(&f, job_halfclosed, &ja, 0);
+	int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	ck_assert_int_ge(c, 0);
+	ck_assert_int_eq(write(c, "hi", 2), 2);
+	ck_assert_int_eq(shutdown(c, SHUT_WR), 0);
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, WUNTRACED), pid);
+	ck_assert(WIFSTOPPED(st));
+	ck_assert_int_eq(sh->ready, 1);
+
+	/* The job's socket holds "hi" and the FIN: the FIN (one sequence number in
+	 * tcpi_bytes_received) is no byte of the stream. This detach used to fail with EIO. */
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	ck_assert_int_ge(pidfd, 0);
+	int dup = (int)syscall(SYS_pidfd_getfd, pidfd, sh->fd, 0);
+	ck_assert_int_ge(dup, 0);
+	uint32_t id;
+	void *unread = NULL;
+	size_t ulen = 0;
+	pthread_mutex_lock(&f.mu);
+	ck_assert_int_eq(netproxy_session_find(f.np, dup, &id), 0);
+	ck_assert_int_eq(netproxy_session_detach(f.np, id, dup, &unread, &ulen), 0);
+	pthread_mutex_unlock(&f.mu);
+	ck_assert_uint_eq(ulen, 2);
+	ck_assert_int_eq(memcmp(unread, "hi", 2), 0);
+	close(dup);
+	close(pidfd);
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+
+	/* The restored job's socket gives the unread bytes, then end of file. */
+	int js = -1;
+	pthread_mutex_lock(&f.mu);
+	ck_assert_int_eq(netproxy_session_attach(f.np, id, unread, ulen, &js), 0);
+	pthread_mutex_unlock(&f.mu);
+	free(unread);
+	char b[8];
+	size_t got = 0;
+	uint64_t deadline = ck_now_ns() + 10000000000ull;
+	for (;;) {
+		struct pollfd p = {.fd = js, .events = POLLIN};
+		ck_assert_int_ge(poll(&p, 1, 100), 0);
+		ssize_t k = recv(js, b + got, sizeof(b) - got, MSG_DONTWAIT);
+		if (k == 0)
+			break;
+		if (k > 0)
+			got += (size_t)k;
+		ck_assert_msg(ck_now_ns() < deadline, "no end of file after %zu bytes", got);
+	}
+	ck_assert_uint_eq(got, 2);
+	ck_assert_int_eq(memcmp(b, "hi", 2), 0);
+	close(js);
+	close(c);
+	close(l);
+	munmap(sh, 4096);
+	fx_stop(&f);
+}
+END_TEST
+
 /* ---- session table ---- */
 
 static int job_hold(void *arg)
@@ -310,6 +396,7 @@ static Suite *suite(void)
 	TCase *tc = tcase_create("checkpoint");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_detach_attach_midstream);
+	tcase_add_test(tc, test_detach_after_upstream_fin);
 	tcase_add_test(tc, test_table_save_load);
 	tcase_add_test(tc, test_connect_aborted);
 	suite_add_tcase(s, tc);
