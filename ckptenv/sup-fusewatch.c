@@ -21,7 +21,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
-#include <linux/close_range.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -90,10 +89,7 @@ static void watchdog(struct fusewatch *w) __attribute__((noreturn));
 static void watchdog(struct fusewatch *w)
 {
 	/* Nothing of the supervisor's: above all not its job lock, which would outlive it. */
-	int keep = w->ctl[0];
-	if (keep > 3)
-		close_range(3, (unsigned)keep - 1, 0);
-	close_range((unsigned)keep + 1, ~0u, 0);
+	ck_close_all_but(3, &w->ctl[0], 1);
 	sigset_t term;
 	sigemptyset(&term);
 	sigaddset(&term, SIGTERM);

@@ -82,6 +82,10 @@ int ck_mkdir_p(const char *path, mode_t mode);
 /** Remove a tree (like rm -rf) below @dirfd/@path. Missing path is not an error. */
 int ck_rm_rf_at(int dirfd, const char *path);
 
+/** Close every fd >= @from except the @n in @keep (any order, duplicates allowed), with
+ *  close_range: system calls only, so a child forked from a threaded process may call it. */
+void ck_close_all_but(int from, const int *keep, size_t n);
+
 /** 64-bit checksum (XXH3) used by every on-disk and wire format. */
 uint64_t ck_checksum(const void *buf, size_t len);
 

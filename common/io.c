@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 
@@ -320,4 +321,22 @@ ssize_t ck_recv_fds(int sock, void *buf, size_t len, int *fds, size_t max_fds, s
 	}
 	*ret_nfds = got;
 	return n;
+}
+
+void ck_close_all_but(int from, const int *keep, size_t n)
+{
+	unsigned lo = from < 0 ? 0u : (unsigned)from;
+	for (;;) {
+		/* The lowest kept fd at or above lo (n is small: a scan per step). */
+		long next = -1;
+		for (size_t i = 0; i < n; i++)
+			if (keep[i] >= 0 && (unsigned)keep[i] >= lo && (next < 0 || keep[i] < next))
+				next = keep[i];
+		if (next < 0)
+			break;
+		if ((unsigned)next > lo)
+			syscall(SYS_close_range, lo, (unsigned)next - 1, 0u);
+		lo = (unsigned)next + 1;
+	}
+	syscall(SYS_close_range, lo, ~0u, 0u);
 }

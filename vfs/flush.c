@@ -32,20 +32,10 @@ struct flush_report {
 	uint64_t ino;
 };
 
-/* Close every fd but @a and @b (a < b). */
-static void close_all_but(int a, int b)
-{
-	if (a > 0)
-		syscall(SYS_close_range, 0u, (unsigned)a - 1, 0u);
-	if (b > a + 1)
-		syscall(SYS_close_range, (unsigned)a + 1, (unsigned)b - 1, 0u);
-	syscall(SYS_close_range, (unsigned)b + 1, ~0u, 0u);
-}
-
 /* In the child: only syscalls, then _exit (the parent's locks may be held by its threads). */
 static void flush_child(int mount_fd, int out, const uint64_t *inos, char (*paths)[64], size_t n)
 {
-	close_all_but(CK_MIN(mount_fd, out), CK_MAX(mount_fd, out));
+	ck_close_all_but(0, (const int[]){mount_fd, out}, 2);
 	struct flush_report rep = {FLUSH_OK, 0, 0};
 	if (syncfs(mount_fd) < 0) {
 		rep = (struct flush_report){FLUSH_SYNCFS, errno, 0};
