@@ -79,6 +79,23 @@ static const char *helper_path(void)
 	return path;
 }
 
+/* Checkpoint side, as the supervisor does it: take the frozen job's socket @fd (pidfd_getfd)
+ * and detach its session, capturing the bytes the job has not read. */
+static void detach_job_socket(struct fx *f, pid_t pid, int fd, uint32_t *ret_id,
+			      void **ret_unread, size_t *ret_len)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	ck_assert_int_ge(pidfd, 0);
+	int dup = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	ck_assert_int_ge(dup, 0);
+	pthread_mutex_lock(&f->mu);
+	ck_assert_int_eq(netproxy_session_find(f->np, dup, ret_id), 0);
+	ck_assert_int_eq(netproxy_session_detach(f->np, *ret_id, dup, ret_unread, ret_len), 0);
+	pthread_mutex_unlock(&f->mu);
+	close(dup);
+	close(pidfd);
+}
+
 START_TEST(test_detach_attach_midstream)
 {
 	struct fx f;
@@ -111,18 +128,13 @@ START_TEST(test_detach_attach_midstream)
 	ck_assert_int_eq(sh->ready, 1);
 
 	/* Checkpoint: take the job's socket, detach, capture. */
-	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	ck_assert_int_ge(pidfd, 0);
-	int dup = (int)syscall(SYS_pidfd_getfd, pidfd, sh->fd, 0);
-	ck_assert_int_ge(dup, 0);
 	uint32_t id;
 	void *unread = NULL;
 	size_t ulen = 0;
-	pthread_mutex_lock(&f.mu);
-	ck_assert_int_eq(netproxy_session_find(f.np, dup, &id), 0);
-	ck_assert_int_eq(netproxy_session_detach(f.np, id, dup, &unread, &ulen), 0);
+	detach_job_socket(&f, pid, sh->fd, &id, &unread, &ulen);
 	struct netproxy_session_info *v;
 	size_t n;
+	pthread_mutex_lock(&f.mu);
 	ck_assert_int_eq(netproxy_status(f.np, &v, &n), 0);
 	pthread_mutex_unlock(&f.mu);
 	ck_assert_uint_eq(n, 1);
@@ -133,8 +145,6 @@ START_TEST(test_detach_attach_midstream)
 	free(v);
 	ck_assert_msg(ulen > 0, "no unread bytes were captured");
 	ck_assert(ns_check(SEED_B, sh->recvd, unread, ulen));
-	close(dup);
-	close(pidfd);
 
 	/* The old job is gone; the upstream keeps sending into the bounded buffer. */
 	kill(pid, SIGKILL);
@@ -215,21 +225,12 @@ START_TEST(test_detach_after_upstream_fin)
 
 	/* The job's socket holds "hi" and the FIN: the FIN (one sequence number in
 	 * tcpi_bytes_received) is no byte of the stream. This detach used to fail with EIO. */
-	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	ck_assert_int_ge(pidfd, 0);
-	int dup = (int)syscall(SYS_pidfd_getfd, pidfd, sh->fd, 0);
-	ck_assert_int_ge(dup, 0);
 	uint32_t id;
 	void *unread = NULL;
 	size_t ulen = 0;
-	pthread_mutex_lock(&f.mu);
-	ck_assert_int_eq(netproxy_session_find(f.np, dup, &id), 0);
-	ck_assert_int_eq(netproxy_session_detach(f.np, id, dup, &unread, &ulen), 0);
-	pthread_mutex_unlock(&f.mu);
+	detach_job_socket(&f, pid, sh->fd, &id, &unread, &ulen);
 	ck_assert_uint_eq(ulen, 2);
 	ck_assert_int_eq(memcmp(unread, "hi", 2), 0);
-	close(dup);
-	close(pidfd);
 	kill(pid, SIGKILL);
 	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
 
