@@ -106,8 +106,9 @@ int rst_cpu_check(const struct restore_image *img, uint64_t *ret_xcr0, uint32_t 
 	}
 	for (size_t i = 0; i < img->nthreads; i++)
 		if (img->threads[i].xsave_len > b) {
-			snprintf(msg, len, "xsave area of %u bytes does not fit this CPU (%u)",
-				 img->threads[i].xsave_len, b);
+			snprintf(msg, len,
+				 "xsave area of %u bytes (thread %d) does not fit this CPU (%u)",
+				 img->threads[i].xsave_len, (int)img->threads[i].tid, b);
 			return -ENOEXEC;
 		}
 	return 0;

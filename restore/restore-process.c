@@ -15,7 +15,6 @@
  * 64 KiB of stack plus 16 KiB per further thread. */
 #include "restore/restore-internal.h"
 
-#include <cpuid.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -43,33 +42,14 @@ static int count_threads(void)
 
 static int check_cpu(struct rst_ctx *c)
 {
-	unsigned a, b, cc, d;
-	__cpuid_count(0xd, 0, a, b, cc, d);
-	(void)a, (void)cc, (void)d;
-	uint32_t lo, hi;
-	__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-	c->cur_xcr0 = ((uint64_t)hi << 32) | lo;
-	c->cur_xsave_size = b;
-	uint64_t want = c->img->proc.xcr0;
-	for (size_t i = 0; i < c->img->nthreads; i++)
-		want |= c->img->threads[i].xcr0;
-	if (want & ~c->cur_xcr0)
-		return rst_fail(
-			c, -ENOEXEC,
-			"the image uses xsave features 0x%llx this CPU lacks (it has 0x%llx)",
-			(unsigned long long)want, (unsigned long long)c->cur_xcr0);
-	if (c->img->proc.xcr0 == c->cur_xcr0 && c->img->proc.xsave_size != c->cur_xsave_size)
-		return rst_fail(c, -ENOEXEC,
-				"the image's xsave layout (%u bytes) is not this CPU's (%u bytes)",
-				c->img->proc.xsave_size, c->cur_xsave_size);
+	char msg[sizeof(((struct restore_err *)0)->msg)];
+	int r = rst_cpu_check(c->img, &c->cur_xcr0, &c->cur_xsave_size, msg, sizeof(msg));
+	if (r < 0)
+		return rst_fail(c, r, "%s", msg);
 	for (size_t i = 0; i < c->img->nthreads; i++) {
 		const struct restore_thread *t = &c->img->threads[i];
-		if (t->xsave_len > c->cur_xsave_size)
-			return rst_fail(c, -ENOEXEC,
-					"xsave area of %u bytes (thread %d) does not fit this CPU (%u)",
-					t->xsave_len, (int)t->tid, c->cur_xsave_size);
 		/* The permission is process-wide and only grows: the last answer covers all. */
-		int r = rst_xstate_permit(c->cur_xcr0, t, &c->xperm);
+		r = rst_xstate_permit(c->cur_xcr0, t, &c->xperm);
 		if (r < 0)
 			return rst_fail(c, r, "cannot get the xstate permission of thread %d: %s",
 					(int)t->tid, strerror(-r));
