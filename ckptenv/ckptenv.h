@@ -10,6 +10,8 @@
 
 #include "state.h"
 
+struct control_msg;
+
 #define EXIT_USAGE 2
 
 /* Everything a freshly forked supervisor needs; it owns the fds. */
@@ -66,6 +68,7 @@ struct cli_run_opts {
 	bool detach;
 	int detach_key;
 	const struct job_spec *restore_spec; /* `restore`: the job file as it is (not rewritten) */
+	bool in_place; /* `restore` by the stopped job's own supervisor (cmd-ckpt.c) */
 	char **cmd;
 	int cmd_argc;
 	uint64_t from_epoch;
@@ -80,9 +83,11 @@ struct cli_run_opts {
 int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 		  const struct cli_run_opts *o, bool print_name, struct supervisor_args *sa);
 
-/** Forward signals to the job over control socket @sock until the supervisor says it ended;
- *  returns the job's exit code (@known, >= 0: the code to use if the supervisor goes away). */
-int cli_wait_job(int sock, const char *name, const char *dir, int known);
+/** After the supervisor on @sock answered STARTED (@m) to a start or a restore: print the
+ *  restore's report, call o->started, then detach, wait (a restore without a terminal) or
+ *  attach as @o says, @pty for a terminal job. Returns the exit code. */
+int cli_follow_started(struct cli_job *j, const char *cmd, const char *name, int sock,
+		       const struct control_msg *m, const struct cli_run_opts *o, bool pty);
 
 /** Print "ckptenv: CMD NAME: MESSAGE" (NAME may be NULL) on stderr. */
 void cli_error(const char *cmd, const char *name, const char *fmt, ...)
@@ -135,7 +140,6 @@ void cli_attach_print_clients(int job_fd);
 const char *cli_bytes(uint64_t n, char *buf, size_t len);
 /** Print, one per line on stderr, what a STARTED reply @m of a restore reports (connections
  *  that could not be kept; cli-net.c). */
-struct control_msg;
 void cli_print_restore_report(const char *cmd, const char *name, const struct control_msg *m);
 /** Print the proxied connections of the running job in @job_fd (cli-net.c). -errno when its
  *  supervisor cannot say. */

@@ -359,27 +359,13 @@ static int restore_in_place(struct cli_job *j, const char *name, uint64_t id, bo
 		cli_error("restore", name, "%s", err);
 		return 1;
 	}
-	cli_print_restore_report("restore", name, &m);
-	/* As after a new supervisor's start: follow the restorer until the process is rebuilt. */
-	if (started && m.len >= 4 && (r = started((pid_t)ck_get_le32(m.payload), data)) != 0)
-		return r;
-	if (detach) {
-		printf("%s\n", name);
-		return 0;
-	}
-	if (!(pty && isatty(0) && isatty(1)))
-		return cli_wait_job(sock, name, j->dir, -1);
-	struct cli_attach_opts ao = {.detach_key = DEFAULT_DETACH_KEY, .control_sock = -1};
-	int code = 1;
-	r = cli_attach(j, "restore", name, &ao, &code);
-	if (r == 1)
-		return 0;
-	if (r < 0 && r != -ECONNRESET) {
-		cli_error("restore", name, "cannot reach the job's terminal: %s; see %s/log",
-			  strerror(-r), j->dir);
-		return 1;
-	}
-	return cli_wait_job(sock, name, j->dir, r == 0 ? code : -1);
+	/* As after a new supervisor's start: follow the restorer, then detach, wait or attach. */
+	struct cli_run_opts ro = {.detach = detach,
+				  .detach_key = DEFAULT_DETACH_KEY,
+				  .in_place = true,
+				  .started = started,
+				  .started_data = data};
+	return cli_follow_started(j, "restore", name, sock, &m, &ro, pty);
 }
 
 /* Watching the restorer from outside (the job's process is the init's only child): it takes

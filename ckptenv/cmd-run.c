@@ -317,9 +317,39 @@ static int wait_job(int sock, const char *name, const char *dir, int known)
 	}
 }
 
-int cli_wait_job(int sock, const char *name, const char *dir, int known)
+int cli_follow_started(struct cli_job *j, const char *cmd, const char *name, int sock,
+		       const struct control_msg *m, const struct cli_run_opts *o, bool pty)
 {
-	return wait_job(sock, name, dir, known);
+	int r;
+	bool restoring = o->restore_spec || o->in_place;
+	cli_print_restore_report(cmd, name, m);
+	/* le32 init pid, then the restore's report lines (cli_print_restore_report). */
+	if (o->started && m->len >= 4 &&
+	    (r = o->started((pid_t)ck_get_le32(m->payload), o->started_data)) != 0)
+		return r;
+	if (o->detach) {
+		printf("%s\n", name);
+		return 0;
+	}
+	if (restoring && !(pty && isatty(0) && isatty(1)))
+		return wait_job(sock, name, j->dir, -1);
+	struct cli_attach_opts ao = {
+		.detach_key = o->detach_key,
+		.pipes = !pty,
+		.no_redraw = !restoring, /* a restore shows the saved screen */
+		.control_sock = pty ? -1 : sock};
+	int code = 1;
+	r = cli_attach(j, cmd, name, &ao, &code);
+	if (r == 1)
+		return 0; /* detached: the job runs on */
+	if (r < 0 && r != -ECONNRESET) {
+		cli_error(cmd, name, "cannot reach the job's terminal: %s; see %s/log",
+			  strerror(-r), j->dir);
+		return 1;
+	}
+	/* The job ended (or the relay was lost): the supervisor's EXITED is authoritative and
+	 * means it let go of the job's name. */
+	return wait_job(sock, name, j->dir, r == 0 ? code : -1);
 }
 
 int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
@@ -431,34 +461,7 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 		cli_error(cmd, name, "unexpected reply %u from the supervisor", m.type);
 		return 1;
 	}
-	cli_print_restore_report(cmd, name, &m);
-	/* le32 init pid, then the restore's report lines (cli_print_restore_report). */
-	if (o->started && m.len >= 4 &&
-	    (r = o->started((pid_t)ck_get_le32(m.payload), o->started_data)) != 0)
-		return r;
-	if (o->detach) {
-		printf("%s\n", name);
-		return 0;
-	}
-	if (o->restore_spec && !(sa->pty && isatty(0) && isatty(1)))
-		return wait_job(sock, name, j->dir, -1);
-	struct cli_attach_opts ao = {
-		.detach_key = o->detach_key,
-		.pipes = !sa->pty,
-		.no_redraw = !o->restore_spec, /* a restore shows the saved screen */
-		.control_sock = sa->pty ? -1 : sock};
-	int code = 1;
-	r = cli_attach(j, cmd, name, &ao, &code);
-	if (r == 1)
-		return 0; /* detached: the job runs on */
-	if (r < 0 && r != -ECONNRESET) {
-		cli_error(cmd, name, "cannot reach the job's terminal: %s; see %s/log",
-			  strerror(-r), j->dir);
-		return 1;
-	}
-	/* The job ended (or the relay was lost): the supervisor's EXITED is authoritative and
-	 * means it let go of the job's name. */
-	return wait_job(sock, name, j->dir, r == 0 ? code : -1);
+	return cli_follow_started(j, cmd, name, sock, &m, o, sa->pty);
 }
 
 int cmd_run(int argc, char **argv)
