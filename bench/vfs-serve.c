@@ -7,22 +7,73 @@
  * The child unshares its mount namespace, mounts the vfs on MOUNTPOINT (default /tmp) with
  * vfs_mount_fuse, passes the /dev/fuse fd up and execs CMD; this process serves the store
  * (vfs_open + vfs_serve) until CMD exits, then closes it (-c: committing the head first).
- * On exit it prints how many WRITE bytes were spliced and copied (vfs_io_stats).
+ * On exit it prints how many WRITE bytes were spliced and copied and how many requests of each
+ * kind arrived (vfs_io_stats), and the CPU time of this process (the daemon: all its threads)
+ * and of CMD.
  * The exit status is CMD's. The serving side's pid is printed on stderr as "serve pid N" so a
  * profiler (perf record -p, strace -p) can attach to it. */
 #include <fcntl.h>
+#include <linux/fuse.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/ck.h"
 #include "vfs/vfs.h"
+
+/* The opcodes a file-system workload sends, by name (linux/fuse.h); others print as numbers. */
+static const char *const op_names[VFS_OPCODES] = {
+	[FUSE_LOOKUP] = "LOOKUP",	    [FUSE_FORGET] = "FORGET",
+	[FUSE_GETATTR] = "GETATTR",	    [FUSE_SETATTR] = "SETATTR",
+	[FUSE_READLINK] = "READLINK",	    [FUSE_SYMLINK] = "SYMLINK",
+	[FUSE_MKNOD] = "MKNOD",		    [FUSE_MKDIR] = "MKDIR",
+	[FUSE_UNLINK] = "UNLINK",	    [FUSE_RMDIR] = "RMDIR",
+	[FUSE_RENAME] = "RENAME",	    [FUSE_LINK] = "LINK",
+	[FUSE_OPEN] = "OPEN",		    [FUSE_READ] = "READ",
+	[FUSE_WRITE] = "WRITE",		    [FUSE_STATFS] = "STATFS",
+	[FUSE_RELEASE] = "RELEASE",	    [FUSE_FSYNC] = "FSYNC",
+	[FUSE_GETXATTR] = "GETXATTR",	    [FUSE_FLUSH] = "FLUSH",
+	[FUSE_INIT] = "INIT",		    [FUSE_OPENDIR] = "OPENDIR",
+	[FUSE_READDIR] = "READDIR",	    [FUSE_RELEASEDIR] = "RELEASEDIR",
+	[FUSE_CREATE] = "CREATE",	    [FUSE_INTERRUPT] = "INTERRUPT",
+	[FUSE_BATCH_FORGET] = "BATCH_FORGET", [FUSE_FALLOCATE] = "FALLOCATE",
+	[FUSE_READDIRPLUS] = "READDIRPLUS", [FUSE_RENAME2] = "RENAME2",
+	[FUSE_LSEEK] = "LSEEK",		    [FUSE_SYNCFS] = "SYNCFS",
+};
+
+static double cpu_ms(const struct rusage *ru)
+{
+	return (double)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1e3 +
+	       (double)(ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) / 1e3;
+}
+
+static void print_stats(struct vfs *v)
+{
+	struct vfs_io_stats io;
+	vfs_io_stats(v, &io);
+	fprintf(stderr, "serve: write bytes spliced %llu, copied %llu\nserve: requests",
+		(unsigned long long)io.write_bytes_spliced,
+		(unsigned long long)io.write_bytes_copied);
+	for (unsigned i = 0; i < VFS_OPCODES; i++) {
+		if (!io.requests[i])
+			continue;
+		if (op_names[i])
+			fprintf(stderr, " %s %llu", op_names[i], (unsigned long long)io.requests[i]);
+		else
+			fprintf(stderr, " op%u %llu", i, (unsigned long long)io.requests[i]);
+	}
+	struct rusage self, cmd;
+	getrusage(RUSAGE_SELF, &self);
+	getrusage(RUSAGE_CHILDREN, &cmd);
+	fprintf(stderr, "\nserve: cpu ms daemon %.1f, command %.1f\n", cpu_ms(&self), cpu_ms(&cmd));
+}
 
 static void usage(void)
 {
@@ -131,11 +182,7 @@ int main(int argc, char **argv)
 	close(sp[0]);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
-	struct vfs_io_stats io;
-	vfs_io_stats(v, &io);
-	fprintf(stderr, "serve: write bytes spliced %llu, copied %llu\n",
-		(unsigned long long)io.write_bytes_spliced,
-		(unsigned long long)io.write_bytes_copied);
+	print_stats(v);
 	r = vfs_close(v, commit);
 	if (r < 0)
 		fprintf(stderr, "ckvfs-serve: close: %s\n", vfs_last_error());

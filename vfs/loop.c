@@ -306,6 +306,9 @@ static void *worker_main(void *p)
 			}
 			if (n < 0)
 				continue;
+			uint32_t op = fb.mem ? opcode_of(fb.mem) : OP_WRITE;
+			__atomic_add_fetch(&w->v->io.requests[op < VFS_OPCODES ? op : 0], 1,
+					   __ATOMIC_RELAXED);
 			reader_busy(l, mono_ns());
 			fuse_session_process_buf(se, &fb);
 			if ((fb.flags & FUSE_BUF_IS_FD) && drain_pipe(w) < 0)

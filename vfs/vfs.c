@@ -272,6 +272,8 @@ void vfs_io_stats(struct vfs *v, struct vfs_io_stats *ret)
 		return;
 	ret->write_bytes_spliced = __atomic_load_n(&v->io.write_bytes_spliced, __ATOMIC_RELAXED);
 	ret->write_bytes_copied = __atomic_load_n(&v->io.write_bytes_copied, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < VFS_OPCODES; i++)
+		ret->requests[i] = __atomic_load_n(&v->io.requests[i], __ATOMIC_RELAXED);
 }
 
 int vfs_refs_list(const char *store_dir, struct vfs_ref **ret, size_t *ret_n)

@@ -71,12 +71,17 @@ struct vfs_commit_stats {
 /** The breakdown of the last commit through @v (zeros before the first). */
 void vfs_last_commit_stats(struct vfs *v, struct vfs_commit_stats *ret);
 
+#define VFS_OPCODES 64
+
 /* How WRITE data reached the store since vfs_serve, for diagnostics and tests: spliced from
- * /dev/fuse straight into layer files (large writes, serving process with CAP_SYS_RESOURCE:
- * libfuse needs a pipe bigger than the unprivileged limit), or copied through memory. */
+ * /dev/fuse straight into layer files (large writes, see loop.c), or copied through memory; and how
+ * many requests of each kind arrived (bench/vfs-serve.c prints them: round trips per file). */
 struct vfs_io_stats {
 	uint64_t write_bytes_spliced;
 	uint64_t write_bytes_copied;
+	/* Requests received, by FUSE opcode (linux/fuse.h; opcodes of 64 and up in [0]); a request
+	 * spliced into a pipe is not looked at and counts as a WRITE (only large WRITEs are). */
+	uint64_t requests[VFS_OPCODES];
 };
 
 void vfs_io_stats(struct vfs *v, struct vfs_io_stats *ret);
