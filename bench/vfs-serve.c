@@ -29,24 +29,17 @@
 #include "vfs/vfs.h"
 
 /* The opcodes a file-system workload sends, by name (linux/fuse.h); others print as numbers. */
+#define OP(name) [FUSE_##name] = #name
 static const char *const op_names[VFS_OPCODES] = {
-	[FUSE_LOOKUP] = "LOOKUP",	    [FUSE_FORGET] = "FORGET",
-	[FUSE_GETATTR] = "GETATTR",	    [FUSE_SETATTR] = "SETATTR",
-	[FUSE_READLINK] = "READLINK",	    [FUSE_SYMLINK] = "SYMLINK",
-	[FUSE_MKNOD] = "MKNOD",		    [FUSE_MKDIR] = "MKDIR",
-	[FUSE_UNLINK] = "UNLINK",	    [FUSE_RMDIR] = "RMDIR",
-	[FUSE_RENAME] = "RENAME",	    [FUSE_LINK] = "LINK",
-	[FUSE_OPEN] = "OPEN",		    [FUSE_READ] = "READ",
-	[FUSE_WRITE] = "WRITE",		    [FUSE_STATFS] = "STATFS",
-	[FUSE_RELEASE] = "RELEASE",	    [FUSE_FSYNC] = "FSYNC",
-	[FUSE_GETXATTR] = "GETXATTR",	    [FUSE_FLUSH] = "FLUSH",
-	[FUSE_INIT] = "INIT",		    [FUSE_OPENDIR] = "OPENDIR",
-	[FUSE_READDIR] = "READDIR",	    [FUSE_RELEASEDIR] = "RELEASEDIR",
-	[FUSE_CREATE] = "CREATE",	    [FUSE_INTERRUPT] = "INTERRUPT",
-	[FUSE_BATCH_FORGET] = "BATCH_FORGET", [FUSE_FALLOCATE] = "FALLOCATE",
-	[FUSE_READDIRPLUS] = "READDIRPLUS", [FUSE_RENAME2] = "RENAME2",
-	[FUSE_LSEEK] = "LSEEK",		    [FUSE_SYNCFS] = "SYNCFS",
+	OP(LOOKUP),    OP(FORGET),	 OP(GETATTR),	OP(SETATTR),	 OP(READLINK),
+	OP(SYMLINK),   OP(MKNOD),	 OP(MKDIR),	OP(UNLINK),	 OP(RMDIR),
+	OP(RENAME),    OP(LINK),	 OP(OPEN),	OP(READ),	 OP(WRITE),
+	OP(STATFS),    OP(RELEASE),	 OP(FSYNC),	OP(GETXATTR),	 OP(FLUSH),
+	OP(INIT),      OP(OPENDIR),	 OP(READDIR),	OP(RELEASEDIR),	 OP(CREATE),
+	OP(INTERRUPT), OP(BATCH_FORGET), OP(FALLOCATE), OP(READDIRPLUS), OP(RENAME2),
+	OP(LSEEK),     OP(SYNCFS),
 };
+#undef OP
 
 static double cpu_ms(const struct rusage *ru)
 {
@@ -65,7 +58,8 @@ static void print_stats(struct vfs *v)
 		if (!io.requests[i])
 			continue;
 		if (op_names[i])
-			fprintf(stderr, " %s %llu", op_names[i], (unsigned long long)io.requests[i]);
+			fprintf(stderr, " %s %llu", op_names[i],
+				(unsigned long long)io.requests[i]);
 		else
 			fprintf(stderr, " op%u %llu", i, (unsigned long long)io.requests[i]);
 	}
