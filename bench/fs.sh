@@ -7,7 +7,9 @@
 #
 # Environment (defaults in brackets):
 #   BENCH_N [3]               runs per measurement; the median is reported
-#   BENCH_TARGETS [native bindfs overlay vfs]
+#   BENCH_TARGETS [native bindfs overlay vfs]; also tmpfs (a tmpfs in the work directory: the
+#                             in-memory floor, which a loaded host disk does not slow down)
+#   BENCH_OPS [seq files untar fio]  which measurements (the snapshot part is BENCH_SNAP_MB)
 #   BENCH_DIR [/var/tmp]      where the work directory is made (must be on the host's disk)
 #   BENCH_SEQ_MB [1024]       sequential write+fsync / read size
 #   BENCH_FILES [10000]       small files created, stat'ed, unlinked
@@ -21,6 +23,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N=${BENCH_N:-3}
 TARGETS=${BENCH_TARGETS:-native bindfs overlay vfs}
+OPS=${BENCH_OPS:-seq files untar fio}
 SEQ_MB=${BENCH_SEQ_MB:-1024}
 FILES=${BENCH_FILES:-10000}
 TARSRC=${BENCH_TAR:-/usr/include}
@@ -100,7 +103,7 @@ rm -rf "$dir"
 EOF
 
 # ---- targets --------------------------------------------------------------------------------
-mkdir -p "$W/native" "$W/bind-src" "$W/bind" "$W/ovl-lower" "$W/ovl-upper" "$W/ovl-work" "$W/ovl"
+mkdir -p "$W/native" "$W/tmpfs" "$W/bind-src" "$W/bind" "$W/ovl-lower" "$W/ovl-upper" "$W/ovl-work" "$W/ovl"
 for t in $TARGETS; do
 	case $t in
 	bindfs) bindfs "$W/bind-src" "$W/bind" && MOUNTS+=("$W/bind") ;;
@@ -108,6 +111,7 @@ for t in $TARGETS; do
 		fuse-overlayfs -o "lowerdir=$W/ovl-lower,upperdir=$W/ovl-upper,workdir=$W/ovl-work" "$W/ovl"
 		MOUNTS+=("$W/ovl")
 		;;
+	tmpfs) mount -t tmpfs -o mode=755 ckbench "$W/tmpfs" && MOUNTS+=("$W/tmpfs") ;;
 	native | vfs) ;;
 	*) die "unknown target $t" ;;
 	esac
@@ -119,6 +123,7 @@ run_op() {
 	local t=$1; shift
 	case $t in
 	native) bash "$W/ops.sh" "$1" "$W/native" "$FSBENCH" "${@:2}" ;;
+	tmpfs) bash "$W/ops.sh" "$1" "$W/tmpfs" "$FSBENCH" "${@:2}" ;;
 	bindfs) bash "$W/ops.sh" "$1" "$W/bind" "$FSBENCH" "${@:2}" ;;
 	overlay) bash "$W/ops.sh" "$1" "$W/ovl" "$FSBENCH" "${@:2}" ;;
 	vfs)
@@ -133,32 +138,49 @@ run_op() {
 median() { sort -n | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]; else print ""}'; }
 
 declare -A RES # RES[key,target] = median
-measure() {    # measure OP ARGS...: N runs per target, medians into RES
-	local t i line
+# measure OP ARGS...: N rounds, each running every target once, medians into RES.
+# Rounds, not N runs of one target then N of the next: the load of a shared machine drifts over
+# minutes, and the targets must see the same drift. The order rotates from round to round (no
+# target always runs right after another's writes), and before every run `sync` writes back what
+# the previous runs left dirty (seq's GiB, untar's tree), so it is not charged to the next one.
+measure() {
+	local t i j key
+	local -a tl
+	read -ra tl <<<"$TARGETS"
+	for t in $TARGETS; do : >"$W/res.$t"; done
+	for ((i = 0; i < N; i++)); do
+		for ((j = 0; j < ${#tl[@]}; j++)); do
+			t=${tl[$(((i + j) % ${#tl[@]}))]}
+			sync
+			run_op "$t" "$@" >>"$W/res.$t" || note "$t $1 run $i failed"
+		done
+	done
 	for t in $TARGETS; do
 		local tmp="$W/res.$t"
-		: >"$tmp"
-		for ((i = 0; i < N; i++)); do
-			run_op "$t" "$@" >>"$tmp" || note "$t $1 run $i failed"
-		done
 		for key in $(awk '{print $1}' "$tmp" | sort -u); do
 			RES[$key,$t]=$(awk -v k="$key" '$1 == k {print $2}' "$tmp" | median)
 		done
-		note "$1 on $t: $(for key in $(awk '{print $1}' "$tmp" | sort -u); do printf '%s=%s ' "$key" "${RES[$key,$t]}"; done)"
+		note "$1 on $t (median; runs): $(for key in $(awk '{print $1}' "$tmp" | sort -u); do
+			printf '%s=%s (%s) ' "$key" "${RES[$key,$t]}" "$(awk -v k="$key" '$1 == k {printf "%s%s", s, $2; s = " "}' "$tmp")"
+		done)"
 	done
 }
+has_op() { [[ " $OPS " == *" $1 "* ]]; }
 
 # The machine's load around the run: on a shared machine the ratios swing with it.
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 LOAD_START=$(loadavg)
-note "work dir $W, N=$N, targets: $TARGETS, load average $LOAD_START"
-tar -C "$(dirname "$TARSRC")" -cf "$W/tree.tar" "$(basename "$TARSRC")"
-TARFILES=$(tar -tf "$W/tree.tar" | wc -l)
-TARMB=$(($(du -sk "$TARSRC" | cut -f1) / 1024))
-measure seq "$SEQ_MB"
-measure files "$FILES"
-measure untar "$W/tree.tar"
-measure fio "$FIO_MB" "$FIO_SECS"
+note "work dir $W, N=$N, targets: $TARGETS, ops: $OPS, load average $LOAD_START"
+TARFILES='' TARMB=''
+if has_op untar; then
+	tar -C "$(dirname "$TARSRC")" -cf "$W/tree.tar" "$(basename "$TARSRC")"
+	TARFILES=$(tar -tf "$W/tree.tar" | wc -l)
+	TARMB=$(($(du -sk "$TARSRC" | cut -f1) / 1024))
+fi
+if has_op seq; then measure seq "$SEQ_MB"; fi
+if has_op files; then measure files "$FILES"; fi
+if has_op untar; then measure untar "$W/tree.tar"; fi
+if has_op fio; then measure fio "$FIO_MB" "$FIO_SECS"; fi
 
 # ---- snapshot cost as /tmp grows ---------------------------------------------------------------
 # A name runs once and /tmp is private to it, so the writes must come from inside the job: the
@@ -233,7 +255,7 @@ fi
 # ---- report -----------------------------------------------------------------------------------
 label() {
 	case $1 in
-	native) echo "native" ;; bindfs) echo "bindfs" ;; overlay) echo "fuse-overlayfs" ;;
+	native) echo "native" ;; tmpfs) echo "tmpfs" ;; bindfs) echo "bindfs" ;; overlay) echo "fuse-overlayfs" ;;
 	vfs) echo "ckptenv vfs" ;;
 	esac
 }
@@ -244,7 +266,9 @@ echo "time in seconds (fio: IOPS); (x) = slowdown vs native: time/native, native
 printf '%-34s' "operation"
 for t in $TARGETS; do printf '%20s' "$(label "$t")"; done
 echo
-row() { # row LABEL KEY KIND(time|iops)
+row() { # row OP LABEL KEY KIND(time|iops), when OP was measured
+	has_op "$1" || return 0
+	shift
 	printf '%-34s' "$1"
 	local nat=${RES[$2,native]:-} t v cell
 	for t in $TARGETS; do
@@ -262,11 +286,11 @@ row() { # row LABEL KEY KIND(time|iops)
 	done
 	echo
 }
-row "seq write ${SEQ_MB} MiB + fsync" seq_write time
-row "seq read ${SEQ_MB} MiB (cold cache)" seq_read time
-row "create+stat+unlink $FILES files" files time
-row "untar $(basename "$TARSRC") ($TARFILES, ${TARMB} MiB)+sync" untar time
-row "fio 4k randrw ${FIO_SECS}s (IOPS)" fio_iops iops
+row seq "seq write ${SEQ_MB} MiB + fsync" seq_write time
+row seq "seq read ${SEQ_MB} MiB (cold cache)" seq_read time
+row files "create+stat+unlink $FILES files" files time
+row untar "untar $(basename "$TARSRC") ($TARFILES, ${TARMB} MiB)+sync" untar time
+row fio "fio 4k randrw ${FIO_SECS}s (IOPS)" fio_iops iops
 if [ ${#SNAP[@]} -gt 0 ]; then
 	echo
 	echo "ckptenv snapshot of a job whose /tmp holds $SNAP_MB MiB (store ${du_store} MiB at the end)"
