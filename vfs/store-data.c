@@ -186,7 +186,9 @@ static int inline_write(struct vfs_store *s, struct store_inode *n, const void *
 	if (!n->inl && (n->map.held != 0 || n->live_file == s->live))
 		return 0;
 	if (end > n->inl_cap) {
-		uint32_t cap = (uint32_t)((end + INLINE_STEP - 1) / INLINE_STEP * INLINE_STEP);
+		uint32_t cap = CK_MAX(INLINE_MIN, n->inl_cap);
+		while (cap < end)
+			cap *= 2;
 		uint64_t add = cap - n->inl_cap;
 		if (__atomic_add_fetch(&s->inline_bytes, add, __ATOMIC_RELAXED) >
 		    STORE_INLINE_BUDGET) {

@@ -59,7 +59,9 @@ struct layer_fd {
 /* Small-file data kept in memory (see store-data.c): files whose data fits in the first
  * INLINE_MAX bytes and that have no layer file yet, within STORE_INLINE_BUDGET in all. */
 #define INLINE_MAX	    VFS_CHUNK_SIZE
-#define INLINE_STEP	    4096u
+/* Buffers grow in powers of two from INLINE_MIN: a 4 KiB step gave every small file a page of
+ * its own, first touched (a page fault, the page zeroed) at its first write. */
+#define INLINE_MIN	    64u
 #define STORE_INLINE_BUDGET (64ull << 20)
 
 /* Bytes written to a live layer after which its writeback is started (store-data.c). */

@@ -2,6 +2,8 @@
  *
  *   fsbench files DIR N         create N small files (128 bytes each), stat each, unlink each;
  *                               prints create_ns, stat_ns, unlink_ns, total_ns
+ *   fsbench chmod DIR N         fchmod one file N times (on FUSE: one SETATTR round trip
+ *                               each, nothing else); prints chmod_ns (all N)
  *   fsbench fill FILE MIB SEED  write MIB MiB of incompressible, non-repeating data, fsync;
  *                               prints fill_ns
  *   fsbench change FILE MIB SEED  overwrite MIB MiB of FILE in 1 MiB pieces spread evenly over
@@ -71,6 +73,26 @@ static int cmd_files(const char *dir, long n)
 	return 0;
 }
 
+/* The cost of one round trip to a FUSE daemon, against which the files figures can be read. */
+static int cmd_chmod(const char *dir, long n)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/chmod.%d", dir, (int)getpid());
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return die("create", path, errno);
+	uint64_t t0 = ck_now_ns();
+	for (long i = 0; i < n; i++) {
+		if (fchmod(fd, i & 1 ? 0644 : 0600) < 0)
+			return die("chmod", path, errno);
+	}
+	uint64_t t1 = ck_now_ns();
+	if (unlink(path) < 0)
+		return die("unlink", path, errno);
+	printf("chmod_ns %" PRIu64 "\n", t1 - t0);
+	return 0;
+}
+
 static int cmd_write(const char *file, long mib, uint64_t seed, bool change)
 {
 	_cleanup_free_ uint64_t *buf = malloc(MIB);
@@ -106,10 +128,12 @@ int main(int argc, char **argv)
 {
 	if (argc == 4 && !strcmp(argv[1], "files"))
 		return cmd_files(argv[2], atol(argv[3]));
+	if (argc == 4 && !strcmp(argv[1], "chmod"))
+		return cmd_chmod(argv[2], atol(argv[3]));
 	if (argc == 5 && !strcmp(argv[1], "fill"))
 		return cmd_write(argv[2], atol(argv[3]), strtoull(argv[4], NULL, 10), false);
 	if (argc == 5 && !strcmp(argv[1], "change"))
 		return cmd_write(argv[2], atol(argv[3]), strtoull(argv[4], NULL, 10), true);
-	fprintf(stderr, "usage: fsbench files DIR N | fill FILE MIB SEED | change FILE MIB SEED\n");
+	fprintf(stderr, "usage: fsbench files DIR N | chmod DIR N | fill FILE MIB SEED | change FILE MIB SEED\n");
 	return 2;
 }
