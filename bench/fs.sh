@@ -9,7 +9,8 @@
 #   BENCH_N [3]               runs per measurement; the median is reported
 #   BENCH_TARGETS [native bindfs overlay vfs]; also tmpfs (a tmpfs in the work directory: the
 #                             in-memory floor, which a loaded host disk does not slow down)
-#   BENCH_OPS [seq files untar fio]  which measurements (the snapshot part is BENCH_SNAP_MB)
+#   BENCH_OPS [seq files chmod untar fio]  which measurements (the snapshot part: BENCH_SNAP_MB)
+#   BENCH_CHMODS [100000]     fchmods of one file (on FUSE: one round trip each)
 #   BENCH_DIR [/var/tmp]      where the work directory is made (must be on the host's disk)
 #   BENCH_SEQ_MB [1024]       sequential write+fsync / read size
 #   BENCH_FILES [10000]       small files created, stat'ed, unlinked
@@ -23,7 +24,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N=${BENCH_N:-3}
 TARGETS=${BENCH_TARGETS:-native bindfs overlay vfs}
-OPS=${BENCH_OPS:-seq files untar fio}
+OPS=${BENCH_OPS:-seq files chmod untar fio}
+CHMODS=${BENCH_CHMODS:-100000}
 SEQ_MB=${BENCH_SEQ_MB:-1024}
 FILES=${BENCH_FILES:-10000}
 TARSRC=${BENCH_TAR:-/usr/include}
@@ -84,6 +86,9 @@ seq)
 	;;
 files)
 	"$fsbench" files "$dir" "$4" | sed -n 's/^total_ns /files /p'
+	;;
+chmod)
+	"$fsbench" chmod "$dir" "$4" | sed -n 's/^chmod_ns /chmod /p'
 	;;
 untar)
 	t0=$(now)
@@ -179,6 +184,7 @@ if has_op untar; then
 fi
 if has_op seq; then measure seq "$SEQ_MB"; fi
 if has_op files; then measure files "$FILES"; fi
+if has_op chmod; then measure chmod "$CHMODS"; fi
 if has_op untar; then measure untar "$W/tree.tar"; fi
 if has_op fio; then measure fio "$FIO_MB" "$FIO_SECS"; fi
 
@@ -289,6 +295,7 @@ row() { # row OP LABEL KEY KIND(time|iops), when OP was measured
 row seq "seq write ${SEQ_MB} MiB + fsync" seq_write time
 row seq "seq read ${SEQ_MB} MiB (cold cache)" seq_read time
 row files "create+stat+unlink $FILES files" files time
+row chmod "fchmod of one file x $CHMODS" chmod time
 row untar "untar $(basename "$TARSRC") ($TARFILES, ${TARMB} MiB)+sync" untar time
 row fio "fio 4k randrw ${FIO_SECS}s (IOPS)" fio_iops iops
 if [ ${#SNAP[@]} -gt 0 ]; then
