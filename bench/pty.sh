@@ -360,7 +360,9 @@ if [ "${SYSCALLS:-0}" = 1 ] && command -v perf >/dev/null; then
 		# perf trace -s: " comm (pid), N events, ..." then one line per syscall: name calls ...
 		awk -v mb="$(awk -v b="$BYTES" 'BEGIN {print b / 1e6}')" '
 			FNR == NR { role[$2] = $1; next }
-			/^ .*\([0-9]+\), [0-9]+ events/ { match($0, /\([0-9]+\)/); pid = substr($0, RSTART + 1, RLENGTH - 2); next }
+			/^ .*\([0-9]+\), [0-9]+ events/ { match($0, /\([0-9]+\)/); pid = substr($0, RSTART + 1, RLENGTH - 2)
+				if (!(pid in role) && ($1 == "cat" || $1 == "sh")) role[pid] = "job" # ended before the snapshot
+				next }
 			pid != "" && NF >= 3 && $2 ~ /^[0-9]+$/ && (pid in role) { c[role[pid] " " $1] += $2; t[role[pid]] += $2 }
 			END { for (r in t) { printf "%s %.0f:", r, t[r] / mb
 				for (k in c) { split(k, a, " "); if (a[1] == r && c[k] / mb >= 1) printf " %s %.0f", a[2], c[k] / mb }
