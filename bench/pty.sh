@@ -19,7 +19,12 @@
 #   CKPTENV_BASE=path/to/other/ckptenv adds the peer "base" (before/after a change, same run).
 #   COST=1 adds context switches and CPU time per keystroke (perf stat), which load does not skew.
 #   The peer "relay" is ckptenv with CKPTENV_ATTACH_RELAY=1: the attach client relays both ways
-#   instead of handing its terminal to the supervisor.
+#   instead of handing its terminal to the supervisor. The peer "floor" is the driver's own
+#   one-process proxy (blocking copies between a new pty and the outer one): the least any proxy
+#   holding the job's terminal costs.
+#   Every throughput run also measures the flood's CPU and context switches per MB by process
+#   role (/proc, see scan() below); SYSCALLS=1 adds a run per peer under `perf trace -s` for the
+#   syscalls per MB by role.
 # Needs: tmux, screen, dtach (apt-get install tmux screen dtach), cc. Work files go to
 # /var/tmp (a job's /tmp is its own), or BENCH_DIR.
 set -euo pipefail
@@ -358,14 +363,19 @@ if [ "${SYSCALLS:-0}" = 1 ] && command -v perf >/dev/null; then
 		after_run $p
 		sleep 0.3
 		# perf trace -s: " comm (pid), N events, ..." then one line per syscall: name calls ...
+		# A cat or sh that ended before the snapshot is the job's.
 		awk -v mb="$(awk -v b="$BYTES" 'BEGIN {print b / 1e6}')" '
 			FNR == NR { role[$2] = $1; next }
-			/^ .*\([0-9]+\), [0-9]+ events/ { match($0, /\([0-9]+\)/); pid = substr($0, RSTART + 1, RLENGTH - 2)
-				if (!(pid in role) && ($1 == "cat" || $1 == "sh")) role[pid] = "job" # ended before the snapshot
+			/^ .*\([0-9]+\), [0-9]+ events/ {
+				match($0, /\([0-9]+\)/)
+				pid = substr($0, RSTART + 1, RLENGTH - 2)
+				if (!(pid in role) && ($1 == "cat" || $1 == "sh")) role[pid] = "job"
 				next }
-			pid != "" && NF >= 3 && $2 ~ /^[0-9]+$/ && (pid in role) { c[role[pid] " " $1] += $2; t[role[pid]] += $2 }
+			pid != "" && NF >= 3 && $2 ~ /^[0-9]+$/ && (pid in role) {
+				c[role[pid] " " $1] += $2; t[role[pid]] += $2 }
 			END { for (r in t) { printf "%s %.0f:", r, t[r] / mb
-				for (k in c) { split(k, a, " "); if (a[1] == r && c[k] / mb >= 1) printf " %s %.0f", a[2], c[k] / mb }
+				for (k in c) { split(k, a, " ")
+					if (a[1] == r && c[k] / mb >= 1) printf " %s %.0f", a[2], c[k] / mb }
 				printf "\n" } }' "$W/sc.$p" "$W/trace.$p" > "$W/syscalls.$p"
 	done
 fi
