@@ -218,6 +218,7 @@ START_TEST(test_flood_skips_to_last_lines)
 	CHECK(rx->out.len >= want.len);
 	CHECK(!memcmp(rx->out.data + rx->out.len - want.len, want.data, want.len));
 	ck_buf_free(&want);
+	ck_buf_free(&rx->out);
 	free(rx);
 	close(c);
 	CHECK(!info.model_lag);
