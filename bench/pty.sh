@@ -43,7 +43,7 @@ read -r -a PEERS <<< "${PEERS:-direct ckptenv ${CKPTENV_BASE:+base }tmux screen 
 W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/ptybench.XXXXXX")
 export CKPTENV_HOME=$W/home
 cleanup() {
-	tmux -L ptybench kill-server 2>/dev/null || true
+	tmux -L "ptybench$$" kill-server 2>/dev/null || true
 	for j in "$CKPTENV_HOME"/jobs/*/; do
 		[ -d "$j" ] && "$CKPTENV" rm --force "$(basename "$j")" >/dev/null 2>&1
 	done
@@ -292,7 +292,7 @@ peer_cmd() { # peer job -> command line (as an array in CMD); a fresh name per r
 	base) CMD=("$CKPTENV_BASE" run --name "b$N" -- sh -c "$2") ;;
 	relay) CMD=(env CKPTENV_ATTACH_RELAY=1 "$CKPTENV" run --name "b$N" -- sh -c "$2") ;;
 	floor) CMD=("$W/ptybench" proxy sh -c "$2") ;;
-	tmux) CMD=(tmux -L ptybench -f /dev/null new-session -x 200 -y 50 sh -c "$2") ;;
+	tmux) CMD=(tmux -L "ptybench$$" -f /dev/null new-session -x 200 -y 50 sh -c "$2") ;;
 	screen) CMD=(screen -q -S "ptybench$$.$N" -c /dev/null sh -c "$2") ;;
 	dtach) CMD=(dtach -c "$W/dtach.$N.sock" -E -z sh -c "$2") ;;
 	esac
@@ -300,7 +300,7 @@ peer_cmd() { # peer job -> command line (as an array in CMD); a fresh name per r
 after_run() { # stop what a run left behind (a detached ckptenv job, a tmux server)
 	case $1 in
 	ckptenv|base|relay) "$CKPTENV" rm --force "b$N" >/dev/null 2>&1 || true ;;
-	tmux) tmux -L ptybench kill-server 2>/dev/null || true ;;
+	tmux) tmux -L "ptybench$$" kill-server 2>/dev/null || true ;;
 	screen) screen -S "ptybench$$.$N" -X quit >/dev/null 2>&1 || true ;;
 	esac
 }
@@ -357,11 +357,13 @@ if [ "${SYSCALLS:-0}" = 1 ] && command -v perf >/dev/null; then
 	for p in "${PEERS[@]}"; do
 		have "$p" || continue
 		peer_cmd $p "$JOB"
+		rm -f "$W/sc.$p"
 		PTYBENCH_COST=$W/sc.$p PTYBENCH_MARK=$W perf trace -s -o "$W/trace.$p" \
-			timeout 120 "$W/ptybench" tput "$BYTES" "${CMD[@]}" > /dev/null ||
+			timeout 600 "$W/ptybench" tput "$BYTES" "${CMD[@]}" > /dev/null ||
 			echo "$p: traced run failed" >&2
 		after_run $p
 		sleep 0.3
+		[ -s "$W/sc.$p" ] || continue
 		# perf trace -s: " comm (pid), N events, ..." then one line per syscall: name calls ...
 		# A cat or sh that ended before the snapshot is the job's.
 		awk -v mb="$(awk -v b="$BYTES" 'BEGIN {print b / 1e6}')" '
