@@ -630,14 +630,15 @@ void pp_clients_output(struct ptyproxy *p, uint8_t type, const uint8_t *data, si
 		int r = 0;
 		/* A flood (a big batch): the client writes it, on the other CPU, while we read
 		 * the next batch. Switched only with nothing queued for the terminal, so the
-		 * order holds; back once the client answered a SYNC sent after a small batch. */
+		 * order holds; back once output was quiet and the client answered a SYNC sent
+		 * then (pp_clients_quiet), not after every small batch: a flood's batches are
+		 * small whenever the job falls behind, and a switch back then had us write the
+		 * terminal 4 KiB per wakeup, in the middle of the flood. */
 		if (c->tty >= 0 && !c->relay_out && n >= BULK_OUT && !c->tq.len)
 			c->relay_out = true;
 		if (c->tty >= 0 && c->relay_out) {
 			r = client_send(c, type, data, n);
 			c->sync_wait = 0;
-			if (r >= 0 && n < BULK_OUT)
-				r = send_sync(c);
 		} else if (c->tty >= 0) {
 			r = announce_modes(c, during | (c->tq.len ? c->modes_sent : 0));
 			if (r >= 0)

@@ -1,8 +1,8 @@
 /* The supervisor side: pty master (or pipes) <-> attached clients.
  *
- * Fast path (master readable): read into a 128 KiB buffer until it is full, the fd is empty or
- * a read comes back short (interactive output is not held back), run the mode scanner once
- * (one memchr pass for plain text), copy into the ring and the log buffer, and write the bytes
+ * Fast path (master readable): read up to 128 KiB straight into the ring, until that is full,
+ * the fd is empty or a read comes back short (interactive output is not held back), run the
+ * mode scanner once (one memchr pass for plain text), copy into the log buffer, write the bytes
  * to every client's terminal (direct clients) or with one sendmsg (header + data for each
  * 64 KiB message) when its queue is empty, else append to its queue. A pty master gives at most
  * ~4 KiB per read: batching the reads of one wakeup saves writes and client wakeups. The
@@ -79,17 +79,9 @@ void pp_update_watches(struct ptyproxy *p)
 
 /* ---- output path ---- */
 
-static void ring_append(struct ptyproxy *p, const uint8_t *data, size_t n)
+/* @n bytes were read into the ring at head (drain_fd). */
+static void ring_advance(struct ptyproxy *p, size_t n)
 {
-	if (n >= p->ring_size) {
-		data += n - p->ring_size;
-		p->head += n - p->ring_size;
-		n = p->ring_size;
-	}
-	size_t at = (size_t)(p->head & (p->ring_size - 1));
-	size_t k = CK_MIN(n, p->ring_size - at);
-	memcpy(p->ring + at, data, k);
-	memcpy(p->ring, data + k, n - k);
 	p->head += n;
 	if (p->head - p->fed > p->ring_size) {
 		p->lost += p->head - p->ring_size - p->fed;
@@ -104,7 +96,7 @@ static void deliver(struct ptyproxy *p, uint8_t type, const uint8_t *data, size_
 	p->modes.seen = 0;
 	if (!p->pipes) {
 		ptyproxy_modes_scan(&p->modes, data, n);
-		ring_append(p, data, n);
+		ring_advance(p, n);
 	}
 	/* Every mode the terminal may pass through while these bytes are written. */
 	uint32_t during = before | p->modes.seen | p->modes.modes;
@@ -116,15 +108,22 @@ static void deliver(struct ptyproxy *p, uint8_t type, const uint8_t *data, size_
 
 /* Read a job-side fd in batches (see the top of the file), each delivered at once. @all: go on
  * until the fd is empty (else one batch, epoll is level-triggered). Returns PTYPROXY_HUP at end,
- * 0, or -errno. */
+ * 0, or -errno. A pty is read straight into the ring, where the screen model will look for the
+ * bytes (a batch ends at the ring's end), so they are never copied there; pipes into rbuf. */
 static int drain_fd(struct ptyproxy *p, int fd, uint8_t type, bool all)
 {
 	for (;;) {
-		size_t len = 0;
+		uint8_t *buf = p->rbuf;
+		size_t cap = sizeof(p->rbuf), len = 0;
+		if (!p->pipes) {
+			size_t at = (size_t)(p->head & (p->ring_size - 1));
+			buf = p->ring + at;
+			cap = CK_MIN(cap, p->ring_size - at);
+		}
 		int ret = 0;
 		bool empty = false;
-		while (len + READ_ROOM <= sizeof(p->rbuf)) {
-			ssize_t n = read(fd, p->rbuf + len, sizeof(p->rbuf) - len);
+		while (!len || len + READ_ROOM <= cap) {
+			ssize_t n = read(fd, buf + len, cap - len);
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n < 0 && errno == EAGAIN) {
@@ -141,7 +140,7 @@ static int drain_fd(struct ptyproxy *p, int fd, uint8_t type, bool all)
 			break;
 		}
 		if (len)
-			deliver(p, type, p->rbuf, len);
+			deliver(p, type, buf, len);
 		if (ret || empty || !all || pp_writers_backed_up(p))
 			return ret;
 	}

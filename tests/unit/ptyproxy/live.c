@@ -179,6 +179,9 @@ END_TEST
 
 /* A flood of lines: the model skips to the last screenful (cheap), and a redraw still shows the
  * screen as a terminal that saw every byte would. */
+/* Loop 0: the default ring; 1: a 64 KiB one, which the flood wraps a dozen times (the master
+ * is read straight into the ring: a batch ends at its end). A client attached throughout gets
+ * every byte in order either way. */
 START_TEST(test_flood_skips_to_last_lines)
 {
 	struct fx f;
@@ -187,17 +190,37 @@ START_TEST(test_flood_skips_to_last_lines)
 	struct winsize ws = {24, 80, 0, 0};
 	CHECK(ptyproxy_pty_open(NULL, NULL, &ws, &master, &slave) == 0);
 	struct ptyproxy_config cfg = fx_config(&f);
+	cfg.ring_size = _i ? 64u << 10 : 0;
 	CHECK(ptyproxy_new(&cfg, master, NULL, &f.p) == 0);
+	int c = fx_client(&f, PTYPROXY_HELLO_NO_REDRAW, 24, 80);
+	struct fx_rx *rx = calloc(1, sizeof(*rx));
+	fx_pump(&f, 20); /* the HELLO is taken before any output */
 	pid_t pid = spawn_pty(slave, "stty raw -echo; printf '\\033[1mbold-before\\n'; "
 				     "seq 1 60000 | sed 's/^/flood-/; s/$/\\r/'; printf 'last'; sleep 5");
 	struct ptyproxy_info info;
 	for (int i = 0; i < 500; i++) {
 		fx_pump(&f, 10);
+		fx_rx_poll(c, rx);
 		ptyproxy_get_info(f.p, &info);
 		if (info.output_bytes == 768914 && !info.model_lag) /* 16 + 768894 + 4 */
 			break;
 	}
 	ck_assert_uint_eq(info.output_bytes, 768914);
+	struct ck_buf want = {0};
+	char line[32];
+	for (int i = 1; i <= 60000; i++)
+		ck_buf_append(&want, line, (size_t)snprintf(line, sizeof(line), "flood-%d\r\n", i));
+	ck_buf_append(&want, "last", 4);
+	for (int i = 0; i < 100 && rx->out.len < want.len; i++) {
+		fx_pump(&f, 5);
+		fx_rx_poll(c, rx);
+	}
+	CHECK(rx->out.len >= want.len);
+	CHECK(!memcmp(rx->out.data + rx->out.len - want.len, want.data, want.len));
+	ck_buf_free(&want);
+	ck_buf_free(&rx->out);
+	free(rx);
+	close(c);
 	CHECK(!info.model_lag);
 	CHECK(info.model_lost > 500000 && info.model_lost < info.output_bytes);
 	_cleanup_free_ char *redraw = NULL;
@@ -309,7 +332,7 @@ int main(void)
 	tcase_add_test(tc, test_shell_io_resize_exit);
 	tcase_add_test(tc, test_reattach_redraw_and_log);
 	tcase_add_test(tc, test_da_reply);
-	tcase_add_test(tc, test_flood_skips_to_last_lines);
+	tcase_add_loop_test(tc, test_flood_skips_to_last_lines, 0, 2);
 	tcase_add_test(tc, test_pipes_byte_exact);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
