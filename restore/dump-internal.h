@@ -37,8 +37,9 @@ int dump_peek_siginfo(pid_t tid, bool shared, struct restore_siginfo **ret, size
 /** Parse /proc/PID/timers text into @t->posix (sorted by id). -EOPNOTSUPP for a notify kind
  *  the kernel does not implement itself, -E2BIG, -ENOMEM. */
 int dump_timers_parse(const char *text, struct restore_timers *t);
-/** Refuse what the restorer cannot rebuild: a POSIX timer aimed at a thread other than the
- *  main one (-EOPNOTSUPP, err->msg names it). Needs img->proc.timers only. */
+/** Refuse what the restorer cannot rebuild: a POSIX timer aimed (SIGEV_THREAD_ID) at a tid
+ *  that is not one of the frozen threads (-EOPNOTSUPP, err->msg names it). Needs
+ *  img->proc.timers and img->threads. */
 int dump_timers_check(pid_t pid, const struct restore_image *img, struct restore_err *err);
 /** Read the clocks, itimers and POSIX timers of the frozen process from inside it into
  *  img->timers (sets RESTORE_TIMERS_F_VALID). Needs img->proc.timers. */
