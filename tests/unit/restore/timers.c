@@ -10,9 +10,7 @@
  * another thread than the main one (zdtm-thtimers). */
 #include "fixture.h"
 
-#include <linux/sched.h>
 #include <sched.h>
-#include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -231,37 +229,6 @@ START_TEST(test_alarm_posix)
 }
 END_TEST
 
-/* fork() at @want (clone3 set_tid), or a plain fork() when @want is 0. */
-static pid_t fork_at(pid_t want)
-{
-	if (!want)
-		return fork();
-	pid_t tid = want;
-	struct clone_args ca = {
-		.exit_signal = SIGCHLD, .set_tid = (uint64_t)(uintptr_t)&tid, .set_tid_size = 1};
-	return (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
-}
-
-/* Whether /proc/PID/comm becomes @want within 30 s. */
-static bool wait_comm(pid_t pid, const char *want)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-	for (int i = 0; i < 15000; i++) {
-		char buf[32] = "";
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd >= 0) {
-			ssize_t n = read(fd, buf, sizeof(buf) - 1);
-			buf[n > 0 ? n : 0] = 0;
-			close(fd);
-		}
-		if (!strcmp(buf, want))
-			return true;
-		usleep(2000);
-	}
-	return false;
-}
-
 /* zdtm-thtimers: a SIGEV_THREAD_ID timer aimed at a worker thread and a glibc SIGEV_THREAD
  * timer (aimed by glibc at its helper thread), both periodic. Dumped, killed, restored twice
  * from the image: at the old pid and tids when root, then at a new pid (new tids: the timer
@@ -269,38 +236,15 @@ static bool wait_comm(pid_t pid, const char *want)
  * signals and the callback keeps running. */
 START_TEST(test_thread_timers)
 {
-	int p[2];
-	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-	char exe[PATH_MAX];
-	snprintf(exe, sizeof(exe), "%s/zdtm-thtimers", fx_helpers());
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		dup2(p[1], 1);
-		close_range(3, ~0u, 0);
-		execl(exe, "zdtm-thtimers", (char *)NULL);
-		_exit(127);
-	}
-	close(p[1]);
 	char line[256];
-	stage = "helper start";
-	read_line(p[0], line, sizeof(line));
+	pid_t pid = fx_self_start("zdtm-thtimers", NULL, line, sizeof(line));
 	int wtid = -1, wid = -1;
 	ck_assert_msg(sscanf(line, "ready %d %d", &wtid, &wid) == 2, "helper said: %s", line);
-	struct restore_freeze *f = NULL;
-	struct restore_err err = {0};
-	ck_assert_msg(restore_freeze(pid, &f, &err) == 0, "freeze: %s", err.msg);
-	int r = restore_dump(f, dirfd_, "1", NULL, NULL, &err);
-	kill(pid, SIGKILL);
-	for (size_t i = 1; i < restore_freeze_nthreads(f); i++)
-		waitpid(restore_freeze_tid(f, i), NULL, __WALL);
-	restore_freeze_resume(f);
-	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
-	close(p[0]);
-	ck_assert_msg(r == 0, "dump: %d %s", r, err.msg);
+	fx_self_dump(pid, dirfd_, "1");
 
 	/* The image: W aimed at the worker, glibc's timer at another thread (its helper). */
 	struct restore_image *img = NULL;
+	struct restore_err err = {0};
 	ck_assert_int_eq(restore_image_load(dirfd_, "1", &img, &err), 0);
 	ck_assert_uint_eq(img->timers.nposix, 2);
 	int aimed_elsewhere = 0;
@@ -315,40 +259,8 @@ START_TEST(test_thread_timers)
 	ck_assert_int_eq(aimed_elsewhere, 1);
 	restore_image_free(img);
 
-	for (int round = 0; round < 2; round++) {
-		int o[2], res[2];
-		ck_assert_int_eq(pipe2(o, O_CLOEXEC), 0);
-		ck_assert_int_eq(pipe2(res, O_CLOEXEC), 0);
-		pid_t want = round == 0 && geteuid() == 0 ? pid : 0;
-		pid_t rp = fork_at(want);
-		ck_assert_msg(rp >= 0, "cannot fork at %d: %s", (int)want, strerror(errno));
-		if (rp == 0) {
-			dup2(o[1], 1);
-			struct restore_process_opts op = {.blob_err_fd = res[1]};
-			struct restore_err e = {0};
-			int q = restore_process(dirfd_, "1", &op, &e);
-			dprintf(res[1], "%d %s\n", q, e.msg);
-			_exit(100);
-		}
-		close(o[1]);
-		close(res[1]);
-		/* The verdict is asked for with SIGUSR2, which would kill the restorer before its
-		 * point of no return: wait until the blob named the process (every signal is
-		 * blocked there, the helper's handlers installed). */
-		ck_assert_msg(wait_comm(rp, "zdtm-thtimers\n"), "round %d: never restored", round);
-		kill(rp, SIGUSR2);
-		stage = "restored thtimers";
-		char got[256] = "", why[512] = "";
-		read_line(o[0], got, sizeof(got));
-		int st = 0;
-		ck_assert_int_eq(waitpid(rp, &st, 0), rp);
-		read_line(res[0], why, sizeof(why));
-		ck_assert_msg(!strcmp(got, "ok\n") && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-			      "round %d (pid %d): helper said '%s', status 0x%x, restorer: %s",
-			      round, (int)want, got, st, why);
-		close(o[0]);
-		close(res[0]);
-	}
+	fx_self_restore(dirfd_, "1", geteuid() == 0 ? pid : 0, "zdtm-thtimers\n");
+	fx_self_restore(dirfd_, "1", 0, "zdtm-thtimers\n");
 }
 END_TEST
 
