@@ -201,8 +201,9 @@ static inline bool fx_wait_comm(pid_t pid, const char *want)
 }
 
 /* Start helper @name with @arg (or none) and stdout on a pipe; its first line goes to @ready.
- * Returns its pid. */
-static inline pid_t fx_self_start(const char *name, const char *arg, char *ready, size_t len)
+ * Returns its pid; *ret_out (may be NULL: closed) the pipe's read end. */
+static inline pid_t fx_self_start(const char *name, const char *arg, char *ready, size_t len,
+				  int *ret_out)
 {
 	int p[2];
 	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
@@ -219,7 +220,10 @@ static inline pid_t fx_self_start(const char *name, const char *arg, char *ready
 	close(p[1]);
 	struct zdtm z = {.pid = pid, .report = p[0], .cmd = -1};
 	fx_line(&z, ready, len);
-	close(p[0]);
+	if (ret_out)
+		*ret_out = p[0];
+	else
+		close(p[0]);
 	ck_assert_msg(!strncmp(ready, "ready", 5), "%s said: '%s'", name, ready);
 	return pid;
 }

@@ -49,7 +49,7 @@ START_TEST(test_shmem_aliases)
 {
 	char shm[96], line[256];
 	snprintf(shm, sizeof(shm), "/dev/shm/ckptenv-test-shmalias-%d", (int)getpid());
-	pid_t pid = fx_self_start("zdtm-shmalias", shm, line, sizeof(line));
+	pid_t pid = fx_self_start("zdtm-shmalias", shm, line, sizeof(line), NULL);
 	unsigned long long a, b, c, s, s2;
 	ck_assert_msg(sscanf(line, "ready %llx %llx %llx %llx %llx", &a, &b, &c, &s, &s2) == 5,
 		      "helper said: %s", line);

@@ -237,7 +237,7 @@ END_TEST
 START_TEST(test_thread_timers)
 {
 	char line[256];
-	pid_t pid = fx_self_start("zdtm-thtimers", NULL, line, sizeof(line));
+	pid_t pid = fx_self_start("zdtm-thtimers", NULL, line, sizeof(line), NULL);
 	int wtid = -1, wid = -1;
 	ck_assert_msg(sscanf(line, "ready %d %d", &wtid, &wid) == 2, "helper said: %s", line);
 	fx_self_dump(pid, dirfd_, "1");
