@@ -167,6 +167,41 @@ static inline int fx_open_dir(const char *path)
 	return fd;
 }
 
+/* A suite's private checkpoints directory: fx_dir_setup/fx_dir_teardown as a checked fixture,
+ * fx_dir()->fd in the tests. */
+struct fx_dir {
+	char path[PATH_MAX];
+	int fd;
+};
+
+static inline struct fx_dir *fx_dir(void)
+{
+	static struct fx_dir d = {.fd = -1};
+	return &d;
+}
+
+static inline void fx_dir_setup(void)
+{
+	fx_tmpdir(fx_dir()->path, sizeof(fx_dir()->path));
+	fx_dir()->fd = fx_open_dir(fx_dir()->path);
+}
+
+static inline void fx_dir_teardown(void)
+{
+	close(fx_dir()->fd);
+	ck_rm_rf_at(AT_FDCWD, fx_dir()->path);
+}
+
+/* Run suite @s (one or more test cases added): the exit status of the suite's program. */
+static inline int fx_run(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
+
 /* ---- helpers that verify themselves on SIGUSR2 (zdtm-thtimers, zdtm-shmalias, zdtm-rseq) ---- */
 
 /* fork() at pid @want (clone3 set_tid, root), or a plain fork() when @want is 0. */

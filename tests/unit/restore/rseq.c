@@ -9,20 +9,7 @@
 
 #define SIG 0x53053053u
 
-static char tmp[PATH_MAX];
-static int dirfd_ = -1;
-
-static void setup(void)
-{
-	fx_tmpdir(tmp, sizeof(tmp));
-	dirfd_ = fx_open_dir(tmp);
-}
-
-static void teardown(void)
-{
-	close(dirfd_);
-	ck_rm_rf_at(AT_FDCWD, tmp);
-}
+#define dirfd_ (fx_dir()->fd)
 
 START_TEST(test_fixup_function)
 {
@@ -126,14 +113,10 @@ int main(void)
 {
 	Suite *s = suite_create("restore-rseq");
 	TCase *tc = tcase_create("rseq");
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, fx_dir_setup, fx_dir_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_fixup_function);
 	tcase_add_test(tc, test_rseq_section);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return fx_run(s);
 }

@@ -7,20 +7,7 @@
  * stored once (nothing through the second view of an object). */
 #include "fixture.h"
 
-static char tmp[PATH_MAX];
-static int dirfd_ = -1;
-
-static void setup(void)
-{
-	fx_tmpdir(tmp, sizeof(tmp));
-	dirfd_ = fx_open_dir(tmp);
-}
-
-static void teardown(void)
-{
-	close(dirfd_);
-	ck_rm_rf_at(AT_FDCWD, tmp);
-}
+#define dirfd_ (fx_dir()->fd)
 
 /* Bytes of the image's page runs that land in [lo, hi). */
 static uint64_t stored_in(const struct restore_image *img, uint64_t lo, uint64_t hi)
@@ -78,13 +65,9 @@ int main(void)
 {
 	Suite *s = suite_create("restore-shmem");
 	TCase *tc = tcase_create("shmem");
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, fx_dir_setup, fx_dir_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_shmem_aliases);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return fx_run(s);
 }
