@@ -4,8 +4,9 @@
  *   anon private, heap, stack      present or swapped pages (pagemap bits 63/62)
  *   file private                   only pages that became anonymous (COW'd: pagemap bit 61 clear)
  *   file private of a deleted file every present page (the file will not be there to map)
- *   anon shared, memfd             the data of the shmem object (SEEK_DATA on map_files) or,
- *                                  when map_files cannot be opened, the present pages
+ *   anon shared, memfd             the data of the shmem object (SEEK_DATA on map_files), each
+ *                                  offset once however often it is mapped, or, when map_files
+ *                                  cannot be opened, the present pages
  *   file shared, vvar, vdso        nothing: identity only / remapped at restore
  * Contents are read with process_vm_readv in chunks of 1 MiB, falling back to
  * /proc/PID/mem (which reads even PROT_NONE pages here: PROC_MEM_ALWAYS_FORCE) when a run is not

@@ -19,10 +19,13 @@ bool img_vma_same_shmem(const struct restore_vma *a, const struct restore_vma *b
 
 uint32_t img_version_of(const struct restore_image *img)
 {
-	for (size_t i = 0; i < img->nvmas; i++)
+	for (size_t i = 0; i < img->nvmas; i++) {
+		if (!is_shared_shmem(&img->vmas[i]))
+			continue; /* O(shmem mappings x mappings), not O(mappings^2) */
 		for (size_t j = i + 1; j < img->nvmas; j++)
 			if (img_vma_same_shmem(&img->vmas[i], &img->vmas[j]))
 				return IMG_VERSION_SHMEM_ONCE;
+	}
 	return 1;
 }
 
