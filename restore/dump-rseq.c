@@ -60,7 +60,8 @@ int dump_rseq(pid_t tid, struct restore_thread *t)
 		return 0;
 	struct user_regs_struct regs = t->regs;
 	regs.rip = rip;
-	if (ptrace(PTRACE_POKEDATA, tid, (void *)(uintptr_t)(t->rseq_ptr + RSEQ_CS_OFFSET), 0) < 0 ||
+	if (ptrace(PTRACE_POKEDATA, tid, (void *)(uintptr_t)(t->rseq_ptr + RSEQ_CS_OFFSET), 0) <
+		    0 ||
 	    ptrace(PTRACE_SETREGS, tid, 0, &regs) < 0)
 		return -errno;
 	t->regs = regs;

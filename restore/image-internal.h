@@ -81,8 +81,7 @@ bool img_vma_same_shmem(const struct restore_vma *a, const struct restore_vma *b
 uint32_t img_version_of(const struct restore_image *img);
 
 void img_hdr_pack(uint8_t *hdr, const char *magic, uint32_t version, uint32_t header_len,
-		  uint64_t body_len,
-		  uint64_t body_checksum);
+		  uint64_t body_len, uint64_t body_checksum);
 
 void img_pack_proc(struct ck_buf *b, const struct restore_proc *p);
 void img_pack_thread(struct ck_buf *b, const struct restore_thread *t);

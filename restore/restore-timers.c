@@ -99,7 +99,7 @@ int rst_timers_plan(struct rst_ctx *c)
 			.signo = p->signo,
 			.value = p->value,
 			.thread = (uint32_t)th,
-			.value_ns = !p->value_ns ? 0 : base ? *base + p->value_ns : p->value_ns,
+			.value_ns = p->value_ns && base ? *base + p->value_ns : p->value_ns,
 			.interval_ns = p->interval_ns,
 		};
 	}
@@ -171,8 +171,8 @@ int rst_timers_create(struct rst_ctx *c)
 				continue;
 			r = rst_fail(c, -EOPNOTSUPP,
 				     "POSIX timer %d signals thread %d: recreating it needs "
-				     "PR_TIMER_CREATE_RESTORE_IDS, which this kernel lacks; restore on a "
-				     "newer kernel",
+				     "PR_TIMER_CREATE_RESTORE_IDS, which this kernel lacks; "
+				     "restore on a newer kernel",
 				     p->id, p->tid);
 			break;
 		}

@@ -10,13 +10,13 @@
 
 #pragma GCC visibility push(hidden)
 
-#define NR_setitimer	 38
-#define NR_timer_settime 223
-#define NR_clock_gettime 228
-#define NR_timer_create	 222
-#define NR_prctl	 157
-#define TIMER_ABSTIME_	 1
-#define SIGEV_THREAD_ID_ 4
+#define NR_setitimer		     38
+#define NR_timer_settime	     223
+#define NR_clock_gettime	     228
+#define NR_timer_create		     222
+#define NR_prctl		     157
+#define TIMER_ABSTIME_		     1
+#define SIGEV_THREAD_ID_	     4
 #define PR_TIMER_CREATE_RESTORE_IDS_ 77
 
 /* The kernel's struct sigevent (64 bytes): value, signo, notify, then the target tid. */

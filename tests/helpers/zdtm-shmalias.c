@@ -100,8 +100,8 @@ int main(int argc, char **argv)
 	fill(s2 + 2 * PG, 6); /* S page 2, through the alias */
 	fill(fm, 7);
 	fill(g, 8); /* file page 1, through G */
-	printf("ready %lx %lx %lx %lx %lx\n", (unsigned long)a, (unsigned long)b,
-	       (unsigned long)c, (unsigned long)s, (unsigned long)s2);
+	printf("ready %lx %lx %lx %lx %lx\n", (unsigned long)a, (unsigned long)b, (unsigned long)c,
+	       (unsigned long)s, (unsigned long)s2);
 	while (!verify_asked)
 		usleep(2000);
 	int bad = check(a, 1, "memfd page 0 via A") || check(a + PG, 2, "memfd page 1 via A") ||

@@ -95,9 +95,10 @@ static int verify(void)
 		return printf("fail: timers stopped: W %d of %d, T %d of %d\n", n_w, gw, n_t, gt),
 		       1;
 	if (bad)
-		return printf("fail: %s\n", bad == 1   ? "timer W signalled another thread"
-					    : bad == 2 ? "timer W's signal has a wrong siginfo"
-						       : "the SIGEV_THREAD callback got a wrong value"),
+		return printf("fail: %s\n",
+			      bad == 1	 ? "timer W signalled another thread"
+			      : bad == 2 ? "timer W's signal has a wrong siginfo"
+					 : "the SIGEV_THREAD callback got a wrong value"),
 		       1;
 	printf("ok\n");
 	return 0;
