@@ -37,14 +37,14 @@ int dump_rseq(pid_t tid, struct restore_thread *t)
 {
 	if (!(t->flags & RESTORE_THREAD_F_RSEQ) || !t->rseq_ptr)
 		return 0;
+	/* An area or descriptor that cannot be read is the kernel's -EFAULT: it kills the
+	 * thread on its way back to user space; we leave it as it is. */
 	uint8_t raw[RSEQ_CS_DESC_LEN];
 	if (inject_peek(tid, t->rseq_ptr + RSEQ_CS_OFFSET, raw, 8) < 0)
-		return -EFAULT;
-	uint64_t desc = ck_get_le64(raw);
-	if (!desc)
 		return 0;
-	if (desc >= USER_TOP || inject_peek(tid, desc, raw, sizeof(raw)) < 0)
-		return 0; /* the kernel's -EFAULT: it kills the thread, we leave it as it is */
+	uint64_t desc = ck_get_le64(raw);
+	if (!desc || desc >= USER_TOP || inject_peek(tid, desc, raw, sizeof(raw)) < 0)
+		return 0;
 	struct restore_rseq_cs cs = {
 		.version = ck_get_le32(raw),
 		.flags = ck_get_le32(raw + 4),
