@@ -12,6 +12,15 @@
 
 #define dirfd_ (fx_dir()->fd)
 
+static char shm[96]; /* the helper's /dev/shm file, removed however the test ends */
+
+static void teardown(void)
+{
+	if (shm[0])
+		unlink(shm);
+	fx_dir_teardown();
+}
+
 /* Bytes of the image's page runs that land in [lo, hi). */
 static uint64_t stored_in(const struct restore_image *img, uint64_t lo, uint64_t hi)
 {
@@ -46,7 +55,7 @@ static uint32_t core_version(const char *id)
 
 START_TEST(test_shmem_aliases)
 {
-	char shm[96], line[256];
+	char line[256];
 	snprintf(shm, sizeof(shm), "/dev/shm/ckptenv-test-shmalias-%d", (int)getpid());
 	pid_t pid = fx_self_start("zdtm-shmalias", shm, line, sizeof(line), NULL);
 	unsigned long long a, b, c, s, s2;
@@ -69,7 +78,6 @@ START_TEST(test_shmem_aliases)
 
 	fx_self_restore(dirfd_, "1", geteuid() == 0 ? pid : 0, "zdtm-shmalias\n");
 	fx_self_restore(dirfd_, "1", 0, "zdtm-shmalias\n");
-	unlink(shm);
 }
 END_TEST
 
@@ -127,7 +135,7 @@ int main(void)
 {
 	Suite *s = suite_create("restore-shmem");
 	TCase *tc = tcase_create("shmem");
-	tcase_add_checked_fixture(tc, fx_dir_setup, fx_dir_teardown);
+	tcase_add_checked_fixture(tc, fx_dir_setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_version);
 	tcase_add_test(tc, test_shmem_aliases);
