@@ -1,6 +1,6 @@
 /* zdtm-style helper for POSIX timers aimed at a thread other than the main one.
  *
- *   zdtm-thtimers
+ *   zdtm-thtimers [orphan]
  *
  * Sets up two periodic (20 ms) CLOCK_MONOTONIC timers:
  *   W  SIGEV_THREAD_ID to a worker thread, SIGUSR1, value 0x7e1: the handler checks that it runs
@@ -14,6 +14,8 @@
  * after a restore) it verifies from inside: both timers still exist at their ids with their
  * 20 ms period, W keeps hitting the worker and T keeps calling back (10 more each within 20 s),
  * nothing came wrong; then prints "ok" (exit 0) or "fail: WHY" (exit 1).
+ * With "orphan": only a timer aimed at a thread that has exited since (the kernel keeps it and
+ * /proc still names the dead tid): prints "ready DEAD_TID ID" and waits; a dump must refuse it.
  *
  * NOT TO BE BUILT WITH SANITIZERS: it is checkpointed. */
 #include <pthread.h>
@@ -104,9 +106,42 @@ static int verify(void)
 	return 0;
 }
 
-int main(void)
+static volatile int orphan_go;
+
+static void *short_lived(void *arg)
+{
+	worker_tid = gettid();
+	while (!orphan_go)
+		usleep(1000);
+	return arg;
+}
+
+/* A SIGEV_THREAD_ID timer whose thread is gone. */
+static int orphan(void)
+{
+	pthread_t th;
+	if (pthread_create(&th, NULL, short_lived, NULL) != 0)
+		return fprintf(stderr, "zdtm-thtimers: pthread_create failed\n"), 2;
+	while (!worker_tid)
+		usleep(1000);
+	struct sigevent sw = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGUSR1};
+	sw._sigev_un._tid = worker_tid;
+	if (timer_create(CLOCK_MONOTONIC, &sw, &tw) < 0) {
+		perror("zdtm-thtimers: timer_create");
+		return 2;
+	}
+	orphan_go = 1;
+	pthread_join(th, NULL);
+	printf("ready %d %d\n", (int)worker_tid, (int)(intptr_t)tw);
+	for (;;)
+		pause();
+}
+
+int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc > 1 && !strcmp(argv[1], "orphan"))
+		return orphan();
 	struct sigaction sa = {.sa_sigaction = on_usr1, .sa_flags = SA_SIGINFO | SA_RESTART};
 	sigaction(SIGUSR1, &sa, NULL);
 	struct sigaction s2 = {.sa_handler = on_usr2, .sa_flags = SA_RESTART};

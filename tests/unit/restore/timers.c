@@ -264,6 +264,32 @@ START_TEST(test_thread_timers)
 }
 END_TEST
 
+/* A SIGEV_THREAD_ID timer whose thread has exited (the kernel keeps it, /proc names the dead
+ * tid) cannot be rebuilt: the dump refuses it, naming the timer and the tid, and writes
+ * nothing. */
+START_TEST(test_refuse_orphan_timer)
+{
+	char line[256];
+	pid_t pid = fx_self_start("zdtm-thtimers", "orphan", line, sizeof(line), NULL);
+	int tid = -1, id = -1;
+	ck_assert_msg(sscanf(line, "ready %d %d", &tid, &id) == 2, "helper said: %s", line);
+	struct restore_freeze *f = NULL;
+	struct restore_err err = {0};
+	ck_assert_msg(restore_freeze(pid, &f, &err) == 0, "freeze: %s", err.msg);
+	int r = restore_dump(f, dirfd_, "1", NULL, NULL, &err);
+	restore_freeze_resume(f);
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	ck_assert_int_eq(r, -EOPNOTSUPP);
+	char want[96];
+	snprintf(want, sizeof(want), "POSIX timer %d of pid %d signals thread %d, which is not", id,
+		 (int)pid, tid);
+	ck_assert_msg(strstr(err.msg, want), "message: %s", err.msg);
+	struct stat st;
+	ck_assert_int_lt(fstatat(dirfd_, "1", &st, 0), 0);
+}
+END_TEST
+
 /* A synthetic image with @t as its timers: 0 or the load error. */
 static int write_and_load(const char *id, const struct restore_timers *t,
 			  struct restore_timers *ret)
@@ -434,6 +460,7 @@ int main(void)
 	tcase_add_test(tc, test_itimers_posix);
 	tcase_add_test(tc, test_alarm_posix);
 	tcase_add_test(tc, test_thread_timers);
+	tcase_add_test(tc, test_refuse_orphan_timer);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
