@@ -33,12 +33,19 @@ int inject_collect(struct restore_freeze *f, struct restore_image *img);
  *  new array (NULL when none). */
 int dump_peek_siginfo(pid_t tid, bool shared, struct restore_siginfo **ret, size_t *ret_n);
 
+/* dump-rseq.c */
+/** Thread @tid (frozen, registers and rseq registration in @t) inside an rseq critical
+ *  section: moved to the abort handler as the kernel would (restore_rseq_fixup), rseq_cs
+ *  cleared, in the live thread and in @t. 1 when moved, 0 when nothing to do, -errno. */
+int dump_rseq(pid_t tid, struct restore_thread *t);
+
 /* dump-timers.c */
 /** Parse /proc/PID/timers text into @t->posix (sorted by id). -EOPNOTSUPP for a notify kind
  *  the kernel does not implement itself, -E2BIG, -ENOMEM. */
 int dump_timers_parse(const char *text, struct restore_timers *t);
-/** Refuse what the restorer cannot rebuild: a POSIX timer aimed at a thread other than the
- *  main one (-EOPNOTSUPP, err->msg names it). Needs img->proc.timers only. */
+/** Refuse what the restorer cannot rebuild: a POSIX timer aimed (SIGEV_THREAD_ID) at a tid
+ *  that is not one of the frozen threads (-EOPNOTSUPP, err->msg names it). Needs
+ *  img->proc.timers and img->threads. */
 int dump_timers_check(pid_t pid, const struct restore_image *img, struct restore_err *err);
 /** Read the clocks, itimers and POSIX timers of the frozen process from inside it into
  *  img->timers (sets RESTORE_TIMERS_F_VALID). Needs img->proc.timers. */

@@ -4,8 +4,9 @@
  *   anon private, heap, stack      present or swapped pages (pagemap bits 63/62)
  *   file private                   only pages that became anonymous (COW'd: pagemap bit 61 clear)
  *   file private of a deleted file every present page (the file will not be there to map)
- *   anon shared, memfd             the data of the shmem object (SEEK_DATA on map_files) or,
- *                                  when map_files cannot be opened, the present pages
+ *   anon shared, memfd             the data of the shmem object (SEEK_DATA on map_files), each
+ *                                  offset once however often it is mapped, or, when map_files
+ *                                  cannot be opened, the present pages
  *   file shared, vvar, vdso        nothing: identity only / remapped at restore
  * Contents are read with process_vm_readv in chunks of 1 MiB, falling back to
  * /proc/PID/mem (which reads even PROT_NONE pages here: PROC_MEM_ALWAYS_FORCE) when a run is not
@@ -235,17 +236,9 @@ static int save_by_pagemap(struct pg_ctx *c, const struct restore_vma *v)
 	return 0;
 }
 
-/* Shared memory: read the object itself, data extents only, so pages the process never
- * touched through this mapping but that hold data are kept, and holes are skipped. */
-static int save_shmem(struct pg_ctx *c, const struct restore_vma *v)
+/* Save the data extents of shmem object @fd in [lo, hi) (object offsets) through mapping @v. */
+static int save_extents(struct pg_ctx *c, int fd, const struct restore_vma *v, off_t lo, off_t hi)
 {
-	char p[96];
-	snprintf(p, sizeof(p), "/proc/%d/map_files/%llx-%llx", (int)c->pid,
-		 (unsigned long long)v->start, (unsigned long long)v->end);
-	_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return save_by_pagemap(c, v);
-	off_t lo = (off_t)v->pgoff, hi = (off_t)(v->pgoff + (v->end - v->start));
 	for (off_t off = lo; off < hi;) {
 		off_t d = lseek(fd, off, SEEK_DATA);
 		if (d < 0 || d >= hi)
@@ -254,6 +247,8 @@ static int save_shmem(struct pg_ctx *c, const struct restore_vma *v)
 		if (h < 0 || h > hi)
 			h = hi;
 		d &= ~(off_t)(RESTORE_PAGE_SIZE - 1);
+		if (d < lo)
+			d = lo;
 		for (off_t x = d; x < h;) {
 			size_t len = (size_t)CK_MIN((uint64_t)(h - x),
 						    (uint64_t)CHUNK_PAGES * RESTORE_PAGE_SIZE);
@@ -265,7 +260,7 @@ static int save_shmem(struct pg_ctx *c, const struct restore_vma *v)
 			if (n < 0)
 				return (int)n;
 			memset(buf + n, 0, len - (size_t)n); /* beyond EOF reads as zero */
-			uint64_t addr = v->start + (uint64_t)(x - lo);
+			uint64_t addr = v->start + (uint64_t)x - v->pgoff;
 			c->st->pages_scanned += len / RESTORE_PAGE_SIZE;
 			int r = img_writer_submit(c->w, addr, len);
 			if (r < 0)
@@ -273,6 +268,48 @@ static int save_shmem(struct pg_ctx *c, const struct restore_vma *v)
 			x += (off_t)len;
 		}
 		off = h;
+	}
+	return 0;
+}
+
+/* Shared memory: read the object itself, data extents only, so pages the process never
+ * touched through this mapping but that hold data are kept, and holes are skipped. An object
+ * mapped more than once (twice at other addresses or offsets, a mremap'd alias, a mapping
+ * split by mprotect) is one object: each offset is saved through the first mapping covering it
+ * (@whole[j]: mapping j was saved from the object, not from its page tables), and the restorer
+ * maps every one of them onto a single object (docs/image-format.md, version 2). */
+static int save_shmem(struct pg_ctx *c, const struct restore_image *img, size_t i, bool *whole)
+{
+	const struct restore_vma *v = &img->vmas[i];
+	char p[96];
+	snprintf(p, sizeof(p), "/proc/%d/map_files/%llx-%llx", (int)c->pid,
+		 (unsigned long long)v->start, (unsigned long long)v->end);
+	_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return save_by_pagemap(c, v);
+	whole[i] = true;
+	uint64_t lo = v->pgoff, hi = v->pgoff + (v->end - v->start);
+	for (uint64_t x = lo; x < hi;) {
+		/* An earlier mapping holding x moves x past it; else [x, next start) is ours. */
+		uint64_t covered = x, next = hi;
+		for (size_t j = 0; j < i; j++) {
+			const struct restore_vma *o = &img->vmas[j];
+			if (!whole[j] || !img_vma_same_shmem(o, v))
+				continue;
+			uint64_t olo = o->pgoff, ohi = o->pgoff + (o->end - o->start);
+			if (olo <= x && ohi > covered)
+				covered = ohi;
+			else if (olo > x && olo < next)
+				next = olo;
+		}
+		if (covered > x) {
+			x = covered;
+			continue;
+		}
+		int r = save_extents(c, fd, v, (off_t)x, (off_t)next);
+		if (r < 0)
+			return r;
+		x = next;
 	}
 	return 0;
 }
@@ -294,7 +331,8 @@ int dump_pages(pid_t pid, const struct restore_image *img, struct restore_image_
 		return r;
 	}
 	_cleanup_free_ uint64_t *pmv = c.pm = malloc(CHUNK_PAGES * sizeof(uint64_t));
-	if (!pmv)
+	_cleanup_free_ bool *whole = calloc(img->nvmas ? img->nvmas : 1, sizeof(bool));
+	if (!pmv || !whole)
 		return -ENOMEM;
 	for (size_t i = 0; i < img->nvmas; i++) {
 		const struct restore_vma *v = &img->vmas[i];
@@ -307,7 +345,7 @@ int dump_pages(pid_t pid, const struct restore_image *img, struct restore_image_
 			break;
 		case RESTORE_VMA_ANON_SHARED:
 		case RESTORE_VMA_MEMFD:
-			r = (v->flags & RESTORE_VMA_F_SHARED) ? save_shmem(&c, v)
+			r = (v->flags & RESTORE_VMA_F_SHARED) ? save_shmem(&c, img, i, whole)
 							      : save_by_pagemap(&c, v);
 			break;
 		default:

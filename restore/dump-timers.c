@@ -87,19 +87,27 @@ int dump_timers_parse(const char *text, struct restore_timers *t)
 	return 0;
 }
 
+static bool is_thread_of(const struct restore_image *img, pid_t tid)
+{
+	for (size_t i = 0; i < img->nthreads; i++)
+		if (img->threads[i].tid == tid)
+			return true;
+	return false;
+}
+
 int dump_timers_check(pid_t pid, const struct restore_image *img, struct restore_err *err)
 {
 	struct restore_timers t = {0};
 	int r = dump_timers_parse(img->proc.timers ? img->proc.timers : "", &t);
 	for (size_t i = 0; r == 0 && i < t.nposix; i++) {
 		const struct restore_posix_timer *p = &t.posix[i];
-		if (p->notify != SIGEV_THREAD_ID || p->tid == pid)
+		if (p->notify != SIGEV_THREAD_ID || is_thread_of(img, p->tid))
 			continue;
 		r = -EOPNOTSUPP;
 		if (err)
 			snprintf(err->msg, sizeof(err->msg),
-				 "POSIX timer %d of pid %d signals thread %d; timers aimed at a "
-				 "thread other than the main one cannot be checkpointed yet",
+				 "POSIX timer %d of pid %d signals thread %d, which is not one of "
+				 "its threads; delete the timer or aim it at a live thread",
 				 p->id, (int)pid, p->tid);
 	}
 	if (r < 0 && r != -EOPNOTSUPP && err)

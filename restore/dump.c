@@ -96,6 +96,10 @@ static int dump_thread(pid_t pid, pid_t tid, struct restore_thread *t)
 		t->rseq_sig = rc.signature;
 		t->rseq_flags = rc.flags;
 		t->flags |= RESTORE_THREAD_F_RSEQ;
+		/* Before any injection: see dump-rseq.c. */
+		r = dump_rseq(tid, t);
+		if (r < 0)
+			return r;
 	}
 	void *head = NULL;
 	size_t hlen = 0;

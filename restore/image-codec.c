@@ -5,11 +5,35 @@
 
 #include <stdlib.h>
 
-void img_hdr_pack(uint8_t *hdr, const char *magic, uint32_t header_len, uint64_t body_len,
-		  uint64_t body_checksum)
+static bool is_shared_shmem(const struct restore_vma *v)
+{
+	return (v->kind == RESTORE_VMA_ANON_SHARED || v->kind == RESTORE_VMA_MEMFD) &&
+	       (v->flags & RESTORE_VMA_F_SHARED) && v->inode;
+}
+
+bool img_vma_same_shmem(const struct restore_vma *a, const struct restore_vma *b)
+{
+	return is_shared_shmem(a) && is_shared_shmem(b) && a->inode == b->inode &&
+	       a->maj == b->maj && a->min == b->min;
+}
+
+uint32_t img_version_of(const struct restore_image *img)
+{
+	for (size_t i = 0; i < img->nvmas; i++) {
+		if (!is_shared_shmem(&img->vmas[i]))
+			continue; /* O(shmem mappings x mappings), not O(mappings^2) */
+		for (size_t j = i + 1; j < img->nvmas; j++)
+			if (img_vma_same_shmem(&img->vmas[i], &img->vmas[j]))
+				return IMG_VERSION_SHMEM_ONCE;
+	}
+	return 1;
+}
+
+void img_hdr_pack(uint8_t *hdr, const char *magic, uint32_t version, uint32_t header_len,
+		  uint64_t body_len, uint64_t body_checksum)
 {
 	memcpy(hdr, magic, IMG_MAGIC_LEN);
-	ck_put_le32(hdr + 8, RESTORE_IMAGE_VERSION);
+	ck_put_le32(hdr + 8, version);
 	ck_put_le32(hdr + 12, header_len);
 	ck_put_le64(hdr + 16, body_len);
 	ck_put_le64(hdr + 24, body_checksum);

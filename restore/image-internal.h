@@ -67,8 +67,21 @@ int img_writer_submit(struct restore_image_writer *w, uint64_t addr, size_t len)
 /** Page bytes written so far, without waiting for the queue (progress reports). */
 uint64_t img_writer_bytes_nowait(struct restore_image_writer *w);
 
-void img_hdr_pack(uint8_t *hdr, const char *magic, uint32_t header_len, uint64_t body_len,
-		  uint64_t body_checksum);
+/* Version 2: the mappings of one shared-memory object (img_vma_same_shmem) have each byte of
+ * the object stored once, through the first mapping (in address order) that covers it, so a
+ * reader must map them all onto one object. Only images with such mappings are written as
+ * version 2: the others stay readable by older builds. */
+#define IMG_VERSION_SHMEM_ONCE 2u
+
+/** Whether @a and @b are shared mappings of one shmem object (shared anonymous memory, SysV or
+ *  a memfd: same maj:min:inode as /proc/PID/maps shows it, inode not 0). */
+bool img_vma_same_shmem(const struct restore_vma *a, const struct restore_vma *b);
+/** The format version @img is written in: 1, or IMG_VERSION_SHMEM_ONCE when two of its
+ *  mappings share a shmem object. */
+uint32_t img_version_of(const struct restore_image *img);
+
+void img_hdr_pack(uint8_t *hdr, const char *magic, uint32_t version, uint32_t header_len,
+		  uint64_t body_len, uint64_t body_checksum);
 
 void img_pack_proc(struct ck_buf *b, const struct restore_proc *p);
 void img_pack_thread(struct ck_buf *b, const struct restore_thread *t);

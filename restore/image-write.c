@@ -381,7 +381,9 @@ int restore_image_writer_commit(struct restore_image_writer *w, const struct res
 	    meta->nfds > IMG_MAX_FDS || meta->timers.nposix > RESTORE_MAX_TIMERS)
 		return -E2BIG;
 	uint8_t ph[IMG_PAGES_HDR_LEN] = {0};
-	img_hdr_pack(ph, IMG_MAGIC_PAGES, IMG_PAGES_HDR_LEN, w->off - IMG_PAGES_HDR_LEN, 0);
+	uint32_t version = img_version_of(meta);
+	img_hdr_pack(ph, IMG_MAGIC_PAGES, version, IMG_PAGES_HDR_LEN, w->off - IMG_PAGES_HDR_LEN,
+		     0);
 	r = ck_pwrite_full(w->pages_fd, ph, sizeof(ph), 0);
 	if (r < 0)
 		return r;
@@ -395,7 +397,7 @@ int restore_image_writer_commit(struct restore_image_writer *w, const struct res
 		r = -E2BIG;
 	if (r == 0) {
 		uint64_t blen = body.len - IMG_CORE_HDR_LEN;
-		img_hdr_pack(body.data, IMG_MAGIC_CORE, IMG_CORE_HDR_LEN, blen,
+		img_hdr_pack(body.data, IMG_MAGIC_CORE, version, IMG_CORE_HDR_LEN, blen,
 			     ck_checksum(body.data + IMG_CORE_HDR_LEN, blen));
 		r = ck_write_file_atomic(w->tmpfd, IMG_CORE_NAME, body.data, body.len, 0600);
 	}

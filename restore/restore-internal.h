@@ -127,6 +127,9 @@ int rst_fds_install(struct rst_ctx *c);
 void rst_ctx_close_temps(struct rst_ctx *c);
 
 /* restore-timers.c */
+/** The index in img->threads of the thread POSIX timer @p is aimed at: 0 for the leader and for
+ *  timers aimed at the process, -ENOENT when its thread is not in the image. */
+int rst_timer_thread(const struct restore_image *img, const struct restore_posix_timer *p);
 /** Check the image's timers and plan their arming (c->timers). -EOPNOTSUPP with a message. */
 int rst_timers_plan(struct rst_ctx *c);
 /** Create the image's POSIX timers at their old ids, disarmed. On failure the ones created are

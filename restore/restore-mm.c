@@ -3,6 +3,7 @@
  * restorer's vDSO triple moves, and where the landing zone goes: a gap that overlaps neither
  * the image's mappings nor the restorer's own, so both the old address space can be rebuilt
  * around it and the blob can run from it meanwhile. */
+#include "restore/image-internal.h"
 #include "restore/restore-internal.h"
 
 #include <fcntl.h>
@@ -116,8 +117,22 @@ static int open_vma_file(struct rst_ctx *c, size_t i)
 	return r < 0 ? r : fd;
 }
 
-static int memfd_for(struct rst_ctx *c, const struct restore_vma *v)
+/* One memfd per shmem object: a mapping of an object met before (img_vma_same_shmem) gets the
+ * same fd, so a write through one address is seen through the others; the memfd is as large
+ * as the furthest offset any of its mappings reaches. */
+static int memfd_for(struct rst_ctx *c, size_t i)
 {
+	const struct restore_image *img = c->img;
+	const struct restore_vma *v = &img->vmas[i];
+	uint64_t size = 0;
+	for (size_t j = 0; j < img->nvmas; j++) {
+		const struct restore_vma *o = &img->vmas[j];
+		if (j != i && !img_vma_same_shmem(o, v))
+			continue;
+		if (j < i)
+			return c->vmas[j].fd;
+		size = CK_MAX(size, o->pgoff + (o->end - o->start));
+	}
 	int fd = memfd_create("ckptenv-shmem", MFD_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -125,7 +140,7 @@ static int memfd_for(struct rst_ctx *c, const struct restore_vma *v)
 	if (fd < 0)
 		return fd;
 	c->tmp_fds[c->ntmp++] = fd;
-	if (ftruncate(fd, (off_t)(v->pgoff + (v->end - v->start))) < 0)
+	if (ftruncate(fd, (off_t)size) < 0)
 		return -errno;
 	return fd;
 }
@@ -169,7 +184,7 @@ int rst_vmas_plan(struct rst_ctx *c)
 				o->pgoff = 0;
 				continue;
 			}
-			fd = memfd_for(c, v);
+			fd = memfd_for(c, i);
 			break;
 		case RESTORE_VMA_FILE_PRIVATE:
 			if (v->flags & RESTORE_VMA_F_DELETED) { /* present pages were saved */

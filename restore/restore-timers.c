@@ -8,6 +8,9 @@
  * They are created, disarmed, as the last step before the point of no return (deleted again if
  * that fails), so that a refusal leaves the process as it was; the blob arms them and the
  * itimers right before rt_sigreturn, so nothing expires while the address space is rebuilt.
+ * A timer aimed at a thread other than the leader (SIGEV_THREAD_ID; glibc's SIGEV_THREAD is one
+ * aimed at its helper thread) needs its thread to exist: the blob creates it after cloning the
+ * threads (blob/timers.c), with the prctl only (no create-and-delete walk there).
  *
  * Deadlines: a timer on CLOCK_MONOTONIC/CLOCK_BOOTTIME is armed at the absolute time
  * clock-at-dump + time-left, and ITIMER_REAL (which counts on CLOCK_MONOTONIC) gets what is left
@@ -54,6 +57,16 @@ static bool alarm_pending(const struct restore_proc *p)
 	return false;
 }
 
+int rst_timer_thread(const struct restore_image *img, const struct restore_posix_timer *p)
+{
+	if (p->notify != SIGEV_THREAD_ID)
+		return 0;
+	for (size_t i = 0; i < img->nthreads; i++)
+		if (img->threads[i].tid == p->tid)
+			return (int)i;
+	return -ENOENT;
+}
+
 int rst_timers_plan(struct rst_ctx *c)
 {
 	const struct restore_image *img = c->img;
@@ -70,20 +83,23 @@ int rst_timers_plan(struct rst_ctx *c)
 		return -ENOMEM;
 	for (size_t i = 0; i < t->nposix; i++) {
 		const struct restore_posix_timer *p = &t->posix[i];
-		if (p->notify == SIGEV_THREAD_ID && p->tid != img->threads[0].tid)
-			return rst_fail(
-				c, -EOPNOTSUPP,
-				"POSIX timer %d signals thread %d; timers aimed at a thread "
-				"other than the main one cannot be restored yet",
-				p->id, p->tid);
-		if (!p->value_ns)
+		int th = rst_timer_thread(img, p);
+		if (th < 0)
+			return rst_fail(c, -EBADMSG,
+					"POSIX timer %d signals thread %d, which is not a thread "
+					"of the image",
+					p->id, p->tid);
+		if (!p->value_ns && th == 0)
 			continue; /* disarmed: created, not armed */
 		const uint64_t *base = deadline_clock(t, p->clockid);
 		c->timers[c->ntimers++] = (struct ckr_timer){
 			.id = p->id,
 			.clock = p->clockid,
-			.flags = base ? CKR_TIMER_ABS : 0,
-			.value_ns = base ? *base + p->value_ns : p->value_ns,
+			.flags = (base ? CKR_TIMER_ABS : 0) | (th > 0 ? CKR_TIMER_CREATE : 0),
+			.signo = p->signo,
+			.value = p->value,
+			.thread = (uint32_t)th,
+			.value_ns = p->value_ns && base ? *base + p->value_ns : p->value_ns,
 			.interval_ns = p->interval_ns,
 		};
 	}
@@ -130,10 +146,11 @@ static int create_one(const struct restore_posix_timer *p, bool exact, int *ret_
 	return 0;
 }
 
-static void delete_created(const struct restore_timers *t, size_t n)
+static void delete_created(const struct restore_image *img, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		syscall(SYS_timer_delete, t->posix[i].id);
+		if (rst_timer_thread(img, &img->timers.posix[i]) == 0)
+			syscall(SYS_timer_delete, img->timers.posix[i].id);
 }
 
 int rst_timers_create(struct rst_ctx *c)
@@ -148,6 +165,17 @@ int rst_timers_create(struct rst_ctx *c)
 	for (i = 0; i < t->nposix && r == 0; i++) {
 		const struct restore_posix_timer *p = &t->posix[i];
 		int got = -1;
+		if (rst_timer_thread(c->img, p) > 0) {
+			/* Its thread does not exist yet: the blob creates it, at its id. */
+			if (exact)
+				continue;
+			r = rst_fail(c, -EOPNOTSUPP,
+				     "POSIX timer %d signals thread %d: recreating it needs "
+				     "PR_TIMER_CREATE_RESTORE_IDS, which this kernel lacks; "
+				     "restore on a newer kernel",
+				     p->id, p->tid);
+			break;
+		}
 		if (exact) {
 			r = create_one(p, true, &got);
 		} else {
@@ -175,6 +203,6 @@ int rst_timers_create(struct rst_ctx *c)
 	if (exact)
 		prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_OFF, 0, 0, 0);
 	if (r < 0)
-		delete_created(t, i);
+		delete_created(c->img, i);
 	return r;
 }

@@ -11,8 +11,10 @@
 #include <sys/types.h>
 #include <sys/user.h>
 
-/* Image format version written by this build; readers refuse newer ones (-EPROTONOSUPPORT). */
-#define RESTORE_IMAGE_VERSION 1
+/* Highest image format version this build writes and reads; readers refuse newer ones
+ * (-EPROTONOSUPPORT). An image without a version-2 feature is still written as version 1
+ * (docs/image-format.md). */
+#define RESTORE_IMAGE_VERSION 2
 #define RESTORE_PAGE_SIZE     4096u
 #define RESTORE_NSIG	      64
 
@@ -404,6 +406,22 @@ struct restore_dump_opts {
 	 * freeze handle after it. Not called on a failure before that point. May be NULL. */
 	void (*copied)(void *userdata);
 };
+
+/** An rseq critical section descriptor (the kernel's struct rseq_cs, as read from the target). */
+struct restore_rseq_cs {
+	uint32_t version, flags;
+	uint64_t start_ip, post_commit_offset, abort_ip;
+};
+
+/** The kernel's preemption fix-up of rseq, as the dump applies it to a frozen thread whose rseq
+ *  area points at descriptor @cs: when @rip is inside the critical section [start_ip,
+ *  start_ip + post_commit_offset), *ret_rip = abort_ip and 1 is returned (the caller clears
+ *  rseq_cs); 0 (nothing to do) when it is outside. @sig_at_abort is the word at abort_ip - 4,
+ *  @thread_sig the signature the thread registered. -EINVAL for what the kernel refuses (it
+ *  kills the thread with SIGSEGV instead): version or flags not 0, addresses beyond the user
+ *  address space or wrapping, abort_ip inside the section, or a signature mismatch. Pure. */
+int restore_rseq_fixup(uint64_t rip, const struct restore_rseq_cs *cs, uint32_t sig_at_abort,
+		       uint32_t thread_sig, uint64_t *ret_rip);
 
 /** Dump the frozen process of @f into new checkpoint @id below the checkpoints directory
  *  @dirfd, atomically (restore_image_writer_*). The process stays frozen; the caller resumes it.

@@ -42,17 +42,24 @@ struct ckr_remap {
 #define CKR_NREMAP 3
 
 /* A timer to arm once every thread exists, before any is released (restore-timers.c plans
- * them). POSIX timers already exist at their old ids (created before the point of no return,
- * disarmed); itimers are set here. With CKR_TIMER_ABS, @value_ns is a deadline on clock @clock:
- * POSIX timers are armed with TIMER_ABSTIME, itimers (relative only) with what is left of it. */
+ * them). POSIX timers aimed at the process or the leader already exist at their old ids
+ * (created before the point of no return, disarmed); one aimed at another thread
+ * (CKR_TIMER_CREATE) is created here first, once its thread exists, at its old id
+ * (PR_TIMER_CREATE_RESTORE_IDS), as SIGEV_THREAD_ID to threads[@thread]; itimers are set here.
+ * With CKR_TIMER_ABS, @value_ns is a deadline on clock @clock: POSIX timers are armed with
+ * TIMER_ABSTIME, itimers (relative only) with what is left of it. @value_ns 0: left disarmed. */
 #define CKR_TIMER_ITIMER 0x1u /* @id is ITIMER_REAL/_VIRTUAL/_PROF, not a POSIX timer id */
 #define CKR_TIMER_ABS	 0x2u
+#define CKR_TIMER_CREATE 0x4u /* created by the blob: @signo, @value, @thread are valid */
 struct ckr_timer {
 	int32_t id;
 	int32_t clock;
 	uint32_t flags;
-	uint32_t pad;
+	int32_t signo;
 	uint64_t value_ns, interval_ns;
+	uint64_t value;	 /* sigev_value */
+	uint32_t thread; /* index in ckr_args.threads of the target thread */
+	uint32_t pad;
 };
 
 struct ckr_args {
@@ -109,6 +116,8 @@ struct ckr_thread {
 	uint8_t *pending;
 	uint64_t frame;		/* struct ckr_rt_sigframe: rt_sigreturn with %rsp = frame + 8 */
 	uint64_t stack, stack_size;
+	int32_t cur_tid; /* the tid clone3 gave it (== tid when set_tids), set by the leader */
+	uint32_t pad2;
 };
 
 /* Exit status of a restore that failed inside the blob (the old address space is gone, nothing

@@ -36,8 +36,9 @@ __attribute__((noreturn, visibility("hidden"))) void
 ckr_fail(const struct ckr_args *a, const char *what, uint64_t addr, long ret);
 
 /* timers.c */
-/** Arm the itimers and the (already created) POSIX timers of a->timers. Every signal is still
- *  blocked in every thread: an expiry from here on is only queued. */
+/** Create the POSIX timers of a->timers aimed at threads other than the leader (every thread
+ *  must exist), then arm the itimers and the POSIX timers. Every signal is still blocked in
+ *  every thread: an expiry from here on is only queued. */
 __attribute__((visibility("hidden"))) void ckr_timers_arm(const struct ckr_args *a);
 
 /* threads.c */

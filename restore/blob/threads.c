@@ -127,6 +127,7 @@ void ckr_thread_main(struct ckr_args *a, struct ckr_thread *t)
 
 void ckr_threads_spawn(struct ckr_args *a)
 {
+	a->threads[0].cur_tid = (int32_t)sys1(NR_gettid, 0);
 	for (uint32_t i = 1; i < a->nthreads; i++) {
 		struct ckr_thread *t = &a->threads[i];
 		int32_t tid = t->tid;
@@ -143,6 +144,7 @@ void ckr_threads_spawn(struct ckr_args *a)
 		long r = ckr_clone_thread(&ca, sizeof(ca), t, a);
 		if (is_err(r))
 			ckr_fail(a, "clone3 of a thread at its old tid", (uint64_t)t->tid, r);
+		t->cur_tid = (int32_t)r; /* a timer aimed at it is created for this tid */
 	}
 }
 

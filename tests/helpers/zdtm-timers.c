@@ -16,8 +16,6 @@
  *   MODE alarm:  alarm(1000) (alarm() is ITIMER_REAL: the two modes cover it both ways);
  *   MODE itimer-threads: itimer, plus two threads that sleep in pause() (process-directed timer
  *            signals may land on any thread; the restored threads must not lose them);
- *   MODE thread-timer: itimer, plus a thread that a POSIX timer (SIGEV_THREAD_ID) aims at:
- *            not restorable yet, the dump must refuse it (prints "ready" and waits).
  * Then samples CLOCK_MONOTONIC, CLOCK_BOOTTIME and CLOCK_REALTIME every 2 ms: neither of the first
  * two may ever go back. A CLOCK_REALTIME gap of more than DOWNTIME/2 seconds is the restore
  * (the test stays down DOWNTIME seconds between the kill and the restore): it prints
@@ -106,14 +104,6 @@ static void *sleeper(void *arg)
 	for (;;)
 		pause();
 	return arg;
-}
-
-static void *sleeper_tid(void *arg)
-{
-	*(volatile pid_t *)arg = gettid();
-	for (;;)
-		pause();
-	return NULL;
 }
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -257,10 +247,9 @@ static int verify(bool itimer, int64_t b_deadline, int64_t alarm_set)
 int main(int argc, char **argv)
 {
 	if (argc < 3 || (strcmp(argv[1], "itimer") && strcmp(argv[1], "alarm") &&
-			 strcmp(argv[1], "itimer-threads") && strcmp(argv[1], "thread-timer"))) {
-		fprintf(stderr, "usage: zdtm-timers itimer|alarm|itimer-threads|thread-timer "
-				"DOWNTIME_S [continuous "
-				"[B_DELAY_S]]\n");
+			 strcmp(argv[1], "itimer-threads"))) {
+		fprintf(stderr, "usage: zdtm-timers itimer|alarm|itimer-threads DOWNTIME_S "
+				"[continuous [B_DELAY_S]]\n");
 		return 2;
 	}
 	bool itimer = strcmp(argv[1], "alarm") != 0;
@@ -307,24 +296,6 @@ int main(int argc, char **argv)
 			fprintf(stderr, "zdtm-timers: pthread_create failed\n");
 			return 2;
 		}
-	}
-	if (!strcmp(argv[1], "thread-timer")) {
-		pthread_t th;
-		static volatile pid_t tid;
-		if (pthread_create(&th, NULL, sleeper_tid, (void *)&tid) != 0)
-			return 2;
-		while (!tid)
-			usleep(1000);
-		struct sigevent se = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGUSR1};
-		se._sigev_un._tid = tid;
-		timer_t t;
-		if (timer_create(CLOCK_MONOTONIC, &se, &t) < 0) {
-			perror("zdtm-timers: timer_create for a thread");
-			return 2;
-		}
-		printf("ready %d\n", (int)tid);
-		for (;;)
-			pause();
 	}
 	/* Sampled before "ready": a checkpoint taken any time after it finds them in memory. */
 	int64_t pm = now(CLOCK_MONOTONIC), pb = now(CLOCK_BOOTTIME), pr = now(CLOCK_REALTIME);

@@ -9,6 +9,8 @@
 
 #include <check.h>
 #include <fcntl.h>
+#include <linux/sched.h>
+#include <sys/syscall.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -163,6 +165,157 @@ static inline int fx_open_dir(const char *path)
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	ck_assert_int_ge(fd, 0);
 	return fd;
+}
+
+/* A suite's private checkpoints directory: fx_dir_setup/fx_dir_teardown as a checked fixture,
+ * fx_dir()->fd in the tests. */
+struct fx_dir {
+	char path[PATH_MAX];
+	int fd;
+};
+
+static inline struct fx_dir *fx_dir(void)
+{
+	static struct fx_dir d = {.fd = -1};
+	return &d;
+}
+
+static inline void fx_dir_setup(void)
+{
+	fx_tmpdir(fx_dir()->path, sizeof(fx_dir()->path));
+	fx_dir()->fd = fx_open_dir(fx_dir()->path);
+}
+
+static inline void fx_dir_teardown(void)
+{
+	close(fx_dir()->fd);
+	ck_rm_rf_at(AT_FDCWD, fx_dir()->path);
+}
+
+/* Run suite @s (one or more test cases added): the exit status of the suite's program. */
+static inline int fx_run(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
+
+/* ---- helpers that verify themselves on SIGUSR2 (zdtm-thtimers, zdtm-shmalias, zdtm-rseq) ---- */
+
+/* fork() at pid @want (clone3 set_tid, root), or a plain fork() when @want is 0. */
+static inline pid_t fx_fork_at(pid_t want)
+{
+	if (!want)
+		return fork();
+	pid_t tid = want;
+	struct clone_args ca = {
+		.exit_signal = SIGCHLD, .set_tid = (uint64_t)(uintptr_t)&tid, .set_tid_size = 1};
+	return (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+}
+
+/* Whether /proc/PID/comm becomes @want ("name\n") within 30 s. */
+static inline bool fx_wait_comm(pid_t pid, const char *want)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	for (int i = 0; i < 15000; i++) {
+		char buf[32] = "";
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			ssize_t n = read(fd, buf, sizeof(buf) - 1);
+			buf[n > 0 ? n : 0] = 0;
+			close(fd);
+		}
+		if (!strcmp(buf, want))
+			return true;
+		usleep(2000);
+	}
+	return false;
+}
+
+/* Start helper @name with @arg (or none) and stdout on a pipe; its first line goes to @ready.
+ * Returns its pid; *ret_out (may be NULL: closed) the pipe's read end. */
+static inline pid_t fx_self_start(const char *name, const char *arg, char *ready, size_t len,
+				  int *ret_out)
+{
+	int p[2];
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	char exe[PATH_MAX];
+	snprintf(exe, sizeof(exe), "%s/%s", fx_helpers(), name);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(p[1], 1);
+		close_range(3, ~0u, 0);
+		execl(exe, name, arg, (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	struct zdtm z = {.pid = pid, .report = p[0], .cmd = -1};
+	fx_line(&z, ready, len);
+	if (ret_out)
+		*ret_out = p[0];
+	else
+		close(p[0]);
+	ck_assert_msg(!strncmp(ready, "ready", 5), "%s said: '%s'", name, ready);
+	return pid;
+}
+
+/* Freeze and dump @pid as checkpoint @id, then kill it and reap every thread. */
+static inline void fx_self_dump(pid_t pid, int dirfd, const char *id)
+{
+	struct restore_freeze *f = NULL;
+	struct restore_err err = {0};
+	ck_assert_msg(restore_freeze(pid, &f, &err) == 0, "freeze: %s", err.msg);
+	int r = restore_dump(f, dirfd, id, NULL, NULL, &err);
+	kill(pid, SIGKILL);
+	/* Traced threads that die stay zombies until we, their tracer, reap them. */
+	for (size_t i = 1; i < restore_freeze_nthreads(f); i++)
+		waitpid(restore_freeze_tid(f, i), NULL, __WALL);
+	restore_freeze_resume(f);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	ck_assert_msg(r == 0, "dump: %d %s", r, err.msg);
+}
+
+/* Restore checkpoint @id in a child at pid @want (0: any pid), wait until the blob has named it
+ * @comm ("name\n": every signal is blocked from there on, the helper's handlers installed),
+ * ask for the verdict with SIGUSR2 and fail unless it says "ok" and exits 0. */
+static inline void fx_self_restore(int dirfd, const char *id, pid_t want, const char *comm)
+{
+	int o[2], res[2];
+	ck_assert_int_eq(pipe2(o, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(res, O_CLOEXEC), 0);
+	pid_t rp = fx_fork_at(want);
+	ck_assert_msg(rp >= 0, "cannot fork at %d: %s", (int)want, strerror(errno));
+	if (rp == 0) {
+		dup2(o[1], 1);
+		struct restore_process_opts op = {.blob_err_fd = res[1]};
+		struct restore_err e = {0};
+		int q = restore_process(dirfd, id, &op, &e);
+		dprintf(res[1], "%d %s\n", q, e.msg);
+		_exit(100);
+	}
+	close(o[1]);
+	close(res[1]);
+	bool named = fx_wait_comm(rp, comm);
+	if (named)
+		kill(rp, SIGUSR2);
+	else
+		kill(rp, SIGKILL);
+	struct zdtm z = {.pid = rp, .report = o[0], .cmd = -1};
+	char got[256] = "", why[512] = "";
+	fx_line(&z, got, sizeof(got));
+	int st = 0;
+	ck_assert_int_eq(waitpid(rp, &st, 0), rp);
+	z.report = res[0];
+	fx_line(&z, why, sizeof(why));
+	ck_assert_msg(named && !strcmp(got, "ok\n") && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		      "restore at pid %d: helper said '%s', status 0x%x, restorer: %s", (int)want,
+		      got, st, why);
+	close(o[0]);
+	close(res[0]);
 }
 
 #endif
