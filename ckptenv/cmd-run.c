@@ -364,6 +364,12 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 			  nm, NET_MAX_SESSIONS_MAX);
 		return 2;
 	}
+	const char *ck = getenv(CRASH_KEEP_ENV);
+	if (ck && *ck && env_count_parse(ck, CRASH_KEEP_MAX_S, NULL) < 0) {
+		cli_error(cmd, name, "%s=%s is not a number of seconds in 1..%u; unset it or give one",
+			  CRASH_KEEP_ENV, ck, CRASH_KEEP_MAX_S);
+		return 2;
+	}
 	int r = state_lock_take(j->job_fd, &lock_fd);
 	if (r == -EBUSY) {
 		cli_error(cmd, name,
