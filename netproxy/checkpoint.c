@@ -252,21 +252,12 @@ int netproxy_session_attach(struct netproxy *np, uint32_t id, const void *unread
 	}
 
 	int js, ps;
-	r = np_leg_new(np, s->family, &js, &ps);
+	ino_t ino;
+	r = np_leg_new_restored(np, s->family, &js, &ps, &ino);
 	if (r < 0) {
 		np_ring_free(&nr);
 		return r;
 	}
-	struct stat st;
-	if (fstat(js, &st) < 0) {
-		r = -errno;
-		close(js);
-		close(ps);
-		np_ring_free(&nr);
-		return r;
-	}
-	int fl = fcntl(js, F_GETFL);
-	(void)fcntl(js, F_SETFL, fl & ~O_NONBLOCK);
 	if (s->job_eof)
 		(void)shutdown(js, SHUT_WR); /* the old job had shut its write side */
 
@@ -276,7 +267,7 @@ int netproxy_session_attach(struct netproxy *np, uint32_t id, const void *unread
 	s->ps.fd = -1;
 	np_ring_free(&s->down);
 	s->down = nr;
-	s->leg_ino = st.st_ino;
+	s->leg_ino = ino;
 	s->leg_base = C;
 	s->peer_shut_sent = false; /* the new leg needs its own FIN */
 	s->detached = false;

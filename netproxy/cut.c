@@ -18,9 +18,7 @@
  * or re-attaches it in a restore. */
 #include "netproxy/netproxy-internal.h"
 
-#include <fcntl.h>
 #include <poll.h>
-#include <sys/stat.h>
 
 static uint64_t taken_up(const struct np_session *s)
 {
@@ -148,17 +146,8 @@ int netproxy_session_reconnect(struct netproxy *np, const struct netproxy_cut *c
 	}
 	np_opts_apply(&s->opts, s->us.fd);
 	int js, ps;
-	if ((r = np_leg_new(np, cut->family, &js, &ps)) < 0)
+	if ((r = np_leg_new_restored(np, cut->family, &js, &ps, &s->leg_ino)) < 0)
 		goto fail;
-	struct stat st;
-	if (fstat(js, &st) < 0) {
-		r = -errno;
-		close(js);
-		close(ps);
-		goto fail;
-	}
-	s->leg_ino = st.st_ino;
-	(void)fcntl(js, F_SETFL, fcntl(js, F_GETFL) & ~O_NONBLOCK);
 	np_opts_apply(&s->opts, js);
 	s->connecting = true;
 	np_relay_start(s, ps);

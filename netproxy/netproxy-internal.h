@@ -174,6 +174,9 @@ void np_connect_expire(struct np_session *s);
 
 /* leg.c */
 int np_leg_new(struct netproxy *np, int family, int *ret_js, int *ret_ps);
+/* A leg for a restored job's socket: its job end blocking (the caller sets the old fd's flags),
+ * its inode in *ret_ino. */
+int np_leg_new_restored(struct netproxy *np, int family, int *ret_js, int *ret_ps, ino_t *ret_ino);
 void np_leg_pool_refill(struct netproxy *np);
 void np_leg_pool_free(struct netproxy *np);
 int np_leg_refused(struct netproxy *np, int family, int *ret_js);
