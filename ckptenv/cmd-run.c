@@ -50,7 +50,10 @@ static const char run_usage[] =
 	"                          /tmp epochs (default 3 with --checkpoint-every, else all)\n"
 	"      --checkpoint-on-term  on SIGTERM to the supervisor, take a last checkpoint and\n"
 	"                          end the job (restore it later with 'ckptenv restore N')\n"
-	"  -h, --help              this text\n";
+	"  -h, --help              this text\n"
+	"With a checkpoint policy, a job killed by a signal it did not get from ckptenv (the OOM\n"
+	"killer's SIGKILL) is kept with its connections for a 'ckptenv restore N' in place for\n"
+	"CKPTENV_CRASH_KEEP_SECONDS (default 600).\n";
 
 struct run_opts {
 	const char *name;
