@@ -9,6 +9,7 @@ DIR/goN (outside the job's /tmp, so the test can make it), and writes what it sa
   connecting PORT DIR    a non-blocking connect to a listener whose backlog is full (still
                          connecting at the checkpoint) and a line written into it; go1: its echo
                          read, one more line each way, then closed
+  connecting-blocking PORT DIR  the same with a blocking connect (in it at the checkpoint)
   opts PORT DIR          options set before and after connect; go1: read back equal, a line
                          each way; go2: read back equal, and the connection reset
   line PORT DIR          one connection; goN: a line each way (res N "OK"), or the error
@@ -93,12 +94,17 @@ def many(port, n, d):
     result(d, 2, " ".join("%s %d" % kv for kv in sorted(seen.items())))
 
 
-def connecting(port, d):
+def connecting(port, d, blocking=False):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setblocking(False)
-    r = s.connect_ex((HOST, port))
-    s.send(b"hello\n")
-    result(d, 0, "ready %s" % errno.errorcode.get(r, r))
+    if blocking:
+        result(d, 0, "ready blocking")
+        s.connect((HOST, port))  # in it at the checkpoint: restarted after the restore
+        s.sendall(b"hello\n")
+    else:
+        s.setblocking(False)
+        r = s.connect_ex((HOST, port))
+        s.send(b"hello\n")
+        result(d, 0, "ready %s" % errno.errorcode.get(r, r))
     wait_for(os.path.join(d, "go1"))
     try:
         got = read_exact(s, 6)
@@ -182,7 +188,8 @@ def main():
     if mode == "many":
         many(port, int(sys.argv[3]), sys.argv[4])
     else:
-        {"connecting": connecting, "opts": opts, "line": line}[mode](port, sys.argv[3])
+        {"connecting": connecting, "opts": opts, "line": line,
+         "connecting-blocking": lambda p, d: connecting(p, d, True)}[mode](port, sys.argv[3])
 
 
 if __name__ == "__main__":
