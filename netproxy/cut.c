@@ -135,8 +135,7 @@ int netproxy_session_reconnect(struct netproxy *np, const struct netproxy_cut *c
 	np->nconnects++;
 	s->peer = cut->peer;
 	opts_from_cut(cut, &s->opts);
-	/* The stream offsets go on from the cut: the job had written @len bytes. */
-	s->up.lo = s->up.mid = s->up.hi = 0;
+	/* What the old job wrote while it waited goes first (a new stream for the peer). */
 	if ((r = np_ring_append(&s->up, unsent, len)) < 0)
 		goto fail;
 	s->us.fd = socket(cut->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
