@@ -149,6 +149,14 @@ int cli_status_net(int job_fd);
 #define NET_MAX_SESSIONS_MAX 1000000u
 /** Parse a limit in 1..NET_MAX_SESSIONS_MAX into *ret (may be NULL). 0 or -EINVAL. */
 int net_max_sessions_parse(const char *v, unsigned *ret);
+/** Parse a decimal number in 1..@max into *ret (may be NULL). 0 or -EINVAL. */
+int env_count_parse(const char *v, unsigned max, unsigned *ret);
+/* CKPTENV_CRASH_KEEP_SECONDS (environment of run/restore): how long the supervisor keeps a
+ * crashed job (with a checkpoint policy) and its connections for a restore in place; default
+ * 600. Checked by the CLI, used by the supervisor (sup-restore.c). */
+#define CRASH_KEEP_ENV	     "CKPTENV_CRASH_KEEP_SECONDS"
+#define CRASH_KEEP_DEFAULT_S 600u
+#define CRASH_KEEP_MAX_S     604800u
 /** Local time "YYYY-MM-DD HH:MM:SS" into @buf ("-" when @t is 0). */
 const char *cli_time(int64_t t, char *buf, size_t len);
 

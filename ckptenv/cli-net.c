@@ -24,16 +24,21 @@ static bool rd_cstr(struct ck_rd *rd, char *buf, size_t len)
 	return true;
 }
 
-int net_max_sessions_parse(const char *v, unsigned *ret)
+int env_count_parse(const char *v, unsigned max, unsigned *ret)
 {
 	char *end;
 	errno = 0;
 	unsigned long n = strtoul(v, &end, 10);
-	if (!*v || *end || errno || n == 0 || n > NET_MAX_SESSIONS_MAX || v[0] == '-')
+	if (!*v || *end || errno || n == 0 || n > max || v[0] == '-')
 		return -EINVAL;
 	if (ret)
 		*ret = (unsigned)n;
 	return 0;
+}
+
+int net_max_sessions_parse(const char *v, unsigned *ret)
+{
+	return env_count_parse(v, NET_MAX_SESSIONS_MAX, ret);
 }
 
 int cli_status_net(int job_fd)

@@ -50,7 +50,10 @@ static const char run_usage[] =
 	"                          /tmp epochs (default 3 with --checkpoint-every, else all)\n"
 	"      --checkpoint-on-term  on SIGTERM to the supervisor, take a last checkpoint and\n"
 	"                          end the job (restore it later with 'ckptenv restore N')\n"
-	"  -h, --help              this text\n";
+	"  -h, --help              this text\n"
+	"With a checkpoint policy, a job killed by a signal it did not get from ckptenv (the OOM\n"
+	"killer's SIGKILL) is kept with its connections for a 'ckptenv restore N' in place for\n"
+	"CKPTENV_CRASH_KEEP_SECONDS (default 600).\n";
 
 struct run_opts {
 	const char *name;
@@ -362,6 +365,12 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 			  "CKPTENV_NET_MAX_SESSIONS=%s is not a number of connections in 1..%u; "
 			  "unset it or give one",
 			  nm, NET_MAX_SESSIONS_MAX);
+		return 2;
+	}
+	const char *ck = getenv(CRASH_KEEP_ENV);
+	if (ck && *ck && env_count_parse(ck, CRASH_KEEP_MAX_S, NULL) < 0) {
+		cli_error(cmd, name, "%s=%s is not a number of seconds in 1..%u; unset it or give one",
+			  CRASH_KEEP_ENV, ck, CRASH_KEEP_MAX_S);
 		return 2;
 	}
 	int r = state_lock_take(j->job_fd, &lock_fd);

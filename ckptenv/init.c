@@ -167,8 +167,12 @@ __attribute__((noreturn)) static void restore_command(const struct launch_args *
 		_exit(127);
 	}
 	struct restore_err err = {0};
-	struct restore_fd_map maps[64 + LAUNCH_HAND_MAX];
+	struct restore_fd_map *maps = malloc((64 + a->nhand) * sizeof(*maps));
 	size_t nmaps = 0;
+	if (!maps) {
+		fprintf(stderr, "ckptenv: cannot restore the job: out of memory\n");
+		_exit(127);
+	}
 	/* The job's proxied connections, made by the supervisor (sup-ckpt-net.c). */
 	for (size_t i = 0; i < a->nhand; i++)
 		maps[nmaps++] = (struct restore_fd_map){.target = a->hand_targets[i], .fd = hand[i]};
@@ -314,12 +318,18 @@ void init_main(int sock, const struct launch_args *a, int restore_dirfd)
 		fail(sock, errno, "cannot mount /proc for the job: %m");
 
 	/* Wait until the supervisor serves /tmp (or gives up on us: EOF). */
-	char go = 0;
-	int hand[LAUNCH_HAND_MAX];
+	int *hand = malloc((a->nhand + 1) * sizeof(int));
 	size_t nhand = 0;
-	if (ck_recv_fds(sock, &go, 1, hand, LAUNCH_HAND_MAX, &nhand) != 1 || go != 'G' ||
-	    nhand != a->nhand)
+	if (!hand)
 		_exit(1);
+	do { /* launch_go: LAUNCH_HAND_CHUNK fds a message, at least one message */
+		char go = 0;
+		size_t k = 0, want = CK_MIN(a->nhand - nhand, (size_t)LAUNCH_HAND_CHUNK);
+		if (ck_recv_fds(sock, &go, 1, hand + nhand, want, &k) != 1 || go != 'G' ||
+		    k != want)
+			_exit(1);
+		nhand += k;
+	} while (nhand < a->nhand);
 	close(sock);
 
 	enter_timens(a, restore_dirfd);

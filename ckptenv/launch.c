@@ -98,6 +98,8 @@ void launch_abort(struct launch_job *j)
 	j->sock = -1;
 	for (size_t i = 0; i < j->nhand; i++)
 		close(j->hand[i]);
+	free(j->hand);
+	j->hand = NULL;
 	j->nhand = 0;
 }
 
@@ -137,9 +139,10 @@ int launch_job(const struct launch_args *a, struct launch_job *ret, int *ret_fus
 	       int *ret_pty_fd, char *err, size_t errlen)
 {
 	int sp[2], rel[2];
-	if (a->nhand > LAUNCH_HAND_MAX) {
-		snprintf(err, errlen, "more than %d connections to hand to the job", LAUNCH_HAND_MAX);
-		return -EMFILE;
+	_cleanup_free_ int *hand = malloc((a->nhand + 1) * sizeof(int));
+	if (!hand) {
+		snprintf(err, errlen, "out of memory for %zu connections to hand over", a->nhand);
+		return -ENOMEM;
 	}
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
 		snprintf(err, errlen, "socketpair: %m");
@@ -188,6 +191,7 @@ int launch_job(const struct launch_args *a, struct launch_job *ret, int *ret_fus
 		launch_abort(&j);
 		return r;
 	}
+	j.hand = TAKE_PTR(hand);
 	for (size_t i = 0; i < a->nhand; i++)
 		j.hand[j.nhand++] = a->hand_fds[i];
 	*ret = j;
@@ -196,9 +200,18 @@ int launch_job(const struct launch_args *a, struct launch_job *ret, int *ret_fus
 
 int launch_go(struct launch_job *j)
 {
-	int r = ck_send_fds(j->sock, "G", 1, j->hand, j->nhand);
+	/* At least one message: 'G' is also the go itself. */
+	int r = 0;
+	size_t sent = 0;
+	do {
+		size_t k = CK_MIN(j->nhand - sent, (size_t)LAUNCH_HAND_CHUNK);
+		r = ck_send_fds(j->sock, "G", 1, j->hand + sent, k);
+		sent += k;
+	} while (r >= 0 && sent < j->nhand);
 	for (size_t i = 0; i < j->nhand; i++)
 		close(j->hand[i]);
+	free(j->hand);
+	j->hand = NULL;
 	j->nhand = 0;
 	close(j->sock);
 	j->sock = -1;

@@ -39,13 +39,15 @@ struct launch_args {
 	size_t nhand;
 };
 
-#define LAUNCH_HAND_MAX 64
+/* launch_go sends the handed sockets this many to a message ('G' each, SCM_RIGHTS); the init
+ * takes messages until it has launch_args.nhand. */
+#define LAUNCH_HAND_CHUNK 16
 
 struct launch_job {
 	pid_t init_pid; /* host pid of the job's pid 1; our child (reap it with waitpid) */
 	int sock;	/* our end of the init's socketpair; -1 after launch_go */
 	int net_fd;	/* listener of the job's seccomp filter (netproxy): the caller takes it */
-	int hand[LAUNCH_HAND_MAX]; /* launch_args.hand_fds, until launch_go sends them */
+	int *hand;	/* launch_args.hand_fds (malloc'd copy), until launch_go sends them */
 	size_t nhand;
 };
 

@@ -13,12 +13,18 @@
  * socket whose first use fails with ECONNRESET and reports one line. The sockets go to the
  * init with launch_go() and from it to the restorer at their old fd numbers.
  *
- * net.cut: "CKNETCUT", le32 version (1), le32 count, per fd: le32 fd, le32 open flags,
+ * A session still connecting at the checkpoint is cut too (with what the job wrote, unsent):
+ * re-attached in place it goes on connecting; a new supervisor connects again.
+ *
+ * net.cut: "CKNETCUT", le32 version (2), le32 count, per fd: le32 fd, le32 open flags,
  * le32 session id, le32 family, le32 addr len, addr bytes, le64 up, consumed, delivered,
- * unread checksum, le32 unread len, unread bytes; then le64 ck_checksum of all before. */
+ * unread checksum, le32 unread len, unread bytes, le32 cut flags, le32 option count, per
+ * option le32 level, name, value, le32 unsent len, unsent bytes; then le64 ck_checksum of all
+ * before. Version 1 (no flags, options, unsent) is still read. */
 #include "supervisor.h"
 
 #include "common/ck.h"
+#include "common/grow.h"
 #include "netproxy/netproxy.h"
 
 #include <dirent.h>
@@ -31,8 +37,9 @@
 
 #define NETCUT_FILE    "net.cut"
 #define NETCUT_MAGIC   "CKNETCUT"
-#define NETCUT_VERSION 1u
-#define NETCUT_MAX     LAUNCH_HAND_MAX
+#define NETCUT_VERSION 2u
+/* How many reset lines the restore's reply carries; the others are counted (all are logged). */
+#define REPORT_LINES 8
 
 static int int_cmp(const void *a, const void *b)
 {
@@ -40,15 +47,18 @@ static int int_cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* The job's socket fds, ascending (the lowest of dups is the one handed over at restore). */
-static int socket_fds(pid_t pid, int *out, size_t max, size_t *ret_n)
+/* The job's socket fds, ascending (the lowest of dups is the one handed over at restore), in
+ * *ret (malloc'd). */
+static int socket_fds(pid_t pid, int **ret, size_t *ret_n)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
 	DIR *d = opendir(path);
 	if (!d)
 		return -errno;
-	size_t n = 0;
+	int *out = NULL;
+	size_t n = 0, cap = 0;
+	int r = 0;
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		if (de->d_name[0] == '.')
@@ -59,12 +69,20 @@ static int socket_fds(pid_t pid, int *out, size_t max, size_t *ret_n)
 		if (k <= 0)
 			continue;
 		target[k] = 0;
-		if (strncmp(target, "socket:", 7) || n == max)
+		if (strncmp(target, "socket:", 7))
 			continue;
+		if ((r = CK_GROW(out, cap, n + 1)) < 0)
+			break;
 		out[n++] = atoi(de->d_name);
 	}
 	closedir(d);
-	qsort(out, n, sizeof(int), int_cmp);
+	if (r < 0) {
+		free(out);
+		return r;
+	}
+	if (n)
+		qsort(out, n, sizeof(int), int_cmp);
+	*ret = out;
 	*ret_n = n;
 	return 0;
 }
@@ -86,9 +104,12 @@ static int fd_flags(pid_t pid, int fd)
 
 void sup_net_cut_free(struct sup_net_cut *c)
 {
-	for (size_t i = 0; i < c->n; i++)
+	for (size_t i = 0; i < c->n; i++) {
 		free(c->e[i].unread);
-	c->n = 0;
+		free(c->e[i].unsent);
+	}
+	free(c->e);
+	*c = (struct sup_net_cut){0};
 }
 
 void sup_ckpt_net_finish(struct sup *s, struct sup_net_cut *c, bool stop)
@@ -98,14 +119,33 @@ void sup_ckpt_net_finish(struct sup *s, struct sup_net_cut *c, bool stop)
 	sup_net_cut_free(c);
 }
 
+/* The proxied sockets among @fds: their session ids in ids[] (0 with found[i] false for the
+ * others), and how many distinct sessions. */
+static size_t find_sessions(struct sup *s, int pidfd, const int *fds, size_t n, uint32_t *ids,
+			    bool *found)
+{
+	size_t sessions = 0;
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_close_ int dup = (int)syscall(SYS_pidfd_getfd, pidfd, fds[i], 0);
+		found[i] = dup >= 0 && netproxy_session_find(s->np, dup, &ids[i]) == 0;
+		bool seen = false;
+		for (size_t j = 0; found[i] && j < i && !seen; j++)
+			seen = found[j] && ids[j] == ids[i];
+		if (found[i] && seen)
+			found[i] = false; /* a dup: the restorer dups the lowest fd */
+		sessions += found[i];
+	}
+	return sessions;
+}
+
 int sup_ckpt_net_detach(struct sup *s, pid_t pid, struct sup_net_cut *c, char *err, size_t errlen)
 {
-	c->n = 0;
+	*c = (struct sup_net_cut){0};
 	if (!s->np)
 		return 0;
-	int fds[NETCUT_MAX * 2];
+	_cleanup_free_ int *fds = NULL;
 	size_t n = 0;
-	int r = socket_fds(pid, fds, CK_ARRAY_SIZE(fds), &n);
+	int r = socket_fds(pid, &fds, &n);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot list the job's sockets: %s", strerror(-r));
 		return r;
@@ -115,30 +155,38 @@ int sup_ckpt_net_detach(struct sup *s, pid_t pid, struct sup_net_cut *c, char *e
 		snprintf(err, errlen, "pidfd_open of the job: %m");
 		return -errno;
 	}
+	_cleanup_free_ uint32_t *ids = calloc(n + 1, sizeof(*ids));
+	_cleanup_free_ bool *found = calloc(n + 1, sizeof(*found));
+	if (!ids || !found) {
+		snprintf(err, errlen, "out of memory listing the job's connections");
+		return -ENOMEM;
+	}
+	/* Counted before anything is detached: a refusal leaves every connection as it was. */
+	size_t want = find_sessions(s, pidfd, fds, n, ids, found);
+	if (want > SUP_NET_CUT_MAX) {
+		snprintf(err, errlen,
+			 "the job has %zu proxied connections; a checkpoint takes at most %u",
+			 want, SUP_NET_CUT_MAX);
+		return -EMFILE;
+	}
+	if (want && !(c->e = calloc(want, sizeof(*c->e)))) {
+		snprintf(err, errlen, "out of memory for %zu connections", want);
+		return -ENOMEM;
+	}
+	c->cap = want;
+	uint64_t bytes = 0;
 	for (size_t i = 0; i < n; i++) {
+		if (!found[i])
+			continue;
 		_cleanup_close_ int dup = (int)syscall(SYS_pidfd_getfd, pidfd, fds[i], 0);
-		uint32_t id;
-		if (dup < 0 || netproxy_session_find(s->np, dup, &id) < 0)
-			continue; /* not a proxied socket (or closed meanwhile: the job is frozen) */
-		bool seen = false;
-		for (size_t j = 0; j < c->n; j++)
-			seen |= c->e[j].cut.id == id;
-		if (seen)
-			continue; /* a dup: the restorer dups the lowest fd */
-		if (c->n == NETCUT_MAX) {
-			snprintf(err, errlen,
-				 "the job has more than %d proxied connections; a checkpoint takes "
-				 "at most that many",
-				 NETCUT_MAX);
-			r = -EMFILE;
-			goto fail;
-		}
+		if (dup < 0)
+			continue; /* cannot happen: the job is frozen */
 		struct sup_net_cut_ent *e = &c->e[c->n];
 		*e = (struct sup_net_cut_ent){.fd = fds[i], .flags = fd_flags(pid, fds[i])};
 		void *u = NULL;
-		r = netproxy_session_detach(s->np, id, dup, &u, &e->len);
+		r = netproxy_session_detach(s->np, ids[i], dup, &u, &e->len);
 		if (r == -EBUSY)
-			continue; /* still connecting: the restored connect() is served anew */
+			continue; /* its connect() not answered yet: restarted, served anew */
 		if (r == -EAGAIN) {
 			snprintf(err, errlen,
 				 "the job's connection on fd %d is still replaying after the last "
@@ -154,9 +202,21 @@ int sup_ckpt_net_detach(struct sup *s, pid_t pid, struct sup_net_cut *c, char *e
 		}
 		e->unread = u;
 		c->n++;
-		r = netproxy_session_cut(s->np, id, &e->cut);
+		r = netproxy_session_cut(s->np, ids[i], &e->cut);
+		if (r == 0 && (e->cut.flags & NETPROXY_CUT_CONNECTING))
+			r = netproxy_session_unsent(s->np, ids[i], &e->unsent, &e->unsent_len);
 		if (r < 0) {
 			snprintf(err, errlen, "connection on fd %d: %s", fds[i], strerror(-r));
+			goto fail;
+		}
+		bytes += e->len + e->unsent_len;
+		if (bytes > SUP_NET_CUT_BYTES_MAX) {
+			snprintf(err, errlen,
+				 "the job's %zu proxied connections hold more than %u MiB not yet "
+				 "read or sent, more than a checkpoint keeps; checkpoint again once "
+				 "the job has read them",
+				 want, SUP_NET_CUT_BYTES_MAX >> 20);
+			r = -E2BIG;
 			goto fail;
 		}
 	}
@@ -192,6 +252,15 @@ int sup_ckpt_net_save(struct sup *s, const struct sup_net_cut *c, int dirfd)
 		ck_buf_le64(&b, e->cut.unread_sum);
 		ck_buf_le32(&b, (uint32_t)e->len);
 		ck_buf_append(&b, e->unread ? e->unread : (void *)"", e->len);
+		ck_buf_le32(&b, e->cut.flags);
+		ck_buf_le32(&b, e->cut.nopts);
+		for (uint32_t k = 0; k < e->cut.nopts; k++) {
+			ck_buf_le32(&b, (uint32_t)e->cut.opts[k].level);
+			ck_buf_le32(&b, (uint32_t)e->cut.opts[k].name);
+			ck_buf_le32(&b, (uint32_t)e->cut.opts[k].value);
+		}
+		ck_buf_le32(&b, (uint32_t)e->unsent_len);
+		ck_buf_append(&b, e->unsent ? e->unsent : (void *)"", e->unsent_len);
 	}
 	int r = b.err;
 	if (!r)
@@ -204,28 +273,42 @@ int sup_ckpt_net_save(struct sup *s, const struct sup_net_cut *c, int dirfd)
 	return r;
 }
 
+/* The bytes of @len at *p into a malloc'd copy (*ret); false when they are not there. */
+static bool take_bytes(const uint8_t **p, const uint8_t *end, uint32_t len, void **ret)
+{
+	if ((size_t)(end - *p) < len || !(*ret = malloc((size_t)len + 1)))
+		return false;
+	memcpy(*ret, *p, len);
+	*p += len;
+	return true;
+}
+
 static int cut_load(int dirfd, struct sup_net_cut *c)
 {
 	_cleanup_free_ char *buf = NULL;
 	size_t len;
-	c->n = 0;
-	int r = ck_read_file_at(dirfd, NETCUT_FILE, 256u << 20, &buf, &len);
+	*c = (struct sup_net_cut){0};
+	int r = ck_read_file_at(dirfd, NETCUT_FILE, SUP_NET_CUT_BYTES_MAX + (256u << 20), &buf,
+				&len);
 	if (r < 0)
 		return r;
 	const uint8_t *p = (const uint8_t *)buf, *end = p + len;
 	if (len < 24 || memcmp(p, NETCUT_MAGIC, 8) ||
 	    ck_get_le64(end - 8) != ck_checksum(p, len - 8))
 		return -EBADMSG;
-	if (ck_get_le32(p + 8) != NETCUT_VERSION)
+	uint32_t version = ck_get_le32(p + 8);
+	if (version != 1 && version != NETCUT_VERSION)
 		return -EPROTONOSUPPORT;
 	uint32_t n = ck_get_le32(p + 12);
-	if (n > NETCUT_MAX)
-		return -EBADMSG;
 	p += 16;
 	end -= 8;
+	if (n > SUP_NET_CUT_MAX || n > (size_t)(end - p) / 56)
+		return -EBADMSG;
+	if (n && !(c->e = calloc(n, sizeof(*c->e))))
+		return -ENOMEM;
+	c->cap = n;
 	for (uint32_t i = 0; i < n; i++) {
 		struct sup_net_cut_ent *e = &c->e[i];
-		*e = (struct sup_net_cut_ent){0};
 		if (end - p < 20)
 			goto bad;
 		e->fd = (int)ck_get_le32(p);
@@ -244,17 +327,28 @@ static int cut_load(int dirfd, struct sup_net_cut *c)
 		e->cut.unread_sum = ck_get_le64(p + 24);
 		e->len = ck_get_le32(p + 32);
 		p += 36;
-		if ((size_t)(end - p) < e->len || e->fd < 3 ||
+		c->n++; /* from here on sup_net_cut_free frees what the entry holds */
+		if (!take_bytes(&p, end, (uint32_t)e->len, &e->unread) || e->fd < 3 ||
 		    (e->cut.family != AF_INET && e->cut.family != AF_INET6))
 			goto bad;
-		e->unread = malloc(e->len + 1);
-		if (!e->unread) {
-			sup_net_cut_free(c);
-			return -ENOMEM;
-		}
-		memcpy(e->unread, p, e->len);
-		p += e->len;
-		c->n++;
+		if (version == 1)
+			continue;
+		if (end - p < 8)
+			goto bad;
+		e->cut.flags = ck_get_le32(p);
+		e->cut.nopts = ck_get_le32(p + 4);
+		p += 8;
+		if (e->cut.nopts > NETPROXY_CUT_OPTS_MAX || (size_t)(end - p) < e->cut.nopts * 12 + 4)
+			goto bad;
+		for (uint32_t k = 0; k < e->cut.nopts; k++, p += 12)
+			e->cut.opts[k] = (struct netproxy_sockopt){(int32_t)ck_get_le32(p),
+								   (int32_t)ck_get_le32(p + 4),
+								   (int32_t)ck_get_le32(p + 8)};
+		uint32_t ul = ck_get_le32(p);
+		p += 4;
+		if (!take_bytes(&p, end, ul, &e->unsent))
+			goto bad;
+		e->unsent_len = ul;
 	}
 	if (p != end)
 		goto bad;
@@ -274,15 +368,32 @@ static void report(struct sup *s, const char *fmt, ...)
 	va_end(ap);
 	sup_log(s, "restore: %s", line);
 	size_t used = strlen(s->net_report);
-	snprintf(s->net_report + used, sizeof(s->net_report) - used, "%s\n", line);
+	unsigned lines = 0;
+	for (const char *q = s->net_report; (q = strchr(q, '\n')); q++)
+		lines++;
+	if (lines < REPORT_LINES && used + strlen(line) + 2 < sizeof(s->net_report))
+		snprintf(s->net_report + used, sizeof(s->net_report) - used, "%s\n", line);
+	else
+		s->net_report_more++;
 }
 
-static const char *why(const struct sup *s, int r)
+/* After the last report(): one line for those that did not fit. */
+static void report_rest(struct sup *s)
+{
+	if (!s->net_report_more)
+		return;
+	size_t used = strlen(s->net_report);
+	snprintf(s->net_report + used, sizeof(s->net_report) - used,
+		 "... and %u more connection(s) like these (all in 'ckptenv log %s')\n",
+		 s->net_report_more, s->a->name);
+}
+
+static const char *why(bool fresh, int r)
 {
 	switch (r) {
 	case -ENOENT:
-		return s->np ? "it was closed after the checkpoint"
-			     : "its supervisor ended since the checkpoint (a reboot?)";
+		return !fresh ? "it was closed after the checkpoint (or its connect failed)"
+			      : "its supervisor ended since the checkpoint (a reboot?)";
 	case -ECONNRESET:
 		return "the peer reset it";
 	case -ESTALE:
@@ -292,12 +403,50 @@ static const char *why(const struct sup *s, int r)
 	}
 }
 
-int sup_ckpt_net_restore(struct sup *s, int rdir, int *fds, int *targets, size_t *ret_n,
-			 char *err, size_t errlen)
+/* The socket restored job gets at e->fd: the session re-attached (in place), connected
+ * again (a new supervisor, the session was connecting), or one that fails with ECONNRESET,
+ * reported. -errno only when no socket at all can be made. */
+static int restore_one(struct sup *s, bool fresh, struct sup_net_cut_ent *e, bool *kept,
+		       int *ret_fd, char *err, size_t errlen)
+{
+	char peer[64] = "?";
+	(void)netproxy_addr_format(&e->cut.peer, peer, sizeof(peer));
+	int fd = -1, r = -ENOENT;
+	*kept = false;
+	if (!fresh)
+		r = netproxy_session_reattach(s->np, &e->cut, e->unread, e->len, &fd);
+	else if (e->cut.flags & NETPROXY_CUT_CONNECTING)
+		r = netproxy_session_reconnect(s->np, &e->cut, e->unsent, e->unsent_len, &fd);
+	if (r == 0) {
+		*kept = !fresh;
+	} else {
+		if (!fresh)
+			(void)netproxy_session_drop(s->np, e->cut.id);
+		int r2 = netproxy_reset_socket(e->cut.family, &fd);
+		if (r2 < 0) {
+			snprintf(err, errlen, "cannot make a socket for fd %d: %s", e->fd,
+				 strerror(-r2));
+			return r2;
+		}
+		/* The job reads back the options it set, on this socket too. */
+		netproxy_cut_apply_opts(&e->cut, fd);
+		report(s, "connection to %s (fd %d) reset: %s; the job gets ECONNRESET", peer,
+		       e->fd, why(fresh, r));
+	}
+	if (e->flags & O_NONBLOCK)
+		(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	*ret_fd = fd;
+	return 0;
+}
+
+int sup_ckpt_net_restore(struct sup *s, int rdir, int **ret_fds, int **ret_targets,
+			 size_t *ret_n, char *err, size_t errlen)
 {
 	s->net_report[0] = 0;
+	s->net_report_more = 0;
 	*ret_n = 0;
-	struct sup_net_cut c;
+	*ret_fds = *ret_targets = NULL;
+	_cleanup_(sup_net_cut_free) struct sup_net_cut c = {0};
 	int r = cut_load(rdir, &c);
 	if (r == -ENOENT)
 		c.n = 0; /* taken with no connection, or by an older ckptenv */
@@ -306,48 +455,42 @@ int sup_ckpt_net_restore(struct sup *s, int rdir, int *fds, int *targets, size_t
 			 NETCUT_FILE, r == -EPROTONOSUPPORT ? "of an unknown version" : "corrupt");
 		return r;
 	}
-	uint32_t kept[NETCUT_MAX];
-	size_t nkept = 0;
-	for (size_t i = 0; i < c.n; i++) {
-		struct sup_net_cut_ent *e = &c.e[i];
-		char peer[64] = "?";
-		(void)netproxy_addr_format(&e->cut.peer, peer, sizeof(peer));
-		int fd = -1;
-		r = s->np ? netproxy_session_reattach(s->np, &e->cut, e->unread, e->len, &fd)
-			  : -ENOENT;
-		if (r == 0) {
-			kept[nkept++] = e->cut.id;
-		} else {
-			if (s->np)
-				(void)netproxy_session_drop(s->np, e->cut.id);
-			int r2 = netproxy_reset_socket(e->cut.family, &fd);
-			if (r2 < 0) {
-				snprintf(err, errlen, "cannot make a socket for fd %d: %s", e->fd,
-					 strerror(-r2));
-				for (size_t j = 0; j < *ret_n; j++)
-					close(fds[j]);
-				*ret_n = 0;
-				sup_net_cut_free(&c);
-				return r2;
-			}
-			report(s, "connection to %s (fd %d) reset: %s; the job gets ECONNRESET", peer,
-			       e->fd, why(s, r));
-		}
-		if (e->flags & O_NONBLOCK)
-			(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-		fds[*ret_n] = fd;
-		targets[*ret_n] = e->fd;
-		(*ret_n)++;
+	bool fresh = !s->np; /* a new supervisor: the sessions of the checkpoint are gone */
+	bool reconnect = false;
+	for (size_t i = 0; i < c.n; i++)
+		reconnect |= (c.e[i].cut.flags & NETPROXY_CUT_CONNECTING) != 0;
+	if (fresh && reconnect && (r = sup_net_new(s)) < 0) {
+		snprintf(err, errlen, "cannot start the job's network proxy: %s", strerror(-r));
+		return r;
 	}
-	sup_net_cut_free(&c);
+	_cleanup_free_ int *fds = calloc(c.n + 1, sizeof(int));
+	_cleanup_free_ int *targets = calloc(c.n + 1, sizeof(int));
+	_cleanup_free_ uint32_t *kept = calloc(c.n + 1, sizeof(uint32_t));
+	if (!fds || !targets || !kept) {
+		snprintf(err, errlen, "out of memory for %zu connections", c.n);
+		return -ENOMEM;
+	}
+	size_t nkept = 0, n = 0;
+	for (; n < c.n; n++) {
+		bool k;
+		r = restore_one(s, fresh, &c.e[n], &k, &fds[n], err, errlen);
+		if (r < 0) {
+			for (size_t j = 0; j < n; j++)
+				close(fds[j]);
+			return r;
+		}
+		targets[n] = c.e[n].fd;
+		if (k)
+			kept[nkept++] = c.e[n].cut.id;
+	}
 	/* What the old job had besides: connections opened after the checkpoint. */
 	_cleanup_free_ struct netproxy_session_info *v = NULL;
-	size_t n = 0;
-	if (s->np && netproxy_status(s->np, &v, &n) == 0) {
-		for (size_t i = 0; i < n; i++) {
+	size_t nv = 0;
+	if (!fresh && netproxy_status(s->np, &v, &nv) == 0) {
+		for (size_t i = 0; i < nv; i++) {
 			bool k = false;
-			for (size_t j = 0; j < nkept; j++)
-				k |= kept[j] == v[i].id;
+			for (size_t j = 0; j < nkept && !k; j++)
+				k = kept[j] == v[i].id;
 			if (k)
 				continue;
 			char peer[64] = "?";
@@ -356,5 +499,9 @@ int sup_ckpt_net_restore(struct sup *s, int rdir, int *fds, int *targets, size_t
 			report(s, "connection to %s closed: the checkpoint does not have it", peer);
 		}
 	}
+	report_rest(s);
+	*ret_fds = TAKE_PTR(fds);
+	*ret_targets = TAKE_PTR(targets);
+	*ret_n = n;
 	return 0;
 }

@@ -336,7 +336,7 @@ int sup_ckpt_take(struct sup *s, uint32_t flags, int client, struct sup_ckpt_res
 		return r;
 	}
 	/* The network first: the proxy stops delivering before anything else is recorded. */
-	static struct sup_net_cut net; /* large; one checkpoint at a time */
+	struct sup_net_cut net = {0};
 	struct ckpt_run k = {.ckdir = -1, .tmpfd = -1, .phase = res.phase_ns, .net = &net};
 	t0 = ck_now_ns();
 	r = sup_ckpt_net_detach(s, restore_freeze_pid(f), &net, err, errlen);

@@ -44,26 +44,31 @@ static unsigned max_sessions_from_env(struct sup *s)
 	return n;
 }
 
-int sup_net_start(struct sup *s, int net_fd)
+int sup_net_new(struct sup *s)
 {
-	if (s->np) /* a restore in place: the sessions the restored job got are here */
-		return netproxy_add_listener(s->np, net_fd);
 	struct netproxy_config cfg = {.max_sessions = max_sessions_from_env(s)};
 	int r = netproxy_new(&cfg, &s->np);
-	if (r < 0) {
-		close(net_fd);
+	if (r < 0)
 		return r;
-	}
 	struct netproxy_counters c;
 	netproxy_counters_get(s->np, &c);
 	raise_nofile(c.max_sessions);
-	r = netproxy_add_listener(s->np, net_fd);
-	if (r < 0)
-		return r;
 	struct epoll_event ev = {.events = EPOLLIN, .data.fd = netproxy_fd(s->np)};
 	if (epoll_ctl(s->ep, EPOLL_CTL_ADD, ev.data.fd, &ev) < 0)
 		return -errno;
 	return 0;
+}
+
+int sup_net_start(struct sup *s, int net_fd)
+{
+	/* s->np exists already in a restore in place (the sessions the restored job got are
+	 * here) and in a restore that reconnected a connection (sup-ckpt-net.c). */
+	int r = s->np ? 0 : sup_net_new(s);
+	if (r < 0) {
+		close(net_fd);
+		return r;
+	}
+	return netproxy_add_listener(s->np, net_fd);
 }
 
 bool sup_net_owns(const struct sup *s, int fd)

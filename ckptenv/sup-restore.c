@@ -1,7 +1,8 @@
 /* The job ended but its supervisor stays: "parked". After `ckptenv checkpoint N --stop` (until
  * `restore` or `rm`), and after a crash (killed by a fatal signal it did not get from a client:
  * SIGKILL of the OOM killer, SIGSEGV, SIGBUS, ...) of a job started with a checkpoint policy
- * (--checkpoint-every or --checkpoint-on-term) that has a checkpoint, for PARK_GRACE_S. Parked,
+ * (--checkpoint-every or --checkpoint-on-term) that has a checkpoint, for CKPTENV_CRASH_KEEP_SECONDS
+ * (default 10 minutes). Parked,
  * the supervisor keeps the job's store, its attached clients (who see one notice line) and
  * accepts new ones; `ckptenv restore N [ID]` then rolls the store back to the checkpoint's epoch
  * and restores the job in this same supervisor (sup_job_start with s->restore_id), and the
@@ -24,7 +25,28 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#define PARK_GRACE_S 600
+/* How long a crashed job is kept: CKPTENV_CRASH_KEEP_SECONDS (the CLI refused a bad value). */
+static unsigned park_grace_s(const struct sup *s)
+{
+	const char *v = getenv(CRASH_KEEP_ENV);
+	unsigned n = CRASH_KEEP_DEFAULT_S;
+	if (v && *v && env_count_parse(v, CRASH_KEEP_MAX_S, &n) < 0) {
+		sup_log(s, "%s=%s is not a number of seconds in 1..%u; using %u", CRASH_KEEP_ENV,
+			v, CRASH_KEEP_MAX_S, CRASH_KEEP_DEFAULT_S);
+		n = CRASH_KEEP_DEFAULT_S;
+	}
+	return n;
+}
+
+/* "10 minutes", "45 seconds": for the notice and the log. */
+static const char *grace_text(unsigned sec, char *buf, size_t len)
+{
+	if (sec % 60 == 0)
+		snprintf(buf, len, "%u minute%s", sec / 60, sec == 60 ? "" : "s");
+	else
+		snprintf(buf, len, "%u second%s", sec, sec == 1 ? "" : "s");
+	return buf;
+}
 
 static bool fatal_signal(int sig)
 {
@@ -78,12 +100,15 @@ bool sup_park_on_exit(struct sup *s, int wstatus)
 		if (!sig || !fatal_signal(sig) || sig == s->user_signal || !have ||
 		    !(s->policy.every_ns || (s->policy.flags & CKPT_POLICY_ON_TERM)))
 			return false;
-		s->park_deadline_ns = ck_now_ns() + PARK_GRACE_S * 1000000000ull;
+		unsigned grace = park_grace_s(s);
+		char gt[32];
+		s->park_deadline_ns = ck_now_ns() + grace * 1000000000ull;
+		s->park_grace_s = grace;
 		notice(s,
 		       "job %s was killed by signal %d (%s); 'ckptenv restore %s' restarts it "
-		       "here from checkpoint %llu (within %d minutes)",
+		       "here from checkpoint %llu (within %s)",
 		       s->a->name, sig, strsignal(sig), s->a->name, (unsigned long long)latest,
-		       PARK_GRACE_S / 60);
+		       grace_text(grace, gt, sizeof(gt)));
 	}
 	s->parked = true;
 	s->park_status = wstatus;
@@ -105,7 +130,9 @@ int sup_park_tick(struct sup *s, int timeout)
 		return timeout;
 	uint64_t now = ck_now_ns();
 	if (now >= s->park_deadline_ns) {
-		sup_log(s, "no restore within %d minutes", PARK_GRACE_S / 60);
+		char gt[32];
+		sup_log(s, "no restore within %s: the job and its connections end",
+			grace_text(s->park_grace_s, gt, sizeof(gt)));
 		sup_park_end(s);
 		return 0;
 	}

@@ -136,10 +136,10 @@ void sup_job_start(struct sup *s, int c)
 		la.allow_changed = s->nallow ? (const char *const *)s->allow : s->a->allow_changed;
 		la.nallow_changed = s->nallow ? s->nallow : s->a->nallow_changed;
 	}
-	int hand[LAUNCH_HAND_MAX], targets[LAUNCH_HAND_MAX];
+	_cleanup_free_ int *hand = NULL, *targets = NULL;
 	size_t nhand = 0;
 	if (r == 0 && rdir >= 0 &&
-	    (r = sup_ckpt_net_restore(s, rdir, hand, targets, &nhand, err, sizeof(err))) == 0) {
+	    (r = sup_ckpt_net_restore(s, rdir, &hand, &targets, &nhand, err, sizeof(err))) == 0) {
 		la.hand_fds = hand;
 		la.hand_targets = targets;
 		la.nhand = nhand;

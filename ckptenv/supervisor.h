@@ -30,6 +30,7 @@ struct sup {
 	uint64_t np_refused_log_ns;   /* when the last such line was written */
 	uint64_t np_mismatch_logged;  /* replays that differed, already logged */
 	char net_report[2048];	      /* lines of the last restore's network (sup-ckpt-net.c) */
+	unsigned net_report_more;     /* lines that did not fit in it (all are in the log) */
 	int job_stdio[3];	      /* pipe mode, until launched: the job's ends */
 	int sup_stdio[3];	      /* pipe mode, until handed to ptyproxy: ours */
 	bool started;
@@ -55,6 +56,7 @@ struct sup {
 	bool parked;		   /* init reaped, clients and store kept, job_exited not called */
 	int park_status;	   /* the init's wait status, for the clients when it ends */
 	uint64_t park_deadline_ns; /* a parked crash ends then (0: never, after --stop) */
+	unsigned park_grace_s;	   /* ... that many seconds after the crash */
 	int user_signal;	   /* last signal a client sent the job (not a crash) */
 	struct fusewatch *fusewatch; /* sup-fusewatch.c, while /tmp is served */
 };
@@ -166,11 +168,17 @@ struct sup_net_cut_ent {
 	struct netproxy_cut cut;
 	void *unread; /* bytes the job's socket had received but the job had not read */
 	size_t len;
+	void *unsent; /* cut while connecting: what the job wrote, for a reconnect */
+	size_t unsent_len;
 };
 struct sup_net_cut {
-	size_t n;
-	struct sup_net_cut_ent e[LAUNCH_HAND_MAX];
+	size_t n, cap;
+	struct sup_net_cut_ent *e; /* malloc'd */
 };
+/* What one checkpoint takes of proxied connections: every session the proxy may hold
+ * (CKPTENV_NET_MAX_SESSIONS is at most this), and at most this many bytes captured in net.cut. */
+#define SUP_NET_CUT_MAX	      NET_MAX_SESSIONS_MAX
+#define SUP_NET_CUT_BYTES_MAX (1024u << 20)
 /** Job frozen: detach every proxied connection of process @pid, capturing what it had not
  *  read, into @c. On failure everything is resumed and @err says what failed. */
 int sup_ckpt_net_detach(struct sup *s, pid_t pid, struct sup_net_cut *c, char *err,
@@ -181,10 +189,13 @@ int sup_ckpt_net_save(struct sup *s, const struct sup_net_cut *c, int dirfd);
 void sup_ckpt_net_finish(struct sup *s, struct sup_net_cut *c, bool stop);
 void sup_net_cut_free(struct sup_net_cut *c);
 /** Before the restore of checkpoint directory @rdir is launched: a socket for each proxied fd
- *  of the checkpoint (re-attached session, or one that fails with ECONNRESET, reported in
- *  s->net_report and the log), in @fds (owned by the caller) for fd numbers @targets
- *  (LAUNCH_HAND_MAX each). Sessions the checkpoint lacks are closed and reported. */
-int sup_ckpt_net_restore(struct sup *s, int rdir, int *fds, int *targets, size_t *ret_n,
-			 char *err, size_t errlen);
+ *  of the checkpoint (re-attached session, a new connect for one that was connecting, or one
+ *  that fails with ECONNRESET, reported in s->net_report and the log), in *ret_fds (malloc'd,
+ *  the fds owned by the caller) for fd numbers *ret_targets (malloc'd). Sessions the
+ *  checkpoint lacks are closed and reported. */
+int sup_ckpt_net_restore(struct sup *s, int rdir, int **ret_fds, int **ret_targets,
+			 size_t *ret_n, char *err, size_t errlen);
+/** Create the proxy (s->np) and watch it, before the job's listener exists. 0 or -errno. */
+int sup_net_new(struct sup *s);
 
 #endif

@@ -107,13 +107,50 @@ static int peek_unread(int job_sock, uint8_t **ret, size_t *ret_len)
 	return 0;
 }
 
+/* A session still connecting has all it took from the job pending: what the relay spliced
+ * into the pipe, then what drain_job read into the ring. Put the pipe's bytes in front, in the
+ * ring, so netproxy_session_unsent can copy them all (a pipe cannot be peeked). */
+static int unsent_to_ring(struct np_session *s)
+{
+	size_t pl = s->upipe_len, rl = np_ring_pending(&s->up);
+	if (pl == 0)
+		return 0;
+	_cleanup_free_ uint8_t *buf = malloc(pl + rl);
+	if (!buf)
+		return -ENOMEM;
+	ssize_t k = ck_read_full(s->upipe[0], buf, pl);
+	if (k != (ssize_t)pl)
+		return k < 0 ? (int)k : -EIO;
+	np_ring_copy_out(&s->up, s->up.mid, buf + pl, rl);
+	s->up.hi = s->up.mid;
+	s->upipe_len = 0;
+	return np_ring_append(&s->up, buf, pl + rl);
+}
+
+int netproxy_session_unsent(struct netproxy *np, uint32_t id, void **ret, size_t *ret_len)
+{
+	struct np_session *s = np_session_by_id(np, id);
+	if (!s)
+		return -ENOENT;
+	if (!s->detached || s->upipe_len)
+		return -EINVAL;
+	size_t n = np_ring_pending(&s->up);
+	uint8_t *buf = malloc(n + 1);
+	if (!buf)
+		return -ENOMEM;
+	np_ring_copy_out(&s->up, s->up.mid, buf, n);
+	*ret = buf;
+	*ret_len = n;
+	return 0;
+}
+
 int netproxy_session_detach(struct netproxy *np, uint32_t id, int job_sock, void **ret_unread,
 			    size_t *ret_len)
 {
 	struct np_session *s = np_session_by_id(np, id);
 	if (!s)
 		return -ENOENT;
-	if (s->connecting || s->answer_pending || s->detached || s->ps.fd < 0)
+	if (s->answer_pending || s->detached || s->ps.fd < 0)
 		return -EBUSY;
 	if (s->replay_pos < s->replay_end)
 		return -EAGAIN; /* a restored job has not sent again all it had sent (cut.c) */
@@ -121,6 +158,8 @@ int netproxy_session_detach(struct netproxy *np, uint32_t id, int job_sock, void
 	s->detached = true;
 	np_relay_pump(s); /* only updates the events: the leg is no longer served */
 	int r = drain_job(s, job_sock);
+	if (r == 0 && s->connecting)
+		r = unsent_to_ring(s);
 	if (r < 0)
 		goto undo;
 
@@ -206,38 +245,19 @@ int netproxy_session_attach(struct netproxy *np, uint32_t id, const void *unread
 	if (len)
 		memcpy(tmp, unread, len);
 	np_ring_copy_out(&s->down, D, tmp + len, rest);
-	/* Linear copy into the fresh ring (offset C maps somewhere inside it; span handles wrap). */
-	struct np_ring *R = &nr;
-	size_t left = len + rest, off = 0;
-	while (left) {
-		struct iovec iov[2];
-		if (np_ring_in_iov(R, iov) < 0) {
-			np_ring_free(&nr);
-			return -ENOMEM;
-		}
-		size_t k = CK_MIN(left, iov[0].iov_len);
-		memcpy(iov[0].iov_base, tmp + off, k);
-		R->hi += k;
-		off += k;
-		left -= k;
-	}
-
-	int js, ps;
-	r = np_leg_new(np, s->family, &js, &ps);
+	r = np_ring_append(&nr, tmp, len + rest);
 	if (r < 0) {
 		np_ring_free(&nr);
 		return r;
 	}
-	struct stat st;
-	if (fstat(js, &st) < 0) {
-		r = -errno;
-		close(js);
-		close(ps);
+
+	int js, ps;
+	ino_t ino;
+	r = np_leg_new_restored(np, s->family, &js, &ps, &ino);
+	if (r < 0) {
 		np_ring_free(&nr);
 		return r;
 	}
-	int fl = fcntl(js, F_GETFL);
-	(void)fcntl(js, F_SETFL, fl & ~O_NONBLOCK);
 	if (s->job_eof)
 		(void)shutdown(js, SHUT_WR); /* the old job had shut its write side */
 
@@ -247,7 +267,7 @@ int netproxy_session_attach(struct netproxy *np, uint32_t id, const void *unread
 	s->ps.fd = -1;
 	np_ring_free(&s->down);
 	s->down = nr;
-	s->leg_ino = st.st_ino;
+	s->leg_ino = ino;
 	s->leg_base = C;
 	s->peer_shut_sent = false; /* the new leg needs its own FIN */
 	s->detached = false;

@@ -47,8 +47,30 @@ int netproxy_session_cut(struct netproxy *np, uint32_t id, struct netproxy_cut *
 				     .up = taken_up(s),
 				     .consumed = s->consumed,
 				     .delivered = s->delivered,
-				     .unread_sum = s->unread_sum};
+				     .unread_sum = s->unread_sum,
+				     .flags = s->connecting ? NETPROXY_CUT_CONNECTING : 0};
+	_Static_assert(NP_PASSED_OPTS_MAX <= NETPROXY_CUT_OPTS_MAX, "NETPROXY_CUT_OPTS_MAX");
+	for (size_t i = 0; i < s->opts.n; i++)
+		ret->opts[ret->nopts++] = (struct netproxy_sockopt){
+			s->opts.o[i].level, s->opts.o[i].name, s->opts.o[i].v};
 	return 0;
+}
+
+static void opts_from_cut(const struct netproxy_cut *cut, struct np_opt_set *set)
+{
+	set->n = 0;
+	for (size_t i = 0; i < cut->nopts && i < CK_ARRAY_SIZE(set->o); i++) {
+		set->o[set->n].level = cut->opts[i].level;
+		set->o[set->n].name = cut->opts[i].name;
+		set->o[set->n++].v = cut->opts[i].value;
+	}
+}
+
+void netproxy_cut_apply_opts(const struct netproxy_cut *cut, int fd)
+{
+	struct np_opt_set set;
+	opts_from_cut(cut, &set);
+	np_opts_apply(&set, fd);
 }
 
 int netproxy_session_reattach(struct netproxy *np, const struct netproxy_cut *cut,
@@ -59,7 +81,7 @@ int netproxy_session_reattach(struct netproxy *np, const struct netproxy_cut *cu
 		return -ENOENT;
 	if (!np_addr_equal(&s->peer, &cut->peer))
 		return -ENOENT; /* the id was reused by another connection */
-	if (s->connecting || s->answer_pending)
+	if (s->answer_pending)
 		return -EBUSY;
 	if (s->peer_reset || s->us.fd < 0)
 		return -ECONNRESET;
@@ -86,7 +108,54 @@ int netproxy_session_reattach(struct netproxy *np, const struct netproxy_cut *cu
 	s->consumed = cut->consumed;
 	s->unread_sum = cut->unread_sum;
 	s->captured = true;
-	return netproxy_session_attach(np, cut->id, unread, len, ret_job_fd);
+	int r = netproxy_session_attach(np, cut->id, unread, len, ret_job_fd);
+	if (r == 0) {
+		/* The restored job has the options it had at the cut; so has the upstream, also
+		 * after the old job changed one since. */
+		opts_from_cut(cut, &s->opts);
+		np_opts_apply(&s->opts, *ret_job_fd);
+		if (s->us.fd >= 0)
+			np_opts_apply(&s->opts, s->us.fd);
+	}
+	return r;
+}
+
+int netproxy_session_reconnect(struct netproxy *np, const struct netproxy_cut *cut,
+			       const void *unsent, size_t len, int *ret_job_fd)
+{
+	if (!(cut->flags & NETPROXY_CUT_CONNECTING) || cut->consumed || cut->delivered ||
+	    len != cut->up || (cut->family != AF_INET && cut->family != AF_INET6))
+		return -EINVAL;
+	if (np->nsessions >= np->cfg.max_sessions)
+		return -EAGAIN;
+	struct np_session *s;
+	int r = np_session_new(np, cut->family, &s);
+	if (r < 0)
+		return r;
+	np->nconnects++;
+	s->peer = cut->peer;
+	opts_from_cut(cut, &s->opts);
+	/* What the old job wrote while it waited goes first (a new stream for the peer). */
+	if ((r = np_ring_append(&s->up, unsent, len)) < 0)
+		goto fail;
+	s->us.fd = socket(cut->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+	if (s->us.fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	np_opts_apply(&s->opts, s->us.fd);
+	int js, ps;
+	if ((r = np_leg_new_restored(np, cut->family, &js, &ps, &s->leg_ino)) < 0)
+		goto fail;
+	np_opts_apply(&s->opts, js);
+	s->connecting = true;
+	np_relay_start(s, ps);
+	np_upstream_connect(s); /* a failure resets the leg: ECONNRESET in the job */
+	*ret_job_fd = js;
+	return 0;
+fail:
+	np_session_destroy(s, false);
+	return r;
 }
 
 ssize_t np_cut_replay_fill(struct np_session *s)

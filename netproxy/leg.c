@@ -6,9 +6,11 @@
 #include "netproxy/netproxy-internal.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 
 int np_family_idx(int family)
 {
@@ -240,5 +242,25 @@ int np_leg_refused(struct netproxy *np, int family, int *ret_js)
 	if (r < 0)
 		return r;
 	*ret_js = TAKE_FD(js);
+	return 0;
+}
+
+int np_leg_new_restored(struct netproxy *np, int family, int *ret_js, int *ret_ps, ino_t *ret_ino)
+{
+	int js, ps;
+	int r = np_leg_new(np, family, &js, &ps);
+	if (r < 0)
+		return r;
+	struct stat st;
+	if (fstat(js, &st) < 0) {
+		r = -errno;
+		close(js);
+		close(ps);
+		return r;
+	}
+	(void)fcntl(js, F_SETFL, fcntl(js, F_GETFL) & ~O_NONBLOCK);
+	*ret_ino = st.st_ino;
+	*ret_js = js;
+	*ret_ps = ps;
 	return 0;
 }

@@ -43,6 +43,8 @@ int np_ring_in_iov(struct np_ring *r, struct iovec iov[2]);
 int np_ring_out_iov(const struct np_ring *r, struct iovec iov[2]);
 void np_ring_copy_out(const struct np_ring *r, uint64_t off, void *dst, size_t len);
 int np_ring_grow(struct np_ring *r, size_t cap);
+/* Put @len bytes after hi (grown as needed, keeping every held byte). */
+int np_ring_append(struct np_ring *r, const void *src, size_t len);
 
 #define NP_PASSED_OPTS_MAX 16
 /* Job-side legs made ahead, per family (leg.c). */
@@ -160,6 +162,11 @@ struct np_opt {
 extern const struct np_opt np_passed_opts[];
 extern const size_t np_passed_opts_n;
 int np_notify_handle(struct netproxy *np, struct np_listener *l);
+int np_session_new(struct netproxy *np, int family, struct np_session **ret);
+void np_opts_apply(const struct np_opt_set *set, int to);
+/* Connect s->us (made, options set) to s->peer, non-blocking; the result comes through
+ * np_connect_complete, at once or from the loop. */
+void np_upstream_connect(struct np_session *s);
 int np_respond(int notify_fd, uint64_t id, int64_t val, int err, uint32_t flags);
 bool np_id_valid(int notify_fd, uint64_t id);
 void np_connect_complete(struct np_session *s, int err);
@@ -167,6 +174,9 @@ void np_connect_expire(struct np_session *s);
 
 /* leg.c */
 int np_leg_new(struct netproxy *np, int family, int *ret_js, int *ret_ps);
+/* A leg for a restored job's socket: its job end blocking (the caller sets the old fd's flags),
+ * its inode in *ret_ino. */
+int np_leg_new_restored(struct netproxy *np, int family, int *ret_js, int *ret_ps, ino_t *ret_ino);
 void np_leg_pool_refill(struct netproxy *np);
 void np_leg_pool_free(struct netproxy *np);
 int np_leg_refused(struct netproxy *np, int family, int *ret_js);

@@ -120,8 +120,9 @@ int netproxy_session_find(struct netproxy *np, int job_sock, uint32_t *ret_id);
  *  Drains everything the job wrote (it goes upstream later), peeks what the job has not read,
  *  and returns a copy of those bytes in *ret_unread (malloc'd, may be NULL when *ret_len is 0)
  *  for the checkpoint image. Until resume or attach, the upstream is still read into a bounded
- *  buffer (reading stops when it is full). -ENOENT (no such session), -EBUSY (connecting or
- *  already detached), -EAGAIN (re-attached by a restore whose job has not yet sent again what
+ *  buffer (reading stops when it is full). A session whose upstream is still connecting is
+ *  detached too (nothing unread; what the job wrote waits for the upstream). -ENOENT (no such
+ *  session), -EBUSY (its connect() not answered yet, or already detached), -EAGAIN (re-attached by a restore whose job has not yet sent again what
  *  the old one had sent after the cut: try later), -ETIMEDOUT (the job's socket would not drain), -ENOBUFS (more unsent data
  *  than the bound), -errno. */
 int netproxy_session_detach(struct netproxy *np, uint32_t id, int job_sock, void **ret_unread,
@@ -147,6 +148,16 @@ int netproxy_table_load(int dirfd, struct netproxy_session_info **ret, size_t *r
 
 /* ---- the network half of a checkpoint (cut.c) ---- */
 
+/* A socket option the job set on a proxied socket (one of the passed options, docs/net.md),
+ * as setsockopt(level, name, &value, sizeof(int)) sets it again. */
+struct netproxy_sockopt {
+	int32_t level, name, value;
+};
+#define NETPROXY_CUT_OPTS_MAX 16
+
+/* netproxy_cut.flags */
+#define NETPROXY_CUT_CONNECTING 0x1u /* the upstream connect was still in progress */
+
 /** Where a detached session stood at a checkpoint: enough to re-attach it to a restored job
  *  later, or to tell that it cannot be. */
 struct netproxy_cut {
@@ -157,13 +168,18 @@ struct netproxy_cut {
 	uint64_t consumed;  /* down stream offset the job had read to */
 	uint64_t delivered; /* down stream offset its socket had received */
 	uint64_t unread_sum; /* ck_checksum of the delivered-but-unread bytes */
+	uint32_t flags;	     /* NETPROXY_CUT_* */
+	uint32_t nopts;	     /* options the job had set on its socket, before or after connect */
+	struct netproxy_sockopt opts[NETPROXY_CUT_OPTS_MAX];
 };
 
 /** The cut of a session just detached with its job socket (netproxy_session_detach with a
  *  socket). -ENOENT, -EINVAL (not detached, or nothing was captured). */
 int netproxy_session_cut(struct netproxy *np, uint32_t id, struct netproxy_cut *ret);
 /** Attach session cut->id to a new job-side socket (as netproxy_session_attach) so that it
- *  reads on at cut->consumed: @unread are the bytes captured at that cut. The session may be
+ *  reads on at cut->consumed: @unread are the bytes captured at that cut. The cut's options
+ *  are set on the new socket and again on the upstream. A session cut while connecting
+ *  re-attaches as well and goes on connecting. The session may be
  *  detached (the job stopped), held, or still attached to a job that is gone. What the new
  *  socket sends first is compared with what the old job sent after the cut and dropped when
  *  equal; at the first byte that differs the session is reset (counters.replay_mismatch).
@@ -172,6 +188,21 @@ int netproxy_session_cut(struct netproxy *np, uint32_t id, struct netproxy_cut *
  *  -EINVAL, -errno. */
 int netproxy_session_reattach(struct netproxy *np, const struct netproxy_cut *cut,
 			      const void *unread, size_t len, int *ret_job_fd);
+/** A copy of what session @id took from the job and has not sent upstream (malloc'd in
+ *  *ret, may be NULL when *ret_len is 0): for a session cut while connecting, everything the
+ *  job wrote, which a reconnect sends. -ENOENT, -EINVAL (not detached), -ENOMEM. */
+int netproxy_session_unsent(struct netproxy *np, uint32_t id, void **ret, size_t *ret_len);
+/** For a cut taken while the upstream was connecting (NETPROXY_CUT_CONNECTING) in a proxy
+ *  that no longer has the session (a new supervisor): a new session connecting to cut->peer
+ *  again, with the cut's options, that first sends @unsent; the job-side socket in
+ *  *ret_job_fd (as netproxy_session_attach). Nothing had reached the peer, so this is the
+ *  connection the job asked for; it completes, or fails and the job's socket is reset.
+ *  -EINVAL (not such a cut), -EAGAIN (session limit), -errno. */
+int netproxy_session_reconnect(struct netproxy *np, const struct netproxy_cut *cut,
+			       const void *unsent, size_t len, int *ret_job_fd);
+/** Set the cut's options on @fd (a socket handed to the restored job in place of the proxied
+ *  one). Failures are ignored: the job set each once, so the kernel took it then. */
+void netproxy_cut_apply_opts(const struct netproxy_cut *cut, int fd);
 /** Sessions with a cut whose job-side socket ended (EOF or reset) are held, not passed on
  *  upstream (counters.held): the job may have died, to be restored. When the job's process
  *  is not exiting (it closed the socket itself), or ended for good, release them: the EOF or

@@ -227,7 +227,7 @@ static void read_options(int from, int family, struct np_opt_set *ret)
 	}
 }
 
-static void apply_options(const struct np_opt_set *set, int to)
+void np_opts_apply(const struct np_opt_set *set, int to)
 {
 	for (size_t i = 0; i < set->n; i++)
 		(void)setsockopt(to, set->o[i].level, set->o[i].name, &set->o[i].v,
@@ -295,7 +295,7 @@ static void bind_like(int jsock, int us)
 	(void)bind(us, (struct sockaddr *)&ss, l);
 }
 
-static int session_new(struct netproxy *np, int family, struct np_session **ret)
+int np_session_new(struct netproxy *np, int family, struct np_session **ret)
 {
 	struct np_session *s = calloc(1, sizeof(*s));
 	if (!s)
@@ -385,7 +385,7 @@ static int handle_connect(struct netproxy *np, int nfd, const struct seccomp_not
 	}
 
 	struct np_session *s = NULL;
-	r = session_new(np, k.domain, &s);
+	r = np_session_new(np, k.domain, &s);
 	if (r < 0)
 		return np_respond(nfd, req->id, 0, -r, 0);
 	np->nconnects++;
@@ -406,17 +406,23 @@ static int handle_connect(struct netproxy *np, int nfd, const struct seccomp_not
 		return -r;
 	}
 	read_options(sock, k.domain, &s->opts);
-	apply_options(&s->opts, s->us.fd);
+	np_opts_apply(&s->opts, s->us.fd);
 	bind_like(sock, s->us.fd);
 	s->jsock = TAKE_FD(sock);
+	np_upstream_connect(s);
+	return 0;
+}
+
+void np_upstream_connect(struct np_session *s)
+{
 	s->connecting = true;
-	if (connect(s->us.fd, (struct sockaddr *)&ss, addr_len(k.domain)) == 0) {
+	if (connect(s->us.fd, (struct sockaddr *)&s->peer, addr_len(s->family)) == 0) {
 		np_connect_complete(s, 0);
-		return 0;
+		return;
 	}
 	if (errno != EINPROGRESS) {
 		np_connect_complete(s, errno);
-		return 0;
+		return;
 	}
 	/* Loopback and fast networks complete at once: save a trip through epoll. */
 	struct pollfd p = {.fd = s->us.fd, .events = POLLOUT};
@@ -426,15 +432,14 @@ static int handle_connect(struct netproxy *np, int nfd, const struct seccomp_not
 		if (getsockopt(s->us.fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
 			err = errno;
 		np_connect_complete(s, err);
-		return 0;
+		return;
 	}
-	r = np_ep_set(np, &s->us, EPOLLOUT);
+	int r = np_ep_set(s->np, &s->us, EPOLLOUT);
 	if (r < 0) {
 		np_connect_complete(s, -r);
-		return 0;
+		return;
 	}
-	np_timer_arm(np);
-	return 0;
+	np_timer_arm(s->np);
 }
 
 static void answer(struct np_session *s, int err)
@@ -458,7 +463,7 @@ static int install_leg(struct np_session *s, int err_to_report)
 		np_session_destroy(s, true);
 		return r;
 	}
-	apply_options(&s->opts, js);
+	np_opts_apply(&s->opts, js);
 	if (!s->job_nonblock) {
 		int fl = fcntl(js, F_GETFL);
 		(void)fcntl(js, F_SETFL, fl & ~O_NONBLOCK);
@@ -584,6 +589,22 @@ static int handle_name(struct netproxy *np, int nfd, const struct seccomp_notif 
 	return np_respond(nfd, req->id, 0, 0, 0);
 }
 
+/* The session keeps the options the job set, before connect (read_options) and after, for a
+ * restored job's new socket (cut.c). */
+static void record_option(struct np_opt_set *set, int level, int name, int v)
+{
+	size_t i = 0;
+	while (i < set->n && (set->o[i].level != level || set->o[i].name != name))
+		i++;
+	if (i == CK_ARRAY_SIZE(set->o))
+		return; /* cannot happen: one slot per passed option */
+	set->o[i].level = level;
+	set->o[i].name = name;
+	set->o[i].v = v;
+	if (i == set->n)
+		set->n++;
+}
+
 /* setsockopt of a passed-on option (filter: NETPROXY_FILTER_SOCKOPTS). On a proxied socket the
  * supervisor sets it on the job's socket itself (the kernel validates it and its answer is the
  * job's) and, if that worked, on the upstream, so TCP_NODELAY, keepalive and buffer sizes reach
@@ -612,6 +633,12 @@ static int handle_sockopt(struct netproxy *np, int nfd, const struct seccomp_not
 		return -ENOENT;
 	if (setsockopt(sock, level, name, len ? buf : NULL, (socklen_t)len) < 0)
 		return np_respond(nfd, req->id, 0, errno, 0);
+	int v = 0;
+	if (len >= sizeof(v))
+		memcpy(&v, buf, sizeof(v));
+	else if (len)
+		v = buf[0]; /* IP_TOS and IPV6_TCLASS take a byte too */
+	record_option(&s->opts, level, name, v);
 	if (s->us.fd >= 0 && setsockopt(s->us.fd, level, name, buf, (socklen_t)len) < 0)
 		ck_debug("netproxy: session %u: option %d/%d not applied upstream: %m", s->id,
 			 level, name);

@@ -85,3 +85,25 @@ int np_ring_grow(struct np_ring *r, size_t cap)
 	*r = n;
 	return 0;
 }
+
+int np_ring_append(struct np_ring *r, const void *src, size_t len)
+{
+	if (np_ring_space(r) < len) {
+		int g = np_ring_grow(r, (size_t)(r->hi - r->lo) + len);
+		if (g < 0)
+			return g;
+	}
+	const uint8_t *p = src;
+	while (len) {
+		struct iovec iov[2];
+		int n = np_ring_in_iov(r, iov);
+		if (n <= 0)
+			return n < 0 ? n : -ENOSPC; /* cannot happen: grown above */
+		size_t k = CK_MIN(len, iov[0].iov_len);
+		memcpy(iov[0].iov_base, p, k);
+		r->hi += k;
+		p += k;
+		len -= k;
+	}
+	return 0;
+}

@@ -1,9 +1,11 @@
 /* The network half of a checkpoint (cut.c): a session re-attached at a cut reads on exactly
  * there;
  * what the restored job sends again is dropped when equal and resets the session when not;
- * the socket a restored job gets for a lost connection fails with ECONNRESET on first use. */
+ * the socket a restored job gets for a lost connection fails with ECONNRESET on first use; a
+ * connection cut while connecting is connected again by a proxy that never had it. */
 #include "np-test.h"
 
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -189,6 +191,64 @@ START_TEST(test_reset_socket)
 }
 END_TEST
 
+/* A cut taken while connecting, in a proxy that never had the session (a new supervisor):
+ * connected again to the same peer, the job's unsent bytes go first, the options are set;
+ * a peer that refuses makes the socket fail with ECONNRESET. */
+START_TEST(test_reconnect)
+{
+	struct fx f;
+	fx_start(&f, NULL);
+	struct netproxy_cut cut = {.family = AF_INET,
+				   .up = 5,
+				   .flags = NETPROXY_CUT_CONNECTING,
+				   .nopts = 2,
+				   .opts = {{IPPROTO_TCP, TCP_NODELAY, 1},
+					    {IPPROTO_TCP, TCP_KEEPIDLE, 77}}};
+	int l = t_listen(AF_INET, SOCK_STREAM, true, &cut.peer);
+	int fd = -1;
+	pthread_mutex_lock(&f.mu);
+	struct netproxy_cut plain = cut;
+	plain.flags = 0;
+	ck_assert_int_eq(netproxy_session_reconnect(f.np, &plain, "hello", 5, &fd), -EINVAL);
+	ck_assert_int_eq(netproxy_session_reconnect(f.np, &cut, "hello", 5, &fd), 0);
+	pthread_mutex_unlock(&f.mu);
+	int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	ck_assert_int_ge(c, 0);
+	read_exact(c, "hello");
+	ck_assert_int_eq(write(fd, " again", 6), 6);
+	read_exact(c, " again");
+	ck_assert_int_eq(write(c, "yo", 2), 2);
+	read_exact(fd, "yo");
+	int v = 0;
+	socklen_t vl = sizeof(v);
+	ck_assert_int_eq(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &vl), 0);
+	ck_assert_int_eq(v, 1);
+	ck_assert_int_eq(getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, &vl), 0);
+	ck_assert_int_eq(v, 77);
+	close(fd);
+	close(c);
+
+	/* Nobody listens any more: refused, the job's socket is reset. */
+	close(l);
+	pthread_mutex_lock(&f.mu);
+	ck_assert_int_eq(netproxy_session_reconnect(f.np, &cut, "hello", 5, &fd), 0);
+	pthread_mutex_unlock(&f.mu);
+	char b;
+	errno = 0;
+	ssize_t k = recv(fd, &b, 1, 0);
+	ck_assert(k == -1 && errno == ECONNRESET);
+	close(fd);
+
+	/* The reset socket of a lost connection gets the options too. */
+	ck_assert_int_eq(netproxy_reset_socket(AF_INET, &fd), 0);
+	netproxy_cut_apply_opts(&cut, fd);
+	ck_assert_int_eq(getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, &vl), 0);
+	ck_assert_int_eq(v, 77);
+	close(fd);
+	fx_stop(&f);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("netproxy-cut");
@@ -196,6 +256,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_reattach_and_stale);
 	tcase_add_test(tc, test_reset_socket);
+	tcase_add_test(tc, test_reconnect);
 	suite_add_tcase(s, tc);
 	return s;
 }
