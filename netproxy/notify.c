@@ -522,7 +522,8 @@ void np_connect_complete(struct np_session *s, int err)
 	}
 	if (!err) {
 		(void)install_leg(s, s->job_nonblock ? EINPROGRESS : 0);
-		np_timer_arm(np);
+		if (np->timer_armed) /* else nothing waits: no walk over the sessions */
+			np_timer_arm(np);
 		return;
 	}
 	int js;
