@@ -8,6 +8,8 @@
 # struct netproxy and runs the client as a child under the filter ckptenv installs); "ckptenv"
 # is the client run as a real job (`ckptenv run`). Medians of REPS runs, side by side.
 #   BUILD=path/to/build (default: build-net, then /work/scratch-net/build)
+#   CKPTENV_B=path/to/another/ckptenv: one more column, "ckptenv-B", that binary as the job's
+#     supervisor in the same rounds (a before/after of a change, side by side)
 #   SIZE_MB=2048 CONNS=2000 REPS=5 bash bench/net.sh
 # Needs: socat (apt-get install socat), cc, libseccomp-dev, libxxhash-dev; root not needed.
 set -euo pipefail
@@ -166,6 +168,9 @@ socat_to "$SRC"; SOCATS=$SOCAT_PORT
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # A job of its own per run (a fresh supervisor, as `ckptenv run` gives).
 job() { JOBN=$((JOBN + 1)); CKPTENV_NET_MAX_SESSIONS=65536 "$CKPTENV" run --name "b$JOBN" -- "$@" </dev/null; }
+jobb() { JOBN=$((JOBN + 1)); CKPTENV_NET_MAX_SESSIONS=65536 "$CKPTENV_B" run --name "b$JOBN" -- "$@" </dev/null; }
+CKPTENV_B=${CKPTENV_B:-}
+[ -z "$CKPTENV_B" ] || [ -x "$CKPTENV_B" ] || { echo "net.sh: CKPTENV_B=$CKPTENV_B is not executable" >&2; exit 1; }
 # One round = one run of each variant, so the variants see the same machine load; REPS rounds.
 # cpu: user + system seconds of the whole run (every process), for the connects.
 cpu() {
@@ -185,14 +190,17 @@ for i in $(seq "$REPS"); do
 	echo "send d $("$B" send "$SINK" "$SIZE_MB")" >> "$W/r"
 	echo "send p $("$B" proxy "$B" send "$SINK" "$SIZE_MB")" >> "$W/r"
 	echo "send c $(job "$B" send "$SINK" "$SIZE_MB")" >> "$W/r"
+	[ -z "$CKPTENV_B" ] || echo "send b $(jobb "$B" send "$SINK" "$SIZE_MB")" >> "$W/r"
 	echo "send s $("$B" send "$SOCATP" "$SIZE_MB")" >> "$W/r"
 	echo "recv d $("$B" recv "$SRC" "$SIZE_MB")" >> "$W/r"
 	echo "recv p $("$B" proxy "$B" recv "$SRC" "$SIZE_MB")" >> "$W/r"
 	echo "recv c $(job "$B" recv "$SRC" "$SIZE_MB")" >> "$W/r"
+	[ -z "$CKPTENV_B" ] || echo "recv b $(jobb "$B" recv "$SRC" "$SIZE_MB")" >> "$W/r"
 	echo "recv s $("$B" recv "$SOCATS" "$SIZE_MB")" >> "$W/r"
 	echo "conn d $("$B" conns "$ACC" "$CONNS")" >> "$W/r"
 	echo "conn p $("$B" proxy "$B" conns "$ACC" "$CONNS")" >> "$W/r"
 	echo "conn c $(job "$B" conns "$ACC" "$CONNS")" >> "$W/r"
+	[ -z "$CKPTENV_B" ] || echo "conn b $(jobb "$B" conns "$ACC" "$CONNS")" >> "$W/r"
 	# socat forks per connection and manages only a few per second: fewer connects for it.
 	echo "conn s $("$B" conns "$SOCATA" "$(( CONNS / 20 + 1 ))")" >> "$W/r"
 	echo "cpu d $(cpu "$B" conns "$ACC" "$CONNS")" >> "$W/r"
@@ -209,6 +217,8 @@ for k in send recv conn; do
 	D=$(m $k d); P=$(m $k p); C=$(m $k c); S=$(m $k s)
 	printf '%-22s %10s %10s %10s %10s   %s %s %s\n' "$l" "$D" "$P" "$C" "$S" \
 		"$(ratio "$P" "$D")" "$(ratio "$C" "$D")" "$(ratio "$P" "$S")"
+	[ -z "$CKPTENV_B" ] || printf '%-22s %10s %10s %10s %10s   %s %s\n' "  $l" "" "" "$(m $k b)" \
+		"(B)" "ckptenv-B/direct $(ratio "$(m $k b)" "$D")" "ckptenv/ckptenv-B $(ratio "$C" "$(m $k b)")"
 done
 printf '%-22s %10s %10s %10s %10s   %s\n' "CPU us per connect" "$(m cpu d)" "$(m cpu p)" - - \
 	"$(ratio "$(m cpu d)" "$(m cpu p)") (direct/netproxy)"
