@@ -93,7 +93,7 @@ struct np_session {
 	int job_fd;
 	pid_t job_tid; /* the connecting thread, for its fd's FD_CLOEXEC if we ADDFD a leg */
 	bool job_nonblock;
-	bool job_bound; /* the job's socket was bound: it gets a leg of ours (ADDFD) */
+	bool needs_leg; /* the job's socket is bound, or MPTCP: it gets a leg of ours (ADDFD) */
 	struct np_opt_set opts; /* the job socket's options, for the upstream and the leg */
 	uint64_t deadline_ns;
 

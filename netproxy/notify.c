@@ -1,9 +1,11 @@
 /* Seccomp notifications. Rules the code relies on:
  * - The job's memory is read through /proc/PID/mem opened *before* SECCOMP_IOCTL_NOTIF_ID_VALID
  *   succeeds, so it cannot be another process that reused the pid.
- * - A TCP connect is never answered with CONTINUE: the supervisor connects itself with the
- *   address it copied, and puts a socket it made at the job's fd number (ADDFD + SETFD), so a
- *   rewritten sockaddr or a swapped fd cannot reach the network directly.
+ * - A TCP connect is never answered with CONTINUE: the supervisor connects upstream itself with
+ *   the address it copied, and connects the very file it checked (its pidfd_getfd duplicate) to
+ *   its leg listener, or puts a socket it made at the job's fd number (ADDFD + SETFD), so a
+ *   rewritten sockaddr or a swapped fd cannot reach the network directly (a swapped-in socket
+ *   stays unconnected).
  * - ADDFD_FLAG_SEND is not used: it makes the syscall return the new fd number, and connect()
  *   must return 0 or -1/errno. ADDFD then the answer are two steps; if the notification is
  *   aborted between them the job holds the connected leg and its restarted connect() gets
@@ -412,7 +414,8 @@ static int handle_connect(struct netproxy *np, int nfd, const struct seccomp_not
 	}
 	read_options(sock, k.domain, &s->opts);
 	apply_options(&s->opts, s->us.fd);
-	s->job_bound = bind_like(sock, s->us.fd);
+	/* MPTCP: its checkpoint counters are the leg's TCP ones only on a leg of ours. */
+	s->needs_leg = bind_like(sock, s->us.fd) || k.protocol != IPPROTO_TCP;
 	s->jsock = TAKE_FD(sock);
 	s->connecting = true;
 	if (connect(s->us.fd, (struct sockaddr *)&ss, addr_len(k.domain)) == 0) {
@@ -458,7 +461,7 @@ static int install_leg(struct np_session *s, int err_to_report)
 {
 	struct netproxy *np = s->np;
 	int js, ps;
-	if (!s->job_bound && s->leg_ino && s->jsock >= 0 &&
+	if (!s->needs_leg && s->leg_ino && s->jsock >= 0 &&
 	    np_leg_attach_job(np, s->family, s->jsock, &ps) == 0) {
 		answer(s, err_to_report);
 		return np_relay_start(s, ps);
