@@ -179,6 +179,33 @@ cpu() {
 	awk '{printf "%.1f\n", ($1 + $2) * 1e6 / '"$CONNS"'}' "$W/t"
 }
 # The same per MiB sent (client, and proxy when there is one; the sink is not counted).
+# The same for the connects of a ckptenv job (supervisor binary $1): the client's time, taken in
+# the job, plus the supervisor daemon's (/proc/PID/stat around the connects; the job waits for
+# a go file, then for a bye file, so both samples fall while the supervisor runs).
+cpuc() {
+	local n=cpu$RANDOM sp='' t0 t1 rp
+	rm -f "$W/go" "$W/done" "$W/bye" "$W/cli"
+	CKPTENV_NET_MAX_SESSIONS=65536 "$1" run --name "$n" -- bash -c "
+		until [ -e $W/go ]; do sleep 0.01; done
+		TIMEFORMAT='%3U %3S'; { time $B conns $ACC $CONNS >/dev/null; } 2> $W/cli.tmp
+		mv $W/cli.tmp $W/cli; until [ -e $W/bye ]; do sleep 0.01; done" </dev/null >/dev/null &
+	rp=$!
+	for _ in $(seq 600); do
+		sp=$(sed -n "s/.*supervisor $n\[\([0-9]*\)\].*/\1/p" "$CKPTENV_HOME/jobs/$n/log" \
+			2>/dev/null | head -1)
+		[ -n "$sp" ] && break
+		sleep 0.05
+	done
+	[ -n "$sp" ] || { echo "net.sh: no supervisor pid in $CKPTENV_HOME/jobs/$n/log" >&2; exit 1; }
+	t0=$(awk '{print $14 + $15}' "/proc/$sp/stat")
+	touch "$W/go"
+	until [ -e "$W/cli" ]; do sleep 0.01; done
+	t1=$(awk '{print $14 + $15}' "/proc/$sp/stat")
+	touch "$W/bye"
+	wait "$rp"
+	awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" -v n="$CONNS" \
+		'{printf "%.1f\n", ($1 + $2 + (b - a) / hz) * 1e6 / n}' "$W/cli"
+}
 cpumb() {
 	local TIMEFORMAT='%3U %3S'
 	{ time "$@" >/dev/null; } 2> "$W/t"
@@ -205,6 +232,8 @@ for i in $(seq "$REPS"); do
 	echo "conn s $("$B" conns "$SOCATA" "$(( CONNS / 20 + 1 ))")" >> "$W/r"
 	echo "cpu d $(cpu "$B" conns "$ACC" "$CONNS")" >> "$W/r"
 	echo "cpu p $(cpu "$B" proxy "$B" conns "$ACC" "$CONNS")" >> "$W/r"
+	echo "cpu c $(cpuc "$CKPTENV")" >> "$W/r"
+	[ -z "$CKPTENV_B" ] || echo "cpu b $(cpuc "$CKPTENV_B")" >> "$W/r"
 	echo "cpumb d $(cpumb "$B" send "$SINK" "$SIZE_MB")" >> "$W/r"
 	echo "cpumb p $(cpumb "$B" proxy "$B" send "$SINK" "$SIZE_MB")" >> "$W/r"
 done
@@ -220,10 +249,13 @@ for k in send recv conn; do
 	[ -z "$CKPTENV_B" ] || printf '%-22s %10s %10s %10s %10s   %s %s\n' "  $l" "" "" "$(m $k b)" \
 		"(B)" "ckptenv-B/direct $(ratio "$(m $k b)" "$D")" "ckptenv/ckptenv-B $(ratio "$C" "$(m $k b)")"
 done
-printf '%-22s %10s %10s %10s %10s   %s\n' "CPU us per connect" "$(m cpu d)" "$(m cpu p)" - - \
-	"$(ratio "$(m cpu d)" "$(m cpu p)") (direct/netproxy)"
+printf '%-22s %10s %10s %10s %10s   %s\n' "CPU us per connect" "$(m cpu d)" "$(m cpu p)" "$(m cpu c)" - \
+	"$(ratio "$(m cpu d)" "$(m cpu p)") (direct/netproxy) $(ratio "$(m cpu d)" "$(m cpu c)") (direct/ckptenv)"
+[ -z "$CKPTENV_B" ] || printf '%-22s %10s %10s %10s %10s   %s\n' "  CPU us per connect" "" "" \
+	"$(m cpu b)" "(B)" "$(ratio "$(m cpu c)" "$(m cpu b)") (ckptenv/ckptenv-B)"
 printf '%-22s %10s %10s %10s %10s   %s\n' "CPU us per MiB sent" "$(m cpumb d)" "$(m cpumb p)" - - \
 	"$(ratio "$(m cpumb d)" "$(m cpumb p)") (direct/netproxy)"
-echo "(CPU: user + system time of the client, and of the proxy driver with it; the sink's and"
-echo " acceptor's are not counted. The throughput and rate ratios depend on the machine's load:"
-echo " the proxied path needs one more runnable process per byte and per connect.)"
+echo "(CPU: user + system time of the client, and of the proxy driver or the job's supervisor"
+echo " with it; the sink's and acceptor's are not counted. The throughput and rate ratios depend"
+echo " on the machine's load: the proxied path needs one more runnable process per byte and per"
+echo " connect.)"
