@@ -8,6 +8,8 @@
 # struct netproxy and runs the client as a child under the filter ckptenv installs); "ckptenv"
 # is the client run as a real job (`ckptenv run`). Medians of REPS runs, side by side.
 #   BUILD=path/to/build (default: build-net, then /work/scratch-net/build)
+#   CKPTENV_B=path/to/another/ckptenv: one more column, "ckptenv-B", that binary as the job's
+#     supervisor in the same rounds (a before/after of a change, side by side)
 #   SIZE_MB=2048 CONNS=2000 REPS=5 bash bench/net.sh
 # Needs: socat (apt-get install socat), cc, libseccomp-dev, libxxhash-dev; root not needed.
 set -euo pipefail
@@ -166,6 +168,9 @@ socat_to "$SRC"; SOCATS=$SOCAT_PORT
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # A job of its own per run (a fresh supervisor, as `ckptenv run` gives).
 job() { JOBN=$((JOBN + 1)); CKPTENV_NET_MAX_SESSIONS=65536 "$CKPTENV" run --name "b$JOBN" -- "$@" </dev/null; }
+jobb() { JOBN=$((JOBN + 1)); CKPTENV_NET_MAX_SESSIONS=65536 "$CKPTENV_B" run --name "b$JOBN" -- "$@" </dev/null; }
+CKPTENV_B=${CKPTENV_B:-}
+[ -z "$CKPTENV_B" ] || [ -x "$CKPTENV_B" ] || { echo "net.sh: CKPTENV_B=$CKPTENV_B is not executable" >&2; exit 1; }
 # One round = one run of each variant, so the variants see the same machine load; REPS rounds.
 # cpu: user + system seconds of the whole run (every process), for the connects.
 cpu() {
@@ -174,6 +179,33 @@ cpu() {
 	awk '{printf "%.1f\n", ($1 + $2) * 1e6 / '"$CONNS"'}' "$W/t"
 }
 # The same per MiB sent (client, and proxy when there is one; the sink is not counted).
+# The same for the connects of a ckptenv job (supervisor binary $1): the client's time, taken in
+# the job, plus the supervisor daemon's (/proc/PID/stat around the connects; the job waits for
+# a go file, then for a bye file, so both samples fall while the supervisor runs).
+cpuc() {
+	local n=cpu$RANDOM sp='' t0 t1 rp
+	rm -f "$W/go" "$W/done" "$W/bye" "$W/cli"
+	CKPTENV_NET_MAX_SESSIONS=65536 "$1" run --name "$n" -- bash -c "
+		until [ -e $W/go ]; do sleep 0.01; done
+		TIMEFORMAT='%3U %3S'; { time $B conns $ACC $CONNS >/dev/null; } 2> $W/cli.tmp
+		mv $W/cli.tmp $W/cli; until [ -e $W/bye ]; do sleep 0.01; done" </dev/null >/dev/null &
+	rp=$!
+	for _ in $(seq 600); do
+		sp=$(sed -n "s/.*supervisor $n\[\([0-9]*\)\].*/\1/p" "$CKPTENV_HOME/jobs/$n/log" \
+			2>/dev/null | head -1)
+		[ -n "$sp" ] && break
+		sleep 0.05
+	done
+	[ -n "$sp" ] || { echo "net.sh: no supervisor pid in $CKPTENV_HOME/jobs/$n/log" >&2; exit 1; }
+	t0=$(awk '{print $14 + $15}' "/proc/$sp/stat")
+	touch "$W/go"
+	until [ -e "$W/cli" ]; do sleep 0.01; done
+	t1=$(awk '{print $14 + $15}' "/proc/$sp/stat")
+	touch "$W/bye"
+	wait "$rp"
+	awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" -v n="$CONNS" \
+		'{printf "%.1f\n", ($1 + $2 + (b - a) / hz) * 1e6 / n}' "$W/cli"
+}
 cpumb() {
 	local TIMEFORMAT='%3U %3S'
 	{ time "$@" >/dev/null; } 2> "$W/t"
@@ -185,18 +217,23 @@ for i in $(seq "$REPS"); do
 	echo "send d $("$B" send "$SINK" "$SIZE_MB")" >> "$W/r"
 	echo "send p $("$B" proxy "$B" send "$SINK" "$SIZE_MB")" >> "$W/r"
 	echo "send c $(job "$B" send "$SINK" "$SIZE_MB")" >> "$W/r"
+	[ -z "$CKPTENV_B" ] || echo "send b $(jobb "$B" send "$SINK" "$SIZE_MB")" >> "$W/r"
 	echo "send s $("$B" send "$SOCATP" "$SIZE_MB")" >> "$W/r"
 	echo "recv d $("$B" recv "$SRC" "$SIZE_MB")" >> "$W/r"
 	echo "recv p $("$B" proxy "$B" recv "$SRC" "$SIZE_MB")" >> "$W/r"
 	echo "recv c $(job "$B" recv "$SRC" "$SIZE_MB")" >> "$W/r"
+	[ -z "$CKPTENV_B" ] || echo "recv b $(jobb "$B" recv "$SRC" "$SIZE_MB")" >> "$W/r"
 	echo "recv s $("$B" recv "$SOCATS" "$SIZE_MB")" >> "$W/r"
 	echo "conn d $("$B" conns "$ACC" "$CONNS")" >> "$W/r"
 	echo "conn p $("$B" proxy "$B" conns "$ACC" "$CONNS")" >> "$W/r"
 	echo "conn c $(job "$B" conns "$ACC" "$CONNS")" >> "$W/r"
+	[ -z "$CKPTENV_B" ] || echo "conn b $(jobb "$B" conns "$ACC" "$CONNS")" >> "$W/r"
 	# socat forks per connection and manages only a few per second: fewer connects for it.
 	echo "conn s $("$B" conns "$SOCATA" "$(( CONNS / 20 + 1 ))")" >> "$W/r"
 	echo "cpu d $(cpu "$B" conns "$ACC" "$CONNS")" >> "$W/r"
 	echo "cpu p $(cpu "$B" proxy "$B" conns "$ACC" "$CONNS")" >> "$W/r"
+	echo "cpu c $(cpuc "$CKPTENV")" >> "$W/r"
+	[ -z "$CKPTENV_B" ] || echo "cpu b $(cpuc "$CKPTENV_B")" >> "$W/r"
 	echo "cpumb d $(cpumb "$B" send "$SINK" "$SIZE_MB")" >> "$W/r"
 	echo "cpumb p $(cpumb "$B" proxy "$B" send "$SINK" "$SIZE_MB")" >> "$W/r"
 done
@@ -209,11 +246,16 @@ for k in send recv conn; do
 	D=$(m $k d); P=$(m $k p); C=$(m $k c); S=$(m $k s)
 	printf '%-22s %10s %10s %10s %10s   %s %s %s\n' "$l" "$D" "$P" "$C" "$S" \
 		"$(ratio "$P" "$D")" "$(ratio "$C" "$D")" "$(ratio "$P" "$S")"
+	[ -z "$CKPTENV_B" ] || printf '%-22s %10s %10s %10s %10s   %s %s\n' "  $l" "" "" "$(m $k b)" \
+		"(B)" "ckptenv-B/direct $(ratio "$(m $k b)" "$D")" "ckptenv/ckptenv-B $(ratio "$C" "$(m $k b)")"
 done
-printf '%-22s %10s %10s %10s %10s   %s\n' "CPU us per connect" "$(m cpu d)" "$(m cpu p)" - - \
-	"$(ratio "$(m cpu d)" "$(m cpu p)") (direct/netproxy)"
+printf '%-22s %10s %10s %10s %10s   %s\n' "CPU us per connect" "$(m cpu d)" "$(m cpu p)" "$(m cpu c)" - \
+	"$(ratio "$(m cpu d)" "$(m cpu p)") (direct/netproxy) $(ratio "$(m cpu d)" "$(m cpu c)") (direct/ckptenv)"
+[ -z "$CKPTENV_B" ] || printf '%-22s %10s %10s %10s %10s   %s\n' "  CPU us per connect" "" "" \
+	"$(m cpu b)" "(B)" "$(ratio "$(m cpu c)" "$(m cpu b)") (ckptenv/ckptenv-B)"
 printf '%-22s %10s %10s %10s %10s   %s\n' "CPU us per MiB sent" "$(m cpumb d)" "$(m cpumb p)" - - \
 	"$(ratio "$(m cpumb d)" "$(m cpumb p)") (direct/netproxy)"
-echo "(CPU: user + system time of the client, and of the proxy driver with it; the sink's and"
-echo " acceptor's are not counted. The throughput and rate ratios depend on the machine's load:"
-echo " the proxied path needs one more runnable process per byte and per connect.)"
+echo "(CPU: user + system time of the client, and of the proxy driver or the job's supervisor"
+echo " with it; the sink's and acceptor's are not counted. The throughput and rate ratios depend"
+echo " on the machine's load: the proxied path needs one more runnable process per byte and per"
+echo " connect.)"

@@ -117,31 +117,13 @@ static int wait_fd(int fd, short ev, int ms)
 	return r == 0 ? -ETIMEDOUT : 0;
 }
 
-static int leg_make(struct netproxy *np, int idx, int *ret_js, int *ret_ps)
+/* Take from the listener the connection whose peer is @js's local address (the 4-tuple check);
+ * anything else queued there is someone else on the host, reset. */
+static int leg_accept(struct netproxy *np, int idx, int js, int *ret_ps)
 {
-	int r;
-	int lfd = np->leglisten[idx].fd;
-	const struct sockaddr_storage *la = &np->legaddr[idx];
-	_cleanup_close_ int js =
-		socket(la->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (js < 0)
-		return -errno;
-	socklen_t alen = la->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-						   : sizeof(struct sockaddr_in);
-	if (connect(js, (const struct sockaddr *)la, alen) < 0 && errno != EINPROGRESS)
-		return -errno;
-	/* Loopback completes the handshake in softirq, normally before connect returns. */
-	r = wait_fd(js, POLLOUT, 1000);
-	if (r < 0)
-		return r;
-	int err = 0;
-	socklen_t elen = sizeof(err);
-	if (getsockopt(js, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
-		return -errno;
-	if (err)
-		return -err;
+	int lfd = np->leglisten[idx].fd, r;
 	struct sockaddr_storage mine;
-	alen = sizeof(mine);
+	socklen_t alen = sizeof(mine);
 	if (getsockname(js, (struct sockaddr *)&mine, &alen) < 0)
 		return -errno;
 	for (int tries = 0; tries < 256; tries++) {
@@ -169,10 +151,104 @@ static int leg_make(struct netproxy *np, int idx, int *ret_js, int *ret_ps)
 			return r;
 		}
 		*ret_ps = ps;
-		*ret_js = TAKE_FD(js);
 		return 0;
 	}
 	return -EAGAIN;
+}
+
+static int leg_make(struct netproxy *np, int idx, int *ret_js, int *ret_ps)
+{
+	int r;
+	const struct sockaddr_storage *la = &np->legaddr[idx];
+	_cleanup_close_ int js =
+		socket(la->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (js < 0)
+		return -errno;
+	socklen_t alen = la->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						   : sizeof(struct sockaddr_in);
+	if (connect(js, (const struct sockaddr *)la, alen) < 0 && errno != EINPROGRESS)
+		return -errno;
+	/* Loopback completes the handshake in softirq, normally before connect returns. */
+	r = wait_fd(js, POLLOUT, 1000);
+	if (r < 0)
+		return r;
+	int err = 0;
+	socklen_t elen = sizeof(err);
+	if (getsockopt(js, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+		return -errno;
+	if (err)
+		return -err;
+	r = leg_accept(np, idx, js, ret_ps);
+	if (r < 0)
+		return r;
+	*ret_js = TAKE_FD(js);
+	return 0;
+}
+
+/* The common case needs no leg of ours: the job's own socket (@jsock, our pidfd_getfd duplicate
+ * of the very file) is connected to the leg listener, so the answer alone ends the connect: no
+ * SECCOMP_IOCTL_NOTIF_ADDFD, which waits for the job's thread to run and install the fd (a
+ * second round trip), and the job keeps its file, its options and its fd flags. Refused
+ * (-EXDEV, the caller makes a leg of its own) when that connect could go anywhere but to us
+ * or could block the loop: a socket in another network namespace (its loopback is not ours),
+ * bound to a device, asking for TCP Fast Open (the SYN would wait for data), or a listener
+ * whose accept queue is half full (a dropped SYN would hold a blocking connect for a second
+ * and more). The 4-tuple check is leg_make's: nothing but that socket becomes the session. */
+int np_leg_attach_job(struct netproxy *np, int family, int jsock, int *ret_ps)
+{
+	int idx, r = leg_listener(np, family, &idx);
+	if (r < 0)
+		return r;
+	int lfd = np->leglisten[idx].fd;
+	const struct sockaddr_storage *la = &np->legaddr[idx];
+	if (la->ss_family != family)
+		return -EXDEV; /* no IPv6 loopback: the job gets an AF_INET leg of ours */
+	uint64_t cookie = 0;
+	socklen_t l = sizeof(cookie);
+	if (!np->netns_cookie &&
+	    getsockopt(lfd, SOL_SOCKET, SO_NETNS_COOKIE, &np->netns_cookie, &l) < 0)
+		return -EXDEV;
+	l = sizeof(cookie);
+	if (getsockopt(jsock, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &l) < 0 ||
+	    cookie != np->netns_cookie)
+		return -EXDEV;
+	int v = 0;
+	l = sizeof(v);
+	if (getsockopt(jsock, SOL_SOCKET, SO_BINDTOIFINDEX, &v, &l) < 0 || v != 0)
+		return -EXDEV;
+	l = sizeof(v);
+	if (getsockopt(jsock, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &v, &l) < 0 || v != 0)
+		return -EXDEV;
+	struct tcp_info ti;
+	l = sizeof(ti);
+	if (getsockopt(lfd, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0 ||
+	    ti.tcpi_unacked >= ti.tcpi_sacked / 2) /* listener: queue length, backlog */
+		return -EXDEV;
+
+	socklen_t alen = la->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						   : sizeof(struct sockaddr_in);
+	if (connect(jsock, (const struct sockaddr *)la, alen) < 0) {
+		if (errno != EINPROGRESS)
+			return -EXDEV; /* not connected: the caller's leg replaces it */
+		/* Non-blocking (or the job's SO_SNDTIMEO): loopback completes the handshake in
+		 * softirq, normally before connect returns. */
+		int err = 0;
+		socklen_t elen = sizeof(err);
+		r = wait_fd(jsock, POLLOUT, 1000);
+		if (r == 0 && getsockopt(jsock, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+			r = -errno;
+		if (r < 0 || err)
+			goto undo;
+	}
+	r = leg_accept(np, idx, jsock, ret_ps);
+	if (r == 0)
+		return 0;
+undo:;
+	/* Connected to us but not taken: AF_UNSPEC disconnects (an RST), and the caller's leg
+	 * replaces the job's fd. */
+	struct sockaddr sa = {.sa_family = AF_UNSPEC};
+	(void)connect(jsock, &sa, sizeof(sa));
+	return -EXDEV;
 }
 
 /* A connect waits for its leg: the handshake and the 4-tuple check of a loopback connection
@@ -199,7 +275,7 @@ void np_leg_pool_refill(struct netproxy *np)
 {
 	for (int idx = 0; idx < 2; idx++) {
 		while (np->pool_want[idx] && np->npool[idx] < NP_LEG_POOL) {
-			int js, ps;
+			int js = -1, ps = -1;
 			if (leg_make(np, idx, &js, &ps) < 0)
 				break;
 			np->pool[idx][np->npool[idx]][0] = js;

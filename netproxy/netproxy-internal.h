@@ -93,7 +93,9 @@ struct np_session {
 	int notify_fd;
 	uint64_t notif_id;
 	int job_fd;
-	bool job_nonblock, job_cloexec;
+	pid_t job_tid; /* the connecting thread, for its fd's FD_CLOEXEC if we ADDFD a leg */
+	bool job_nonblock;
+	bool needs_leg; /* the job's socket is bound, or MPTCP: it gets a leg of ours (ADDFD) */
 	struct np_opt_set opts; /* the job socket's options, for the upstream and the leg */
 	uint64_t deadline_ns;
 
@@ -134,6 +136,7 @@ struct netproxy {
 	unsigned npool[2];
 	bool pool_want[2]; /* a leg of that family was used: keep the pool full */
 	struct sockaddr_storage refaddr[2];
+	uint64_t netns_cookie; /* of our network namespace, once a leg listener exists; 0 before */
 	struct np_session *sessions;
 	struct np_session *dead; /* destroyed during a dispatch batch, freed at its end */
 	bool in_dispatch;
@@ -177,6 +180,7 @@ int np_leg_new(struct netproxy *np, int family, int *ret_js, int *ret_ps);
 /* A leg for a restored job's socket: its job end blocking (the caller sets the old fd's flags),
  * its inode in *ret_ino. */
 int np_leg_new_restored(struct netproxy *np, int family, int *ret_js, int *ret_ps, ino_t *ret_ino);
+int np_leg_attach_job(struct netproxy *np, int family, int jsock, int *ret_ps);
 void np_leg_pool_refill(struct netproxy *np);
 void np_leg_pool_free(struct netproxy *np);
 int np_leg_refused(struct netproxy *np, int family, int *ret_js);

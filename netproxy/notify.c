@@ -1,9 +1,11 @@
 /* Seccomp notifications. Rules the code relies on:
  * - The job's memory is read through /proc/PID/mem opened *before* SECCOMP_IOCTL_NOTIF_ID_VALID
  *   succeeds, so it cannot be another process that reused the pid.
- * - A TCP connect is never answered with CONTINUE: the supervisor connects itself with the
- *   address it copied, and puts a socket it made at the job's fd number (ADDFD + SETFD), so a
- *   rewritten sockaddr or a swapped fd cannot reach the network directly.
+ * - A TCP connect is never answered with CONTINUE: the supervisor connects upstream itself with
+ *   the address it copied, and connects the very file it checked (its pidfd_getfd duplicate) to
+ *   its leg listener, or puts a socket it made at the job's fd number (ADDFD + SETFD), so a
+ *   rewritten sockaddr or a swapped fd cannot reach the network directly (a swapped-in socket
+ *   stays unconnected).
  * - ADDFD_FLAG_SEND is not used: it makes the syscall return the new fd number, and connect()
  *   must return 0 or -1/errno. ADDFD then the answer are two steps; if the notification is
  *   aborted between them the job holds the connected leg and its restarted connect() gets
@@ -272,27 +274,29 @@ static int normalise_addr(int family, struct sockaddr_storage *ss, size_t len)
 }
 
 /* A job socket bound to a specific address keeps that source address upstream (not its port:
- * the job's own socket still holds it until the answer). */
-static void bind_like(int jsock, int us)
+ * the job's own socket still holds it until the answer). Returns whether it was bound at all
+ * (address or port), or cannot be told. */
+static bool bind_like(int jsock, int us)
 {
 	struct sockaddr_storage ss;
 	socklen_t l = sizeof(ss);
 	if (getsockname(jsock, (struct sockaddr *)&ss, &l) < 0)
-		return;
+		return true;
 	if (ss.ss_family == AF_INET) {
 		struct sockaddr_in *s4 = (void *)&ss;
 		if (s4->sin_addr.s_addr == htonl(INADDR_ANY))
-			return;
+			return s4->sin_port != 0;
 		s4->sin_port = 0;
 	} else if (ss.ss_family == AF_INET6) {
 		struct sockaddr_in6 *s6 = (void *)&ss;
 		if (IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr))
-			return;
+			return s6->sin6_port != 0;
 		s6->sin6_port = 0;
 	} else {
-		return;
+		return true;
 	}
 	(void)bind(us, (struct sockaddr *)&ss, l);
+	return true;
 }
 
 int np_session_new(struct netproxy *np, int family, struct np_session **ret)
@@ -367,7 +371,9 @@ static int handle_connect(struct netproxy *np, int nfd, const struct seccomp_not
 	}
 
 	struct stat st;
-	if (fstat(sock, &st) == 0 && np_session_by_ino(np, st.st_ino))
+	if (fstat(sock, &st) < 0)
+		st.st_ino = 0;
+	else if (np_session_by_ino(np, st.st_ino))
 		return np_respond(nfd, req->id, 0, EISCONN, 0);
 	struct tcp_info ti;
 	socklen_t til = sizeof(ti);
@@ -395,7 +401,8 @@ static int handle_connect(struct netproxy *np, int nfd, const struct seccomp_not
 	s->job_fd = jfd;
 	int fl = fcntl(sock, F_GETFL);
 	s->job_nonblock = fl >= 0 && (fl & O_NONBLOCK);
-	s->job_cloexec = job_fd_cloexec(j.pid, jfd);
+	s->job_tid = j.pid;
+	s->leg_ino = st.st_ino; /* the job's own socket, if np_leg_attach_job connects it */
 	s->answer_pending = true;
 	s->deadline_ns = ck_now_ns() + (uint64_t)np->cfg.nonblock_wait_ms * 1000000u;
 
@@ -407,7 +414,8 @@ static int handle_connect(struct netproxy *np, int nfd, const struct seccomp_not
 	}
 	read_options(sock, k.domain, &s->opts);
 	np_opts_apply(&s->opts, s->us.fd);
-	bind_like(sock, s->us.fd);
+	/* MPTCP: its checkpoint counters are the leg's TCP ones only on a leg of ours. */
+	s->needs_leg = bind_like(sock, s->us.fd) || k.protocol != IPPROTO_TCP;
 	s->jsock = TAKE_FD(sock);
 	np_upstream_connect(s);
 	return 0;
@@ -452,11 +460,17 @@ static void answer(struct np_session *s, int err)
 	}
 }
 
-/* Put a leg at the job's fd number and answer. On failure the session is gone. */
+/* Connect the job's own socket to us and answer; else put a leg at the job's fd number and
+ * answer. On failure the session is gone. */
 static int install_leg(struct np_session *s, int err_to_report)
 {
 	struct netproxy *np = s->np;
 	int js, ps;
+	if (!s->needs_leg && s->leg_ino && s->jsock >= 0 &&
+	    np_leg_attach_job(np, s->family, s->jsock, &ps) == 0) {
+		answer(s, err_to_report);
+		return np_relay_start(s, ps);
+	}
 	int r = np_leg_new(np, s->family, &js, &ps);
 	if (r < 0) {
 		answer(s, r == -ETIMEDOUT ? EAGAIN : -r);
@@ -476,7 +490,7 @@ static int install_leg(struct np_session *s, int err_to_report)
 		.flags = SECCOMP_ADDFD_FLAG_SETFD,
 		.srcfd = (uint32_t)js,
 		.newfd = (uint32_t)s->job_fd,
-		.newfd_flags = s->job_cloexec ? O_CLOEXEC : 0,
+		.newfd_flags = job_fd_cloexec(s->job_tid, s->job_fd) ? O_CLOEXEC : 0,
 	};
 	if (ioctl(s->notify_fd, SECCOMP_IOCTL_NOTIF_ADDFD, &add) < 0) {
 		/* ENOENT: the connect() was aborted (signal, freeze, death). Drop cleanly. */
@@ -516,7 +530,8 @@ void np_connect_complete(struct np_session *s, int err)
 	}
 	if (!err) {
 		(void)install_leg(s, s->job_nonblock ? EINPROGRESS : 0);
-		np_timer_arm(np);
+		if (np->timer_armed) /* else nothing waits: no walk over the sessions */
+			np_timer_arm(np);
 		return;
 	}
 	int js;
@@ -528,7 +543,7 @@ void np_connect_complete(struct np_session *s, int err)
 			.flags = SECCOMP_ADDFD_FLAG_SETFD,
 			.srcfd = (uint32_t)js,
 			.newfd = (uint32_t)s->job_fd,
-			.newfd_flags = s->job_cloexec ? O_CLOEXEC : 0,
+			.newfd_flags = job_fd_cloexec(s->job_tid, s->job_fd) ? O_CLOEXEC : 0,
 		};
 		if (ioctl(s->notify_fd, SECCOMP_IOCTL_NOTIF_ADDFD, &add) >= 0)
 			err = EINPROGRESS; /* ADDFD returns the fd number */

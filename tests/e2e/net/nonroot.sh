@@ -1,6 +1,6 @@
 #!/bin/bash
 # The proxy as an ordinary user: the job is in a user namespace; the supervisor (same uid, owner
-# of that namespace) takes the job's sockets with pidfd_getfd and installs legs with ADDFD.
+# of that namespace) takes the job's sockets with pidfd_getfd and connects them to its legs.
 # A limit of 2 sessions (CKPTENV_NET_MAX_SESSIONS) refuses the third connect with EAGAIN and
 # the supervisor's log says why; a limit that is not a number is refused by `run`.
 . "$(dirname "$0")/../lib.sh"

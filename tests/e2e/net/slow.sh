@@ -80,7 +80,8 @@ poll_until 20 sh -c "\"$CKPTENV\" status fz | grep -Eq '^  1 +connecting +127\.0
 "$CKPTENV" checkpoint fz >/dev/null 2>"$T/ckpt.txt" || fail "checkpoint with a pending connect: $(cat "$T/ckpt.txt")"
 poll_until 20 sh -c "\"$CKPTENV\" status fz | grep -Eq '^  2 +connecting +127\.0\.0\.1:$FULL '" ||
 	fail "fz: the restarted connect is not a new session: $("$CKPTENV" status fz)"
-# The aborted session goes once its upstream connect ends (ADDFD then fails): poll for it.
+# The aborted session goes once its upstream connect ends (its notification is no longer valid
+# then): poll for it.
 poll_until 30 sh -c "\"$CKPTENV\" status fz | grep -Eq '^network: +1 proxied connection \(limit [0-9]+; 2 made'" ||
 	fail "fz: the aborted session was not dropped: $("$CKPTENV" status fz)"
 poll_until 60 test -s "$T/fz.out" || fail "fz: connect never returned"
