@@ -213,6 +213,20 @@ void sup_job_start(struct sup *s, int c)
 	control_send(c, CONTROL_STARTED, p, 4 + rl, NULL, 0);
 }
 
+/* What a checkpoint in progress would race with (the store's epochs and refs, a restore):
+ * refused with one line rather than waited for, so the control socket never hangs. */
+static bool refuse_busy(struct sup *s, int c)
+{
+	if (!sup_ckpt_busy(s))
+		return false;
+	char err[256];
+	snprintf(err, sizeof(err),
+		 "a checkpoint of job %s is in progress; try again once it is complete",
+		 s->a->name);
+	control_send_error(c, EBUSY, err);
+	return true;
+}
+
 static void do_snapshot(struct sup *s, int c)
 {
 	if (!s->started || s->parked) { /* parked: stopped, its /tmp mount gone with it */
@@ -333,10 +347,12 @@ static void client_message(struct sup *s, int i)
 		control_send(c, CONTROL_OK, NULL, 0, NULL, 0);
 		break;
 	case CONTROL_SNAPSHOT:
-		do_snapshot(s, c);
+		if (!refuse_busy(s, c))
+			do_snapshot(s, c);
 		break;
 	case CONTROL_DROP:
-		do_drop(s, c, &m);
+		if (!refuse_busy(s, c))
+			do_drop(s, c, &m);
 		break;
 	case CONTROL_CHECKPOINT:
 		sup_checkpoint(s, c, &m);
@@ -345,10 +361,12 @@ static void client_message(struct sup *s, int i)
 		sup_net_status(s, c);
 		break;
 	case CONTROL_CKPT_DROP:
-		sup_ckpt_drop(s, c, &m);
+		if (!refuse_busy(s, c))
+			sup_ckpt_drop(s, c, &m);
 		break;
 	case CONTROL_RESTORE:
-		sup_restore_in_place(s, c, &m);
+		if (!refuse_busy(s, c))
+			sup_restore_in_place(s, c, &m);
 		break;
 	default:
 		sup_log(s, "client %d: unknown message type %u; closing", i, m.type);
@@ -378,7 +396,10 @@ static void handle_signals(struct sup *s)
 		}
 		int status;
 		pid_t p;
-		while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
+		/* __WNOTHREAD: our own children only. A tracer's whole thread group may wait for
+		 * its tracees, and this would take the ptrace stops the checkpoint thread waits
+		 * for (and reap the job's process the checkpoint has seized). */
+		while ((p = waitpid(-1, &status, WNOHANG | __WNOTHREAD)) > 0) {
 			if (!s->started || p != s->job.init_pid)
 				continue;
 			s->exit_code =
@@ -444,13 +465,15 @@ static int setup(struct sup *s, char *err, size_t errlen)
 		snprintf(err, errlen, "epoll: %s", strerror(-r));
 		return r;
 	}
-	if ((r = sup_periodic_setup(s, err, errlen)) < 0)
+	if ((r = sup_ckpt_thread_setup(s, err, errlen)) < 0 ||
+	    (r = sup_periodic_setup(s, err, errlen)) < 0)
 		return r;
 	return sup_stdio_setup(s, err, errlen);
 }
 
 static void finish(struct sup *s)
 {
+	sup_ckpt_thread_close(s); /* a checkpoint in progress ends first: it uses what follows */
 	if (s->job.init_pid > 0) { /* leaving early: take the job down with us */
 		kill(s->job.init_pid, SIGKILL);
 		waitpid(s->job.init_pid, NULL, 0);
@@ -546,6 +569,8 @@ int supervisor_main(const struct supervisor_args *a)
 				sup_attach_accept(&s);
 			} else if (sup_net_owns(&s, fd)) {
 				sup_net_dispatch(&s);
+			} else if (sup_ckpt_thread_owns(&s, fd)) {
+				sup_ckpt_thread_dispatch(&s);
 			} else if (fd == s.periodic_fd) {
 				sup_periodic_fire(&s);
 			} else if (!s.pp || ptyproxy_handle(s.pp, fd, evs[k].events) == -ENOENT) {
