@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
@@ -213,17 +214,22 @@ void sup_job_start(struct sup *s, int c)
 	control_send(c, CONTROL_STARTED, p, 4 + rl, NULL, 0);
 }
 
-/* What a checkpoint in progress would race with (the store's epochs and refs, a restore):
- * refused with one line rather than waited for, so the control socket never hangs. */
-static bool refuse_busy(struct sup *s, int c)
+/* What a checkpoint in progress would race with (the store's epochs and refs, a restore)
+ * waits for its end: the client's message is kept and its socket leaves the epoll set until
+ * run_deferred. The other clients go on being served meanwhile. */
+static bool defer_busy(struct sup *s, int i, const struct control_msg *m)
 {
 	if (!sup_ckpt_busy(s))
 		return false;
-	char err[256];
-	snprintf(err, sizeof(err),
-		 "a checkpoint of job %s is in progress; try again once it is complete",
-		 s->a->name);
-	control_send_error(c, EBUSY, err);
+	struct control_msg *copy = malloc(sizeof(*copy));
+	if (!copy) {
+		control_send_error(s->clients[i], ENOMEM, "out of memory; try again");
+		return true;
+	}
+	*copy = *m;
+	epoll_ctl(s->ep, EPOLL_CTL_DEL, s->clients[i], NULL);
+	s->deferred[i] = copy;
+	s->ndeferred++;
 	return true;
 }
 
@@ -294,6 +300,23 @@ static void do_drop(struct sup *s, int c, const struct control_msg *m)
 	control_send(c, CONTROL_OK, NULL, 0, NULL, 0);
 }
 
+static void client_request(struct sup *s, int i, const struct control_msg *mp);
+
+/* After a checkpoint: the requests that waited for it, their clients back in the epoll set. */
+static void run_deferred(struct sup *s)
+{
+	for (int i = 0; i < MAX_CLIENTS && s->ndeferred; i++) {
+		struct control_msg *m = TAKE_PTR(s->deferred[i]);
+		if (!m)
+			continue;
+		s->ndeferred--;
+		if (ep_add(s, s->clients[i]) < 0)
+			sup_log(s, "epoll: %m"); /* that client then never gets another answer */
+		client_request(s, i, m);
+		free(m);
+	}
+}
+
 static void client_message(struct sup *s, int i)
 {
 	int c = s->clients[i];
@@ -314,8 +337,14 @@ static void client_message(struct sup *s, int i)
 		client_close(s, i);
 		return;
 	}
+	client_request(s, i, &m);
+}
+
+static void client_request(struct sup *s, int i, const struct control_msg *m)
+{
+	int c = s->clients[i];
 	uint32_t sig;
-	switch (m.type) {
+	switch (m->type) {
 	case CONTROL_START:
 		sup_job_start(s, c);
 		break;
@@ -325,7 +354,7 @@ static void client_message(struct sup *s, int i)
 		break;
 	}
 	case CONTROL_SIGNAL:
-		if (control_parse_u32(&m, &sig) < 0 || sig == 0 || sig >= (uint32_t)NSIG) {
+		if (control_parse_u32(m, &sig) < 0 || sig == 0 || sig >= (uint32_t)NSIG) {
 			sup_log(s, "client %d: bad SIGNAL message; closing", i);
 			client_close(s, i);
 			return;
@@ -347,29 +376,29 @@ static void client_message(struct sup *s, int i)
 		control_send(c, CONTROL_OK, NULL, 0, NULL, 0);
 		break;
 	case CONTROL_SNAPSHOT:
-		if (!refuse_busy(s, c))
+		if (!defer_busy(s, i, m))
 			do_snapshot(s, c);
 		break;
 	case CONTROL_DROP:
-		if (!refuse_busy(s, c))
-			do_drop(s, c, &m);
+		if (!defer_busy(s, i, m))
+			do_drop(s, c, m);
 		break;
 	case CONTROL_CHECKPOINT:
-		sup_checkpoint(s, c, &m);
+		sup_checkpoint(s, c, m);
 		break;
 	case CONTROL_NET_STATUS:
 		sup_net_status(s, c);
 		break;
 	case CONTROL_CKPT_DROP:
-		if (!refuse_busy(s, c))
-			sup_ckpt_drop(s, c, &m);
+		if (!defer_busy(s, i, m))
+			sup_ckpt_drop(s, c, m);
 		break;
 	case CONTROL_RESTORE:
-		if (!refuse_busy(s, c))
-			sup_restore_in_place(s, c, &m);
+		if (!defer_busy(s, i, m))
+			sup_restore_in_place(s, c, m);
 		break;
 	default:
-		sup_log(s, "client %d: unknown message type %u; closing", i, m.type);
+		sup_log(s, "client %d: unknown message type %u; closing", i, m->type);
 		client_close(s, i);
 	}
 }
@@ -474,6 +503,7 @@ static int setup(struct sup *s, char *err, size_t errlen)
 static void finish(struct sup *s)
 {
 	sup_ckpt_thread_close(s); /* a checkpoint in progress ends first: it uses what follows */
+	run_deferred(s);
 	if (s->job.init_pid > 0) { /* leaving early: take the job down with us */
 		kill(s->job.init_pid, SIGKILL);
 		waitpid(s->job.init_pid, NULL, 0);
@@ -542,6 +572,8 @@ int supervisor_main(const struct supervisor_args *a)
 
 	uint64_t deadline = ck_now_ns() + (uint64_t)START_TIMEOUT_MS * 1000000u;
 	while (!s.done) {
+		if (s.ndeferred && !sup_ckpt_busy(&s))
+			run_deferred(&s);
 		int timeout = sup_park_tick(&s, sup_stdio_tick(&s));
 		if (s.done)
 			break;

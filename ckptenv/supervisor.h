@@ -59,6 +59,9 @@ struct sup {
 	struct fusewatch *fusewatch; /* sup-fusewatch.c, while /tmp is served */
 	struct sup_ckpt_thread *ckt; /* sup-ckpt-thread.c */
 	bool term_pending;	     /* SIGTERM came during a checkpoint: handled after it */
+	/* supervisor.c: a client's request that waits for the checkpoint in progress */
+	struct control_msg *deferred[SUP_MAX_CLIENTS];
+	int ndeferred;
 };
 
 __attribute__((format(printf, 2, 3))) void sup_log(const struct sup *s, const char *fmt, ...);

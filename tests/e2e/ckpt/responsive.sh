@@ -8,7 +8,8 @@
 # drawn the screen of the frozen moment and the attached client shows the same last line (the
 # output printed just before the freeze reached it), and the 512 KiB the server sends are all
 # read by the supervisor (nothing left in its socket's receive queue nor the server's send
-# queue). Only then the hold ends: the checkpoint completes and the job goes on printing.
+# queue), and a snapshot waits. Only then the hold ends: the checkpoint completes, the snapshot
+# follows, and the job goes on printing.
 source "$(dirname "$0")/../lib.sh"
 command -v tmux >/dev/null || skip "tmux missing"
 command -v ss >/dev/null || skip "ss (iproute2) missing"
@@ -72,6 +73,10 @@ echo "$st" | grep -q '^state: *running' || fail "status during the checkpoint: $
 echo "$st" | grep -Eq "^  [0-9]+ +detached +127.0.0.1:$PORT " || fail "status lacks the supervisor's answer (the detached session): $st"
 timeout 30 "$CK" checkpoint r </dev/null >/dev/null 2>"$T/ck2.err" && fail "a second checkpoint ran during the first"
 grep -q "a checkpoint of job r is in progress" "$T/ck2.err" || fail "second checkpoint: $(cat "$T/ck2.err")"
+# A snapshot (the store's epochs) waits for the checkpoint's end instead.
+"$CK" snapshot r </dev/null >"$T/snap.out" 2>&1 &
+snap=$!
+BG+=($snap)
 frozen || fail "the checkpoint ended before the checks (ordering lost)"
 
 # The proxy: the server's bytes are all read by the supervisor while the job is frozen.
@@ -93,10 +98,13 @@ poll_until 30 sh -c "$TM capture-pane -p -t s:0 | grep -qx '$want'" ||
 	fail "the attached client lacks '$want', printed before the freeze: $(pane s:0 | tail -3)"
 frozen || fail "the checkpoint ended before the terminal checks (ordering lost)"
 n_frozen=${want#line }
+kill -0 "$snap" 2>/dev/null || fail "a snapshot ran during the checkpoint: $(cat "$T/snap.out")"
 
 rm "$T/hold"
 wait "$ck" || fail "checkpoint failed: $(cat "$T/ck.err")"
 BG=("${BG[@]/$ck}")
+wait "$snap" || fail "the snapshot that waited failed: $(cat "$T/snap.out")"
+BG=("${BG[@]/$snap}")
 grep -Eq '^[0-9]+$' "$T/ck.out" || fail "checkpoint printed no id: $(cat "$T/ck.out")"
 resumed() { local l; l=$(last_line s:0); [ "${l#line }" -gt "$n_frozen" ]; }
 poll_until 30 resumed || fail "the job did not go on after the checkpoint: $(pane s:0 | tail -2)"
