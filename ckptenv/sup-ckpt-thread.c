@@ -26,8 +26,8 @@ struct sup_ckpt_thread {
 	pthread_cond_t cond;
 	void (*call)(struct sup *s, void *arg); /* taken (NULL) by the main thread */
 	void *arg;
-	bool called; /* the main thread has run the call */
-	bool ended;  /* the checkpoint is over: join the thread */
+	bool called;		    /* the main thread has run the call */
+	bool ended;		    /* the checkpoint is over: join the thread */
 	struct sup_ckpt_task *task; /* non-NULL while a checkpoint is in progress */
 };
 
