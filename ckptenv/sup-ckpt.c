@@ -3,8 +3,10 @@
  * job's /tmp), dump the process into jobs/NAME/checkpoints/.ID.tmp/image, save the terminal
  * state, make the epoch visible as "ckpt-ID", write the manifest, rename the directory to ID
  * (the checkpoint exists from here on), replace LATEST, then resume the job (or end it with
- * --stop). Every step runs on the main thread, which is the tracer from freeze to resume; the
- * vfs threads keep answering the job's /tmp requests meanwhile. */
+ * --stop). The checkpoint runs on its own thread (sup-ckpt-thread.c), the tracer from freeze to
+ * resume; the steps on the terminal and the proxy it has the main thread run (sup_ckpt_on_main),
+ * which keeps serving them, and the control socket, meanwhile. The vfs threads keep answering
+ * the job's /tmp requests. */
 #include "ckpt-gc.h"
 #include "ckpt.h"
 #include "control.h"
@@ -19,6 +21,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -85,6 +89,13 @@ static void live_progress(uint64_t bytes, void *userdata)
 		(void)control_send(l->client, CONTROL_CKPT_PROGRESS, p, sizeof(p), NULL, 0);
 }
 
+static void release_input(struct sup *s, void *arg)
+{
+	(void)arg;
+	if (s->pp)
+		ptyproxy_hold_input(s->pp, false);
+}
+
 static void live_copied(void *userdata)
 {
 	struct ckpt_live *l = userdata;
@@ -92,8 +103,7 @@ static void live_copied(void *userdata)
 		return;
 	l->frozen_ns = restore_freeze_elapsed_ns(l->f);
 	restore_freeze_resume(TAKE_PTR(l->f));
-	if (l->s->pp)
-		ptyproxy_hold_input(l->s->pp, false);
+	sup_ckpt_on_main(l->s, release_input, NULL);
 }
 
 /* RssAnon + RssShmem of @pid from /proc/PID/status: about what a dump stores. 0 unknown. */
@@ -114,6 +124,7 @@ static uint64_t resident_bytes(pid_t pid)
 }
 
 struct ckpt_run {
+	pid_t init_pid;
 	uint64_t id;
 	char tmp[40], name[24];
 	int ckdir, tmpfd;
@@ -144,6 +155,24 @@ static void write_error(struct sup *s, int r, const char *what, char *err, size_
 		snprintf(err, errlen, "%s: %s", what, strerror(-r));
 }
 
+/* The terminal state and the proxy's table belong to the main loop: saved from there. */
+struct main_save {
+	int dirfd, r;
+	const struct sup_net_cut *net;
+};
+
+static void pty_save_main(struct sup *s, void *arg)
+{
+	struct main_save *m = arg;
+	m->r = s->a->pty && s->pp ? ptyproxy_state_save(s->pp, m->dirfd) : 0;
+}
+
+static void net_save_main(struct sup *s, void *arg)
+{
+	struct main_save *m = arg;
+	m->r = sup_ckpt_net_save(s, m->net, m->dirfd);
+}
+
 /* Everything between freeze and resume; @err gets one line on failure. */
 static int dump_all(struct sup *s, struct ckpt_live *l, struct ckpt_run *k, char *err,
 		    size_t errlen)
@@ -151,7 +180,7 @@ static int dump_all(struct sup *s, struct ckpt_live *l, struct ckpt_run *k, char
 	uint64_t t0 = ck_now_ns();
 	pid_t pid = restore_freeze_pid(l->f);
 	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/root/tmp", (int)s->job.init_pid);
+	snprintf(path, sizeof(path), "/proc/%d/root/tmp", (int)k->init_pid);
 	_cleanup_close_ int mfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (mfd < 0) {
 		snprintf(err, errlen, "cannot open the job's /tmp (%s): %m", path);
@@ -191,7 +220,9 @@ static int dump_all(struct sup *s, struct ckpt_live *l, struct ckpt_run *k, char
 		return r;
 	}
 	/* The terminal's state of the frozen moment: saved before the dump may resume the job. */
-	if (s->a->pty && s->pp && (r = ptyproxy_state_save(s->pp, k->tmpfd)) < 0) {
+	struct main_save ms = {.dirfd = k->tmpfd, .net = k->net};
+	sup_ckpt_on_main(s, pty_save_main, &ms);
+	if ((r = ms.r) < 0) {
 		write_error(s, r, "cannot save the terminal state", err, errlen);
 		return r;
 	}
@@ -210,7 +241,8 @@ static int dump_all(struct sup *s, struct ckpt_live *l, struct ckpt_run *k, char
 			snprintf(err, errlen, "%s", rerr.msg[0] ? rerr.msg : strerror(-r));
 		return r;
 	}
-	if ((r = sup_ckpt_net_save(s, k->net, k->tmpfd)) < 0) {
+	sup_ckpt_on_main(s, net_save_main, &ms);
+	if ((r = ms.r) < 0) {
 		write_error(s, r, "cannot save the job's connections", err, errlen);
 		return r;
 	}
@@ -258,10 +290,10 @@ static int dump_all(struct sup *s, struct ckpt_live *l, struct ckpt_run *k, char
  * for a thousand fsyncs). That epoch is "head" until the checkpoint's own moves head on;
  * nothing refers to it then, and the store folds it. A failure here is only logged: the
  * commit under the freeze does all the work then, and reports. */
-static void precommit(struct sup *s)
+static void precommit(struct sup *s, pid_t init_pid)
 {
 	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/root/tmp", (int)s->job.init_pid);
+	snprintf(path, sizeof(path), "/proc/%d/root/tmp", (int)init_pid);
 	_cleanup_close_ int mfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	uint64_t e;
 	int r = mfd < 0 ? -errno : vfs_epoch_commit(s->v, mfd, NULL, &e);
@@ -288,9 +320,14 @@ static void prune(struct sup *s)
 		sup_log(s, "cannot drop old checkpoints: %s", strerror(-r));
 }
 
-int sup_ckpt_take(struct sup *s, uint32_t flags, int client, struct sup_ckpt_result *ret,
-		  char *err, size_t errlen)
+int sup_ckpt_start(struct sup *s, const struct sup_ckpt_task *t, char *err, size_t errlen)
 {
+	if (sup_ckpt_busy(s)) {
+		snprintf(err, errlen,
+			 "a checkpoint of job %s is in progress; try again once it is complete",
+			 s->a->name);
+		return -EBUSY;
+	}
 	if (s->parked) {
 		snprintf(err, errlen,
 			 "job %s is stopped; 'ckptenv restore %s' resumes it from a checkpoint",
@@ -314,15 +351,96 @@ int sup_ckpt_take(struct sup *s, uint32_t flags, int client, struct sup_ckpt_res
 			 s->a->name, n);
 		return -EUSERS;
 	}
-	struct sup_ckpt_result res = {0};
+	struct sup_ckpt_task *task = malloc(sizeof(*task));
+	if (!task) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	*task = *t;
+	task->init_pid = s->job.init_pid;
+	task->kid = kids[0];
+	task->hold_path = getenv("CKPTENV_TEST_CKPT_HOLD");
+	task->r = 0;
+	task->err[0] = 0;
+	/* The thread reports progress on the client's socket: the main loop leaves it alone
+	 * until the checkpoint has ended (sup_ckpt_ended puts it back). */
+	if (task->client >= 0)
+		epoll_ctl(s->ep, EPOLL_CTL_DEL, task->client, NULL);
+	int r = sup_ckpt_thread_start(s, task);
+	if (r < 0) {
+		if (task->client >= 0)
+			(void)epoll_ctl(s->ep, EPOLL_CTL_ADD, task->client,
+					&(struct epoll_event){.events = EPOLLIN, .data.fd = task->client});
+		free(task);
+		snprintf(err, errlen, "cannot start the checkpoint thread: %s", strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+/* Test only (tests/e2e/ckpt/responsive.sh): stay frozen while the file CKPTENV_TEST_CKPT_HOLD
+ * names exists, so a test can look at the supervisor during a checkpoint without guessing how
+ * long a dump takes. Bounded: a test that dies does not leave the job frozen for good. */
+static void test_hold(struct sup *s, const char *path)
+{
+	if (!path || access(path, F_OK) < 0)
+		return;
+	sup_log(s, "checkpoint: test hold: the job stays frozen while %s exists", path);
+	for (int i = 0; i < 6000 && access(path, F_OK) == 0; i++)
+		nanosleep(&(struct timespec){0, 50000000}, NULL);
+}
+
+/* Job frozen: the proxy stops delivering first, then the terminal's input is held and the
+ * screen model catches up. Both belong to the main loop. */
+struct main_freeze {
+	pid_t pid;
+	struct sup_net_cut *net;
+	uint64_t *phase;
+	int r;
+	char *err;
+	size_t errlen;
+};
+
+static void freeze_main(struct sup *s, void *arg)
+{
+	struct main_freeze *m = arg;
 	uint64_t t0 = ck_now_ns();
-	precommit(s);
+	m->r = sup_ckpt_net_detach(s, m->pid, m->net, m->err, m->errlen);
+	uint64_t t1 = ck_now_ns();
+	m->phase[SUP_CKPT_PHASE_NET] += t1 - t0;
+	if (s->pp) {
+		ptyproxy_hold_input(s->pp, true);
+		(void)ptyproxy_catch_up(s->pp);
+	}
+	m->phase[SUP_CKPT_PHASE_PTY] += ck_now_ns() - t1;
+}
+
+struct main_thaw {
+	struct sup_net_cut *net;
+	bool stop;
+};
+
+static void thaw_main(struct sup *s, void *arg)
+{
+	struct main_thaw *m = arg;
+	sup_ckpt_net_finish(s, m->net, m->stop); /* --stop: kept detached for the restore */
+	if (s->pp)
+		ptyproxy_hold_input(s->pp, false);
+}
+
+void sup_ckpt_run(struct sup *s, struct sup_ckpt_task *t)
+{
+	struct sup_ckpt_result res = {0};
+	char *err = t->err;
+	size_t errlen = sizeof(t->err);
+	uint64_t t0 = ck_now_ns();
+	precommit(s, t->init_pid);
 	res.precommit_ns = ck_now_ns() - t0;
 	t0 = ck_now_ns();
 	struct restore_err rerr = {0};
 	struct restore_freeze *f;
-	uint64_t expected = resident_bytes(kids[0]);
-	int r = restore_freeze(kids[0], &f, &rerr);
+	uint64_t expected = resident_bytes(t->kid);
+	int r = restore_freeze(t->kid, &f, &rerr);
 	res.phase_ns[SUP_CKPT_PHASE_FREEZE] = ck_now_ns() - t0;
 	if (r < 0) {
 		if (r == -EUSERS)
@@ -333,24 +451,21 @@ int sup_ckpt_take(struct sup *s, uint32_t flags, int client, struct sup_ckpt_res
 		else
 			snprintf(err, errlen, "cannot freeze the job: %s",
 				 rerr.msg[0] ? rerr.msg : strerror(-r));
-		return r;
+		t->r = r;
+		return;
 	}
-	/* The network first: the proxy stops delivering before anything else is recorded. */
-	struct sup_net_cut net = {0};
-	struct ckpt_run k = {.ckdir = -1, .tmpfd = -1, .phase = res.phase_ns, .net = &net};
-	t0 = ck_now_ns();
-	r = sup_ckpt_net_detach(s, restore_freeze_pid(f), &net, err, errlen);
-	res.phase_ns[SUP_CKPT_PHASE_NET] += ck_now_ns() - t0;
-	t0 = ck_now_ns();
-	if (s->pp) {
-		ptyproxy_hold_input(s->pp, true);
-		(void)ptyproxy_catch_up(s->pp);
-	}
-	res.phase_ns[SUP_CKPT_PHASE_PTY] += ck_now_ns() - t0;
+	struct sup_net_cut net = {0}; /* the entries are malloc'd (sup-ckpt-net.c) */
+	struct ckpt_run k = {
+		.init_pid = t->init_pid, .ckdir = -1, .tmpfd = -1, .phase = res.phase_ns, .net = &net};
+	struct main_freeze mf = {.pid = restore_freeze_pid(f), .net = &net, .phase = res.phase_ns,
+				 .err = err, .errlen = errlen};
+	sup_ckpt_on_main(s, freeze_main, &mf);
+	r = mf.r;
+	test_hold(s, t->hold_path);
 	struct ckpt_live l = {.s = s,
 			      .f = f,
-			      .client = client,
-			      .stop = flags & CONTROL_CKPT_STOP,
+			      .client = t->client,
+			      .stop = t->flags & CONTROL_CKPT_STOP,
 			      .expected = expected};
 	if (r == 0)
 		r = dump_all(s, &l, &k, err, errlen);
@@ -359,24 +474,23 @@ int sup_ckpt_take(struct sup *s, uint32_t flags, int client, struct sup_ckpt_res
 		vfs_epoch_abort(s->v, k.vc);
 	if (r < 0 && k.tmp[0] && k.ckdir >= 0)
 		(void)ck_rm_rf_at(k.ckdir, k.tmp);
-	bool stop = r == 0 && (flags & CONTROL_CKPT_STOP);
+	bool stop = r == 0 && (t->flags & CONTROL_CKPT_STOP);
 	t0 = ck_now_ns();
-	sup_ckpt_net_finish(s, &net, stop); /* --stop: kept detached for the restore */
+	struct main_thaw mt = {.net = &net, .stop = stop};
+	sup_ckpt_on_main(s, thaw_main, &mt);
 	res.phase_ns[SUP_CKPT_PHASE_NET] += ck_now_ns() - t0;
-	if (stop) {
+	/* --stop: the init is killed by the main thread (sup_ckpt_ended), which reaps it. */
+	if (stop)
 		restore_freeze_leave_stopped(TAKE_PTR(l.f));
-		kill(s->job.init_pid, SIGKILL);
-	} else if (l.f) {
+	else if (l.f)
 		restore_freeze_resume(TAKE_PTR(l.f));
-	}
-	if (s->pp)
-		ptyproxy_hold_input(s->pp, false);
 	if (k.tmpfd >= 0)
 		close(k.tmpfd);
 	if (k.ckdir >= 0)
 		close(k.ckdir);
+	t->r = r;
 	if (r < 0)
-		return r;
+		return;
 	res.id = k.id;
 	res.epoch = k.man.epoch;
 	res.bytes = k.man.bytes;
@@ -402,32 +516,62 @@ int sup_ckpt_take(struct sup *s, uint32_t flags, int client, struct sup_ckpt_res
 		(unsigned long long)k.man.bytes,
 		(unsigned long long)k.man.epoch, stop ? "; job stopped" : "");
 	prune(s);
-	*ret = res;
-	return 0;
+	t->res = res;
+}
+
+static void reply(struct sup *s, const struct sup_ckpt_task *t)
+{
+	int c = t->client;
+	if (t->r < 0) {
+		if (t->r != -ESRCH)
+			sup_log(s, "checkpoint failed: %s", t->err);
+		control_send_error(c, -t->r, t->err);
+		return;
+	}
+	uint8_t p[32 + 8 * SUP_CKPT_PHASES];
+	ck_put_le64(p, t->res.id);
+	ck_put_le64(p + 8, t->res.frozen_ns);
+	ck_put_le64(p + 16, t->res.epoch);
+	ck_put_le64(p + 24, t->res.bytes);
+	for (int i = 0; i < SUP_CKPT_PHASES; i++)
+		ck_put_le64(p + 32 + 8 * i, t->res.phase_ns[i]);
+	control_send(c, CONTROL_CHECKPOINTED, p, sizeof(p), NULL, 0);
+}
+
+void sup_ckpt_ended(struct sup *s, const struct sup_ckpt_task *t)
+{
+	bool stopped = t->r == 0 && (t->flags & CONTROL_CKPT_STOP);
+	bool term = s->term_pending;
+	s->term_pending = false;
+	if (stopped) {
+		/* Parked after `checkpoint --stop` (sup-restore.c); not when the supervisor is to
+		 * end: a SIGTERM came meanwhile, or this was the final checkpoint on SIGTERM. */
+		s->park_on_exit = t->origin == SUP_CKPT_BY_CLIENT && !term;
+		s->user_signal = SIGKILL; /* our own kill: not a crash to park on */
+		if (s->job.init_pid > 0)
+			kill(s->job.init_pid, SIGKILL);
+	}
+	if (t->client >= 0) {
+		reply(s, t);
+		if (epoll_ctl(s->ep, EPOLL_CTL_ADD, t->client,
+			      &(struct epoll_event){.events = EPOLLIN, .data.fd = t->client}) < 0)
+			sup_log(s, "epoll: %m"); /* the client then never gets another answer */
+	} else {
+		sup_periodic_ended(s, t);
+	}
+	/* A SIGTERM during the checkpoint was kept for now: handled anew (signalfd). */
+	if (term && !stopped)
+		kill(getpid(), SIGTERM);
 }
 
 void sup_checkpoint(struct sup *s, int c, const struct control_msg *m)
 {
-	uint32_t flags = 0;
-	char err[768];
+	struct sup_ckpt_task t = {.origin = SUP_CKPT_BY_CLIENT, .client = c};
 	if (m->len >= 4)
-		flags = ck_get_le32(m->payload);
-	struct sup_ckpt_result res;
-	int r = sup_ckpt_take(s, flags, c, &res, err, sizeof(err));
-	if (r == 0 && (flags & CONTROL_CKPT_STOP))
-		s->park_on_exit = true; /* the supervisor stays for `restore` (sup-restore.c) */
+		t.flags = ck_get_le32(m->payload);
+	int r = sup_ckpt_start(s, &t, t.err, sizeof(t.err));
 	if (r < 0) {
-		if (r != -ESRCH)
-			sup_log(s, "checkpoint failed: %s", err);
-		control_send_error(c, -r, err);
-		return;
+		t.r = r;
+		reply(s, &t);
 	}
-	uint8_t p[32 + 8 * SUP_CKPT_PHASES];
-	ck_put_le64(p, res.id);
-	ck_put_le64(p + 8, res.frozen_ns);
-	ck_put_le64(p + 16, res.epoch);
-	ck_put_le64(p + 24, res.bytes);
-	for (int i = 0; i < SUP_CKPT_PHASES; i++)
-		ck_put_le64(p + 32 + 8 * i, res.phase_ns[i]);
-	control_send(c, CONTROL_CHECKPOINTED, p, sizeof(p), NULL, 0);
 }

@@ -1,9 +1,9 @@
-/* The job's /tmp is served by the supervisor's own threads, and the supervisor's main thread
- * itself makes requests on that mount while it checkpoints (syncfs of /tmp, fstat of the job's
- * open files). A SIGKILL of the supervisor at such an instant kills the serving threads at
- * once, while the main thread waits, uninterruptibly, for the answer to a request already
- * handed to them: the process never finishes dying, keeps the job's lock, and the job cannot be
- * restored. Only an abort of the FUSE connection (fusectl) frees it.
+/* The job's /tmp is served by the supervisor's own threads, and the supervisor's checkpoint
+ * thread (sup-ckpt-thread.c) itself makes requests on that mount while it checkpoints (syncfs
+ * of /tmp, fstat of the job's open files). A SIGKILL of the supervisor at such an instant kills
+ * the serving threads at once, while that thread waits, uninterruptibly, for the answer to a
+ * request already handed to them: the process never finishes dying, keeps the job's lock, and
+ * the job cannot be restored. Only an abort of the FUSE connection (fusectl) frees it.
  *
  * So a small watchdog process is forked by a dedicated thread of the supervisor with
  * PR_SET_PDEATHSIG: when that thread dies (a SIGKILL takes every thread down, whatever the main

@@ -1,7 +1,8 @@
 /* The supervisor's own checkpoints: every policy.every_ns (a CLOCK_MONOTONIC timerfd in the
  * event loop), a final one on SIGTERM with policy CKPT_POLICY_ON_TERM (what a cluster scheduler
  * sends before preemption), and dropping one on request (`ckptenv rm N --checkpoint ID`).
- * Keeping the newest policy.keep is sup_ckpt_take's (sup-ckpt.c). */
+ * Keeping the newest policy.keep is the checkpoint's (sup-ckpt.c). Both run on the checkpoint
+ * thread (sup-ckpt-thread.c); their end comes back in sup_periodic_ended. */
 #include "ckpt-gc.h"
 #include "ckpt.h"
 #include "control.h"
@@ -77,10 +78,12 @@ void sup_periodic_fire(struct sup *s)
 	/* Not started yet (waiting for its client), or over: nothing to save. */
 	if (!s->started || s->go_pending || s->job_ended || s->job.init_pid <= 0)
 		return;
-	struct sup_ckpt_result res;
+	struct sup_ckpt_task t = {.origin = SUP_CKPT_PERIODIC, .client = -1};
 	char err[768];
-	int r = sup_ckpt_take(s, 0, -1, &res, err, sizeof(err));
-	if (r < 0)
+	int r = sup_ckpt_start(s, &t, err, sizeof(err));
+	if (r == -EBUSY)
+		sup_log(s, "periodic checkpoint skipped: another one is in progress");
+	else if (r < 0)
 		sup_log(s, "periodic checkpoint failed: %s", err);
 }
 
@@ -89,20 +92,41 @@ bool sup_periodic_term(struct sup *s)
 	if (!(s->policy.flags & CKPT_POLICY_ON_TERM) || !s->started || s->go_pending ||
 	    s->job_ended || s->job.init_pid <= 0)
 		return false;
-	struct sup_ckpt_result res;
+	if (sup_ckpt_busy(s)) { /* the final checkpoint must not be skipped: after this one */
+		sup_log(s, "SIGTERM: a checkpoint is in progress; the final one follows it");
+		s->term_pending = true;
+		return true;
+	}
+	struct sup_ckpt_task t = {
+		.origin = SUP_CKPT_ON_TERM, .flags = CONTROL_CKPT_STOP, .client = -1};
 	char err[768];
-	s->user_signal = SIGKILL; /* our own kill below: not a crash to park on (sup-restore.c) */
-	int r = sup_ckpt_take(s, CONTROL_CKPT_STOP, -1, &res, err, sizeof(err));
+	int r = sup_ckpt_start(s, &t, err, sizeof(err));
 	if (r < 0) {
 		sup_log(s, "SIGTERM: final checkpoint failed: %s; forwarding SIGTERM to the job",
 			err);
 		return false;
 	}
+	return true;
+}
+
+void sup_periodic_ended(struct sup *s, const struct sup_ckpt_task *t)
+{
+	if (t->origin == SUP_CKPT_PERIODIC) {
+		if (t->r < 0)
+			sup_log(s, "periodic checkpoint failed: %s", t->err);
+		return;
+	}
+	if (t->r < 0) {
+		sup_log(s, "SIGTERM: final checkpoint failed: %s; forwarding SIGTERM to the job",
+			t->err);
+		if (s->job.init_pid > 0)
+			kill(s->job.init_pid, SIGTERM);
+		return;
+	}
 	sup_log(s,
 		"SIGTERM: final checkpoint %llu taken, job ended; restore it with "
 		"'ckptenv restore %s'",
-		(unsigned long long)res.id, s->a->name);
-	return true;
+		(unsigned long long)t->res.id, s->a->name);
 }
 
 void sup_ckpt_drop(struct sup *s, int c, const struct control_msg *m)

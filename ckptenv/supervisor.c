@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
@@ -213,6 +214,25 @@ void sup_job_start(struct sup *s, int c)
 	control_send(c, CONTROL_STARTED, p, 4 + rl, NULL, 0);
 }
 
+/* What a checkpoint in progress would race with (the store's epochs and refs, a restore)
+ * waits for its end: the client's message is kept and its socket leaves the epoll set until
+ * run_deferred. The other clients go on being served meanwhile. */
+static bool defer_busy(struct sup *s, int i, const struct control_msg *m)
+{
+	if (!sup_ckpt_busy(s))
+		return false;
+	struct control_msg *copy = malloc(sizeof(*copy));
+	if (!copy) {
+		control_send_error(s->clients[i], ENOMEM, "out of memory; try again");
+		return true;
+	}
+	*copy = *m;
+	epoll_ctl(s->ep, EPOLL_CTL_DEL, s->clients[i], NULL);
+	s->deferred[i] = copy;
+	s->ndeferred++;
+	return true;
+}
+
 static void do_snapshot(struct sup *s, int c)
 {
 	if (!s->started || s->parked) { /* parked: stopped, its /tmp mount gone with it */
@@ -280,6 +300,23 @@ static void do_drop(struct sup *s, int c, const struct control_msg *m)
 	control_send(c, CONTROL_OK, NULL, 0, NULL, 0);
 }
 
+static void client_request(struct sup *s, int i, const struct control_msg *mp);
+
+/* After a checkpoint: the requests that waited for it, their clients back in the epoll set. */
+static void run_deferred(struct sup *s)
+{
+	for (int i = 0; i < MAX_CLIENTS && s->ndeferred; i++) {
+		struct control_msg *m = TAKE_PTR(s->deferred[i]);
+		if (!m)
+			continue;
+		s->ndeferred--;
+		if (ep_add(s, s->clients[i]) < 0)
+			sup_log(s, "epoll: %m"); /* that client then never gets another answer */
+		client_request(s, i, m);
+		free(m);
+	}
+}
+
 static void client_message(struct sup *s, int i)
 {
 	int c = s->clients[i];
@@ -300,8 +337,14 @@ static void client_message(struct sup *s, int i)
 		client_close(s, i);
 		return;
 	}
+	client_request(s, i, &m);
+}
+
+static void client_request(struct sup *s, int i, const struct control_msg *m)
+{
+	int c = s->clients[i];
 	uint32_t sig;
-	switch (m.type) {
+	switch (m->type) {
 	case CONTROL_START:
 		sup_job_start(s, c);
 		break;
@@ -311,7 +354,7 @@ static void client_message(struct sup *s, int i)
 		break;
 	}
 	case CONTROL_SIGNAL:
-		if (control_parse_u32(&m, &sig) < 0 || sig == 0 || sig >= (uint32_t)NSIG) {
+		if (control_parse_u32(m, &sig) < 0 || sig == 0 || sig >= (uint32_t)NSIG) {
 			sup_log(s, "client %d: bad SIGNAL message; closing", i);
 			client_close(s, i);
 			return;
@@ -333,25 +376,29 @@ static void client_message(struct sup *s, int i)
 		control_send(c, CONTROL_OK, NULL, 0, NULL, 0);
 		break;
 	case CONTROL_SNAPSHOT:
-		do_snapshot(s, c);
+		if (!defer_busy(s, i, m))
+			do_snapshot(s, c);
 		break;
 	case CONTROL_DROP:
-		do_drop(s, c, &m);
+		if (!defer_busy(s, i, m))
+			do_drop(s, c, m);
 		break;
 	case CONTROL_CHECKPOINT:
-		sup_checkpoint(s, c, &m);
+		sup_checkpoint(s, c, m);
 		break;
 	case CONTROL_NET_STATUS:
 		sup_net_status(s, c);
 		break;
 	case CONTROL_CKPT_DROP:
-		sup_ckpt_drop(s, c, &m);
+		if (!defer_busy(s, i, m))
+			sup_ckpt_drop(s, c, m);
 		break;
 	case CONTROL_RESTORE:
-		sup_restore_in_place(s, c, &m);
+		if (!defer_busy(s, i, m))
+			sup_restore_in_place(s, c, m);
 		break;
 	default:
-		sup_log(s, "client %d: unknown message type %u; closing", i, m.type);
+		sup_log(s, "client %d: unknown message type %u; closing", i, m->type);
 		client_close(s, i);
 	}
 }
@@ -378,7 +425,10 @@ static void handle_signals(struct sup *s)
 		}
 		int status;
 		pid_t p;
-		while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
+		/* __WNOTHREAD: our own children only. A tracer's whole thread group may wait for
+		 * its tracees, and this would take the ptrace stops the checkpoint thread waits
+		 * for (and reap the job's process the checkpoint has seized). */
+		while ((p = waitpid(-1, &status, WNOHANG | __WNOTHREAD)) > 0) {
 			if (!s->started || p != s->job.init_pid)
 				continue;
 			s->exit_code =
@@ -444,13 +494,16 @@ static int setup(struct sup *s, char *err, size_t errlen)
 		snprintf(err, errlen, "epoll: %s", strerror(-r));
 		return r;
 	}
-	if ((r = sup_periodic_setup(s, err, errlen)) < 0)
+	if ((r = sup_ckpt_thread_setup(s, err, errlen)) < 0 ||
+	    (r = sup_periodic_setup(s, err, errlen)) < 0)
 		return r;
 	return sup_stdio_setup(s, err, errlen);
 }
 
 static void finish(struct sup *s)
 {
+	sup_ckpt_thread_close(s); /* a checkpoint in progress ends first: it uses what follows */
+	run_deferred(s);
 	if (s->job.init_pid > 0) { /* leaving early: take the job down with us */
 		kill(s->job.init_pid, SIGKILL);
 		waitpid(s->job.init_pid, NULL, 0);
@@ -519,6 +572,8 @@ int supervisor_main(const struct supervisor_args *a)
 
 	uint64_t deadline = ck_now_ns() + (uint64_t)START_TIMEOUT_MS * 1000000u;
 	while (!s.done) {
+		if (s.ndeferred && !sup_ckpt_busy(&s))
+			run_deferred(&s);
 		int timeout = sup_park_tick(&s, sup_stdio_tick(&s));
 		if (s.done)
 			break;
@@ -546,6 +601,8 @@ int supervisor_main(const struct supervisor_args *a)
 				sup_attach_accept(&s);
 			} else if (sup_net_owns(&s, fd)) {
 				sup_net_dispatch(&s);
+			} else if (sup_ckpt_thread_owns(&s, fd)) {
+				sup_ckpt_thread_dispatch(&s);
 			} else if (fd == s.periodic_fd) {
 				sup_periodic_fire(&s);
 			} else if (!s.pp || ptyproxy_handle(s.pp, fd, evs[k].events) == -ENOENT) {

@@ -59,6 +59,11 @@ struct sup {
 	unsigned park_grace_s;	   /* ... that many seconds after the crash */
 	int user_signal;	   /* last signal a client sent the job (not a crash) */
 	struct fusewatch *fusewatch; /* sup-fusewatch.c, while /tmp is served */
+	struct sup_ckpt_thread *ckt; /* sup-ckpt-thread.c */
+	bool term_pending;	     /* SIGTERM came during a checkpoint: handled after it */
+	/* supervisor.c: a client's request that waits for the checkpoint in progress */
+	struct control_msg *deferred[SUP_MAX_CLIENTS];
+	int ndeferred;
 };
 
 __attribute__((format(printf, 2, 3))) void sup_log(const struct sup *s, const char *fmt, ...);
@@ -99,11 +104,46 @@ struct sup_ckpt_result {
 	uint64_t precommit_ns; /* /tmp committed once before the freeze (not frozen) */
 };
 
-/** Take one checkpoint of the running job (CONTROL_CKPT_STOP in @flags: end the job once it
- *  is complete), then drop the oldest beyond policy.keep. Progress goes to @client (a CLI's
- *  control socket, or -1). -errno with one line in @err. */
-int sup_ckpt_take(struct sup *s, uint32_t flags, int client, struct sup_ckpt_result *ret,
-		  char *err, size_t errlen);
+enum sup_ckpt_origin { SUP_CKPT_BY_CLIENT, SUP_CKPT_PERIODIC, SUP_CKPT_ON_TERM };
+
+/* One checkpoint, from its request on the main thread to its end there. */
+struct sup_ckpt_task {
+	enum sup_ckpt_origin origin;
+	uint32_t flags; /* CONTROL_CKPT_STOP: end the job once the checkpoint is complete */
+	int client;	/* a CLI's control socket (progress, reply), or -1 */
+	pid_t init_pid, kid;   /* set by sup_ckpt_start */
+	const char *hold_path; /* CKPTENV_TEST_CKPT_HOLD (sup-ckpt.c) */
+	int r;		       /* the outcome: 0, or -errno with @err */
+	struct sup_ckpt_result res;
+	char err[768];
+};
+
+/** Start a checkpoint of the running job as @t says (copied) on the checkpoint thread; it
+ *  drops the oldest beyond policy.keep. Its end comes to sup_ckpt_ended on the main thread.
+ *  -errno with one line in @err when it cannot start (-EBUSY: one is in progress). */
+int sup_ckpt_start(struct sup *s, const struct sup_ckpt_task *t, char *err, size_t errlen);
+/** The checkpoint itself, on the checkpoint thread (sup-ckpt-thread.c): sets t->r, t->res. */
+void sup_ckpt_run(struct sup *s, struct sup_ckpt_task *t);
+/** Main thread, the thread joined: kill the init after --stop, reply to the client (or
+ *  sup_periodic_ended), handle a SIGTERM that came meanwhile. */
+void sup_ckpt_ended(struct sup *s, const struct sup_ckpt_task *t);
+/** The end of a checkpoint the supervisor took itself (no client): log, SIGTERM's outcome. */
+void sup_periodic_ended(struct sup *s, const struct sup_ckpt_task *t);
+
+/* sup-ckpt-thread.c: the checkpoint thread, and the calls it has the main thread run. */
+/** After epoll_create: its eventfd in s->ep. 0 or -errno with @err set. */
+int sup_ckpt_thread_setup(struct sup *s, char *err, size_t errlen);
+bool sup_ckpt_busy(const struct sup *s);
+/** Run sup_ckpt_run(@task) on a new thread (@task is freed after sup_ckpt_ended). */
+int sup_ckpt_thread_start(struct sup *s, struct sup_ckpt_task *task);
+/** From the checkpoint thread: have the main thread run @fn(@s, @arg), and wait for it. */
+void sup_ckpt_on_main(struct sup *s, void (*fn)(struct sup *s, void *arg), void *arg);
+bool sup_ckpt_thread_owns(const struct sup *s, int fd);
+/** The eventfd is readable: run the pending call; join an ended thread, sup_ckpt_ended. */
+void sup_ckpt_thread_dispatch(struct sup *s);
+/** Until no checkpoint is in progress, serving its calls (the supervisor is ending). */
+void sup_ckpt_thread_wait(struct sup *s);
+void sup_ckpt_thread_close(struct sup *s);
 
 /** After vfs_open and epoll_create (sup-periodic.c): record or reload the checkpoint policy
  *  (`run` writes a->policy, `restore` reads the job's), remove what an interrupted checkpoint

@@ -20,12 +20,16 @@ while True:
 ' </dev/null >/dev/null
 sup=$(sed -n 's/.*supervisor w\[\([0-9]*\)\]: starting.*/\1/p' "$LOG" | tail -1)
 poll_until 10 sh -c "grep -q 'job started' '$LOG'" || fail "job not started"
-# The main thread, or a child of the supervisor (the flush), waiting on the job's /tmp.
+# A thread of the supervisor (the checkpoint's), or a child of one (the flush), waiting on the
+# job's /tmp.
 in_fuse() {
-	local p w
-	for p in "$sup" $(cat "/proc/$sup/task/$sup/children" 2>/dev/null); do
-		w=$(cat "/proc/$p/task/$p/wchan" 2>/dev/null)
-		case $w in request_wait_answer | wb_wait_for_completion | fuse_*) return 0 ;; esac
+	local t c w
+	for t in /proc/"$sup"/task/*; do
+		for w in "$t/wchan" $(for c in $(cat "$t/children" 2>/dev/null); do echo "/proc/$c/wchan"; done); do
+			case $(cat "$w" 2>/dev/null) in
+			request_wait_answer | wb_wait_for_completion | fuse_*) return 0 ;;
+			esac
+		done
 	done
 	return 1
 }
