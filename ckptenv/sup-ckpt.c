@@ -17,10 +17,13 @@
 #include "restore/restore.h"
 #include "vfs/vfs.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <linux/seccomp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
@@ -320,6 +323,40 @@ static void prune(struct sup *s)
 		sup_log(s, "cannot drop old checkpoints: %s", strerror(-r));
 }
 
+/* Seccomp filters (or strict mode) in any thread of @pid beyond the ones every process of
+ * the job has from its init (the network filter): the image records none, so a restore would
+ * silently drop them. >0: how many more; 0: none; <0: unreadable (the dump decides). */
+static int seccomp_filters(pid_t pid, pid_t tid)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
+	if (ck_read_small(path, buf, sizeof(buf)) < 0)
+		return -1;
+	const char *mode = strstr(buf, "\nSeccomp:"), *n = strstr(buf, "\nSeccomp_filters:");
+	if (mode && atoi(mode + 9) == SECCOMP_MODE_STRICT)
+		return 1000; /* strict mode: counted as more than any filter count */
+	return n ? atoi(n + 17) : -1;
+}
+
+static int own_seccomp_filters(pid_t init, pid_t kid)
+{
+	int base = seccomp_filters(init, init), most = 0;
+	if (base < 0)
+		return 0;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)kid);
+	DIR *d = opendir(path);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		int n = e->d_name[0] != '.' ? seccomp_filters(kid, (pid_t)atoi(e->d_name)) : -1;
+		if (n - base > most)
+			most = n - base;
+	}
+	if (d)
+		closedir(d);
+	return most;
+}
+
 int sup_ckpt_start(struct sup *s, const struct sup_ckpt_task *t, char *err, size_t errlen)
 {
 	if (sup_ckpt_busy(s)) {
@@ -350,6 +387,14 @@ int sup_ckpt_start(struct sup *s, const struct sup_ckpt_task *t, char *err, size
 			 "job %s has %d processes; only single-process jobs can be checkpointed yet",
 			 s->a->name, n);
 		return -EUSERS;
+	}
+	int own = own_seccomp_filters(s->job.init_pid, kids[0]);
+	if (own > 0) {
+		snprintf(err, errlen,
+			 "job %s installed %d seccomp filter%s of its own; a restore could not put "
+			 "%s back, so it cannot be checkpointed yet",
+			 s->a->name, own, own == 1 ? "" : "s", own == 1 ? "it" : "them");
+		return -EOPNOTSUPP;
 	}
 	struct sup_ckpt_task *task = malloc(sizeof(*task));
 	if (!task) {
