@@ -188,7 +188,8 @@ static int parse(int argc, char **argv, struct run_opts *o, bool *ret_help)
 				 "missing command; use 'ckptenv run [OPTIONS] -- CMD [ARGS...]'");
 	/* A new job has no snapshot: a random name could only fail, and leave a job behind. */
 	if (o->from_epoch && !o->name)
-		return cli_usage("run", "--from-snapshot needs the --name of the job it belongs to");
+		return cli_usage("run",
+				 "--from-snapshot needs the --name of the job it belongs to");
 	o->cmd = argv + optind;
 	o->cmd_argc = argc - optind;
 	return 0;
@@ -369,8 +370,16 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 	}
 	int r = state_lock_take(j->job_fd, &lock_fd);
 	if (r == -EBUSY) {
-		cli_error(cmd, name,
-			  "the job is already running; wait for it to end, or use another --name");
+		/* restore: another restore won the race since the job was seen ended. */
+		if (!strcmp(cmd, "restore"))
+			cli_error(cmd, name,
+				  "the job is already running (restored by another client?); "
+				  "see 'ckptenv status %s'",
+				  name);
+		else
+			cli_error(cmd, name,
+				  "the job is already running; wait for it to end, or use another "
+				  "--name");
 		return 1;
 	}
 	if (r < 0) {
