@@ -195,7 +195,8 @@ int cmd_list(int argc, char **argv)
 										: "never started");
 			if (i.state == CLI_JOB_EXITED)
 				printf(", \"exit_code\": %d", (int)i.status.exit_code);
-			if (running && i.has_run)
+			/* Stopped: that init is gone (status leaves its pid out too). */
+			if (running && i.has_run && !i.stopped)
 				printf(", \"pid\": %d, \"supervisor_pid\": %d", (int)i.run.init_pid,
 				       (int)i.run.supervisor_pid);
 			if (have_cl)
@@ -209,7 +210,7 @@ int cmd_list(int argc, char **argv)
 			       (unsigned long long)sp.store, (unsigned long long)sp.checkpoints);
 		} else {
 			char pid[16] = "-";
-			if (running && i.has_run)
+			if (running && i.has_run && !i.stopped)
 				snprintf(pid, sizeof(pid), "%d", (int)i.run.init_pid);
 			char shortcmd[41], att[24] = "-";
 			snprintf(shortcmd, sizeof(shortcmd), "%s", cmd ? cmd : "-");

@@ -123,8 +123,8 @@ static int parse(int argc, char **argv, struct run_opts *o, bool *ret_help)
 			unsigned long long v = strtoull(optarg, &end, 10);
 			if (errno || end == optarg || *end || v == 0 || optarg[0] == '-') {
 				cli_error("run", o->name,
-					  "invalid snapshot id '%s'; see 'ckptenv snapshots NAME'",
-					  optarg);
+					  "invalid snapshot id '%s'; see 'ckptenv snapshots %s'",
+					  optarg, o->name ? o->name : "NAME");
 				return EXIT_USAGE;
 			}
 			o->from_epoch = v;
@@ -189,6 +189,10 @@ static int parse(int argc, char **argv, struct run_opts *o, bool *ret_help)
 	if (optind >= argc)
 		return cli_usage("run",
 				 "missing command; use 'ckptenv run [OPTIONS] -- CMD [ARGS...]'");
+	/* A new job has no snapshot: a random name could only fail, and leave a job behind. */
+	if (o->from_epoch && !o->name)
+		return cli_usage("run",
+				 "--from-snapshot needs the --name of the job it belongs to");
 	o->cmd = argv + optind;
 	o->cmd_argc = argc - optind;
 	return 0;
@@ -375,8 +379,16 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 	}
 	int r = state_lock_take(j->job_fd, &lock_fd);
 	if (r == -EBUSY) {
-		cli_error(cmd, name,
-			  "the job is already running; wait for it to end, or use another --name");
+		/* restore: another restore won the race since the job was seen ended. */
+		if (!strcmp(cmd, "restore"))
+			cli_error(cmd, name,
+				  "the job is already running (restored by another client?); "
+				  "see 'ckptenv status %s'",
+				  name);
+		else
+			cli_error(cmd, name,
+				  "the job is already running; wait for it to end, or use another "
+				  "--name");
 		return 1;
 	}
 	if (r < 0) {
@@ -499,7 +511,8 @@ int cmd_run(int argc, char **argv)
 	char rname[8];
 	const char *name = o.name;
 	if (name) {
-		r = cli_job_open("run", name, true, &j);
+		/* --from-snapshot: an existing job's, so a typo in the name creates nothing. */
+		r = cli_job_open("run", name, !o.from_epoch, &j);
 		if (r)
 			return r;
 	} else {

@@ -137,7 +137,7 @@ static int drop(struct cli_job *j, const char *name, const char *id)
 	vfs_close(v, false);
 	if (r < 0) {
 		cli_error("snapshot", name, "cannot drop %s: %s; see 'ckptenv snapshots %s'", ref,
-			  strerror(-r), name);
+			  r == -ENOENT ? "no such snapshot" : strerror(-r), name);
 		return 1;
 	}
 	return 0;

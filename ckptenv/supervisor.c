@@ -292,7 +292,7 @@ static void do_drop(struct sup *s, int c, const struct control_msg *m)
 	if (r < 0) {
 		char err[256];
 		snprintf(err, sizeof(err), "cannot drop %s: %s; see 'ckptenv snapshots %s'", ref,
-			 strerror(-r), s->a->name);
+			 r == -ENOENT ? "no such snapshot" : strerror(-r), s->a->name);
 		control_send_error(c, -r, err);
 		return;
 	}

@@ -48,7 +48,12 @@ int vfs_open(const struct vfs_options *o, struct vfs **ret)
 	unsigned flags = VFS_STORE_CREATE | (o->keep_orphans ? VFS_STORE_KEEP_ORPHANS : 0);
 	int r = vfs_store_open(o->store_dir, flags, o->from_epoch, &v->store);
 	if (r < 0) {
-		set_store_error(o->store_dir, vfs_store_open_error(), r);
+		const char *msg = vfs_store_open_error();
+		/* The store's own messages mostly start with its path: not twice. */
+		if (msg && !strncmp(msg, o->store_dir, strlen(o->store_dir)))
+			vfs_set_error("%s", msg);
+		else
+			set_store_error(o->store_dir, msg, r);
 		return r;
 	}
 	v->max_threads = o->max_threads ? o->max_threads : VFS_DEFAULT_THREADS;

@@ -42,7 +42,9 @@ poll_until 10 pane_has a "STEP 2" || fail "step 2: $(pane a)"
 
 # Stopped: the supervisor is the same, the run client still attached, told what happened.
 state_is s stopped || fail "after --stop: $("$CKPTENV" status s)"
-"$CKPTENV" list | grep -Eq '^s +stopped ' || fail "list: $("$CKPTENV" list)"
+# No pid: the init it names is gone.
+"$CKPTENV" list | grep -Eq '^s +stopped +- ' || fail "list: $("$CKPTENV" list)"
+"$CKPTENV" list --json | grep -q '"pid"' && fail "list --json: a pid for a stopped job"
 kill -0 "$sup" || fail "the supervisor ended with the job"
 poll_until 10 pane_has a "job s stopped at checkpoint 2" || fail "no notice: $(pane a)"
 pane_has a "run-rc=" && fail "the run client left: $(pane a)"

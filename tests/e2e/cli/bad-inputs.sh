@@ -31,7 +31,16 @@ expect_err 1 "snapshots nosuch: no such job" snapshots nosuch
 "$CKPTENV" run --name ok -- true
 expect_err 1 "snapshot ok: the job is not running" snapshot ok
 expect_err 2 "snapshot ok: invalid snapshot id" snapshot ok --drop x1
-expect_err any "run ok: " run --name ok --from-snapshot 999999 -- true
+# A missing snapshot: its path once, the way out named; a new job has none, so --from-snapshot
+# needs an existing job's name and creates no job on the way to failing.
+expect_err 1 "run ok: [^ ]*/jobs/ok/store: no epoch 999999; see 'ckptenv snapshots ok'\$" \
+	run --name ok --from-snapshot 999999 -- true
+expect_err 1 "snapshot ok: cannot drop snap-99: no such snapshot; see 'ckptenv snapshots ok'" \
+	snapshot ok --drop 99
+jobs_before=$(ls "$CKPTENV_HOME/jobs")
+expect_err 1 "run newjob: no such job" run --name newjob --from-snapshot 1 -- true
+expect_err 2 "run: --from-snapshot needs the --name" run --from-snapshot 1 -- true
+expect_eq "jobs after a failed --from-snapshot" "$jobs_before" "$(ls "$CKPTENV_HOME/jobs")"
 
 # A store that vfs_open refuses.
 printf 'garbage' >"$CKPTENV_HOME/jobs/ok/store/FORMAT"
