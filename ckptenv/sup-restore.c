@@ -207,7 +207,16 @@ void sup_restore_in_place(struct sup *s, int c, const struct control_msg *m)
 	s->started = false;
 	s->user_signal = 0;
 	sup_log(s, "restoring checkpoint %s in place", name);
-	sup_job_start(s, c);
+	int exit_code = s->exit_code;
+	if (sup_job_start(s, c) == SUP_START_NOT_LAUNCHED) {
+		/* Nothing ran (a checkpoint file unusable, say): the stopped job, its connections
+		 * and terminals stay for another restore, as after a refusal above. */
+		s->done = false;
+		s->exit_code = exit_code;
+		s->restore_id = NULL;
+		s->parked = true;
+		sup_log(s, "restore in place of checkpoint %s failed; the job stays stopped", name);
+	}
 }
 
 int sup_stdio_restart(struct sup *s, int pty_fd, struct ptyproxy_state *pst)

@@ -108,11 +108,11 @@ static void client_accept(struct sup *s)
 	}
 }
 
-void sup_job_start(struct sup *s, int c)
+int sup_job_start(struct sup *s, int c)
 {
 	if (s->started) {
 		control_send_error(c, EBUSY, "the job has already been started");
-		return;
+		return -EBUSY;
 	}
 	struct launch_args la = {.spec = s->a->spec, .allow_other = geteuid() == 0,
 				 .stdio = {0, 1, 2}, .restore_dirfd = -1};
@@ -166,7 +166,7 @@ void sup_job_start(struct sup *s, int c)
 		control_send_error(c, -r, err);
 		s->done = true;
 		s->exit_code = -1;
-		return;
+		return SUP_START_NOT_LAUNCHED;
 	}
 	/* The network first: the job's filter notifies the listener from launch_go() on. */
 	r = sup_net_start(s, TAKE_FD(s->job.net_fd));
@@ -190,7 +190,7 @@ void sup_job_start(struct sup *s, int c)
 		control_send_error(c, -r, err);
 		s->done = true;
 		s->exit_code = -1;
-		return;
+		return r;
 	}
 	s->started = true;
 	s->started_at = time(NULL);
@@ -212,6 +212,7 @@ void sup_job_start(struct sup *s, int c)
 	ck_put_le32(p, (uint32_t)s->job.init_pid);
 	memcpy(p + 4, s->net_report, rl);
 	control_send(c, CONTROL_STARTED, p, 4 + rl, NULL, 0);
+	return 0;
 }
 
 /* What a checkpoint in progress would race with (the store's epochs and refs, a restore)
@@ -346,7 +347,7 @@ static void client_request(struct sup *s, int i, const struct control_msg *m)
 	uint32_t sig;
 	switch (m->type) {
 	case CONTROL_START:
-		sup_job_start(s, c);
+		(void)sup_job_start(s, c);
 		break;
 	case CONTROL_INFO: {
 		uint8_t b[24 + 12 * CONTROL_CLIENTS_MAX];

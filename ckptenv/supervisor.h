@@ -158,8 +158,11 @@ bool sup_periodic_term(struct sup *s);
 void sup_ckpt_drop(struct sup *s, int c, const struct control_msg *m);
 void sup_periodic_close(struct sup *s);
 
-/** CONTROL_START (supervisor.c): launch the job (or the restore of s->restore_id); replies. */
-void sup_job_start(struct sup *s, int c);
+/** CONTROL_START (supervisor.c): launch the job (or the restore of s->restore_id); replies.
+ *  0 when started; on failure s->done is set and it returns SUP_START_NOT_LAUNCHED when
+ *  nothing was launched (the job's terminal and connections untouched), else -errno. */
+#define SUP_START_NOT_LAUNCHED 1
+int sup_job_start(struct sup *s, int c);
 /** The init was reaped with @wstatus (sup-restore.c): after `checkpoint --stop`, or a crash of
  *  a job with a checkpoint policy and a checkpoint, keep the supervisor (its store, clients)
  *  for a restore in place and return true; else false (the job's end goes on as usual). */

@@ -30,6 +30,18 @@ sup=$(sup_of a)
 "$CKPTENV" checkpoint a --stop >/dev/null 2>err.txt || fail "a: checkpoint --stop: $(cat err.txt)"
 poll_until 10 state_is a stopped || fail "a: not stopped: $("$CKPTENV" status a)"
 [ -e a.res ] && fail "a: the server's connection ended at --stop: $(cat a.res)"
+# A restore in place that fails before anything runs (net.cut corrupt) leaves the job stopped
+# in the same supervisor, its connection held: a good restore follows.
+cut=$(ls -d "$CKPTENV_HOME"/jobs/a/checkpoints/[0-9]* | tail -1)/net.cut
+cp "$cut" cut.good
+printf '\377' | dd of="$cut" bs=1 seek=12 conv=notrunc 2>/dev/null
+"$CKPTENV" restore a --detach >/dev/null 2>err.txt && fail "a: restored from a corrupt net.cut"
+grep -q "net.cut" err.txt || fail "a: corrupt net.cut not named: $(cat err.txt)"
+[ "$(wc -l <err.txt)" = 1 ] || fail "a: more than one line: $(cat err.txt)"
+state_is a stopped || fail "a: not stopped after a failed restore: $("$CKPTENV" status a)"
+expect_eq "a: supervisor after a failed restore" "$sup" "$(sup_of a)"
+[ -e a.res ] && fail "a: the server's connection ended at a failed restore: $(cat a.res)"
+cp cut.good "$cut"
 "$CKPTENV" restore a --detach >/dev/null 2>err.txt || fail "a: restore in place: $(cat err.txt)"
 expect_eq "a: supervisor after restore" "$sup" "$(sup_of a)"
 grep -q "connection" err.txt && fail "a: the restore reported: $(cat err.txt)"
