@@ -194,6 +194,16 @@ int sup_job_start(struct sup *s, int c)
 	}
 	s->started = true;
 	s->started_at = time(NULL);
+	if (s->restore_id && s->pp) {
+		/* The log keeps what the old run printed after the checkpoint: say where the
+		 * restored run begins. */
+		char note[128], t[32];
+		struct tm tm;
+		strftime(t, sizeof(t), "%Y-%m-%d %H:%M:%S", localtime_r(&s->started_at, &tm));
+		snprintf(note, sizeof(note), "[ckptenv: restored from checkpoint %s at %s]",
+			 s->restore_id, t);
+		ptyproxy_log_note(s->pp, note);
+	}
 	if (getrandom(&s->run_id, sizeof(s->run_id), 0) != sizeof(s->run_id))
 		s->run_id = ck_now_ns() ^ ((uint64_t)getpid() << 32);
 	struct job_run run = {.supervisor_pid = getpid(),

@@ -237,6 +237,9 @@ int ptyproxy_restart(struct ptyproxy *p, int master_fd, const int sup_fds[3],
 /** Show @text to the attached clients only (not the screen model, not the log); pty mode
  *  only (pipe-mode clients relay stdout byte for byte: nothing is sent). */
 void ptyproxy_notice(struct ptyproxy *p, const char *text);
+/** Append @text to the output log only (not the clients, not the screen model), on a line of
+ *  its own: a marker for whoever reads the log later, e.g. where a restore began. */
+void ptyproxy_log_note(struct ptyproxy *p, const char *text);
 
 /** Checkpoint helpers. hold: stop writing client input to the job (kept queued; resize and
  *  detach still work) until hold is false. catch_up: read the master until it is empty (the job

@@ -567,6 +567,17 @@ void ptyproxy_notice(struct ptyproxy *p, const char *text)
 	pp_update_watches(p);
 }
 
+void ptyproxy_log_note(struct ptyproxy *p, const char *text)
+{
+	if (!p->have_log)
+		return;
+	/* On a line of its own, with the line ends of the mode (a terminal's output is raw). */
+	const char *eol = p->pipes ? "\n" : "\r\n";
+	pp_outlog_append(&p->log, (const uint8_t *)eol, strlen(eol));
+	pp_outlog_append(&p->log, (const uint8_t *)text, strlen(text));
+	pp_outlog_append(&p->log, (const uint8_t *)eol, strlen(eol));
+}
+
 int ptyproxy_restart(struct ptyproxy *p, int master_fd, const int sup_fds[3],
 		     const struct ptyproxy_state *state)
 {

@@ -48,6 +48,7 @@ grep -q "connection" err.txt && fail "a: the restore reported: $(cat err.txt)"
 poll_until 60 sh -c "'$CKPTENV' log a | grep -aq '^netseq \(OK\|BAD\|ECONN\|ERROR\)'" ||
 	fail "a: the restored job did not finish: $(jlog a | tail -3)"
 jlog a | grep -q "^netseq OK sent $TOTAL recv $TOTAL" || fail "a: job side: $(jlog a | grep -a '^netseq' | tail -2)"
+expect_eq "a: restore markers in the log" 1 "$(jlog a | grep -ac '^\[ckptenv: restored from checkpoint 1 at ')"
 poll_until 20 test -s a.res || fail "a: the server has no verdict"
 expect_eq "a: server side" "OK recv $TOTAL" "$(cat a.res)"
 

@@ -56,6 +56,10 @@ for round in 1 2; do
 	[ ! -e "/proc/$pid/root/tmp/after-ckpt" ] || fail "restore $round: /tmp not rolled back"
 	readlink "/proc/$pid/fd/3" | grep -q "/tmp/zdtm-loop.dat" || fail "fd 3 not restored"
 	poll_until 10 count_above $((at + 30)) || fail "restore $round: the counter stopped"
+	# The log says where each restored run begins (it keeps the old run's output after the
+	# checkpoint too).
+	expect_eq "restore markers in the log" "$round" \
+		"$("$CKPTENV" log j | grep -ac '^\[ckptenv: restored from checkpoint 1 at ')"
 	kill_all
 done
 # The counter after each restore starts right after the checkpoint's value, never at 0 again.
