@@ -61,7 +61,7 @@ done
 for i in $(seq "$N"); do
 	"$CKPTENV" checkpoint ph 2>"$W/err" >/dev/null || { cat "$W/err" >&2; exit 1; }
 	tot=$(sed -n 's/.*frozen \([0-9.]*\) ms,.*/\1/p' "$W/err" | head -1)
-	sed -n "s/.*frozen: freeze \([0-9.]*\) ms, vfs \([0-9.]*\) ms, pty \([0-9.]*\) ms, memory \([0-9.]*\) ms, commit \([0-9.]*\) ms, net \([0-9.]*\) ms.*/$i $tot \1 \2 \3 \4 \5 \6/p" "$W/err" >>"$W/phases"
+	sed -n "s/.*time by phase ([^)]*): freeze \([0-9.]*\) ms, vfs \([0-9.]*\) ms, pty \([0-9.]*\) ms, memory \([0-9.]*\) ms, commit \([0-9.]*\) ms, net \([0-9.]*\) ms.*/$i $tot \1 \2 \3 \4 \5 \6/p" "$W/err" >>"$W/phases"
 	# Keep the disk use bounded: only the newest checkpoint matters here.
 	[ "$i" = 1 ] || "$CKPTENV" rm ph --checkpoint $((i - 1)) >/dev/null
 done

@@ -224,10 +224,11 @@ int cmd_checkpoint(int argc, char **argv)
 			(double)ck_get_le64(m.payload + 8) / 1e6,
 			cli_bytes(ck_get_le64(m.payload + 24), sz, sizeof(sz)),
 			(unsigned long long)ck_get_le64(m.payload + 16));
-		if (m.len >= 72) /* where the frozen time went */
+		if (m.len >= 72) /* where the time went; vfs, net and commit go on after the resume */
 			fprintf(stderr,
-				"ckptenv: job %s: frozen: freeze %.1f ms, vfs %.1f ms, pty %.1f ms, "
-				"memory %.1f ms, commit %.1f ms, net %.1f ms\n",
+				"ckptenv: job %s: time by phase (the job runs again once its memory "
+				"is copied): freeze %.1f ms, vfs %.1f ms, pty %.1f ms, memory %.1f ms, "
+				"commit %.1f ms, net %.1f ms\n",
 				name, (double)ck_get_le64(m.payload + 32) / 1e6,
 				(double)ck_get_le64(m.payload + 40) / 1e6,
 				(double)ck_get_le64(m.payload + 48) / 1e6,
