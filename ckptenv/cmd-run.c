@@ -7,6 +7,7 @@
 #include "control.h"
 
 #include "common/ck.h"
+#include "vfs/vfs.h"
 
 #include <ctype.h>
 #include <fcntl.h>
@@ -15,6 +16,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
+#include <stdlib.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -43,7 +46,8 @@ static const char run_usage[] =
 	"                          file without a terminal; attach later with 'ckptenv attach N')\n"
 	"  -k, --detach-key KEY    ^X, C-x, one character, or 'none' (default ^\\, Ctrl-\\)\n"
 	"  -l, --log-size SIZE     bound of the output log, e.g. 512K, 16M (default 4M)\n"
-	"  -s, --from-snapshot ID  start from snapshot ID (see 'ckptenv snapshots N')\n"
+	"  -s, --from-snapshot ID  start with /tmp as in snapshot ID, or as in checkpoint N with\n"
+	"                          ID ckpt-N (see 'ckptenv snapshots N')\n"
 	"      --checkpoint-every DURATION\n"
 	"                          checkpoint the job this often (30s, 10m, 2h; at least 1s)\n"
 	"      --keep K            keep the newest K checkpoints, dropping older ones with their\n"
@@ -61,6 +65,7 @@ struct run_opts {
 	int detach_key;
 	uint64_t log_size;
 	uint64_t from_epoch;
+	const char *from_ref; /* --from-snapshot ckpt-N: a checkpoint's epoch, found at start */
 	char **cmd;
 	int cmd_argc;
 	uint64_t ckpt_every_ns;
@@ -121,6 +126,12 @@ static int parse(int argc, char **argv, struct run_opts *o, bool *ret_help)
 			char *end;
 			errno = 0;
 			unsigned long long v = strtoull(optarg, &end, 10);
+			if (!strncmp(optarg, "ckpt-", 5) && optarg[5] && strlen(optarg) < 64) {
+				/* As 'ckptenv snapshots' lists a checkpoint's /tmp. */
+				o->from_ref = optarg;
+				o->from_epoch = UINT64_MAX; /* resolved once the job is open */
+				break;
+			}
 			if (errno || end == optarg || *end || v == 0 || optarg[0] == '-') {
 				cli_error("run", o->name,
 					  "invalid snapshot id '%s'; see 'ckptenv snapshots %s'",
@@ -485,6 +496,26 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 	return cli_follow_started(j, cmd, name, sock, &m, o, sa->pty);
 }
 
+/* The epoch of store ref @ref (ckpt-N) of job @name, for --from-snapshot. */
+static int resolve_ref(struct cli_job *j, const char *name, const char *ref, uint64_t *epoch)
+{
+	_cleanup_free_ char *store = NULL;
+	struct vfs_ref *refs = NULL;
+	size_t n = 0;
+	if (asprintf(&store, "%s/store", j->dir) < 0)
+		return 1;
+	int r = vfs_refs_list(store, &refs, &n);
+	for (size_t k = 0; r == 0 && k < n; k++)
+		if (!strcmp(refs[k].name, ref)) {
+			*epoch = refs[k].epoch;
+			free(refs);
+			return 0;
+		}
+	free(refs);
+	cli_error("run", name, "no snapshot %s; see 'ckptenv snapshots %s'", ref, name);
+	return 1;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct run_opts o = {.detach_key = DEFAULT_DETACH_KEY, .ckpt_keep = -1};
@@ -515,6 +546,10 @@ int cmd_run(int argc, char **argv)
 		r = cli_job_open("run", name, !o.from_epoch, &j);
 		if (r)
 			return r;
+		if (o.from_ref && (r = resolve_ref(&j, name, o.from_ref, &o.from_epoch)) != 0) {
+			cli_job_close(&j);
+			return r;
+		}
 	} else {
 		_cleanup_free_ char *home = NULL;
 		_cleanup_close_ int jobs_fd = -1;

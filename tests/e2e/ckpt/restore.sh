@@ -86,4 +86,22 @@ printf 'X' | dd of="$CKPTENV_HOME/jobs/j/checkpoints/1/manifest" bs=1 seek=20 co
 "$CKPTENV" restore j 1 >out.txt 2>err.txt && fail "a corrupt manifest was accepted"
 grep -q "checkpoints/1/manifest: truncated or corrupt" err.txt || fail "manifest: $(cat err.txt)"
 "$CKPTENV" checkpoints j | grep -q "^1 " && fail "a corrupt checkpoint is listed"
-pass "checkpoint, kill, restore twice, rollback, truncated image and corrupt manifest refused"
+# A checkpoint's /tmp, as 'snapshots' lists it (ckpt-N), starts a fresh run of the job; an
+# unknown one is refused in one line and nothing runs.
+"$CKPTENV" run --name j3 --detach -- sh -c "echo y > /tmp/y; exec '$LOOP'" </dev/null >/dev/null
+poll_until 10 sh -c "'$CKPTENV' log j3 | grep -aq '^count 5'" || fail "j3 does not count"
+"$CKPTENV" checkpoint j3 >/dev/null 2>err.txt || fail "j3 checkpoint: $(cat err.txt)"
+"$CKPTENV" snapshots j3 | grep -q "^ckpt-1 " || fail "ckpt-1 not listed: $("$CKPTENV" snapshots j3)"
+p3=$("$CKPTENV" status j3 | sed -n 's/^pid: *\([0-9]*\) .*/\1/p')
+echo after >"/proc/$p3/root/tmp/after"
+s3=$("$CKPTENV" status j3 | sed -n 's/.*(supervisor \([0-9]*\)).*/\1/p')
+kill -9 "$s3"
+poll_until 10 sh -c "'$CKPTENV' status j3 | grep -q 'state: *died'" || fail "j3 still up"
+"$CKPTENV" run --name j3 --from-snapshot ckpt-9 -- true >/dev/null 2>err.txt &&
+	fail "ran from an unknown ckpt-9"
+expect_eq "ckpt-9 refused" "ckptenv: run j3: no snapshot ckpt-9; see 'ckptenv snapshots j3'" "$(cat err.txt)"
+out=$("$CKPTENV" run --name j3 --from-snapshot ckpt-1 -- sh -c 'cat /tmp/y; ls /tmp' 2>err.txt) ||
+	fail "run from ckpt-1: $(cat err.txt)"
+echo "$out" | grep -qx y || fail "ckpt-1's /tmp/y missing: $out"
+echo "$out" | grep -qx after && fail "a file written after the checkpoint is in ckpt-1's /tmp: $out"
+pass "checkpoint, kill, restore twice, rollback, truncated image and corrupt manifest refused, a fresh run from ckpt-1"
