@@ -61,13 +61,15 @@ static inline int ns_check(uint64_t seed, uint64_t off, const void *buf, size_t 
 
 /* A peer that sends stream @seed_out and checks stream @seed_in, both @total bytes long, on a
  * socket, resuming at ->sent / ->recvd. Non-blocking; half-closes after sending everything.
- * Returns 0 when both directions are complete, 1 when *freeze became set (counters exact, no
- * syscall in progress), or a negative code naming what failed. */
+ * Returns 0 when both directions are complete, 1 once both passed @freeze_at (if not 0; the
+ * counters exact, no syscall in progress), or a negative code naming what failed. The peer
+ * stops itself: a test that watched the counters from another thread to stop it could be
+ * descheduled until the transfer was over. */
 struct ns_peer {
 	int fd;
 	uint64_t total, sent, recvd;
 	uint64_t seed_out, seed_in;
-	volatile int *freeze;
+	uint64_t freeze_at;
 };
 
 static inline int ns_peer_run(struct ns_peer *p)
@@ -79,7 +81,7 @@ static inline int ns_peer_run(struct ns_peer *p)
 	if (fl < 0 || fcntl(p->fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -1;
 	while (!(shut && eof)) {
-		if (p->freeze && *p->freeze)
+		if (p->freeze_at && p->sent >= p->freeze_at && p->recvd >= p->freeze_at)
 			return 1;
 		if (p->sent == p->total && !shut) {
 			if (shutdown(p->fd, SHUT_WR) < 0)

@@ -92,7 +92,7 @@ START_TEST(test_save_load_seed)
 	/* A client attaching now gets that screen. */
 	int c = fx_client(&g, 0, 30, 100);
 	struct fx_rx *rx = calloc(1, sizeof(*rx));
-	CHECK(fx_wait_for(&g, c, rx, "green", 2000));
+	CHECK(fx_wait_for(&g, c, rx, "green", FX_PATIENCE_MS));
 	CHECK(fx_rx_has(rx, "\033[?1049h") && fx_rx_has(rx, "\033[?2004h"));
 	ck_buf_free(&rx->out);
 	free(rx);
