@@ -289,8 +289,6 @@ START_TEST(test_direct_flood_relayed_then_direct)
 	CHECK(ptyproxy_pty_open(NULL, NULL, NULL, &master, &slave) == 0);
 	struct ptyproxy_config cfg = fx_config(&f);
 	CHECK(ptyproxy_new(&cfg, master, NULL, &f.p) == 0);
-	pid_t pid = spawn(slave, "stty raw -echo; echo ready; read go; seq 1 150000 | cat; "
-				 "echo flood-done; exec cat");
 	int um, tty, own;
 	user_terminal2(&um, &tty, &own);
 	int c = hello_with(&f, PTYPROXY_HELLO_TTY_FD | PTYPROXY_HELLO_NO_REDRAW, tty, 1);
@@ -300,6 +298,10 @@ START_TEST(test_direct_flood_relayed_then_direct)
 	rx->term = own;
 	CHECK(fcntl(own, F_SETFL, O_NONBLOCK) == 0);
 	CHECK(wait_rx(&f, c, rx, &rx->nwelcome, FX_PATIENCE_MS));
+	/* The job starts once the client is attached, as in `ckptenv run`: a NO_REDRAW client
+	 * never sees what came before (on a loaded machine "ready" did, and was lost). */
+	pid_t pid = spawn(slave, "stty raw -echo; echo ready; read go; seq 1 150000 | cat; "
+				 "echo flood-done; exec cat");
 	CHECK(wait_screen(&f, um, scr, "ready\n", FX_PATIENCE_MS));
 	scr->len = 0;
 	scr->buf[0] = 0;
