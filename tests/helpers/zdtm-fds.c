@@ -22,6 +22,7 @@
 #include <linux/kcmp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdarg.h>
@@ -583,6 +584,16 @@ static __attribute__((noreturn)) void many_mode(int n)
 		pause();
 }
 
+/* Until @listener's accept queue holds the connection made to it. connect() returning says
+ * the client got the SYN-ACK; the listener takes the final ACK in softirq context, which a busy
+ * machine can run later (ksoftirqd): "ready" must not come before. */
+static void wait_queued(int listener)
+{
+	struct pollfd p = {.fd = listener, .events = POLLIN};
+	if (poll(&p, 1, 60000) != 1)
+		die("no connection in the accept queue");
+}
+
 /* Hold one fd the checkpoint must refuse; print "ready PORT FD" with that fd. */
 static __attribute__((noreturn)) void refuse_mode(const char *what)
 {
@@ -600,6 +611,7 @@ static __attribute__((noreturn)) void refuse_mode(const char *what)
 		bad = listen_tcp();
 		if (connect_tcp() < 0)
 			die("connect");
+		wait_queued(bad);
 	} else if (!strcmp(what, "pending-unix")) { /* the same on a unix listener */
 		char p[300];
 		snprintf(p, sizeof(p), "%s/sock-pending", dir);
@@ -608,6 +620,7 @@ static __attribute__((noreturn)) void refuse_mode(const char *what)
 		bad = listen_unix(p, false, 4);
 		if (connect_unix(p, false) < 0)
 			die("connect");
+		wait_queued(bad);
 	} else if (!strcmp(what, "udp")) {
 		struct sockaddr_in a = {.sin_family = AF_INET,
 					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
