@@ -191,20 +191,6 @@ static void user_terminal(int *ret_master, int *ret_tty)
 	user_terminal2(ret_master, ret_tty, NULL);
 }
 
-static pid_t spawn(int slave, const char *cmd)
-{
-	pid_t pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0) {
-		if (ptyproxy_child_setup(slave) < 0)
-			_exit(126);
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-		_exit(127);
-	}
-	close(slave);
-	return pid;
-}
-
 static void type(int um, const char *s)
 {
 	CHECK(write(um, s, strlen(s)) == (ssize_t)strlen(s));
@@ -225,7 +211,7 @@ START_TEST(test_direct_io_modes_detach_exit)
 	CHECK(ptyproxy_pty_open(NULL, NULL, NULL, &master, &slave) == 0);
 	struct ptyproxy_config cfg = fx_config(&f);
 	CHECK(ptyproxy_new(&cfg, master, NULL, &f.p) == 0);
-	pid_t pid = spawn(slave, "PS1='$ ' exec sh -i");
+	pid_t pid = fx_spawn(slave, "PS1='$ ' exec sh -i");
 	int um, tty;
 	user_terminal(&um, &tty);
 	int c = hello_with(&f, PTYPROXY_HELLO_TTY_FD, tty, 1);
@@ -300,7 +286,7 @@ START_TEST(test_direct_flood_relayed_then_direct)
 	CHECK(wait_rx(&f, c, rx, &rx->nwelcome, FX_PATIENCE_MS));
 	/* The job starts once the client is attached, as in `ckptenv run`: a NO_REDRAW client
 	 * never sees what came before (on a loaded machine "ready" did, and was lost). */
-	pid_t pid = spawn(slave, "stty raw -echo; echo ready; read go; seq 1 150000 | cat; "
+	pid_t pid = fx_spawn(slave, "stty raw -echo; echo ready; read go; seq 1 150000 | cat; "
 				 "echo flood-done; exec cat");
 	CHECK(wait_screen(&f, um, scr, "ready\n", FX_PATIENCE_MS));
 	scr->len = 0;
@@ -355,7 +341,7 @@ START_TEST(test_bad_handovers)
 	CHECK(ptyproxy_pty_open(NULL, NULL, NULL, &master, &slave) == 0);
 	struct ptyproxy_config cfg = fx_config(&f);
 	CHECK(ptyproxy_new(&cfg, master, NULL, &f.p) == 0);
-	pid_t pid = spawn(slave, "exec cat");
+	pid_t pid = fx_spawn(slave, "exec cat");
 	int good = fx_client(&f, 0, 24, 80);
 	struct drx *rx = calloc(1, sizeof(*rx));
 	rx->term = -1;

@@ -97,6 +97,21 @@ static inline void fx_pump(struct fx *f, int ms)
 		fx_ok_;                                                                     \
 	})
 
+/* `sh -c @cmd` on the pty's @slave (closed here), as the job. */
+static inline pid_t fx_spawn(int slave, const char *cmd)
+{
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		if (ptyproxy_child_setup(slave) < 0)
+			_exit(126);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(slave);
+	return pid;
+}
+
 static inline void fx_free(struct fx *f)
 {
 	ptyproxy_free(f->p);

@@ -5,20 +5,6 @@
 
 #include "fixture.h"
 
-static pid_t spawn_pty(int slave, const char *cmd)
-{
-	pid_t pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0) {
-		if (ptyproxy_child_setup(slave) < 0)
-			_exit(126);
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-		_exit(127);
-	}
-	close(slave);
-	return pid;
-}
-
 static int reap(struct fx *f, pid_t pid)
 {
 	int st;
@@ -72,7 +58,7 @@ START_TEST(test_shell_io_resize_exit)
 	CHECK(ptyproxy_pty_open(NULL, NULL, NULL, &master, &slave) == 0);
 	struct ptyproxy_config cfg = fx_config(&f);
 	CHECK(ptyproxy_new(&cfg, master, NULL, &f.p) == 0);
-	pid_t pid = spawn_pty(slave, "PS1='$ ' exec sh -i");
+	pid_t pid = fx_spawn(slave, "PS1='$ ' exec sh -i");
 	int c = fx_client(&f, 0, 33, 101);
 	struct fx_rx *rx = calloc(1, sizeof(*rx));
 	/* The size follows the attached client. */
@@ -134,7 +120,7 @@ START_TEST(test_reattach_redraw_and_log)
 	CHECK(ptyproxy_new(&cfg, master, NULL, &f.p) == 0);
 	/* No client: a DA1 query is answered by the model so the job does not hang. The job then
 	 * stops itself until the flood may begin. */
-	pid_t pid = spawn_pty(slave, "stty raw -echo; printf '\\033[c'; "
+	pid_t pid = fx_spawn(slave, "stty raw -echo; printf '\\033[c'; "
 				     "dd bs=1 count=6 2>/dev/null | od -c | head -1; kill -STOP $$; "
 				     "seq 0 19999 | sed s/^/line-/; "
 				     "printf '\\033[?1049h\\033[HFULLSCREEN\\033[?2004h'; sleep 600");
@@ -184,7 +170,7 @@ START_TEST(test_da_reply)
 	CHECK(ptyproxy_pty_open(NULL, NULL, NULL, &master, &slave) == 0);
 	struct ptyproxy_config cfg = fx_config(&f);
 	CHECK(ptyproxy_new(&cfg, master, NULL, &f.p) == 0);
-	pid_t pid = spawn_pty(slave, "stty raw -echo; printf '\\033[c'; "
+	pid_t pid = fx_spawn(slave, "stty raw -echo; printf '\\033[c'; "
 				     "dd bs=1 count=4 2>/dev/null | od -An -c; sleep 600");
 	CHECK(FX_PUMP_UNTIL(&f, da_answered(&f)));
 	int c = fx_client(&f, 0, 24, 80);
@@ -210,7 +196,7 @@ START_TEST(test_flood_skips_to_last_lines)
 	CHECK(ptyproxy_pty_open(NULL, NULL, &ws, &master, &slave) == 0);
 	struct ptyproxy_config cfg = fx_config(&f);
 	CHECK(ptyproxy_new(&cfg, master, NULL, &f.p) == 0);
-	pid_t pid = spawn_pty(slave, "stty raw -echo; printf '\\033[1mbold-before\\n'; "
+	pid_t pid = fx_spawn(slave, "stty raw -echo; printf '\\033[1mbold-before\\n'; "
 				     "seq 1 60000 | sed 's/^/flood-/; s/$/\\r/'; printf 'last'; sleep 600");
 	struct ptyproxy_info info;
 	FX_PUMP_UNTIL(&f, (info = info_of(&f), info.output_bytes == 768914 && !info.model_lag));
