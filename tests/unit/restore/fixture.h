@@ -42,6 +42,30 @@ static inline void fx_tmpdir(char *buf, size_t len)
 	ck_assert_ptr_nonnull(mkdtemp(buf));
 }
 
+/* Each test's checkpoints directory, made and removed by fx_dir_setup / fx_dir_teardown (the
+ * tcase's checked fixture, or called from a suite's own). */
+static char fx_dir[PATH_MAX] CK_UNUSED;
+static int fx_dirfd CK_UNUSED = -1;
+
+static inline int fx_open_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	return fd;
+}
+
+static inline void fx_dir_setup(void)
+{
+	fx_tmpdir(fx_dir, sizeof(fx_dir));
+	fx_dirfd = fx_open_dir(fx_dir);
+}
+
+static inline void fx_dir_teardown(void)
+{
+	close(fx_dirfd);
+	ck_rm_rf_at(AT_FDCWD, fx_dir);
+}
+
 /* Read one line of the helper's report (byte by byte: no buffering to get wrong);
  * "" at end of file. 10 s deadline per byte. */
 static inline void fx_line(struct zdtm *z, char *buf, size_t len)
@@ -156,13 +180,6 @@ static inline void fx_stop(struct zdtm *z)
 	if (z->cmd >= 0)
 		close(z->cmd);
 	z->pid = 0;
-}
-
-static inline int fx_open_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	ck_assert_int_ge(fd, 0);
-	return fd;
 }
 
 #endif

@@ -16,20 +16,6 @@
 
 #define DOWN_S "2"
 
-static char tmp[PATH_MAX];
-static int dirfd_ = -1;
-
-static void setup(void)
-{
-	fx_tmpdir(tmp, sizeof(tmp));
-	dirfd_ = fx_open_dir(tmp);
-}
-
-static void teardown(void)
-{
-	close(dirfd_);
-	ck_rm_rf_at(AT_FDCWD, tmp);
-}
 
 static uint64_t mono_ns(clockid_t c)
 {
@@ -122,7 +108,7 @@ static void roundtrip(const char *mode)
 	struct restore_err err = {0};
 	uint64_t before = mono_ns(CLOCK_MONOTONIC);
 	ck_assert_msg(restore_freeze(pid, &f, &err) == 0, "freeze: %s", err.msg);
-	int r = restore_dump(f, dirfd_, "1", NULL, NULL, &err);
+	int r = restore_dump(f, fx_dirfd, "1", NULL, NULL, &err);
 	uint64_t after = mono_ns(CLOCK_MONOTONIC);
 	kill(pid, SIGKILL);
 	restore_freeze_resume(f);
@@ -132,7 +118,7 @@ static void roundtrip(const char *mode)
 
 	/* What the image recorded. */
 	struct restore_image *img = NULL;
-	ck_assert_int_eq(restore_image_load(dirfd_, "1", &img, &err), 0);
+	ck_assert_int_eq(restore_image_load(fx_dirfd, "1", &img, &err), 0);
 	const struct restore_timers *t = &img->timers;
 	ck_assert(t->flags & RESTORE_TIMERS_F_VALID);
 	ck_assert_msg(t->mono_ns >= before && t->mono_ns <= after, "mono %llu not in [%llu, %llu]",
@@ -170,7 +156,7 @@ static void roundtrip(const char *mode)
 		ck_assert_uint_gt(t->itimer_value_ns[ITIMER_REAL], 990000000000ull);
 	}
 	uint64_t clocks[2];
-	ck_assert_int_eq(restore_image_clocks(dirfd_, "1", &clocks[0], &clocks[1], &err), 0);
+	ck_assert_int_eq(restore_image_clocks(fx_dirfd, "1", &clocks[0], &clocks[1], &err), 0);
 	ck_assert_uint_eq(clocks[0], t->mono_ns);
 	restore_image_free(img);
 
@@ -188,7 +174,7 @@ static void roundtrip(const char *mode)
 		int q = restore_timens_enter(clocks, &e);
 		if (q == 0) {
 			struct restore_process_opts o = {.blob_err_fd = res[1]};
-			q = restore_process(dirfd_, "1", &o, &e);
+			q = restore_process(fx_dirfd, "1", &o, &e);
 		}
 		dprintf(res[1], "%d %s\n", q, e.msg);
 		_exit(100);
@@ -243,7 +229,7 @@ START_TEST(test_refuse_thread_timer)
 	struct restore_freeze *f = NULL;
 	struct restore_err err = {0};
 	ck_assert_msg(restore_freeze(pid, &f, &err) == 0, "freeze: %s", err.msg);
-	int r = restore_dump(f, dirfd_, "1", NULL, NULL, &err);
+	int r = restore_dump(f, fx_dirfd, "1", NULL, NULL, &err);
 	/* Detach before the kill: a killed thread still traced by us would stay a zombie that
 	 * only a waitpid(__WALL) of ours reaps. */
 	restore_freeze_resume(f);
@@ -256,7 +242,7 @@ START_TEST(test_refuse_thread_timer)
 	ck_assert_msg(strstr(err.msg, want) && strstr(err.msg, "cannot be checkpointed"),
 		      "message: %s", err.msg);
 	struct stat st;
-	ck_assert_int_lt(fstatat(dirfd_, "1", &st, 0), 0);
+	ck_assert_int_lt(fstatat(fx_dirfd, "1", &st, 0), 0);
 }
 END_TEST
 
@@ -273,12 +259,12 @@ static int write_and_load(const char *id, const struct restore_timers *t,
 	m.proc.timers = "";
 	m.timers = *t;
 	struct restore_image_writer *w = NULL;
-	ck_assert_int_eq(restore_image_writer_new(dirfd_, id, &w), 0);
+	ck_assert_int_eq(restore_image_writer_new(fx_dirfd, id, &w), 0);
 	ck_assert_int_eq(restore_image_writer_commit(w, &m), 0);
 	restore_image_writer_free(w);
 	struct restore_image *img = NULL;
 	struct restore_err err = {0};
-	int r = restore_image_load(dirfd_, id, &img, &err);
+	int r = restore_image_load(fx_dirfd, id, &img, &err);
 	if (r == 0 && ret) {
 		*ret = img->timers;
 		ret->posix = NULL;
@@ -331,7 +317,7 @@ START_TEST(test_section)
 	ck_assert_uint_eq(got.flags, 0);
 	uint64_t a, b;
 	struct restore_err err = {0};
-	ck_assert_int_eq(restore_image_clocks(dirfd_, "2", &a, &b, &err), -ENODATA);
+	ck_assert_int_eq(restore_image_clocks(fx_dirfd, "2", &a, &b, &err), -ENODATA);
 
 	/* Values the restorer would pass to the kernel are range-checked by the reader. */
 	struct restore_timers bad = t;
@@ -423,7 +409,7 @@ int main(void)
 {
 	Suite *s = suite_create("restore-timers");
 	TCase *tc = tcase_create("timers");
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, fx_dir_setup, fx_dir_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_section);
 	tcase_add_test(tc, test_timens_enter);
