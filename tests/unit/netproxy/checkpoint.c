@@ -63,6 +63,9 @@ static int job_transfer(void *arg)
 			    .seed_in = SEED_B,
 			    .freeze_at = TOTAL / 3};
 	int r = ns_peer_run(&p);
+	if (r != 1)
+		fprintf(stderr, "job: ns_peer_run %d at sent %llu recvd %llu\n", r,
+			(unsigned long long)p.sent, (unsigned long long)p.recvd);
 	J_CHECK(r == 1, 2);
 	/* Stop reading: the server keeps sending, so bytes pile up unread. */
 	struct pollfd pf = {.fd = fd, .events = POLLIN};
