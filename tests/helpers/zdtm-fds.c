@@ -34,6 +34,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -103,6 +104,15 @@ static int reg_cmp(const void *a, const void *b)
 
 /* The "tfd: N events: X data: Y" part of each registration, sorted by fd (the kernel lists
  * them in the order of its tree, keyed by file address). */
+/* A name no other process picks: pids repeat across pid namespaces and restores. */
+static unsigned long long unique(void)
+{
+	unsigned long long v;
+	if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+		die("getrandom");
+	return v;
+}
+
 static void epoll_lines(char *out, size_t len)
 {
 	char p[64], buf[8192];
@@ -250,8 +260,11 @@ static void setup(void)
 	unlink(p);
 	ul = listen_unix(p, false, 7);
 	reg(ul, EPOLLIN, 6);
-	snprintf(abstract_name, sizeof(abstract_name), "zdtm-fds-%d-%ld", (int)getpid(),
-		 (long)time(NULL));
+	/* Abstract names are per network namespace, which jobs share: in a job's pid namespace
+	 * getpid() is 2 in every job, so pid and time collided between two jobs started in the
+	 * same second (e2e fds and fds-nonroot under ctest -j), and a restore found its name
+	 * taken by the other job. */
+	snprintf(abstract_name, sizeof(abstract_name), "zdtm-fds-%016llx", unique());
 	al = listen_unix(abstract_name, true, 3);
 	tl = listen_tcp();
 	reg(tl, EPOLLIN, 7);
@@ -490,7 +503,7 @@ static void verify(void)
 	/* inotify: old watch descriptors, old masks */
 	/* new names each time: the same checkpoint is verified after every restore */
 	char name[32];
-	snprintf(name, sizeof(name), "n%d-%ld", (int)getpid(), (long)time(NULL));
+	snprintf(name, sizeof(name), "n%016llx", unique());
 	snprintf(p, sizeof(p), "%s/watched/%s", dir, name);
 	int c = open(p, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
 	close(c);
