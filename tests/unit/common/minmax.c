@@ -1,5 +1,6 @@
 /* CK_MIN / CK_MAX evaluate each argument once (a second rand() once made a chunk longer than
  * what was left), nest without shadowing, and keep C's usual conversions. */
+#include "../check-main.h"
 #include "common/ck.h"
 
 #include <check.h>
@@ -35,9 +36,5 @@ int main(void)
 	tcase_add_test(tc, test_once);
 	tcase_add_test(tc, test_nested_and_types);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

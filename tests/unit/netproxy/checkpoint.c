@@ -2,6 +2,7 @@
  * both ways (with bytes unread in the job's socket), attach it to a new socket handed to the
  * net-job helper (the restored job), and check that nothing is lost or repeated; the session
  * table on disk; a connect() aborted while it waits on the notifier. */
+#include "../check-main.h"
 #include "np-test.h"
 
 #include <sys/mman.h>
@@ -408,9 +409,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(suite());
 }

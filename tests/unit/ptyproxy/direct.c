@@ -3,6 +3,7 @@
  * the client the modes to reset (MODES) and lets go of the terminal before DETACH or EXITED.
  * Bad hand-overs (no fd, not a terminal, an fd without the flag or later on) close that client
  * only. A pipe job declines the terminal (the client relays). */
+#include "../check-main.h"
 #include <pty.h>
 #include <sys/ioctl.h>
 
@@ -441,9 +442,5 @@ int main(void)
 	tcase_add_test(tc, test_bad_handovers);
 	tcase_add_test(tc, test_pipe_job_declines);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

@@ -1,6 +1,7 @@
 /* Live tests: a real shell on the slave; input through the API, output back, resize seen by
  * the child (stty size), job exit status, held input, read-only clients, pipe mode byte-exact,
  * the bounded output log. */
+#include "../check-main.h"
 #include <sys/ioctl.h>
 
 #include "fixture.h"
@@ -316,9 +317,5 @@ int main(void)
 	tcase_add_test(tc, test_flood_skips_to_last_lines);
 	tcase_add_test(tc, test_pipes_byte_exact);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

@@ -1,5 +1,6 @@
 /* Attach protocol: pack/unpack round trips, every malformed header refused, fuzzed input, and
  * a live check that a malformed message closes that client only. */
+#include "../check-main.h"
 #include <sys/ioctl.h>
 
 #include "fixture.h"
@@ -277,9 +278,5 @@ int main(void)
 	tcase_add_test(tc, test_malformed_closes_only_that_client);
 	tcase_add_test(tc, test_fuzz_live);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

@@ -2,6 +2,7 @@
  * like (xsave features this CPU lacks, another vDSO size), and the identity of the files the
  * process had open or mapped (changed, replaced, gone, --allow-changed, unknown allow path, the
  * job's vfs compared without mtime). No ptrace. */
+#include "../check-main.h"
 #include "fixture.h"
 
 #include <cpuid.h>
@@ -205,9 +206,5 @@ int main(void)
 	tcase_add_test(tc, test_file_replaced_or_gone);
 	tcase_add_test(tc, test_job_vfs_not_checked);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

@@ -2,6 +2,7 @@
  * and protection, page contents equal to the helper's patterns, zero and untouched pages absent,
  * every thread's registers, signal state; the helper keeps running correctly after a resume;
  * multi-process jobs are refused; the real image survives the corruption fuzz. */
+#include "../check-main.h"
 #include "fuzz.h"
 
 #include <sys/mman.h>
@@ -285,9 +286,5 @@ int main(void)
 	tcase_add_test(tc, test_fuzz_real_image);
 	tcase_add_test(tc, test_dump_no_inject);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

@@ -7,6 +7,7 @@
  * from inside on SIGUSR1. Also the refusals: an accepted TCP connection, connections waiting
  * in a TCP or unix listener's queue, a UDP socket, an fd in flight in a unix socket, an epoll
  * registration on a closed fd number. */
+#include "../check-main.h"
 #include "fixture.h"
 
 #include <netinet/in.h>
@@ -393,9 +394,5 @@ int main(void)
 	tcase_add_test(tc, test_fds_unhanded_pipe);
 	tcase_add_loop_test(tc, test_fds_refusals, 0, (int)CK_ARRAY_SIZE(refusals));
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

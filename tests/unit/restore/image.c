@@ -1,5 +1,6 @@
 /* Image writer and reader on a synthetic model: round trip, zero pages dropped, run coalescing,
  * atomic visibility, version and truncation refusals, and the corruption fuzz. No ptrace. */
+#include "../check-main.h"
 #include "fuzz.h"
 
 #include <sys/mman.h>
@@ -346,9 +347,5 @@ int main(void)
 	tcase_add_test(tc, test_fuzz);
 	tcase_add_test(tc, test_latest_malformed);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

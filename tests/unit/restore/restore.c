@@ -6,6 +6,7 @@
  * SIGUSR1 verify its own memory, signal state, rseq, brk, cwd, umask, rlimit and MXCSR and exit 0.
  * Also: the same image restored twice, a helper frozen inside read() (syscall restart), and the
  * refusal of a changed file. Several threads: threads.c. */
+#include "../check-main.h"
 #include "fixture.h"
 
 #include <sys/mman.h>
@@ -318,9 +319,5 @@ int main(void)
 	tcase_add_test(tc, test_restore_in_syscall);
 	tcase_add_test(tc, test_restore_refusals);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

@@ -8,6 +8,7 @@
  * The same with the helper statically linked. Also: an old tid taken by another process is
  * refused before the point of no return; a process whose main thread has ended (pthread_exit)
  * is refused at freeze. */
+#include "../check-main.h"
 #include "fixture.h"
 
 #include <dirent.h>
@@ -329,9 +330,5 @@ int main(void)
 	tcase_add_test(tc, test_threads_static);
 	tcase_add_test(tc, test_threads_leader_exited);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

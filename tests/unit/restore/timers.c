@@ -8,6 +8,7 @@
  * the downtime. Also: the TIMERS section round trip and its range checks, and
  * restore_timens_enter itself (clocks set, offsets frozen once entered), and the refusal of a
  * timer aimed at another thread. */
+#include "../check-main.h"
 #include "fixture.h"
 
 #include <sched.h>
@@ -417,9 +418,5 @@ int main(void)
 	tcase_add_test(tc, test_alarm_posix);
 	tcase_add_test(tc, test_refuse_thread_timer);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }
