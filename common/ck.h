@@ -13,8 +13,18 @@
 #include <unistd.h>
 
 #define CK_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define CK_MIN(a, b)	 ((a) < (b) ? (a) : (b))
-#define CK_MAX(a, b)	 ((a) > (b) ? (a) : (b))
+/* Each argument evaluated once: CK_MIN(left, rand() % 7) once called rand() twice and could
+ * return more than left. Unique names (__COUNTER__) so that nested uses do not shadow. */
+#define CK_CAT_(x, y)	     x##y
+#define CK_CAT(x, y)	     CK_CAT_(x, y)
+#define CK_PICK_(a, b, op, u)                                                                 \
+	({                                                                                     \
+		__auto_type CK_CAT(ck_a, u) = (a);                                             \
+		__auto_type CK_CAT(ck_b, u) = (b);                                             \
+		CK_CAT(ck_a, u) op CK_CAT(ck_b, u) ? CK_CAT(ck_a, u) : CK_CAT(ck_b, u);       \
+	})
+#define CK_MIN(a, b) CK_PICK_(a, b, <, __COUNTER__)
+#define CK_MAX(a, b) CK_PICK_(a, b, >, __COUNTER__)
 #define CK_UNUSED	 __attribute__((unused))
 
 #define _cleanup_(f) __attribute__((cleanup(f)))

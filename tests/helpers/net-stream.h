@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 static inline uint64_t ns_word(uint64_t seed, uint64_t k)
 {
@@ -61,25 +62,38 @@ static inline int ns_check(uint64_t seed, uint64_t off, const void *buf, size_t 
 
 /* A peer that sends stream @seed_out and checks stream @seed_in, both @total bytes long, on a
  * socket, resuming at ->sent / ->recvd. Non-blocking; half-closes after sending everything.
- * Returns 0 when both directions are complete, 1 when *freeze became set (counters exact, no
- * syscall in progress), or a negative code naming what failed. */
+ * Returns 0 when both directions are complete, 1 once both passed @freeze_at (if not 0; the
+ * counters exact, no syscall in progress), or a negative code naming what failed (-8: not a
+ * byte either way for NS_STALL_S seconds, rather than hanging until a test's timeout). The peer
+ * stops itself: a test that watched the counters from another thread to stop it could be
+ * descheduled until the transfer was over. */
 struct ns_peer {
 	int fd;
 	uint64_t total, sent, recvd;
 	uint64_t seed_out, seed_in;
-	volatile int *freeze;
+	uint64_t freeze_at;
 };
+
+#define NS_STALL_S 60
+
+static inline int64_t ns_now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec;
+}
 
 static inline int ns_peer_run(struct ns_peer *p)
 {
 	enum { CHUNK = 256 << 10 };
+	int64_t moved_at = ns_now_s();
 	static __thread uint8_t buf[CHUNK];
 	bool shut = false, eof = false;
 	int fl = fcntl(p->fd, F_GETFL);
 	if (fl < 0 || fcntl(p->fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -1;
 	while (!(shut && eof)) {
-		if (p->freeze && *p->freeze)
+		if (p->freeze_at && p->sent >= p->freeze_at && p->recvd >= p->freeze_at)
 			return 1;
 		if (p->sent == p->total && !shut) {
 			if (shutdown(p->fd, SHUT_WR) < 0)
@@ -91,6 +105,7 @@ static inline int ns_peer_run(struct ns_peer *p)
 			pf.events |= POLLOUT;
 		if (poll(&pf, 1, 100) < 0 && errno != EINTR)
 			return -3;
+		uint64_t before = p->sent + p->recvd;
 		if (!shut && (pf.revents & (POLLOUT | POLLERR))) {
 			size_t n =
 				p->total - p->sent < CHUNK ? (size_t)(p->total - p->sent) : CHUNK;
@@ -116,6 +131,10 @@ static inline int ns_peer_run(struct ns_peer *p)
 				p->recvd += (uint64_t)k;
 			}
 		}
+		if (p->sent + p->recvd != before)
+			moved_at = ns_now_s();
+		else if (ns_now_s() - moved_at > NS_STALL_S)
+			return -8;
 	}
 	return 0;
 }

@@ -22,6 +22,7 @@
 #include <linux/kcmp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdarg.h>
@@ -33,6 +34,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -102,6 +104,15 @@ static int reg_cmp(const void *a, const void *b)
 
 /* The "tfd: N events: X data: Y" part of each registration, sorted by fd (the kernel lists
  * them in the order of its tree, keyed by file address). */
+/* A name no other process picks: pids repeat across pid namespaces and restores. */
+static unsigned long long unique(void)
+{
+	unsigned long long v;
+	if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+		die("getrandom");
+	return v;
+}
+
 static void epoll_lines(char *out, size_t len)
 {
 	char p[64], buf[8192];
@@ -249,8 +260,11 @@ static void setup(void)
 	unlink(p);
 	ul = listen_unix(p, false, 7);
 	reg(ul, EPOLLIN, 6);
-	snprintf(abstract_name, sizeof(abstract_name), "zdtm-fds-%d-%ld", (int)getpid(),
-		 (long)time(NULL));
+	/* Abstract names are per network namespace, which jobs share: in a job's pid namespace
+	 * getpid() is 2 in every job, so pid and time collided between two jobs started in the
+	 * same second (e2e fds and fds-nonroot under ctest -j), and a restore found its name
+	 * taken by the other job. */
+	snprintf(abstract_name, sizeof(abstract_name), "zdtm-fds-%016llx", unique());
 	al = listen_unix(abstract_name, true, 3);
 	tl = listen_tcp();
 	reg(tl, EPOLLIN, 7);
@@ -489,7 +503,7 @@ static void verify(void)
 	/* inotify: old watch descriptors, old masks */
 	/* new names each time: the same checkpoint is verified after every restore */
 	char name[32];
-	snprintf(name, sizeof(name), "n%d-%ld", (int)getpid(), (long)time(NULL));
+	snprintf(name, sizeof(name), "n%016llx", unique());
 	snprintf(p, sizeof(p), "%s/watched/%s", dir, name);
 	int c = open(p, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
 	close(c);
@@ -583,6 +597,16 @@ static __attribute__((noreturn)) void many_mode(int n)
 		pause();
 }
 
+/* Until @listener's accept queue holds the connection made to it. connect() returning says
+ * the client got the SYN-ACK; the listener takes the final ACK in softirq context, which a busy
+ * machine can run later (ksoftirqd): "ready" must not come before. */
+static void wait_queued(int listener)
+{
+	struct pollfd p = {.fd = listener, .events = POLLIN};
+	if (poll(&p, 1, 60000) != 1)
+		die("no connection in the accept queue");
+}
+
 /* Hold one fd the checkpoint must refuse; print "ready PORT FD" with that fd. */
 static __attribute__((noreturn)) void refuse_mode(const char *what)
 {
@@ -600,6 +624,7 @@ static __attribute__((noreturn)) void refuse_mode(const char *what)
 		bad = listen_tcp();
 		if (connect_tcp() < 0)
 			die("connect");
+		wait_queued(bad);
 	} else if (!strcmp(what, "pending-unix")) { /* the same on a unix listener */
 		char p[300];
 		snprintf(p, sizeof(p), "%s/sock-pending", dir);
@@ -608,6 +633,7 @@ static __attribute__((noreturn)) void refuse_mode(const char *what)
 		bad = listen_unix(p, false, 4);
 		if (connect_unix(p, false) < 0)
 			die("connect");
+		wait_queued(bad);
 	} else if (!strcmp(what, "udp")) {
 		struct sockaddr_in a = {.sin_family = AF_INET,
 					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};

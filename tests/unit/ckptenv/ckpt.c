@@ -1,5 +1,6 @@
 /* Unit tests of the checkpoint bookkeeping: durations, the ckpt-policy file, ids and LATEST,
  * and the sweep of what a killed checkpoint leaves (ckptenv/ckpt.c, ckpt-gc.c). */
+#include "../check-main.h"
 #include <check.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -168,9 +169,5 @@ int main(void)
 	tcase_add_test(tc, policy_file);
 	tcase_add_test(tc, ids_latest_sweep);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

@@ -1,4 +1,5 @@
 /* Unit tests of ckptenv's own formats: the job/status/run files and control framing. */
+#include "../check-main.h"
 #include <check.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -201,9 +202,5 @@ int main(void)
 	tcase_add_test(tc, names);
 	tcase_add_test(tc, control_framing);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

@@ -1,4 +1,5 @@
 /* ck_close_all_but: every fd from @from up is closed but the kept ones, in any order. */
+#include "../check-main.h"
 #include "common/ck.h"
 
 #include <check.h>
@@ -51,9 +52,5 @@ int main(void)
 	TCase *tc = tcase_create("closefds");
 	tcase_add_test(tc, test_keep_sets);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run_suite(s);
 }

@@ -1,4 +1,5 @@
 /* ck_grow: capacity doubles, contents survive, overflow is refused without losing the array. */
+#include "../check-main.h"
 #include "common/grow.h"
 
 #include <check.h>
@@ -45,9 +46,5 @@ int main(void)
 	tcase_add_test(tc, test_grow_keeps_contents);
 	tcase_add_test(tc, test_grow_overflow);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run_suite(s);
 }

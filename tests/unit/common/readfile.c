@@ -1,4 +1,5 @@
 /* ck_read_file_at: whole regular files, /proc files (st_size 0), and the @max bound. */
+#include "../check-main.h"
 #include "common/ck.h"
 
 #include <check.h>
@@ -65,10 +66,7 @@ int main(void)
 	tcase_add_test(tc, test_regular_sizes);
 	tcase_add_test(tc, test_proc_file);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int failed = ck_run_suite(s);
 	ck_rm_rf_at(AT_FDCWD, dir);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return failed;
 }

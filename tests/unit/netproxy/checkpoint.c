@@ -2,6 +2,7 @@
  * both ways (with bytes unread in the job's socket), attach it to a new socket handed to the
  * net-job helper (the restored job), and check that nothing is lost or repeated; the session
  * table on disk; a connect() aborted while it waits on the notifier. */
+#include "../check-main.h"
 #include "np-test.h"
 
 #include <sys/mman.h>
@@ -12,8 +13,10 @@
 #define SEED_A 0xaaaa1111ULL /* job -> server */
 #define SEED_B 0xbbbb2222ULL /* server -> job */
 
+/* Long enough for what must happen, however loaded the machine. */
+#define PATIENCE_NS (60ull * 1000000000)
+
 struct shared {
-	volatile int freeze;
 	volatile int ready;
 	int fd;
 	uint64_t sent, recvd;
@@ -54,15 +57,20 @@ static int job_transfer(void *arg)
 	int fd = j_connect(&a->addr, 0);
 	J_CHECK(fd >= 0, 1);
 	a->sh->fd = fd;
+	/* Freeze in the middle of both directions. */
 	struct ns_peer p = {.fd = fd,
 			    .total = TOTAL,
 			    .seed_out = SEED_A,
 			    .seed_in = SEED_B,
-			    .freeze = &a->sh->freeze};
+			    .freeze_at = TOTAL / 3};
 	int r = ns_peer_run(&p);
+	if (r != 1)
+		fprintf(stderr, "job: ns_peer_run %d at sent %llu recvd %llu\n", r,
+			(unsigned long long)p.sent, (unsigned long long)p.recvd);
 	J_CHECK(r == 1, 2);
-	/* Stop reading for a while: the server keeps sending, so bytes pile up unread. */
-	usleep(200 * 1000);
+	/* Stop reading: the server keeps sending, so bytes pile up unread. */
+	struct pollfd pf = {.fd = fd, .events = POLLIN};
+	J_CHECK(poll(&pf, 1, (int)(PATIENCE_NS / 1000000)) == 1, 4);
 	a->sh->sent = p.sent;
 	a->sh->recvd = p.recvd;
 	__sync_synchronize();
@@ -114,17 +122,10 @@ START_TEST(test_detach_attach_midstream)
 	struct job_arg ja = {.addr = s.addr, .sh = sh};
 	pid_t pid = fx_job(&f, job_transfer, &ja, 0);
 
-	/* Freeze in the middle of both directions. */
-	uint64_t deadline = ck_now_ns() + 20000000000ull;
-	while ((*(volatile uint64_t *)&s.p.sent < TOTAL / 3 ||
-		*(volatile uint64_t *)&s.p.recvd < TOTAL / 3) &&
-	       ck_now_ns() < deadline)
-		usleep(1000);
-	ck_assert_msg(s.p.sent < TOTAL && s.p.recvd < TOTAL, "transfer finished before freeze");
-	sh->freeze = 1;
 	int st;
 	ck_assert_int_eq(waitpid(pid, &st, WUNTRACED), pid);
-	ck_assert(WIFSTOPPED(st));
+	ck_assert_msg(WIFSTOPPED(st), "the job did not stop mid-transfer: status 0x%x", st);
+	ck_assert(sh->sent < TOTAL && sh->recvd < TOTAL);
 	ck_assert_int_eq(sh->ready, 1);
 
 	/* Checkpoint: take the job's socket, detach, capture. */
@@ -196,7 +197,9 @@ static int job_halfclosed(void *arg)
 	int fd = j_connect(&a->addr, 0);
 	J_CHECK(fd >= 0, 1);
 	a->sh->fd = fd;
-	usleep(300 * 1000); /* "hi" and the FIN arrive meanwhile */
+	/* Until "hi" and the FIN arrived (POLLRDHUP: the FIN, behind the bytes; nothing read). */
+	struct pollfd pf = {.fd = fd, .events = POLLRDHUP};
+	J_CHECK(poll(&pf, 1, (int)(PATIENCE_NS / 1000000)) == 1, 2);
 	__sync_synchronize();
 	a->sh->ready = 1;
 	raise(SIGSTOP);
@@ -242,7 +245,7 @@ START_TEST(test_detach_after_upstream_fin)
 	free(unread);
 	char b[8];
 	size_t got = 0;
-	uint64_t deadline = ck_now_ns() + 10000000000ull;
+	uint64_t deadline = ck_now_ns() + PATIENCE_NS;
 	for (;;) {
 		struct pollfd p = {.fd = js, .events = POLLIN};
 		ck_assert_int_ge(poll(&p, 1, 100), 0);
@@ -375,13 +378,13 @@ START_TEST(test_connect_aborted)
 	int c1 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	ck_assert_int_eq(connect(c1, (struct sockaddr *)&a, t_len(&a)), 0);
 	pid_t pid = fx_job(&f, job_abort, &a, 0);
-	uint64_t deadline = ck_now_ns() + 5000000000ull;
+	uint64_t deadline = ck_now_ns() + PATIENCE_NS;
 	while (fx_nsessions(&f) == 0 && ck_now_ns() < deadline)
 		usleep(5000);
 	ck_assert_uint_eq(fx_nsessions(&f), 1); /* waiting on the upstream */
 	kill(pid, SIGUSR1);
 	ck_assert_int_eq(fx_wait(pid), 0);
-	deadline = ck_now_ns() + 5000000000ull;
+	deadline = ck_now_ns() + PATIENCE_NS;
 	while (fx_nsessions(&f) != 0 && ck_now_ns() < deadline)
 		usleep(5000);
 	ck_assert_uint_eq(fx_nsessions(&f), 0); /* the half-made session was dropped */
@@ -406,9 +409,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(suite());
 }

@@ -3,6 +3,7 @@
  * what the restored job sends again is dropped when equal and resets the session when not;
  * the socket a restored job gets for a lost connection fails with ECONNRESET on first use; a
  * connection cut while connecting is connected again by a proxy that never had it. */
+#include "../check-main.h"
 #include "np-test.h"
 
 #include <netinet/tcp.h>
@@ -263,9 +264,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(suite());
 }

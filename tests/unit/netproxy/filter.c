@@ -1,5 +1,6 @@
 /* The filter cannot be bypassed: other ABIs (i386 int 0x80 incl. socketcall, x32) and io_uring
  * are refused, and the filter and NO_NEW_PRIVS survive fork and exec. */
+#include "../check-main.h"
 #include "np-test.h"
 
 #include <grp.h>
@@ -143,9 +144,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(suite());
 }

@@ -1,5 +1,6 @@
 /* Proxied TCP as the job sees it: bulk echo both ways, blocking and non-blocking connect,
  * refusal, resets, half-close, addresses, and what is left alone (UDP, unix sockets). */
+#include "../check-main.h"
 #include "np-test.h"
 
 #include <sys/epoll.h>
@@ -542,9 +543,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(suite());
 }

@@ -3,6 +3,7 @@
  * the client the modes to reset (MODES) and lets go of the terminal before DETACH or EXITED.
  * Bad hand-overs (no fd, not a terminal, an fd without the flag or later on) close that client
  * only. A pipe job declines the terminal (the client relays). */
+#include "../check-main.h"
 #include <pty.h>
 #include <sys/ioctl.h>
 
@@ -17,6 +18,7 @@ struct drx {
 	size_t len;
 	uint32_t welcome, modes;
 	int nwelcome, nmodes, detach, exited, eof, noutput;
+	bool synced; /* answered a SYNC, and no OUTPUT came after it */
 	int wstatus;
 };
 
@@ -59,6 +61,7 @@ static bool drx_parse(int fd, struct drx *rx)
 		case PTYPROXY_MSG_REDRAW:
 			rx->noutput++;
 			rx->relayed += m.len;
+			rx->synced = false;
 			if (rx->term >= 0)
 				ck_buf_append(&rx->pend, m.payload, m.len);
 			break;
@@ -66,8 +69,10 @@ static bool drx_parse(int fd, struct drx *rx)
 			/* Answered once what came before it is written. */
 			CHECK(rx->term >= 0);
 			ok = drx_flush(rx);
-			if (ok)
+			if (ok) {
 				CHECK(ptyproxy_send_msg(fd, PTYPROXY_MSG_SYNCED, m.payload, 4) == 0);
+				rx->synced = true;
+			}
 			break;
 		}
 		if (ok)
@@ -187,20 +192,6 @@ static void user_terminal(int *ret_master, int *ret_tty)
 	user_terminal2(ret_master, ret_tty, NULL);
 }
 
-static pid_t spawn(int slave, const char *cmd)
-{
-	pid_t pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0) {
-		if (ptyproxy_child_setup(slave) < 0)
-			_exit(126);
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-		_exit(127);
-	}
-	close(slave);
-	return pid;
-}
-
 static void type(int um, const char *s)
 {
 	CHECK(write(um, s, strlen(s)) == (ssize_t)strlen(s));
@@ -221,7 +212,7 @@ START_TEST(test_direct_io_modes_detach_exit)
 	CHECK(ptyproxy_pty_open(NULL, NULL, NULL, &master, &slave) == 0);
 	struct ptyproxy_config cfg = fx_config(&f);
 	CHECK(ptyproxy_new(&cfg, master, NULL, &f.p) == 0);
-	pid_t pid = spawn(slave, "PS1='$ ' exec sh -i");
+	pid_t pid = fx_spawn(slave, "PS1='$ ' exec sh -i");
 	int um, tty;
 	user_terminal(&um, &tty);
 	int c = hello_with(&f, PTYPROXY_HELLO_TTY_FD, tty, 1);
@@ -229,26 +220,26 @@ START_TEST(test_direct_io_modes_detach_exit)
 	struct drx *rx = calloc(1, sizeof(*rx));
 	rx->term = -1;
 	struct screen_rx *scr = calloc(1, sizeof(*scr));
-	CHECK(wait_rx(&f, c, rx, &rx->nwelcome, 3000));
+	CHECK(wait_rx(&f, c, rx, &rx->nwelcome, FX_PATIENCE_MS));
 	CHECK(rx->welcome & PTYPROXY_WELCOME_TTY);
 	/* Keystrokes typed on the user's terminal reach the job; the output is written there, not
 	 * sent as messages. The size is the client's. */
 	type(um, "stty size; echo out-$((6*7))\r");
-	CHECK(wait_screen(&f, um, scr, "out-42", 3000));
+	CHECK(wait_screen(&f, um, scr, "out-42", FX_PATIENCE_MS));
 	CHECK(strstr(scr->buf, "24 80"));
 	drx_poll(c, rx);
 	CHECK(rx->noutput == 0);
 	CHECK(holds_tty(&f));
 	/* A mode the job turns on is announced before its bytes reach the terminal. */
 	type(um, "printf '\\033[?1000h'; echo m-$((1+1))-on\r");
-	CHECK(wait_screen(&f, um, scr, "m-2-on", 3000));
+	CHECK(wait_screen(&f, um, scr, "m-2-on", FX_PATIENCE_MS));
 	drx_poll(c, rx);
 	CHECK(rx->modes & PTYPROXY_MODE_MOUSE_VT200);
 	/* The detach key: what came before it goes to the job, then the server lets go of the
 	 * terminal, says DETACH and closes. */
 	type(um, "echo before-key\r\x1c");
-	CHECK(wait_rx(&f, c, rx, &rx->detach, 3000));
-	CHECK(wait_rx(&f, c, rx, &rx->eof, 3000));
+	CHECK(wait_rx(&f, c, rx, &rx->detach, FX_PATIENCE_MS));
+	CHECK(wait_rx(&f, c, rx, &rx->eof, FX_PATIENCE_MS));
 	CHECK(!holds_tty(&f));
 	CHECK(rx->modes & PTYPROXY_MODE_MOUSE_VT200); /* still on: the client resets it */
 	close(c);
@@ -259,16 +250,15 @@ START_TEST(test_direct_io_modes_detach_exit)
 	rx->term = -1;
 	c = hello_with(&f, PTYPROXY_HELLO_TTY_FD, tty, 1);
 	close(tty);
-	CHECK(wait_screen(&f, um, scr, "before-key", 3000)); /* the redraw */
+	CHECK(wait_screen(&f, um, scr, "before-key", FX_PATIENCE_MS)); /* the redraw */
 	type(um, "exit 5\r");
 	int st = -1;
-	for (int i = 0; i < 300 && waitpid(pid, &st, WNOHANG) != pid; i++)
-		fx_pump(&f, 10);
+	FX_PUMP_UNTIL(&f, waitpid(pid, &st, WNOHANG) == pid);
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 5);
 	ptyproxy_job_exited(f.p, st);
-	CHECK(wait_rx(&f, c, rx, &rx->exited, 3000));
+	CHECK(wait_rx(&f, c, rx, &rx->exited, FX_PATIENCE_MS));
 	CHECK(rx->wstatus == st);
-	CHECK(wait_rx(&f, c, rx, &rx->eof, 3000));
+	CHECK(wait_rx(&f, c, rx, &rx->eof, FX_PATIENCE_MS));
 	CHECK(!holds_tty(&f));
 	close(c), close(um);
 	free(rx), free(scr);
@@ -286,8 +276,6 @@ START_TEST(test_direct_flood_relayed_then_direct)
 	CHECK(ptyproxy_pty_open(NULL, NULL, NULL, &master, &slave) == 0);
 	struct ptyproxy_config cfg = fx_config(&f);
 	CHECK(ptyproxy_new(&cfg, master, NULL, &f.p) == 0);
-	pid_t pid = spawn(slave, "stty raw -echo; echo ready; read go; seq 1 150000 | cat; "
-				 "echo flood-done; exec cat");
 	int um, tty, own;
 	user_terminal2(&um, &tty, &own);
 	int c = hello_with(&f, PTYPROXY_HELLO_TTY_FD | PTYPROXY_HELLO_NO_REDRAW, tty, 1);
@@ -296,13 +284,17 @@ START_TEST(test_direct_flood_relayed_then_direct)
 	struct screen_rx *scr = calloc(1, sizeof(*scr));
 	rx->term = own;
 	CHECK(fcntl(own, F_SETFL, O_NONBLOCK) == 0);
-	CHECK(wait_rx(&f, c, rx, &rx->nwelcome, 3000));
-	CHECK(wait_screen(&f, um, scr, "ready\n", 3000));
+	CHECK(wait_rx(&f, c, rx, &rx->nwelcome, FX_PATIENCE_MS));
+	/* The job starts once the client is attached, as in `ckptenv run`: a NO_REDRAW client
+	 * never sees what came before (on a loaded machine "ready" did, and was lost). */
+	pid_t pid = fx_spawn(slave, "stty raw -echo; echo ready; read go; seq 1 150000 | cat; "
+				 "echo flood-done; exec cat");
+	CHECK(wait_screen(&f, um, scr, "ready\n", FX_PATIENCE_MS));
 	scr->len = 0;
 	scr->buf[0] = 0;
 	/* Not served for a while, the job fills the pty: a batch after that is a big one. */
 	type(um, "\n");
-	uint64_t end = ck_now_ns() + 20000000000ull;
+	uint64_t end = ck_now_ns() + 2ull * FX_PATIENCE_MS * 1000000;
 	while (ck_now_ns() < end && !strstr(scr->buf, "flood-done\n")) {
 		if (!rx->relayed)
 			usleep(50000); /* until a batch was big: let the job fill the pty */
@@ -323,15 +315,13 @@ START_TEST(test_direct_flood_relayed_then_direct)
 	CHECK(rx->relayed > 0); /* the flood went through the client */
 	/* Back to direct once output is quiet (SYNC, SYNCED): an echo comes on the terminal, not
 	 * as a message. */
-	for (int i = 0; i < 20; i++) {
-		fx_pump(&f, 5);
-		drx_poll(c, rx);
-	}
+	CHECK(FX_PUMP_UNTIL(&f, (drx_poll(c, rx), rx->synced)));
+	fx_pump(&f, 5); /* the server takes the SYNCED */
 	size_t relayed = rx->relayed;
 	scr->len = 0;
 	scr->buf[0] = 0;
 	type(um, "typed-after");
-	CHECK(wait_screen(&f, um, scr, "typed-after", 3000));
+	CHECK(wait_screen(&f, um, scr, "typed-after", FX_PATIENCE_MS));
 	drx_poll(c, rx);
 	CHECK(rx->relayed == relayed);
 	kill(pid, SIGKILL);
@@ -352,7 +342,7 @@ START_TEST(test_bad_handovers)
 	CHECK(ptyproxy_pty_open(NULL, NULL, NULL, &master, &slave) == 0);
 	struct ptyproxy_config cfg = fx_config(&f);
 	CHECK(ptyproxy_new(&cfg, master, NULL, &f.p) == 0);
-	pid_t pid = spawn(slave, "exec cat");
+	pid_t pid = fx_spawn(slave, "exec cat");
 	int good = fx_client(&f, 0, 24, 80);
 	struct drx *rx = calloc(1, sizeof(*rx));
 	rx->term = -1;
@@ -375,7 +365,7 @@ START_TEST(test_bad_handovers)
 				   cases[i].nfds);
 		memset(rx, 0, sizeof(*rx));
 	rx->term = -1;
-		CHECK(wait_rx(&f, c, rx, &rx->eof, 3000));
+		CHECK(wait_rx(&f, c, rx, &rx->eof, FX_PATIENCE_MS));
 		ck_assert_msg(f.nlogs == before + 1 && strstr(f.lastlog, cases[i].log),
 			      "case %zu: %s", i, f.lastlog);
 		CHECK(!holds_tty(&f));
@@ -385,7 +375,7 @@ START_TEST(test_bad_handovers)
 	int c = hello_with(&f, PTYPROXY_HELLO_TTY_FD, tty, 1);
 	memset(rx, 0, sizeof(*rx));
 	rx->term = -1;
-	CHECK(wait_rx(&f, c, rx, &rx->nwelcome, 3000));
+	CHECK(wait_rx(&f, c, rx, &rx->nwelcome, FX_PATIENCE_MS));
 	uint8_t hdr[8];
 	ptyproxy_msg_header(hdr, PTYPROXY_MSG_INPUT, 0);
 	union {
@@ -401,14 +391,14 @@ START_TEST(test_bad_handovers)
 	h->cmsg_level = SOL_SOCKET, h->cmsg_type = SCM_RIGHTS, h->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(h), &pfd[0], sizeof(int));
 	CHECK(sendmsg(c, &mh, 0) == 8);
-	CHECK(wait_rx(&f, c, rx, &rx->eof, 3000));
+	CHECK(wait_rx(&f, c, rx, &rx->eof, FX_PATIENCE_MS));
 	CHECK(strstr(f.lastlog, "unexpected file descriptors"));
 	CHECK(!holds_tty(&f));
 	close(c);
 	/* The job and the other client did not notice. */
 	struct fx_rx *frx = calloc(1, sizeof(*frx));
 	CHECK(ptyproxy_send_msg(good, PTYPROXY_MSG_INPUT, "still-here\r", 11) == 0);
-	CHECK(fx_wait_for(&f, good, frx, "still-here", 3000));
+	CHECK(fx_wait_for(&f, good, frx, "still-here", FX_PATIENCE_MS));
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	close(good), close(um), close(tty), close(pfd[0]), close(pfd[1]);
@@ -433,7 +423,7 @@ START_TEST(test_pipe_job_declines)
 	int c = hello_with(&f, PTYPROXY_HELLO_TTY_FD, tty, 1);
 	struct drx *rx = calloc(1, sizeof(*rx));
 	rx->term = -1;
-	CHECK(wait_rx(&f, c, rx, &rx->nwelcome, 3000));
+	CHECK(wait_rx(&f, c, rx, &rx->nwelcome, FX_PATIENCE_MS));
 	CHECK(rx->welcome == PTYPROXY_WELCOME_PIPES);
 	CHECK(!holds_tty(&f));
 	close(c), close(um), close(tty);
@@ -452,9 +442,5 @@ int main(void)
 	tcase_add_test(tc, test_bad_handovers);
 	tcase_add_test(tc, test_pipe_job_declines);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

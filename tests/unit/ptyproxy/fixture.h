@@ -60,12 +60,17 @@ static inline struct ptyproxy_config fx_config(struct fx *f)
 	return (struct ptyproxy_config){.ops = &fx_ops, .userdata = f, .log_dirfd = -1};
 }
 
-/* Run the loop for @ms milliseconds. */
-static inline void fx_pump(struct fx *f, int ms)
+/* How long a test waits for what must happen. Generous: a loaded CI machine stalls a process
+ * for seconds; every wait ends as soon as its condition holds. */
+#define FX_PATIENCE_MS 30000
+
+/* Run the loop for @ms milliseconds. Without @idle, never call ptyproxy_idle(): a supervisor
+ * that is always busy (a flood) does not feed the model, whatever the machine's speed. */
+static inline void fx_pump_events(struct fx *f, int ms, bool idle)
 {
 	uint64_t end = ck_now_ns() + (uint64_t)ms * 1000000;
 	for (uint64_t now; (now = ck_now_ns()) < end;) {
-		int t = ptyproxy_idle(f->p);
+		int t = idle ? ptyproxy_idle(f->p) : -1;
 		int left = (int)((end - now) / 1000000) + 1;
 		if (t < 0 || t > left)
 			t = left;
@@ -75,6 +80,36 @@ static inline void fx_pump(struct fx *f, int ms)
 			if (ptyproxy_handle(f->p, ev[i].data.fd, ev[i].events) == PTYPROXY_HUP)
 				f->hup = 1;
 	}
+}
+
+static inline void fx_pump(struct fx *f, int ms)
+{
+	fx_pump_events(f, ms, true);
+}
+
+/* Pump until @cond holds (checked every 5 ms) or FX_PATIENCE_MS pass; true if it held. */
+#define FX_PUMP_UNTIL(f, cond)                                                              \
+	({                                                                                  \
+		uint64_t fx_end_ = ck_now_ns() + (uint64_t)FX_PATIENCE_MS * 1000000;        \
+		bool fx_ok_;                                                                \
+		while (!(fx_ok_ = (cond)) && ck_now_ns() < fx_end_)                         \
+			fx_pump((f), 5);                                                    \
+		fx_ok_;                                                                     \
+	})
+
+/* `sh -c @cmd` on the pty's @slave (closed here), as the job. */
+static inline pid_t fx_spawn(int slave, const char *cmd)
+{
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		if (ptyproxy_child_setup(slave) < 0)
+			_exit(126);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(slave);
+	return pid;
 }
 
 static inline void fx_free(struct fx *f)

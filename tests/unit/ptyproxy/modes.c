@@ -1,4 +1,5 @@
 /* Mode scanner: known sequences, splits at every byte boundary, resets, apply/reset strings. */
+#include "../check-main.h"
 #include "fixture.h"
 
 static const char stream[] =
@@ -112,9 +113,5 @@ int main(void)
 	tcase_add_test(tc, test_apply_reset);
 	tcase_add_test(tc, test_random_equivalence);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

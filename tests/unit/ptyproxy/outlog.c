@@ -2,6 +2,7 @@
  * the files must come out exactly as writing every byte at once would leave them, for any
  * limit, chunk sizes and flush points (also a limit above the ring, where nothing is skipped),
  * and reopening continues the current file. */
+#include "../check-main.h"
 #include "fixture.h"
 
 /* Reference: NAME and NAME.1 after writing every byte, rotating when NAME reaches limit/2. */
@@ -91,9 +92,5 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_outlog_same_as_writing_all);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

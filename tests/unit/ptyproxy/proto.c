@@ -1,5 +1,6 @@
 /* Attach protocol: pack/unpack round trips, every malformed header refused, fuzzed input, and
  * a live check that a malformed message closes that client only. */
+#include "../check-main.h"
 #include <sys/ioctl.h>
 
 #include "fixture.h"
@@ -179,22 +180,20 @@ static void bad_client_case(const uint8_t *bad, size_t badlen)
 	int evil = fx_client(&f, 0, 24, 80);
 	fx_pump(&f, 20);
 	CHECK(send(evil, bad, badlen, MSG_NOSIGNAL) == (ssize_t)badlen);
-	fx_pump(&f, 20);
 	struct ptyproxy_info info;
-	ptyproxy_get_info(f.p, &info);
-	CHECK(info.clients == 1);
+	CHECK(FX_PUMP_UNTIL(&f, (ptyproxy_get_info(f.p, &info), info.clients == 1)));
 	CHECK(f.nlogs == 1 && strstr(f.lastlog, "closed"));
 	struct fx_rx *rx = calloc(1, sizeof(*rx)), *erx = calloc(1, sizeof(*erx));
 	fx_rx_poll(evil, erx);
 	CHECK(erx->eof);
 	CHECK(write(slave, "still here\n", 11) == 11);
-	CHECK(fx_wait_for(&f, good, rx, "still here", 2000));
+	CHECK(fx_wait_for(&f, good, rx, "still here", FX_PATIENCE_MS));
 	/* Input from the surviving client still reaches the job. */
 	CHECK(ptyproxy_send_msg(good, PTYPROXY_MSG_INPUT, "typed\n", 6) == 0);
 	fx_pump(&f, 20);
 	char in[64] = {0};
 	struct pollfd pfd = {.fd = slave, .events = POLLIN};
-	CHECK(poll(&pfd, 1, 2000) == 1 && read(slave, in, sizeof(in) - 1) > 0);
+	CHECK(poll(&pfd, 1, FX_PATIENCE_MS) == 1 && read(slave, in, sizeof(in) - 1) > 0);
 	CHECK(strstr(in, "typed"));
 	ck_buf_free(&rx->out), ck_buf_free(&erx->out);
 	free(rx), free(erx);
@@ -256,13 +255,11 @@ START_TEST(test_fuzz_live)
 		fx_pump(&f, 1);
 		close(sv[1]);
 	}
-	fx_pump(&f, 20);
 	struct ptyproxy_info info;
-	ptyproxy_get_info(f.p, &info);
-	CHECK(info.clients == 1);
+	CHECK(FX_PUMP_UNTIL(&f, (ptyproxy_get_info(f.p, &info), info.clients == 1)));
 	struct fx_rx *rx = calloc(1, sizeof(*rx));
 	CHECK(write(slave, "alive\n", 6) == 6);
-	CHECK(fx_wait_for(&f, good, rx, "alive", 2000));
+	CHECK(fx_wait_for(&f, good, rx, "alive", FX_PATIENCE_MS));
 	ck_buf_free(&rx->out);
 	free(rx);
 	close(good), close(slave);
@@ -281,9 +278,5 @@ int main(void)
 	tcase_add_test(tc, test_malformed_closes_only_that_client);
 	tcase_add_test(tc, test_fuzz_live);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

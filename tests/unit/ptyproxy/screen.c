@@ -1,5 +1,6 @@
 /* Screen redraw: feed full-screen-program output into one model, encode a redraw, feed that
  * into a second fresh model, and compare every cell and the cursor. */
+#include "../check-main.h"
 #include "fixture.h"
 
 /* Something vim-like: alternate screen, scroll region, tildes, colours of every kind,
@@ -150,9 +151,5 @@ int main(void)
 	tcase_add_test(tc, test_shell_scrolling);
 	tcase_add_test(tc, test_random_text);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

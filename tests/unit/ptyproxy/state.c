@@ -1,5 +1,6 @@
 /* Saved state: save from a live proxy, load, seed a new proxy on a new pty with the saved
  * termios and size, and check its first redraw shows the saved screen; corruption -> -EBADMSG. */
+#include "../check-main.h"
 #include <sys/ioctl.h>
 
 #include "fixture.h"
@@ -92,7 +93,7 @@ START_TEST(test_save_load_seed)
 	/* A client attaching now gets that screen. */
 	int c = fx_client(&g, 0, 30, 100);
 	struct fx_rx *rx = calloc(1, sizeof(*rx));
-	CHECK(fx_wait_for(&g, c, rx, "green", 2000));
+	CHECK(fx_wait_for(&g, c, rx, "green", FX_PATIENCE_MS));
 	CHECK(fx_rx_has(rx, "\033[?1049h") && fx_rx_has(rx, "\033[?2004h"));
 	ck_buf_free(&rx->out);
 	free(rx);
@@ -153,9 +154,5 @@ int main(void)
 	tcase_add_test(tc, test_save_load_seed);
 	tcase_add_test(tc, test_corruption);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

@@ -2,26 +2,19 @@
  * like (xsave features this CPU lacks, another vDSO size), and the identity of the files the
  * process had open or mapped (changed, replaced, gone, --allow-changed, unknown allow path, the
  * job's vfs compared without mtime). No ptrace. */
+#include "../check-main.h"
 #include "fixture.h"
 
 #include <cpuid.h>
 #include <sys/mman.h>
 
-static char tmp[PATH_MAX], file[PATH_MAX + 8];
-static int dirfd_ = -1;
+static char file[PATH_MAX + 8]; /* a "library" the synthetic images map */
 
 static void setup(void)
 {
-	fx_tmpdir(tmp, sizeof(tmp));
-	dirfd_ = fx_open_dir(tmp);
-	snprintf(file, sizeof(file), "%s/lib", tmp);
+	fx_dir_setup();
+	snprintf(file, sizeof(file), "%s/lib", fx_dir);
 	ck_assert_int_eq(ck_write_file_atomic(AT_FDCWD, file, "library", 7, 0644), 0);
-}
-
-static void teardown(void)
-{
-	close(dirfd_);
-	ck_rm_rf_at(AT_FDCWD, tmp);
 }
 
 static struct restore_ident ident_of(const char *path)
@@ -110,7 +103,7 @@ static void write_image(const char *id, uint64_t xcr0_extra, uint64_t vdso_delta
 	m.vmas = vm;
 	m.nvmas = n;
 	struct restore_image_writer *w = NULL;
-	ck_assert_int_eq(restore_image_writer_new(dirfd_, id, &w), 0);
+	ck_assert_int_eq(restore_image_writer_new(fx_dirfd, id, &w), 0);
 	ck_assert_int_eq(restore_image_writer_commit(w, &m), 0);
 	restore_image_writer_free(w);
 	for (size_t i = 0; i < n; i++)
@@ -122,7 +115,7 @@ static int check(const char *id, const char *const *allow, size_t nallow, struct
 {
 	memset(e, 0, sizeof(*e));
 	struct restore_process_opts o = {.allow_paths = allow, .nallow_paths = nallow};
-	return restore_image_check(dirfd_, id, &o, e);
+	return restore_image_check(fx_dirfd, id, &o, e);
 }
 
 START_TEST(test_same_machine)
@@ -204,7 +197,7 @@ int main(void)
 {
 	Suite *s = suite_create("restore-check");
 	TCase *tc = tcase_create("check");
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, setup, fx_dir_teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_same_machine);
 	tcase_add_test(tc, test_cpu_lacks_features);
@@ -213,9 +206,5 @@ int main(void)
 	tcase_add_test(tc, test_file_replaced_or_gone);
 	tcase_add_test(tc, test_job_vfs_not_checked);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

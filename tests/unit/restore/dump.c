@@ -2,6 +2,7 @@
  * and protection, page contents equal to the helper's patterns, zero and untouched pages absent,
  * every thread's registers, signal state; the helper keeps running correctly after a resume;
  * multi-process jobs are refused; the real image survives the corruption fuzz. */
+#include "../check-main.h"
 #include "fuzz.h"
 
 #include <sys/mman.h>
@@ -10,21 +11,12 @@
 
 #define PG RESTORE_PAGE_SIZE
 
-static char tmp[PATH_MAX];
-static int dirfd_ = -1;
 static struct zdtm z;
-
-static void setup(void)
-{
-	fx_tmpdir(tmp, sizeof(tmp));
-	dirfd_ = fx_open_dir(tmp);
-}
 
 static void teardown(void)
 {
 	fx_stop(&z);
-	close(dirfd_);
-	ck_rm_rf_at(AT_FDCWD, tmp);
+	fx_dir_teardown();
 }
 
 static const struct restore_vma *find_vma(const struct restore_image *img, uint64_t a)
@@ -58,7 +50,7 @@ static void dump_helper(const char *id, struct restore_dump_stats *st)
 	ck_assert_msg(restore_freeze(z.pid, &f, &err) == 0, "freeze: %s", err.msg);
 	ck_assert_uint_eq(restore_freeze_nthreads(f), 1 + ZDTM_THREADS);
 	ck_assert_int_eq(restore_freeze_tid(f, 0), z.pid);
-	int r = restore_dump(f, dirfd_, id, NULL, st, &err);
+	int r = restore_dump(f, fx_dirfd, id, NULL, st, &err);
 	ck_assert_int_eq(restore_freeze_resume(f), 0);
 	ck_assert_msg(r == 0, "dump: %d %s", r, err.msg);
 }
@@ -82,18 +74,18 @@ static void check_region_pages(const struct restore_image *img, unsigned r)
 
 START_TEST(test_dump_contents)
 {
-	fx_start(&z, tmp, false);
+	fx_start(&z, fx_dir, false);
 	struct restore_dump_stats st;
 	dump_helper("1", &st);
 	ck_assert_uint_eq(st.nthreads, 1 + ZDTM_THREADS);
 	ck_assert_uint_gt(st.pages_zero, 0);
 
 	struct restore_err err = {0};
-	ck_assert_msg(restore_image_verify(dirfd_, "1", &err) == 0, "%s", err.msg);
+	ck_assert_msg(restore_image_verify(fx_dirfd, "1", &err) == 0, "%s", err.msg);
 	struct restore_image *img = NULL;
-	ck_assert_int_eq(restore_image_load(dirfd_, "1", &img, &err), 0);
+	ck_assert_int_eq(restore_image_load(fx_dirfd, "1", &img, &err), 0);
 	char latest[32];
-	ck_assert_int_eq(restore_image_latest(dirfd_, latest, sizeof(latest)), 0);
+	ck_assert_int_eq(restore_image_latest(fx_dirfd, latest, sizeof(latest)), 0);
 	ck_assert_str_eq(latest, "1");
 
 	/* Mappings: kind and protection of each region. */
@@ -196,7 +188,7 @@ END_TEST
 
 START_TEST(test_freeze_resume)
 {
-	fx_start(&z, tmp, false);
+	fx_start(&z, fx_dir, false);
 	for (int round = 0; round < 3; round++) {
 		struct restore_freeze *f = NULL;
 		ck_assert_int_eq(restore_freeze(z.pid, &f, NULL), 0);
@@ -222,7 +214,7 @@ static char proc_state(pid_t pid)
 
 START_TEST(test_leave_stopped)
 {
-	fx_start(&z, tmp, false);
+	fx_start(&z, fx_dir, false);
 	struct restore_freeze *f = NULL;
 	ck_assert_int_eq(restore_freeze(z.pid, &f, NULL), 0);
 	ck_assert_int_eq(restore_freeze_leave_stopped(f), 0);
@@ -239,7 +231,7 @@ END_TEST
 
 START_TEST(test_multiprocess_refused)
 {
-	fx_start(&z, tmp, true);
+	fx_start(&z, fx_dir, true);
 	struct restore_freeze *f = NULL;
 	struct restore_err err = {0};
 	ck_assert_int_eq(restore_freeze(z.pid, &f, &err), -EUSERS);
@@ -256,25 +248,25 @@ END_TEST
 
 START_TEST(test_fuzz_real_image)
 {
-	fx_start(&z, tmp, false);
+	fx_start(&z, fx_dir, false);
 	dump_helper("good", NULL);
-	fz_run(dirfd_, "good", 150, 0xfeedface);
-	fz_structural(dirfd_, "good", 300, 0xc0ffee);
+	fz_run(fx_dirfd, "good", 150, 0xfeedface);
+	fz_structural(fx_dirfd, "good", 300, 0xc0ffee);
 }
 END_TEST
 
 START_TEST(test_dump_no_inject)
 {
-	fx_start(&z, tmp, false);
+	fx_start(&z, fx_dir, false);
 	struct restore_freeze *f = NULL;
 	struct restore_err err = {0};
 	ck_assert_int_eq(restore_freeze(z.pid, &f, &err), 0);
 	struct restore_dump_opts o = {.no_inject = true};
-	ck_assert_int_eq(restore_dump(f, dirfd_, "2", &o, NULL, &err), 0);
-	ck_assert_int_eq(restore_dump(f, dirfd_, "2", &o, NULL, &err), -EEXIST);
+	ck_assert_int_eq(restore_dump(f, fx_dirfd, "2", &o, NULL, &err), 0);
+	ck_assert_int_eq(restore_dump(f, fx_dirfd, "2", &o, NULL, &err), -EEXIST);
 	ck_assert_int_eq(restore_freeze_resume(f), 0);
 	struct restore_image *img = NULL;
-	ck_assert_int_eq(restore_image_load(dirfd_, "2", &img, &err), 0);
+	ck_assert_int_eq(restore_image_load(fx_dirfd, "2", &img, &err), 0);
 	ck_assert(!(img->proc.flags & RESTORE_PROC_F_SIGACT));
 	ck_assert(!(img->threads[0].flags & RESTORE_THREAD_F_INJECTED));
 	restore_image_free(img);
@@ -285,7 +277,7 @@ int main(void)
 {
 	Suite *s = suite_create("restore-dump");
 	TCase *tc = tcase_create("dump");
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, fx_dir_setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_dump_contents);
 	tcase_add_test(tc, test_freeze_resume);
@@ -294,9 +286,5 @@ int main(void)
 	tcase_add_test(tc, test_fuzz_real_image);
 	tcase_add_test(tc, test_dump_no_inject);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

@@ -7,6 +7,7 @@
  * from inside on SIGUSR1. Also the refusals: an accepted TCP connection, connections waiting
  * in a TCP or unix listener's queue, a UDP socket, an fd in flight in a unix socket, an epoll
  * registration on a closed fd number. */
+#include "../check-main.h"
 #include "fixture.h"
 
 #include <netinet/in.h>
@@ -18,20 +19,12 @@
 
 #define RFD 10 /* report pipe in the helper */
 
-static char tmp[PATH_MAX], work[PATH_MAX + 8];
-static int dirfd_ = -1;
+static char work[PATH_MAX + 8];
 
 static void setup(void)
 {
-	fx_tmpdir(tmp, sizeof(tmp));
-	dirfd_ = fx_open_dir(tmp);
-	snprintf(work, sizeof(work), "%s/work", tmp);
-}
-
-static void teardown(void)
-{
-	close(dirfd_);
-	ck_rm_rf_at(AT_FDCWD, tmp);
+	fx_dir_setup();
+	snprintf(work, sizeof(work), "%s/work", fx_dir);
 }
 
 static void line(int fd, char *buf, size_t len)
@@ -67,7 +60,7 @@ static int dump(pid_t pid, const char *id, struct restore_err *err)
 {
 	struct restore_freeze *f = NULL;
 	ck_assert_msg(restore_freeze(pid, &f, err) == 0, "freeze: %s", err->msg);
-	int r = restore_dump(f, dirfd_, id, NULL, NULL, err);
+	int r = restore_dump(f, fx_dirfd, id, NULL, NULL, err);
 	kill(pid, SIGKILL);
 	restore_freeze_resume(f);
 	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
@@ -97,7 +90,7 @@ static void check_image(unsigned port)
 {
 	struct restore_image *img = NULL;
 	struct restore_err err = {0};
-	ck_assert_msg(restore_image_load(dirfd_, "1", &img, &err) == 0, "%s", err.msg);
+	ck_assert_msg(restore_image_load(fx_dirfd, "1", &img, &err) == 0, "%s", err.msg);
 	const struct restore_fd *ev = kind_of(img, RESTORE_FD_EVENTFD, 0);
 	ck_assert_uint_eq(ev->st.value, 42);
 	const struct restore_fd *sem = kind_of(img, RESTORE_FD_EVENTFD, 1);
@@ -244,7 +237,7 @@ static void restore_and_verify(void)
 		struct restore_fd_map m[1] = {{RFD, rp[1]}};
 		struct restore_process_opts o = {.fds = m, .nfds = 1};
 		struct restore_err err = {0};
-		int r = restore_process(dirfd_, "1", &o, &err);
+		int r = restore_process(fx_dirfd, "1", &o, &err);
 		dprintf(res[1], "%d %s\n", r, err.msg);
 		_exit(100);
 	}
@@ -340,7 +333,7 @@ START_TEST(test_fds_unhanded_pipe)
 	ck_assert_int_ge(child, 0);
 	if (child == 0) {
 		struct restore_err e = {0};
-		int rr = restore_process(dirfd_, "1", NULL, &e);
+		int rr = restore_process(fx_dirfd, "1", NULL, &e);
 		dprintf(res[1], "%d %s\n", rr, e.msg);
 		_exit(100);
 	}
@@ -386,7 +379,7 @@ START_TEST(test_fds_refusals)
 	snprintf(want, sizeof(want), "fd %d %s", bad, refusals[_i].want);
 	ck_assert_msg(strstr(err.msg, want), "%s: message: %s", refusals[_i].mode, err.msg);
 	ck_assert(!strchr(err.msg, '\n'));
-	ck_assert_int_eq(faccessat(dirfd_, "1", F_OK, 0), -1);
+	ck_assert_int_eq(faccessat(fx_dirfd, "1", F_OK, 0), -1);
 	close(rep);
 }
 END_TEST
@@ -395,15 +388,11 @@ int main(void)
 {
 	Suite *s = suite_create("restore-fds");
 	TCase *tc = tcase_create("fds");
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, setup, fx_dir_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_fds_restore);
 	tcase_add_test(tc, test_fds_unhanded_pipe);
 	tcase_add_loop_test(tc, test_fds_refusals, 0, (int)CK_ARRAY_SIZE(refusals));
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

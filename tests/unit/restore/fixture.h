@@ -44,6 +44,30 @@ static inline void fx_tmpdir(char *buf, size_t len)
 	ck_assert_ptr_nonnull(mkdtemp(buf));
 }
 
+/* Each test's checkpoints directory, made and removed by fx_dir_setup / fx_dir_teardown (the
+ * tcase's checked fixture, or called from a suite's own). */
+static char fx_dir[PATH_MAX] CK_UNUSED;
+static int fx_dirfd CK_UNUSED = -1;
+
+static inline int fx_open_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	return fd;
+}
+
+static inline void fx_dir_setup(void)
+{
+	fx_tmpdir(fx_dir, sizeof(fx_dir));
+	fx_dirfd = fx_open_dir(fx_dir);
+}
+
+static inline void fx_dir_teardown(void)
+{
+	close(fx_dirfd);
+	ck_rm_rf_at(AT_FDCWD, fx_dir);
+}
+
 /* Read one line of the helper's report (byte by byte: no buffering to get wrong);
  * "" at end of file. 10 s deadline per byte. */
 static inline void fx_line(struct zdtm *z, char *buf, size_t len)
@@ -158,48 +182,6 @@ static inline void fx_stop(struct zdtm *z)
 	if (z->cmd >= 0)
 		close(z->cmd);
 	z->pid = 0;
-}
-
-static inline int fx_open_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	ck_assert_int_ge(fd, 0);
-	return fd;
-}
-
-/* A suite's private checkpoints directory: fx_dir_setup/fx_dir_teardown as a checked fixture,
- * fx_dir()->fd in the tests. */
-struct fx_dir {
-	char path[PATH_MAX];
-	int fd;
-};
-
-static inline struct fx_dir *fx_dir(void)
-{
-	static struct fx_dir d = {.fd = -1};
-	return &d;
-}
-
-static inline void fx_dir_setup(void)
-{
-	fx_tmpdir(fx_dir()->path, sizeof(fx_dir()->path));
-	fx_dir()->fd = fx_open_dir(fx_dir()->path);
-}
-
-static inline void fx_dir_teardown(void)
-{
-	close(fx_dir()->fd);
-	ck_rm_rf_at(AT_FDCWD, fx_dir()->path);
-}
-
-/* Run suite @s (one or more test cases added): the exit status of the suite's program. */
-static inline int fx_run(Suite *s)
-{
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
 }
 
 /* ---- helpers that verify themselves on SIGUSR2 (zdtm-thtimers, zdtm-shmalias, zdtm-rseq) ---- */

@@ -1,25 +1,12 @@
 /* Image writer and reader on a synthetic model: round trip, zero pages dropped, run coalescing,
  * atomic visibility, version and truncation refusals, and the corruption fuzz. No ptrace. */
+#include "../check-main.h"
 #include "fuzz.h"
 
 #include <sys/mman.h>
 
 #define PG RESTORE_PAGE_SIZE
 
-static char tmp[PATH_MAX];
-static int dirfd_ = -1;
-
-static void setup(void)
-{
-	fx_tmpdir(tmp, sizeof(tmp));
-	dirfd_ = fx_open_dir(tmp);
-}
-
-static void teardown(void)
-{
-	close(dirfd_);
-	ck_rm_rf_at(AT_FDCWD, tmp);
-}
 
 static void fill_model(struct restore_image *m)
 {
@@ -107,7 +94,7 @@ static uint8_t page_byte(unsigned p)
 static void write_image_m(const char *id, void (*mut)(struct restore_image *))
 {
 	struct restore_image_writer *w = NULL;
-	ck_assert_int_eq(restore_image_writer_new(dirfd_, id, &w), 0);
+	ck_assert_int_eq(restore_image_writer_new(fx_dirfd, id, &w), 0);
 	uint8_t *buf = calloc(96, PG);
 	for (unsigned p = 0; p < 96; p++)
 		if (p % 3)
@@ -135,12 +122,12 @@ START_TEST(test_roundtrip)
 {
 	write_image("1");
 	char latest[64];
-	ck_assert_int_eq(restore_image_latest(dirfd_, latest, sizeof(latest)), 0);
+	ck_assert_int_eq(restore_image_latest(fx_dirfd, latest, sizeof(latest)), 0);
 	ck_assert_str_eq(latest, "1");
 	struct restore_err err = {0};
-	ck_assert_msg(restore_image_verify(dirfd_, "1", &err) == 0, "%s", err.msg);
+	ck_assert_msg(restore_image_verify(fx_dirfd, "1", &err) == 0, "%s", err.msg);
 	struct restore_image *img = NULL;
-	ck_assert_int_eq(restore_image_load(dirfd_, "1", &img, &err), 0);
+	ck_assert_int_eq(restore_image_load(fx_dirfd, "1", &img, &err), 0);
 	ck_assert_int_eq(img->proc.pid, 42);
 	ck_assert_str_eq(img->proc.comm, "synthetic");
 	ck_assert_str_eq(img->proc.exe, "/bin/true");
@@ -199,7 +186,7 @@ END_TEST
 START_TEST(test_coalesce)
 {
 	struct restore_image_writer *w = NULL;
-	ck_assert_int_eq(restore_image_writer_new(dirfd_, "big", &w), 0);
+	ck_assert_int_eq(restore_image_writer_new(fx_dirfd, "big", &w), 0);
 	size_t n = 3000; /* several chunks */
 	uint8_t *buf = malloc(n * PG);
 	memset(buf, 0xee, n * PG);
@@ -218,7 +205,7 @@ START_TEST(test_coalesce)
 	restore_image_writer_free(w);
 	free(buf);
 	struct restore_image *img = NULL;
-	ck_assert_int_eq(restore_image_load(dirfd_, "big", &img, NULL), 0);
+	ck_assert_int_eq(restore_image_load(fx_dirfd, "big", &img, NULL), 0);
 	/* Runs are cut at the writer's 1 MiB chunks: 11 of 256 pages and one of 184. */
 	ck_assert_uint_eq(img->nruns, 12);
 	ck_assert_uint_eq(img->runs[0].npages, 256);
@@ -232,27 +219,27 @@ START_TEST(test_atomic_visibility)
 {
 	write_image("1");
 	struct restore_image_writer *w = NULL;
-	ck_assert_int_eq(restore_image_writer_new(dirfd_, "1", &w), -EEXIST);
+	ck_assert_int_eq(restore_image_writer_new(fx_dirfd, "1", &w), -EEXIST);
 	/* An aborted checkpoint leaves nothing visible and LATEST untouched. */
-	ck_assert_int_eq(restore_image_writer_new(dirfd_, "2", &w), 0);
+	ck_assert_int_eq(restore_image_writer_new(fx_dirfd, "2", &w), 0);
 	uint8_t page[PG];
 	memset(page, 1, PG);
 	ck_assert_int_eq(restore_image_writer_add_pages(w, 0x10000000, page, PG), 0);
 	struct stat st;
-	ck_assert_int_eq(fstatat(dirfd_, ".2.tmp", &st, 0), 0);
-	ck_assert_int_ne(fstatat(dirfd_, "2", &st, 0), 0);
+	ck_assert_int_eq(fstatat(fx_dirfd, ".2.tmp", &st, 0), 0);
+	ck_assert_int_ne(fstatat(fx_dirfd, "2", &st, 0), 0);
 	restore_image_writer_free(w);
-	ck_assert_int_ne(fstatat(dirfd_, ".2.tmp", &st, 0), 0);
+	ck_assert_int_ne(fstatat(fx_dirfd, ".2.tmp", &st, 0), 0);
 	char latest[64];
-	ck_assert_int_eq(restore_image_latest(dirfd_, latest, sizeof(latest)), 0);
+	ck_assert_int_eq(restore_image_latest(fx_dirfd, latest, sizeof(latest)), 0);
 	ck_assert_str_eq(latest, "1");
 	/* A stale temporary directory of a crashed writer is replaced. */
-	ck_assert_int_eq(mkdirat(dirfd_, ".3.tmp", 0700), 0);
+	ck_assert_int_eq(mkdirat(fx_dirfd, ".3.tmp", 0700), 0);
 	write_image("3");
-	ck_assert_int_eq(restore_image_latest(dirfd_, latest, sizeof(latest)), 0);
+	ck_assert_int_eq(restore_image_latest(fx_dirfd, latest, sizeof(latest)), 0);
 	ck_assert_str_eq(latest, "3");
 	struct restore_err err = {0};
-	ck_assert_int_eq(restore_image_load(dirfd_, "nope", NULL, &err), -ENOENT);
+	ck_assert_int_eq(restore_image_load(fx_dirfd, "nope", NULL, &err), -ENOENT);
 	ck_assert_ptr_nonnull(strstr(err.msg, "nope/core.img"));
 }
 END_TEST
@@ -261,7 +248,7 @@ END_TEST
 START_TEST(test_future_version)
 {
 	write_image("1");
-	int fd = openat(dirfd_, "1/core.img", O_RDWR | O_CLOEXEC);
+	int fd = openat(fx_dirfd, "1/core.img", O_RDWR | O_CLOEXEC);
 	ck_assert_int_ge(fd, 0);
 	uint8_t h[40];
 	ck_assert_int_eq(pread(fd, h, 40, 0), 40);
@@ -270,7 +257,7 @@ START_TEST(test_future_version)
 	ck_assert_int_eq(pwrite(fd, h, 40, 0), 40);
 	close(fd);
 	struct restore_err err = {0};
-	ck_assert_int_eq(restore_image_verify(dirfd_, "1", &err), -EPROTONOSUPPORT);
+	ck_assert_int_eq(restore_image_verify(fx_dirfd, "1", &err), -EPROTONOSUPPORT);
 	ck_assert_ptr_nonnull(strstr(err.msg, "1/core.img"));
 	ck_assert_ptr_nonnull(strstr(err.msg, "version"));
 }
@@ -307,7 +294,7 @@ START_TEST(test_fdstate_refused)
 	write_image_m("1", bad_fdstate[_i]);
 	struct restore_image *img = NULL;
 	struct restore_err err = {0};
-	ck_assert_int_eq(restore_image_load(dirfd_, "1", &img, &err), -EBADMSG);
+	ck_assert_int_eq(restore_image_load(fx_dirfd, "1", &img, &err), -EBADMSG);
 	ck_assert_msg(strstr(err.msg, "1/core.img is corrupt (section 16"), "%s", err.msg);
 	ck_assert(!strchr(err.msg, '\n'));
 }
@@ -316,12 +303,12 @@ END_TEST
 START_TEST(test_truncated_message)
 {
 	write_image("1");
-	int fd = openat(dirfd_, "1/pages.img", O_RDWR | O_CLOEXEC);
+	int fd = openat(fx_dirfd, "1/pages.img", O_RDWR | O_CLOEXEC);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(ftruncate(fd, 10 * PG), 0);
 	close(fd);
 	struct restore_err err = {0};
-	ck_assert_int_eq(restore_image_load(dirfd_, "1", NULL, &err), -EBADMSG);
+	ck_assert_int_eq(restore_image_load(fx_dirfd, "1", NULL, &err), -EBADMSG);
 	ck_assert_ptr_nonnull(strstr(err.msg, "1/pages.img is truncated"));
 }
 END_TEST
@@ -329,19 +316,19 @@ END_TEST
 START_TEST(test_fuzz)
 {
 	write_image("good");
-	fz_run(dirfd_, "good", 200, 0x1234567);
-	fz_structural(dirfd_, "good", 400, 0x7654321);
+	fz_run(fx_dirfd, "good", 200, 0x1234567);
+	fz_structural(fx_dirfd, "good", 400, 0x7654321);
 }
 END_TEST
 
 START_TEST(test_latest_malformed)
 {
 	char buf[64];
-	ck_assert_int_eq(restore_image_latest(dirfd_, buf, sizeof(buf)), -ENOENT);
-	ck_assert_int_eq(ck_write_file_atomic(dirfd_, "LATEST", "../x\n", 5, 0600), 0);
-	ck_assert_int_eq(restore_image_latest(dirfd_, buf, sizeof(buf)), -EBADMSG);
-	ck_assert_int_eq(ck_write_file_atomic(dirfd_, "LATEST", "7", 1, 0600), 0);
-	ck_assert_int_eq(restore_image_latest(dirfd_, buf, sizeof(buf)), -EBADMSG);
+	ck_assert_int_eq(restore_image_latest(fx_dirfd, buf, sizeof(buf)), -ENOENT);
+	ck_assert_int_eq(ck_write_file_atomic(fx_dirfd, "LATEST", "../x\n", 5, 0600), 0);
+	ck_assert_int_eq(restore_image_latest(fx_dirfd, buf, sizeof(buf)), -EBADMSG);
+	ck_assert_int_eq(ck_write_file_atomic(fx_dirfd, "LATEST", "7", 1, 0600), 0);
+	ck_assert_int_eq(restore_image_latest(fx_dirfd, buf, sizeof(buf)), -EBADMSG);
 }
 END_TEST
 
@@ -349,7 +336,7 @@ int main(void)
 {
 	Suite *s = suite_create("restore-image");
 	TCase *tc = tcase_create("image");
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, fx_dir_setup, fx_dir_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_roundtrip);
 	tcase_add_test(tc, test_coalesce);
@@ -360,9 +347,5 @@ int main(void)
 	tcase_add_test(tc, test_fuzz);
 	tcase_add_test(tc, test_latest_malformed);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

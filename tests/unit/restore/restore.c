@@ -6,6 +6,7 @@
  * SIGUSR1 verify its own memory, signal state, rseq, brk, cwd, umask, rlimit and MXCSR and exit 0.
  * Also: the same image restored twice, a helper frozen inside read() (syscall restart), and the
  * refusal of a changed file. Several threads: threads.c. */
+#include "../check-main.h"
 #include "fixture.h"
 
 #include <sys/mman.h>
@@ -13,8 +14,6 @@
 #define PFD 10 /* progress pipe in the helper */
 #define CFD 11 /* command pipe in the helper ("block" mode) */
 
-static char tmp[PATH_MAX];
-static int dirfd_ = -1;
 
 struct ctr {
 	pid_t pid;
@@ -22,18 +21,6 @@ struct ctr {
 	int cmd;		 /* write end of the command pipe, or -1 */
 	unsigned long long last; /* last block reported */
 };
-
-static void setup(void)
-{
-	fx_tmpdir(tmp, sizeof(tmp));
-	dirfd_ = fx_open_dir(tmp);
-}
-
-static void teardown(void)
-{
-	close(dirfd_);
-	ck_rm_rf_at(AT_FDCWD, tmp);
-}
 
 /* One line from @fd (byte by byte), 10 s deadline per byte; "" at end of file. */
 static void read_line(int fd, char *buf, size_t len)
@@ -59,7 +46,7 @@ static void start_counter(struct ctr *h, const char *name, bool block)
 			dup2(cp[0], CFD);
 		close_range(3, PFD - 1, 0);
 		close_range(block ? CFD + 1 : PFD + 1, ~0u, 0);
-		execl(exe, name, "10", tmp, block ? "block" : NULL, "11", (char *)NULL);
+		execl(exe, name, "10", fx_dir, block ? "block" : NULL, "11", (char *)NULL);
 		_exit(127);
 	}
 	close(pp[1]);
@@ -111,7 +98,7 @@ static unsigned long long dump_and_kill(struct ctr *h, const char *id)
 	struct restore_freeze *f = NULL;
 	struct restore_err err = {0};
 	ck_assert_msg(restore_freeze(h->pid, &f, &err) == 0, "freeze: %s", err.msg);
-	int r = restore_dump(f, dirfd_, id, NULL, NULL, &err);
+	int r = restore_dump(f, fx_dirfd, id, NULL, NULL, &err);
 	kill(h->pid, SIGKILL);
 	restore_freeze_resume(f);
 	ck_assert_int_eq(waitpid(h->pid, NULL, 0), h->pid);
@@ -146,7 +133,7 @@ static pid_t restore_child(const char *id, struct ctr *h, bool block, bool allow
 		struct restore_process_opts o = {
 			.fds = m, .nfds = block ? 2 : 1, .allow_changed = allow_changed};
 		struct restore_err err = {0};
-		int r = restore_process(dirfd_, id, &o, &err);
+		int r = restore_process(fx_dirfd, id, &o, &err);
 		dprintf(rp[1], "%d %s\n", r, err.msg);
 		_exit(100);
 	}
@@ -196,7 +183,7 @@ static uint64_t image_vdso(const char *id)
 {
 	struct restore_image *img = NULL;
 	struct restore_err err = {0};
-	ck_assert_int_eq(restore_image_load(dirfd_, id, &img, &err), 0);
+	ck_assert_int_eq(restore_image_load(fx_dirfd, id, &img, &err), 0);
 	uint64_t a = 0;
 	for (size_t i = 0; i < img->nvmas; i++)
 		if (img->vmas[i].kind == RESTORE_VMA_VDSO)
@@ -310,7 +297,7 @@ START_TEST(test_restore_refusals)
 	wait_block(&h, 3);
 	unsigned long long last = dump_and_kill(&h, "1");
 	char path[PATH_MAX + 32];
-	snprintf(path, sizeof(path), "%s/zdtm-counter.priv", tmp);
+	snprintf(path, sizeof(path), "%s/zdtm-counter.priv", fx_dir);
 	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = 12345}};
 	ck_assert_int_eq(utimensat(AT_FDCWD, path, ts, 0), 0);
 	expect_refusal("1", false, -ESTALE, "zdtm-counter.priv changed");
@@ -324,7 +311,7 @@ int main(void)
 {
 	Suite *s = suite_create("restore-process");
 	TCase *tc = tcase_create("restore");
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, fx_dir_setup, fx_dir_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_restore_counter);
 	tcase_add_test(tc, test_restore_twice);
@@ -332,9 +319,5 @@ int main(void)
 	tcase_add_test(tc, test_restore_in_syscall);
 	tcase_add_test(tc, test_restore_refusals);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

@@ -6,10 +6,10 @@
  * holds. The last image is restored twice (old pid when root, then another), each copy
  * checking its invariant from inside and that the section keeps committing. */
 #include "fixture.h"
+#include "../check-main.h"
 
 #define SIG 0x53053053u
 
-#define dirfd_ (fx_dir()->fd)
 
 START_TEST(test_fixup_function)
 {
@@ -65,11 +65,11 @@ START_TEST(test_rseq_section)
 		struct restore_freeze *f = NULL;
 		struct restore_err err = {0};
 		ck_assert_msg(restore_freeze(pid, &f, &err) == 0, "freeze: %s", err.msg);
-		int r = restore_dump(f, dirfd_, id, NULL, NULL, &err);
+		int r = restore_dump(f, fx_dirfd, id, NULL, NULL, &err);
 		restore_freeze_resume(f);
 		ck_assert_msg(r == 0, "dump %d: %d %s", k, r, err.msg);
 		struct restore_image *img = NULL;
-		ck_assert_int_eq(restore_image_load(dirfd_, id, &img, &err), 0);
+		ck_assert_int_eq(restore_image_load(fx_dirfd, id, &img, &err), 0);
 		const struct restore_thread *t = NULL;
 		for (size_t i = 0; i < img->nthreads; i++)
 			if (img->threads[i].tid == wtid)
@@ -91,7 +91,7 @@ START_TEST(test_rseq_section)
 		if (k > 0) { /* keep the last two */
 			char old[16];
 			snprintf(old, sizeof(old), "%d", k - 2);
-			ck_rm_rf_at(dirfd_, old);
+			ck_rm_rf_at(fx_dirfd, old);
 		}
 	}
 	ck_assert_msg(moved > 0, "no freeze out of 20 landed in the section");
@@ -104,8 +104,8 @@ START_TEST(test_rseq_section)
 	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
 	close(out);
 
-	fx_self_restore(dirfd_, id, geteuid() == 0 ? pid : 0, "zdtm-rseq\n");
-	fx_self_restore(dirfd_, id, 0, "zdtm-rseq\n");
+	fx_self_restore(fx_dirfd, id, geteuid() == 0 ? pid : 0, "zdtm-rseq\n");
+	fx_self_restore(fx_dirfd, id, 0, "zdtm-rseq\n");
 }
 END_TEST
 
@@ -118,5 +118,5 @@ int main(void)
 	tcase_add_test(tc, test_fixup_function);
 	tcase_add_test(tc, test_rseq_section);
 	suite_add_tcase(s, tc);
-	return fx_run(s);
+	return ck_run_suite(s);
 }

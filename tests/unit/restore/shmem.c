@@ -7,10 +7,10 @@
  * stored once (nothing through the second view of an object); version 2 is written only for
  * images that have such mappings. */
 #include "fixture.h"
+#include "../check-main.h"
 
 #include <sys/mman.h>
 
-#define dirfd_ (fx_dir()->fd)
 
 static char shm[96]; /* the helper's /dev/shm file, removed however the test ends */
 
@@ -40,12 +40,12 @@ static uint32_t core_version(const char *id)
 	uint8_t h[12], ph[12];
 	char path[64];
 	snprintf(path, sizeof(path), "%s/pages.img", id);
-	int fd = openat(dirfd_, path, O_RDONLY | O_CLOEXEC);
+	int fd = openat(fx_dirfd, path, O_RDONLY | O_CLOEXEC);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(read(fd, ph, sizeof(ph)), (ssize_t)sizeof(ph));
 	close(fd);
 	snprintf(path, sizeof(path), "%s/core.img", id);
-	fd = openat(dirfd_, path, O_RDONLY | O_CLOEXEC);
+	fd = openat(fx_dirfd, path, O_RDONLY | O_CLOEXEC);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(read(fd, h, sizeof(h)), (ssize_t)sizeof(h));
 	close(fd);
@@ -61,11 +61,11 @@ START_TEST(test_shmem_aliases)
 	unsigned long long a, b, c, s, s2;
 	ck_assert_msg(sscanf(line, "ready %llx %llx %llx %llx %llx", &a, &b, &c, &s, &s2) == 5,
 		      "helper said: %s", line);
-	fx_self_dump(pid, dirfd_, "1");
+	fx_self_dump(pid, fx_dirfd, "1");
 
 	struct restore_image *img = NULL;
 	struct restore_err err = {0};
-	ck_assert_int_eq(restore_image_load(dirfd_, "1", &img, &err), 0);
+	ck_assert_int_eq(restore_image_load(fx_dirfd, "1", &img, &err), 0);
 	ck_assert_uint_eq(core_version("1"), 2);
 	const uint64_t pg = RESTORE_PAGE_SIZE;
 	/* Each page of an object is stored once, through whichever view covers it first. */
@@ -76,8 +76,8 @@ START_TEST(test_shmem_aliases)
 			  2 * pg); /* page 1 is zero: not stored */
 	restore_image_free(img);
 
-	fx_self_restore(dirfd_, "1", geteuid() == 0 ? pid : 0, "zdtm-shmalias\n");
-	fx_self_restore(dirfd_, "1", 0, "zdtm-shmalias\n");
+	fx_self_restore(fx_dirfd, "1", geteuid() == 0 ? pid : 0, "zdtm-shmalias\n");
+	fx_self_restore(fx_dirfd, "1", 0, "zdtm-shmalias\n");
 }
 END_TEST
 
@@ -118,13 +118,13 @@ START_TEST(test_version)
 		v[1].inode = cases[i].inode;
 		v[1].flags = cases[i].flags;
 		struct restore_image_writer *w = NULL;
-		ck_assert_int_eq(restore_image_writer_new(dirfd_, cases[i].id, &w), 0);
+		ck_assert_int_eq(restore_image_writer_new(fx_dirfd, cases[i].id, &w), 0);
 		ck_assert_int_eq(restore_image_writer_commit(w, &m), 0);
 		restore_image_writer_free(w);
 		ck_assert_uint_eq(core_version(cases[i].id), cases[i].want);
 		struct restore_image *img = NULL;
 		struct restore_err err = {0};
-		ck_assert_msg(restore_image_load(dirfd_, cases[i].id, &img, &err) == 0, "%s",
+		ck_assert_msg(restore_image_load(fx_dirfd, cases[i].id, &img, &err) == 0, "%s",
 			      err.msg);
 		restore_image_free(img);
 	}
@@ -140,5 +140,5 @@ int main(void)
 	tcase_add_test(tc, test_version);
 	tcase_add_test(tc, test_shmem_aliases);
 	suite_add_tcase(s, tc);
-	return fx_run(s);
+	return ck_run_suite(s);
 }

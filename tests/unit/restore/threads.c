@@ -8,6 +8,7 @@
  * The same with the helper statically linked. Also: an old tid taken by another process is
  * refused before the point of no return; a process whose main thread has ended (pthread_exit)
  * is refused at freeze. */
+#include "../check-main.h"
 #include "fixture.h"
 
 #include <dirent.h>
@@ -17,20 +18,6 @@
 #define OFD	 10 /* the helper's output pipe */
 #define NTHREADS 12 /* main, 8 workers, 2 ping-pong, churn; + 1 transient at times */
 
-static char tmp[PATH_MAX];
-static int dirfd_ = -1;
-
-static void setup(void)
-{
-	fx_tmpdir(tmp, sizeof(tmp));
-	dirfd_ = fx_open_dir(tmp);
-}
-
-static void teardown(void)
-{
-	close(dirfd_);
-	ck_rm_rf_at(AT_FDCWD, tmp);
-}
 
 struct th {
 	pid_t pid;
@@ -150,7 +137,7 @@ static void restore_child(const char *id, pid_t old, struct th *h)
 		struct restore_fd_map m[1] = {{OFD, p[1]}};
 		struct restore_process_opts o = {.fds = m, .nfds = 1};
 		struct restore_err err = {0};
-		int r = restore_process(dirfd_, id, &o, &err);
+		int r = restore_process(fx_dirfd, id, &o, &err);
 		dprintf(rp[1], "%d %s\n", r, err.msg);
 		_exit(100);
 	}
@@ -173,7 +160,7 @@ static void run_threads(const char *helper)
 	ck_assert_msg(restore_freeze(h.pid, &f, &err) == 0, "freeze: %s", err.msg);
 	size_t n = restore_freeze_nthreads(f);
 	ck_assert_msg(n == NTHREADS || n == NTHREADS + 1, "%zu threads frozen", n);
-	int r = restore_dump(f, dirfd_, "1", NULL, NULL, &err);
+	int r = restore_dump(f, fx_dirfd, "1", NULL, NULL, &err);
 	kill(h.pid, SIGKILL);
 	/* Traced threads that die stay zombies until their tracer (we) reaps them; only then can
 	 * the leader be reaped. */
@@ -185,7 +172,7 @@ static void run_threads(const char *helper)
 	close(h.out);
 
 	struct restore_image *img = NULL;
-	ck_assert_int_eq(restore_image_load(dirfd_, "1", &img, &err), 0);
+	ck_assert_int_eq(restore_image_load(fx_dirfd, "1", &img, &err), 0);
 	ck_assert_uint_eq(img->nthreads, n);
 	ck_assert_int_eq(img->threads[0].tid, old);
 	ck_assert_str_eq(img->threads[0].comm, "zdtm-threads"); /* set by the helper */
@@ -337,15 +324,11 @@ int main(void)
 {
 	Suite *s = suite_create("restore-threads");
 	TCase *tc = tcase_create("threads");
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, fx_dir_setup, fx_dir_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_threads_restore_twice);
 	tcase_add_test(tc, test_threads_static);
 	tcase_add_test(tc, test_threads_leader_exited);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

@@ -8,6 +8,7 @@
  * the downtime. Also: the TIMERS section round trip and its range checks, and
  * restore_timens_enter itself (clocks set, offsets frozen once entered), and timers aimed at
  * another thread than the main one (zdtm-thtimers). */
+#include "../check-main.h"
 #include "fixture.h"
 
 #include <sched.h>
@@ -16,20 +17,6 @@
 
 #define DOWN_S "2"
 
-static char tmp[PATH_MAX];
-static int dirfd_ = -1;
-
-static void setup(void)
-{
-	fx_tmpdir(tmp, sizeof(tmp));
-	dirfd_ = fx_open_dir(tmp);
-}
-
-static void teardown(void)
-{
-	close(dirfd_);
-	ck_rm_rf_at(AT_FDCWD, tmp);
-}
 
 static uint64_t mono_ns(clockid_t c)
 {
@@ -122,7 +109,7 @@ static void roundtrip(const char *mode)
 	struct restore_err err = {0};
 	uint64_t before = mono_ns(CLOCK_MONOTONIC);
 	ck_assert_msg(restore_freeze(pid, &f, &err) == 0, "freeze: %s", err.msg);
-	int r = restore_dump(f, dirfd_, "1", NULL, NULL, &err);
+	int r = restore_dump(f, fx_dirfd, "1", NULL, NULL, &err);
 	uint64_t after = mono_ns(CLOCK_MONOTONIC);
 	kill(pid, SIGKILL);
 	restore_freeze_resume(f);
@@ -132,7 +119,7 @@ static void roundtrip(const char *mode)
 
 	/* What the image recorded. */
 	struct restore_image *img = NULL;
-	ck_assert_int_eq(restore_image_load(dirfd_, "1", &img, &err), 0);
+	ck_assert_int_eq(restore_image_load(fx_dirfd, "1", &img, &err), 0);
 	const struct restore_timers *t = &img->timers;
 	ck_assert(t->flags & RESTORE_TIMERS_F_VALID);
 	ck_assert_msg(t->mono_ns >= before && t->mono_ns <= after, "mono %llu not in [%llu, %llu]",
@@ -170,7 +157,7 @@ static void roundtrip(const char *mode)
 		ck_assert_uint_gt(t->itimer_value_ns[ITIMER_REAL], 990000000000ull);
 	}
 	uint64_t clocks[2];
-	ck_assert_int_eq(restore_image_clocks(dirfd_, "1", &clocks[0], &clocks[1], &err), 0);
+	ck_assert_int_eq(restore_image_clocks(fx_dirfd, "1", &clocks[0], &clocks[1], &err), 0);
 	ck_assert_uint_eq(clocks[0], t->mono_ns);
 	restore_image_free(img);
 
@@ -188,7 +175,7 @@ static void roundtrip(const char *mode)
 		int q = restore_timens_enter(clocks, &e);
 		if (q == 0) {
 			struct restore_process_opts o = {.blob_err_fd = res[1]};
-			q = restore_process(dirfd_, "1", &o, &e);
+			q = restore_process(fx_dirfd, "1", &o, &e);
 		}
 		dprintf(res[1], "%d %s\n", q, e.msg);
 		_exit(100);
@@ -240,12 +227,12 @@ START_TEST(test_thread_timers)
 	pid_t pid = fx_self_start("zdtm-thtimers", NULL, line, sizeof(line), NULL);
 	int wtid = -1, wid = -1;
 	ck_assert_msg(sscanf(line, "ready %d %d", &wtid, &wid) == 2, "helper said: %s", line);
-	fx_self_dump(pid, dirfd_, "1");
+	fx_self_dump(pid, fx_dirfd, "1");
 
 	/* The image: W aimed at the worker, glibc's timer at another thread (its helper). */
 	struct restore_image *img = NULL;
 	struct restore_err err = {0};
-	ck_assert_int_eq(restore_image_load(dirfd_, "1", &img, &err), 0);
+	ck_assert_int_eq(restore_image_load(fx_dirfd, "1", &img, &err), 0);
 	ck_assert_uint_eq(img->timers.nposix, 2);
 	int aimed_elsewhere = 0;
 	for (size_t i = 0; i < img->timers.nposix; i++) {
@@ -259,8 +246,8 @@ START_TEST(test_thread_timers)
 	ck_assert_int_eq(aimed_elsewhere, 1);
 	restore_image_free(img);
 
-	fx_self_restore(dirfd_, "1", geteuid() == 0 ? pid : 0, "zdtm-thtimers\n");
-	fx_self_restore(dirfd_, "1", 0, "zdtm-thtimers\n");
+	fx_self_restore(fx_dirfd, "1", geteuid() == 0 ? pid : 0, "zdtm-thtimers\n");
+	fx_self_restore(fx_dirfd, "1", 0, "zdtm-thtimers\n");
 }
 END_TEST
 
@@ -276,7 +263,9 @@ START_TEST(test_refuse_orphan_timer)
 	struct restore_freeze *f = NULL;
 	struct restore_err err = {0};
 	ck_assert_msg(restore_freeze(pid, &f, &err) == 0, "freeze: %s", err.msg);
-	int r = restore_dump(f, dirfd_, "1", NULL, NULL, &err);
+	int r = restore_dump(f, fx_dirfd, "1", NULL, NULL, &err);
+	/* Detach before the kill: a killed thread still traced by us would stay a zombie that
+	 * only a waitpid(__WALL) of ours reaps. */
 	restore_freeze_resume(f);
 	kill(pid, SIGKILL);
 	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
@@ -286,7 +275,7 @@ START_TEST(test_refuse_orphan_timer)
 		 (int)pid, tid);
 	ck_assert_msg(strstr(err.msg, want), "message: %s", err.msg);
 	struct stat st;
-	ck_assert_int_lt(fstatat(dirfd_, "1", &st, 0), 0);
+	ck_assert_int_lt(fstatat(fx_dirfd, "1", &st, 0), 0);
 }
 END_TEST
 
@@ -303,12 +292,12 @@ static int write_and_load(const char *id, const struct restore_timers *t,
 	m.proc.timers = "";
 	m.timers = *t;
 	struct restore_image_writer *w = NULL;
-	ck_assert_int_eq(restore_image_writer_new(dirfd_, id, &w), 0);
+	ck_assert_int_eq(restore_image_writer_new(fx_dirfd, id, &w), 0);
 	ck_assert_int_eq(restore_image_writer_commit(w, &m), 0);
 	restore_image_writer_free(w);
 	struct restore_image *img = NULL;
 	struct restore_err err = {0};
-	int r = restore_image_load(dirfd_, id, &img, &err);
+	int r = restore_image_load(fx_dirfd, id, &img, &err);
 	if (r == 0 && ret) {
 		*ret = img->timers;
 		ret->posix = NULL;
@@ -361,7 +350,7 @@ START_TEST(test_section)
 	ck_assert_uint_eq(got.flags, 0);
 	uint64_t a, b;
 	struct restore_err err = {0};
-	ck_assert_int_eq(restore_image_clocks(dirfd_, "2", &a, &b, &err), -ENODATA);
+	ck_assert_int_eq(restore_image_clocks(fx_dirfd, "2", &a, &b, &err), -ENODATA);
 
 	/* Values the restorer would pass to the kernel are range-checked by the reader. */
 	struct restore_timers bad = t;
@@ -453,7 +442,7 @@ int main(void)
 {
 	Suite *s = suite_create("restore-timers");
 	TCase *tc = tcase_create("timers");
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, fx_dir_setup, fx_dir_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_section);
 	tcase_add_test(tc, test_timens_enter);
@@ -462,9 +451,5 @@ int main(void)
 	tcase_add_test(tc, test_thread_timers);
 	tcase_add_test(tc, test_refuse_orphan_timer);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

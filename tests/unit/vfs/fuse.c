@@ -1,4 +1,5 @@
 /* The FUSE layer over a real mount: namespace and data operations as a job's /tmp sees them. */
+#include "../check-main.h"
 #include <dirent.h>
 #include <linux/falloc.h>
 #include <poll.h>
@@ -403,9 +404,5 @@ int main(void)
 		fprintf(stderr, "skip: needs root and /dev/fuse\n");
 		return 77;
 	}
-	SRunner *sr = srunner_create(fuse_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(fuse_suite());
 }

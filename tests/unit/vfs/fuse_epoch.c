@@ -1,6 +1,7 @@
 /* The FUSE layer over a real mount: what crosses epochs and mounts (commit, reopen at an
  * epoch, MAP_SHARED pages, unlinked-open files, SQLite WAL, large writes spliced or copied),
  * and stopping the server; how many requests a small file costs. */
+#include "../check-main.h"
 #include <dirent.h>
 #include <linux/fuse.h>
 #include <stdio.h>
@@ -290,9 +291,5 @@ int main(void)
 		fprintf(stderr, "skip: needs root and /dev/fuse\n");
 		return 77;
 	}
-	SRunner *sr = srunner_create(epoch_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(epoch_suite());
 }

@@ -357,5 +357,5 @@ int main(void)
 		tcase_add_test(tc, tests[i].t);
 		suite_add_tcase(su, tc);
 	}
-	return t_run(su);
+	return ck_run_suite(su);
 }

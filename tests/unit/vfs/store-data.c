@@ -468,5 +468,5 @@ int main(void)
 	tcase_add_test(tc, test_writeback_kick);
 	tcase_add_test(tc, test_seq_write_speed);
 	suite_add_tcase(su, tc);
-	return t_run(su);
+	return ck_run_suite(su);
 }

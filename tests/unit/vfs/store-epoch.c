@@ -432,5 +432,5 @@ int main(void)
 	tcase_add_test(tc, test_drop_punches_chunks);
 	tcase_add_test(tc, test_fold_chain);
 	suite_add_tcase(su, tc);
-	return t_run(su);
+	return ck_run_suite(su);
 }

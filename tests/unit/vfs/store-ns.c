@@ -430,5 +430,5 @@ int main(void)
 	tcase_add_test(tc, test_ref_in_one_step);
 	tcase_add_test(tc, test_readdir_refs);
 	suite_add_tcase(su, tc);
-	return t_run(su);
+	return ck_run_suite(su);
 }

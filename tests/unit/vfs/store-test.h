@@ -2,6 +2,7 @@
 #ifndef STORE_TEST_H
 #define STORE_TEST_H
 
+#include "../check-main.h"
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -145,15 +146,6 @@ static CK_UNUSED TCase *t_tcase(const char *name)
 	tcase_add_checked_fixture(tc, t_setup, t_teardown);
 	tcase_set_timeout(tc, 120);
 	return tc;
-}
-
-static CK_UNUSED int t_run(Suite *su)
-{
-	SRunner *sr = srunner_create(su);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
 }
 
 #endif
