@@ -14,7 +14,7 @@
 cp "$(dirname "$0")/net-job.py" job.py # a job cannot see a checkout under the host's /tmp
 SERVER=$(dirname "$0")/echo-server.py
 sup_of() { sed -n "s/.*supervisor $1\[\([0-9]*\)\]: starting.*/\1/p" "$CKPTENV_HOME/jobs/$1/log" | tail -1; }
-state_is() { "$CKPTENV" status "$1" | grep -q "state: *$2"; }
+state_is() { "$CKPTENV" status "$1" | grep "state: *$2" >/dev/null; }
 connecting() { local st; st=$("$CKPTENV" status "$1"); grep -q " connecting " <<<"$st"; }
 
 for how in inplace killed blocking blocking-killed; do

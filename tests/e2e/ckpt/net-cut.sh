@@ -13,7 +13,7 @@ SERVER=$(dirname "$0")/netseq-server.py
 [ -x "$HELPER" ] || fail "missing $HELPER"
 TOTAL=$((4 << 20))
 sup_of() { sed -n "s/.*supervisor $1\[\([0-9]*\)\]: starting.*/\1/p" "$CKPTENV_HOME/jobs/$1/log" | tail -1; }
-state_is() { "$CKPTENV" status "$1" | grep -q "state: *$2"; }
+state_is() { "$CKPTENV" status "$1" | grep "state: *$2" >/dev/null; }
 cmd_pid() { local p; p=$("$CKPTENV" status "$1" | sed -n 's/^pid: *\([0-9]*\) .*/\1/p'); cat "/proc/$p/task/$p/children" | tr -d ' '; }
 jlog() { "$CKPTENV" log "$1" | tr -d '\r'; }
 recv_at_least() { jlog "$1" | awk -v n="$2" '/^netseq progress/ && $6 >= n {f = 1} END {exit !f}'; }

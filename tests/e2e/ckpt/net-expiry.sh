@@ -11,7 +11,7 @@
 cp "$(dirname "$0")/net-job.py" job.py # a job cannot see a checkout under the host's /tmp
 SERVER=$(dirname "$0")/echo-server.py
 sup_of() { sed -n "s/.*supervisor $1\[\([0-9]*\)\]: starting.*/\1/p" "$CKPTENV_HOME/jobs/$1/log" | tail -1; }
-state_is() { "$CKPTENV" status "$1" | grep -q "state: *$2"; }
+state_is() { "$CKPTENV" status "$1" | grep "state: *$2" >/dev/null; }
 cmd_pid() { local p; p=$("$CKPTENV" status "$1" | sed -n 's/^pid: *\([0-9]*\) .*/\1/p'); cat "/proc/$p/task/$p/children" | tr -d ' '; }
 
 CKPTENV_CRASH_KEEP_SECONDS=soon "$CKPTENV" run --name bad --detach -- true </dev/null >/dev/null 2>err.txt &&

@@ -12,7 +12,7 @@ JOB=$T/job.py
 SERVER=$(dirname "$0")/echo-server.py
 N=1000
 sup_of() { sed -n "s/.*supervisor $1\[\([0-9]*\)\]: starting.*/\1/p" "$CKPTENV_HOME/jobs/$1/log" | tail -1; }
-state_is() { "$CKPTENV" status "$1" | grep -q "state: *$2"; }
+state_is() { "$CKPTENV" status "$1" | grep "state: *$2" >/dev/null; }
 python3 "$SERVER" port server.log </dev/null >/dev/null 2>&1 &
 poll_until 20 test -s port || fail "the echo server did not start"
 mkdir d

@@ -19,7 +19,7 @@ E="env CKPTENV_HOME=$CKPTENV_HOME TERM=xterm"
 LOG=$CKPTENV_HOME/jobs/py/log
 sup_pid() { sed -n 's/.*supervisor py\[\([0-9]*\)\]: starting.*/\1/p' "$LOG" | tail -1; }
 py_pid() { local p; p=$("$CKPTENV" status py | sed -n 's/^pid: *\([0-9]*\) .*/\1/p'); cat "/proc/$p/task/$p/children" | tr -d ' '; }
-state_is() { "$CKPTENV" status py | grep -q "state: *$1"; }
+state_is() { "$CKPTENV" status py | grep "state: *$1" >/dev/null; }
 # say SESSION TAG CODE: run CODE in python, which prints TAG=result; type again until it
 # answers (keys typed while the restorer still runs can be lost). Prints the answer.
 say() {

@@ -18,7 +18,7 @@ pane() { $TM capture-pane -p -t "$1"; }
 pane_has() { pane "$1" | grep -q -- "$2"; }
 E="env CKPTENV_HOME=$CKPTENV_HOME TERM=xterm"
 sup_of() { sed -n "s/.*supervisor $1\[\([0-9]*\)\]: starting.*/\1/p" "$CKPTENV_HOME/jobs/$1/log" | tail -1; }
-state_is() { "$CKPTENV" status "$1" | grep -q "state: *$2"; }
+state_is() { "$CKPTENV" status "$1" | grep "state: *$2" >/dev/null; }
 # Type "v" until the helper answers (keys typed while the restorer runs can be lost).
 verify() {
 	local n; n=$(pane a | grep -c "OK $1" || true)
