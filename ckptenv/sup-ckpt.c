@@ -19,7 +19,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/seccomp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,18 +49,29 @@ static int init_children(pid_t init, pid_t *out, int max)
 	return n;
 }
 
+/* /proc/PID/task/TID/status of thread @tid of @pid into @buf. 0 or -errno. */
+static int read_status(pid_t pid, pid_t tid, char *buf, size_t len)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
+	int r = ck_read_small(path, buf, len);
+	return r < 0 ? r : 0;
+}
+
+/* Where the value of @key ("\nName:") starts in a status file's text, or NULL. */
+static char *status_value(char *buf, const char *key)
+{
+	char *l = strstr(buf, key);
+	return l ? l + strlen(key) : NULL;
+}
+
 /* The pid of @pid in its own (innermost) pid namespace: last field of NSpid. */
 static pid_t ns_pid(pid_t pid)
 {
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	char buf[8192];
-	if (ck_read_small(path, buf, sizeof(buf)) < 0)
-		return -1;
-	char *l = strstr(buf, "\nNSpid:");
+	char *l = read_status(pid, pid, buf, sizeof(buf)) < 0 ? NULL : status_value(buf, "\nNSpid:");
 	if (!l)
 		return -1;
-	l += 7;
 	char *eol = strchr(l, '\n');
 	if (eol)
 		*eol = 0;
@@ -112,16 +122,15 @@ static void live_copied(void *userdata)
 /* RssAnon + RssShmem of @pid from /proc/PID/status: about what a dump stores. 0 unknown. */
 static uint64_t resident_bytes(pid_t pid)
 {
-	char path[64], buf[8192];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if (ck_read_small(path, buf, sizeof(buf)) < 0)
+	char buf[8192];
+	if (read_status(pid, pid, buf, sizeof(buf)) < 0)
 		return 0;
 	uint64_t sum = 0;
 	static const char *const keys[] = {"\nRssAnon:", "\nRssShmem:"};
 	for (size_t i = 0; i < CK_ARRAY_SIZE(keys); i++) {
-		const char *l = strstr(buf, keys[i]);
-		if (l)
-			sum += strtoull(l + strlen(keys[i]), NULL, 10) << 10;
+		const char *v = status_value(buf, keys[i]);
+		if (v)
+			sum += strtoull(v, NULL, 10) << 10;
 	}
 	return sum;
 }
@@ -323,21 +332,19 @@ static void prune(struct sup *s)
 		sup_log(s, "cannot drop old checkpoints: %s", strerror(-r));
 }
 
-/* Seccomp filters (or strict mode) in any thread of @pid beyond the ones every process of
- * the job has from its init (the network filter): the image records none, so a restore would
- * silently drop them. >0: how many more; 0: none; <0: unreadable (the dump decides). */
+/* The seccomp filter count of thread @tid of @pid, or -errno. */
 static int seccomp_filters(pid_t pid, pid_t tid)
 {
-	char path[64], buf[4096];
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
-	if (ck_read_small(path, buf, sizeof(buf)) < 0)
-		return -1;
-	const char *mode = strstr(buf, "\nSeccomp:"), *n = strstr(buf, "\nSeccomp_filters:");
-	if (mode && atoi(mode + 9) == SECCOMP_MODE_STRICT)
-		return 1000; /* strict mode: counted as more than any filter count */
-	return n ? atoi(n + 17) : -1;
+	char buf[8192];
+	int r = read_status(pid, tid, buf, sizeof(buf));
+	const char *n = r < 0 ? NULL : status_value(buf, "\nSeccomp_filters:");
+	return r < 0 ? r : n ? atoi(n) : -ENOENT;
 }
 
+/* Seccomp filters in any thread of @kid beyond the ones every process of the job has from its
+ * init (the network filter): the image records none, so a restore would silently drop them.
+ * How many more; 0 also when unreadable (the dump decides then). Strict mode cannot occur:
+ * the kernel refuses it to a task that already has filters, as every job's task has. */
 static int own_seccomp_filters(pid_t init, pid_t kid)
 {
 	int base = seccomp_filters(init, init), most = 0;
