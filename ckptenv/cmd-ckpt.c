@@ -377,6 +377,7 @@ static int restore_in_place(struct cli_job *j, const char *name, uint64_t id, bo
 struct restore_watch {
 	struct cli_job *j;
 	const char *name;
+	const char *id; /* the checkpoint's */
 	char comm[17];	/* the checkpointed process's name */
 	off_t log_off;	/* size of the job's output before the restore began */
 	uint64_t bytes; /* page bytes of the image */
@@ -411,9 +412,11 @@ static int has_pages_open(pid_t pid)
 }
 
 /* The restorer's last words in what the job wrote since the restore began (it failed before
- * or in the blob), or NULL. */
-static const char *restore_failure(struct restore_watch *w, char *buf, size_t len)
+ * or in the blob), or NULL. *ret_refused: they are the page check's refusal of the image. */
+static const char *restore_failure(struct restore_watch *w, char *buf, size_t len,
+				   bool *ret_refused)
 {
+	*ret_refused = false;
 	_cleanup_close_ int fd = openat(w->j->job_fd, OUTPUT_LOG, O_RDONLY | O_CLOEXEC);
 	off_t end = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
 	if (end < 0)
@@ -426,11 +429,19 @@ static const char *restore_failure(struct restore_watch *w, char *buf, size_t le
 		return NULL;
 	buf[n] = 0;
 	const char *why = NULL;
-	for (char *l = strtok(buf, "\r\n"); l; l = strtok(NULL, "\r\n"))
+	size_t rk = strlen(RESTORE_CHECK_REFUSED);
+	for (char *l = strtok(buf, "\r\n"); l; l = strtok(NULL, "\r\n")) {
+		bool refused = !strncmp(l, RESTORE_CHECK_REFUSED, rk);
 		if (!strncmp(l, "ckptenv: cannot restore the job: ", 33))
 			why = l + 33;
 		else if (!strncmp(l, "ckptenv restorer: ", 18))
-			why = l + 9;
+			why = l + 8;
+		else if (refused)
+			why = l + rk;
+		else
+			continue;
+		*ret_refused = refused;
+	}
 	return why;
 }
 
@@ -447,8 +458,14 @@ static bool output_grew(struct restore_watch *w)
 static int restore_ended(struct restore_watch *w, bool named)
 {
 	char buf[4096];
-	const char *why = restore_failure(w, buf, sizeof(buf));
+	bool refused;
+	const char *why = restore_failure(w, buf, sizeof(buf), &refused);
 	progress_end(&w->pr);
+	if (refused && !strncmp(why, CKPT_IMAGE "/", strlen(CKPT_IMAGE) + 1)) {
+		cli_error("restore", w->name, "checkpoint %s refused: %s/%s/%s/%s", w->id,
+			  w->j->dir, CKPT_DIR, w->id, why);
+		return 1;
+	}
 	/* Gone before we saw it named, but it wrote output and the restorer wrote no failure:
 	 * a restored job that ended quickly on its own (e.g. on a reset connection). */
 	if (!why && (named || output_grew(w)))
@@ -507,12 +524,6 @@ static int restore_started(pid_t init, void *userdata)
 	return 0;
 }
 
-static void verify_progress(uint64_t done, uint64_t total, void *userdata)
-{
-	struct restore_watch *w = userdata;
-	progress_show(&w->pr, w->name, "restore: checked", done, total, "");
-}
-
 static int do_restore(struct cli_job *j, const char *name, const char *want, bool detach,
 		      const struct allow_list *allow)
 {
@@ -561,13 +572,13 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 			  name);
 		return 1;
 	}
-	/* Check the whole image before anything runs. */
+	/* Check the image's structure before anything runs (the page checksums are checked as the
+	 * restorer reads the pages: restore_pages_check, in the job's init). */
 	struct restore_err err = {0};
 	struct restore_watch watch = {
-		.j = j, .name = name, .bytes = man.bytes, .pr = progress_start()};
-	r = restore_image_verify_progress(cfd, CKPT_IMAGE, verify_progress, &watch, &err);
-	progress_end(&watch.pr);
-	watch.pr.shown = false;
+		.j = j, .name = name, .id = idstr, .bytes = man.bytes, .pr = progress_start()};
+	struct restore_image *img = NULL;
+	r = restore_image_load(cfd, CKPT_IMAGE, &img, &err);
 	if (r < 0) {
 		if (!strncmp(err.msg, CKPT_IMAGE "/", strlen(CKPT_IMAGE) + 1))
 			cli_error("restore", name, "checkpoint %s refused: %s/%s/%s/%s", idstr,
@@ -578,13 +589,11 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 				  err.msg[0] ? err.msg : strerror(-r));
 		return 1;
 	}
+	memcpy(watch.comm, img->proc.comm, sizeof(img->proc.comm));
+	restore_image_free(img);
 	struct stat lst;
 	if (fstatat(j->job_fd, OUTPUT_LOG, &lst, 0) == 0)
 		watch.log_off = lst.st_size;
-	struct restore_image *img = NULL;
-	if (restore_image_load(cfd, CKPT_IMAGE, &img, &err) == 0)
-		memcpy(watch.comm, img->proc.comm, sizeof(img->proc.comm));
-	restore_image_free(img);
 	/* Can it run here: CPU, kernel, and the files outside /tmp it had open or mapped. */
 	struct restore_process_opts ro_check = {.allow_paths = (const char *const *)allow->paths,
 						.nallow_paths = allow->n};

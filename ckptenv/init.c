@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -152,7 +153,7 @@ static int open_tmp_files(int dirfd, const char *id, struct restore_fd_map *maps
 /* The restore variant of run_command: the job's stdio as it is (a terminal job gets its session
  * and controlling terminal first), then become the checkpointed process. */
 __attribute__((noreturn)) static void restore_command(const struct launch_args *a, int dirfd,
-						      int slave, const int *hand)
+						      int slave, const int *hand, int check_fd)
 {
 	sigset_t none;
 	sigemptyset(&none);
@@ -179,13 +180,13 @@ __attribute__((noreturn)) static void restore_command(const struct launch_args *
 	size_t ntmp = 0;
 	r = open_tmp_files(dirfd, a->restore_id, maps + nmaps, 64, &ntmp, &err);
 	nmaps += ntmp;
-	/* `ckptenv restore` verified every checksum of the image just before starting us (and
-	 * left it in the page cache): a second pass would double the restore's reading. */
+	/* The page checksums are checked by the init as the blob fills the pages (check_pages):
+	 * pages.img is read once. */
 	struct restore_process_opts o = {
 		.blob_err_fd = 2,
 		.fds = maps,
 		.nfds = nmaps,
-		.no_verify = true,
+		.check_fd = check_fd,
 		.allow_paths = a->allow_changed,
 		.nallow_paths = a->nallow_changed};
 	if (r == 0)
@@ -193,6 +194,18 @@ __attribute__((noreturn)) static void restore_command(const struct launch_args *
 	fprintf(stderr, "ckptenv: cannot restore the job: %s\n",
 		err.msg[0] ? err.msg : strerror(-r));
 	_exit(127);
+}
+
+/* The parent's side of the restorer's page check (restore_pages_check): a refusal is the
+ * blob's last words, in the job's output, where `ckptenv restore` finds it. */
+static void check_pages(const struct launch_args *a, int dirfd, pid_t cmd, int check_fd)
+{
+	struct restore_err err = {0};
+	int r = restore_pages_check(dirfd, a->restore_id, cmd, check_fd, &err);
+	if (r < 0 && r != -EBADMSG && r != -EPIPE)
+		fprintf(stderr, "ckptenv: cannot check the restored pages: %s\n",
+			err.msg[0] ? err.msg : strerror(-r));
+	close(check_fd);
 }
 
 /* fork() at pid @want of our pid namespace (clone3 with set_tid), so the restored process has
@@ -333,18 +346,29 @@ void init_main(int sock, const struct launch_args *a, int restore_dirfd)
 	close(sock);
 
 	enter_timens(a, restore_dirfd);
+	int check[2] = {-1, -1};
+	if (a->restore_id && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, check) < 0) {
+		fprintf(stderr, "ckptenv: cannot restore the job: socketpair: %m\n");
+		_exit(127);
+	}
 	pid_t cmd = a->restore_id && a->restore_pid > 1 ? fork_at(a->restore_pid) : fork();
 	if (cmd < 0) {
 		fprintf(stderr, "ckptenv: cannot %s %s: fork: %m\n",
 			a->restore_id ? "restore" : "run", spec->argv[0]);
 		_exit(127);
 	}
-	if (cmd == 0 && a->restore_id)
-		restore_command(a, restore_dirfd, slave, hand);
+	if (cmd == 0 && a->restore_id) {
+		close(check[0]);
+		restore_command(a, restore_dirfd, slave, hand, check[1]);
+	}
 	for (size_t i = 0; i < nhand; i++)
 		close(hand[i]); /* the restored job's copies alone keep them */
 	if (cmd == 0)
 		run_command(spec, slave);
+	if (a->restore_id) {
+		close(check[1]);
+		check_pages(a, restore_dirfd, cmd, check[0]);
+	}
 	if (restore_dirfd >= 0)
 		close(restore_dirfd);
 	/* Also here, so a signal right away already finds the group; not for a terminal job,

@@ -112,4 +112,9 @@ int img_unpack_timers(struct ck_rd *r, struct restore_timers *t);
 void img_timers_clear(struct restore_timers *t);
 void img_thread_clear(struct restore_thread *t);
 
+static inline void image_freep(struct restore_image **p)
+{
+	restore_image_free(*p);
+}
+
 #endif

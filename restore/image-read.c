@@ -53,11 +53,6 @@ void restore_image_free(struct restore_image *img)
 	free(img);
 }
 
-static void image_freep(struct restore_image **p)
-{
-	restore_image_free(*p);
-}
-
 /* Check a file header; on success *ret_body_len / *ret_body_sum are the header's claims and
  * the file size has been checked to be exactly header_len + body_len. */
 static int check_header(const uint8_t *h, uint64_t fsize, const char *magic, uint32_t hdr_len,
@@ -308,13 +303,6 @@ int restore_image_load(int dirfd, const char *id, struct restore_image **ret,
 
 int restore_image_verify(int dirfd, const char *id, struct restore_err *err)
 {
-	return restore_image_verify_progress(dirfd, id, NULL, NULL, err);
-}
-
-int restore_image_verify_progress(int dirfd, const char *id,
-				  void (*progress)(uint64_t done, uint64_t total, void *userdata),
-				  void *userdata, struct restore_err *err)
-{
 	_cleanup_(image_freep) struct restore_image *img = NULL;
 	int r = restore_image_load(dirfd, id, &img, err);
 	if (r < 0)
@@ -349,9 +337,6 @@ int restore_image_verify_progress(int dirfd, const char *id,
 			return fail(err, -EBADMSG, id, IMG_PAGES_NAME,
 				    "is corrupt (checksum of pages at 0x%llx)",
 				    (unsigned long long)p->addr);
-		uint64_t done = p->file_off + len - IMG_PAGES_HDR_LEN;
-		if (progress && (done >> 24) != ((done - len) >> 24)) /* every 16 MiB */
-			progress(done, img->pages_size - IMG_PAGES_HDR_LEN, userdata);
 	}
 	return 0;
 }

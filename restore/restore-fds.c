@@ -191,7 +191,7 @@ static int int_cmp(const void *a, const void *b)
 int rst_fds_install(struct rst_ctx *c)
 {
 	/* Every fd to keep: the image's, then the blob's temporaries (all >= base_fd). */
-	size_t n = c->nfds + c->ntmp + 3;
+	size_t n = c->nfds + c->ntmp + 4;
 	_cleanup_free_ int *keep = calloc(n, sizeof(int));
 	if (!keep)
 		return -ENOMEM;
@@ -219,6 +219,8 @@ int rst_fds_install(struct rst_ctx *c)
 		keep[k++] = c->exe_fd;
 	if (c->err_fd >= 0)
 		keep[k++] = c->err_fd;
+	if (c->check_fd >= 0)
+		keep[k++] = c->check_fd;
 	qsort(keep, k, sizeof(int), int_cmp);
 	unsigned from = 0;
 	for (size_t i = 0; i <= k; i++) {
@@ -244,6 +246,8 @@ void rst_ctx_close_temps(struct rst_ctx *c)
 		close(c->exe_fd);
 	if (c->err_fd >= 0)
 		close(c->err_fd);
+	if (c->check_fd >= 0)
+		close(c->check_fd);
 	c->nfds = c->ntmp = 0;
-	c->pages_fd = c->exe_fd = c->err_fd = -1;
+	c->pages_fd = c->exe_fd = c->err_fd = c->check_fd = -1;
 }

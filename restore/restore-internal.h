@@ -49,7 +49,7 @@ struct rst_ctx {
 	size_t nruns;
 	struct ckr_remap remap[CKR_NREMAP];
 	unsigned nremap;
-	int pages_fd, exe_fd, err_fd;
+	int pages_fd, exe_fd, err_fd, check_fd;
 
 	struct rst_fd_plan *fds;
 	size_t nfds;

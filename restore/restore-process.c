@@ -146,6 +146,7 @@ static int build_zone(struct rst_ctx *c, uint64_t code_len, uint64_t args_len, u
 		.err_fd = c->err_fd,
 		.ntimers = c->ntimers,
 		.timers = timers,
+		.check_fd = c->check_fd,
 	};
 	if (c->ntimers)
 		memcpy(timers, c->timers, c->ntimers * sizeof(*timers));
@@ -192,6 +193,11 @@ static int prepare(struct rst_ctx *c, struct ckr_args **ret)
 		c->err_fd = fcntl(efd ? efd : 2, F_DUPFD_CLOEXEC, c->base_fd);
 		if (c->err_fd < 0)
 			c->err_fd = -1;
+	}
+	if (c->opts && c->opts->check_fd > 0) {
+		c->check_fd = fcntl(c->opts->check_fd, F_DUPFD_CLOEXEC, c->base_fd);
+		if (c->check_fd < 0)
+			return -errno;
 	}
 	r = rst_self_maps(c);
 	if (r == 0)
@@ -307,9 +313,14 @@ static void ctx_free(struct rst_ctx *c)
 int restore_process(int dirfd, const char *id, const struct restore_process_opts *opts,
 		    struct restore_err *err)
 {
-	struct rst_ctx c = {.opts = opts, .err = err, .pages_fd = -1, .exe_fd = -1, .err_fd = -1};
+	struct rst_ctx c = {.opts = opts,
+			    .err = err,
+			    .pages_fd = -1,
+			    .exe_fd = -1,
+			    .err_fd = -1,
+			    .check_fd = -1};
 	int r = 0;
-	if (!(opts && opts->no_verify))
+	if (!(opts && (opts->no_verify || opts->check_fd > 0)))
 		r = restore_image_verify(dirfd, id, err);
 	if (r == 0)
 		r = restore_image_load(dirfd, id, &c.img, err);

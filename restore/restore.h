@@ -369,11 +369,21 @@ int restore_image_load(int dirfd, const char *id, struct restore_image **ret,
 /** restore_image_load() plus the checksum of every page run and of the pages.img header.
  *  Same errors. */
 int restore_image_verify(int dirfd, const char *id, struct restore_err *err);
-/** restore_image_verify() telling @progress (may be NULL) the page bytes checked so far and
- *  their total, every few MiB. Same errors. */
-int restore_image_verify_progress(int dirfd, const char *id,
-				  void (*progress)(uint64_t done, uint64_t total, void *userdata),
-				  void *userdata, struct restore_err *err);
+
+/** The parent's side of restore_process_opts.check_fd: check every page run's checksum in the
+ *  memory of @pid (the restoring child, its blob filling the pages from pages.img) as the
+ *  blob reports each step, so that pages.img is read once, by the blob; then give the
+ *  verdict. 0: every run checked, the blob goes on. -EBADMSG: a checksum differs; the blob
+ *  was told to exit with err->msg ("ID/pages.img is corrupt (checksum of pages at 0x...)")
+ *  as its last words. -EPIPE: the child ended or failed before the end (its own message
+ *  tells why). Also the errors of restore_image_load() and -errno of process_vm_readv(); on
+ *  every error but -EPIPE the blob was told to exit. The caller closes @check_fd. */
+int restore_pages_check(int dirfd, const char *id, pid_t pid, int check_fd,
+			struct restore_err *err);
+
+/* How a refusal line of restore_pages_check() starts (the blob writes it to its err fd). */
+#define RESTORE_CHECK_REFUSED "ckptenv: image refused: "
+
 
 /** Copy the page at @addr from a loaded image into @buf (RESTORE_PAGE_SIZE bytes). Returns 1 if
  *  the page is stored, 0 if not (zero or never populated: @buf untouched), -errno. */
@@ -452,6 +462,9 @@ struct restore_process_opts {
 	size_t nallow_paths;
 	bool no_verify;	    /* skip restore_image_verify() (page checksums) */
 	int blob_err_fd;    /* where the blob reports a late failure: 0 means 2, -1 nowhere */
+	/* > 0: a stream socket to the parent's restore_pages_check(), which checks the page
+	 * checksums while the blob fills the pages (instead of restore_image_verify() first). */
+	int check_fd;
 };
 
 /** Rebuild the process of checkpoint @id below @dirfd, every thread of it, in the calling

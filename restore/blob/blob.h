@@ -97,7 +97,18 @@ struct ckr_args {
 	int32_t err_fd; /* where the blob writes its one-line failure message (-1: none) */
 	uint32_t ntimers;
 	struct ckr_timer *timers; /* armed by the leader, last (blob/timers.c) */
+
+	/* The page check (restore_pages_check, in the parent): -1 none. Else the blob writes the
+	 * bytes of pages filled so far (uint64_t, runs in order) after every CKR_CHECK_STEP bytes
+	 * at most and CKR_CHECK_END after the last, then waits for the verdict: CKR_CHECK_GO, or a one-line
+	 * refusal it copies to err_fd before it exits. */
+	int32_t check_fd;
+	uint32_t pad3;
 };
+
+#define CKR_CHECK_STEP (8ull << 20)
+#define CKR_CHECK_END  (~0ull)
+#define CKR_CHECK_GO   'y'
 
 /* One thread: the state rt_sigreturn does not carry, and the frame it returns through. The
  * leader runs on the landing zone's main stack; every other thread gets its own small stack

@@ -6,7 +6,8 @@
  *
  * Order: unmap everything but the landing zone and the vDSO triple; move [vvar], [vvar_vclock],
  * [vdso] to the image's addresses through parking slots; map every old mapping writable, fill it
- * from pages.img, set its real protection; close the restorer's fds; PR_SET_MM_MAP; clone the
+ * from pages.img (with a page check: report each step, wait for its verdict), set its real
+ * protection; close the restorer's fds; PR_SET_MM_MAP; clone the
  * other threads (threads.c); the leader's thread state rt_sigreturn does not carry (fs/gs base,
  * tid address, robust list, rseq, name, its pending signals); queue the shared pending signals
  * again (every signal is blocked until each sigreturn installs the old mask); wait for every
@@ -48,6 +49,7 @@
 #define EINTR_		4
 #define EPERM_		1
 #define EBUSY_		16
+#define EPIPE_		32
 
 /* GCC may emit calls to these even in freestanding code (struct copies). */
 void *memset(void *d, int c, unsigned long n);
@@ -185,21 +187,74 @@ static void map_vmas(const struct ckr_args *a)
 	}
 }
 
+/* The parent's verdict: returns on CKR_CHECK_GO; a refusal is its line, passed on as the
+ * blob's last words. */
+static void read_verdict(const struct ckr_args *a)
+{
+	char buf[512];
+	unsigned long n = 0;
+	while (n < sizeof(buf)) {
+		long r = sys3(NR_read, a->check_fd, buf + n, sizeof(buf) - n);
+		if (r == -EINTR_)
+			continue;
+		if (r <= 0)
+			break;
+		n += (unsigned long)r;
+		if (buf[0] == CKR_CHECK_GO || buf[n - 1] == '\n')
+			break;
+	}
+	if (n == 0)
+		fail(a, "wait for the page check (it ended)", 0, -EPIPE_);
+	if (buf[0] == CKR_CHECK_GO)
+		return;
+	if (a->err_fd >= 0)
+		sys3(NR_write, a->err_fd, buf, n);
+	for (;;)
+		sys1(NR_exit_group, CKR_BLOB_EXIT_STATUS);
+}
+
+/* A refusal may come before the last report (the parent stops listening): it is read then. */
+static void check_report(const struct ckr_args *a, uint64_t filled)
+{
+	long r;
+	do
+		r = sys3(NR_write, a->check_fd, &filled, sizeof(filled));
+	while (r == -EINTR_);
+	if (r == (long)sizeof(filled))
+		return;
+	read_verdict(a);
+	fail(a, "report to the page check", filled, r < 0 ? r : -EPIPE_);
+}
+
+/* Reads of at most CKR_CHECK_STEP so that the parent's check keeps pace with the disk. */
 static void fill_pages(const struct ckr_args *a)
 {
+	uint64_t step = a->check_fd >= 0 ? CKR_CHECK_STEP : ~0ull, filled = 0;
 	for (uint64_t i = 0; i < a->nruns; i++) {
 		const struct ckr_run *run = &a->runs[i];
 		uint64_t done = 0;
 		while (done < run->len) {
-			long r = sys4(NR_pread64, a->pages_fd, run->addr + done, run->len - done,
+			uint64_t want = run->len - done < step ? run->len - done : step;
+			long r = sys4(NR_pread64, a->pages_fd, run->addr + done, want,
 				      run->off + done);
 			if (r == -EINTR_)
 				continue;
 			if (r <= 0)
 				fail(a, "read of pages.img", run->addr + done, r ? r : -5);
 			done += (uint64_t)r;
+			filled += (uint64_t)r;
+			if (a->check_fd >= 0)
+				check_report(a, filled);
 		}
 	}
+}
+
+/* Every page is in: nothing goes on before the parent's verdict on their checksums. */
+static void await_verdict(const struct ckr_args *a)
+{
+	check_report(a, CKR_CHECK_END);
+	read_verdict(a);
+	sys1(NR_close, a->check_fd);
 }
 
 static void protect_vmas(const struct ckr_args *a)
@@ -263,6 +318,8 @@ __attribute__((noreturn, used)) void ckr_blob_main(struct ckr_args *a)
 	move_vdso(a);
 	map_vmas(a);
 	fill_pages(a);
+	if (a->check_fd >= 0)
+		await_verdict(a);
 	protect_vmas(a);
 	sys1(NR_close, a->pages_fd);
 	for (uint32_t i = 0; i < a->nclose; i++)

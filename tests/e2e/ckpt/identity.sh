@@ -19,8 +19,9 @@ logged() { "$CKPTENV" log "$1" | grep -aq "$2"; }
 # Ended, or stopped by `checkpoint --stop` (its supervisor kept for a restore in place).
 exited() { "$CKPTENV" status "$1" | grep -Eq "state: *(exited|died|stopped)"; }
 
-# 1. A scratch file outside /tmp, open in the job, touched after the checkpoint. Progress lines
-# are shown at once (CKPTENV_PROGRESS_MS=0) rather than after a second.
+# 1. A scratch file outside /tmp, open in the job, touched after the checkpoint. The checkpoint's
+# progress line is shown at once (CKPTENV_PROGRESS_MS=0) rather than after a second (a restore's
+# is not checked: 64 MiB are often in before the first look).
 mkdir -p "$T/scratch"
 echo data >"$T/scratch/f"
 "$CKPTENV" run --name a --detach -- "$TOUCH" 64 "$T/scratch/f" </dev/null >/dev/null
@@ -43,9 +44,8 @@ rc=0
 [ "$rc" = 2 ] || fail "unknown --allow-changed path: exit $rc: $(cat err.txt)"
 grep -q "$T/nothing: not a file" err.txt || fail "unknown path: $(cat err.txt)"
 # A relative path names the same file.
-(cd "$T/scratch" && CKPTENV_PROGRESS_MS=0 "$CKPTENV" restore a --detach --allow-changed ./f \
+(cd "$T/scratch" && "$CKPTENV" restore a --detach --allow-changed ./f \
 	>/dev/null 2>"$T/err.txt") || fail "restore --allow-changed: $(cat err.txt)"
-grep -q "^ckptenv: job a: restore: checked .* of .*MiB" err.txt || fail "no progress line: $(cat err.txt)"
 poll_until 20 sh -c "[ -n \"\$(cat /proc/$(job_pid a)/task/$(job_pid a)/children 2>/dev/null)\" ]" ||
 	fail "no restored process"
 p=$(cmd_pid a)

@@ -10,6 +10,8 @@
 #include "fixture.h"
 
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 #define PFD 10 /* progress pipe in the helper */
 #define CFD 11 /* command pipe in the helper ("block" mode) */
@@ -118,10 +120,14 @@ static unsigned long long dump_and_kill(struct ctr *h, const char *id)
 }
 
 /* restore_process() in a fresh child, handing over new pipes at PFD (and CFD). A failure before
- * the jump comes back on @res as "ERRNO MESSAGE". */
-static pid_t restore_child(const char *id, struct ctr *h, bool block, bool allow_changed, int *res)
+ * the jump comes back on @res as "ERRNO MESSAGE", one in the blob as its line. @check: the
+ * pages are checked by our restore_pages_check() on *check (else before the jump). */
+static pid_t restore_child(const char *id, struct ctr *h, bool block, bool allow_changed, int *res,
+			   int *check)
 {
-	int pp[2], cp[2] = {-1, -1}, rp[2];
+	int pp[2], cp[2] = {-1, -1}, rp[2], sv[2] = {-1, -1};
+	if (check)
+		ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	ck_assert_int_eq(pipe2(pp, O_CLOEXEC), 0);
 	ck_assert_int_eq(pipe2(rp, O_CLOEXEC), 0);
 	if (block)
@@ -130,8 +136,11 @@ static pid_t restore_child(const char *id, struct ctr *h, bool block, bool allow
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		struct restore_fd_map m[2] = {{PFD, pp[1]}, {CFD, cp[0]}};
-		struct restore_process_opts o = {
-			.fds = m, .nfds = block ? 2 : 1, .allow_changed = allow_changed};
+		struct restore_process_opts o = {.fds = m,
+						 .nfds = block ? 2 : 1,
+						 .allow_changed = allow_changed,
+						 .check_fd = sv[1],
+						 .blob_err_fd = rp[1]};
 		struct restore_err err = {0};
 		int r = restore_process(fx_dirfd, id, &o, &err);
 		dprintf(rp[1], "%d %s\n", r, err.msg);
@@ -141,6 +150,10 @@ static pid_t restore_child(const char *id, struct ctr *h, bool block, bool allow
 	close(rp[1]);
 	if (block)
 		close(cp[0]);
+	if (check) {
+		close(sv[1]);
+		*check = sv[0];
+	}
 	*h = (struct ctr){.pid = pid, .prog = pp[0], .cmd = cp[1]};
 	*res = rp[0];
 	return pid;
@@ -216,7 +229,7 @@ static void run_counter(const char *helper, int restores)
 	uint64_t vdso = image_vdso("1");
 	for (int i = 0; i < restores; i++) {
 		int res;
-		restore_child("1", &h, false, false, &res);
+		restore_child("1", &h, false, false, &res, NULL);
 		char line[128];
 		read_line(h.prog, line, sizeof(line));
 		ck_assert_msg(line[0], "restore %d produced no progress", i);
@@ -264,7 +277,7 @@ START_TEST(test_restore_in_syscall)
 	wait_syscall(h.pid, "0 ");
 	dump_and_kill(&h, "1");
 	int res;
-	restore_child("1", &h, true, false, &res);
+	restore_child("1", &h, true, false, &res, NULL);
 	wait_syscall(h.pid, "0 ");
 	ck_assert_int_eq(write(h.cmd, "x", 1), 1);
 	check_restored(&h, res, 4);
@@ -275,7 +288,7 @@ static void expect_refusal(const char *id, bool allow_changed, int want, const c
 {
 	struct ctr h;
 	int res;
-	restore_child(id, &h, false, allow_changed, &res);
+	restore_child(id, &h, false, allow_changed, &res, NULL);
 	char line[512];
 	read_line(res, line, sizeof(line));
 	int st = 0;
@@ -302,7 +315,67 @@ START_TEST(test_restore_refusals)
 	ck_assert_int_eq(utimensat(AT_FDCWD, path, ts, 0), 0);
 	expect_refusal("1", false, -ESTALE, "zdtm-counter.priv changed");
 	int res;
-	restore_child("1", &h, false, true, &res);
+	restore_child("1", &h, false, true, &res, NULL);
+	check_restored(&h, res, last + 1);
+}
+END_TEST
+
+static void flip_byte(const char *path, off_t off)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	unsigned char b;
+	ck_assert_int_eq(pread(fd, &b, 1, off), 1);
+	b ^= 0xff;
+	ck_assert_int_eq(pwrite(fd, &b, 1, off), 1);
+	close(fd);
+}
+
+/* The page check as the job's init does it: restore_pages_check() on the memory the blob
+ * fills. A good image goes on; a flipped byte in the page data is refused before the helper
+ * runs a single instruction (no progress line), with the check's line as the blob's last words
+ * and status RESTORE_BLOB_EXIT_STATUS; repaired, the image restores again. */
+START_TEST(test_restore_page_check)
+{
+	struct ctr h;
+	start_counter(&h, "zdtm-counter", false);
+	wait_block(&h, 3);
+	unsigned long long last = dump_and_kill(&h, "1");
+	int res, chk;
+	struct restore_err err = {0};
+	restore_child("1", &h, false, false, &res, &chk);
+	ck_assert_msg(restore_pages_check(fx_dirfd, "1", h.pid, chk, &err) == 0, "%s", err.msg);
+	close(chk);
+	check_restored(&h, res, last + 1);
+
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/1/pages.img", fx_dir);
+	struct stat st;
+	ck_assert_int_eq(stat(path, &st), 0);
+	flip_byte(path, st.st_size / 2);
+	restore_child("1", &h, false, false, &res, &chk);
+	ck_assert_int_eq(restore_pages_check(fx_dirfd, "1", h.pid, chk, &err), -EBADMSG);
+	close(chk);
+	ck_assert_msg(strstr(err.msg, "1/pages.img is corrupt (checksum of pages at 0x"), "%s",
+		      err.msg);
+	char line[512];
+	read_line(h.prog, line, sizeof(line));
+	ck_assert_msg(!line[0], "the helper ran: %s", line);
+	read_line(res, line, sizeof(line));
+	ck_assert_msg(!strncmp(line, RESTORE_CHECK_REFUSED, strlen(RESTORE_CHECK_REFUSED)) &&
+			      strstr(line, err.msg),
+		      "blob said: %s", line);
+	int stat = 0;
+	ck_assert_int_eq(waitpid(h.pid, &stat, 0), h.pid);
+	ck_assert_msg(WIFEXITED(stat) && WEXITSTATUS(stat) == RESTORE_BLOB_EXIT_STATUS,
+		      "status 0x%x", stat);
+	close(h.prog);
+	close(res);
+
+	flip_byte(path, st.st_size / 2);
+	restore_child("1", &h, false, false, &res, &chk);
+	ck_assert_msg(restore_pages_check(fx_dirfd, "1", h.pid, chk, &err) == 0, "%s", err.msg);
+	close(chk);
 	check_restored(&h, res, last + 1);
 }
 END_TEST
@@ -318,6 +391,7 @@ int main(void)
 	tcase_add_test(tc, test_restore_static);
 	tcase_add_test(tc, test_restore_in_syscall);
 	tcase_add_test(tc, test_restore_refusals);
+	tcase_add_test(tc, test_restore_page_check);
 	suite_add_tcase(s, tc);
 	return ck_run_suite(s);
 }
