@@ -28,7 +28,7 @@ PACKAGES=(
 	libfuse3-dev fuse3                            # vfs (FUSE low-level API, fusermount3)
 	check                                         # unit tests
 	libseccomp-dev libvterm-dev libxxhash-dev     # netproxy, ptyproxy, checksums
-	sqlite3 tmux tar diffutils                    # e2e scenarios (databases, terminals, trees)
+	sqlite3 tmux tar diffutils python3            # e2e scenarios (databases, terminals, trees, servers)
 	screen dtach vim less                         # terminal peers and full-screen programs
 	bindfs fuse-overlayfs fio hyperfine           # benches against peers
 	socat bc                                      # network bench peer, bench arithmetic
