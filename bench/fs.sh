@@ -43,6 +43,10 @@ note() { echo "# $*" >&2; }
 [ "$(id -u)" -eq 0 ] || die "run as root (drop_caches, FUSE mounts of peers)"
 [ -x "$CKPTENV" ] || die "no ckptenv at $CKPTENV (build first, or set CKPTENV)"
 [ -x "$FSBENCH" ] || die "no fsbench at $FSBENCH (build the helpers, or set CK_HELPERS)"
+# After each drop of the page cache, memory is primed (bench/prime.c: why) so that every target
+# finds recently used pages; the vfs needs two page caches' worth (FUSE's and the store's).
+export CKBENCH_PRIME=${PRIME:-$(dirname "$(dirname "$CKPTENV")")/bench/ckbench-prime}
+[ -x "$CKBENCH_PRIME" ] || die "no ckbench-prime at $CKBENCH_PRIME (build first, or set PRIME)"
 for t in fio tar bindfs fuse-overlayfs; do command -v "$t" >/dev/null || die "$t missing (scripts/setup.sh)"; done
 
 W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/ckbench.XXXXXX")
@@ -67,7 +71,7 @@ set -euo pipefail
 op=$1 dir=$2/op.$$ fsbench=$3
 mkdir -p "$dir"
 now() { date +%s%N; }
-drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+drop() { sync; echo 3 >/proc/sys/vm/drop_caches; "$CKBENCH_PRIME" $((3 * mb)); }
 case $op in
 seq)
 	mb=$4
