@@ -11,7 +11,13 @@
  * mounted in a mount namespace of its own. The normal way out closes the control pipe first:
  * the watchdog and the thread both see end of file, the watchdog leaves without aborting, and
  * the thread reaps it before it exits, so the death signal never fires for a live session.
- * Root only (fusectl cannot be mounted otherwise); as another user the watchdog is not started. */
+ * Root only (fusectl cannot be mounted otherwise); as another user the watchdog is not started.
+ *
+ * The connection is named by the device number of its superblock, and the kernel hands freed
+ * numbers out again at once: by the time a killed supervisor's watchdog runs, its mount could
+ * be gone and the number another job's (seen in CI: a parallel test's kill -9 aborted net-opts'
+ * freshly restored /tmp, "Transport endpoint is not connected"). So the watchdog holds an O_PATH
+ * fd on the mount's root: the superblock, and its number, stay ours until the watchdog leaves. */
 #include "supervisor.h"
 
 #include "common/ck.h"
@@ -24,41 +30,45 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
+
+#define FUSE_SUPER_MAGIC_ 0x65735546 /* linux/magic.h FUSE_SUPER_MAGIC */
 
 struct fusewatch {
 	pthread_t thread;
 	int ctl[2]; /* the watchdog and the thread read ctl[0]; closing ctl[1] stops them */
+	int pin;    /* O_PATH fd on the mount's root (see above) */
 	dev_t dev;  /* the connection: s_dev of the job's /tmp mount */
 	pid_t sup;
 	pid_t child;
 };
 
-/* The s_dev of the fuse.ckptenv mount on /tmp in @init's mount namespace (the kernel's
- * encoding, major << 20 | minor, which names the fusectl directory). */
-static int tmp_dev(pid_t init, dev_t *ret)
+/* An O_PATH fd on the job's /tmp (the fuse.ckptenv mount in @init's mount namespace) and the
+ * kernel's encoding of its s_dev (major << 20 | minor, which names the fusectl directory). */
+static int tmp_pin(pid_t init, int *ret_fd, dev_t *ret_dev)
 {
 	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)init);
-	_cleanup_free_ char *buf = NULL;
-	size_t len;
-	int r = ck_read_file_at(AT_FDCWD, path, 1 << 20, &buf, &len);
-	if (r < 0)
+	snprintf(path, sizeof(path), "/proc/%d/root/tmp", (int)init);
+	int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct statfs sf;
+	struct stat st;
+	int r = 0;
+	if (fstatfs(fd, &sf) < 0 || fstat(fd, &st) < 0)
+		r = -errno;
+	else if (sf.f_type != FUSE_SUPER_MAGIC_)
+		r = -ENOENT; /* not our mount (yet) */
+	if (r < 0) {
+		close(fd);
 		return r;
-	for (char *l = buf, *nl; l && *l; l = nl ? nl + 1 : NULL) {
-		nl = strchr(l, '\n');
-		if (nl)
-			*nl = 0;
-		unsigned maj, min;
-		char mnt[64];
-		const char *sep = strstr(l, " - ");
-		if (!sep || sscanf(l, "%*d %*d %u:%u %*s %63s", &maj, &min, mnt) != 3 ||
-		    strcmp(mnt, "/tmp") || strncmp(sep + 3, "fuse.ckptenv ", 13))
-			continue;
-		*ret = (dev_t)((maj << 20) | min);
-		return 0;
 	}
-	return -ENOENT;
+	*ret_fd = fd;
+	*ret_dev = (dev_t)((major(st.st_dev) << 20) | minor(st.st_dev));
+	return 0;
 }
 
 /* In the watchdog, after fork: only system calls from here on. */
@@ -89,7 +99,8 @@ static void watchdog(struct fusewatch *w) __attribute__((noreturn));
 static void watchdog(struct fusewatch *w)
 {
 	/* Nothing of the supervisor's: above all not its job lock, which would outlive it. */
-	ck_close_all_but(3, &w->ctl[0], 1);
+	int keep[2] = {w->ctl[0], w->pin};
+	ck_close_all_but(3, keep, 2);
 	sigset_t term;
 	sigemptyset(&term);
 	sigaddset(&term, SIGTERM);
@@ -132,9 +143,12 @@ int sup_fusewatch_start(struct sup *s)
 	struct fusewatch *w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
-	int r = tmp_dev(s->job.init_pid, &w->dev);
-	if (r < 0 || pipe2(w->ctl, O_CLOEXEC) < 0) {
-		r = r < 0 ? r : -errno;
+	int r = tmp_pin(s->job.init_pid, &w->pin, &w->dev);
+	if (r == 0 && pipe2(w->ctl, O_CLOEXEC) < 0) {
+		r = -errno;
+		close(w->pin);
+	}
+	if (r < 0) {
 		free(w);
 		sup_log(s, "no watchdog for the /tmp connection: %s", strerror(-r));
 		return r;
@@ -149,6 +163,7 @@ int sup_fusewatch_start(struct sup *s)
 	if (r < 0) {
 		close(w->ctl[0]);
 		close(w->ctl[1]);
+		close(w->pin);
 		free(w);
 		sup_log(s, "no watchdog for the /tmp connection: %s", strerror(-r));
 		return r;
@@ -165,6 +180,7 @@ void sup_fusewatch_stop(struct sup *s)
 	close(w->ctl[1]); /* end of file for the watchdog (leaves quietly) and the thread */
 	pthread_join(w->thread, NULL);
 	close(w->ctl[0]);
+	close(w->pin);
 	free(w);
 	s->fusewatch = NULL;
 }
