@@ -1,5 +1,5 @@
 #!/bin/bash
-# kill -9 of the supervisor while it waits on its own /tmp (a checkpoint's flush, with a job
+# The FUSE watchdog pins the mount it watches; then kill -9 of the supervisor while it waits on its own /tmp (a checkpoint's flush, with a job
 # writing all the time): either its main thread waits in a request to that /tmp, which the FUSE
 # watchdog answers by aborting the connection (sup-fusewatch.c), or the flush child waits in
 # syncfs/fsync, which holds no /dev/fuse and so wakes when the supervisor's fds close
@@ -20,6 +20,18 @@ while True:
 ' </dev/null >/dev/null
 sup=$(sed -n 's/.*supervisor w\[\([0-9]*\)\]: starting.*/\1/p' "$LOG" | tail -1)
 poll_until 10 sh -c "grep -q 'job started' '$LOG'" || fail "job not started"
+# The watchdog (a child of the supervisor) holds the job's /tmp itself: the device number it
+# would abort by cannot be freed and given to another job's mount meanwhile.
+pinned() {
+	local c f
+	for c in $(cat /proc/"$sup"/task/*/children); do
+		for f in /proc/"$c"/fd/*; do
+			[ "$(readlink "$f")" = /tmp ] && stat -L -f -c %T "$f" | grep -q fuse && return 0
+		done
+	done
+	return 1
+}
+poll_until 10 pinned || fail "the FUSE watchdog holds no fd on the job's /tmp"
 # A thread of the supervisor (the checkpoint's), or a child of one (the flush), waiting on the
 # job's /tmp.
 in_fuse() {
