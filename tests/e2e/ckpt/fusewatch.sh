@@ -1,7 +1,8 @@
 #!/bin/bash
 # The FUSE watchdog pins the mount it watches. Then kill -9 of the supervisor while it waits on
-# its own /tmp (a checkpoint's flush, with a job writing all the time): either its main thread waits in a request to that /tmp, which the FUSE
-# watchdog answers by aborting the connection (sup-fusewatch.c), or the flush child waits in
+# its own /tmp (a checkpoint's flush, with a job writing all the time): either its main thread
+# waits in a request to that /tmp, which the FUSE watchdog answers by aborting the connection
+# (sup-fusewatch.c), or the flush child waits in
 # syncfs/fsync, which holds no /dev/fuse and so wakes when the supervisor's fds close
 # (vfs/flush.c). Either way the supervisor dies at once instead of hanging in D state with the
 # job's lock held, and the job can be started again. The kill is sent only once such a wait is
