@@ -23,6 +23,7 @@
 #include "common/ck.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -34,8 +35,6 @@
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
-
-#define FUSE_SUPER_MAGIC_ 0x65735546 /* linux/magic.h FUSE_SUPER_MAGIC */
 
 struct fusewatch {
 	pthread_t thread;
@@ -60,7 +59,7 @@ static int tmp_pin(pid_t init, int *ret_fd, dev_t *ret_dev)
 	int r = 0;
 	if (fstatfs(fd, &sf) < 0 || fstat(fd, &st) < 0)
 		r = -errno;
-	else if (sf.f_type != FUSE_SUPER_MAGIC_)
+	else if (sf.f_type != FUSE_SUPER_MAGIC)
 		r = -ENOENT; /* not our mount (yet) */
 	if (r < 0) {
 		close(fd);

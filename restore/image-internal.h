@@ -112,6 +112,9 @@ int img_unpack_timers(struct ck_rd *r, struct restore_timers *t);
 void img_timers_clear(struct restore_timers *t);
 void img_thread_clear(struct restore_thread *t);
 
+/* "ID/pages.img is corrupt (checksum of pages at 0x...)" in err->msg; returns -EBADMSG. */
+int img_run_corrupt(struct restore_err *err, const char *id, const struct restore_page_run *p);
+
 static inline void image_freep(struct restore_image **p)
 {
 	restore_image_free(*p);

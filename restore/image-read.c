@@ -27,6 +27,12 @@ static int fail(struct restore_err *err, int r, const char *id, const char *file
 	return r;
 }
 
+int img_run_corrupt(struct restore_err *err, const char *id, const struct restore_page_run *p)
+{
+	return fail(err, -EBADMSG, id, IMG_PAGES_NAME, "is corrupt (checksum of pages at 0x%llx)",
+		    (unsigned long long)p->addr);
+}
+
 void restore_image_free(struct restore_image *img)
 {
 	if (!img)
@@ -334,9 +340,7 @@ int restore_image_verify(int dirfd, const char *id, struct restore_err *err)
 		if ((size_t)n != len)
 			return fail(err, -EBADMSG, id, IMG_PAGES_NAME, "is truncated");
 		if (ck_checksum(buf, len) != p->checksum)
-			return fail(err, -EBADMSG, id, IMG_PAGES_NAME,
-				    "is corrupt (checksum of pages at 0x%llx)",
-				    (unsigned long long)p->addr);
+			return img_run_corrupt(err, id, p);
 	}
 	return 0;
 }

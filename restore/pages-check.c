@@ -57,7 +57,7 @@ static int read_report(int fd, uint64_t *ret)
 
 static void verdict(int fd, const char *line)
 {
-	/* One send: the blob stops reading at the first newline. */
+	/* The whole line, newline included: the blob reads until it. */
 	size_t len = strlen(line);
 	while (len) {
 		ssize_t n = send(fd, line, len, MSG_NOSIGNAL);
@@ -105,12 +105,8 @@ int restore_pages_check(int dirfd, const char *id, pid_t pid, int check_fd,
 			r = read_run(pid, img->pages_fd, p, buf, len, &from_file);
 			if (r < 0 && r != -EBADMSG)
 				return r; /* the child is gone or broken: its own words tell */
-			if (r < 0 || ck_checksum(buf, len) != p->checksum) {
-				snprintf(err->msg, sizeof(err->msg),
-					 "%s/%s is corrupt (checksum of pages at 0x%llx)", id,
-					 IMG_PAGES_NAME, (unsigned long long)p->addr);
-				return refuse(check_fd, -EBADMSG, err);
-			}
+			if (r < 0 || ck_checksum(buf, len) != p->checksum)
+				return refuse(check_fd, img_run_corrupt(err, id, p), err);
 			checked += len;
 		}
 		if (filled == CKR_CHECK_END)
