@@ -107,32 +107,12 @@ static int peek_unread(int job_sock, uint8_t **ret, size_t *ret_len)
 	return 0;
 }
 
-/* A session still connecting has all it took from the job pending: what the relay spliced
- * into the pipe, then what drain_job read into the ring. Put the pipe's bytes in front, in the
- * ring, so netproxy_session_unsent can copy them all (a pipe cannot be peeked). */
-static int unsent_to_ring(struct np_session *s)
-{
-	size_t pl = s->upipe_len, rl = np_ring_pending(&s->up);
-	if (pl == 0)
-		return 0;
-	_cleanup_free_ uint8_t *buf = malloc(pl + rl);
-	if (!buf)
-		return -ENOMEM;
-	ssize_t k = ck_read_full(s->upipe[0], buf, pl);
-	if (k != (ssize_t)pl)
-		return k < 0 ? (int)k : -EIO;
-	np_ring_copy_out(&s->up, s->up.mid, buf + pl, rl);
-	s->up.hi = s->up.mid;
-	s->upipe_len = 0;
-	return np_ring_append(&s->up, buf, pl + rl);
-}
-
 int netproxy_session_unsent(struct netproxy *np, uint32_t id, void **ret, size_t *ret_len)
 {
 	struct np_session *s = np_session_by_id(np, id);
 	if (!s)
 		return -ENOENT;
-	if (!s->detached || s->upipe_len)
+	if (!s->detached)
 		return -EINVAL;
 	size_t n = np_ring_pending(&s->up);
 	uint8_t *buf = malloc(n + 1);
@@ -158,8 +138,6 @@ int netproxy_session_detach(struct netproxy *np, uint32_t id, int job_sock, void
 	s->detached = true;
 	np_relay_pump(s); /* only updates the events: the leg is no longer served */
 	int r = drain_job(s, job_sock);
-	if (r == 0 && s->connecting)
-		r = unsent_to_ring(s);
 	if (r < 0)
 		goto undo;
 

@@ -22,7 +22,7 @@
 
 static uint64_t taken_up(const struct np_session *s)
 {
-	return s->bytes_up + s->upipe_len + np_ring_pending(&s->up);
+	return s->bytes_up + np_ring_pending(&s->up);
 }
 
 int netproxy_session_cut(struct netproxy *np, uint32_t id, struct netproxy_cut *ret)

@@ -82,10 +82,6 @@ struct np_session {
 	ino_t leg_ino;	 /* inode of the job-side socket, to recognise it */
 	uint64_t leg_base;
 	struct np_ring up, down;
-	/* job -> upstream goes through a pipe with splice (no copy); the up ring only takes what
-	 * a detach drains, and whatever follows it until it is empty, so order is kept. */
-	int upipe[2];
-	size_t upipe_len, upipe_cap;
 	uint64_t bytes_up;
 
 	/* connect still being answered */

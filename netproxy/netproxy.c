@@ -295,10 +295,6 @@ void np_session_destroy(struct np_session *s, bool reset_upstream)
 	}
 	np_ring_free(&s->up);
 	np_ring_free(&s->down);
-	if (s->upipe[0] >= 0) {
-		close(s->upipe[0]);
-		close(s->upipe[1]);
-	}
 	if (s->prev)
 		s->prev->next = s->next;
 	else

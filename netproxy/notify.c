@@ -315,10 +315,6 @@ int np_session_new(struct netproxy *np, int family, struct np_session **ret)
 		free(s);
 		return -ENOMEM;
 	}
-	/* The splice pipe is made at the first bytes from the job (relay.c): many connections
-	 * never send, and it costs three syscalls. */
-	s->upipe[0] = s->upipe[1] = -1;
-	s->upipe_cap = np->cfg.buf_size;
 	s->id = np->next_id++;
 	s->next = np->sessions;
 	if (s->next)

@@ -1,6 +1,8 @@
-/* The relay of one session: job leg (ps) <-> upstream (us). Job -> upstream goes through a pipe
- * with splice (no copy); upstream -> job through the down ring, which must keep bytes already
- * written to the leg for a detach (see checkpoint.c), with large readv/sendmsg calls. Reading
+/* The relay of one session: job leg (ps) <-> upstream (us). Job -> upstream goes through the up
+ * ring, upstream -> job through the down ring, which must keep bytes already written to the
+ * leg for a detach (see checkpoint.c), both with large readv/sendmsg calls. Not splice: a
+ * pipe between the two sockets moved job -> upstream at 0.55x a direct connection, the copy
+ * through the ring at 0.75-0.79x (bench/net.sh, docs/net.md "Relay"). Reading
  * stops while the buffer is full (backpressure reaches the sender through TCP's window); EOF
  * becomes shutdown(SHUT_WR) on the other side once the buffer is empty; an upstream reset
  * becomes a reset of the job leg (ECONNRESET in the job) after what came before it. */
@@ -54,68 +56,11 @@ static ssize_t drain(int fd, struct np_ring *r)
 	return k;
 }
 
-static size_t up_pending(const struct np_session *s)
-{
-	return s->upipe_len + np_ring_pending(&s->up);
-}
-
-/* Room to read from the job: the pipe while the ring is empty, else the ring (order). */
-static bool up_room(struct np_session *s)
-{
-	if (s->retain || np_ring_pending(&s->up) > 0)
-		return np_ring_space(&s->up) > 0;
-	return s->upipe_len < s->upipe_cap;
-}
-
-/* The pipe, made at the first use. */
-static int upipe_make(struct np_session *s)
-{
-	if (pipe2(s->upipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-		s->upipe[0] = s->upipe[1] = -1;
-		return -errno;
-	}
-	(void)fcntl(s->upipe[1], F_SETPIPE_SZ, (int)s->np->cfg.buf_size);
-	int cap = fcntl(s->upipe[1], F_GETPIPE_SZ);
-	s->upipe_cap = cap > 0 ? (size_t)cap : 65536;
-	return 0;
-}
-
 static ssize_t up_fill(struct np_session *s)
 {
 	if (s->replay_pos < s->replay_end)
 		return np_cut_replay_fill(s); /* a restored job sends again what went up */
-	if (s->retain || np_ring_pending(&s->up) > 0)
-		return fill(s->ps.fd, &s->up);
-	if (s->upipe_len >= s->upipe_cap)
-		return -EAGAIN;
-	if (s->upipe[0] < 0) {
-		/* Many connections end without a byte from the job: see EOF without a pipe. */
-		char c;
-		ssize_t k = recv(s->ps.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-		if (k <= 0)
-			return k == 0 ? 0 : -errno;
-		int r = upipe_make(s);
-		if (r < 0)
-			return r == -EMFILE || r == -ENFILE ? fill(s->ps.fd, &s->up) : r;
-	}
-	ssize_t k = splice(s->ps.fd, NULL, s->upipe[1], NULL, s->upipe_cap - s->upipe_len,
-			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-	if (k < 0)
-		return -errno;
-	s->upipe_len += (size_t)k;
-	return k;
-}
-
-static ssize_t up_drain(struct np_session *s)
-{
-	if (s->upipe_len == 0)
-		return drain(s->us.fd, &s->up);
-	ssize_t k = splice(s->upipe[0], NULL, s->us.fd, NULL, s->upipe_len,
-			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-	if (k < 0)
-		return -errno;
-	s->upipe_len -= (size_t)k;
-	return k;
+	return fill(s->ps.fd, &s->up);
 }
 
 static void update_events(struct np_session *s)
@@ -123,7 +68,7 @@ static void update_events(struct np_session *s)
 	struct netproxy *np = s->np;
 	uint32_t pe = 0, ue = 0;
 	if (s->ps.fd >= 0 && !s->detached) {
-		if (!s->job_eof && up_room(s))
+		if (!s->job_eof && np_ring_space(&s->up) > 0)
 			pe |= EPOLLIN;
 		if (np_ring_pending(&s->down) > 0)
 			pe |= EPOLLOUT;
@@ -133,7 +78,7 @@ static void update_events(struct np_session *s)
 	} else if (s->us.fd >= 0) {
 		if (!s->peer_eof && !s->peer_reset && np_ring_space(&s->down) > 0)
 			ue |= EPOLLIN;
-		if (up_pending(s) > 0)
+		if (np_ring_pending(&s->up) > 0)
 			ue |= EPOLLOUT;
 	}
 	(void)np_ep_set(np, &s->ps, pe);
@@ -165,16 +110,14 @@ void np_relay_pump(struct np_session *s)
 				return;
 			}
 		}
-		if (up && up_pending(s) > 0) {
-			ssize_t k = up_drain(s);
+		if (up && np_ring_pending(&s->up) > 0) {
+			ssize_t k = drain(s->us.fd, &s->up);
 			if (k > 0) {
 				s->bytes_up += (uint64_t)k;
 				progress = true;
 			} else if (k < 0 && fatal((int)-k)) {
 				s->peer_reset = true; /* upstream gone while we still had to send */
-				s->up.mid = s->up.hi;
-				s->upipe_len =
-					0; /* the session ends: what the pipe holds is dropped */
+				s->up.mid = s->up.hi; /* the session ends: dropped */
 			}
 		}
 		/* upstream -> job */
@@ -200,7 +143,7 @@ void np_relay_pump(struct np_session *s)
 		}
 	}
 
-	if (up && s->job_eof && !s->job_shut_sent && up_pending(s) == 0) {
+	if (up && s->job_eof && !s->job_shut_sent && np_ring_pending(&s->up) == 0) {
 		(void)shutdown(s->us.fd, SHUT_WR);
 		s->job_shut_sent = true;
 	}
