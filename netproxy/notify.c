@@ -189,6 +189,23 @@ static bool kind_is_tcp(const struct sock_kind *k)
 	       (k->protocol == IPPROTO_TCP || k->protocol == IPPROTO_MPTCP);
 }
 
+/* A TCP socket in state CLOSE may still be one that was connected (its connection reset, or
+ * its session ended): the kernel answers a connect() on it EISCONN, and on one whose
+ * non-blocking connect failed the error (then it may connect again). Only the socket's own
+ * state says which, so ask the kernel with an address too short for any connect: it checks
+ * that state first and answers EISCONN or the error, and for a socket that may connect it
+ * fails the length with EINVAL before anything is done. Returns 0 (a fresh socket) or the
+ * errno to answer. MPTCP connects by another path: not asked. */
+static int connected_before(int sock, const struct sock_kind *k)
+{
+	if (k->protocol != IPPROTO_TCP)
+		return 0;
+	struct sockaddr probe = {.sa_family = (sa_family_t)k->domain};
+	if (connect(sock, &probe, sizeof(probe.sa_family)) == 0)
+		return EISCONN; /* cannot happen: no connect takes two bytes */
+	return errno == EINVAL ? 0 : errno;
+}
+
 /* Options the job set before connect reach the sockets we make: copied when they differ from a
  * fresh socket's default (so autotuned buffers stay autotuned). The defaults are read once. */
 const struct np_opt np_passed_opts[] = {
@@ -376,6 +393,9 @@ static int handle_connect(struct netproxy *np, int nfd, const struct seccomp_not
 	if (getsockopt(sock, IPPROTO_TCP, TCP_INFO, &ti, &til) == 0 && ti.tcpi_state != TCP_CLOSE)
 		return np_respond(nfd, req->id, 0,
 				  ti.tcpi_state == TCP_SYN_SENT ? EALREADY : EISCONN, 0);
+	r = connected_before(sock, &k);
+	if (r != 0)
+		return np_respond(nfd, req->id, 0, r, 0);
 	r = normalise_addr(k.domain, &ss, ulen);
 	if (r != 0)
 		return np_respond(nfd, req->id, 0, r < 0 ? -r : 0, 0);

@@ -92,6 +92,10 @@ def reset():
     except ConnectionResetError:
         pass
     check(got == b"bye\n", "bytes before the reset: %r" % got)
+    # The socket was connected: connecting it again is EISCONN, as on a real TCP socket
+    # (not a second proxied connection).
+    e = s.connect_ex(ADDR)
+    check(e == 106, "connect after the reset: errno %d, not EISCONN" % e)
     ok("peer-reset")
 
 
@@ -126,7 +130,29 @@ def refused():
         select.select([], [s], [], 5)
         e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     check(e == 111, "non-blocking refused: SO_ERROR %d" % e)
+    # As on Linux: the next connect() of that socket says ECONNABORTED, the one after it
+    # connects; a blocking socket that was refused connects again at once.
+    e = s.connect_ex(ADDR)
+    check(e == 103, "connect after a non-blocking refusal: errno %d, not ECONNABORTED" % e)
+    s.setblocking(True)
+    s.connect(ADDR)
+    echo_line(s)
+    b = socket.socket()
+    check(b.connect_ex(("127.0.0.1", CLOSED)) == 111, "blocking connect not refused")
+    b.connect(ADDR)
+    echo_line(b)
     ok("refused")
+
+
+def echo_line(s):
+    s.sendall(b"ECHO\nping\n")
+    got = b""
+    while not got.endswith(b"ping\n"):
+        d = s.recv(100)
+        check(d, "EOF instead of the echo")
+        got += d
+    check(got.endswith(b"ping\n"), "echo %r" % got)
+    s.close()
 
 
 async def aio_echo():

@@ -2,8 +2,9 @@
 # A job's TCP through netproxy, with python clients inside the job against a python server on
 # the host's loopback: 4 MiB echo both ways with a checksum, real addresses from getpeername/
 # getsockname, options set after connect reaching the real connection (read with ss from the
-# host: the supervisor's socket has the keepalive timer and buffer), peer reset, half-close,
-# refused connect (blocking and non-blocking), python asyncio (non-blocking connects, 20 at
+# host: the supervisor's socket has the keepalive timer and buffer), peer reset (then connect
+# again: EISCONN), half-close, refused connect (blocking and non-blocking, each connected again
+# after it, as Linux allows), python asyncio (non-blocking connects, 20 at
 # once), UDP and unix sockets unproxied, io_uring refused; `status` lists the sessions.
 . "$(dirname "$0")/../lib.sh"
 PY=/usr/bin/python3
