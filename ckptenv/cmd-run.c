@@ -265,6 +265,15 @@ static void daemon_child(struct cli_job *j, const char *name, int lock_fd, int r
 	_exit(supervisor_main(a));
 }
 
+/* The umask the command gets: the caller's, as if it ran it itself (the supervisor's own is
+ * 0077, for the state directory). */
+static mode_t cur_umask(void)
+{
+	mode_t m = umask(0077);
+	umask(m);
+	return m;
+}
+
 /* Wait for the supervisor's readiness: a NUL byte, or an error line, or EOF (it died). */
 static int wait_ready(int fd, char *err, size_t len)
 {
@@ -422,6 +431,7 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 		.flags = o->detach ? JOB_F_DETACH : 0,
 		.from_epoch = o->from_epoch,
 		.created = time(NULL),
+		.umask = cur_umask(),
 	};
 	if (o->restore_spec) {
 		spec = *o->restore_spec;

@@ -67,6 +67,7 @@ __attribute__((noreturn)) static void run_command(const struct job_spec *spec, i
 		setpgid(0, 0);
 	}
 	environ = spec->envp;
+	umask(spec->umask & 0777);
 	if (chdir(spec->cwd) < 0) {
 		fprintf(stderr, "ckptenv: cannot enter %s in the job (%m); starting in /\n",
 			spec->cwd);

@@ -20,6 +20,8 @@ struct job_spec {
 	uint32_t flags;	     /* JOB_F_* */
 	uint64_t from_epoch; /* 0: head */
 	int64_t created;     /* unix seconds */
+	mode_t umask;	     /* the caller's, for the command (not saved: a restore takes the
+			      * image's) */
 };
 
 #define JOB_F_DETACH (1u << 0)

@@ -1,5 +1,7 @@
 #!/bin/bash
-# The job's /tmp is its own (not the host's, both ways) and persists across runs of one name.
+# The job's /tmp is its own (not the host's, both ways) and persists across runs of one name;
+# the command gets the caller's umask (not the supervisor's 0077), so its files are made as
+# they would be outside.
 . "$(dirname "$0")/../lib.sh"
 
 tag=ck-e2e-$$-$RANDOM
@@ -23,4 +25,9 @@ expect_eq "second run sees the first run's file" "job" "$out"
 "$CKPTENV" run --name p1 -- sh -c 'mkdir -p /tmp/d/e && echo deep > /tmp/d/e/f'
 out=$("$CKPTENV" run --name p1 -- cat /tmp/d/e/f)
 expect_eq "tree persisted" "deep" "$out"
-pass "private and persistent /tmp"
+# The caller's umask, as if the command ran directly.
+out=$(umask 022; "$CKPTENV" run --name p1 -- sh -c 'umask; : > /tmp/um; mkdir /tmp/umd; stat -c %a /tmp/um /tmp/umd' | tr '\n' ' ')
+expect_eq "umask 022 in the job, modes of a new file and directory" "0022 644 755 " "$out"
+out=$(umask 027; "$CKPTENV" run --name p3 -- sh -c umask)
+expect_eq "umask 027 in the job" "0027" "$out"
+pass "private and persistent /tmp, the caller's umask"
