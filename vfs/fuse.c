@@ -718,6 +718,15 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 	off_t pos;
 	if (whence != SEEK_DATA && whence != SEEK_HOLE)
 		return reply_error(req, -EINVAL);
+	/* The kernel asks without writing back its dirty pages first (fuse_lseek): bytes still
+	 * in the writeback cache would be a hole here, or past our size (ENXIO). Invalidating the
+	 * inode's pages writes the dirty ones back first (the kernel's launder: WRITEs that
+	 * another worker serves while this one waits, the standby taking over the reader role).
+	 * The price, clean pages dropped too, is paid only by the rare SEEK_DATA/SEEK_HOLE. */
+	struct vfs *v = fuse_req_userdata(req);
+	int e = fuse_lowlevel_notify_inval_inode(v->se, ino, 0, 0);
+	if (e < 0 && e != -ENOENT)
+		return reply_error(req, e);
 	int r = vfs_store_lseek(req_store(req), ino, off, whence, &pos);
 	if (r < 0)
 		return reply_error(req, r);

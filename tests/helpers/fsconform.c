@@ -829,6 +829,15 @@ static enum res t_seek_hole(void)
 	const off_t size = second + (off_t)sizeof(w);
 	CHECK(ck_pwrite_full(fd, w, sizeof(w), 0) == 0);
 	CHECK(ck_pwrite_full(fd, w, sizeof(w), second) == 0);
+	/* Before any writeback too (the kernel's cache holds the bytes; once the vfs answered
+	 * ENXIO here: the data was past the size it knew). */
+	off_t u0 = lseek(fd, 0, SEEK_DATA), uh = lseek(fd, 0, SEEK_HOLE);
+	off_t u1 = lseek(fd, second - 1, SEEK_DATA), u2 = lseek(fd, second, SEEK_HOLE);
+	if (u0 != 0 || uh < 4096 || uh > second - MIB || u1 != second || u2 != size)
+		FAIL("unsynced: SEEK_DATA(0)=%ld SEEK_HOLE(0)=%ld SEEK_DATA(%ld)=%ld "
+		     "SEEK_HOLE(%ld)=%ld; expected 0, 4096..%ld, %ld, %ld",
+		     (long)u0, (long)uh, (long)(second - 1), (long)u1, (long)second, (long)u2,
+		     (long)(second - MIB), (long)second, (long)size);
 	CHECK_OK(fsync(fd)); /* some file systems only know extents after writeback */
 	off_t d0 = lseek(fd, 0, SEEK_DATA);
 	off_t h0 = lseek(fd, 0, SEEK_HOLE);
