@@ -13,8 +13,10 @@
 #include "netproxy/netproxy.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 
@@ -195,6 +197,40 @@ void sup_net_status(struct sup *s, int c)
 	else
 		control_send(c, CONTROL_NET_STATUS_REPLY, b.data, b.len, NULL, 0);
 	ck_buf_free(&b);
+}
+
+/* The job ended: what it wrote before its sockets closed is still on its way (in its legs
+ * and our rings), and a process's exit does not discard that on a real socket either (the
+ * kernel delivers an orphaned socket's send queue, then its FIN). So keep relaying until every
+ * session passed on all of it, or until nothing moved for NET_LINGER_IDLE_MS (a peer that
+ * stopped reading), before the upstreams are closed. */
+#define NET_LINGER_IDLE_MS 30000
+void sup_net_linger(struct sup *s)
+{
+	if (!s->np)
+		return;
+	uint64_t up, last_up = 0, since = ck_now_ns();
+	unsigned n = netproxy_sending(s->np, &last_up);
+	if (n == 0)
+		return;
+	sup_log(s, "the job ended: passing on what it wrote on %u connection(s)", n);
+	while ((n = netproxy_sending(s->np, &up)) > 0) {
+		if (up != last_up) {
+			last_up = up;
+			since = ck_now_ns();
+		} else if (ck_now_ns() - since > NET_LINGER_IDLE_MS * 1000000ull) {
+			sup_log(s, "%u connection(s) reset: their peers took nothing for %d s", n,
+				NET_LINGER_IDLE_MS / 1000);
+			break;
+		}
+		struct pollfd p = {.fd = netproxy_fd(s->np), .events = POLLIN};
+		(void)poll(&p, 1, 1000);
+		int r = netproxy_dispatch(s->np);
+		if (r < 0) {
+			sup_log(s, "network proxy: %s", strerror(-r));
+			break;
+		}
+	}
 }
 
 void sup_net_close(struct sup *s)

@@ -520,6 +520,7 @@ static void finish(struct sup *s)
 		waitpid(s->job.init_pid, NULL, 0);
 	}
 	sup_stdio_close(s);
+	sup_net_linger(s);
 	sup_net_close(s);
 	sup_allow_clear(s);
 	sup_periodic_close(s);

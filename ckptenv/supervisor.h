@@ -200,6 +200,8 @@ void sup_net_job_ended(struct sup *s);
 void sup_net_status(struct sup *s, int c);
 /** Reset every proxied connection and free the proxy. NULL-safe. */
 void sup_net_close(struct sup *s);
+/* After the job ended: let the sessions pass on what the job wrote (bounded), see sup-net.c. */
+void sup_net_linger(struct sup *s);
 
 /** Keep the --allow-changed paths of a restore in place: @len bytes of NUL-terminated names
  *  (replacing earlier ones; none when @len is 0). 0 or -ENOMEM. */

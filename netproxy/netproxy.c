@@ -76,8 +76,11 @@ void netproxy_free(struct netproxy *np)
 {
 	if (!np)
 		return;
+	/* A session that sent all its job wrote and passed on its EOF closes its upstream
+	 * normally: the kernel still delivers what sits in the socket's send queue, as for the
+	 * socket of a process that exited. The others are reset. */
 	while (np->sessions)
-		np_session_destroy(np->sessions, true);
+		np_session_destroy(np->sessions, !np->sessions->job_shut_sent);
 	while (np->listeners) {
 		struct np_listener *l = np->listeners;
 		np->listeners = l->next;
@@ -96,6 +99,20 @@ void netproxy_free(struct netproxy *np)
 	if (np->epfd >= 0)
 		close(np->epfd);
 	free(np);
+}
+
+unsigned netproxy_sending(const struct netproxy *np, uint64_t *ret_bytes_up)
+{
+	unsigned n = 0;
+	uint64_t up = 0;
+	for (const struct np_session *s = np->sessions; s; s = s->next) {
+		up += s->bytes_up;
+		if (!s->job_shut_sent && !s->detached && !s->held && !s->peer_reset &&
+		    !s->connecting && s->us.fd >= 0 && (s->ps.fd >= 0 || np_ring_pending(&s->up)))
+			n++;
+	}
+	*ret_bytes_up = up;
+	return n;
 }
 
 #ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS

@@ -208,6 +208,12 @@ void netproxy_cut_apply_opts(const struct netproxy_cut *cut, int fd);
  *  is not exiting (it closed the socket itself), or ended for good, release them: the EOF or
  *  reset goes upstream as it would have. */
 void netproxy_release_held(struct netproxy *np);
+
+/** Sessions still passing on what their job wrote (its leg not at its end, or bytes in the up
+ * ring), for a caller that lets them finish after the job ended; *ret_bytes_up: bytes sent
+ * upstream so far by all sessions (progress). netproxy_free() then closes the finished ones
+ * normally (their upstream's send queue is still delivered) and resets the others. */
+unsigned netproxy_sending(const struct netproxy *np, uint64_t *ret_bytes_up);
 /** Close session @id, resetting its upstream. -ENOENT. */
 int netproxy_session_drop(struct netproxy *np, uint32_t id);
 /** A connected TCP socket of @family (blocking, O_CLOEXEC) whose first recv or send fails with
