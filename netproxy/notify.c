@@ -386,7 +386,17 @@ static int handle_connect(struct netproxy *np, int nfd, const struct seccomp_not
 	struct stat st;
 	if (fstat(sock, &st) < 0)
 		st.st_ino = 0;
-	else if (np_session_by_ino(np, st.st_ino))
+	if (ss.ss_family == AF_UNSPEC) {
+		/* Dissolve the association, as the kernel does: a proxied connection is reset
+		 * upstream, then the job's very socket is disconnected (from its leg) and may
+		 * connect again. */
+		struct np_session *old = st.st_ino ? np_session_by_ino(np, st.st_ino) : NULL;
+		if (old)
+			np_session_destroy(old, true);
+		r = connect(sock, (struct sockaddr *)&ss, ulen) < 0 ? errno : 0;
+		return np_respond(nfd, req->id, 0, r, 0);
+	}
+	if (st.st_ino && np_session_by_ino(np, st.st_ino))
 		return np_respond(nfd, req->id, 0, EISCONN, 0);
 	struct tcp_info ti;
 	socklen_t til = sizeof(ti);

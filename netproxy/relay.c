@@ -42,6 +42,13 @@ static ssize_t fill(int fd, struct np_ring *r)
 	return k;
 }
 
+static bool up_error(int fd)
+{
+	int err = 0;
+	socklen_t l = sizeof(err);
+	return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) == 0 && err != 0;
+}
+
 static ssize_t drain(int fd, struct np_ring *r)
 {
 	struct iovec iov[2];
@@ -80,6 +87,10 @@ static void update_events(struct np_session *s)
 			ue |= EPOLLIN;
 		if (np_ring_pending(&s->up) > 0)
 			ue |= EPOLLOUT;
+		/* After the peer's FIN, its reset still matters (the peer closed for good and
+		 * answers what the job sends with RST): stay registered for the error. */
+		if (ue == 0 && s->peer_eof && !s->peer_reset)
+			ue = EPOLLERR;
 	}
 	(void)np_ep_set(np, &s->ps, pe);
 	(void)np_ep_set(np, &s->us, ue);
@@ -120,6 +131,10 @@ void np_relay_pump(struct np_session *s)
 				s->up.mid = s->up.hi; /* the session ends: dropped */
 			}
 		}
+		/* A reset after the peer's FIN (the job wrote to a peer that had closed): the job
+		 * gets it as on a real socket (EPIPE on its next write). */
+		if (up && s->peer_eof && !s->peer_reset && up_error(s->us.fd))
+			s->peer_reset = true;
 		/* upstream -> job */
 		if (up && !s->peer_eof && !s->peer_reset && moved_down < NP_PUMP_BUDGET) {
 			ssize_t k = fill(s->us.fd, &s->down);

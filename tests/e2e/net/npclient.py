@@ -202,6 +202,43 @@ def unproxied():
     ok("udp-unix")
 
 
+def closed_peer():
+    # A peer that closed for good answers the next write with a reset: the write after that
+    # fails with EPIPE, and SO_ERROR says so, as on a real socket.
+    import signal
+    old = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    s = socket.create_connection(ADDR)
+    s.sendall(b"CLOSE\n")
+    check(s.recv(10) == b"", "no EOF from the closing peer")
+    s.send(b"x")
+    e = 0
+    for _ in range(50):
+        time.sleep(0.1)
+        try:
+            s.send(b"y")
+        except BrokenPipeError:
+            e = 32
+            break
+    check(e == 32, "writes to a closed peer kept succeeding")
+    s.close()
+    signal.signal(signal.SIGPIPE, old)
+    # connect(AF_UNSPEC) dissolves the connection; the socket connects again.
+    libc = ctypes.CDLL(None, use_errno=True)
+    s = socket.create_connection(ADDR)
+    s.sendall(b"ECHO\n")
+    unspec = ctypes.create_string_buffer(16)  # sa_family 0
+    r = libc.connect(s.fileno(), unspec, 16)
+    check(r == 0, "connect(AF_UNSPEC): errno %d" % ctypes.get_errno())
+    try:
+        s.getpeername()
+        raise SystemExit("FAILED: still connected after connect(AF_UNSPEC)")
+    except OSError as x:
+        check(x.errno == 107, "getpeername after AF_UNSPEC: %r" % x)
+    s.connect(ADDR)
+    echo_line(s)
+    ok("closed-peer")
+
+
 def io_uring_refused():
     libc = ctypes.CDLL(None, use_errno=True)
     params = ctypes.create_string_buffer(120)
@@ -216,6 +253,7 @@ def main():
     reset()
     half_close()
     refused()
+    closed_peer()
     asyncio.run(aio_echo())
     unproxied()
     io_uring_refused()

@@ -4,6 +4,7 @@ Prints its port, then serves each connection by its first line:
   ECHO     echo every byte back until EOF, then close
   RESET    send b"bye\\n", then close with SO_LINGER 0 (the client sees a reset)
   HALF     read to EOF, then answer "<bytes> <sha256>\\n" and close (half-close works)
+  CLOSE    close at once (the client's next write meets a reset)
 """
 import hashlib
 import socket
@@ -34,6 +35,8 @@ def serve(c):
         elif mode == b"RESET":
             c.sendall(b"bye\n")
             c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        elif mode == b"CLOSE":
+            pass
         elif mode == b"HALF":
             h, n = hashlib.sha256(), 0
             while True:
