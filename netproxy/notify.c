@@ -253,38 +253,39 @@ void np_opts_apply(const struct np_opt_set *set, int to)
 				 sizeof(set->o[i].v));
 }
 
+bool np_addr_unspecified(const struct sockaddr_storage *a)
+{
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_ANY);
+	return a->ss_family == AF_INET6 &&
+	       IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)a)->sin6_addr);
+}
+
 static socklen_t addr_len(int family)
 {
 	return family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 }
 
-/* Validate the copied sockaddr for a socket of @family, as the kernel would. On an AF_INET6
- * socket an AF_INET address means its v4-mapped form. Returns 0, 1 (AF_UNSPEC: disconnect,
- * nothing to do) or -errno for the job. */
-static int normalise_addr(int family, struct sockaddr_storage *ss, size_t len)
+/* Validate the copied sockaddr for TCP socket @sock of @family, in the kernel's order
+ * (tcp_v4_connect, tcp_v6_connect): the length of the socket's own address type, then the
+ * family, then a v4-mapped address on an IPV6_V6ONLY socket. Returns 0, 1 (AF_UNSPEC:
+ * disconnect, nothing to do) or -errno for the job. */
+static int normalise_addr(int sock, int family, struct sockaddr_storage *ss, size_t len)
 {
 	if (len < sizeof(sa_family_t))
 		return -EINVAL;
 	if (ss->ss_family == AF_UNSPEC)
 		return 1;
-	if (ss->ss_family == AF_INET && len < sizeof(struct sockaddr_in))
+	if (len < (family == AF_INET6 ? 24u /* SIN6_LEN_RFC2133 */ : sizeof(struct sockaddr_in)))
 		return -EINVAL;
-	if (ss->ss_family == AF_INET6 && len < 24 /* SIN6_LEN_RFC2133 */)
-		return -EINVAL;
-	if (family == AF_INET && ss->ss_family != AF_INET)
+	if (ss->ss_family != family)
 		return -EAFNOSUPPORT;
-	if (family == AF_INET6 && ss->ss_family == AF_INET) {
-		struct sockaddr_in v4 = *(struct sockaddr_in *)ss;
-		struct sockaddr_in6 *s6 = (void *)ss;
-		memset(ss, 0, sizeof(*ss));
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = v4.sin_port;
-		s6->sin6_addr.s6_addr[10] = s6->sin6_addr.s6_addr[11] = 0xff;
-		memcpy(&s6->sin6_addr.s6_addr[12], &v4.sin_addr, 4);
-		return 0;
+	if (family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)ss)->sin6_addr)) {
+		int v6only = 0;
+		socklen_t l = sizeof(v6only);
+		if (getsockopt(sock, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &l) == 0 && v6only)
+			return -ENETUNREACH;
 	}
-	if (family == AF_INET6 && ss->ss_family != AF_INET6)
-		return -EAFNOSUPPORT;
 	if (len < sizeof(struct sockaddr_storage))
 		memset((char *)ss + len, 0, sizeof(*ss) - len);
 	return 0;
@@ -406,7 +407,7 @@ static int handle_connect(struct netproxy *np, int nfd, const struct seccomp_not
 	r = connected_before(sock, &k);
 	if (r != 0)
 		return np_respond(nfd, req->id, 0, r, 0);
-	r = normalise_addr(k.domain, &ss, ulen);
+	r = normalise_addr(sock, k.domain, &ss, ulen);
 	if (r != 0)
 		return np_respond(nfd, req->id, 0, r < 0 ? -r : 0, 0);
 	if (np->nsessions >= np->cfg.max_sessions) {
@@ -540,6 +541,11 @@ void np_connect_complete(struct np_session *s, int err)
 	if (!err) {
 		socklen_t l = sizeof(s->local);
 		(void)getsockname(s->us.fd, (struct sockaddr *)&s->local, &l);
+		/* A connect to 0.0.0.0 or :: reaches this host: the job's getpeername says where. */
+		if (np_addr_unspecified(&s->peer)) {
+			l = sizeof(s->peer);
+			(void)getpeername(s->us.fd, (struct sockaddr *)&s->peer, &l);
+		}
 	}
 	if (!s->answer_pending) {
 		/* The leg was installed when the non-blocking wait expired. */

@@ -237,6 +237,26 @@ def closed_peer():
     ok("closed-peer")
 
 
+def addresses():
+    # Validated as the kernel does: an AF_INET sockaddr on an AF_INET6 socket is too short
+    # (EINVAL), a v4-mapped address on an IPV6_V6ONLY socket is unreachable.
+    import struct
+    libc = ctypes.CDLL(None, use_errno=True)
+    s6 = socket.socket(socket.AF_INET6)
+    sa = struct.pack("=H", socket.AF_INET) + struct.pack(">H", PORT) + socket.inet_aton("127.0.0.1") + bytes(8)
+    r = libc.connect(s6.fileno(), sa, len(sa))
+    check(r == -1 and ctypes.get_errno() == 22, "AF_INET address on an AF_INET6 socket: %d errno %d" % (r, ctypes.get_errno()))
+    s6 = socket.socket(socket.AF_INET6)
+    s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    e = s6.connect_ex(("::ffff:127.0.0.1", PORT))
+    check(e == 101, "v4-mapped on a V6ONLY socket: errno %d, not ENETUNREACH" % e)
+    # 0.0.0.0 reaches this host; getpeername says 127.0.0.1, as the kernel's does.
+    s = socket.create_connection(("0.0.0.0", PORT))
+    check(s.getpeername() == ADDR, "getpeername after a connect to 0.0.0.0: %r" % (s.getpeername(),))
+    echo_line(s)
+    ok("addresses")
+
+
 def io_uring_refused():
     libc = ctypes.CDLL(None, use_errno=True)
     params = ctypes.create_string_buffer(120)
@@ -252,6 +272,7 @@ def main():
     half_close()
     refused()
     closed_peer()
+    addresses()
     asyncio.run(aio_echo())
     unproxied()
     io_uring_refused()

@@ -5,7 +5,8 @@
 # host: the supervisor's socket has the keepalive timer and buffer), peer reset (then connect
 # again: EISCONN), half-close, refused connect (blocking and non-blocking, each connected again
 # after it, as Linux allows), writes to a peer that closed (EPIPE), connect(AF_UNSPEC) then
-# connect again, python asyncio (non-blocking connects, 20 at
+# connect again, addresses checked as the kernel does (AF_INET on AF_INET6, v4-mapped on
+# V6ONLY, 0.0.0.0), python asyncio (non-blocking connects, 20 at
 # once), UDP and unix sockets unproxied, io_uring refused; `status` lists the sessions.
 . "$(dirname "$0")/../lib.sh"
 PY=/usr/bin/python3
@@ -45,7 +46,7 @@ touch "$T/sync/opts-go"
 
 poll_until 120 sh -c "\"$CKPTENV\" list | grep -Eq '^np +exited'" || fail "job did not end: $(cat "$T/sync/log")"
 rc=$("$CKPTENV" list | awk '$1 == "np" {print $3}')
-for c in echo-4MiB-both-ways options-after-connect peer-reset half-close refused closed-peer asyncio udp-unix io_uring-refused; do
+for c in echo-4MiB-both-ways options-after-connect peer-reset half-close refused closed-peer addresses asyncio udp-unix io_uring-refused; do
 	grep -qx "ok $c" "$T/sync/log" || fail "check $c did not pass: $(cat "$T/sync/log")"
 done
 grep -qx "all done" "$T/sync/log" || fail "client did not finish: $(cat "$T/sync/log")"
