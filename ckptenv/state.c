@@ -4,6 +4,7 @@
 #include "common/ck.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <sys/file.h>
@@ -22,8 +23,16 @@ int state_home(char **ret)
 {
 	const char *e = getenv("CKPTENV_HOME");
 	char *s = NULL;
-	if (e && *e) {
+	if (e && *e == '/') {
 		s = strdup(e);
+	} else if (e && *e) {
+		/* Relative to where the command runs: made absolute here, once, because the
+		 * supervisor (a daemon in "/") and the job's store see it from elsewhere. */
+		char cwd[PATH_MAX];
+		if (!getcwd(cwd, sizeof(cwd)))
+			return -errno;
+		if (asprintf(&s, "%s/%s", strcmp(cwd, "/") ? cwd : "", e) < 0)
+			s = NULL;
 	} else if ((e = getenv("XDG_STATE_HOME")) && *e == '/') {
 		if (asprintf(&s, "%s/ckptenv", e) < 0)
 			s = NULL;

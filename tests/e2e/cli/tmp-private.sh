@@ -30,4 +30,12 @@ out=$(umask 022; "$CKPTENV" run --name p1 -- sh -c 'umask; : > /tmp/um; mkdir /t
 expect_eq "umask 022 in the job, modes of a new file and directory" "0022 644 755 " "$out"
 out=$(umask 027; "$CKPTENV" run --name p3 -- sh -c umask)
 expect_eq "umask 027 in the job" "0027" "$out"
-pass "private and persistent /tmp, the caller's umask"
+# A relative CKPTENV_HOME is taken from where the command runs, the store included (it went
+# to /REL/jobs/N/store, outside the state directory, where rm did not reach it).
+rel=ck-rel-$$-$RANDOM
+(cd "$T" && CKPTENV_HOME=$rel "$CKPTENV" run --name r1 -- sh -c 'echo rel > /tmp/f') || fail "run with a relative CKPTENV_HOME failed"
+[ -d "$T/$rel/jobs/r1/store" ] || fail "the store is not in the relative state directory"
+[ ! -e "/$rel" ] || { rm -rf "/${rel:?}"; fail "a relative CKPTENV_HOME wrote to /$rel"; }
+out=$(CKPTENV_HOME=$T/$rel "$CKPTENV" run --name r1 -- cat /tmp/f)
+expect_eq "the relative home's job /tmp, seen by its absolute path" "rel" "$out"
+pass "private and persistent /tmp, the caller's umask, a relative CKPTENV_HOME"
