@@ -84,6 +84,7 @@ struct cstate {
 	uint8_t *sbuf; /* pending bytes for the socket */
 	size_t slen, scap;
 	int wstatus;
+	bool out_gone[3]; /* pipe mode: our stdout [1] / stderr [2] lost its reader */
 };
 
 static int queue_msg(struct cstate *s, uint8_t type, const void *data, size_t len)
@@ -149,6 +150,32 @@ static int writev_all(int fd, struct iovec *iov, int n)
 	return 0;
 }
 
+/* Write the gathered payloads for @fd. In pipe mode an output whose reader went away (EPIPE,
+ * `ckptenv run -- yes | head -1`) is not the end of the session: the server is told to close
+ * the job's end of it (the job then gets SIGPIPE, as in a pipeline) and later payloads for it
+ * are dropped. Returns 0, or -errno when the session cannot go on. */
+static int out_write(struct cstate *s, int fd, struct iovec *iov, int n)
+{
+	int r = writev_all(fd, iov, n);
+	if (r != -EPIPE || s->tty)
+		return r;
+	for (uint32_t i = 1; i <= 2; i++) {
+		if ((i == 1 ? s->o->out_fd : s->o->err_fd) != fd || s->out_gone[i])
+			continue;
+		s->out_gone[i] = true;
+		uint8_t le[4];
+		ck_put_le32(le, i);
+		if ((r = queue_msg(s, PTYPROXY_MSG_OUTPUT_CLOSED, le, 4)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+static bool out_is_gone(const struct cstate *s, int fd)
+{
+	return (s->out_gone[1] && fd == s->o->out_fd) || (s->out_gone[2] && fd == s->o->err_fd);
+}
+
 /* Handle what the server sent: consecutive payloads for the same fd go out in one writev.
  * Returns an enum ptyproxy_end when the session is over, -1 to go on. */
 static int from_server(struct cstate *s)
@@ -192,7 +219,7 @@ static int from_server(struct cstate *s)
 			break;
 		case PTYPROXY_MSG_SYNC:
 			/* Everything before it is written once the gathered iovecs are. */
-			if (niov && writev_all(iov_fd, iov, niov) < 0)
+			if (niov && out_write(s, iov_fd, iov, niov) < 0)
 				return PTYPROXY_END_LOST;
 			niov = 0;
 			if (queue_msg(s, PTYPROXY_MSG_SYNCED, m.payload, 4) < 0)
@@ -208,17 +235,17 @@ static int from_server(struct cstate *s)
 		default: /* anything newer: nothing to do */
 			break;
 		}
-		if (fd < 0 || !m.len)
+		if (fd < 0 || !m.len || out_is_gone(s, fd))
 			continue;
 		if (niov && (fd != iov_fd || niov == (int)CK_ARRAY_SIZE(iov))) {
-			if (writev_all(iov_fd, iov, niov) < 0)
+			if (out_write(s, iov_fd, iov, niov) < 0)
 				return PTYPROXY_END_LOST;
 			niov = 0;
 		}
 		iov_fd = fd;
 		iov[niov++] = (struct iovec){(void *)m.payload, m.len};
 	}
-	if (niov && writev_all(iov_fd, iov, niov) < 0)
+	if (niov && out_write(s, iov_fd, iov, niov) < 0)
 		return PTYPROXY_END_LOST;
 	memmove(s->rbuf, s->rbuf + off, s->rlen - off);
 	s->rlen -= off;

@@ -362,6 +362,16 @@ static int client_msg(struct ptyproxy *p, struct pp_client *c, const struct ptyp
 			return -EBADMSG;
 		}
 		return send_redraw(p, c);
+	case PTYPROXY_MSG_OUTPUT_CLOSED: {
+		uint32_t i = ck_get_le32(m->payload);
+		if (!p->pipes || (i != 1 && i != 2)) {
+			*why = "malformed output-closed";
+			return -EBADMSG;
+		}
+		if (!c->read_only && p->fds[i] >= 0)
+			pp_pipe_out_closed(p, (int)i);
+		return 0;
+	}
 	case PTYPROXY_MSG_SYNCED:
 		if (c->tty >= 0 && c->relay_out && c->sync_wait &&
 		    ck_get_le32(m->payload) == c->sync_wait) {

@@ -29,6 +29,7 @@ static bool type_len_ok(uint8_t type, uint32_t len)
 	case PTYPROXY_MSG_MODES:
 	case PTYPROXY_MSG_SYNC:
 	case PTYPROXY_MSG_SYNCED:
+	case PTYPROXY_MSG_OUTPUT_CLOSED:
 		return len == 4;
 	case PTYPROXY_MSG_INPUT:
 	case PTYPROXY_MSG_OUTPUT:

@@ -223,5 +223,7 @@ void pp_clients_exited(struct ptyproxy *p);
 void pp_clients_redraw(struct ptyproxy *p);
 /** Close the clients told their session is over, once that is sent. */
 void pp_clients_finish(struct ptyproxy *p);
+/* Pipe mode: stop reading the job's stdout (1) or stderr (2) and close our end of it. */
+void pp_pipe_out_closed(struct ptyproxy *p, int i);
 
 #endif

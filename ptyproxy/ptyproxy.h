@@ -46,6 +46,10 @@ enum ptyproxy_msg_type {
 	PTYPROXY_MSG_SYNC = 12,	     /* s->c: le32 n; answer SYNCED n once every OUTPUT before it
 				      * is written (direct clients: see PTYPROXY_HELLO_TTY_FD) */
 	PTYPROXY_MSG_SYNCED = 13,    /* c->s: le32 n, the answer to SYNC n */
+	PTYPROXY_MSG_OUTPUT_CLOSED = 14, /* c->s: pipe mode: le32 1 (stdout) or 2 (stderr): the
+					  * client can write it no more (its reader is gone); the
+					  * server closes the job's end, so the job's next write
+					  * fails (SIGPIPE) as in a shell pipeline */
 };
 #define PTYPROXY_HELLO_READ_ONLY 0x1u
 #define PTYPROXY_HELLO_PIPES	 0x2u /* the client has no terminal (stdin not a tty) */

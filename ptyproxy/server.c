@@ -168,7 +168,7 @@ static void input_flush(struct ptyproxy *p)
 	}
 }
 
-static void pipe_out_closed(struct ptyproxy *p, int i)
+void pp_pipe_out_closed(struct ptyproxy *p, int i)
 {
 	pp_set_watch(p, p->fds[i], &p->w_fds[i], 0);
 	close(p->fds[i]);
@@ -195,7 +195,7 @@ int ptyproxy_handle(struct ptyproxy *p, int fd, uint32_t events)
 			int r = drain_fd(p, fd, i == 1 ? PTYPROXY_MSG_OUTPUT : PTYPROXY_MSG_STDERR,
 					 false);
 			if (r == PTYPROXY_HUP)
-				pipe_out_closed(p, i);
+				pp_pipe_out_closed(p, i);
 			ret = r < 0 ? r : 0;
 			if (p->fds[1] < 0 && p->fds[2] < 0)
 				ret = PTYPROXY_HUP;
@@ -480,7 +480,7 @@ void ptyproxy_job_exited(struct ptyproxy *p, int wstatus)
 			if (p->fds[i] >= 0 &&
 			    drain_fd(p, p->fds[i], i == 1 ? PTYPROXY_MSG_OUTPUT : PTYPROXY_MSG_STDERR,
 				     true) == PTYPROXY_HUP)
-				pipe_out_closed(p, i);
+				pp_pipe_out_closed(p, i);
 	}
 	p->exited = true;
 	p->wstatus = wstatus;

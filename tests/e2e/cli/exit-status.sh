@@ -21,4 +21,16 @@ expect_eq "stderr" "hello-err" "$(cat "$T/err")"
 # The status file records the last exit.
 "$CKPTENV" run --name st -- sh -c 'exit 7' || true
 "$CKPTENV" status st | grep -q "^last exit: *7 " || fail "status does not show last exit 7"
+# A reader that goes away ends the job as in a shell pipeline: SIGPIPE, 141 (the run client
+# used to wait forever while `yes` went on writing into the supervisor).
+for what in stdout stderr; do
+	if [ $what = stdout ]; then
+		timeout 30 bash -c '"$0" run --name pipe-$1 -- yes | head -1 >/dev/null; echo "${PIPESTATUS[0]}"' \
+			"$CKPTENV" $what > "$T/ps" || fail "run -- yes | head -1 hung ($what)"
+	else
+		timeout 30 bash -c '"$0" run --name pipe-$1 -- sh -c "yes >&2" 2>&1 >/dev/null | head -1 >/dev/null; echo "${PIPESTATUS[0]}"' \
+			"$CKPTENV" $what > "$T/ps" || fail "run -- yes | head -1 hung ($what)"
+	fi
+	expect_eq "exit status of run when its $what's reader left" "141" "$(cat "$T/ps")"
+done
 pass "exit statuses"
