@@ -438,11 +438,6 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 		spec.flags |= JOB_F_DETACH; /* the process runs at once; no stdin to relay */
 	}
 	sa->spec = &spec;
-	r = o->restore_spec ? 0 : job_spec_write(j->job_fd, &spec);
-	if (r < 0) {
-		cli_error(cmd, name, "cannot write %s/job: %s", j->dir, strerror(-r));
-		return 1;
-	}
 	if (print_name)
 		fprintf(stderr, "ckptenv: job %s\n", name);
 
@@ -475,6 +470,13 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 		cli_error(cmd, name, "%s", err);
 		return 1;
 	}
+	/* The job's record (list, status) changes only now that the supervisor took the store: a
+	 * run refused before (a corrupt store, say) leaves the record of the last good one. */
+	r = o->restore_spec ? 0 : job_spec_write(j->job_fd, &spec);
+	if (r < 0)
+		fprintf(stderr, "ckptenv: run %s: cannot write %s/job (%s); list and status will "
+				"show the previous command\n",
+			name, j->dir, strerror(-r));
 
 	_cleanup_close_ int sock = control_connect(j->job_fd, "control.sock");
 	if (sock < 0) {

@@ -45,4 +45,10 @@ sup=$("$CKPTENV" status live | sed -n 's/.*(supervisor \([0-9]*\)).*/\1/p')
 "$CKPTENV" list | grep -q '^done ' && fail "removed job still listed"
 # The name is free again.
 "$CKPTENV" run --name done -- true || fail "reusing a removed name failed"
+# A run refused before it starts (its store is corrupt) leaves the job's record alone.
+"$CKPTENV" run --name rec -- true || fail "run rec failed"
+printf garbage > "$CKPTENV_HOME/jobs/rec/store/FORMAT"
+"$CKPTENV" run --name rec -- ls /tmp 2>"$T/err" && fail "run over a corrupt store was not refused"
+"$CKPTENV" status rec | grep -q '^command: *true$' ||
+	fail "a refused run changed the job's command: $("$CKPTENV" status rec | grep command)"
 pass "list, status, rm"
