@@ -274,6 +274,61 @@ static void report_disagree(void *ud, uint64_t id, uint64_t epoch, uint64_t ref_
 			  (unsigned long long)id, (unsigned long long)epoch, (unsigned long long)id);
 }
 
+/* Checkpoint directories that are not usable: a numeric directory without a valid manifest
+ * (ckpt_list leaves it out), or a listed one whose image fails its structural check (what
+ * restore checks before anything runs; the page checksums are left to the restore). One line
+ * each on stderr. Returns how many. */
+static int report_unusable(const struct cli_job *j, const char *name, int ckdir,
+			   const uint64_t *ids, size_t n)
+{
+	DIR *d = NULL;
+	if (ckpt_dir_stream(ckdir, &d) < 0)
+		return 0;
+	int bad = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		char *end;
+		errno = 0;
+		unsigned long long id = strtoull(e->d_name, &end, 10);
+		if (e->d_name[0] < '1' || e->d_name[0] > '9' || *end || errno)
+			continue;
+		bool listed = false;
+		for (size_t i = 0; i < n && !listed; i++)
+			listed = ids[i] == id;
+		_cleanup_close_ int fd = openat(ckdir, e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		const char *what = NULL;
+		char why[400] = "";
+		if (!listed) {
+			struct ckpt_manifest man;
+			int r = fd < 0 ? -errno : ckpt_manifest_read(fd, &man);
+			what = CKPT_MANIFEST;
+			snprintf(why, sizeof(why), "%s",
+				 r == -EBADMSG ? "truncated or corrupt" : strerror(-r));
+		} else if (fd >= 0) {
+			struct restore_err err = {0};
+			struct restore_image *img = NULL;
+			int r = restore_image_load(fd, CKPT_IMAGE, &img, &err);
+			restore_image_free(img);
+			if (r < 0 && !strncmp(err.msg, CKPT_IMAGE "/", strlen(CKPT_IMAGE) + 1)) {
+				what = ""; /* the message starts with the file's name */
+				snprintf(why, sizeof(why), "%s", err.msg);
+			} else if (r < 0) {
+				what = CKPT_IMAGE;
+				snprintf(why, sizeof(why), "%s", err.msg[0] ? err.msg : strerror(-r));
+			}
+		}
+		if (!what)
+			continue;
+		cli_error("checkpoints", name,
+			  "checkpoint %llu cannot be restored: %s/%s/%s/%s%s%s; 'ckptenv rm %s "
+			  "--checkpoint %llu' drops it",
+			  id, j->dir, CKPT_DIR, e->d_name, what, *what ? ": " : "", why, name, id);
+		bad++;
+	}
+	closedir(d);
+	return bad;
+}
+
 int cmd_checkpoints(int argc, char **argv)
 {
 	static const struct option lo[] = {{"help", no_argument, NULL, 'h'}, {0}};
@@ -305,7 +360,7 @@ int cmd_checkpoints(int argc, char **argv)
 		}
 	}
 	/* Image and epoch must agree: the ref ckpt-ID names the manifest's epoch. */
-	int bad = 0;
+	int bad = 0, unusable = ckdir >= 0 ? report_unusable(&j, pos[0], ckdir, ids, n) : 0;
 	if (ckdir >= 0) {
 		_cleanup_free_ char *store = NULL;
 		struct disagree d = {.name = pos[0]};
@@ -316,7 +371,7 @@ int cmd_checkpoints(int argc, char **argv)
 				  strerror(-bad));
 	}
 	cli_job_close(&j);
-	return bad ? 1 : 0;
+	return bad || unusable ? 1 : 0;
 }
 
 /* The job's supervisor still runs with the job stopped (checkpoint --stop, or a crash): it
