@@ -141,6 +141,9 @@ int cmd_rm(int argc, char **argv)
 		if (c == 'f') {
 			force = true;
 		} else if (c == 'c') {
+			if (ckpt_id) /* dropping only the last one would surprise */
+				return cli_usage("rm", "--checkpoint given twice; drop one checkpoint "
+						       "at a time");
 			ckpt_id = optarg;
 		} else if (c == 'h') {
 			fputs(rm_usage, stdout);
@@ -160,6 +163,9 @@ int cmd_rm(int argc, char **argv)
 		return cli_usage("rm", "missing job name");
 	if (optind + 1 < argc)
 		return cli_usage("rm", "too many arguments");
+	if (ckpt_id && force)
+		return cli_usage("rm", "--force and --checkpoint do not go together: --checkpoint "
+				       "drops one checkpoint, --force removes a running job");
 	const char *name = argv[optind];
 	struct cli_job j;
 	int r = cli_job_open("rm", name, false, &j);

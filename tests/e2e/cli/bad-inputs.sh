@@ -22,6 +22,8 @@ expect_err 2 "run: option '--name' needs a value" run --name
 expect_err 2 "run ok: invalid snapshot id" run --name ok --from-snapshot abc -- true
 expect_err 2 "list: unknown option" list --bogus
 expect_err 2 "rm: missing job name" rm
+expect_err 2 "rm: --checkpoint given twice" rm ok --checkpoint 5 --checkpoint 6
+expect_err 2 "rm: --force and --checkpoint do not go together" rm ok --force --checkpoint 3
 expect_err 2 "frob: unknown command" frob
 expect_err 2 "unknown option '--bogus'" --bogus
 expect_err 1 "status nosuch: no such job" status nosuch
