@@ -29,6 +29,34 @@
 #include <time.h>
 
 /* Children of the init (host pids), at most @max. Returns the count or -errno. */
+/* Dead or dying (a zombie, or a SIGKILL on its way: the dump's reads then fail with EIO or
+ * ESRCH, which would say nothing to the user). */
+static bool process_gone(pid_t pid)
+{
+	char path[48], buf[256];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return true;
+	buf[n] = 0;
+	const char *p = strrchr(buf, ')');
+	if (p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'))
+		return true;
+	/* A pending SIGKILL: the tracee is still 't', but its shared pending set has it. */
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return true;
+	char line[128];
+	bool killed = false;
+	while (!killed && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "ShdPnd:", 7) || !strncmp(line, "SigPnd:", 7))
+			killed = strtoull(line + 7, NULL, 16) & (1ull << (SIGKILL - 1));
+	fclose(f);
+	return killed;
+}
+
 static int init_children(pid_t init, pid_t *out, int max)
 {
 	char path[64];
@@ -249,6 +277,9 @@ static int dump_all(struct sup *s, struct ckpt_live *l, struct ckpt_run *k, char
 	if (r < 0) {
 		if (r == -ENOSPC || r == -EDQUOT)
 			write_error(s, r, "cannot save the process", err, errlen);
+		else if (process_gone(pid))
+			snprintf(err, errlen, "the job ended during the checkpoint (killed, or removed "
+					      "with 'rm --force'); no checkpoint was made");
 		else
 			snprintf(err, errlen, "%s", rerr.msg[0] ? rerr.msg : strerror(-r));
 		return r;
