@@ -64,13 +64,18 @@ int main(int argc, char **argv)
 {
 	ensure_stdio();
 	if (argc < 2) {
-		fputs(usage, stderr);
+		fprintf(stderr, "ckptenv: missing command (run, attach, list, status, checkpoint, "
+				"restore, ...); see 'ckptenv --help'\n");
 		return EXIT_USAGE;
 	}
 	const char *cmd = argv[1];
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
 		fputs(usage, stdout);
 		return 0;
+	}
+	if (!strcmp(cmd, "--version") && argc > 2) {
+		fprintf(stderr, "ckptenv: --version takes no arguments; see 'ckptenv --help'\n");
+		return EXIT_USAGE;
 	}
 	if (!strcmp(cmd, "--version")) {
 		printf("ckptenv %s\n", CKPTENV_VERSION);

@@ -26,6 +26,8 @@ expect_err 2 "rm: --checkpoint given twice" rm ok --checkpoint 5 --checkpoint 6
 expect_err 2 "rm: --force and --checkpoint do not go together" rm ok --force --checkpoint 3
 expect_err 2 "frob: unknown command" frob
 expect_err 2 "unknown option '--bogus'" --bogus
+expect_err 2 "missing command \(run,"
+expect_err 2 "--version takes no arguments" --version extra
 expect_err 1 "status nosuch: no such job" status nosuch
 expect_err 1 "rm nosuch: no such job" rm nosuch
 expect_err 1 "snapshot nosuch: no such job" snapshot nosuch
