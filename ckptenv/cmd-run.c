@@ -397,6 +397,14 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 			  CRASH_KEEP_ENV, ck, CRASH_KEEP_MAX_S);
 		return 2;
 	}
+	const char *sp = getenv("CKPTENV_SPIN_US");
+	if (sp && *sp && (strspn(sp, "0123456789") != strlen(sp) || strlen(sp) > 6)) {
+		cli_error(cmd, name,
+			  "CKPTENV_SPIN_US=%s is not a number of microseconds in 0..999999; unset "
+			  "it or give one",
+			  sp);
+		return 2;
+	}
 	int r = state_lock_take(j->job_fd, &lock_fd);
 	if (r == -EBUSY) {
 		/* restore: another restore won the race since the job was seen ended. */

@@ -28,6 +28,7 @@ expect_err 2 "frob: unknown command" frob
 expect_err 2 "unknown option '--bogus'" --bogus
 expect_err 2 "missing command \(run,"
 expect_err 2 "--version takes no arguments" --version extra
+CKPTENV_SPIN_US=abc expect_err 2 "run sp: CKPTENV_SPIN_US=abc is not a number" run --name sp -- true
 expect_err 1 "status nosuch: no such job" status nosuch
 expect_err 1 "rm nosuch: no such job" rm nosuch
 expect_err 1 "snapshot nosuch: no such job" snapshot nosuch
