@@ -76,7 +76,10 @@ static void notice(struct sup *s, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	sup_log(s, "%s", msg);
-	snprintf(line, sizeof(line), "\r\n[ckptenv: %s]\r\n", msg);
+	if (s->a->pty)
+		snprintf(line, sizeof(line), "\r\n[ckptenv: %s]\r\n", msg);
+	else
+		snprintf(line, sizeof(line), "ckptenv: %s\n", msg);
 	if (s->pp)
 		ptyproxy_notice(s->pp, line);
 }

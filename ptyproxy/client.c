@@ -209,6 +209,9 @@ static int from_server(struct cstate *s)
 		case PTYPROXY_MSG_STDERR:
 			fd = s->tty ? s->o->out_fd : s->o->err_fd;
 			break;
+		case PTYPROXY_MSG_NOTICE:
+			fd = s->tty ? -1 : s->o->err_fd;
+			break;
 		case PTYPROXY_MSG_WELCOME:
 			s->welcomed = true;
 			s->direct = s->offered && (ck_get_le32(m.payload) & PTYPROXY_WELCOME_TTY);

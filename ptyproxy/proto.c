@@ -35,6 +35,7 @@ static bool type_len_ok(uint8_t type, uint32_t len)
 	case PTYPROXY_MSG_OUTPUT:
 	case PTYPROXY_MSG_STDERR:
 	case PTYPROXY_MSG_REDRAW:
+	case PTYPROXY_MSG_NOTICE:
 		return len <= PTYPROXY_MSG_MAX;
 	default:
 		return false;

@@ -50,6 +50,8 @@ enum ptyproxy_msg_type {
 					  * client can write it no more (its reader is gone); the
 					  * server closes the job's end, so the job's next write
 					  * fails (SIGPIPE) as in a shell pipeline */
+	PTYPROXY_MSG_NOTICE = 15, /* s->c: pipe mode: a line from ckptenv itself (not the job's
+				   * output) for the client's own stderr */
 };
 #define PTYPROXY_HELLO_READ_ONLY 0x1u
 #define PTYPROXY_HELLO_PIPES	 0x2u /* the client has no terminal (stdin not a tty) */
@@ -238,8 +240,9 @@ void ptyproxy_job_exited(struct ptyproxy *p, int wstatus);
  *  for the wrong mode (fds closed). */
 int ptyproxy_restart(struct ptyproxy *p, int master_fd, const int sup_fds[3],
 		     const struct ptyproxy_state *state);
-/** Show @text to the attached clients only (not the screen model, not the log); pty mode
- *  only (pipe-mode clients relay stdout byte for byte: nothing is sent). */
+/** Show @text to the attached clients only (not the screen model, not the log). Pipe mode:
+ *  a NOTICE, which the client writes to its own stderr (never into the job's stdout, which it
+ *  relays byte for byte); give a text for that mode ("ckptenv: ...\n"). */
 void ptyproxy_notice(struct ptyproxy *p, const char *text);
 /** Append @text to the output log only (not the clients, not the screen model), on a line of
  *  its own: a marker for whoever reads the log later, e.g. where a restore began. */

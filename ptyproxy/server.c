@@ -559,11 +559,9 @@ int ptyproxy_state_save(struct ptyproxy *p, int dirfd)
 void ptyproxy_notice(struct ptyproxy *p, const char *text)
 {
 	/* Clients only: the model and the log keep the job's own output; a restart redraws.
-	 * Never in pipe mode, where the clients relay the job's stdout byte for byte. */
-	if (p->pipes)
-		return;
-	pp_clients_output(p, PTYPROXY_MSG_OUTPUT, (const uint8_t *)text, strlen(text),
-			  p->modes.modes);
+	 * In pipe mode a message of its own, never in the job's stdout. */
+	pp_clients_output(p, p->pipes ? PTYPROXY_MSG_NOTICE : PTYPROXY_MSG_OUTPUT,
+			  (const uint8_t *)text, strlen(text), p->modes.modes);
 	pp_update_watches(p);
 }
 

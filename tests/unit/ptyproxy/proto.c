@@ -88,7 +88,7 @@ START_TEST(test_malformed_headers)
 	CHECK(ptyproxy_msg_parse(b, 3, &m) == -EBADMSG);
 	for (int t = 0; t < 256; t++) {
 		mk(b, PTYPROXY_MSG_MAGIC, 1, (uint8_t)t, 0);
-		bool known = t >= 1 && t <= 10;
+		bool known = t >= 1 && t <= PTYPROXY_MSG_NOTICE;
 		ssize_t r = ptyproxy_msg_parse(b, 8, &m);
 		if (!known)
 			CHECK(r == -EBADMSG);
@@ -105,6 +105,7 @@ START_TEST(test_malformed_headers)
 		{PTYPROXY_MSG_OUTPUT, PTYPROXY_MSG_MAX, 0xffffffffu},
 		{PTYPROXY_MSG_INPUT_EOF, 0, 4}, {PTYPROXY_MSG_WELCOME, 4, 0},
 		{PTYPROXY_MSG_MODES, 4, 5},
+		{PTYPROXY_MSG_OUTPUT_CLOSED, 4, 0}, {PTYPROXY_MSG_NOTICE, 0, PTYPROXY_MSG_MAX + 1},
 	};
 	for (size_t i = 0; i < CK_ARRAY_SIZE(cases); i++) {
 		mk(b, PTYPROXY_MSG_MAGIC, 1, cases[i].type, cases[i].bad);
