@@ -661,10 +661,15 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 	if (in_place)
 		return restore_in_place(j, name, id, detach, man.flags & CKPT_F_PTY, allow,
 					restore_started, &watch);
+	/* The command the checkpoint was taken of (checkpoints before session 6 have none: then
+	 * the job's record). */
 	struct job_spec spec;
-	r = job_spec_read(j->job_fd, &spec);
+	r = job_spec_read(cfd, &spec);
+	if (r == -ENOENT)
+		r = job_spec_read(j->job_fd, &spec);
 	if (r < 0) {
-		cli_error("restore", name, "cannot read %s/job: %s", j->dir, strerror(-r));
+		cli_error("restore", name, "cannot read %s/%s/%s/job: %s", j->dir, CKPT_DIR, idstr,
+			  r == -EBADMSG ? "truncated or corrupt" : strerror(-r));
 		return 1;
 	}
 	struct supervisor_args sa = {.pty = man.flags & CKPT_F_PTY,

@@ -480,7 +480,7 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 	}
 	/* The job's record (list, status) changes only now that the supervisor took the store: a
 	 * run refused before (a corrupt store, say) leaves the record of the last good one. */
-	r = o->restore_spec ? 0 : job_spec_write(j->job_fd, &spec);
+	r = job_spec_write(j->job_fd, o->restore_spec ? o->restore_spec : &spec);
 	if (r < 0)
 		fprintf(stderr, "ckptenv: run %s: cannot write %s/job (%s); list and status will "
 				"show the previous command\n",

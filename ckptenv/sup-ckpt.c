@@ -311,7 +311,10 @@ static int dump_all(struct sup *s, struct ckpt_live *l, struct ckpt_run *k, char
 		/* A ref set before the failure would leak its epoch: the next sweep drops it. */
 		return r;
 	}
-	if ((r = ckpt_manifest_write(k->tmpfd, &k->man)) < 0 ||
+	/* The job's command with it: a restore after another `run` of the name still shows and
+	 * records the command it brings back. */
+	if ((r = job_spec_write(k->tmpfd, s->a->spec)) < 0 ||
+	    (r = ckpt_manifest_write(k->tmpfd, &k->man)) < 0 ||
 	    (fsync(k->tmpfd) < 0 && (r = -errno)) ||
 	    (renameat(k->ckdir, k->tmp, k->ckdir, k->name) < 0 && (r = -errno)) ||
 	    (fsync(k->ckdir) < 0 && (r = -errno))) {

@@ -104,4 +104,16 @@ out=$("$CKPTENV" run --name j3 --from-snapshot ckpt-1 -- sh -c 'cat /tmp/y; ls /
 	fail "run from ckpt-1: $(cat err.txt)"
 echo "$out" | grep -qx y || fail "ckpt-1's /tmp/y missing: $out"
 echo "$out" | grep -qx after && fail "a file written after the checkpoint is in ckpt-1's /tmp: $out"
-pass "checkpoint, kill, restore twice, rollback, truncated image and corrupt manifest refused, a fresh run from ckpt-1"
+# A checkpoint carries the job's command: after another `run` of the name (here `true`), a
+# restore brings back the checkpointed command, and list/status say so.
+"$CKPTENV" run --name jr --detach -- "$LOOP" </dev/null >/dev/null
+"$CKPTENV" checkpoint jr >/dev/null 2>err.txt || fail "checkpoint jr: $(cat err.txt)"
+s=$("$CKPTENV" status jr | sed -n 's/^pid: .*(supervisor \([0-9]*\))/\1/p')
+kill -9 "$s"
+poll_until 10 sh -c "'$CKPTENV' status jr | grep -q 'state: *died'" || fail "jr still up"
+"$CKPTENV" run --name jr -- true || fail "run jr -- true"
+"$CKPTENV" restore jr 1 --detach >/dev/null 2>err.txt || fail "restore jr: $(cat err.txt)"
+"$CKPTENV" status jr | grep -q "^command: *$LOOP\$" ||
+	fail "the restored job's command: $("$CKPTENV" status jr | grep command)"
+"$CKPTENV" rm --force jr
+pass "checkpoint, kill, restore twice, rollback, truncated image and corrupt manifest refused, a fresh run from ckpt-1, the command restored"
