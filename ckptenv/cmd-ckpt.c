@@ -664,11 +664,12 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 	/* The command the checkpoint was taken of (checkpoints before session 6 have none: then
 	 * the job's record). */
 	struct job_spec spec;
-	r = job_spec_read(cfd, &spec);
-	if (r == -ENOENT)
+	bool own = (r = job_spec_read(cfd, &spec)) != -ENOENT;
+	if (!own)
 		r = job_spec_read(j->job_fd, &spec);
 	if (r < 0) {
-		cli_error("restore", name, "cannot read %s/%s/%s/job: %s", j->dir, CKPT_DIR, idstr,
+		cli_error("restore", name, "cannot read %s/%s%s%sjob: %s", j->dir,
+			  own ? CKPT_DIR "/" : "", own ? idstr : "", own ? "/" : "",
 			  r == -EBADMSG ? "truncated or corrupt" : strerror(-r));
 		return 1;
 	}

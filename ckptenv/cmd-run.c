@@ -482,9 +482,9 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 	 * run refused before (a corrupt store, say) leaves the record of the last good one. */
 	r = job_spec_write(j->job_fd, o->restore_spec ? o->restore_spec : &spec);
 	if (r < 0)
-		fprintf(stderr, "ckptenv: run %s: cannot write %s/job (%s); list and status will "
+		fprintf(stderr, "ckptenv: %s %s: cannot write %s/job (%s); list and status will "
 				"show the previous command\n",
-			name, j->dir, strerror(-r));
+			cmd, name, j->dir, strerror(-r));
 
 	_cleanup_close_ int sock = control_connect(j->job_fd, "control.sock");
 	if (sock < 0) {

@@ -28,22 +28,14 @@
 #include <sys/stat.h>
 #include <time.h>
 
-/* Children of the init (host pids), at most @max. Returns the count or -errno. */
-/* Dead or dying (a zombie, or a SIGKILL on its way: the dump's reads then fail with EIO or
+/* Dead or dying (exiting, or a SIGKILL on its way: the dump's reads then fail with EIO or
  * ESRCH, which would say nothing to the user). */
 static bool process_gone(pid_t pid)
 {
-	char path[48], buf[256];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-	if (n <= 0)
+	if (sup_proc_exiting(pid))
 		return true;
-	buf[n] = 0;
-	const char *p = strrchr(buf, ')');
-	if (p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'))
-		return true;
-	/* A pending SIGKILL: the tracee is still 't', but its shared pending set has it. */
+	/* A pending SIGKILL: the tracee is still 't', but its pending sets have it. */
+	char path[48];
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	FILE *f = fopen(path, "re");
 	if (!f)
@@ -57,6 +49,7 @@ static bool process_gone(pid_t pid)
 	return killed;
 }
 
+/* Children of the init (host pids), at most @max. Returns the count or -errno. */
 static int init_children(pid_t init, pid_t *out, int max)
 {
 	char path[64];

@@ -112,17 +112,7 @@ static bool job_exiting(struct sup *s)
 	if (n <= 0)
 		return true;
 	buf[n] = 0;
-	snprintf(path, sizeof(path), "/proc/%d/stat", atoi(buf));
-	_cleanup_close_ int sf = open(path, O_RDONLY | O_CLOEXEC);
-	n = sf < 0 ? -1 : ck_read_full(sf, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return true;
-	buf[n] = 0;
-	const char *p = strrchr(buf, ')'); /* comm may hold spaces: fields after it */
-	unsigned long flags = 0;
-	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
-		return true;
-	return (flags & 0x4) != 0; /* PF_EXITING */
+	return sup_proc_exiting(atoi(buf));
 }
 
 void sup_net_job_ended(struct sup *s)
@@ -237,6 +227,6 @@ void sup_net_close(struct sup *s)
 {
 	if (s->np)
 		log_refused(s, true);
-	netproxy_free(s->np); /* upstreams of sessions still open are reset */
+	netproxy_free(s->np); /* unfinished sessions' upstreams are reset */
 	s->np = NULL;
 }

@@ -454,6 +454,22 @@ static void handle_signals(struct sup *s)
 	}
 }
 
+bool sup_proc_exiting(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : ck_read_full(fd, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return true;
+	buf[n] = 0;
+	const char *p = strrchr(buf, ')'); /* comm may hold spaces: fields after it */
+	unsigned long flags = 0;
+	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
+		return true;
+	return (flags & 0x4) != 0; /* PF_EXITING: also set for zombies and dead tasks */
+}
+
 static int setup(struct sup *s, char *err, size_t errlen)
 {
 	const struct supervisor_args *a = s->a;

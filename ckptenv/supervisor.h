@@ -198,10 +198,13 @@ void sup_net_dispatch(struct sup *s);
 void sup_net_job_ended(struct sup *s);
 /** CONTROL_NET_STATUS from client socket @c: replies NET_STATUS_REPLY. */
 void sup_net_status(struct sup *s, int c);
-/** Reset every proxied connection and free the proxy. NULL-safe. */
+/** End every proxied connection (normally those that passed on all the job wrote, see
+ *  netproxy_free; the others reset) and free the proxy. NULL-safe. */
 void sup_net_close(struct sup *s);
 /* After the job ended: let the sessions pass on what the job wrote (bounded), see sup-net.c. */
 void sup_net_linger(struct sup *s);
+/** Whether process @pid is exiting or gone (PF_EXITING in /proc/PID/stat, or no such file). */
+bool sup_proc_exiting(pid_t pid);
 
 /** Keep the --allow-changed paths of a restore in place: @len bytes of NUL-terminated names
  *  (replacing earlier ones; none when @len is 0). 0 or -ENOMEM. */

@@ -168,7 +168,6 @@ void np_opts_apply(const struct np_opt_set *set, int to);
 void np_upstream_connect(struct np_session *s);
 int np_respond(int notify_fd, uint64_t id, int64_t val, int err, uint32_t flags);
 bool np_id_valid(int notify_fd, uint64_t id);
-bool np_addr_unspecified(const struct sockaddr_storage *a);
 void np_connect_complete(struct np_session *s, int err);
 void np_connect_expire(struct np_session *s);
 

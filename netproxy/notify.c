@@ -253,7 +253,7 @@ void np_opts_apply(const struct np_opt_set *set, int to)
 				 sizeof(set->o[i].v));
 }
 
-bool np_addr_unspecified(const struct sockaddr_storage *a)
+static bool addr_unspecified(const struct sockaddr_storage *a)
 {
 	if (a->ss_family == AF_INET)
 		return ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_ANY);
@@ -268,14 +268,10 @@ static socklen_t addr_len(int family)
 
 /* Validate the copied sockaddr for TCP socket @sock of @family, in the kernel's order
  * (tcp_v4_connect, tcp_v6_connect): the length of the socket's own address type, then the
- * family, then a v4-mapped address on an IPV6_V6ONLY socket. Returns 0, 1 (AF_UNSPEC:
- * disconnect, nothing to do) or -errno for the job. */
+ * family, then a v4-mapped address on an IPV6_V6ONLY socket (AF_UNSPEC is the caller's, before
+ * this). Returns 0 or -errno for the job. */
 static int normalise_addr(int sock, int family, struct sockaddr_storage *ss, size_t len)
 {
-	if (len < sizeof(sa_family_t))
-		return -EINVAL;
-	if (ss->ss_family == AF_UNSPEC)
-		return 1;
 	if (len < (family == AF_INET6 ? 24u /* SIN6_LEN_RFC2133 */ : sizeof(struct sockaddr_in)))
 		return -EINVAL;
 	if (ss->ss_family != family)
@@ -408,8 +404,8 @@ static int handle_connect(struct netproxy *np, int nfd, const struct seccomp_not
 	if (r != 0)
 		return np_respond(nfd, req->id, 0, r, 0);
 	r = normalise_addr(sock, k.domain, &ss, ulen);
-	if (r != 0)
-		return np_respond(nfd, req->id, 0, r < 0 ? -r : 0, 0);
+	if (r < 0)
+		return np_respond(nfd, req->id, 0, -r, 0);
 	if (np->nsessions >= np->cfg.max_sessions) {
 		ck_debug("netproxy: session limit %u reached, connect refused with EAGAIN",
 			 np->cfg.max_sessions);
@@ -542,7 +538,7 @@ void np_connect_complete(struct np_session *s, int err)
 		socklen_t l = sizeof(s->local);
 		(void)getsockname(s->us.fd, (struct sockaddr *)&s->local, &l);
 		/* A connect to 0.0.0.0 or :: reaches this host: the job's getpeername says where. */
-		if (np_addr_unspecified(&s->peer)) {
+		if (addr_unspecified(&s->peer)) {
 			l = sizeof(s->peer);
 			(void)getpeername(s->us.fd, (struct sockaddr *)&s->peer, &l);
 		}

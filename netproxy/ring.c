@@ -5,8 +5,8 @@
 
 int np_ring_init(struct np_ring *r, size_t cap, size_t keep, uint64_t off)
 {
-	/* The buffer comes with the first byte (relay.c peeks before it reads): a connection that carries
-	 * nothing costs no memory. */
+	/* The buffer comes with the first byte (relay.c peeks before it reads): a connection
+	 * that carries nothing costs no memory. */
 	*r = (struct np_ring){
 		.data = NULL, .cap = cap, .lo = off, .mid = off, .hi = off, .keep = keep};
 	return 0;
