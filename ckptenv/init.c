@@ -344,12 +344,14 @@ void init_main(int sock, const struct launch_args *a, int restore_dirfd)
 			_exit(1);
 		nhand += k;
 	} while (nhand < a->nhand);
-	close(sock);
 
 	enter_timens(a, restore_dirfd);
-	int check[2] = {-1, -1};
-	if (a->restore_id && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, check) < 0) {
-		fprintf(stderr, "ckptenv: cannot restore the job: socketpair: %m\n");
+	/* check: the restorer's page check; execed: closed by the command's exec (O_CLOEXEC). */
+	int check[2] = {-1, -1}, execed[2] = {-1, -1};
+	if (a->restore_id ? socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, check) < 0
+			  : pipe2(execed, O_CLOEXEC) < 0) {
+		fprintf(stderr, "ckptenv: cannot %s the job: %s: %m\n",
+			a->restore_id ? "restore" : "run", a->restore_id ? "socketpair" : "pipe");
 		_exit(127);
 	}
 	pid_t cmd = a->restore_id && a->restore_pid > 1 ? fork_at(a->restore_pid) : fork();
@@ -358,9 +360,13 @@ void init_main(int sock, const struct launch_args *a, int restore_dirfd)
 			a->restore_id ? "restore" : "run", spec->argv[0]);
 		_exit(127);
 	}
-	if (cmd == 0 && a->restore_id) {
-		close(check[0]);
-		restore_command(a, restore_dirfd, slave, hand, check[1]);
+	if (cmd == 0) {
+		close(sock); /* the restorer does not exec: its copy would keep the report open */
+		if (a->restore_id) {
+			close(check[0]);
+			restore_command(a, restore_dirfd, slave, hand, check[1]);
+		}
+		close(execed[0]);
 	}
 	for (size_t i = 0; i < nhand; i++)
 		close(hand[i]); /* the restored job's copies alone keep them */
@@ -369,7 +375,16 @@ void init_main(int sock, const struct launch_args *a, int restore_dirfd)
 	if (a->restore_id) {
 		close(check[1]);
 		check_pages(a, restore_dirfd, cmd, check[0]);
+	} else {
+		/* Until the exec, the child is a copy of us, not yet the job: a checkpoint must not
+		 * take it. EOF: it exec'd (or died trying). */
+		char c;
+		close(execed[1]);
+		while (read(execed[0], &c, 1) < 0 && errno == EINTR)
+			;
+		close(execed[0]);
 	}
+	close(sock); /* the report: the command runs (launch_running) */
 	if (restore_dirfd >= 0)
 		close(restore_dirfd);
 	/* Also here, so a signal right away already finds the group; not for a terminal job,

@@ -213,7 +213,14 @@ int launch_go(struct launch_job *j)
 	free(j->hand);
 	j->hand = NULL;
 	j->nhand = 0;
-	close(j->sock);
-	j->sock = -1;
+	if (r < 0)
+		launch_running(j);
 	return r;
+}
+
+void launch_running(struct launch_job *j)
+{
+	if (j->sock >= 0)
+		close(j->sock);
+	j->sock = -1;
 }

@@ -45,7 +45,7 @@ struct launch_args {
 
 struct launch_job {
 	pid_t init_pid; /* host pid of the job's pid 1; our child (reap it with waitpid) */
-	int sock;	/* our end of the init's socketpair; -1 after launch_go */
+	int sock;	/* our end of the init's socketpair; -1 after launch_running */
 	int net_fd;	/* listener of the job's seccomp filter (netproxy): the caller takes it */
 	int *hand;	/* launch_args.hand_fds (malloc'd copy), until launch_go sends them */
 	size_t nhand;
@@ -62,8 +62,13 @@ struct launch_job {
 int launch_job(const struct launch_args *a, struct launch_job *ret, int *ret_fuse_fd,
 	       int *ret_pty_fd, char *err, size_t errlen);
 
-/** Let the init run the command (and send it the handed sockets, then closed). */
+/** Let the init run the command (and send it the handed sockets, then closed). j->sock stays
+ *  open: the init closes its end once the command has exec'd (a restore: once the process is
+ *  rebuilt), or when it dies; EOF on j->sock says so. */
 int launch_go(struct launch_job *j);
+
+/** After that EOF (or to stop waiting for it): close j->sock. */
+void launch_running(struct launch_job *j);
 
 /** Kill (SIGKILL) and reap an init that never got launch_go; closes the socket. */
 void launch_abort(struct launch_job *j);

@@ -76,7 +76,7 @@ void sup_periodic_fire(struct sup *s)
 	if (read(s->periodic_fd, &expirations, sizeof(expirations)) != sizeof(expirations))
 		return;
 	/* Not started yet (waiting for its client), or over: nothing to save. */
-	if (!s->started || s->go_pending || s->job_ended || s->job.init_pid <= 0)
+	if (!s->started || sup_job_starting(s) || s->job_ended || s->job.init_pid <= 0)
 		return;
 	struct sup_ckpt_task t = {.origin = SUP_CKPT_PERIODIC, .client = -1};
 	char err[768];

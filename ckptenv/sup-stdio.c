@@ -215,6 +215,8 @@ int sup_stdio_tick(struct sup *s)
 			s->go_pending = false;
 			if (launch_go(&s->job) < 0)
 				sup_log(s, "the job's init died before it could run the command");
+			else
+				sup_job_watch_running(s);
 		} else {
 			int t = (int)((s->go_deadline_ns - now) / 1000000u) + 1;
 			timeout = timeout < 0 ? t : CK_MIN(timeout, t);

@@ -108,8 +108,30 @@ static void client_accept(struct sup *s)
 	}
 }
 
+void sup_job_watch_running(struct sup *s)
+{
+	if (s->job.sock >= 0 && ep_add(s, s->job.sock) < 0) {
+		sup_log(s, "epoll: %m; not waiting for the command's exec");
+		launch_running(&s->job);
+	}
+}
+
+static void job_running(struct sup *s)
+{
+	if (s->job.sock < 0)
+		return;
+	epoll_ctl(s->ep, EPOLL_CTL_DEL, s->job.sock, NULL);
+	launch_running(&s->job);
+}
+
+bool sup_job_starting(const struct sup *s)
+{
+	return s->started && !s->job_ended && !s->parked && (s->go_pending || s->job.sock >= 0);
+}
+
 int sup_job_start(struct sup *s, int c)
 {
+	job_running(s); /* a restore in place: the last job's report is moot */
 	if (s->started) {
 		control_send_error(c, EBUSY, "the job has already been started");
 		return -EBUSY;
@@ -230,7 +252,7 @@ int sup_job_start(struct sup *s, int c)
  * run_deferred. The other clients go on being served meanwhile. */
 static bool defer_busy(struct sup *s, int i, const struct control_msg *m)
 {
-	if (!sup_ckpt_busy(s))
+	if (!sup_ckpt_busy(s) && !(m->type == CONTROL_CHECKPOINT && sup_job_starting(s)))
 		return false;
 	struct control_msg *copy = malloc(sizeof(*copy));
 	if (!copy) {
@@ -394,8 +416,9 @@ static void client_request(struct sup *s, int i, const struct control_msg *m)
 		if (!defer_busy(s, i, m))
 			do_drop(s, c, m);
 		break;
-	case CONTROL_CHECKPOINT:
-		sup_checkpoint(s, c, m);
+	case CONTROL_CHECKPOINT: /* busy: answered at once; starting: deferred */
+		if (sup_ckpt_busy(s) || !defer_busy(s, i, m))
+			sup_checkpoint(s, c, m);
 		break;
 	case CONTROL_NET_STATUS:
 		sup_net_status(s, c);
@@ -600,7 +623,7 @@ int supervisor_main(const struct supervisor_args *a)
 
 	uint64_t deadline = ck_now_ns() + (uint64_t)START_TIMEOUT_MS * 1000000u;
 	while (!s.done) {
-		if (s.ndeferred && !sup_ckpt_busy(&s))
+		if (s.ndeferred && !sup_ckpt_busy(&s) && !sup_job_starting(&s))
 			run_deferred(&s);
 		int timeout = sup_park_tick(&s, sup_stdio_tick(&s));
 		if (s.done)
@@ -633,6 +656,8 @@ int supervisor_main(const struct supervisor_args *a)
 				sup_ckpt_thread_dispatch(&s);
 			} else if (fd == s.periodic_fd) {
 				sup_periodic_fire(&s);
+			} else if (fd == s.job.sock) {
+				job_running(&s);
 			} else if (!s.pp || ptyproxy_handle(s.pp, fd, evs[k].events) == -ENOENT) {
 				for (int i = 0; i < MAX_CLIENTS; i++)
 					if (s.clients[i] == fd) {

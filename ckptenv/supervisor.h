@@ -68,6 +68,12 @@ struct sup {
 
 __attribute__((format(printf, 2, 3))) void sup_log(const struct sup *s, const char *fmt, ...);
 
+/** After launch_go: watch the init's report that the command runs (launch_running). */
+void sup_job_watch_running(struct sup *s);
+/** The job is started but its command has not exec'd yet (or the restored process is not
+ *  rebuilt yet): a checkpoint now waits for it. */
+bool sup_job_starting(const struct sup *s);
+
 /** Listen on jobs/NAME/attach.sock (0600) and watch it. Returns 0 or -errno (@err set). */
 int sup_stdio_setup(struct sup *s, char *err, size_t errlen);
 /** Before launch_job: pipe mode makes the pipes and puts the job's ends in la->stdio; pty mode
