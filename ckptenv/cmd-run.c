@@ -398,7 +398,8 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 		return 2;
 	}
 	const char *sp = getenv("CKPTENV_SPIN_US");
-	if (sp && *sp && (strspn(sp, "0123456789") != strlen(sp) || strlen(sp) > 6)) {
+	uint64_t spin_ns;
+	if (vfs_spin_parse(sp, &spin_ns) < 0) {
 		cli_error(cmd, name,
 			  "CKPTENV_SPIN_US=%s is not a number of microseconds in 0..999999; unset "
 			  "it or give one",

@@ -444,16 +444,26 @@ static int loop_new(struct vfs *v)
 		return -ENOMEM;
 	}
 	l->n = v->max_threads;
-	const char *e = getenv("CKPTENV_SPIN_US");
-	l->spin_ns = e && *e && strspn(e, "0123456789") == strlen(e) && strlen(e) < 7
-			     ? strtoull(e, NULL, 10) * 1000
-			     : SPIN_NS;
+	if (vfs_spin_parse(getenv("CKPTENV_SPIN_US"), &l->spin_ns) < 0)
+		l->spin_ns = SPIN_NS; /* `run` and `restore` refuse such a value first */
 	for (unsigned i = 0; i < l->n; i++) {
 		if (worker_init(v, &l->workers[i]) < 0) {
 			loop_free(v);
 			return -ENOMEM;
 		}
 	}
+	return 0;
+}
+
+int vfs_spin_parse(const char *s, uint64_t *ret_ns)
+{
+	if (!s || !*s) {
+		*ret_ns = SPIN_NS;
+		return 0;
+	}
+	if (strspn(s, "0123456789") != strlen(s) || strlen(s) > 6)
+		return -EINVAL;
+	*ret_ns = strtoull(s, NULL, 10) * 1000;
 	return 0;
 }
 
