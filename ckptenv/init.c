@@ -199,7 +199,7 @@ __attribute__((noreturn)) static void restore_command(const struct launch_args *
 
 /* The parent's side of the restorer's page check (restore_pages_check): a refusal is the
  * blob's last words, in the job's output, where `ckptenv restore` finds it. */
-static void check_pages(const struct launch_args *a, int dirfd, pid_t cmd, int check_fd)
+static int check_pages(const struct launch_args *a, int dirfd, pid_t cmd, int check_fd)
 {
 	struct restore_err err = {0};
 	int r = restore_pages_check(dirfd, a->restore_id, cmd, check_fd, &err);
@@ -207,6 +207,7 @@ static void check_pages(const struct launch_args *a, int dirfd, pid_t cmd, int c
 		fprintf(stderr, "ckptenv: cannot check the restored pages: %s\n",
 			err.msg[0] ? err.msg : strerror(-r));
 	close(check_fd);
+	return r;
 }
 
 /* fork() at pid @want of our pid namespace (clone3 with set_tid), so the restored process has
@@ -372,9 +373,10 @@ void init_main(int sock, const struct launch_args *a, int restore_dirfd)
 		close(hand[i]); /* the restored job's copies alone keep them */
 	if (cmd == 0)
 		run_command(spec, slave);
+	bool ok = true;
 	if (a->restore_id) {
 		close(check[1]);
-		check_pages(a, restore_dirfd, cmd, check[0]);
+		ok = check_pages(a, restore_dirfd, cmd, check[0]) == 0;
 	} else {
 		/* Until the exec, the child is a copy of us, not yet the job: a checkpoint must not
 		 * take it. EOF: it exec'd (or died trying). */
@@ -384,7 +386,11 @@ void init_main(int sock, const struct launch_args *a, int restore_dirfd)
 			;
 		close(execed[0]);
 	}
-	close(sock); /* the report: the command runs (launch_running) */
+	/* The report (launch_running): 'R' when the command runs or the image's pages are all in
+	 * (a failed restore, which ends us, sends nothing), then EOF. */
+	if (ok)
+		(void)!write(sock, "R", 1);
+	close(sock);
 	if (restore_dirfd >= 0)
 		close(restore_dirfd);
 	/* Also here, so a signal right away already finds the group; not for a terminal job,

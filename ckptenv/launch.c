@@ -218,9 +218,13 @@ int launch_go(struct launch_job *j)
 	return r;
 }
 
-void launch_running(struct launch_job *j)
+bool launch_running(struct launch_job *j)
 {
-	if (j->sock >= 0)
-		close(j->sock);
+	char c = 0;
+	if (j->sock < 0)
+		return false;
+	bool ok = recv(j->sock, &c, 1, MSG_DONTWAIT) == 1 && c == 'R';
+	close(j->sock);
 	j->sock = -1;
+	return ok;
 }

@@ -63,12 +63,14 @@ int launch_job(const struct launch_args *a, struct launch_job *ret, int *ret_fus
 	       int *ret_pty_fd, char *err, size_t errlen);
 
 /** Let the init run the command (and send it the handed sockets, then closed). j->sock stays
- *  open: the init closes its end once the command has exec'd (a restore: once the process is
- *  rebuilt), or when it dies; EOF on j->sock says so. */
+ *  open: the init reports on it once the command has exec'd (a restore: once the image's pages
+ *  are in and checked), or closes it when it dies first. */
 int launch_go(struct launch_job *j);
 
-/** After that EOF (or to stop waiting for it): close j->sock. */
-void launch_running(struct launch_job *j);
+/** When j->sock is readable (or to stop waiting): take the report and close j->sock. True when
+ *  the init reported the command running (or the process rebuilt); false after a failed
+ *  restore, or when the init died or had not reported yet. */
+bool launch_running(struct launch_job *j);
 
 /** Kill (SIGKILL) and reap an init that never got launch_go; closes the socket. */
 void launch_abort(struct launch_job *j);

@@ -206,6 +206,9 @@ void sup_restore_in_place(struct sup *s, int c, const struct control_msg *m)
 	snprintf(s->restore_buf, sizeof(s->restore_buf), "%s", name);
 	s->restore_id = s->restore_buf;
 	s->restore_pid = man.pid;
+	s->in_place = true;
+	s->in_place_status = s->park_status;
+	s->in_place_exit = s->exit_code;
 	s->parked = false;
 	s->started = false;
 	s->user_signal = 0;
@@ -217,9 +220,29 @@ void sup_restore_in_place(struct sup *s, int c, const struct control_msg *m)
 		s->done = false;
 		s->exit_code = exit_code;
 		s->restore_id = NULL;
+		s->in_place = false;
 		s->parked = true;
 		sup_log(s, "restore in place of checkpoint %s failed; the job stays stopped", name);
 	}
+}
+
+bool sup_park_failed_restore(struct sup *s)
+{
+	if (!s->in_place)
+		return false;
+	s->in_place = false;
+	if (s->job_rebuilt)
+		return false;
+	/* The restorer refused the image (its reason is in the job's output) or died: the
+	 * process was never rebuilt, so the stopped job is still what there is. */
+	notice(s, "the restore of checkpoint %s failed; job %s stays stopped: 'ckptenv restore %s "
+		  "ID' restores another checkpoint, 'ckptenv checkpoints %s' lists them",
+	       s->restore_id ? s->restore_id : "?", s->a->name, s->a->name, s->a->name);
+	s->restore_id = NULL;
+	s->parked = true;
+	s->park_status = s->in_place_status;
+	s->exit_code = s->in_place_exit;
+	return true;
 }
 
 int sup_stdio_restart(struct sup *s, int pty_fd, struct ptyproxy_state *pst)

@@ -116,12 +116,14 @@ void sup_job_watch_running(struct sup *s)
 	}
 }
 
-static void job_running(struct sup *s)
+void sup_job_report(struct sup *s)
 {
 	if (s->job.sock < 0)
 		return;
 	epoll_ctl(s->ep, EPOLL_CTL_DEL, s->job.sock, NULL);
-	launch_running(&s->job);
+	s->job_rebuilt = launch_running(&s->job);
+	if (s->job_rebuilt)
+		s->in_place = false;
 }
 
 bool sup_job_starting(const struct sup *s)
@@ -131,7 +133,8 @@ bool sup_job_starting(const struct sup *s)
 
 int sup_job_start(struct sup *s, int c)
 {
-	job_running(s); /* a restore in place: the last job's report is moot */
+	sup_job_report(s); /* a restore in place: the last job's report is moot */
+	s->job_rebuilt = false;
 	if (s->started) {
 		control_send_error(c, EBUSY, "the job has already been started");
 		return -EBUSY;
@@ -469,7 +472,8 @@ static void handle_signals(struct sup *s)
 				WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 			s->job.init_pid = -1;
 			sup_log(s, "job ended with exit status %d", s->exit_code);
-			if (!sup_park_on_exit(s, status)) {
+			sup_job_report(s); /* sent before the init ended, if at all */
+			if (!sup_park_failed_restore(s) && !sup_park_on_exit(s, status)) {
 				sup_net_job_ended(s); /* held connections end as they would have */
 				sup_stdio_job_exited(s, status);
 			}
@@ -657,7 +661,7 @@ int supervisor_main(const struct supervisor_args *a)
 			} else if (fd == s.periodic_fd) {
 				sup_periodic_fire(&s);
 			} else if (fd == s.job.sock) {
-				job_running(&s);
+				sup_job_report(&s);
 			} else if (!s.pp || ptyproxy_handle(s.pp, fd, evs[k].events) == -ENOENT) {
 				for (int i = 0; i < MAX_CLIENTS; i++)
 					if (s.clients[i] == fd) {

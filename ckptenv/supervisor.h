@@ -52,6 +52,10 @@ struct sup {
 	char **allow;		   /* --allow-changed of a restore in place (sup_allow_set) */
 	size_t nallow;
 	char restore_buf[24];
+	bool in_place;		   /* a restore in place runs: park again if it fails */
+	int in_place_status;	   /* ... with this wait status (the stopped job's) */
+	int in_place_exit;	   /* ... and exit code */
+	bool job_rebuilt;	   /* the init reported the command running (launch_running) */
 	bool park_on_exit;	   /* `checkpoint --stop`: park when the init is reaped */
 	bool parked;		   /* init reaped, clients and store kept, job_exited not called */
 	int park_status;	   /* the init's wait status, for the clients when it ends */
@@ -70,6 +74,11 @@ __attribute__((format(printf, 2, 3))) void sup_log(const struct sup *s, const ch
 
 /** After launch_go: watch the init's report that the command runs (launch_running). */
 void sup_job_watch_running(struct sup *s);
+/** Take that report now if it is there (sets job_rebuilt) and stop watching. */
+void sup_job_report(struct sup *s);
+/** The init is reaped: a restore in place that never rebuilt the process parks the job again
+ *  (the stopped job stays for another restore). True when parked. */
+bool sup_park_failed_restore(struct sup *s);
 /** The job is started but its command has not exec'd yet (or the restored process is not
  *  rebuilt yet): a checkpoint now waits for it. */
 bool sup_job_starting(const struct sup *s);

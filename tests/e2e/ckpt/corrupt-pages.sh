@@ -4,7 +4,8 @@
 # pages, exit 1, and the job's process never runs (the page check of the job's init answers
 # before the restorer sets the final protections); with the byte repaired, the same checkpoint
 # restores and the memory is intact. Both ways in: a new supervisor (after a kill -9 of the
-# old one, as a reboot) and a restore in place (after `checkpoint --stop`).
+# old one, as a reboot) and a restore in place (after `checkpoint --stop`), where the refused
+# restore leaves the job stopped in its supervisor for another restore in place.
 . "$(dirname "$0")/../lib.sh"
 TOUCH=$CK_HELPERS/zdtm-touch
 [ -x "$TOUCH" ] || fail "missing helper $TOUCH"
@@ -54,10 +55,10 @@ for way in new in-place; do
 	j=j-$way
 	"$CKPTENV" run --name "$j" --detach -- "$TOUCH" 16 </dev/null >/dev/null
 	poll_until 10 logged "$j" "^ready 16" || fail "$j did not get ready: $("$CKPTENV" log "$j")"
+	sup=$("$CKPTENV" status "$j" | sed -n 's/^pid: .*(supervisor \([0-9]*\)).*/\1/p')
 	if [ "$way" = new ]; then
 		"$CKPTENV" checkpoint "$j" >/dev/null 2>err.txt || fail "checkpoint $j: $(cat err.txt)"
-		s=$("$CKPTENV" status "$j" | sed -n 's/^pid: .*(supervisor \([0-9]*\)).*/\1/p')
-		kill -9 "$s"
+		kill -9 "$sup"
 		poll_until 10 state_is "$j" "died" || fail "$j survived its supervisor"
 	else
 		"$CKPTENV" checkpoint "$j" --stop >/dev/null 2>err.txt || fail "checkpoint $j: $(cat err.txt)"
@@ -67,8 +68,14 @@ for way in new in-place; do
 	off=$(($(stat -c %s "$img") / 2))
 	flip "$img" "$off"
 	refused "$j" 1
+	if [ "$way" = in-place ]; then # still the stopped job, in its own supervisor
+		state_is "$j" stopped || fail "$j: not stopped after the refusal: $("$CKPTENV" status "$j")"
+		kill -0 "$sup" || fail "$j: its supervisor ended with the refused restore"
+	fi
 	flip "$img" "$off"
 	restored "$j"
+	[ "$way" = new ] || "$CKPTENV" status "$j" | grep -q "(supervisor $sup)" ||
+		fail "$j: not restored in place: $("$CKPTENV" status "$j")"
 	"$CKPTENV" rm --force "$j" >/dev/null
 done
 pass "a flipped byte in pages.img refused in one line before the job runs, both ways; repaired, it restores"

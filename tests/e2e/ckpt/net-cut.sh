@@ -42,13 +42,28 @@ state_is a stopped || fail "a: not stopped after a failed restore: $("$CKPTENV" 
 expect_eq "a: supervisor after a failed restore" "$sup" "$(sup_of a)"
 [ -e a.res ] && fail "a: the server's connection ended at a failed restore: $(cat a.res)"
 cp cut.good "$cut"
+# One that fails once launched (the restorer refuses a corrupt page; it had the job's sockets):
+# the same, the connection still held.
+img=$(dirname "$cut")/image/pages.img
+off=$(($(stat -c %s "$img") / 2))
+cp "$img" pages.good
+printf '\377\377\377\377' | dd of="$img" bs=1 seek="$off" conv=notrunc 2>/dev/null
+cmp -s "$img" pages.good && fail "a: pages.img unchanged"
+"$CKPTENV" restore a --detach >/dev/null 2>err.txt && fail "a: restored from a corrupt pages.img"
+grep -q "pages.img is corrupt" err.txt || fail "a: corrupt pages.img not named: $(cat err.txt)"
+state_is a stopped || fail "a: not stopped after a refused restore: $("$CKPTENV" status a)"
+expect_eq "a: supervisor after a refused restore" "$sup" "$(sup_of a)"
+[ -e a.res ] && fail "a: the server's connection ended at a refused restore: $(cat a.res)"
+cp pages.good "$img"
 "$CKPTENV" restore a --detach >/dev/null 2>err.txt || fail "a: restore in place: $(cat err.txt)"
 expect_eq "a: supervisor after restore" "$sup" "$(sup_of a)"
 grep -q "connection" err.txt && fail "a: the restore reported: $(cat err.txt)"
 poll_until 60 sh -c "'$CKPTENV' log a | grep -aq '^netseq \(OK\|BAD\|ECONN\|ERROR\)'" ||
 	fail "a: the restored job did not finish: $(jlog a | tail -3)"
 jlog a | grep -q "^netseq OK sent $TOTAL recv $TOTAL" || fail "a: job side: $(jlog a | grep -a '^netseq' | tail -2)"
-expect_eq "a: restore markers in the log" 1 "$(jlog a | grep -ac '^\[ckptenv: restored from checkpoint 1 at ')"
+# the refused one's marker is followed by its refusal
+expect_eq "a: restore markers in the log" 2 "$(jlog a | grep -ac '^\[ckptenv: restored from checkpoint 1 at ')"
+jlog a | grep -aq '^ckptenv: image refused: .*pages.img is corrupt' || fail "a: no refusal in the log"
 poll_until 20 test -s a.res || fail "a: the server has no verdict"
 expect_eq "a: server side" "OK recv $TOTAL" "$(cat a.res)"
 
