@@ -504,13 +504,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, off_t off,
 			 struct fuse_file_info *fi)
 {
-	(void)fi; /* O_APPEND: with the writeback cache the kernel picks the offset itself */
+	/* O_APPEND: with the writeback cache the kernel picks the offset itself */
+	unsigned flags = fi->writepage ? VFS_STORE_KERNEL_TIMES : 0;
 	struct vfs *v = fuse_req_userdata(req);
 	size_t len = fuse_buf_size(bufv);
 	ssize_t n = 0;
 	const struct fuse_buf *b = &bufv->buf[bufv->idx];
 	if (bufv->count == 1 && (b->flags & FUSE_BUF_IS_FD) && !(b->flags & FUSE_BUF_FD_SEEK)) {
-		n = vfs_store_write_pipe(v->store, ino, b->fd, len, off);
+		n = vfs_store_write_pipe(v->store, ino, b->fd, len, off, flags);
 		if (n < 0)
 			return reply_error(req, (int)n);
 		if (n > 0) {
@@ -540,7 +541,7 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *buf
 			return reply_error(req, -EIO);
 		data = buf;
 	}
-	n = vfs_store_write(v->store, ino, data, len, off);
+	n = vfs_store_write(v->store, ino, data, len, off, flags);
 	if (n < 0)
 		return reply_error(req, (int)n);
 	__atomic_add_fetch(&v->io.write_bytes_copied, (uint64_t)n, __ATOMIC_RELAXED);
@@ -757,7 +758,7 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 				return reply_error(req, (int)n);
 			break;
 		}
-		ssize_t w = vfs_store_write(s, ino_out, buf, (size_t)n, off_out + (off_t)done);
+		ssize_t w = vfs_store_write(s, ino_out, buf, (size_t)n, off_out + (off_t)done, 0);
 		if (w < 0) {
 			if (done == 0)
 				return reply_error(req, (int)w);

@@ -513,16 +513,19 @@ static int write_check(off_t off, size_t len)
 }
 
 /* After a successful write of [@off, @end): size and times. */
-static void write_done(struct vfs_store *s, struct store_inode *n, uint64_t end)
+static void write_done(struct vfs_store *s, struct store_inode *n, uint64_t end, unsigned flags)
 {
 	if (end > n->size)
 		n->size = end;
-	store_now(&n->mtime);
-	n->ctime = n->mtime;
+	if (!(flags & VFS_STORE_KERNEL_TIMES)) {
+		store_now(&n->mtime);
+		n->ctime = n->mtime;
+	}
 	inode_mark_dirty(s, n);
 }
 
-ssize_t vfs_store_write_pipe(struct vfs_store *s, uint64_t ino, int pipe_fd, size_t len, off_t off)
+ssize_t vfs_store_write_pipe(struct vfs_store *s, uint64_t ino, int pipe_fd, size_t len, off_t off,
+			     unsigned flags)
 {
 	struct store_inode *n;
 	int r = write_check(off, len);
@@ -547,12 +550,13 @@ ssize_t vfs_store_write_pipe(struct vfs_store *s, uint64_t ino, int pipe_fd, siz
 	}
 	r = write_direct_from(s, n, NULL, pipe_fd, len, o);
 	if (r == 0)
-		write_done(s, n, end);
+		write_done(s, n, end, flags);
 	put_reg(s, n);
 	return r < 0 ? r : (ssize_t)len;
 }
 
-ssize_t vfs_store_write(struct vfs_store *s, uint64_t ino, const void *buf, size_t len, off_t off)
+ssize_t vfs_store_write(struct vfs_store *s, uint64_t ino, const void *buf, size_t len, off_t off,
+			unsigned flags)
 {
 	struct store_inode *n;
 	int r = write_check(off, len);
@@ -598,7 +602,7 @@ ssize_t vfs_store_write(struct vfs_store *s, uint64_t ino, const void *buf, size
 		r = write_direct(s, n, src + (run_start - o), end - run_start, run_start);
 	free(tmp);
 	if (r == 0)
-		write_done(s, n, end);
+		write_done(s, n, end, flags);
 	put_reg(s, n);
 	return r < 0 ? r : (ssize_t)len;
 }

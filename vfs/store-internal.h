@@ -128,13 +128,20 @@ int vfs_store_statfs(struct vfs_store *s, struct statvfs *ret);
 /* ---- data of regular files ---- */
 /** Read up to @len bytes at @off; returns bytes read (short only at end of file). */
 ssize_t vfs_store_read(struct vfs_store *s, uint64_t ino, void *buf, size_t len, off_t off);
+/* vfs_store_write flags: the write is the kernel's writeback of its page cache (FUSE's
+ * writepage flag). The kernel then owns mtime and ctime (it set them at the write(2) or the
+ * page fault) and sends them itself (SETATTR), possibly before this request is served:
+ * setting them to now here would move them past what the job saw. */
+#define VFS_STORE_KERNEL_TIMES 1u
 /** Write @len bytes at @off, extending the file as needed; returns @len or -errno. */
-ssize_t vfs_store_write(struct vfs_store *s, uint64_t ino, const void *buf, size_t len, off_t off);
+ssize_t vfs_store_write(struct vfs_store *s, uint64_t ino, const void *buf, size_t len, off_t off,
+			unsigned flags);
 /** vfs_store_write of @len bytes waiting in pipe @pipe_fd, moved with splice(2) when the write
  *  needs no copy-up and is not for memory. Returns @len when done so; 0 when this write must
  *  take vfs_store_write instead (nothing was read from the pipe); -errno on failure (the pipe
  *  may then hold part of the data: the caller drains it). */
-ssize_t vfs_store_write_pipe(struct vfs_store *s, uint64_t ino, int pipe_fd, size_t len, off_t off);
+ssize_t vfs_store_write_pipe(struct vfs_store *s, uint64_t ino, int pipe_fd, size_t len, off_t off,
+			     unsigned flags);
 /** fallocate(2) modes 0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE|KEEP_SIZE, ZERO_RANGE;
  *  -EOPNOTSUPP for others. */
 int vfs_store_fallocate(struct vfs_store *s, uint64_t ino, int mode, off_t off, off_t len);

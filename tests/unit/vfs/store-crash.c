@@ -33,7 +33,7 @@ static void write_gen(struct vfs_store *s, uint64_t k, uint64_t *ino)
 		while (off < size) {
 			size_t len = (size_t)(t_rand() % 70000) + 1;
 			len = CK_MIN(len, size - off);
-			if (vfs_store_write(s, ino[i], buf + off, len, (off_t)off) != (ssize_t)len)
+			if (vfs_store_write(s, ino[i], buf + off, len, (off_t)off, 0) != (ssize_t)len)
 				_exit(3);
 			off += len;
 		}
@@ -43,7 +43,7 @@ static void write_gen(struct vfs_store *s, uint64_t k, uint64_t *ino)
 	}
 	char g[32];
 	int n = snprintf(g, sizeof(g), "%llu", (unsigned long long)k);
-	vfs_store_write(s, ino[NFILES], g, (size_t)n, 0);
+	vfs_store_write(s, ino[NFILES], g, (size_t)n, 0, 0);
 	vfs_store_setattr(s, ino[NFILES], &(struct vfs_attr){.size = (uint64_t)n}, VFS_SET_SIZE,
 			  NULL);
 	free(buf);

@@ -288,7 +288,7 @@ START_TEST(test_sparse_lseek)
 	ck_assert_uint_eq(a.size, CHUNK * 20);
 	ck_assert_int_eq(vfs_store_fallocate(s, ino, FALLOC_FL_COLLAPSE_RANGE, 0, CHUNK),
 			 -EOPNOTSUPP);
-	ck_assert_int_eq(vfs_store_write(s, ROOT, "x", 1, 0), -EISDIR);
+	ck_assert_int_eq(vfs_store_write(s, ROOT, "x", 1, 0, 0), -EISDIR);
 	vfs_store_close(s);
 }
 END_TEST
@@ -306,7 +306,7 @@ static void *par_fn(void *arg)
 	uint8_t buf[10000];
 	for (int i = 0; i < 200; i++) {
 		memset(buf, (int)(p->ino + (uint64_t)i), sizeof(buf));
-		if (vfs_store_write(p->s, p->ino, buf, sizeof(buf), (off_t)i * 10000) != 10000)
+		if (vfs_store_write(p->s, p->ino, buf, sizeof(buf), (off_t)i * 10000, 0) != 10000)
 			p->fails++;
 	}
 	return NULL;

@@ -75,7 +75,7 @@ static CK_UNUSED uint64_t t_lookup(struct vfs_store *s, uint64_t dir, const char
 static CK_UNUSED void t_write(struct vfs_store *s, uint64_t ino, const void *buf, size_t len,
 			      off_t off)
 {
-	ssize_t n = vfs_store_write(s, ino, buf, len, off);
+	ssize_t n = vfs_store_write(s, ino, buf, len, off, 0);
 	ck_assert_msg(n == (ssize_t)len, "write: %zd", n);
 }
 
