@@ -7,6 +7,7 @@
 
 #include "common/ck.h"
 #include "restore/restore.h"
+#include "vfs/vfs.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -316,13 +317,28 @@ static int report_unusable(const struct cli_job *j, const char *name, int ckdir,
 				what = CKPT_IMAGE;
 				snprintf(why, sizeof(why), "%s", err.msg[0] ? err.msg : strerror(-r));
 			}
+			/* Its /tmp: the epoch and those it builds on, as the restore will read them
+			 * (the message names the store's file). */
+			struct ckpt_manifest man;
+			_cleanup_free_ char *store = NULL;
+			if (!what && ckpt_manifest_read(fd, &man) == 0 &&
+			    asprintf(&store, "%s/store", j->dir) >= 0 &&
+			    vfs_epoch_check(store, man.epoch, why, sizeof(why)) < 0)
+				what = "-";
 		}
 		if (!what)
 			continue;
-		cli_error("checkpoints", name,
-			  "checkpoint %llu cannot be restored: %s/%s/%s/%s%s%s; 'ckptenv rm %s "
-			  "--checkpoint %llu' drops it",
-			  id, j->dir, CKPT_DIR, e->d_name, what, *what ? ": " : "", why, name, id);
+		if (!strcmp(what, "-"))
+			cli_error("checkpoints", name,
+				  "checkpoint %llu cannot be restored: %s; 'ckptenv rm %s "
+				  "--checkpoint %llu' drops it",
+				  id, why, name, id);
+		else
+			cli_error("checkpoints", name,
+				  "checkpoint %llu cannot be restored: %s/%s/%s/%s%s%s; 'ckptenv rm "
+				  "%s --checkpoint %llu' drops it",
+				  id, j->dir, CKPT_DIR, e->d_name, what, *what ? ": " : "", why, name,
+				  id);
 		bad++;
 	}
 	closedir(d);

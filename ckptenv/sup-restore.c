@@ -145,7 +145,7 @@ int sup_park_tick(struct sup *s, int timeout)
 
 void sup_restore_in_place(struct sup *s, int c, const struct control_msg *m)
 {
-	char err[512];
+	char err[1024];
 	if (m->len < 8 || (m->len > 8 && m->payload[m->len - 1] != 0)) {
 		control_send_error(c, EINVAL, "bad restore message");
 		return;
@@ -184,6 +184,16 @@ void sup_restore_in_place(struct sup *s, int c, const struct control_msg *m)
 			 name, man.flags & CKPT_F_PTY ? "a terminal" : "pipes",
 			 s->a->pty ? "a terminal" : "pipes");
 		control_send_error(c, EINVAL, err);
+		return;
+	}
+	/* Its /tmp must read back before the stopped job's is closed for it. */
+	char why[400];
+	if (vfs_epoch_check(s->store_dir, man.epoch, why, sizeof(why)) < 0) {
+		snprintf(err, sizeof(err),
+			 "checkpoint %s cannot be restored: %s; the job stays stopped, 'ckptenv "
+			 "checkpoints %s' lists the others",
+			 name, why, s->a->name);
+		control_send_error(c, EBADMSG, err);
 		return;
 	}
 	/* /tmp back to the checkpoint's epoch: a fresh writable layer over it, as a new

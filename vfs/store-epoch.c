@@ -402,6 +402,20 @@ int store_load_chain(struct vfs_store *s, uint64_t at, unsigned flags)
 	int r = 0;
 	for (uint64_t id = at; id;) {
 		struct epoch_info *ei = epoch_find(s, id);
+		if (!ei && u64vec_has(&s->damaged, id)) {
+			struct ep e;
+			if (ep_read(s, id, &e) == 0) { /* repaired meanwhile; not indexed */
+				ep_free(&e);
+				store_set_error(s, "%s/meta/%llu.ep: damaged when the store was opened",
+						s->path, (unsigned long long)id);
+			}
+			size_t l = strlen(s->err);
+			if (id != at && l < sizeof(s->err) - 1)
+				snprintf(s->err + l, sizeof(s->err) - l,
+					 " (epoch %llu builds on it)", (unsigned long long)at);
+			u64vec_free(&chain);
+			return -EBADMSG;
+		}
 		if (!ei) {
 			store_set_error(s, "%s/meta/%llu.ep: missing (an ancestor of epoch %llu)",
 					s->path, (unsigned long long)id, (unsigned long long)at);

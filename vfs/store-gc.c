@@ -268,6 +268,11 @@ static int gc_layers(struct vfs_store *s)
 
 int store_gc_locked(struct vfs_store *s)
 {
+	/* Which layers a damaged epoch refers to is unknown: freeing anything could take data
+	 * an epoch building on it needs. The space stays until the damaged file is repaired or
+	 * the job removed. */
+	if (s->damaged.n)
+		return 0;
 	/* 1. reachability */
 	bool *keep = calloc(s->nepochs + 1, sizeof(*keep));
 	if (!keep)

@@ -201,6 +201,7 @@ int vfs_store_refs(struct vfs_store *s, struct vfs_ref **ret, size_t *ret_n);
 /** List the refs of a store directory without opening it (no lock taken: refs is replaced
  *  atomically). Same checks as open: -EBADMSG for a corrupt refs file. */
 int vfs_store_refs_read(const char *dir, struct vfs_ref **ret, size_t *ret_n);
+int vfs_store_epoch_check(const char *dir, uint64_t epoch, char *err, size_t errlen);
 
 /** Collect unreferenced epochs and layers now (also done by open). */
 int vfs_store_gc(struct vfs_store *s);

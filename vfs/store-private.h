@@ -137,6 +137,7 @@ struct vfs_store {
 	struct store_refs refs;
 	struct epoch_info *epochs;
 	size_t nepochs;
+	struct u64vec damaged; /* meta/E.ep files that fail their check: not indexed, no GC */
 	struct u64vec pending; /* prepared, not finished */
 	struct vfs_commit_stats stats; /* of the last commit */
 

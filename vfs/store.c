@@ -222,6 +222,41 @@ static int refs_load(int dirfd, const char *prefix, struct store_refs *ret, char
 	return r;
 }
 
+int vfs_store_epoch_check(const char *dir, uint64_t epoch, char *err, size_t errlen)
+{
+	struct vfs_store s = {.dirfd = -1, .metafd = -1, .path = (char *)dir};
+	int r = 0;
+	s.metafd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s.metafd >= 0) {
+		int m = openat(s.metafd, "meta", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		close(s.metafd);
+		s.metafd = m;
+	}
+	if (s.metafd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s/meta: %m", dir);
+		return r;
+	}
+	/* parent < id bounds the walk */
+	for (uint64_t id = epoch, last = UINT64_MAX; id && r == 0; last = id) {
+		struct ep e;
+		r = ep_read(&s, id, &e);
+		if (r == 0) {
+			id = e.info.parent;
+			ep_free(&e);
+			if (id >= last)
+				break;
+		} else {
+			if (id != epoch)
+				snprintf(s.err + strlen(s.err), sizeof(s.err) - strlen(s.err),
+					 " (epoch %llu builds on it)", (unsigned long long)epoch);
+			snprintf(err, errlen, "%s", s.err);
+		}
+	}
+	close(s.metafd);
+	return r;
+}
+
 int vfs_store_refs_read(const char *dir, struct vfs_ref **ret, size_t *ret_n)
 {
 	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -352,6 +387,13 @@ static int scan_meta(struct vfs_store *s, uint64_t *max_id)
 			continue;
 		struct ep e;
 		r = ep_read(s, id, &e);
+		if (r == -EBADMSG) {
+			/* One damaged file must not take the others with it: the epochs that do
+			 * not build on it still open (store_load_chain names it to those that do). */
+			*max_id = CK_MAX(*max_id, id);
+			r = u64vec_push(&s->damaged, id);
+			continue;
+		}
 		if (r < 0)
 			break;
 		struct epoch_info *ne = realloc(s->epochs, (s->nepochs + 1) * sizeof(*ne));
@@ -367,7 +409,7 @@ static int scan_meta(struct vfs_store *s, uint64_t *max_id)
 	closedir(d);
 	for (size_t i = 0; r == 0 && i < s->nepochs; i++) {
 		uint64_t p = s->epochs[i].parent;
-		if (p && !epoch_find(s, p)) {
+		if (p && !epoch_find(s, p) && !u64vec_has(&s->damaged, p)) {
 			store_set_error(
 				s, "%s/meta/%" PRIu64 ".ep: parent epoch %" PRIu64 " is missing",
 				s->path, s->epochs[i].id, p);
@@ -488,7 +530,8 @@ static int store_open(struct vfs_store *s, const char *dir, unsigned flags, uint
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < s->refs.n; i++)
-		if (!epoch_find(s, s->refs.v[i].epoch)) {
+		if (!epoch_find(s, s->refs.v[i].epoch) &&
+		    !u64vec_has(&s->damaged, s->refs.v[i].epoch)) {
 			store_set_error(
 				s, "%s/refs: ref \"%s\" names epoch %" PRIu64 ", which is missing",
 				s->path, s->refs.v[i].name, s->refs.v[i].epoch);
@@ -499,7 +542,7 @@ static int store_open(struct vfs_store *s, const char *dir, unsigned flags, uint
 		for (size_t i = 0; i < s->refs.n; i++)
 			if (!strcmp(s->refs.v[i].name, "head"))
 				at = s->refs.v[i].epoch;
-	} else if (!epoch_find(s, at)) {
+	} else if (!epoch_find(s, at) && !u64vec_has(&s->damaged, at)) {
 		store_set_error(s, "%s: no epoch %" PRIu64, s->path, at);
 		return -ENOENT;
 	}
@@ -583,6 +626,7 @@ void vfs_store_close(struct vfs_store *s)
 	u64vec_free(&s->pending);
 	store_refs_free(&s->refs);
 	free(s->epochs);
+	u64vec_free(&s->damaged);
 	free(s->path);
 	if (s->metafd >= 0)
 		close(s->metafd);

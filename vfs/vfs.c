@@ -288,6 +288,13 @@ int vfs_refs_list(const char *store_dir, struct vfs_ref **ret, size_t *ret_n)
 	return vfs_store_refs_read(store_dir, ret, ret_n);
 }
 
+int vfs_epoch_check(const char *store_dir, uint64_t epoch, char *err, size_t errlen)
+{
+	if (!store_dir || !epoch || !err || !errlen)
+		return -EINVAL;
+	return vfs_store_epoch_check(store_dir, epoch, err, errlen);
+}
+
 int vfs_ref_drop(struct vfs *v, const char *ref)
 {
 	if (!v || !ref)

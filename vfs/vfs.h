@@ -99,6 +99,11 @@ struct vfs_ref {
  *  malloc'd array. -ENOENT no store, -EBADMSG corrupt refs file. */
 int vfs_refs_list(const char *store_dir, struct vfs_ref **ret, size_t *ret_n);
 
+/** Check that epoch @epoch of the store in @store_dir and every epoch it builds on reads back
+ *  whole (checksums), without opening the store. 0, or -EBADMSG (damaged; @err names the
+ *  file), -ENOENT (a file missing) or -errno, with @err set. */
+int vfs_epoch_check(const char *store_dir, uint64_t epoch, char *err, size_t errlen);
+
 /** Drop a snapshot/checkpoint reference; the epoch's space is freed when nothing refers to it. */
 int vfs_ref_drop(struct vfs *v, const char *ref);
 

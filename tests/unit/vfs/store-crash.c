@@ -294,6 +294,55 @@ START_TEST(test_corruption)
 }
 END_TEST
 
+/* A damaged epoch costs only the epochs that build on it: the store opens at its parent, the
+ * chain check names it, and no GC runs while it is there (its layers are unknown). */
+START_TEST(test_damaged_epoch)
+{
+	struct vfs_store *s = t_open();
+	uint64_t f = t_mkfile(s, ROOT, "f");
+	t_write_str(s, f, "one");
+	uint64_t e1 = t_commit(s, "one");
+	t_write(s, f, "TWO", 3, 0);
+	uint64_t e2 = t_commit(s, "two");
+	vfs_store_close(s);
+	char p[PATH_MAX * 2], err[512];
+	snprintf(p, sizeof(p), "%s/meta/%llu.ep", t_store, (unsigned long long)e2);
+	int fd = open(p, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, "\xff", 1, 40), 1);
+	close(fd);
+
+	ck_assert_int_eq(vfs_store_epoch_check(t_store, e1, err, sizeof(err)), 0);
+	ck_assert_int_eq(vfs_store_epoch_check(t_store, e2, err, sizeof(err)), -EBADMSG);
+	ck_assert_msg(strstr(err, p) && strstr(err, "checksum mismatch"), "%s", err);
+	s = NULL;
+	ck_assert_int_eq(vfs_store_open(t_store, 0, e2, &s), -EBADMSG);
+	ck_assert_msg(strstr(vfs_store_open_error(), p), "%s", vfs_store_open_error());
+	ck_assert_int_eq(vfs_store_open(t_store, 0, 0, &s), -EBADMSG); /* head is e2 */
+
+	s = t_open_at(e1, 0);
+	f = t_lookup(s, ROOT, "f");
+	char buf[4] = "";
+	ck_assert_int_eq(vfs_store_read(s, f, buf, 3, 0), 3);
+	ck_assert(memcmp(buf, "one", 3) == 0);
+	t_write(s, f, "3", 1, 0);
+	uint64_t e3 = t_commit(s, "three");
+	ck_assert_int_eq(vfs_store_ref_drop(s, "two"), 0);
+	ck_assert_int_eq(vfs_store_gc(s), 0);
+	vfs_store_close(s);
+	/* e2's file and its layer are kept; the new head builds on e1 and opens */
+	ck_assert_int_eq(access(p, F_OK), 0);
+	snprintf(p, sizeof(p), "%s/data/%llu.%llu", t_store, (unsigned long long)f,
+		 (unsigned long long)e2);
+	ck_assert_msg(access(p, F_OK) == 0, "%s removed", p);
+	s = t_open();
+	ck_assert_int_eq(vfs_store_read(s, f, buf, 3, 0), 3);
+	ck_assert(memcmp(buf, "3ne", 3) == 0);
+	vfs_store_close(s);
+	ck_assert_int_eq(vfs_store_epoch_check(t_store, e3, err, sizeof(err)), 0);
+}
+END_TEST
+
 START_TEST(test_newer_format)
 {
 	make_store();
@@ -349,6 +398,7 @@ int main(void)
 	} tests[] = {
 		{"kill", test_kill_at_random},
 		{"corruption", test_corruption},
+		{"damaged", test_damaged_epoch},
 		{"newer", test_newer_format},
 		{"leftovers", test_leftovers_removed},
 	};
