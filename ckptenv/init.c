@@ -109,9 +109,14 @@ static int open_tmp_files(int dirfd, const char *id, struct restore_fd_map *maps
 			maps[n++] = (struct restore_fd_map){.target = f->fd, .fd = fd};
 			continue;
 		}
-		if (f->fd <= 2 || f->kind != RESTORE_FD_REGULAR || strncmp(f->target, "/tmp/", 5) ||
-		    strstr(f->target, " (deleted)"))
+		if (f->fd <= 2 || f->kind != RESTORE_FD_REGULAR || strncmp(f->target, "/tmp/", 5))
 			continue;
+		/* A file unlinked while open (tmpfile(), Python's TemporaryFile): the epoch kept
+		 * it as an orphan, which the vfs opens by its inode number. */
+		char byino[80] = "/tmp";
+		bool unlinked = strstr(f->target, " (deleted)") != NULL;
+		if (unlinked && vfs_inode_path(f->ident.ino, byino + 4, sizeof(byino) - 4) < 0)
+			continue; /* the restorer says why it cannot */
 		if (f->st.present && f->st.dup_of >= 0)
 			continue; /* the restorer dups the lower fd: they share the offset again */
 		if (n == max) {
@@ -120,7 +125,7 @@ static int open_tmp_files(int dirfd, const char *id, struct restore_fd_map *maps
 			break;
 		}
 		int flags = (int)f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
-		int fd = open(f->target, flags | O_CLOEXEC);
+		int fd = open(unlinked ? byino : f->target, flags | O_CLOEXEC);
 		struct stat st;
 		if (fd < 0 || fstat(fd, &st) < 0) {
 			r = -errno;
