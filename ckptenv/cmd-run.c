@@ -329,6 +329,11 @@ static int wait_job(int sock, const char *name, const char *dir, int known)
 		}
 		control_msg_close_fds(&m);
 		uint32_t code;
+		char note[1100];
+		int note_err;
+		if (m.type == CONTROL_NOTE &&
+		    control_parse_error(&m, &note_err, note, sizeof(note)) == 0)
+			cli_error("run", name, "%s", note);
 		if (m.type == CONTROL_EXITED && control_parse_u32(&m, &code) == 0) {
 			/* Wait for the supervisor to be gone (EOF), so the name is free again when we
 			 * return. */

@@ -58,15 +58,25 @@ int control_recv(int sock, struct control_msg *m)
 	return 0;
 }
 
-int control_send_error(int sock, int err, const char *msg)
+static int send_text(int sock, uint16_t type, int err, const char *msg)
 {
 	struct ck_buf b = {0};
 	size_t l = CK_MIN(strlen(msg), (size_t)1024);
 	ck_buf_le32(&b, (uint32_t)err);
 	ck_buf_str(&b, msg, l);
-	int r = b.err ? b.err : control_send(sock, CONTROL_ERROR, b.data, b.len, NULL, 0);
+	int r = b.err ? b.err : control_send(sock, type, b.data, b.len, NULL, 0);
 	ck_buf_free(&b);
 	return r;
+}
+
+int control_send_error(int sock, int err, const char *msg)
+{
+	return send_text(sock, CONTROL_ERROR, err, msg);
+}
+
+int control_send_note(int sock, int err, const char *msg)
+{
+	return send_text(sock, CONTROL_NOTE, err, msg);
 }
 
 int control_send_u32(int sock, uint16_t type, uint32_t v)
@@ -90,7 +100,8 @@ int control_parse_error(const struct control_msg *m, int *ret_err, char *buf, si
 	uint32_t err;
 	const char *s;
 	size_t l;
-	if (m->type != CONTROL_ERROR || len == 0 || !ck_rd_le32(&r, &err) ||
+	if ((m->type != CONTROL_ERROR && m->type != CONTROL_NOTE) || len == 0 ||
+	    !ck_rd_le32(&r, &err) ||
 	    !ck_rd_str(&r, 1024, &s, &l))
 		return -EBADMSG;
 	l = CK_MIN(l, len - 1);

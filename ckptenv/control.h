@@ -46,6 +46,8 @@ enum control_type {
 	CONTROL_CHECKPOINTED, /* le64 id, le64 frozen ns, le64 epoch, le64 bytes; optionally
 			       * le64 ns per phase: freeze, vfs, pty, memory, commit */
 	CONTROL_NET_STATUS_REPLY = 140, /* the job's proxied connections (sup-net.c) */
+	CONTROL_NOTE = 150, /* as ERROR, but not a reply: a line for the user (stderr), then the
+			     * next message */
 	/* During a CHECKPOINT, before its reply: le64 page bytes written so far, le64 bytes
 	 * expected (the job's resident anonymous and shared memory; 0 unknown), le64 frozen ns
 	 * (0 while still frozen). Numbered apart so that new types above do not move it. */
@@ -81,6 +83,8 @@ void control_msg_close_fds(struct control_msg *m);
 
 /** Send ERROR with @err (positive errno) and a message. */
 int control_send_error(int sock, int err, const char *msg);
+/** The same payload as type NOTE. */
+int control_send_note(int sock, int err, const char *msg);
 /** Send a message whose payload is one le32 / two le64. */
 int control_send_u32(int sock, uint16_t type, uint32_t v);
 int control_send_u64x2(int sock, uint16_t type, uint64_t a, uint64_t b);

@@ -516,6 +516,8 @@ static int setup(struct sup *s, char *err, size_t errlen)
 			snprintf(h, sizeof(h), "another process uses the store");
 		else if (r == -EPROTONOSUPPORT)
 			snprintf(h, sizeof(h), "a newer ckptenv wrote this store");
+		else if (r == -ENOSPC || r == -EDQUOT)
+			snprintf(h, sizeof(h), "free space on the disk of %s and try again", store);
 		else
 			snprintf(h, sizeof(h), "'ckptenv rm %s' discards the job's data", a->name);
 		if (what && *what)
@@ -569,8 +571,16 @@ static void finish(struct sup *s)
 	sup_periodic_close(s);
 	sup_fusewatch_stop(s);
 	int r = vfs_close(s->v, s->started);
-	if (r < 0)
+	char note[1024] = "";
+	if (r < 0) {
 		sup_log(s, "closing the store failed: %s (%s)", strerror(-r), vfs_last_error());
+		/* Told before EXITED: the job ended well, but its /tmp is not what it left. */
+		snprintf(note, sizeof(note),
+			 "the job's /tmp could not be saved (%s): what it changed there since the "
+			 "last checkpoint or snapshot is lost%s",
+			 vfs_last_error()[0] ? vfs_last_error() : strerror(-r),
+			 r == -ENOSPC ? "; the disk of CKPTENV_HOME is full" : "");
+	}
 	s->v = NULL;
 	if (s->started) {
 		struct job_status st = {.exit_code = s->exit_code,
@@ -591,6 +601,8 @@ static void finish(struct sup *s)
 	for (int i = 0; i < MAX_CLIENTS; i++) {
 		if (s->clients[i] < 0)
 			continue;
+		if (s->started && note[0])
+			control_send_note(s->clients[i], -r, note);
 		if (s->started)
 			control_send_u32(s->clients[i], CONTROL_EXITED, (uint32_t)s->exit_code);
 		client_close(s, i);

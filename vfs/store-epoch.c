@@ -126,7 +126,7 @@ int ep_write(struct vfs_store *s, const struct ep *e)
 	char name[32];
 	snprintf(name, sizeof(name), "%llu.ep", (unsigned long long)e->info.id);
 	if (r == 0)
-		r = ck_write_file_atomic(s->metafd, name, b.data, b.len, 0600);
+		r = store_meta_write(s, s->metafd, name, b.data, b.len);
 	if (r < 0)
 		store_set_error(s, "%s/meta/%s: cannot write: %s", s->path, name, strerror(-r));
 	ck_buf_free(&b);
@@ -605,7 +605,7 @@ int vfs_store_commit_prepare(struct vfs_store *s, struct vfs_store_commit **ret)
 		r = sync_layers(s, &layers, &st.layers);
 	uint64_t t2 = ck_now_ns();
 	if (r == 0) {
-		r = ck_write_file_atomic(s->metafd, name, b.data, b.len, 0600);
+		r = store_meta_write(s, s->metafd, name, b.data, b.len);
 		if (r < 0)
 			store_set_error(s, "%s/meta/%s: cannot write: %s", s->path, name,
 					strerror(-r));

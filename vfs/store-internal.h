@@ -79,6 +79,9 @@ int vfs_store_open(const char *dir, unsigned flags, uint64_t at_epoch, struct vf
 
 /** Close without committing: what was written since the last commit is not kept. NULL-safe. */
 void vfs_store_close(struct vfs_store *s);
+/** The commits from now on are the last before the close: they may use the space the store
+ *  set aside for that (on ENOSPC). */
+void vfs_store_last_commit(struct vfs_store *s);
 
 /** A one-line description of the last open/commit failure (which file, what is wrong), valid
  *  until the next call on @s; for vfs_store_open failures use vfs_store_open_error(). */

@@ -138,6 +138,7 @@ struct vfs_store {
 	struct epoch_info *epochs;
 	size_t nepochs;
 	struct u64vec damaged; /* meta/E.ep files that fail their check: not indexed, no GC */
+	bool use_reserve;      /* the last commit (vfs_close) may give up STORE_RESERVE */
 	struct u64vec pending; /* prepared, not finished */
 	struct vfs_commit_stats stats; /* of the last commit */
 
@@ -153,6 +154,15 @@ struct vfs_store_commit {
 void store_set_error(struct vfs_store *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 int store_refs_write(struct vfs_store *s, const struct store_refs *r);
+/* ck_write_file_atomic of a store file (refs, meta/E.ep); on ENOSPC in the last commit the
+ * store's reserve is given up and the write tried once more. */
+int store_meta_write(struct vfs_store *s, int dirfd, const char *name, const void *p, size_t len);
+/* Space set aside (STORE_RESERVE): a full disk at the end of a job must not cost the commit of
+ * what /tmp holds, which needs a few KiB to MiBs of metadata and small files' data. Only that
+ * commit uses it: a checkpoint or snapshot that fails for space is reported to a user who can
+ * free some, and an open (the next run) claims it again when there is room. */
+#define STORE_RESERVE	   "reserve"
+#define STORE_RESERVE_SIZE (8u << 20)
 int store_refs_parse(const uint8_t *p, size_t len, struct store_refs *ret, char *err,
 		     size_t errlen);
 void store_refs_free(struct store_refs *r);

@@ -29,6 +29,11 @@ void store_set_error(struct vfs_store *s, const char *fmt, ...)
 	va_end(ap);
 }
 
+void vfs_store_last_commit(struct vfs_store *s)
+{
+	s->use_reserve = true;
+}
+
 const char *vfs_store_last_error(struct vfs_store *s)
 {
 	return s->err;
@@ -190,11 +195,35 @@ int store_refs_write(struct vfs_store *s, const struct store_refs *r)
 	}
 	if (!b.err)
 		ck_buf_le64(&b, ck_checksum(b.data, b.len));
-	int rc = b.err ? b.err : ck_write_file_atomic(s->dirfd, "refs", b.data, b.len, 0600);
+	int rc = b.err ? b.err : store_meta_write(s, s->dirfd, "refs", b.data, b.len);
 	if (rc < 0)
 		store_set_error(s, "%s/refs: cannot write: %s", s->path, strerror(-rc));
 	ck_buf_free(&b);
 	return rc;
+}
+
+int store_meta_write(struct vfs_store *s, int dirfd, const char *name, const void *p, size_t len)
+{
+	int r = ck_write_file_atomic(dirfd, name, p, len, 0600);
+	if (r == -ENOSPC && s->use_reserve && unlinkat(s->dirfd, STORE_RESERVE, 0) == 0)
+		r = ck_write_file_atomic(dirfd, name, p, len, 0600);
+	return r;
+}
+
+/* Set the reserve aside if it is not (a store opened on a full disk goes without one). */
+static void reserve_take(struct vfs_store *s)
+{
+	struct stat st;
+	if (fstatat(s->dirfd, STORE_RESERVE, &st, 0) == 0 &&
+	    (uint64_t)st.st_blocks * 512 >= STORE_RESERVE_SIZE)
+		return;
+	int fd = openat(s->dirfd, STORE_RESERVE, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	int r = posix_fallocate(fd, 0, STORE_RESERVE_SIZE);
+	close(fd);
+	if (r != 0)
+		unlinkat(s->dirfd, STORE_RESERVE, 0);
 }
 
 /* Read @dir's refs; the message names the file as "<prefix>/refs". */
@@ -578,7 +607,10 @@ static int store_open(struct vfs_store *s, const char *dir, unsigned flags, uint
 	if (r < 0)
 		return r;
 	s->refs.next_epoch = nr.next_epoch;
-	return store_gc_locked(s);
+	r = store_gc_locked(s);
+	if (r == 0)
+		reserve_take(s); /* after the GC, which may have freed the space for it */
+	return r;
 }
 
 int vfs_store_open(const char *dir, unsigned flags, uint64_t at_epoch, struct vfs_store **ret)

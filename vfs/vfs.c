@@ -326,8 +326,10 @@ int vfs_close(struct vfs *v, bool commit_head)
 	/* Stop first: the committed head is then exactly what the job last saw. */
 	stop_serving(v);
 	int r = 0;
-	if (commit_head)
+	if (commit_head) {
+		vfs_store_last_commit(v->store);
 		r = vfs_epoch_commit(v, -1, NULL, NULL);
+	}
 	vfs_store_close(v->store);
 	pthread_mutex_destroy(&v->stats_lock);
 	pthread_mutex_destroy(&v->writers_lock);
