@@ -87,18 +87,28 @@ __attribute__((noreturn)) static void run_command(const struct job_spec *spec, i
  * epoch is the checkpoint's by construction, and the mtime the vfs stored for a page flushed
  * from the writeback cache at the commit's syncfs can differ from the one the kernel had cached
  * (seen in a user namespace). */
-static int open_tmp_files(int dirfd, const char *id, struct restore_fd_map *maps, size_t max,
+static int open_tmp_files(int dirfd, const char *id, struct restore_fd_map **ret_maps,
 			  size_t *ret_n, struct restore_err *err)
 {
 	struct restore_image *img;
 	int r = restore_image_load(dirfd, id, &img, err);
 	if (r < 0)
 		return r;
-	size_t n = 0;
+	/* Appended to the *ret_n maps there: at most one per fd of the image. */
+	size_t n = *ret_n, max = n + img->nfds;
+	struct restore_fd_map *maps = realloc(*ret_maps, (max + 1) * sizeof(*maps));
+	if (!maps) {
+		restore_image_free(img);
+		snprintf(err->msg, sizeof(err->msg), "out of memory for %zu fds", img->nfds);
+		return -ENOMEM;
+	}
+	*ret_maps = maps;
 	for (size_t i = 0; i < img->nfds && r == 0; i++) {
 		const struct restore_fd *f = &img->fds[i];
-		if (f->fd > 2 && f->kind == RESTORE_FD_TTY && !strncmp(f->target, "/dev/pts/", 9) &&
-		    n < max && isatty(0)) { /* more fds on the job's terminal (bash's 255) */
+		/* More fds on the job's terminal: bash's 255, /dev/tty (less, getpass). */
+		if (f->fd > 2 && f->kind == RESTORE_FD_TTY &&
+		    (!strncmp(f->target, "/dev/pts/", 9) || !strcmp(f->target, "/dev/tty")) &&
+		    n < max && isatty(0)) {
 			/* A copy: the restorer must not take (or mark close-on-exec) fd 0 itself. */
 			int fd = fcntl(0, F_DUPFD_CLOEXEC, 100);
 			if (fd < 0) {
@@ -109,8 +119,8 @@ static int open_tmp_files(int dirfd, const char *id, struct restore_fd_map *maps
 			maps[n++] = (struct restore_fd_map){.target = f->fd, .fd = fd};
 			continue;
 		}
-		if (f->fd <= 2 || f->kind != RESTORE_FD_REGULAR || strncmp(f->target, "/tmp/", 5))
-			continue;
+		if (f->kind != RESTORE_FD_REGULAR || strncmp(f->target, "/tmp/", 5))
+			continue; /* 0, 1, 2 too: a job that redirected one there gets it back */
 		/* A file unlinked while open (tmpfile(), Python's TemporaryFile): the epoch kept
 		 * it as an orphan, which the vfs opens by its inode number. */
 		char byino[80] = "/tmp";
@@ -174,7 +184,7 @@ __attribute__((noreturn)) static void restore_command(const struct launch_args *
 		_exit(127);
 	}
 	struct restore_err err = {0};
-	struct restore_fd_map *maps = malloc((64 + a->nhand) * sizeof(*maps));
+	struct restore_fd_map *maps = malloc((a->nhand + 1) * sizeof(*maps));
 	size_t nmaps = 0;
 	if (!maps) {
 		fprintf(stderr, "ckptenv: cannot restore the job: out of memory\n");
@@ -183,9 +193,7 @@ __attribute__((noreturn)) static void restore_command(const struct launch_args *
 	/* The job's proxied connections, made by the supervisor (sup-ckpt-net.c). */
 	for (size_t i = 0; i < a->nhand; i++)
 		maps[nmaps++] = (struct restore_fd_map){.target = a->hand_targets[i], .fd = hand[i]};
-	size_t ntmp = 0;
-	r = open_tmp_files(dirfd, a->restore_id, maps + nmaps, 64, &ntmp, &err);
-	nmaps += ntmp;
+	r = open_tmp_files(dirfd, a->restore_id, &maps, &nmaps, &err);
 	/* The page checksums are checked by the init as the blob fills the pages (check_pages):
 	 * pages.img is read once. */
 	struct restore_process_opts o = {

@@ -94,6 +94,14 @@ static int reopen(struct rst_ctx *c, const struct restore_fd *f, struct rst_fd_p
 	return 0;
 }
 
+/* 0, 1 and 2 are the caller's (the job's pipes or terminal, given anew), unless the process
+ * had redirected one to a file of its own (`exec >/tmp/out`, `sort -o`, `< input`): that one
+ * comes back from the image like any other fd. */
+static bool stdio_given(const struct restore_fd *f)
+{
+	return f->fd <= 2 && f->kind != RESTORE_FD_REGULAR && f->kind != RESTORE_FD_DIR;
+}
+
 static bool cloexec_of(const struct restore_fd *f)
 {
 	if (f->st.present && (f->st.flags & RESTORE_FDS_F_FDFLAGS))
@@ -156,7 +164,7 @@ int rst_fds_plan(struct rst_ctx *c)
 	}
 	for (size_t i = 0; i < img->nfds; i++) {
 		const struct restore_fd *f = &img->fds[i];
-		if (c->fds[i].tmp >= 0 || f->fd <= 2 || (f->st.present && f->st.dup_of >= 0))
+		if (c->fds[i].tmp >= 0 || stdio_given(f) || (f->st.present && f->st.dup_of >= 0))
 			continue; /* handed over or planned with its pair; stdio as given; dups */
 		int r = plan_one(c, i);
 		if (r < 0)
@@ -164,7 +172,7 @@ int rst_fds_plan(struct rst_ctx *c)
 	}
 	for (size_t i = 0; i < img->nfds; i++) {
 		const struct restore_fd *f = &img->fds[i];
-		if (c->fds[i].tmp >= 0 || f->fd <= 2 || !f->st.present || f->st.dup_of < 0)
+		if (c->fds[i].tmp >= 0 || stdio_given(f) || !f->st.present || f->st.dup_of < 0)
 			continue;
 		size_t j = 0;
 		while (j < i && img->fds[j].fd != f->st.dup_of)

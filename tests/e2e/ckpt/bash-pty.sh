@@ -3,7 +3,8 @@
 # checkpointed, killed with its supervisor, restored with `ckptenv restore` from tmux (which
 # attaches like `run`), and it still has its shell variable, its pid 2 and its terminal; the
 # screen is redrawn as it was at the checkpoint without a key pressed; fds 0-2 are not
-# close-on-exec after the restore (programs it runs have stdio: `tty` works).
+# close-on-exec after the restore (programs it runs have stdio: `tty` works); an fd it holds on
+# /dev/tty comes back on the terminal (it made every restore fail).
 . "$(dirname "$0")/../lib.sh"
 command -v tmux >/dev/null || skip "tmux missing"
 TM="tmux -L ck-e2e-$$ -f /dev/null"
@@ -18,7 +19,7 @@ E="env CKPTENV_HOME=$CKPTENV_HOME PS1=ck-prompt\$\\  TERM=xterm"
 
 $TM new-session -d -s a -x 80 -y 24 "$E $CKPTENV run --name b -- /bin/bash --norc -i; sleep 60"
 poll_until 10 pane_has a 'ck-prompt' || fail "no prompt: $(pane a)"
-$TM send-keys -t a 'X=ck-before-$((6*7))' Enter
+$TM send-keys -t a 'X=ck-before-$((6*7)); exec 9<>/dev/tty' Enter
 poll_until 10 sh -c "[ \$($TM capture-pane -p -t a | grep -c ck-prompt) -ge 2 ]" || fail "no 2nd prompt"
 $TM send-keys -t a 'echo ck-screen-$((3*5))' Enter
 poll_until 10 pane_has a 'ck-screen-15' || fail "no output: $(pane a)"
@@ -44,6 +45,9 @@ poll_until 10 pane_has r 'got ck-before-42 pid 2 on-tty' ||
 	fail "restored bash: $(pane r; "$CKPTENV" log b | tail -3)"
 $TM send-keys -t r 'echo "tty=$(tty)"' Enter
 poll_until 10 pane_has r 'tty=/dev/pts/0' || fail "no tty for programs of the restored bash: $(pane r)"
+# fd 9 on /dev/tty (as less or getpass hold it) came back on the job's terminal
+$TM send-keys -t r 'echo ck-tty-$((2*21)) >&9' Enter
+poll_until 10 pane_has r 'ck-tty-42' || fail "bash's /dev/tty fd: $(pane r)"
 $TM send-keys -t r 'exit 7' Enter
 poll_until 10 pane_has r 'restore-rc=7' || fail "restore did not exit with bash's status: $(pane r)"
 pass "interactive bash restored on its terminal"
