@@ -341,6 +341,18 @@ static void precommit(struct sup *s, pid_t init_pid)
 			mfd < 0 ? strerror(-r) : vfs_last_error());
 }
 
+/* In a group stop (state T): the dump's syscall injection cannot run it, and an image without
+ * its signal handlers' addresses would never restore. */
+static bool proc_stopped(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (ck_read_small(path, buf, sizeof(buf)) <= 0)
+		return false;
+	const char *p = strrchr(buf, ')');
+	return p && p[1] == ' ' && p[2] == 'T';
+}
+
 /* After a new checkpoint: drop the oldest beyond the policy's keep. Logged, never fatal. */
 static void prune(struct sup *s)
 {
@@ -421,6 +433,13 @@ int sup_ckpt_start(struct sup *s, const struct sup_ckpt_task *t, char *err, size
 			 "job %s has %d processes; only single-process jobs can be checkpointed yet",
 			 s->a->name, n);
 		return -EUSERS;
+	}
+	if (proc_stopped(kids[0])) {
+		snprintf(err, errlen,
+			 "job %s's process (pid %d here) is stopped (SIGSTOP or SIGTSTP); a stopped "
+			 "process cannot be checkpointed yet: 'kill -CONT %d' resumes it",
+			 s->a->name, (int)kids[0], (int)kids[0]);
+		return -EAGAIN;
 	}
 	int own = own_seccomp_filters(s->job.init_pid, kids[0]);
 	if (own > 0) {
