@@ -516,14 +516,32 @@ static void freeze_main(struct sup *s, void *arg)
 struct main_thaw {
 	struct sup_net_cut *net;
 	bool stop;
+	pid_t pid; /* the job's process, still frozen */
 };
 
 static void thaw_main(struct sup *s, void *arg)
 {
 	struct main_thaw *m = arg;
 	sup_ckpt_net_finish(s, m->net, m->stop); /* --stop: kept detached for the restore */
-	if (s->pp)
+	if (!s->pp)
+		return;
+	if (!m->stop || s->a->pty) { /* keys typed at a stopped job are dropped (docs/pty.md) */
 		ptyproxy_hold_input(s->pp, false);
+		return;
+	}
+	/* --stop in pipe mode: stdin is a stream. What the job had not read yet, and what comes
+	 * while it is stopped (input stays held), goes to the restored job. */
+	{
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/fd/0", (int)m->pid);
+		int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+		ssize_t n = fd < 0 ? 0 : ptyproxy_take_unread_input(s->pp, fd);
+		if (fd >= 0)
+			close(fd);
+		if (n > 0)
+			sup_log(s, "checkpoint --stop: %zd bytes of stdin the job had not read are "
+				   "kept for the restore", n);
+	}
 }
 
 void sup_ckpt_run(struct sup *s, struct sup_ckpt_task *t)
@@ -574,7 +592,7 @@ void sup_ckpt_run(struct sup *s, struct sup_ckpt_task *t)
 		(void)ck_rm_rf_at(k.ckdir, k.tmp);
 	bool stop = r == 0 && (t->flags & CONTROL_CKPT_STOP);
 	t0 = ck_now_ns();
-	struct main_thaw mt = {.net = &net, .stop = stop};
+	struct main_thaw mt = {.net = &net, .stop = stop, .pid = mf.pid};
 	sup_ckpt_on_main(s, thaw_main, &mt);
 	res.phase_ns[SUP_CKPT_PHASE_NET] += ck_now_ns() - t0;
 	/* --stop: the init is killed by the main thread (sup_ckpt_ended), which reaps it. */

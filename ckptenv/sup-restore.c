@@ -115,6 +115,8 @@ bool sup_park_on_exit(struct sup *s, int wstatus)
 	}
 	s->parked = true;
 	s->park_status = wstatus;
+	if (s->pp && !s->a->pty)
+		ptyproxy_hold_input(s->pp, true); /* stdin for the restored job, not the dead one */
 	return true;
 }
 
@@ -271,6 +273,8 @@ int sup_stdio_restart(struct sup *s, int pty_fd, struct ptyproxy_state *pst)
 			s->sup_stdio[0] = -1;
 		}
 		r = ptyproxy_restart(s->pp, -1, s->sup_stdio, NULL);
+		if (r == 0)
+			ptyproxy_hold_input(s->pp, false); /* held since the stop (sup-ckpt.c) */
 		for (int i = 0; i < 3; i++)
 			s->sup_stdio[i] = -1;
 	}

@@ -236,8 +236,9 @@ void ptyproxy_job_exited(struct ptyproxy *p, int wstatus);
 /** Restore in place: the job side is replaced by a restored job's (@master_fd in pty mode, or
  *  @sup_fds from ptyproxy_pipes_create() in pipe mode; taken over), the attached clients stay.
  *  Pty mode: the screen model restarts from @state (the checkpoint's; NULL: blank) and every
- *  client is redrawn. Input typed meanwhile is dropped. -EINVAL after ptyproxy_job_exited or
- *  for the wrong mode (fds closed). */
+ *  client is redrawn; input typed meanwhile is dropped. Pipe mode: the input queue is kept
+ *  (held meanwhile, it goes to the restored job: a stream, not keys). -EINVAL after
+ *  ptyproxy_job_exited or for the wrong mode (fds closed). */
 int ptyproxy_restart(struct ptyproxy *p, int master_fd, const int sup_fds[3],
 		     const struct ptyproxy_state *state);
 /** Show @text to the attached clients only (not the screen model, not the log). Pipe mode:
@@ -253,6 +254,10 @@ void ptyproxy_log_note(struct ptyproxy *p, const char *text);
  *  must be frozen for this to mean "everything"), forward it, and feed the screen model all of
  *  the ring. Returns 0 or -errno. */
 void ptyproxy_hold_input(struct ptyproxy *p, bool hold);
+/** Pipe mode, the job frozen and about to end for a restore in place: move what the job had
+ *  not read yet from its stdin pipe (@rfd, a read end of that pipe) to the front of the input
+ *  queue, so the restored job reads it. Returns bytes moved or -errno (-EINVAL in pty mode). */
+ssize_t ptyproxy_take_unread_input(struct ptyproxy *p, int rfd);
 int ptyproxy_catch_up(struct ptyproxy *p);
 
 struct ptyproxy_info {

@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "ptyproxy-internal.h"
 
@@ -490,6 +491,35 @@ void ptyproxy_job_exited(struct ptyproxy *p, int wstatus)
 	pp_update_watches(p);
 }
 
+ssize_t ptyproxy_take_unread_input(struct ptyproxy *p, int rfd)
+{
+	if (!p->pipes)
+		return -EINVAL;
+	struct stat a, b; /* the job's stdin may be another file by now */
+	if (p->fds[0] < 0 || fstat(rfd, &a) < 0 || fstat(p->fds[0], &b) < 0 || a.st_ino != b.st_ino ||
+	    a.st_dev != b.st_dev)
+		return 0;
+	struct pp_queue q = {0};
+	uint8_t buf[65536];
+	ssize_t n;
+	while ((n = read(rfd, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
+		if (n > 0 && pp_q_append(&q, buf, (size_t)n) < 0) {
+			pp_q_free(&q);
+			return -ENOMEM; /* what was read is lost with the job, as before */
+		}
+	ssize_t moved = (ssize_t)q.len;
+	if (moved && p->inq.len && pp_q_append(&q, p->inq.buf + p->inq.off, p->inq.len) < 0) {
+		pp_q_free(&q);
+		return -ENOMEM;
+	}
+	if (moved) {
+		pp_q_free(&p->inq);
+		p->inq = q;
+		pp_update_watches(p);
+	}
+	return moved;
+}
+
 void ptyproxy_hold_input(struct ptyproxy *p, bool hold)
 {
 	p->hold = hold;
@@ -586,7 +616,8 @@ int ptyproxy_restart(struct ptyproxy *p, int master_fd, const int sup_fds[3],
 			close(sup_fds[i]);
 		return -EINVAL;
 	}
-	pp_q_free(&p->inq); /* typed for the job that is gone */
+	if (!p->pipes)
+		pp_q_free(&p->inq); /* typed for the job that is gone */
 	if (p->pipes) {
 		for (int i = 0; i < 3; i++) {
 			pp_set_watch(p, p->fds[i], &p->w_fds[i], 0);
