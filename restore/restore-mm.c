@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #define TASK_SIZE_47 0x7ffffffff000ull
@@ -134,6 +135,25 @@ static int memfd_for(struct rst_ctx *c, size_t i)
 		size = CK_MAX(size, o->pgoff + (o->end - o->start));
 	}
 	int fd = memfd_create("ckptenv-shmem", MFD_CLOEXEC);
+	if (fd < 0 && errno == EMFILE) {
+		struct rlimit rl = {0};
+		(void)getrlimit(RLIMIT_NOFILE, &rl);
+		size_t objs = 0;
+		for (size_t j = 0; j < img->nvmas; j++) {
+			const struct restore_vma *o = &img->vmas[j];
+			bool first = (o->kind == RESTORE_VMA_ANON_SHARED ||
+				      o->kind == RESTORE_VMA_MEMFD) &&
+				     (o->flags & RESTORE_VMA_F_SHARED);
+			for (size_t k = 0; first && k < j; k++)
+				first = !img_vma_same_shmem(&img->vmas[k], o);
+			objs += first;
+		}
+		return rst_fail(c, -EMFILE,
+				"the image has %zu shared memory objects and %zu fds: the restore "
+				"holds them all open at once, over the open file limit %llu here "
+				"(raise it: ulimit -n)",
+				objs, img->nfds, (unsigned long long)rl.rlim_cur);
+	}
 	if (fd < 0)
 		return -errno;
 	fd = rst_fd_high(c, fd);

@@ -326,6 +326,14 @@ int restore_process(int dirfd, const char *id, const struct restore_process_opts
 		r = restore_image_load(dirfd, id, &c.img, err);
 	if (r < 0)
 		return r;
+	/* Until set_rlimits puts the image's back, the restorer holds every fd of the image plus
+	 * a memfd per shared memory object at once: more than the process's own RLIMIT_NOFILE
+	 * may allow (1100 shared mappings under `ulimit -n 1024`). Raised for now, as far as
+	 * we may. */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
+	    setrlimit(RLIMIT_NOFILE, &(struct rlimit){1u << 20, 1u << 20}) < 0)
+		(void)setrlimit(RLIMIT_NOFILE, &(struct rlimit){nofile.rlim_max, nofile.rlim_max});
 	struct ckr_args *a = NULL;
 	r = prepare(&c, &a);
 	if (r < 0) {
