@@ -639,13 +639,12 @@ int vfs_store_fallocate(struct vfs_store *s, uint64_t ino, int mode, off_t off, 
 		r = data_zero(s, n, a, CK_MIN(b, n->size));
 	if (r == 0 && !keep && b > n->size)
 		n->size = b;
-	if (r == 0) {
-		if (zero) {
-			store_now(&n->mtime);
-			n->ctime = n->mtime;
-		}
+	/* Times stay: with the writeback cache the kernel owns a regular file's mtime and ctime
+	 * (it sets them itself when the call extends the file, and sends them), and a punched
+	 * hole does not change the ones it shows the job. Set here, the stored ones would differ
+	 * from what the job saw. */
+	if (r == 0)
 		inode_mark_dirty(s, n);
-	}
 	put_reg(s, n);
 	return r;
 }

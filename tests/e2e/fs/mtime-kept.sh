@@ -1,18 +1,21 @@
 #!/bin/bash
 # A file's mtime is what the job saw, also in the next run: files written through the page
-# cache (write(2), O_APPEND, a MAP_SHARED mapping and msync) are stat'ed by the job, then by a
+# cache (write(2), O_APPEND, a MAP_SHARED mapping and msync, fallocate: punch, zero, extend)
+# are stat'ed by the job, then by a
 # second run of the same name, and the nanoseconds must agree. Before, the vfs set mtime to
 # "now" when the kernel's writeback reached it, after the kernel had sent the mtime it showed
 # the job (1-4 ms later; mapped files, a few in ten).
 . "$(dirname "$0")/../lib.sh"
 cat >mt.py <<'PY'
-import json, mmap, os, sys, time
+import ctypes, json, mmap, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
 state = sys.argv[2]
 if sys.argv[1] == "write":
     seen = {}
-    for i in range(60):
+    for i in range(80):
         p = "/tmp/f%d" % i
-        kind = i % 3
+        kind = i % 4
         if kind == 0:  # a shared mapping, two pages apart in time, msync
             with open(p, "wb") as f:
                 f.truncate(65536)
@@ -29,11 +32,20 @@ if sys.argv[1] == "write":
                 os.write(fd, b"q" * 3000)
                 time.sleep(0.001)
             os.close(fd)
-        else:  # buffered writes
+        elif kind == 2:  # buffered writes
             with open(p, "wb") as f:
                 for k in range(10):
                     f.write(b"x" * 5000)
-    for i in range(60):
+        else:  # fallocate: punch a hole, zero a range, extend
+            with open(p, "wb") as f:
+                f.write(os.urandom(400000))
+            fd = os.open(p, os.O_RDWR)
+            for mode, off, n in ((3, 4096, 65536), (3, 100001, 777), (0x10, 200000, 8192),
+                                 (0, 400000, 100000)):
+                if libc.fallocate(fd, mode, off, n) != 0:
+                    raise SystemExit("fallocate mode %#x: errno %d" % (mode, ctypes.get_errno()))
+            os.close(fd)
+    for i in range(80):
         seen["f%d" % i] = os.stat("/tmp/f%d" % i).st_mtime_ns
     json.dump(seen, open(state, "w"))
 else:
