@@ -261,6 +261,15 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		a.mtime = now;
 		set |= VFS_SET_MTIME;
 	}
+	/* A size change without a time: truncate(2) by path. The kernel's writeback cache keeps
+	 * the mtime it shows the job (ftruncate sends its own), so the store keeps it too, or the
+	 * next run would see another one. */
+	struct vfs_attr cur;
+	if ((set & VFS_SET_SIZE) && !(set & VFS_SET_MTIME) &&
+	    vfs_store_getattr(req_store(req), ino, &cur) == 0) {
+		a.mtime = cur.mtime;
+		set |= VFS_SET_MTIME;
+	}
 
 	struct vfs_attr out;
 	struct stat st;

@@ -45,6 +45,12 @@ if sys.argv[1] == "write":
                 if libc.fallocate(fd, mode, off, n) != 0:
                     raise SystemExit("fallocate mode %#x: errno %d" % (mode, ctypes.get_errno()))
             os.close(fd)
+    for name, size in (("t0", 4), ("t1", 2)):  # truncate(2) by path: same size, shorter
+        with open("/tmp/" + name, "w") as f:
+            f.write("abcd")
+        os.utime("/tmp/" + name, (0, 0))
+        os.truncate("/tmp/" + name, size)
+        seen[name] = os.stat("/tmp/" + name).st_mtime_ns
     for i in range(80):
         seen["f%d" % i] = os.stat("/tmp/f%d" % i).st_mtime_ns
     json.dump(seen, open(state, "w"))
