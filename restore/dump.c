@@ -146,6 +146,7 @@ static int parse_stat(const char *stat, struct restore_proc *p)
 	p->mm[RESTORE_MM_ARG_END] = f[49];
 	p->mm[RESTORE_MM_ENV_START] = f[50];
 	p->mm[RESTORE_MM_ENV_END] = f[51];
+	p->nice = (int32_t)(long long)f[19];
 	return 0;
 }
 
@@ -186,6 +187,14 @@ static int dump_proc(pid_t pid, struct restore_proc *p)
 			return -errno;
 		p->rlim_cur[i] = rl.rlim_cur;
 		p->rlim_max[i] = rl.rlim_max;
+	}
+	/* The main thread's CPU affinity (nice came with stat): a pinned job stays pinned. */
+	uint8_t mask[RESTORE_CPUS_MAX];
+	long got = syscall(SYS_sched_getaffinity, pid, sizeof(mask), mask);
+	if (got > 0) {
+		p->cpus_len = (uint32_t)got;
+		memcpy(p->cpus, mask, (size_t)got);
+		p->flags |= RESTORE_PROC_F_SCHED;
 	}
 	char path[64];
 	size_t len;

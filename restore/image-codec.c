@@ -19,6 +19,8 @@ bool img_vma_same_shmem(const struct restore_vma *a, const struct restore_vma *b
 
 uint32_t img_version_of(const struct restore_image *img)
 {
+	if (img->proc.flags & (RESTORE_PROC_F_SCHED | RESTORE_PROC_F_PDEATH))
+		return IMG_VERSION_PROC_SCHED; /* which reads shared memory as version 2 does */
 	for (size_t i = 0; i < img->nvmas; i++) {
 		if (!is_shared_shmem(&img->vmas[i]))
 			continue; /* O(shmem mappings x mappings), not O(mappings^2) */
@@ -189,6 +191,11 @@ void img_pack_proc(struct ck_buf *b, const struct restore_proc *p)
 	put_cstr(b, p->cwd);
 	put_cstr(b, p->timers);
 	put_siginfos(b, p->pending, p->npending);
+	if (p->flags & (RESTORE_PROC_F_SCHED | RESTORE_PROC_F_PDEATH)) { /* version 3 */
+		ck_buf_le32(b, (uint32_t)p->nice);
+		ck_buf_le32(b, p->pdeathsig);
+		ck_buf_str(b, (const char *)p->cpus, CK_MIN(p->cpus_len, (uint32_t)RESTORE_CPUS_MAX));
+	}
 }
 
 int img_unpack_proc(struct ck_rd *r, struct restore_proc *p)
@@ -244,6 +251,20 @@ int img_unpack_proc(struct ck_rd *r, struct restore_proc *p)
 		get_cstr(r, IMG_MAX_TEXT, &p->timers);
 	if (!r->err)
 		get_siginfos(r, &p->pending, &p->npending);
+	if (!r->err && r->off < r->len) { /* version 3: scheduling and prctl attributes */
+		uint32_t nice;
+		ck_rd_le32(r, &nice);
+		p->nice = (int32_t)nice;
+		get_u32(r, &p->pdeathsig);
+		if (ck_rd_str(r, RESTORE_CPUS_MAX, &s, &len)) {
+			memcpy(p->cpus, s, len);
+			p->cpus_len = (uint32_t)len;
+		}
+		if (!r->err && (p->nice < -20 || p->nice > 19 || p->pdeathsig > 64))
+			r->err = -EBADMSG;
+	} else {
+		p->flags &= ~(RESTORE_PROC_F_SCHED | RESTORE_PROC_F_PDEATH);
+	}
 	if (!r->err && (p->pid <= 0 || p->comm[15] != 0))
 		r->err = -EBADMSG;
 	return finish(r);

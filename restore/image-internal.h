@@ -72,6 +72,9 @@ uint64_t img_writer_bytes_nowait(struct restore_image_writer *w);
  * reader must map them all onto one object. Only images with such mappings are written as
  * version 2: the others stay readable by older builds. */
 #define IMG_VERSION_SHMEM_ONCE 2u
+/* Version 3: the proc section ends with nice, pdeathsig and the CPU affinity mask (written by
+ * every dump that read them); otherwise as version 2. */
+#define IMG_VERSION_PROC_SCHED 3u
 
 /** Whether @a and @b are shared mappings of one shmem object (shared anonymous memory, SysV or
  *  a memfd: same maj:min:inode as /proc/PID/maps shows it, inode not 0). */

@@ -129,6 +129,7 @@ int inject_peek(pid_t pid, uint64_t addr, void *buf, size_t len)
 #define SCR_SIGACT   0	  /* 64 x 32 bytes */
 #define SCR_ALTSTACK 2048 /* stack_t, 24 bytes */
 #define SCR_TIDADDR  2080 /* 8 bytes */
+#define SCR_PDEATH   2096 /* int */
 
 static int collect_leader(struct inject *ij, uint64_t scr, struct restore_image *img)
 {
@@ -157,7 +158,13 @@ static int collect_leader(struct inject *ij, uint64_t scr, struct restore_image 
 		return r;
 	img->proc.mm[RESTORE_MM_BRK] = (uint64_t)ret;
 	img->proc.flags |= RESTORE_PROC_F_BRK;
-	return 0;
+	uint8_t sig[4];
+	r = inject_call(ij, SYS_prctl, PR_GET_PDEATHSIG, scr + SCR_PDEATH, 0, 0, &ret);
+	if (r == 0 && ret == 0 && inject_peek(pid, scr + SCR_PDEATH, sig, sizeof(sig)) == 0) {
+		img->proc.pdeathsig = ck_get_le32(sig);
+		img->proc.flags |= RESTORE_PROC_F_PDEATH;
+	}
+	return 0; /* without it, pdeathsig is not restored: nothing else depends on it */
 }
 
 static int collect_thread(struct inject *ij, uint64_t scr, struct restore_thread *t)

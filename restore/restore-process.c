@@ -254,6 +254,22 @@ static int set_signals(struct rst_ctx *c)
 	return 0;
 }
 
+/* Nice, CPU affinity and the parent-death signal, on the main thread before the blob clones
+ * the others (they inherit the first two). Best effort: an affinity naming CPUs this machine
+ * lacks, or a lower nice than an unprivileged user may set, leaves the default. */
+static void set_sched(struct rst_ctx *c)
+{
+	const struct restore_proc *p = &c->img->proc;
+	if (p->flags & RESTORE_PROC_F_SCHED) {
+		if (p->nice && setpriority(PRIO_PROCESS, 0, p->nice) < 0)
+			ck_debug("restore: nice %d: %m", p->nice);
+		if (p->cpus_len && syscall(SYS_sched_setaffinity, 0, p->cpus_len, p->cpus) < 0)
+			ck_debug("restore: CPU affinity: %m");
+	}
+	if ((p->flags & RESTORE_PROC_F_PDEATH) && p->pdeathsig)
+		(void)prctl(PR_SET_PDEATHSIG, p->pdeathsig, 0, 0, 0);
+}
+
 static int set_rlimits(struct rst_ctx *c)
 {
 	const struct restore_proc *p = &c->img->proc;
@@ -348,6 +364,8 @@ int restore_process(int dirfd, const char *id, const struct restore_process_opts
 		r = set_signals(&c);
 	if (r == 0)
 		r = set_rlimits(&c);
+	if (r == 0)
+		set_sched(&c);
 	if (r == 0 && c.img->proc.cwd && chdir(c.img->proc.cwd) < 0)
 		r = rst_fail(&c, -errno, "cannot change to %s: %s", c.img->proc.cwd,
 			     strerror(errno));

@@ -14,7 +14,7 @@
 /* Highest image format version this build writes and reads; readers refuse newer ones
  * (-EPROTONOSUPPORT). An image without a version-2 feature is still written as version 1
  * (docs/image-format.md). */
-#define RESTORE_IMAGE_VERSION 2
+#define RESTORE_IMAGE_VERSION 3
 #define RESTORE_PAGE_SIZE     4096u
 #define RESTORE_NSIG	      64
 
@@ -218,6 +218,9 @@ struct restore_siginfo {
 #define RESTORE_THREAD_F_RSEQ	  0x2u /* rseq fields valid */
 #define RESTORE_PROC_F_SIGACT	  0x1u /* sigact[] read with injected rt_sigaction */
 #define RESTORE_PROC_F_BRK	  0x2u /* mm.brk read with an injected brk(0) */
+#define RESTORE_PROC_F_SCHED	  0x4u /* nice and cpus valid (format version 3) */
+#define RESTORE_PROC_F_PDEATH	  0x8u /* pdeathsig read with an injected prctl (version 3) */
+#define RESTORE_CPUS_MAX	  128  /* bytes of affinity mask kept: 1024 CPUs */
 
 struct restore_thread {
 	int32_t tid;
@@ -263,6 +266,10 @@ struct restore_proc {
 	uint64_t mm[RESTORE_MM_N];
 	uint64_t rlim_cur[RESTORE_NRLIMIT], rlim_max[RESTORE_NRLIMIT];
 	uint64_t sig_ign, sig_cgt;		       /* /proc/PID/status SigIgn/SigCgt */
+	int32_t nice;				       /* of the main thread (_F_SCHED) */
+	uint32_t pdeathsig;			       /* PR_GET_PDEATHSIG (_F_PDEATH) */
+	uint32_t cpus_len;			       /* bytes of @cpus (_F_SCHED) */
+	uint8_t cpus[RESTORE_CPUS_MAX];		       /* sched_getaffinity, main thread */
 	struct restore_sigaction sigact[RESTORE_NSIG]; /* [sig-1]; valid with _F_SIGACT */
 	uint64_t xcr0;				       /* of the dumping CPU (xgetbv) */
 	uint32_t xsave_size;			       /* CPUID 0xD.0 EBX of the dumping CPU */
