@@ -151,6 +151,18 @@ void cli_attach_print_clients(int job_fd)
 	}
 }
 
+/* Does the job run on a terminal (not CONTROL_INFO_PIPES)? Unknown: false. */
+static bool job_on_terminal(int job_fd)
+{
+	_cleanup_close_ int sock = control_connect(job_fd, "control.sock");
+	struct control_msg m;
+	if (sock < 0 || control_call(sock, CONTROL_INFO, NULL, 0, &m) < 0)
+		return false;
+	control_msg_close_fds(&m);
+	return m.type == CONTROL_INFO_REPLY && m.len >= 12 &&
+	       !(ck_get_le32(m.payload + 8) & CONTROL_INFO_PIPES);
+}
+
 int cmd_attach(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -202,6 +214,15 @@ int cmd_attach(int argc, char **argv)
 		return 1;
 	}
 	o.pipes = !isatty(0);
+	if (o.pipes && job_on_terminal(j.job_fd)) {
+		/* Keys from a file or a pipe into a screen nobody sees, and no end to it. */
+		cli_error("attach", name,
+			  "job %s runs on a terminal and stdin is not one; attach from a terminal, "
+			  "or follow its output with 'ckptenv log -f %s'",
+			  name, name);
+		cli_job_close(&j);
+		return 1;
+	}
 	int code = 0;
 	r = cli_attach(&j, "attach", name, &o, &code);
 	if (r < 0) {

@@ -380,7 +380,10 @@ int cli_follow_started(struct cli_job *j, const char *cmd, const char *name, int
 		return 1;
 	}
 	/* The job ended (or the relay was lost): the supervisor's EXITED is authoritative and
-	 * means it let go of the job's name. */
+	 * means it let go of the job's name. A lost relay left the cursor wherever the job's
+	 * output had it: what follows starts a line of its own. */
+	if (r < 0 && pty && isatty(2))
+		fputs("\r\n", stderr);
 	return wait_job(sock, name, j->dir, r == 0 ? code : -1);
 }
 

@@ -32,6 +32,14 @@ poll_until 10 has s:0 '^RC=0' || fail "run did not exit 0 after a detach"
 poll_until 10 sh -c "'$CK' log j | grep -q 'kept-42'" || fail "job did not run on while detached: $('$CK' log j | tail -3)"
 "$CK" list | grep -Eq '^j +running .* 0$' || fail "list: $("$CK" list)"
 
+# An attach whose stdin is no terminal is refused for a terminal job (it hung, typing a file
+# into the shell).
+rc=0
+echo 'echo piped-in' | "$CK" attach j >out.txt 2>err.txt || rc=$?
+expect_eq "attach without a terminal" 1 "$rc"
+expect_eq "its line" "ckptenv: attach j: job j runs on a terminal and stdin is not one; attach from a terminal, or follow its output with 'ckptenv log -f j'" "$(cat err.txt)"
+"$CK" log j | grep -q 'piped-in' && fail "the piped input reached the job"
+
 # Reattach from another window of another size: redrawn, and the job gets the new size.
 win w2 "$CK attach j"
 $TM resize-window -t s:w2 -x 70 -y 20
