@@ -60,6 +60,9 @@ static void tty_release(struct ptyproxy *p, struct pp_client *c)
 	pp_q_free(&c->tq);
 }
 
+static const struct pp_client *size_owner(const struct ptyproxy *p);
+static void apply_size(struct ptyproxy *p, const struct winsize *ws, bool nudge);
+
 void pp_client_close(struct ptyproxy *p, struct pp_client *c)
 {
 	struct pp_client **pp = &p->clients;
@@ -67,6 +70,12 @@ void pp_client_close(struct ptyproxy *p, struct pp_client *c)
 		pp = &(*pp)->next;
 	if (*pp)
 		*pp = c->next;
+	/* The size goes back to the newest writer still attached, as with tmux (a no-op unless
+	 * @c had it). */
+	const struct pp_client *next =
+		!p->exited && !p->pipes && p->master >= 0 ? size_owner(p) : NULL;
+	if (next && next->ws.ws_row && next->ws.ws_col)
+		apply_size(p, &next->ws, false);
 	tty_release(p, c);
 	if (c->pending_fd >= 0)
 		close(c->pending_fd);
@@ -219,6 +228,13 @@ static void client_fail(struct ptyproxy *p, struct pp_client *c, const char *why
 {
 	pp_log(p, "ptyproxy: attach client (fd %d): %s; closed", c->fd, why);
 	pp_client_close(p, c);
+}
+
+void pp_clients_size(struct ptyproxy *p)
+{
+	const struct pp_client *o = size_owner(p);
+	if (o && o->ws.ws_row && o->ws.ws_col)
+		apply_size(p, &o->ws, false);
 }
 
 /* The window size follows the most recently attached writer client. */

@@ -219,6 +219,8 @@ int pp_client_event(struct ptyproxy *p, int fd, uint32_t events);
 bool pp_clients_quiet(struct ptyproxy *p, bool send);
 /** The job ended (p->wstatus): EXITED to every client once it has all the output. */
 void pp_clients_exited(struct ptyproxy *p);
+/** The job's terminal gets the size of the newest attached writer (after a restart). */
+void pp_clients_size(struct ptyproxy *p);
 /** Send every attached client a redraw of the screen model (after a restart). */
 void pp_clients_redraw(struct ptyproxy *p);
 /** Close the clients told their session is over, once that is sent. */

@@ -647,6 +647,7 @@ int ptyproxy_restart(struct ptyproxy *p, int master_fd, const int sup_fds[3],
 	r = model_attach(p, state);
 	if (r < 0)
 		return r;
+	pp_clients_size(p); /* the checkpoint's size, unless a client has another one now */
 	pp_clients_redraw(p);
 	p->last_output_ns = ck_now_ns();
 	pp_update_watches(p);
