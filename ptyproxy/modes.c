@@ -10,6 +10,39 @@ void ptyproxy_modes_init(struct ptyproxy_modes *m, uint32_t modes)
 {
 	memset(m, 0, sizeof(*m));
 	m->modes = modes;
+	m->alt_initial = modes & PTYPROXY_MODE_ALTSCREEN;
+}
+
+static void alt_switched(struct ptyproxy_modes *m, bool on)
+{
+	unsigned i = m->nalt % PTYPROXY_ALT_LOG;
+	m->alt_at[i] = m->cur;
+	m->alt_on = (uint8_t)((m->alt_on & ~(1u << i)) | ((unsigned)on << i));
+	m->nalt++;
+}
+
+bool ptyproxy_modes_alt_switch(const struct ptyproxy_modes *m, uint32_t k, uint64_t *at, bool *on)
+{
+	if (k >= CK_MIN(m->nalt, (uint32_t)PTYPROXY_ALT_LOG))
+		return false;
+	unsigned i = (m->nalt - 1 - k) % PTYPROXY_ALT_LOG;
+	*at = m->alt_at[i];
+	*on = m->alt_on & (1u << i);
+	return true;
+}
+
+bool ptyproxy_modes_alt_at(const struct ptyproxy_modes *m, uint64_t pos, bool *known)
+{
+	uint32_t kept = CK_MIN(m->nalt, (uint32_t)PTYPROXY_ALT_LOG);
+	for (uint32_t k = 0; k < kept; k++) { /* newest first */
+		unsigned i = (m->nalt - 1 - k) % PTYPROXY_ALT_LOG;
+		if (m->alt_at[i] <= pos) {
+			*known = true;
+			return m->alt_on & (1u << i);
+		}
+	}
+	*known = m->nalt <= PTYPROXY_ALT_LOG;
+	return m->alt_initial;
 }
 
 static uint32_t mode_bit(uint32_t n)
@@ -40,6 +73,8 @@ static void csi_final(struct ptyproxy_modes *m, uint8_t c)
 		uint32_t bit = mode_bit(m->param[i]);
 		/* ?25 is "cursor visible": set clears our HIDDEN bit. */
 		bool on = (c == 'h') != (bit == PTYPROXY_MODE_CURSOR_HIDDEN);
+		if (bit == PTYPROXY_MODE_ALTSCREEN && on != !!(m->modes & bit))
+			alt_switched(m, on);
 		if (on) {
 			m->modes |= bit;
 			m->seen |= bit;
@@ -49,7 +84,7 @@ static void csi_final(struct ptyproxy_modes *m, uint8_t c)
 	}
 }
 
-void ptyproxy_modes_scan(struct ptyproxy_modes *m, const uint8_t *buf, size_t len)
+static void scan(struct ptyproxy_modes *m, const uint8_t *buf, size_t len)
 {
 	const uint8_t *p = buf, *end = buf + len;
 	while (p < end) {
@@ -62,6 +97,7 @@ void ptyproxy_modes_scan(struct ptyproxy_modes *m, const uint8_t *buf, size_t le
 			continue;
 		}
 		uint8_t c = *p++;
+		m->cur = m->pos + (uint64_t)(p - buf);
 		if (c == 0x1b) { /* ESC restarts a sequence anywhere (also aborts the current one) */
 			m->st = ST_ESC;
 			continue;
@@ -84,6 +120,8 @@ void ptyproxy_modes_scan(struct ptyproxy_modes *m, const uint8_t *buf, size_t le
 			} else if (c == '>') {
 				m->modes &= ~PTYPROXY_MODE_KEYPAD;
 			} else if (c == 'c') { /* RIS: everything back to defaults */
+				if (m->modes & PTYPROXY_MODE_ALTSCREEN)
+					alt_switched(m, false);
 				m->modes = 0;
 			}
 			break;
@@ -182,4 +220,10 @@ size_t ptyproxy_modes_reset_seq(uint32_t modes, char *buf, size_t cap)
 		return 0;
 	buf[off] = 0;
 	return off;
+}
+
+void ptyproxy_modes_scan(struct ptyproxy_modes *m, const uint8_t *buf, size_t len)
+{
+	scan(m, buf, len);
+	m->pos += len;
 }

@@ -151,6 +151,7 @@ struct ptyproxy {
 	size_t ring_size;
 	uint64_t head, fed, lost;
 	bool resync_alt;
+	bool gap; /* the model skips to p->fed: put it on the screen the stream was on there */
 	uint64_t last_output_ns;
 	struct pp_outlog log;
 	bool have_log;

@@ -127,6 +127,7 @@ enum ptyproxy_mode {
 
 /* A scanner for the modes above in an output stream, cheap enough for the fast path; any split
  * of a sequence across calls is handled. Plain data, zero-initialise (or _init) before use. */
+#define PTYPROXY_ALT_LOG 8
 struct ptyproxy_modes {
 	uint32_t modes; /* enum ptyproxy_mode bits now in effect */
 	uint32_t seen;	/* bits turned on since the caller last cleared this (a transient mode) */
@@ -134,10 +135,24 @@ struct ptyproxy_modes {
 	uint8_t nparam;
 	uint8_t priv;
 	uint32_t param[8];
+	/* Where the alternate screen was switched: stream positions (bytes scanned before the
+	 * byte after the sequence) of the last PTYPROXY_ALT_LOG switches, so a reader that
+	 * skips part of the stream knows which screen it lands on (ptyproxy_modes_alt_at). */
+	uint64_t pos, cur;
+	uint64_t alt_at[PTYPROXY_ALT_LOG];
+	uint8_t alt_on;	  /* bit i: switch i turned it on */
+	uint32_t nalt;	  /* switches recorded in all */
+	bool alt_initial; /* the mode before the first one */
 };
 void ptyproxy_modes_init(struct ptyproxy_modes *m, uint32_t modes);
 /** Scan @len output bytes and update m->modes. */
 void ptyproxy_modes_scan(struct ptyproxy_modes *m, const uint8_t *buf, size_t len);
+/** Was the alternate screen on at stream position @pos (bytes scanned before it)? false in
+ *  *known when the switch log no longer reaches back that far. */
+bool ptyproxy_modes_alt_at(const struct ptyproxy_modes *m, uint64_t pos, bool *known);
+/** The @k-th newest alternate screen switch still logged (0: the newest): its position (as
+ *  above) and direction. false when there is no such entry. */
+bool ptyproxy_modes_alt_switch(const struct ptyproxy_modes *m, uint32_t k, uint64_t *at, bool *on);
 /** Escape bytes that turn on every mode in @modes (for a redraw). Returns length (< @cap). */
 size_t ptyproxy_modes_apply_seq(uint32_t modes, char *buf, size_t cap);
 /** Escape bytes that put a terminal where the job left it in @modes back to defaults

@@ -88,6 +88,7 @@ static void ring_advance(struct ptyproxy *p, size_t n)
 		p->lost += p->head - p->ring_size - p->fed;
 		p->fed = p->head - p->ring_size;
 		p->resync_alt = true;
+		p->gap = true;
 	}
 }
 
@@ -111,6 +112,8 @@ static void deliver(struct ptyproxy *p, uint8_t type, const uint8_t *data, size_
  * until the fd is empty (else one batch, epoll is level-triggered). Returns PTYPROXY_HUP at end,
  * 0, or -errno. A pty is read straight into the ring, where the screen model will look for the
  * bytes (a batch ends at the ring's end), so they are never copied there; pipes into rbuf. */
+static void keep_alt_entry(struct ptyproxy *p, uint64_t lose_to);
+
 static int drain_fd(struct ptyproxy *p, int fd, uint8_t type, bool all)
 {
 	for (;;) {
@@ -120,6 +123,8 @@ static int drain_fd(struct ptyproxy *p, int fd, uint8_t type, bool all)
 			size_t at = (size_t)(p->head & (p->ring_size - 1));
 			buf = p->ring + at;
 			cap = CK_MIN(cap, p->ring_size - at);
+			if (p->head + cap > p->fed + p->ring_size) /* unfed bytes to be overwritten */
+				keep_alt_entry(p, p->head + cap - p->ring_size);
 		}
 		int ret = 0;
 		bool empty = false;
@@ -223,9 +228,8 @@ static void model_reply(void *ud, const char *s, size_t len)
 
 /* Where the last @rows lines of the ring's unseen bytes start (after the newline before them),
  * or p->fed when there are not that many. */
-static uint64_t last_lines(const struct ptyproxy *p, unsigned rows)
+static uint64_t lines_before(const struct ptyproxy *p, uint64_t pos, unsigned rows)
 {
-	uint64_t pos = p->head;
 	while (pos > p->fed) {
 		size_t end = (size_t)(((pos - 1) & (p->ring_size - 1)) + 1); /* ring index after pos-1 */
 		size_t len = (size_t)CK_MIN(pos - p->fed, (uint64_t)end);
@@ -243,6 +247,71 @@ static uint64_t last_lines(const struct ptyproxy *p, unsigned rows)
 	return p->fed;
 }
 
+static uint64_t last_lines(const struct ptyproxy *p, unsigned rows)
+{
+	return lines_before(p, p->head, rows);
+}
+
+/* Feed the model the ring's bytes [max(@start, fed), @end) (after a CAN), fed = @end. */
+static void feed_range(struct ptyproxy *p, uint64_t start, uint64_t end)
+{
+	pp_model_feed(p->model, (const uint8_t *)"\030", 1);
+	uint64_t at = CK_MAX(start, p->fed);
+	p->lost += at - p->fed;
+	while (at < end) {
+		size_t i = (size_t)(at & (p->ring_size - 1));
+		size_t n = (size_t)CK_MIN(end - at, (uint64_t)(p->ring_size - i));
+		pp_model_feed(p->model, p->ring + i, n);
+		at += n;
+	}
+	p->fed = end;
+}
+
+/* The ring is about to overwrite unfed bytes up to @lose_to: an entry into the alternate
+ * screen among them takes the screenful before it along into the model first (the normal
+ * screen that program returns to), as skip_to does for a skip. */
+static void keep_alt_entry(struct ptyproxy *p, uint64_t lose_to)
+{
+	uint64_t at;
+	bool on;
+	for (uint32_t k = 0; ptyproxy_modes_alt_switch(&p->modes, k, &at, &on); k++) {
+		if (at <= p->fed)
+			return;
+		if (on && at <= lose_to) {
+			feed_range(p, lines_before(p, at, p->ws.ws_row), at);
+			p->resync_alt = true;
+			return;
+		}
+	}
+}
+
+/* A flood is skipped up to @from. The alternate screen switches in the skipped part decide what
+ * the model must know first: the screenful before the last entry into it (the normal screen a
+ * full-screen program returns to, and the entry itself), and a last exit from it. */
+static void skip_to(struct ptyproxy *p, uint64_t from)
+{
+	uint64_t at, on_at = 0, off_at = 0;
+	bool on;
+	for (uint32_t k = 0; ptyproxy_modes_alt_switch(&p->modes, k, &at, &on); k++) {
+		if (at > from)
+			continue;
+		if (at <= p->fed)
+			break;
+		if (on) {
+			on_at = at;
+			break;
+		}
+		if (!off_at)
+			off_at = at;
+	}
+	if (on_at)
+		feed_range(p, lines_before(p, on_at, p->ws.ws_row), on_at);
+	if (off_at && p->model->alt)
+		pp_model_feed(p->model, (const uint8_t *)"\033[?1049l", 8);
+	p->lost += from - p->fed;
+	p->fed = from;
+}
+
 void pp_feed_model(struct ptyproxy *p, size_t max)
 {
 	if (p->pipes)
@@ -250,12 +319,22 @@ void pp_feed_model(struct ptyproxy *p, size_t max)
 	if (p->head - p->fed > FLOOD_LAG) {
 		uint64_t from = last_lines(p, p->ws.ws_row);
 		if (from > p->fed) {
-			p->lost += from - p->fed;
-			p->fed = from;
+			skip_to(p, from);
 			p->resync_alt = true;
-			/* CAN: whatever sequence the model's parser was in the middle of ends. */
-			pp_model_feed(p->model, (const uint8_t *)"\030", 1);
+			p->gap = true;
 		}
+	}
+	if (p->gap) {
+		/* CAN: whatever sequence the model's parser was in the middle of ends. Then the
+		 * screen the skipped bytes had switched to: the lines that follow belong there
+		 * (a flood inside vim's or less's alternate screen must not land on the normal
+		 * one, nor leave the alternate one blank). */
+		p->gap = false;
+		pp_model_feed(p->model, (const uint8_t *)"\030", 1);
+		bool known, alt = ptyproxy_modes_alt_at(&p->modes, p->fed, &known);
+		if (known && alt != p->model->alt)
+			pp_model_feed(p->model, (const uint8_t *)(alt ? "\033[?1049h" : "\033[?1049l"),
+				      8);
 	}
 	while (p->fed < p->head && max) {
 		size_t at = (size_t)(p->fed & (p->ring_size - 1));
@@ -638,6 +717,7 @@ int ptyproxy_restart(struct ptyproxy *p, int master_fd, const int sup_fds[3],
 	/* The screen of the checkpoint, not what the old job printed after it. */
 	p->fed = p->head;
 	p->resync_alt = false;
+	p->gap = false;
 	struct pp_model *m;
 	int r = pp_model_new(p->ws.ws_row, p->ws.ws_col, &m);
 	if (r < 0)

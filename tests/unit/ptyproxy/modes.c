@@ -58,6 +58,42 @@ START_TEST(test_splits)
 }
 END_TEST
 
+/* The alternate screen switch log: positions right after each switching sequence, the same
+ * however the stream is split; a repeated set is no switch; the log keeps the newest 8. */
+START_TEST(test_alt_log)
+{
+	static const char s[] = "ab\033[?1049hXY\033[?1049h\033[?47lZ\033c";
+	/* switches end at 10 (on) and 26 (off); the repeated set ending at 20 is none, and so is
+	 * the RIS at the end (already off) */
+	for (size_t cut = 0; cut <= sizeof(s) - 1; cut++) {
+		struct ptyproxy_modes m;
+		ptyproxy_modes_init(&m, 0);
+		ptyproxy_modes_scan(&m, (const uint8_t *)s, cut);
+		ptyproxy_modes_scan(&m, (const uint8_t *)s + cut, sizeof(s) - 1 - cut);
+		ck_assert_uint_eq(m.nalt, 2);
+		uint64_t at;
+		bool on, known;
+		ck_assert(ptyproxy_modes_alt_switch(&m, 0, &at, &on) && at == 26 && !on);
+		ck_assert(ptyproxy_modes_alt_switch(&m, 1, &at, &on) && at == 10 && on);
+		ck_assert(!ptyproxy_modes_alt_switch(&m, 2, &at, &on));
+		ck_assert(!ptyproxy_modes_alt_at(&m, 9, &known) && known);
+		ck_assert(ptyproxy_modes_alt_at(&m, 10, &known) && known);
+		ck_assert(ptyproxy_modes_alt_at(&m, 25, &known) && known);
+		ck_assert(!ptyproxy_modes_alt_at(&m, 26, &known) && known);
+	}
+	struct ptyproxy_modes m;
+	ptyproxy_modes_init(&m, 0);
+	for (int i = 0; i < 10; i++)
+		ptyproxy_modes_scan(&m, (const uint8_t *)(i % 2 ? "\033[?1049l" : "\033[?1049h"), 8);
+	bool known;
+	ck_assert_uint_eq(m.nalt, 10);
+	ck_assert(ptyproxy_modes_alt_at(&m, 79, &known) && known);   /* the 9th: on at 72 */
+	ck_assert(!ptyproxy_modes_alt_at(&m, 80, &known) && known);  /* the 10th: off at 80 */
+	(void)ptyproxy_modes_alt_at(&m, 3, &known);
+	ck_assert(!known); /* before the oldest kept */
+}
+END_TEST
+
 START_TEST(test_apply_reset)
 {
 	char buf[512];
@@ -111,6 +147,7 @@ int main(void)
 	tcase_add_test(tc, test_known);
 	tcase_add_test(tc, test_splits);
 	tcase_add_test(tc, test_apply_reset);
+	tcase_add_test(tc, test_alt_log);
 	tcase_add_test(tc, test_random_equivalence);
 	suite_add_tcase(s, tc);
 	return ck_run_suite(s);
