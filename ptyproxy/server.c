@@ -403,6 +403,26 @@ int ptyproxy_redraw(struct ptyproxy *p, char **ret, size_t *ret_len)
 	if (r < 0)
 		return r;
 	struct ck_buf b = {0};
+	if (p->model->alt && (p->modes.modes & PTYPROXY_MODE_ALTSCREEN)) {
+		/* In the alternate screen: the normal one first, so the client has it when the
+		 * program leaves (vim's :q). libvterm shows only the active buffer: switch the
+		 * model over to read it, then back, and redraw the alternate one into it. */
+		struct ck_buf alt = {0};
+		pp_screen_encode(&s, p->modes.modes & ~(uint32_t)PTYPROXY_MODE_ALTSCREEN, &alt);
+		struct pp_screen normal;
+		pp_model_feed(p->model, (const uint8_t *)"\033[?1049l", 8);
+		r = alt.err ? alt.err : pp_model_snapshot(p->model, &normal);
+		pp_model_feed(p->model, (const uint8_t *)"\033[?1049h", 8);
+		if (!alt.err)
+			pp_model_feed(p->model, alt.data, alt.len);
+		ck_buf_free(&alt);
+		if (r < 0) {
+			pp_screen_free(&s);
+			return r;
+		}
+		pp_screen_encode(&normal, p->modes.modes & ~(uint32_t)PTYPROXY_MODE_ALTSCREEN, &b);
+		pp_screen_free(&normal);
+	}
 	pp_screen_encode(&s, p->modes.modes, &b);
 	pp_screen_free(&s);
 	if (b.err) {

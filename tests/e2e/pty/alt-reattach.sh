@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# A client that attaches while the job is in the alternate screen (less, vim) gets the normal
+# screen drawn too, under it: when the program exits, the shell's screen is there. Before, the
+# alternate screen alone was drawn, so after `q` the client showed its own old screen and the
+# job's cursor row no longer matched it.
+source "$(dirname "$0")/../lib.sh"
+command -v tmux >/dev/null || skip "tmux missing"
+command -v less >/dev/null || skip "less missing"
+TM="tmux -L ck-e2e-$$ -f /dev/null"
+trap 'rc=$?; set +e; $TM kill-server 2>/dev/null || true; _cleanup $rc' EXIT
+E="env CKPTENV_HOME=$CKPTENV_HOME PS1=ck-prompt\$\\  TERM=xterm LESS= LESSHISTFILE=-"
+pane() { $TM capture-pane -p -t "$1"; }
+has() { pane "$1" | grep -q -- "$2"; }
+seq 1 200 | sed 's/^/page-line-/' >page.txt
+
+$TM new-session -d -s a -x 80 -y 20 "$E $CKPTENV run --name v -- /bin/bash --norc -i; sleep 60"
+poll_until 10 has a 'ck-prompt' || fail "no prompt: $(pane a)"
+$TM send-keys -t a 'echo ck-normal-$((40+2))' Enter
+poll_until 10 has a '^ck-normal-42' || fail "no output: $(pane a)"
+$TM send-keys -t a "less $T/page.txt" Enter
+poll_until 10 has a '^page-line-1$' || fail "less did not start: $(pane a)"
+$TM send-keys -t a 'C-\'
+poll_until 10 has a 'detached from v' || fail "detach: $(pane a)"
+
+$TM new-session -d -s b -x 80 -y 20 "$E $CKPTENV attach v; sleep 60"
+poll_until 10 has b '^page-line-1$' || fail "the alternate screen not redrawn: $(pane b)"
+$TM send-keys -t b q
+poll_until 10 sh -c "! $TM capture-pane -p -t b | grep -q '^page-line-1\$'" || fail "less did not exit: $(pane b)"
+poll_until 10 has b '^ck-normal-42' || fail "the normal screen is not there after less exits: $(pane b)"
+$TM send-keys -t b 'echo ck-after-$((6*7))' Enter
+poll_until 10 has b '^ck-after-42' || fail "the shell does not go on: $(pane b)"
+# The job's idea of the screen and the client's agree: a fresh attach shows the same rows.
+$TM new-session -d -s c -x 80 -y 20 "$E $CKPTENV attach --read-only v; sleep 60"
+poll_until 10 has c '^ck-after-42' || fail "third attach: $(pane c)"
+expect_eq "the screen seen by two clients" "$(pane b | sed 's/ *$//')" "$(pane c | sed 's/ *$//')"
+"$CKPTENV" rm --force v >/dev/null
+pass "an attach in the alternate screen draws the normal one under it"
