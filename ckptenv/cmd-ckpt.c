@@ -601,8 +601,16 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 	bool in_place = false;
 	if (state_job_running(j->job_fd) == 1) {
 		_cleanup_close_ int sock = control_connect(j->job_fd, "control.sock");
+		/* A supervisor that no longer answers is on its way out (killed, its lock not yet
+		 * released while the kernel tears down its FUSE mount): wait for that a little
+		 * rather than call the job running. */
+		bool gone = false;
+		for (int i = 0; sock < 0 && i < 100 && !gone; i++) {
+			poll(NULL, 0, 50);
+			gone = state_job_running(j->job_fd) != 1;
+		}
 		in_place = sock >= 0 && job_parked(sock);
-		if (!in_place) {
+		if (!in_place && !gone) {
 			cli_error("restore", name,
 				  "the job is running; a checkpoint can only be restored once it "
 				  "ended (e.g. 'ckptenv checkpoint %s --stop')",
