@@ -147,6 +147,12 @@ static int parse(const char *cmd, const char *usage, int argc, char **argv, int 
 			return cli_usage(cmd, what);
 		}
 		if (c > 0 && c < 256 && c != '?') {
+			if (*ret_flags & (unsigned)c) {
+				char what[300];
+				snprintf(what, sizeof(what), "option '%s' given twice",
+					 argv[optind - 1]);
+				return cli_usage(cmd, what);
+			}
 			*ret_flags |= (unsigned)c;
 			continue;
 		}
