@@ -78,6 +78,8 @@ int cmd_status(int argc, char **argv)
 	if (i.state == CLI_JOB_RUNNING && i.has_run && !i.stopped)
 		printf("pid:        %d (supervisor %d)\n", (int)i.run.init_pid,
 		       (int)i.run.supervisor_pid);
+	else if (i.state == CLI_JOB_RUNNING && i.has_run) /* stopped: no process, its supervisor */
+		printf("supervisor: %d\n", (int)i.run.supervisor_pid);
 	if (i.state == CLI_JOB_RUNNING)
 		cli_attach_print_clients(j.job_fd);
 	printf("command:    %s\n", cmd ? cmd : "-");

@@ -24,6 +24,8 @@ poll_until 20 sh -c "test -s /proc/$(job_pid de)/root/tmp/v" || fail "the job wr
 "$CKPTENV" checkpoint de >/dev/null 2>err.txt || fail "checkpoint 1: $(cat err.txt)"
 "$CKPTENV" checkpoint de --stop >/dev/null 2>err.txt || fail "checkpoint 2: $(cat err.txt)"
 poll_until 10 state_is de stopped || fail "not stopped"
+"$CKPTENV" status de | grep -q "^supervisor: *$sup$" ||
+	fail "status of a stopped job does not name its supervisor: $("$CKPTENV" status de | grep pid)"
 epoch=$("$CKPTENV" checkpoints de | awk '$1 == 2 {print $(NF - 1)}')
 [ -n "$epoch" ] || fail "no epoch for checkpoint 2: $("$CKPTENV" checkpoints de)"
 ep=$CKPTENV_HOME/jobs/de/store/meta/$epoch.ep
