@@ -216,8 +216,10 @@ int ckpt_space(int job_fd, struct ckpt_space *ret)
 	struct stat st;
 	if (fstat(job_fd, &st) < 0)
 		return -errno;
-	*ret = (struct ckpt_space){.total = du_at(job_fd, ".", st.st_dev, 0),
-				   .store = du_at(job_fd, "store", st.st_dev, 0),
+	/* Not the store's reserve: space set aside, not used (docs/vfs.md). */
+	uint64_t res = du_at(job_fd, "store/" VFS_STORE_RESERVE, st.st_dev, 0);
+	*ret = (struct ckpt_space){.total = du_at(job_fd, ".", st.st_dev, 0) - res,
+				   .store = du_at(job_fd, "store", st.st_dev, 0) - res,
 				   .checkpoints = du_at(job_fd, CKPT_DIR, st.st_dev, 0)};
 	return 0;
 }

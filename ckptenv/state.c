@@ -335,10 +335,19 @@ void job_spec_free(struct job_spec *s)
 char *job_spec_command(const struct job_spec *s)
 {
 	struct ck_buf b = {0};
+	/* For one line of `list` and `status`: control characters are shown escaped. */
 	for (uint32_t i = 0; i < s->argc; i++) {
 		if (i)
 			ck_buf_append(&b, " ", 1);
-		ck_buf_append(&b, s->argv[i], strlen(s->argv[i]));
+		for (const unsigned char *c = (const unsigned char *)s->argv[i]; *c; c++) {
+			char e[8];
+			if (*c == '\n' || *c == '\t')
+				ck_buf_append(&b, *c == '\n' ? "\\n" : "\\t", 2);
+			else if (*c < 0x20 || *c == 0x7f)
+				ck_buf_append(&b, e, (size_t)snprintf(e, sizeof(e), "\\x%02x", *c));
+			else
+				ck_buf_append(&b, c, 1);
+		}
 	}
 	ck_buf_append(&b, "", 1);
 	if (b.err) {

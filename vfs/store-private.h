@@ -161,7 +161,7 @@ int store_meta_write(struct vfs_store *s, int dirfd, const char *name, const voi
  * what /tmp holds, which needs a few KiB to MiBs of metadata and small files' data. Only that
  * commit uses it: a checkpoint or snapshot that fails for space is reported to a user who can
  * free some, and an open (the next run) claims it again when there is room. */
-#define STORE_RESERVE	   "reserve"
+#define STORE_RESERVE	   VFS_STORE_RESERVE
 #define STORE_RESERVE_SIZE (8u << 20)
 int store_refs_parse(const uint8_t *p, size_t len, struct store_refs *ret, char *err,
 		     size_t errlen);

@@ -120,6 +120,9 @@ int vfs_inode_path(uint64_t ino, char *buf, size_t len);
  *  pages of a still-running job are not; commit with a mount fd first for those). NULL-safe. */
 int vfs_close(struct vfs *v, bool commit_head);
 
+/* The space a store sets aside for its last commit (a file in the store directory). */
+#define VFS_STORE_RESERVE "reserve"
+
 /** The serving threads' spin before they sleep, from CKPTENV_SPIN_US (@s; NULL or "": the
  *  default). Returns 0 and *ret_ns, or -EINVAL when @s is not a number in 0..999999. */
 int vfs_spin_parse(const char *s, uint64_t *ret_ns);

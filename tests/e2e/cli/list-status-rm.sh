@@ -51,4 +51,13 @@ printf garbage > "$CKPTENV_HOME/jobs/rec/store/FORMAT"
 "$CKPTENV" run --name rec -- ls /tmp 2>"$T/err" && fail "run over a corrupt store was not refused"
 "$CKPTENV" status rec | grep -q '^command: *true$' ||
 	fail "a refused run changed the job's command: $("$CKPTENV" status rec | grep command)"
+# A command with a newline and a tab stays on its line in list and status.
+"$CKPTENV" run --name nl -- sh -c "true
+echo a	b" >/dev/null || fail "run nl"
+"$CKPTENV" status nl | grep -qx 'command: *sh -c true\\necho a\\tb' ||
+	fail "status: $("$CKPTENV" status nl | grep -A1 command)"
+expect_eq "list lines for nl" 1 "$("$CKPTENV" list | grep -c 'echo a')"
+# The store's reserve is not counted as space used.
+kib=$("$CKPTENV" list --json | sed -n 's/.*"name": "nl".*"space": \([0-9]*\),.*/\1/p')
+[ -n "$kib" ] && [ "$kib" -lt $((4 << 20)) ] || fail "nl uses $kib bytes: the 8 MiB reserve counted?"
 pass "list, status, rm"
