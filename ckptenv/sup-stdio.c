@@ -45,12 +45,10 @@ static const struct ptyproxy_ops pp_ops = {.watch = watch, .log = pp_log};
 
 int sup_stdio_setup(struct sup *s, char *err, size_t errlen)
 {
+	/* Accepted only once the job's terminal exists (sup_stdio_start): an attach that comes
+	 * earlier (the job shows running from the CLI's lock on) waits in the backlog rather
+	 * than find its connection closed. */
 	int fd = control_unix_listen(s->a->job_fd, ATTACH_SOCK, SOCK_STREAM);
-	struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
-	if (fd >= 0 && epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
-		close(fd);
-		fd = -errno;
-	}
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot listen on %s/%s: %s", s->a->job_dir, ATTACH_SOCK,
 			 strerror(-fd));
@@ -127,6 +125,9 @@ int sup_stdio_start(struct sup *s, int pty_fd)
 	}
 	if (r < 0)
 		return r;
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = s->attach_fd};
+	if (epoll_ctl(s->ep, EPOLL_CTL_ADD, s->attach_fd, &ev) < 0)
+		return -errno;
 	s->go_pending = true;
 	s->go_deadline_ns = ck_now_ns() + GO_TIMEOUT_MS * 1000000ull;
 	return 0;
