@@ -13,6 +13,7 @@ struct inject {
 	uint64_t syscall_ip; /* address of a `syscall` instruction in the target */
 	struct user_regs_struct saved;
 	uint64_t saved_mask;
+	bool stop_seen; /* a SIGSTOP (which no mask blocks) came meanwhile: send it again */
 };
 /** Find a `syscall` instruction in the target's [vdso]. -ENOENT if none. */
 int inject_find_syscall(pid_t pid, uint64_t *ret_ip);

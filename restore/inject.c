@@ -84,13 +84,27 @@ int inject_syscall(struct inject *ij, long nr, const uint64_t a[6], int64_t *ret
 		return -errno;
 	int st;
 	for (;;) {
-		if (waitpid(ij->tid, &st, __WALL) >= 0)
-			break;
-		if (errno != EINTR)
-			return -errno;
+		if (waitpid(ij->tid, &st, __WALL) < 0) {
+			if (errno != EINTR)
+				return -errno;
+			continue;
+		}
+		/* SIGSTOP is not blocked by the mask: its delivery stop (or, once dequeued, the
+		 * group-stop it starts: PTRACE_EVENT_STOP) comes before the step. Stepped past and
+		 * kept for the resume (it was lost, and the injection failed with it). */
+		if (WIFSTOPPED(st) && WSTOPSIG(st) == SIGSTOP &&
+		    ((st >> 16) == 0 || (st >> 16) == PTRACE_EVENT_STOP)) {
+			ij->stop_seen = true;
+			if (ptrace(PTRACE_SINGLESTEP, ij->tid, 0, 0) < 0)
+				return -errno;
+			continue;
+		}
+		break;
 	}
-	if (!WIFSTOPPED(st) || WSTOPSIG(st) != SIGTRAP)
+	if (!WIFSTOPPED(st) || WSTOPSIG(st) != SIGTRAP) {
+		ck_debug("restore: inject into %d: step ended in status %#x", (int)ij->tid, st);
 		return -EIO;
+	}
 	if (ptrace(PTRACE_GETREGS, ij->tid, 0, &regs) < 0)
 		return -errno;
 	if (regs.rip != ij->syscall_ip + 2)
@@ -106,6 +120,11 @@ int inject_end(struct inject *ij)
 		r = -errno;
 	if (ptrace(PTRACE_SETSIGMASK, ij->tid, sizeof(uint64_t), &ij->saved_mask) < 0 && r == 0)
 		r = -errno;
+	/* The SIGSTOP inject_syscall kept back, pending again: the thread is held, so it takes
+	 * effect when the freeze lets go, as it would have (or is kept back again by the next
+	 * injection). */
+	if (ij->stop_seen)
+		(void)syscall(SYS_tkill, ij->tid, SIGSTOP);
 	return r;
 }
 

@@ -30,4 +30,33 @@ kill -CONT "$p"
 "$CKPTENV" checkpoint st --stop >/dev/null 2>err.txt || fail "checkpoint after SIGCONT: $(cat err.txt)"
 "$CKPTENV" restore st --detach >/dev/null 2>err.txt || fail "restore: $(cat err.txt)"
 "$CKPTENV" rm --force st >/dev/null
-pass "a stopped job is refused, periodic checkpoints keep the good ones"
+
+# A SIGSTOP that arrives during a checkpoint is not lost: SIGSTOP cannot be blocked, so the
+# dump's syscall injection (signals blocked) used to take it (its step failed with EIO, the
+# checkpoint with it, and the process ran on). 60 threads make the injection long; 20 tries.
+cat >threads.py <<'PY'
+import signal, threading, time
+signal.signal(signal.SIGUSR1, lambda s, f: None)
+def spin():
+    while True:
+        time.sleep(0.001)
+for i in range(60):
+    threading.Thread(target=spin, daemon=True).start()
+while True:
+    time.sleep(0.01)
+PY
+"$CKPTENV" run --name sr --detach -- python3 "$T/threads.py" </dev/null >/dev/null
+poll_until 10 sh -c "[ \$(ls /proc/\$(cat /proc/$(job_pid sr)/task/$(job_pid sr)/children | tr -d ' ')/task | wc -l) -ge 61 ]" ||
+	fail "the threads did not start"
+p=$(cmd_pid sr)
+for i in $(seq 1 20); do
+	"$CKPTENV" checkpoint sr >/dev/null 2>err.txt &
+	ck=$!
+	sleep "0.0$((RANDOM % 10))"
+	kill -STOP "$p"
+	wait $ck || grep -q "is stopped" err.txt || fail "try $i: checkpoint: $(cat err.txt)"
+	poll_until 5 sh -c "grep -q '^[^)]*) T' /proc/$p/stat" || fail "try $i: the SIGSTOP was lost ($(cat err.txt))"
+	kill -CONT "$p"
+done
+"$CKPTENV" rm --force sr >/dev/null
+pass "a stopped job is refused, periodic checkpoints keep the good ones, a SIGSTOP during a checkpoint is kept"
