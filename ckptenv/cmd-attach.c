@@ -159,8 +159,8 @@ static bool job_on_terminal(int job_fd)
 	if (sock < 0 || control_call(sock, CONTROL_INFO, NULL, 0, &m) < 0)
 		return false;
 	control_msg_close_fds(&m);
-	return m.type == CONTROL_INFO_REPLY && m.len >= 12 &&
-	       !(ck_get_le32(m.payload + 8) & CONTROL_INFO_PIPES);
+	uint32_t f = m.type == CONTROL_INFO_REPLY && m.len >= 12 ? ck_get_le32(m.payload + 8) : 0;
+	return (f & CONTROL_INFO_STARTED) && !(f & CONTROL_INFO_PIPES);
 }
 
 int cmd_attach(int argc, char **argv)

@@ -183,6 +183,7 @@ __attribute__((noreturn)) static void restore_command(const struct launch_args *
 			strerror(-r));
 		_exit(127);
 	}
+	restore_nofile_raise(); /* before the /tmp files are opened too */
 	struct restore_err err = {0};
 	struct restore_fd_map *maps = malloc((a->nhand + 1) * sizeof(*maps));
 	size_t nmaps = 0;

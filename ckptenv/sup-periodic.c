@@ -89,7 +89,9 @@ void sup_periodic_fire(struct sup *s)
 
 bool sup_periodic_term(struct sup *s)
 {
-	if (!(s->policy.flags & CKPT_POLICY_ON_TERM) || !s->started || s->go_pending ||
+	/* Starting: the init's copy before its exec, or a process half rebuilt, is nothing to
+	 * save; the SIGTERM goes to the job as without the policy. */
+	if (!(s->policy.flags & CKPT_POLICY_ON_TERM) || !s->started || sup_job_starting(s) ||
 	    s->job_ended || s->job.init_pid <= 0)
 		return false;
 	if (sup_ckpt_busy(s)) { /* the final checkpoint must not be skipped: after this one */

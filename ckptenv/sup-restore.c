@@ -243,7 +243,8 @@ bool sup_park_failed_restore(struct sup *s)
 	if (!s->in_place)
 		return false;
 	s->in_place = false;
-	if (s->job_rebuilt)
+	/* Rebuilt, or ended on purpose (`ckptenv kill`, a SIGTERM to us): not a failed restore. */
+	if (s->job_rebuilt || s->user_signal == SIGKILL || s->term_seen)
 		return false;
 	/* The restorer refused the image (its reason is in the job's output) or died: the
 	 * process was never rebuilt, so the stopped job is still what there is. */
@@ -254,6 +255,8 @@ bool sup_park_failed_restore(struct sup *s)
 	s->parked = true;
 	s->park_status = s->in_place_status;
 	s->exit_code = s->in_place_exit;
+	if (s->pp && !s->a->pty)
+		ptyproxy_hold_input(s->pp, true); /* for the next restore (sup_job_report) */
 	return true;
 }
 
@@ -273,8 +276,8 @@ int sup_stdio_restart(struct sup *s, int pty_fd, struct ptyproxy_state *pst)
 			s->sup_stdio[0] = -1;
 		}
 		r = ptyproxy_restart(s->pp, -1, s->sup_stdio, NULL);
-		if (r == 0)
-			ptyproxy_hold_input(s->pp, false); /* held since the stop (sup-ckpt.c) */
+		/* Input held since the stop (sup-ckpt.c) stays held until the process is rebuilt
+		 * (sup_job_report): a refused restore would take it along. */
 		for (int i = 0; i < 3; i++)
 			s->sup_stdio[i] = -1;
 	}

@@ -122,8 +122,18 @@ void sup_job_report(struct sup *s)
 		return;
 	epoll_ctl(s->ep, EPOLL_CTL_DEL, s->job.sock, NULL);
 	s->job_rebuilt = launch_running(&s->job);
-	if (s->job_rebuilt)
-		s->in_place = false;
+	if (!s->job_rebuilt)
+		return;
+	bool in_place = s->in_place;
+	s->in_place = false;
+	if (!s->restore_id)
+		return;
+	/* The restored process has its /tmp files open again: the unlinked ones need no pin. */
+	vfs_orphans_release(s->v);
+	if (s->pp && !s->a->pty)
+		ptyproxy_hold_input(s->pp, false); /* what was held since the stop goes to it */
+	if (in_place && s->a->pty && s->job.init_pid > 0)
+		kill(s->job.init_pid, SIGWINCH); /* its terminal's size may have changed meanwhile */
 }
 
 bool sup_job_starting(const struct sup *s)
@@ -452,6 +462,7 @@ static void handle_signals(struct sup *s)
 			continue;
 		}
 		if (si.ssi_signo != SIGCHLD) {
+			s->term_seen = true;
 			sup_log(s, "got signal %u: %s", si.ssi_signo,
 			     s->started ? "forwarding SIGTERM to the job" : "exiting");
 			if (s->started && s->job.init_pid > 0)
@@ -572,6 +583,7 @@ static void finish(struct sup *s)
 	sup_fusewatch_stop(s);
 	int r = vfs_close(s->v, s->started);
 	char note[1024] = "";
+	int note_err = -r;
 	if (r < 0) {
 		sup_log(s, "closing the store failed: %s (%s)", strerror(-r), vfs_last_error());
 		/* Told before EXITED: the job ended well, but its /tmp is not what it left. */
@@ -602,7 +614,7 @@ static void finish(struct sup *s)
 		if (s->clients[i] < 0)
 			continue;
 		if (s->started && note[0])
-			control_send_note(s->clients[i], -r, note);
+			control_send_note(s->clients[i], note_err, note);
 		if (s->started)
 			control_send_u32(s->clients[i], CONTROL_EXITED, (uint32_t)s->exit_code);
 		client_close(s, i);

@@ -56,6 +56,7 @@ struct sup {
 	int in_place_status;	   /* ... with this wait status (the stopped job's) */
 	int in_place_exit;	   /* ... and exit code */
 	bool job_rebuilt;	   /* the init reported the command running (launch_running) */
+	bool term_seen;		   /* SIGTERM/INT/HUP forwarded to the job: its end is wanted */
 	bool park_on_exit;	   /* `checkpoint --stop`: park when the init is reaped */
 	bool parked;		   /* init reaped, clients and store kept, job_exited not called */
 	int park_status;	   /* the init's wait status, for the clients when it ends */

@@ -152,6 +152,8 @@ struct ptyproxy {
 	uint64_t head, fed, lost;
 	bool resync_alt;
 	bool gap; /* the model skips to p->fed: put it on the screen the stream was on there */
+	dev_t in_dev; /* pipe mode: the job's stdin pipe (fds[0] is closed after an EOF) */
+	ino_t in_ino;
 	uint64_t last_output_ns;
 	struct pp_outlog log;
 	bool have_log;

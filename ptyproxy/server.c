@@ -445,6 +445,7 @@ static int model_attach(struct ptyproxy *p, const struct ptyproxy_state *state)
 	p->model->reply = model_reply;
 	p->model->ud = p;
 	ptyproxy_modes_init(&p->modes, state ? state->modes : 0);
+	p->modes.pos = p->head; /* its switch log counts in the ring's stream positions */
 	if (!state)
 		return 0;
 	struct ck_buf b = {0};
@@ -520,6 +521,8 @@ fail:
 	return r;
 }
 
+static void note_stdin(struct ptyproxy *p);
+
 int ptyproxy_new_pipes(const struct ptyproxy_config *cfg, const int sup_fds[3],
 		       struct ptyproxy **ret)
 {
@@ -533,6 +536,7 @@ int ptyproxy_new_pipes(const struct ptyproxy_config *cfg, const int sup_fds[3],
 	p->pipes = true;
 	for (int i = 0; i < 3; i++)
 		p->fds[i] = sup_fds[i];
+	note_stdin(p);
 	pp_update_watches(p);
 	*ret = p;
 	return 0;
@@ -590,13 +594,23 @@ void ptyproxy_job_exited(struct ptyproxy *p, int wstatus)
 	pp_update_watches(p);
 }
 
+static void note_stdin(struct ptyproxy *p)
+{
+	struct stat st;
+	p->in_dev = 0;
+	p->in_ino = 0;
+	if (p->fds[0] >= 0 && fstat(p->fds[0], &st) == 0) {
+		p->in_dev = st.st_dev;
+		p->in_ino = st.st_ino;
+	}
+}
+
 ssize_t ptyproxy_take_unread_input(struct ptyproxy *p, int rfd)
 {
 	if (!p->pipes)
 		return -EINVAL;
-	struct stat a, b; /* the job's stdin may be another file by now */
-	if (p->fds[0] < 0 || fstat(rfd, &a) < 0 || fstat(p->fds[0], &b) < 0 || a.st_ino != b.st_ino ||
-	    a.st_dev != b.st_dev)
+	struct stat a; /* the job's stdin may be another file by now */
+	if (!p->in_ino || fstat(rfd, &a) < 0 || a.st_ino != p->in_ino || a.st_dev != p->in_dev)
 		return 0;
 	struct pp_queue q = {0};
 	uint8_t buf[65536];
@@ -724,6 +738,7 @@ int ptyproxy_restart(struct ptyproxy *p, int master_fd, const int sup_fds[3],
 				close(p->fds[i]);
 			p->fds[i] = sup_fds[i];
 		}
+		note_stdin(p);
 		/* input_eof stays: a client that ended the stdin ended it for the restored job. */
 		pp_update_watches(p);
 		return 0;

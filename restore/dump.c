@@ -272,13 +272,16 @@ int restore_dump(struct restore_freeze *f, int dirfd, const char *id,
 		/* Best effort: without it the image still has /proc's SigIgn/SigCgt and no
 		 * altstack; the flags tell the restorer what it got. */
 		r = inject_collect(f, img);
-		if (r < 0 && img->proc.sig_cgt) {
-			/* The restorer refuses an image with handlers but not their addresses:
-			 * better no checkpoint than one that never restores. */
+		uint32_t fl = img->proc.flags;
+		if (r < 0 && (!(fl & RESTORE_PROC_F_BRK) ||
+			      (img->proc.sig_cgt && !(fl & RESTORE_PROC_F_SIGACT)))) {
+			/* The restorer refuses an image without the program break, or with
+			 * handlers but not their addresses: better no checkpoint than one that
+			 * never restores. */
 			if (err)
 				snprintf(err->msg, sizeof(err->msg),
-					 "cannot read the signal handlers of pid %d (syscall "
-					 "injection: %s)",
+					 "cannot read the signal handlers and program break of "
+					 "pid %d (syscall injection: %s)",
 					 (int)f->pid, strerror(-r));
 			goto out;
 		}

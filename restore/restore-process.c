@@ -314,6 +314,14 @@ static __attribute__((noreturn)) void jump(uint64_t entry, uint64_t stack_top, s
 	__builtin_unreachable();
 }
 
+void restore_nofile_raise(void)
+{
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
+	    setrlimit(RLIMIT_NOFILE, &(struct rlimit){1u << 20, 1u << 20}) < 0)
+		(void)setrlimit(RLIMIT_NOFILE, &(struct rlimit){nofile.rlim_max, nofile.rlim_max});
+}
+
 static void ctx_free(struct rst_ctx *c)
 {
 	rst_ctx_close_temps(c);
@@ -346,10 +354,7 @@ int restore_process(int dirfd, const char *id, const struct restore_process_opts
 	 * a memfd per shared memory object at once: more than the process's own RLIMIT_NOFILE
 	 * may allow (1100 shared mappings under `ulimit -n 1024`). Raised for now, as far as
 	 * we may. */
-	struct rlimit nofile;
-	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
-	    setrlimit(RLIMIT_NOFILE, &(struct rlimit){1u << 20, 1u << 20}) < 0)
-		(void)setrlimit(RLIMIT_NOFILE, &(struct rlimit){nofile.rlim_max, nofile.rlim_max});
+	restore_nofile_raise();
 	struct ckr_args *a = NULL;
 	r = prepare(&c, &a);
 	if (r < 0) {

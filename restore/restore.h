@@ -388,6 +388,11 @@ int restore_image_verify(int dirfd, const char *id, struct restore_err *err);
 int restore_pages_check(int dirfd, const char *id, pid_t pid, int check_fd,
 			struct restore_err *err);
 
+/** Raise this process's RLIMIT_NOFILE as far as it may (the hard limit, more as root): a
+ *  restore holds every fd of the image and more at once; the image's own limit is set back by
+ *  restore_process. */
+void restore_nofile_raise(void);
+
 /* How a refusal line of restore_pages_check() starts (the blob writes it to its err fd). */
 #define RESTORE_CHECK_REFUSED "ckptenv: image refused: "
 

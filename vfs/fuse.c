@@ -767,7 +767,8 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 				return reply_error(req, (int)n);
 			break;
 		}
-		ssize_t w = vfs_store_write(s, ino_out, buf, (size_t)n, off_out + (off_t)done, 0);
+		ssize_t w = vfs_store_write(s, ino_out, buf, (size_t)n, off_out + (off_t)done,
+					      VFS_STORE_KERNEL_TIMES); /* it updates them */
 		if (w < 0) {
 			if (done == 0)
 				return reply_error(req, (int)w);

@@ -38,4 +38,18 @@ wait $RUN || rc=$?
 expect_eq "run's exit status" 0 "$rc"
 { seq -f 'got %g' 1 700; echo EOF; } >want.txt
 cmp -s want.txt out.txt || fail "stdin lost or repeated: $(diff want.txt out.txt | head -5)"
-pass "stdin unread at the stop and written while stopped reaches the restored job"
+
+# The producer already finished (EOF sent, the supervisor's end of the pipe closed): what the
+# job had not read yet still reaches the restored job, then the EOF.
+"$CKPTENV" run --name q -- python3 "$T/job.py" < <(seq -f '%05g' 1 500) >out2.txt 2>err2.txt &
+RUN=$!
+poll_until 20 sh -c "[ \$(grep -c '^got' out2.txt) -ge 50 ]" || fail "q: no progress: $(cat err2.txt)"
+"$CKPTENV" checkpoint q --stop >/dev/null 2>ck.txt || fail "q: checkpoint --stop: $(cat ck.txt)"
+[ "$(grep -c '^got' out2.txt)" -lt 450 ] || fail "q: the job had read nearly everything"
+"$CKPTENV" restore q --detach >/dev/null 2>ck.txt || fail "q: restore: $(cat ck.txt)"
+rc=0
+wait $RUN || rc=$?
+expect_eq "q: run's exit status" 0 "$rc"
+{ seq -f 'got %g' 1 500; echo EOF; } >want2.txt
+cmp -s want2.txt out2.txt || fail "q: stdin lost after an EOF: $(diff want2.txt out2.txt | head -5)"
+pass "stdin unread at the stop and written while stopped reaches the restored job, also after an EOF"
