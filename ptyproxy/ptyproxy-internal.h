@@ -152,6 +152,8 @@ struct ptyproxy {
 	uint64_t head, fed, lost;
 	bool resync_alt;
 	bool gap; /* the model skips to p->fed: put it on the screen the stream was on there */
+	struct pp_screen normal; /* the normal screen as the model entered the alternate one */
+	bool have_normal;	 /* ... valid (a redraw draws it under the alternate one) */
 	dev_t in_dev; /* pipe mode: the job's stdin pipe (fds[0] is closed after an EOF) */
 	ino_t in_ino;
 	uint64_t last_output_ns;

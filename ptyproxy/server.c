@@ -252,6 +252,45 @@ static uint64_t last_lines(const struct ptyproxy *p, unsigned rows)
 	return lines_before(p, p->head, rows);
 }
 
+/* libvterm shows only the active buffer: keep a copy of the normal screen as the model enters
+ * the alternate one, for redraws (ptyproxy_redraw). */
+static void keep_normal(struct ptyproxy *p)
+{
+	if (p->model->alt)
+		return;
+	if (p->have_normal)
+		pp_screen_free(&p->normal);
+	p->have_normal = pp_model_snapshot(p->model, &p->normal) == 0;
+}
+
+static void model_switch(struct ptyproxy *p, bool alt)
+{
+	if (alt)
+		keep_normal(p);
+	pp_model_feed(p->model, (const uint8_t *)(alt ? "\033[?1049h" : "\033[?1049l"), 8);
+}
+
+/* Feed the model @n bytes of the stream at position @pos, stopping before the last byte of
+ * each entry into the alternate screen to keep the normal one (the switch log knows where). */
+static void model_feed_at(struct ptyproxy *p, const uint8_t *buf, size_t n, uint64_t pos)
+{
+	uint32_t kept = CK_MIN(p->modes.nalt, (uint32_t)PTYPROXY_ALT_LOG);
+	for (uint32_t k = kept; k-- > 0;) { /* oldest first */
+		uint64_t at;
+		bool on;
+		if (!ptyproxy_modes_alt_switch(&p->modes, k, &at, &on) || !on || at <= pos ||
+		    at > pos + n)
+			continue;
+		size_t upto = (size_t)(at - 1 - pos); /* before the sequence's final byte */
+		pp_model_feed(p->model, buf, upto);
+		keep_normal(p);
+		buf += upto;
+		n -= upto;
+		pos += upto;
+	}
+	pp_model_feed(p->model, buf, n);
+}
+
 /* Feed the model the ring's bytes [max(@start, fed), @end) (after a CAN), fed = @end. */
 static void feed_range(struct ptyproxy *p, uint64_t start, uint64_t end)
 {
@@ -261,7 +300,7 @@ static void feed_range(struct ptyproxy *p, uint64_t start, uint64_t end)
 	while (at < end) {
 		size_t i = (size_t)(at & (p->ring_size - 1));
 		size_t n = (size_t)CK_MIN(end - at, (uint64_t)(p->ring_size - i));
-		pp_model_feed(p->model, p->ring + i, n);
+		model_feed_at(p, p->ring + i, n, at);
 		at += n;
 	}
 	p->fed = end;
@@ -307,7 +346,7 @@ static void skip_to(struct ptyproxy *p, uint64_t from)
 	if (on_at)
 		feed_range(p, lines_before(p, on_at, p->ws.ws_row), on_at);
 	if (off_at && p->model->alt)
-		pp_model_feed(p->model, (const uint8_t *)"\033[?1049l", 8);
+		model_switch(p, false);
 	p->lost += from - p->fed;
 	p->fed = from;
 }
@@ -333,14 +372,13 @@ void pp_feed_model(struct ptyproxy *p, size_t max)
 		pp_model_feed(p->model, (const uint8_t *)"\030", 1);
 		bool known, alt = ptyproxy_modes_alt_at(&p->modes, p->fed, &known);
 		if (known && alt != p->model->alt)
-			pp_model_feed(p->model, (const uint8_t *)(alt ? "\033[?1049h" : "\033[?1049l"),
-				      8);
+			model_switch(p, alt);
 	}
 	while (p->fed < p->head && max) {
 		size_t at = (size_t)(p->fed & (p->ring_size - 1));
 		size_t n = (size_t)CK_MIN(p->head - p->fed, (uint64_t)(p->ring_size - at));
 		n = CK_MIN(n, max);
-		pp_model_feed(p->model, p->ring + at, n);
+		model_feed_at(p, p->ring + at, n, p->fed);
 		p->fed += n;
 		max -= n;
 	}
@@ -348,8 +386,7 @@ void pp_feed_model(struct ptyproxy *p, size_t max)
 		/* A gap in what the model saw: make its screen buffer agree with the scanner. */
 		bool want = p->modes.modes & PTYPROXY_MODE_ALTSCREEN;
 		if (want != p->model->alt)
-			pp_model_feed(p->model, (const uint8_t *)(want ? "\033[?1049h" : "\033[?1049l"),
-				      8);
+			model_switch(p, want);
 		p->resync_alt = false;
 	}
 }
@@ -403,26 +440,11 @@ int ptyproxy_redraw(struct ptyproxy *p, char **ret, size_t *ret_len)
 	if (r < 0)
 		return r;
 	struct ck_buf b = {0};
-	if (p->model->alt && (p->modes.modes & PTYPROXY_MODE_ALTSCREEN)) {
-		/* In the alternate screen: the normal one first, so the client has it when the
-		 * program leaves (vim's :q). libvterm shows only the active buffer: switch the
-		 * model over to read it, then back, and redraw the alternate one into it. */
-		struct ck_buf alt = {0};
-		pp_screen_encode(&s, p->modes.modes & ~(uint32_t)PTYPROXY_MODE_ALTSCREEN, &alt);
-		struct pp_screen normal;
-		pp_model_feed(p->model, (const uint8_t *)"\033[?1049l", 8);
-		r = alt.err ? alt.err : pp_model_snapshot(p->model, &normal);
-		pp_model_feed(p->model, (const uint8_t *)"\033[?1049h", 8);
-		if (!alt.err)
-			pp_model_feed(p->model, alt.data, alt.len);
-		ck_buf_free(&alt);
-		if (r < 0) {
-			pp_screen_free(&s);
-			return r;
-		}
-		pp_screen_encode(&normal, p->modes.modes & ~(uint32_t)PTYPROXY_MODE_ALTSCREEN, &b);
-		pp_screen_free(&normal);
-	}
+	/* In the alternate screen: the normal one first (as it was when the program entered
+	 * the alternate one: what it returns to), so the client has it after vim's :q. */
+	if (p->model->alt && p->have_normal && (p->modes.modes & PTYPROXY_MODE_ALTSCREEN) &&
+	    p->normal.rows == s.rows && p->normal.cols == s.cols) /* not across a resize */
+		pp_screen_encode(&p->normal, p->modes.modes & ~(uint32_t)PTYPROXY_MODE_ALTSCREEN, &b);
 	pp_screen_encode(&s, p->modes.modes, &b);
 	pp_screen_free(&s);
 	if (b.err) {
@@ -567,6 +589,9 @@ void ptyproxy_free(struct ptyproxy *p)
 	if (p->have_log)
 		pp_outlog_close(&p->log);
 	pp_model_free(p->model);
+	if (p->have_normal)
+		pp_screen_free(&p->normal);
+	p->have_normal = false;
 	pp_q_free(&p->inq);
 	free(p->ring);
 	free(p);
@@ -758,6 +783,9 @@ int ptyproxy_restart(struct ptyproxy *p, int master_fd, const int sup_fds[3],
 	if (r < 0)
 		return r;
 	pp_model_free(p->model);
+	if (p->have_normal)
+		pp_screen_free(&p->normal);
+	p->have_normal = false;
 	p->model = m;
 	r = model_attach(p, state);
 	if (r < 0)

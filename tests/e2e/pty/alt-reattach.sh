@@ -24,6 +24,14 @@ poll_until 10 has a 'detached from v' || fail "detach: $(pane a)"
 
 $TM new-session -d -s b -x 80 -y 20 "$E $CKPTENV attach v; sleep 60"
 poll_until 10 has b '^page-line-1$' || fail "the alternate screen not redrawn: $(pane b)"
+# The redraw left the job's screen model alone: scrolled on, a second client sees the same.
+$TM send-keys -t b j j j j j
+poll_until 10 has b '^page-line-6$' || fail "less did not scroll: $(pane b)"
+poll_until 10 sh -c "! $TM capture-pane -p -t b | grep -q '^page-line-5\$'" || fail "less did not scroll: $(pane b)"
+$TM new-session -d -s d -x 80 -y 20 "$E $CKPTENV attach --read-only v; sleep 60"
+poll_until 10 has d '^page-line-6$' || fail "a second client in the alternate screen: $(pane d)"
+expect_eq "the alternate screen seen by two clients" "$(pane b | sed 's/ *$//')" "$(pane d | sed 's/ *$//')"
+$TM kill-session -t d
 $TM send-keys -t b q
 poll_until 10 sh -c "! $TM capture-pane -p -t b | grep -q '^page-line-1\$'" || fail "less did not exit: $(pane b)"
 poll_until 10 has b '^ck-normal-42' || fail "the normal screen is not there after less exits: $(pane b)"
