@@ -136,3 +136,13 @@ as_user() {
 		CKPTENV_HOME="$U/home" ${CK_USER_ENV[@]+"${CK_USER_ENV[@]}"} "$CK_USER_BIN" "$@" </dev/null
 }
 cleanup_user() { as_user rm --force "$CK_USER_JOB" >/dev/null 2>&1 || true; }
+
+# tmux_start: a private tmux server as $TM (skipped without tmux; killed at exit), for
+# scenarios through a real terminal; pane SESSION prints its screen, has SESSION RE greps it.
+tmux_start() {
+	command -v tmux >/dev/null || skip "tmux missing"
+	TM="tmux -L ck-e2e-$$ -f /dev/null"
+	trap 'rc=$?; set +e; $TM kill-server 2>/dev/null || true; _cleanup $rc' EXIT
+}
+pane() { $TM capture-pane -p -t "$1"; }
+has() { pane "$1" | grep -q -- "$2"; }

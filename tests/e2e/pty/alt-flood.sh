@@ -6,12 +6,8 @@
 # a reattach showed the flood's numbers on the normal screen, and a program still in the
 # alternate screen was redrawn blank. Also through a ring overflow (3 million lines).
 source "$(dirname "$0")/../lib.sh"
-command -v tmux >/dev/null || skip "tmux missing"
-TM="tmux -L ck-e2e-$$ -f /dev/null"
-trap 'rc=$?; set +e; $TM kill-server 2>/dev/null || true; _cleanup $rc' EXIT
+tmux_start
 E="env CKPTENV_HOME=$CKPTENV_HOME PS1=ck-prompt\$\\  TERM=xterm"
-pane() { $TM capture-pane -p -t "$1"; }
-has() { pane "$1" | grep -q -- "$2"; }
 reattach() { # NAME SESSION: a fresh client of the same size
 	$TM kill-session -t "$2" 2>/dev/null || true
 	$TM new-session -d -s "$2" -x 80 -y 20 "$E $CKPTENV attach $1; sleep 60"

@@ -4,13 +4,9 @@
 # alternate screen alone was drawn, so after `q` the client showed its own old screen and the
 # job's cursor row no longer matched it.
 source "$(dirname "$0")/../lib.sh"
-command -v tmux >/dev/null || skip "tmux missing"
 command -v less >/dev/null || skip "less missing"
-TM="tmux -L ck-e2e-$$ -f /dev/null"
-trap 'rc=$?; set +e; $TM kill-server 2>/dev/null || true; _cleanup $rc' EXIT
+tmux_start
 E="env CKPTENV_HOME=$CKPTENV_HOME PS1=ck-prompt\$\\  TERM=xterm LESS= LESSHISTFILE=-"
-pane() { $TM capture-pane -p -t "$1"; }
-has() { pane "$1" | grep -q -- "$2"; }
 seq 1 200 | sed 's/^/page-line-/' >page.txt
 
 $TM new-session -d -s a -x 80 -y 20 "$E $CKPTENV run --name v -- /bin/bash --norc -i; sleep 60"

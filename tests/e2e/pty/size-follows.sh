@@ -4,12 +4,8 @@
 # client's until someone resized); and after `checkpoint --stop` a restore in place gets the
 # attached client's size as it is now, not the checkpoint's.
 source "$(dirname "$0")/../lib.sh"
-command -v tmux >/dev/null || skip "tmux missing"
-TM="tmux -L ck-e2e-$$ -f /dev/null"
-trap 'rc=$?; set +e; $TM kill-server 2>/dev/null || true; _cleanup $rc' EXIT
+tmux_start
 E="env CKPTENV_HOME=$CKPTENV_HOME PS1=ck-prompt\$\\  TERM=xterm"
-pane() { $TM capture-pane -p -t "$1"; }
-has() { pane "$1" | grep -q -- "$2"; }
 size_is() { # SESSION ROWS COLS: asks the job, waits for the answer on that pane
 	local tag="sz$RANDOM"
 	$TM send-keys -t "$1" "echo $tag \$(stty size)" Enter
