@@ -375,6 +375,10 @@ int restore_process(int dirfd, const char *id, const struct restore_process_opts
 		r = rst_fail(&c, -errno, "cannot change to %s: %s", c.img->proc.cwd,
 			     strerror(errno));
 	if (r < 0) {
+		/* The image's fds are in place: fd 2 may be a file of the job's own. The caller's
+		 * message goes where its stderr went (blob_err_fd's copy). */
+		if (c.err_fd >= 0)
+			dup2(c.err_fd, 2);
 		ctx_free(&c);
 		return r;
 	}

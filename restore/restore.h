@@ -501,7 +501,9 @@ struct restore_process_opts {
  *  or an old tid is taken), -EPERM (old tids cannot be set here), the
  *  errors of restore_image_load(). A failure after it (installing fds, signal actions) returns
  *  -errno with the process half-changed: exit. A failure inside the blob cannot return: it
- *  writes one line to blob_err_fd and exits with status RESTORE_BLOB_EXIT_STATUS. */
+ *  writes one line to blob_err_fd and exits with status RESTORE_BLOB_EXIT_STATUS. On a
+ *  failure after the image's fds were installed, fd 2 is set back to a copy of blob_err_fd (of
+ *  fd 2 without it), so a message the caller writes there is seen, not put in a job's file. */
 int restore_process(int dirfd, const char *id, const struct restore_process_opts *opts,
 		    struct restore_err *err);
 

@@ -38,4 +38,17 @@ poll_until 30 state_is r exited || fail "the restored job did not finish: $("$CK
 "$CKPTENV" run --name r -- cat /tmp/out >out.txt || fail "cannot read /tmp/out"
 { seq -f 'got %g' 1 400; echo done; } >want.txt
 cmp -s want.txt out.txt || fail "/tmp/out differs: $(diff want.txt out.txt | head -5)"
-pass "stdin, stdout and stderr redirected to files, and 100 /tmp files, come back"
+
+# A restore that fails once the fds are in place (its cwd is gone) says why, although the
+# job's stderr is a file of its own: the message went into that file, and `restore` said 0.
+mkdir "$T/wd"
+(cd "$T/wd" && "$CKPTENV" run --name w --detach -- sh -c 'exec 2>/tmp/err.log; exec sleep 100') </dev/null >/dev/null
+"$CKPTENV" checkpoint w --stop >/dev/null 2>err.txt || fail "w: checkpoint --stop: $(cat err.txt)"
+rmdir "$T/wd"
+rc=0
+"$CKPTENV" restore w --detach >/dev/null 2>err.txt || rc=$?
+expect_eq "w: restore without its cwd" 1 "$rc"
+grep -q "cannot change to $T/wd: No such file or directory" err.txt || fail "w: no reason: $(cat err.txt)"
+state_is w stopped || fail "w: not stopped after the refused restore"
+"$CKPTENV" rm --force w >/dev/null
+pass "stdin, stdout and stderr redirected to files, and 100 /tmp files, come back; a refusal is told"
