@@ -205,7 +205,16 @@ void pp_set_watch(struct ptyproxy *p, int fd, uint32_t *cur, uint32_t want);
 /** Recompute what every fd should be watched for. */
 void pp_update_watches(struct ptyproxy *p);
 /** Feed the screen model up to @max bytes of what it has not seen from the ring. */
+/* feed.c */
+/* The model this far behind means a flood: it skips to the last screenful of lines, and waits
+ * for a longer quiet (on a busy machine a flood has 10 ms gaps). libvterm moves the whole
+ * screen for every line it scrolls (~400 KB on 50x200): fed every line of a 200 MB flood, it
+ * took more CPU than the forwarding itself. */
+#define PP_FLOOD_LAG (64u << 10)
+/** Feed the model up to @max bytes of what it has not seen. */
 void pp_feed_model(struct ptyproxy *p, size_t max);
+/** The ring is about to overwrite unfed bytes up to stream position @lose_to. */
+void pp_keep_alt_entry(struct ptyproxy *p, uint64_t lose_to);
 
 /* clients.c */
 bool pp_writers_backed_up(const struct ptyproxy *p);
