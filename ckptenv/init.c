@@ -203,7 +203,8 @@ __attribute__((noreturn)) static void restore_command(const struct launch_args *
 		.nfds = nmaps,
 		.check_fd = check_fd,
 		.allow_paths = a->allow_changed,
-		.nallow_paths = a->nallow_changed};
+		.nallow_paths = a->nallow_changed,
+		.vfs_ino_dir = "/tmp" VFS_INODE_DIR};
 	if (r == 0)
 		r = restore_process(dirfd, a->restore_id, &o, &err);
 	fprintf(stderr, "ckptenv: cannot restore the job: %s\n",

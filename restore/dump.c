@@ -302,6 +302,22 @@ int restore_dump(struct restore_freeze *f, int dirfd, const char *id,
 	if (r == 0 && (r = dump_mark_job_vfs(f->pid, img)) < 0 && err)
 		snprintf(err->msg, sizeof(err->msg), "cannot read /proc/%d/mountinfo: %s",
 			 (int)f->pid, strerror(-r));
+	/* A shared mapping of a deleted file outside the job's vfs: nothing can open it again
+	 * (the restorer refuses it), so no checkpoint rather than one that never restores. */
+	for (size_t i = 0; r == 0 && i < img->nvmas; i++) {
+		const struct restore_vma *v = &img->vmas[i];
+		if (v->kind == RESTORE_VMA_FILE_SHARED && (v->flags & RESTORE_VMA_F_DELETED) &&
+		    !((v->flags & RESTORE_VMA_F_HAS_IDENT) &&
+		      (v->ident.flags & RESTORE_IDENT_F_JOB_VFS))) {
+			r = -EOPNOTSUPP;
+			if (err)
+				snprintf(err->msg, sizeof(err->msg),
+					 "pid %d maps the deleted file %s shared (at 0x%llx): a "
+					 "restore could not map it again, so it cannot be "
+					 "checkpointed yet",
+					 (int)f->pid, v->path, (unsigned long long)v->start);
+		}
+	}
 	if (r == 0)
 		r = restore_image_writer_new(dirfd, id, &w);
 	uint64_t t1 = ck_now_ns();

@@ -7,6 +7,7 @@
 #include "restore/restore-internal.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -94,9 +95,17 @@ static int open_vma_file(struct rst_ctx *c, size_t i)
 		    strcmp(c->img->vmas[j].path, v->path) == 0 && c->img->vmas[j].inode == v->inode)
 			return c->vmas[j].fd;
 	bool shared = v->kind == RESTORE_VMA_FILE_SHARED;
-	int fd = open(v->path, (shared ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	char byino[PATH_MAX];
+	const char *path = v->path;
+	if ((v->flags & RESTORE_VMA_F_DELETED) && (v->flags & RESTORE_VMA_F_HAS_IDENT) &&
+	    (v->ident.flags & RESTORE_IDENT_F_JOB_VFS) && c->opts && c->opts->vfs_ino_dir) {
+		snprintf(byino, sizeof(byino), "%s/%llu", c->opts->vfs_ino_dir,
+			 (unsigned long long)v->ident.ino);
+		path = byino;
+	}
+	int fd = open(path, (shared ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (fd < 0 && shared && errno == EACCES && !(v->prot & PROT_WRITE))
-		fd = open(v->path, O_RDONLY | O_CLOEXEC);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return rst_fail(c, -errno, "cannot open %s (mapped at 0x%llx): %s", v->path,
 				(unsigned long long)v->start, strerror(errno));
@@ -214,7 +223,10 @@ int rst_vmas_plan(struct rst_ctx *c)
 			fd = open_vma_file(c, i);
 			break;
 		case RESTORE_VMA_FILE_SHARED:
-			if (v->flags & RESTORE_VMA_F_DELETED)
+			if ((v->flags & RESTORE_VMA_F_DELETED) &&
+			    !((v->flags & RESTORE_VMA_F_HAS_IDENT) &&
+			      (v->ident.flags & RESTORE_IDENT_F_JOB_VFS) && c->opts &&
+			      c->opts->vfs_ino_dir))
 				return rst_fail(
 					c, -EOPNOTSUPP,
 					"shared mapping of deleted file %s at 0x%llx cannot "

@@ -477,6 +477,10 @@ struct restore_process_opts {
 	/* > 0: a stream socket to the parent's restore_pages_check(), which checks the page
 	 * checksums while the blob fills the pages (instead of restore_image_verify() first). */
 	int check_fd;
+	/* A directory that opens the job's vfs files by inode number ("DIR/INO"), unlinked ones
+	 * included: a shared mapping of such a file unlinked while mapped is reopened there
+	 * (without it, refused). */
+	const char *vfs_ino_dir;
 };
 
 /** Rebuild the process of checkpoint @id below @dirfd, every thread of it, in the calling

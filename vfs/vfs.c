@@ -312,7 +312,7 @@ int vfs_inode_path(uint64_t ino, char *buf, size_t len)
 {
 	if (ino == 0 || (ino & VFS_CTL_FLAG) || !buf)
 		return -EINVAL;
-	int n = snprintf(buf, len, "/" VFS_CTL_DIRNAME "/" VFS_CTL_INODIR "/%llu",
+	int n = snprintf(buf, len, VFS_INODE_DIR "/%llu",
 			 (unsigned long long)ino);
 	if (n < 0 || (size_t)n >= len)
 		return -ENAMETOOLONG;

@@ -110,6 +110,9 @@ int vfs_ref_drop(struct vfs *v, const char *ref);
 /** Release the orphans kept by keep_orphans once the restorer has reopened them. */
 void vfs_orphans_release(struct vfs *v);
 
+/* The directory, below the mount root, of vfs_inode_path(). */
+#define VFS_INODE_DIR "/.ckptenv/ino"
+
 /** Path, below the mount root, that opens inode @ino (unlinked-open files included):
  *  "/.ckptenv/ino/<ino>". Lookup-only; not listed by readdir. */
 int vfs_inode_path(uint64_t ino, char *buf, size_t len);
