@@ -52,6 +52,10 @@ struct pp_screen {
 	struct pp_cell *cells;
 };
 void pp_screen_free(struct pp_screen *s);
+/** @src at another size: its bottom rows (as a terminal keeps them when it shrinks), its
+ *  columns cut or padded, the cursor kept inside. Returns 0 or -ENOMEM. */
+int pp_screen_fit(const struct pp_screen *src, uint16_t rows, uint16_t cols,
+		  struct pp_screen *ret);
 bool pp_cell_equal(const struct pp_cell *a, const struct pp_cell *b);
 
 /** Append to @b the bytes that redraw @s on a terminal with modes @modes recorded. */

@@ -125,6 +125,32 @@ int pp_model_snapshot(struct pp_model *m, struct pp_screen *ret)
 	return 0;
 }
 
+int pp_screen_fit(const struct pp_screen *src, uint16_t rows, uint16_t cols,
+		  struct pp_screen *ret)
+{
+	size_t n = (size_t)rows * cols;
+	struct pp_cell *cells = calloc(n ? n : 1, sizeof(*cells));
+	if (!cells)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		cells[i].width = 1;
+	unsigned skip = src->rows > rows ? src->rows - rows : 0; /* rows lost at the top */
+	unsigned w = CK_MIN(src->cols, cols);
+	for (unsigned r = skip; r < src->rows; r++) {
+		struct pp_cell *to = &cells[(size_t)(r - skip) * cols];
+		memcpy(to, &src->cells[(size_t)r * src->cols], w * sizeof(*to));
+		if (w && w < src->cols && to[w - 1].width == 2) /* half a wide character */
+			to[w - 1] = (struct pp_cell){.width = 1};
+	}
+	*ret = (struct pp_screen){.rows = rows,
+				  .cols = cols,
+				  .crow = (uint16_t)CK_MIN((unsigned)(src->crow > skip ? src->crow - skip : 0),
+							   rows ? rows - 1u : 0u),
+				  .ccol = (uint16_t)CK_MIN(src->ccol, cols ? cols - 1u : 0u),
+				  .cells = cells};
+	return 0;
+}
+
 void pp_screen_free(struct pp_screen *s)
 {
 	free(s->cells);

@@ -270,9 +270,16 @@ int ptyproxy_redraw(struct ptyproxy *p, char **ret, size_t *ret_len)
 	struct ck_buf b = {0};
 	/* In the alternate screen: the normal one first (as it was when the program entered
 	 * the alternate one: what it returns to), so the client has it after vim's :q. */
-	if (p->model->alt && p->have_normal && (p->modes.modes & PTYPROXY_MODE_ALTSCREEN) &&
-	    p->normal.rows == s.rows && p->normal.cols == s.cols) /* not across a resize */
-		pp_screen_encode(&p->normal, p->modes.modes & ~(uint32_t)PTYPROXY_MODE_ALTSCREEN, &b);
+	if (p->model->alt && p->have_normal && (p->modes.modes & PTYPROXY_MODE_ALTSCREEN)) {
+		struct pp_screen fit; /* the size may have changed since (this attach's) */
+		uint32_t modes = p->modes.modes & ~(uint32_t)PTYPROXY_MODE_ALTSCREEN;
+		if (p->normal.rows == s.rows && p->normal.cols == s.cols) {
+			pp_screen_encode(&p->normal, modes, &b);
+		} else if (pp_screen_fit(&p->normal, s.rows, s.cols, &fit) == 0) {
+			pp_screen_encode(&fit, modes, &b);
+			pp_screen_free(&fit);
+		}
+	}
 	pp_screen_encode(&s, p->modes.modes, &b);
 	pp_screen_free(&s);
 	if (b.err) {

@@ -43,5 +43,16 @@ poll_until 10 has b '^ck-after-42' || fail "the shell does not go on: $(pane b)"
 $TM new-session -d -s c -x 80 -y 20 "$E $CKPTENV attach --read-only v; sleep 60"
 poll_until 10 has c '^ck-after-42' || fail "third attach: $(pane c)"
 expect_eq "the screen seen by two clients" "$(pane b | sed 's/ *$//')" "$(pane c | sed 's/ *$//')"
+# Also when the attaching client has another size than the job had (its normal screen then
+# fitted: the bottom rows, the columns cut): less again, detach, attach from a 60x16 client.
+$TM kill-session -t c
+$TM send-keys -t b "less $T/page.txt" Enter
+poll_until 10 has b '^page-line-1$' || fail "less did not start again: $(pane b)"
+$TM send-keys -t b 'C-\'
+poll_until 10 has b 'detached from v' || fail "detach b: $(pane b)"
+$TM new-session -d -s e -x 60 -y 16 "$E $CKPTENV attach v; sleep 60"
+poll_until 10 has e '^page-line-1$' || fail "60x16: the alternate screen not redrawn: $(pane e)"
+$TM send-keys -t e q
+poll_until 10 has e '^ck-after-42' || fail "60x16: the normal screen is not there after less exits: $(pane e)"
 "$CKPTENV" rm --force v >/dev/null
 pass "an attach in the alternate screen draws the normal one under it"
