@@ -28,6 +28,8 @@ expect_eq "bad --log-size" 2 "$rc"
 "$CK" run --detach --name f -- sh -c "while [ ! -e $T/go ]; do sleep 0.05; done; echo followed" >/dev/null
 "$CK" log -f f > "$T/follow" &
 lf=$!
+# log -f starts at the log's end (as tail -f): only once it holds the file may the job print.
+poll_until 20 sh -c "ls -l /proc/$lf/fd 2>/dev/null | grep -q 'jobs/f/output'" || fail "log -f did not open the log"
 touch "$T/go"
 poll_until 20 sh -c "! kill -0 $lf 2>/dev/null" || fail "log -f did not end with the job"
 grep -qx followed "$T/follow" || fail "log -f missed the output: $(cat "$T/follow")"
