@@ -303,48 +303,38 @@ static int report_unusable(const struct cli_job *j, const char *name, int ckdir,
 		for (size_t i = 0; i < n && !listed; i++)
 			listed = ids[i] == id;
 		_cleanup_close_ int fd = openat(ckdir, e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		const char *what = NULL;
-		char why[400] = "";
+		char why[1200] = ""; /* what is wrong, naming the file */
 		if (!listed) {
 			struct ckpt_manifest man;
 			int r = fd < 0 ? -errno : ckpt_manifest_read(fd, &man);
-			what = CKPT_MANIFEST;
-			snprintf(why, sizeof(why), "%s",
-				 r == -EBADMSG ? "truncated or corrupt" : strerror(-r));
+			snprintf(why, sizeof(why), "%s/%s/%s/%s: %s", j->dir, CKPT_DIR, e->d_name,
+				 CKPT_MANIFEST, r == -EBADMSG ? "truncated or corrupt" : strerror(-r));
 		} else if (fd >= 0) {
 			struct restore_err err = {0};
 			struct restore_image *img = NULL;
 			int r = restore_image_load(fd, CKPT_IMAGE, &img, &err);
 			restore_image_free(img);
-			if (r < 0 && !strncmp(err.msg, CKPT_IMAGE "/", strlen(CKPT_IMAGE) + 1)) {
-				what = ""; /* the message starts with the file's name */
-				snprintf(why, sizeof(why), "%s", err.msg);
-			} else if (r < 0) {
-				what = CKPT_IMAGE;
-				snprintf(why, sizeof(why), "%s", err.msg[0] ? err.msg : strerror(-r));
-			}
+			if (r < 0 && !strncmp(err.msg, CKPT_IMAGE "/", strlen(CKPT_IMAGE) + 1))
+				/* the message starts with the file's name */
+				snprintf(why, sizeof(why), "%s/%s/%s/%s", j->dir, CKPT_DIR, e->d_name,
+					 err.msg);
+			else if (r < 0)
+				snprintf(why, sizeof(why), "%s/%s/%s/%s: %s", j->dir, CKPT_DIR,
+					 e->d_name, CKPT_IMAGE, err.msg[0] ? err.msg : strerror(-r));
 			/* Its /tmp: the epoch and those it builds on, as the restore will read them
 			 * (the message names the store's file). */
 			struct ckpt_manifest man;
 			_cleanup_free_ char *store = NULL;
-			if (!what && ckpt_manifest_read(fd, &man) == 0 &&
-			    asprintf(&store, "%s/store", j->dir) >= 0 &&
-			    vfs_epoch_check(store, man.epoch, why, sizeof(why)) < 0)
-				what = "-";
+			if (r == 0 && ckpt_manifest_read(fd, &man) == 0 &&
+			    asprintf(&store, "%s/store", j->dir) >= 0)
+				(void)vfs_epoch_check(store, man.epoch, why, sizeof(why));
 		}
-		if (!what)
+		if (!why[0])
 			continue;
-		if (!strcmp(what, "-"))
-			cli_error("checkpoints", name,
-				  "checkpoint %llu cannot be restored: %s; 'ckptenv rm %s "
-				  "--checkpoint %llu' drops it",
-				  id, why, name, id);
-		else
-			cli_error("checkpoints", name,
-				  "checkpoint %llu cannot be restored: %s/%s/%s/%s%s%s; 'ckptenv rm "
-				  "%s --checkpoint %llu' drops it",
-				  id, j->dir, CKPT_DIR, e->d_name, what, *what ? ": " : "", why, name,
-				  id);
+		cli_error("checkpoints", name,
+			  "checkpoint %llu cannot be restored: %s; 'ckptenv rm %s --checkpoint %llu' "
+			  "drops it",
+			  id, why, name, id);
 		bad++;
 	}
 	closedir(d);

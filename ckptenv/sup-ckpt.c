@@ -341,18 +341,6 @@ static void precommit(struct sup *s, pid_t init_pid)
 			mfd < 0 ? strerror(-r) : vfs_last_error());
 }
 
-/* In a group stop (state T): the dump's syscall injection cannot run it, and an image without
- * its signal handlers' addresses would never restore. */
-static bool proc_stopped(pid_t pid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (ck_read_small(path, buf, sizeof(buf)) <= 0)
-		return false;
-	const char *p = strrchr(buf, ')');
-	return p && p[1] == ' ' && p[2] == 'T';
-}
-
 /* After a new checkpoint: drop the oldest beyond the policy's keep. Logged, never fatal. */
 static void prune(struct sup *s)
 {
@@ -434,7 +422,9 @@ int sup_ckpt_start(struct sup *s, const struct sup_ckpt_task *t, char *err, size
 			 s->a->name, n);
 		return -EUSERS;
 	}
-	if (proc_stopped(kids[0])) {
+	/* Stopped: the dump's syscall injection cannot run it, and an image without its signal
+	 * handlers' addresses would never restore. */
+	if (sup_proc_stopped(kids[0])) {
 		snprintf(err, errlen,
 			 "job %s's process (pid %d here) is stopped (SIGSTOP or SIGTSTP); a stopped "
 			 "process cannot be checkpointed yet: 'kill -CONT %d' resumes it",
@@ -531,17 +521,16 @@ static void thaw_main(struct sup *s, void *arg)
 	}
 	/* --stop in pipe mode: stdin is a stream. What the job had not read yet, and what comes
 	 * while it is stopped (input stays held), goes to the restored job. */
-	{
-		char path[64];
-		snprintf(path, sizeof(path), "/proc/%d/fd/0", (int)m->pid);
-		int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-		ssize_t n = fd < 0 ? 0 : ptyproxy_take_unread_input(s->pp, fd);
-		if (fd >= 0)
-			close(fd);
-		if (n > 0)
-			sup_log(s, "checkpoint --stop: %zd bytes of stdin the job had not read are "
-				   "kept for the restore", n);
-	}
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd/0", (int)m->pid);
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	ssize_t n = fd < 0 ? 0 : ptyproxy_take_unread_input(s->pp, fd);
+	if (fd >= 0)
+		close(fd);
+	if (n > 0)
+		sup_log(s, "checkpoint --stop: %zd bytes of stdin the job had not read are kept for "
+			   "the restore",
+			n);
 }
 
 void sup_ckpt_run(struct sup *s, struct sup_ckpt_task *t)

@@ -263,19 +263,24 @@ int sup_job_start(struct sup *s, int c)
 /* What a checkpoint in progress would race with (the store's epochs and refs, a restore)
  * waits for its end: the client's message is kept and its socket leaves the epoll set until
  * run_deferred. The other clients go on being served meanwhile. */
-static bool defer_busy(struct sup *s, int i, const struct control_msg *m)
+static void defer(struct sup *s, int i, const struct control_msg *m)
 {
-	if (!sup_ckpt_busy(s) && !(m->type == CONTROL_CHECKPOINT && sup_job_starting(s)))
-		return false;
 	struct control_msg *copy = malloc(sizeof(*copy));
 	if (!copy) {
 		control_send_error(s->clients[i], ENOMEM, "out of memory; try again");
-		return true;
+		return;
 	}
 	*copy = *m;
 	epoll_ctl(s->ep, EPOLL_CTL_DEL, s->clients[i], NULL);
 	s->deferred[i] = copy;
 	s->ndeferred++;
+}
+
+static bool defer_busy(struct sup *s, int i, const struct control_msg *m)
+{
+	if (!sup_ckpt_busy(s))
+		return false;
+	defer(s, i, m);
 	return true;
 }
 
@@ -429,8 +434,10 @@ static void client_request(struct sup *s, int i, const struct control_msg *m)
 		if (!defer_busy(s, i, m))
 			do_drop(s, c, m);
 		break;
-	case CONTROL_CHECKPOINT: /* busy: answered at once; starting: deferred */
-		if (sup_ckpt_busy(s) || !defer_busy(s, i, m))
+	case CONTROL_CHECKPOINT: /* busy: answered at once; starting: waits for the exec */
+		if (!sup_ckpt_busy(s) && sup_job_starting(s))
+			defer(s, i, m);
+		else
 			sup_checkpoint(s, c, m);
 		break;
 	case CONTROL_NET_STATUS:
@@ -492,20 +499,35 @@ static void handle_signals(struct sup *s)
 	}
 }
 
-bool sup_proc_exiting(pid_t pid)
+/* State letter and flags of /proc/PID/stat. -errno when it cannot be read (gone). */
+static int proc_stat(pid_t pid, char *ret_state, unsigned long *ret_flags)
 {
 	char path[64], buf[1024];
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd < 0 ? -1 : ck_read_full(fd, buf, sizeof(buf) - 1);
+	ssize_t n = fd < 0 ? -errno : ck_read_full(fd, buf, sizeof(buf) - 1);
 	if (n <= 0)
-		return true;
+		return n < 0 ? (int)n : -ENODATA;
 	buf[n] = 0;
 	const char *p = strrchr(buf, ')'); /* comm may hold spaces: fields after it */
-	unsigned long flags = 0;
-	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
-		return true;
-	return (flags & 0x4) != 0; /* PF_EXITING: also set for zombies and dead tasks */
+	if (!p || sscanf(p + 1, " %c %*d %*d %*d %*d %*d %lu", ret_state, ret_flags) != 2)
+		return -EBADMSG;
+	return 0;
+}
+
+bool sup_proc_exiting(pid_t pid)
+{
+	char state;
+	unsigned long flags;
+	/* PF_EXITING: also set for zombies and dead tasks */
+	return proc_stat(pid, &state, &flags) < 0 || (flags & 0x4) != 0;
+}
+
+bool sup_proc_stopped(pid_t pid)
+{
+	char state;
+	unsigned long flags;
+	return proc_stat(pid, &state, &flags) == 0 && state == 'T';
 }
 
 static int setup(struct sup *s, char *err, size_t errlen)

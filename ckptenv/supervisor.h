@@ -84,7 +84,8 @@ bool sup_park_failed_restore(struct sup *s);
  *  rebuilt yet): a checkpoint now waits for it. */
 bool sup_job_starting(const struct sup *s);
 
-/** Listen on jobs/NAME/attach.sock (0600) and watch it. Returns 0 or -errno (@err set). */
+/** Listen on jobs/NAME/attach.sock (0600); watched from sup_stdio_start, once the job's
+ *  terminal exists. Returns 0 or -errno (@err set). */
 int sup_stdio_setup(struct sup *s, char *err, size_t errlen);
 /** Before launch_job: pipe mode makes the pipes and puts the job's ends in la->stdio; pty mode
  *  sets la->pty. Returns 0 or -errno. */
@@ -221,6 +222,8 @@ void sup_net_close(struct sup *s);
 void sup_net_linger(struct sup *s);
 /** Whether process @pid is exiting or gone (PF_EXITING in /proc/PID/stat, or no such file). */
 bool sup_proc_exiting(pid_t pid);
+/** Whether process @pid is in a group stop (state T: SIGSTOP, SIGTSTP...). */
+bool sup_proc_stopped(pid_t pid);
 
 /** Keep the --allow-changed paths of a restore in place: @len bytes of NUL-terminated names
  *  (replacing earlier ones; none when @len is 0). 0 or -ENOMEM. */

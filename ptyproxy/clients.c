@@ -60,9 +60,6 @@ static void tty_release(struct ptyproxy *p, struct pp_client *c)
 	pp_q_free(&c->tq);
 }
 
-static const struct pp_client *size_owner(const struct ptyproxy *p);
-static void apply_size(struct ptyproxy *p, const struct winsize *ws, bool nudge);
-
 void pp_client_close(struct ptyproxy *p, struct pp_client *c)
 {
 	struct pp_client **pp = &p->clients;
@@ -72,10 +69,8 @@ void pp_client_close(struct ptyproxy *p, struct pp_client *c)
 		*pp = c->next;
 	/* The size goes back to the newest writer still attached, as with tmux (a no-op unless
 	 * @c had it). */
-	const struct pp_client *next =
-		!p->exited && !p->pipes && p->master >= 0 ? size_owner(p) : NULL;
-	if (next && next->ws.ws_row && next->ws.ws_col)
-		apply_size(p, &next->ws, false);
+	if (!p->exited && p->master >= 0)
+		pp_clients_size(p);
 	tty_release(p, c);
 	if (c->pending_fd >= 0)
 		close(c->pending_fd);
@@ -230,13 +225,6 @@ static void client_fail(struct ptyproxy *p, struct pp_client *c, const char *why
 	pp_client_close(p, c);
 }
 
-void pp_clients_size(struct ptyproxy *p)
-{
-	const struct pp_client *o = size_owner(p);
-	if (o && o->ws.ws_row && o->ws.ws_col)
-		apply_size(p, &o->ws, false);
-}
-
 /* The window size follows the most recently attached writer client. */
 static const struct pp_client *size_owner(const struct ptyproxy *p)
 {
@@ -268,6 +256,13 @@ static void apply_size(struct ptyproxy *p, const struct winsize *ws, bool nudge)
 	ioctl(p->master, TIOCSWINSZ, ws);
 	p->ws = *ws;
 	pp_model_resize(p->model, ws->ws_row, ws->ws_col);
+}
+
+void pp_clients_size(struct ptyproxy *p)
+{
+	const struct pp_client *o = size_owner(p);
+	if (o && o->ws.ws_row && o->ws.ws_col)
+		apply_size(p, &o->ws, false);
 }
 
 static int send_redraw(struct ptyproxy *p, struct pp_client *c)

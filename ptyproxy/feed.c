@@ -27,11 +27,6 @@ static uint64_t lines_before(const struct ptyproxy *p, uint64_t pos, unsigned ro
 	return p->fed;
 }
 
-static uint64_t last_lines(const struct ptyproxy *p, unsigned rows)
-{
-	return lines_before(p, p->head, rows);
-}
-
 /* libvterm shows only the active buffer: keep a copy of the normal screen as the model enters
  * the alternate one, for redraws (ptyproxy_redraw). */
 static void keep_normal(struct ptyproxy *p)
@@ -71,19 +66,26 @@ static void model_feed_at(struct ptyproxy *p, const uint8_t *buf, size_t n, uint
 	pp_model_feed(p->model, buf, n);
 }
 
+/* Feed the model the ring's bytes [fed, @end), fed = @end. */
+static void feed_to(struct ptyproxy *p, uint64_t end)
+{
+	while (p->fed < end) {
+		size_t i = (size_t)(p->fed & (p->ring_size - 1));
+		size_t n = (size_t)CK_MIN(end - p->fed, (uint64_t)(p->ring_size - i));
+		model_feed_at(p, p->ring + i, n, p->fed);
+		p->fed += n;
+	}
+}
+
 /* Feed the model the ring's bytes [max(@start, fed), @end) (after a CAN), fed = @end. */
 static void feed_range(struct ptyproxy *p, uint64_t start, uint64_t end)
 {
 	pp_model_feed(p->model, (const uint8_t *)"\030", 1);
-	uint64_t at = CK_MAX(start, p->fed);
-	p->lost += at - p->fed;
-	while (at < end) {
-		size_t i = (size_t)(at & (p->ring_size - 1));
-		size_t n = (size_t)CK_MIN(end - at, (uint64_t)(p->ring_size - i));
-		model_feed_at(p, p->ring + i, n, at);
-		at += n;
+	if (start > p->fed) {
+		p->lost += start - p->fed;
+		p->fed = start;
 	}
-	p->fed = end;
+	feed_to(p, end);
 }
 
 /* The ring is about to overwrite unfed bytes up to @lose_to: an entry into the alternate
@@ -136,7 +138,7 @@ void pp_feed_model(struct ptyproxy *p, size_t max)
 	if (p->pipes)
 		return;
 	if (p->head - p->fed > PP_FLOOD_LAG) {
-		uint64_t from = last_lines(p, p->ws.ws_row);
+		uint64_t from = lines_before(p, p->head, p->ws.ws_row);
 		if (from > p->fed) {
 			skip_to(p, from);
 			p->resync_alt = true;
@@ -154,14 +156,7 @@ void pp_feed_model(struct ptyproxy *p, size_t max)
 		if (known && alt != p->model->alt)
 			model_switch(p, alt);
 	}
-	while (p->fed < p->head && max) {
-		size_t at = (size_t)(p->fed & (p->ring_size - 1));
-		size_t n = (size_t)CK_MIN(p->head - p->fed, (uint64_t)(p->ring_size - at));
-		n = CK_MIN(n, max);
-		model_feed_at(p, p->ring + at, n, p->fed);
-		p->fed += n;
-		max -= n;
-	}
+	feed_to(p, p->fed + CK_MIN(p->head - p->fed, (uint64_t)max));
 	if (p->fed == p->head && p->resync_alt) {
 		/* A gap in what the model saw: make its screen buffer agree with the scanner. */
 		bool want = p->modes.modes & PTYPROXY_MODE_ALTSCREEN;

@@ -33,14 +33,13 @@ bool ptyproxy_modes_alt_switch(const struct ptyproxy_modes *m, uint32_t k, uint6
 
 bool ptyproxy_modes_alt_at(const struct ptyproxy_modes *m, uint64_t pos, bool *known)
 {
-	uint32_t kept = CK_MIN(m->nalt, (uint32_t)PTYPROXY_ALT_LOG);
-	for (uint32_t k = 0; k < kept; k++) { /* newest first */
-		unsigned i = (m->nalt - 1 - k) % PTYPROXY_ALT_LOG;
-		if (m->alt_at[i] <= pos) {
+	uint64_t at;
+	bool on;
+	for (uint32_t k = 0; ptyproxy_modes_alt_switch(m, k, &at, &on); k++) /* newest first */
+		if (at <= pos) {
 			*known = true;
-			return m->alt_on & (1u << i);
+			return on;
 		}
-	}
 	*known = m->nalt <= PTYPROXY_ALT_LOG;
 	return m->alt_initial;
 }

@@ -208,7 +208,6 @@ void pp_log(struct ptyproxy *p, const char *fmt, ...) __attribute__((format(prin
 void pp_set_watch(struct ptyproxy *p, int fd, uint32_t *cur, uint32_t want);
 /** Recompute what every fd should be watched for. */
 void pp_update_watches(struct ptyproxy *p);
-/** Feed the screen model up to @max bytes of what it has not seen from the ring. */
 /* feed.c */
 /* The model this far behind means a flood: it skips to the last screenful of lines, and waits
  * for a longer quiet (on a busy machine a flood has 10 ms gaps). libvterm moves the whole
@@ -237,7 +236,8 @@ int pp_client_event(struct ptyproxy *p, int fd, uint32_t events);
 bool pp_clients_quiet(struct ptyproxy *p, bool send);
 /** The job ended (p->wstatus): EXITED to every client once it has all the output. */
 void pp_clients_exited(struct ptyproxy *p);
-/** The job's terminal gets the size of the newest attached writer (after a restart). */
+/** The job's terminal gets the size of the newest attached writer (after a restart, or when
+ *  a client leaves). */
 void pp_clients_size(struct ptyproxy *p);
 /** Send every attached client a redraw of the screen model (after a restart). */
 void pp_clients_redraw(struct ptyproxy *p);

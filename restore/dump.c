@@ -307,8 +307,7 @@ int restore_dump(struct restore_freeze *f, int dirfd, const char *id,
 	for (size_t i = 0; r == 0 && i < img->nvmas; i++) {
 		const struct restore_vma *v = &img->vmas[i];
 		if (v->kind == RESTORE_VMA_FILE_SHARED && (v->flags & RESTORE_VMA_F_DELETED) &&
-		    !((v->flags & RESTORE_VMA_F_HAS_IDENT) &&
-		      (v->ident.flags & RESTORE_IDENT_F_JOB_VFS))) {
+		    !img_vma_job_vfs(v)) {
 			r = -EOPNOTSUPP;
 			if (err)
 				snprintf(err->msg, sizeof(err->msg),

@@ -76,6 +76,12 @@ uint64_t img_writer_bytes_nowait(struct restore_image_writer *w);
  * every dump that read them); otherwise as version 2. */
 #define IMG_VERSION_PROC_SCHED 3u
 
+/** Whether @v maps a file of the job's vfs (its identity was read and says so). */
+static inline bool img_vma_job_vfs(const struct restore_vma *v)
+{
+	return (v->flags & RESTORE_VMA_F_HAS_IDENT) && (v->ident.flags & RESTORE_IDENT_F_JOB_VFS);
+}
+
 /** Whether @a and @b are shared mappings of one shmem object (shared anonymous memory, SysV or
  *  a memfd: same maj:min:inode as /proc/PID/maps shows it, inode not 0). */
 bool img_vma_same_shmem(const struct restore_vma *a, const struct restore_vma *b);

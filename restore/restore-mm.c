@@ -87,6 +87,13 @@ int rst_vdso_plan(struct rst_ctx *c)
 	return 0;
 }
 
+/* A deleted file of the job's vfs that the caller's by-inode directory can open again. */
+static bool by_inode(const struct rst_ctx *c, const struct restore_vma *v)
+{
+	return (v->flags & RESTORE_VMA_F_DELETED) && img_vma_job_vfs(v) && c->opts &&
+	       c->opts->vfs_ino_dir;
+}
+
 static int open_vma_file(struct rst_ctx *c, size_t i)
 {
 	const struct restore_vma *v = &c->img->vmas[i];
@@ -97,8 +104,7 @@ static int open_vma_file(struct rst_ctx *c, size_t i)
 	bool shared = v->kind == RESTORE_VMA_FILE_SHARED;
 	char byino[PATH_MAX];
 	const char *path = v->path;
-	if ((v->flags & RESTORE_VMA_F_DELETED) && (v->flags & RESTORE_VMA_F_HAS_IDENT) &&
-	    (v->ident.flags & RESTORE_IDENT_F_JOB_VFS) && c->opts && c->opts->vfs_ino_dir) {
+	if (by_inode(c, v)) {
 		snprintf(byino, sizeof(byino), "%s/%llu", c->opts->vfs_ino_dir,
 			 (unsigned long long)v->ident.ino);
 		path = byino;
@@ -223,10 +229,7 @@ int rst_vmas_plan(struct rst_ctx *c)
 			fd = open_vma_file(c, i);
 			break;
 		case RESTORE_VMA_FILE_SHARED:
-			if ((v->flags & RESTORE_VMA_F_DELETED) &&
-			    !((v->flags & RESTORE_VMA_F_HAS_IDENT) &&
-			      (v->ident.flags & RESTORE_IDENT_F_JOB_VFS) && c->opts &&
-			      c->opts->vfs_ino_dir))
+			if ((v->flags & RESTORE_VMA_F_DELETED) && !by_inode(c, v))
 				return rst_fail(
 					c, -EOPNOTSUPP,
 					"shared mapping of deleted file %s at 0x%llx cannot "

@@ -172,7 +172,7 @@ int inode_flush_inline(struct vfs_store *s, struct store_inode *n)
 	if (!n->inl)
 		return 0;
 	int fd = layer_fd(s, n, s->live);
-	if (fd == -ENOSPC && s->use_reserve && unlinkat(s->dirfd, STORE_RESERVE, 0) == 0)
+	if (store_reserve_release(s, fd))
 		fd = layer_fd(s, n, s->live); /* the commit's data: see STORE_RESERVE */
 	return fd < 0 ? fd : 0;
 }

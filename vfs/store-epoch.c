@@ -409,10 +409,7 @@ int store_load_chain(struct vfs_store *s, uint64_t at, unsigned flags)
 				store_set_error(s, "%s/meta/%llu.ep: damaged when the store was opened",
 						s->path, (unsigned long long)id);
 			}
-			size_t l = strlen(s->err);
-			if (id != at && l < sizeof(s->err) - 1)
-				snprintf(s->err + l, sizeof(s->err) - l,
-					 " (epoch %llu builds on it)", (unsigned long long)at);
+			store_error_builds_on(s, id, at);
 			u64vec_free(&chain);
 			return -EBADMSG;
 		}

@@ -157,6 +157,12 @@ int store_refs_write(struct vfs_store *s, const struct store_refs *r);
 /* ck_write_file_atomic of a store file (refs, meta/E.ep); on ENOSPC in the last commit the
  * store's reserve is given up and the write tried once more. */
 int store_meta_write(struct vfs_store *s, int dirfd, const char *name, const void *p, size_t len);
+/* After a write failed with @r: true when it is worth one more try, the reserve now given up
+ * (ENOSPC in the last commit, a reserve there). */
+bool store_reserve_release(struct vfs_store *s, int r);
+/* Append to the store's error " (epoch @at builds on it)" when the damaged epoch @id is not
+ * @at itself. */
+void store_error_builds_on(struct vfs_store *s, uint64_t id, uint64_t at);
 /* Space set aside (STORE_RESERVE): a full disk at the end of a job must not cost the commit of
  * what /tmp holds, which needs a few KiB to MiBs of metadata and small files' data. Only that
  * commit uses it: a checkpoint or snapshot that fails for space is reported to a user who can

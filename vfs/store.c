@@ -202,12 +202,25 @@ int store_refs_write(struct vfs_store *s, const struct store_refs *r)
 	return rc;
 }
 
+bool store_reserve_release(struct vfs_store *s, int r)
+{
+	return r == -ENOSPC && s->use_reserve && unlinkat(s->dirfd, STORE_RESERVE, 0) == 0;
+}
+
 int store_meta_write(struct vfs_store *s, int dirfd, const char *name, const void *p, size_t len)
 {
 	int r = ck_write_file_atomic(dirfd, name, p, len, 0600);
-	if (r == -ENOSPC && s->use_reserve && unlinkat(s->dirfd, STORE_RESERVE, 0) == 0)
+	if (store_reserve_release(s, r))
 		r = ck_write_file_atomic(dirfd, name, p, len, 0600);
 	return r;
+}
+
+void store_error_builds_on(struct vfs_store *s, uint64_t id, uint64_t at)
+{
+	size_t l = strlen(s->err);
+	if (id != at && l < sizeof(s->err) - 1)
+		snprintf(s->err + l, sizeof(s->err) - l, " (epoch %llu builds on it)",
+			 (unsigned long long)at);
 }
 
 /* Set the reserve aside if it is not (a store opened on a full disk goes without one). */
@@ -276,9 +289,7 @@ int vfs_store_epoch_check(const char *dir, uint64_t epoch, char *err, size_t err
 			if (id >= last)
 				break;
 		} else {
-			if (id != epoch)
-				snprintf(s.err + strlen(s.err), sizeof(s.err) - strlen(s.err),
-					 " (epoch %llu builds on it)", (unsigned long long)epoch);
+			store_error_builds_on(&s, id, epoch);
 			snprintf(err, errlen, "%s", s.err);
 		}
 	}
