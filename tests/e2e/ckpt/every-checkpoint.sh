@@ -5,13 +5,9 @@
 # killed (a reboot), each checkpoint is restored in turn: the screen shows that step and no
 # later one, /tmp/seq.txt holds that step, and the helper verifies its memory and /tmp itself.
 . "$(dirname "$0")/../lib.sh"
-command -v tmux >/dev/null || skip "tmux missing"
 SEQ=$CK_HELPERS/zdtm-seq
 [ -x "$SEQ" ] || fail "missing helper $SEQ"
-TM="tmux -L ck-seq-$$ -f /dev/null"
-trap 'rc=$?; set +e; $TM kill-server 2>/dev/null; _cleanup $rc' EXIT
-pane() { $TM capture-pane -p -t "$1"; }
-pane_has() { pane "$1" | grep -q -- "$2"; }
+tmux_start
 E="env CKPTENV_HOME=$CKPTENV_HOME TERM=xterm"
 sup_pid() { sed -n 's/.*supervisor s\[\([0-9]*\)\]: job started.*/\1/p' "$CKPTENV_HOME/jobs/s/log" | tail -1; }
 cmd_pid() { local p; p=$("$CKPTENV" status s | sed -n 's/^pid: *\([0-9]*\) .*/\1/p'); cat "/proc/$p/task/$p/children" | tr -d ' '; }
@@ -24,10 +20,10 @@ kill_all() {
 STEPS=3
 
 $TM new-session -d -s a -x 80 -y 24 "$E $CKPTENV run --name s -- $SEQ; sleep 60"
-poll_until 10 pane_has a 'seq ready' || fail "helper not ready: $(pane a)"
+poll_until 10 has a 'seq ready' || fail "helper not ready: $(pane a)"
 for k in $(seq 1 $STEPS); do
 	$TM send-keys -t a n Enter
-	poll_until 10 pane_has a "STEP $k" || fail "step $k: $(pane a)"
+	poll_until 10 has a "STEP $k" || fail "step $k: $(pane a)"
 	id=$("$CKPTENV" checkpoint s 2>err.txt) || fail "checkpoint $k: $(cat err.txt)"
 	[ "$id" = "$k" ] || fail "checkpoint after step $k has id $id"
 done
@@ -38,7 +34,7 @@ for k in $(seq 1 $STEPS); do
 	poll_until 10 sh -c "'$CKPTENV' status s | grep -q 'state: *running'" || fail "restore $k: $(pane r$k)"
 	# The terminal as it was: an attach redraws the screen of that instant.
 	$TM new-session -d -s v$k -x 80 -y 24 "$E $CKPTENV attach --read-only s; sleep 60"
-	poll_until 10 pane_has v$k "STEP $k" || fail "restore $k: screen not redrawn: $(pane v$k)"
+	poll_until 10 has v$k "STEP $k" || fail "restore $k: screen not redrawn: $(pane v$k)"
 	pane v$k | grep -q "STEP $((k + 1))" && fail "restore $k: the screen shows a later step"
 	# /tmp as it was, seen from outside.
 	got=$(tr '\n' ' ' <"/proc/$(cmd_pid)/root/tmp/seq.txt")
@@ -50,7 +46,7 @@ for k in $(seq 1 $STEPS); do
 		poll_until 1 sh -c "$TM capture-pane -p -t r$k | grep -q -e 'OK $k' -e BAD" && break
 	done
 	pane r$k | grep -q BAD && fail "restore $k: $(pane r$k | grep BAD)"
-	pane_has r$k "OK $k" || fail "restore $k: the helper does not answer: $(pane r$k)"
+	has r$k "OK $k" || fail "restore $k: the helper does not answer: $(pane r$k)"
 	kill_all
 done
 pass "each of $STEPS checkpoints restored its own step in /tmp, memory and on the terminal"

@@ -51,9 +51,7 @@ BG+=($!)
 poll_until 20 test -s "$T/port" || fail "test server did not start: $(cat "$T/server.err")"
 PORT=$(cat "$T/port")
 
-pane() { $TM capture-pane -p -t "$1"; }
 last_line() { pane "$1" | grep -o '^line [0-9]*' | tail -1; }
-has() { pane "$1" | grep -q -- "$2"; }
 export CKPTENV_TEST_CKPT_HOLD=$T/hold CKPTENV_PROGRESS_MS=0 # the tmux server passes it on
 $TM new-session -d -s s -x 80 -y 24 "$CK run --name r -- $PY $T/job.py $PORT; echo RC=\$?; sleep 120"
 poll_until 30 has s:0 '^line 5' || fail "job output: $(pane s:0)"

@@ -8,14 +8,10 @@
 # checkpoint policy killed by SIGKILL (as by the OOM killer) is kept for a restore in place too;
 # one without a policy, or killed through ckptenv, just ends.
 . "$(dirname "$0")/../lib.sh"
-command -v tmux >/dev/null || skip "tmux missing"
 SEQ=$CK_HELPERS/zdtm-seq
 LOOP=$CK_HELPERS/zdtm-loop
 [ -x "$SEQ" ] && [ -x "$LOOP" ] || fail "missing helpers in $CK_HELPERS"
-TM="tmux -L ck-rip-$$ -f /dev/null"
-trap 'rc=$?; set +e; $TM kill-server 2>/dev/null; _cleanup $rc' EXIT
-pane() { $TM capture-pane -p -t "$1"; }
-pane_has() { pane "$1" | grep -q -- "$2"; }
+tmux_start
 E="env CKPTENV_HOME=$CKPTENV_HOME TERM=xterm"
 sup_of() { sed -n "s/.*supervisor $1\[\([0-9]*\)\]: starting.*/\1/p" "$CKPTENV_HOME/jobs/$1/log" | tail -1; }
 state_is() { "$CKPTENV" status "$1" | grep "state: *$2" >/dev/null; }
@@ -31,13 +27,13 @@ verify() {
 }
 
 $TM new-session -d -s a -x 80 -y 24 "$E $CKPTENV run --name s -- $SEQ; echo run-rc=\$?; sleep 60"
-poll_until 10 pane_has a 'seq ready' || fail "helper not ready: $(pane a)"
+poll_until 10 has a 'seq ready' || fail "helper not ready: $(pane a)"
 sup=$(sup_of s)
 $TM send-keys -t a n Enter
-poll_until 10 pane_has a "STEP 1" || fail "step 1: $(pane a)"
+poll_until 10 has a "STEP 1" || fail "step 1: $(pane a)"
 "$CKPTENV" checkpoint s >/dev/null 2>err.txt || fail "checkpoint 1: $(cat err.txt)"
 $TM send-keys -t a n Enter
-poll_until 10 pane_has a "STEP 2" || fail "step 2: $(pane a)"
+poll_until 10 has a "STEP 2" || fail "step 2: $(pane a)"
 "$CKPTENV" checkpoint s --stop >/dev/null 2>err.txt || fail "checkpoint --stop: $(cat err.txt)"
 
 # Stopped: the supervisor is the same, the run client still attached, told what happened.
@@ -46,10 +42,10 @@ state_is s stopped || fail "after --stop: $("$CKPTENV" status s)"
 "$CKPTENV" list | grep -Eq '^s +stopped +- ' || fail "list: $("$CKPTENV" list)"
 "$CKPTENV" list --json | grep -q '"pid"' && fail "list --json: a pid for a stopped job"
 kill -0 "$sup" || fail "the supervisor ended with the job"
-poll_until 10 pane_has a "job s stopped at checkpoint 2" || fail "no notice: $(pane a)"
-pane_has a "run-rc=" && fail "the run client left: $(pane a)"
+poll_until 10 has a "job s stopped at checkpoint 2" || fail "no notice: $(pane a)"
+has a "run-rc=" && fail "the run client left: $(pane a)"
 $TM new-session -d -s w -x 80 -y 24 "$E $CKPTENV attach --read-only s; echo attach-rc=\$?; sleep 60"
-poll_until 10 pane_has w "STEP 2" || fail "attach while stopped: $(pane w)"
+poll_until 10 has w "STEP 2" || fail "attach while stopped: $(pane w)"
 
 "$CKPTENV" checkpoint s 2>err.txt && fail "checkpoint of a stopped job accepted"
 grep -q "job s is stopped; 'ckptenv restore s' resumes it" err.txt || fail "stopped: $(cat err.txt)"
@@ -65,16 +61,16 @@ poll_until 10 sh -c "! $TM capture-pane -p -t a | grep -q 'ckptenv: job s stoppe
 	fail "the attached terminal was not redrawn: $(pane a)"
 verify 2 "restore of checkpoint 2 in place"
 $TM send-keys -t a n Enter
-poll_until 10 pane_has a "STEP 3" || fail "step 3 after restore: $(pane a)"
+poll_until 10 has a "STEP 3" || fail "step 3 after restore: $(pane a)"
 
 # An older checkpoint, in place: the screen and /tmp of step 1.
 "$CKPTENV" checkpoint s --stop >/dev/null 2>err.txt || fail "second --stop: $(cat err.txt)"
 "$CKPTENV" restore s 1 --detach >/dev/null 2>err.txt || fail "restore 1 in place: $(cat err.txt)"
 poll_until 10 sh -c "! $TM capture-pane -p -t a | grep -q 'STEP 3'" || fail "screen of step 3 left: $(pane a)"
 verify 1 "restore of checkpoint 1 in place"
-pane_has a "STEP 2" && fail "restore 1: the screen shows step 2: $(pane a)"
+has a "STEP 2" && fail "restore 1: the screen shows step 2: $(pane a)"
 $TM send-keys -t a q Enter
-poll_until 10 pane_has a "run-rc=1" || fail "run did not get the job's status: $(pane a)"
+poll_until 10 has a "run-rc=1" || fail "run did not get the job's status: $(pane a)"
 poll_until 10 sh -c "! kill -0 $sup" || fail "supervisor outlived its job"
 
 # Pipe mode: a `run` client relaying stdout byte for byte stays through --stop and a restore

@@ -8,15 +8,18 @@ command -v less >/dev/null || skip "less missing"
 tmux_start
 E="env CKPTENV_HOME=$CKPTENV_HOME PS1=ck-prompt\$\\  TERM=xterm LESS= LESSHISTFILE=-"
 seq 1 200 | sed 's/^/page-line-/' >page.txt
+less_detached() { # SESSION: start less on the page there, then detach that client
+	$TM send-keys -t "$1" "less $T/page.txt" Enter
+	poll_until 10 has "$1" '^page-line-1$' || fail "$1: less did not start: $(pane "$1")"
+	$TM send-keys -t "$1" 'C-\'
+	poll_until 10 has "$1" 'detached from v' || fail "$1: detach: $(pane "$1")"
+}
 
 $TM new-session -d -s a -x 80 -y 20 "$E $CKPTENV run --name v -- /bin/bash --norc -i; sleep 60"
 poll_until 10 has a 'ck-prompt' || fail "no prompt: $(pane a)"
 $TM send-keys -t a 'echo ck-normal-$((40+2))' Enter
 poll_until 10 has a '^ck-normal-42' || fail "no output: $(pane a)"
-$TM send-keys -t a "less $T/page.txt" Enter
-poll_until 10 has a '^page-line-1$' || fail "less did not start: $(pane a)"
-$TM send-keys -t a 'C-\'
-poll_until 10 has a 'detached from v' || fail "detach: $(pane a)"
+less_detached a
 
 $TM new-session -d -s b -x 80 -y 20 "$E $CKPTENV attach v; sleep 60"
 poll_until 10 has b '^page-line-1$' || fail "the alternate screen not redrawn: $(pane b)"
@@ -46,10 +49,7 @@ expect_eq "the screen seen by two clients" "$(pane b | sed 's/ *$//')" "$(pane c
 # Also when the attaching client has another size than the job had (its normal screen then
 # fitted: the bottom rows, the columns cut): less again, detach, attach from a 60x16 client.
 $TM kill-session -t c
-$TM send-keys -t b "less $T/page.txt" Enter
-poll_until 10 has b '^page-line-1$' || fail "less did not start again: $(pane b)"
-$TM send-keys -t b 'C-\'
-poll_until 10 has b 'detached from v' || fail "detach b: $(pane b)"
+less_detached b
 $TM new-session -d -s e -x 60 -y 16 "$E $CKPTENV attach v; sleep 60"
 poll_until 10 has e '^page-line-1$' || fail "60x16: the alternate screen not redrawn: $(pane e)"
 $TM send-keys -t e q

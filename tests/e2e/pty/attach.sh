@@ -6,14 +6,10 @@
 # user's terminal is left out of mouse mode / the alternate screen after a detach and after
 # kill -9 of the supervisor.
 source "$(dirname "$0")/../lib.sh"
-command -v tmux >/dev/null || skip "tmux missing"
 command -v less >/dev/null || skip "less missing"
-TM="tmux -L ck-e2e-$$ -f /dev/null"
-trap 'rc=$?; set +e; $TM kill-server 2>/dev/null || true; _cleanup $rc' EXIT
+tmux_start
 CK=$CKPTENV
 
-pane() { $TM capture-pane -p -t "$1"; }
-has() { pane "$1" | grep -q -- "$2"; }
 flag() { $TM display -p -t "$1" "#{$2}"; }
 win() { $TM new-window -t s: -n "$1" "$2; echo RC=\$?; sleep 120"; }
 
