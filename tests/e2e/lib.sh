@@ -6,6 +6,14 @@
 #  - poll_until for readiness with a deadline (never sleep-and-hope).
 set -euo pipefail
 
+# CK_SMALL_DISK=SIZE set before sourcing: the scenario runs again in a private mount namespace,
+# with a tmpfs of that size as its CKPTENV_HOME (small_disk, below); skipped without root and
+# unshare.
+if [ -n "${CK_SMALL_DISK:-}" ] && [ -z "${CK_IN_MNTNS:-}" ] && [ "$(id -u)" = 0 ] &&
+	command -v unshare >/dev/null; then
+	exec unshare -m --propagation private env CK_IN_MNTNS=1 bash "$0" "$@"
+fi
+
 CKPTENV=${CKPTENV:?CKPTENV must point at the ckptenv binary (ctest sets it)}
 CK_HELPERS=${CK_HELPERS:-$(dirname "$CKPTENV")/helpers}
 _base=${CK_TEST_TMPDIR:-/var/tmp}
@@ -146,3 +154,12 @@ tmux_start() {
 }
 pane() { $TM capture-pane -p -t "$1"; }
 has() { pane "$1" | grep -q -- "$2"; }
+
+# The small disk of a CK_SMALL_DISK scenario (see the top): mounted on $CKPTENV_HOME. The
+# scenario's own EXIT trap unmounts it (umount -l "$CKPTENV_HOME") before _cleanup.
+if [ -n "${CK_SMALL_DISK:-}" ]; then
+	[ -n "${CK_IN_MNTNS:-}" ] || skip "needs root and unshare -m for a small tmpfs"
+	mkdir -p "$CKPTENV_HOME"
+	mount -t tmpfs -o "size=$CK_SMALL_DISK,mode=0700" ckptenv-full "$CKPTENV_HOME" ||
+		fail "cannot mount a tmpfs"
+fi
