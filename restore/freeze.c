@@ -99,16 +99,33 @@ struct seize_pass {
 
 /* The leader ended with pthread_exit() while other threads run: it stays a zombie, which
  * ptrace refuses (EPERM), and /proc/PID/maps of it is empty. */
-static bool leader_zombie(pid_t pid)
+/* State letter and flags of thread @tid of @pid; false when gone (or unreadable). */
+static bool task_stat(pid_t pid, pid_t tid, char *ret_state, unsigned long *ret_flags)
 {
 	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
 	_cleanup_free_ char *buf = NULL;
 	size_t len;
 	if (ck_read_file_at(AT_FDCWD, path, 4096, &buf, &len) < 0)
 		return false;
-	const char *s = strrchr(buf, ')');
-	return s && s[1] == ' ' && s[2] == 'Z';
+	const char *s = strrchr(buf, ')'); /* comm may hold spaces: fields after it */
+	return s && sscanf(s + 1, " %c %*d %*d %*d %*d %*d %lu", ret_state, ret_flags) == 2;
+}
+
+static bool leader_zombie(pid_t pid)
+{
+	char state;
+	unsigned long flags;
+	return task_stat(pid, pid, &state, &flags) && state == 'Z';
+}
+
+/* A thread on its way out: PTRACE_SEIZE answers EPERM once its exit has begun. */
+static bool thread_exiting(pid_t pid, pid_t tid)
+{
+	char state;
+	unsigned long flags;
+	return !task_stat(pid, tid, &state, &flags) || state == 'Z' || state == 'X' ||
+	       (flags & 0x4); /* PF_EXITING */
 }
 
 static int seize_one(pid_t pid, pid_t tid, void *u)
@@ -120,6 +137,8 @@ static int seize_one(pid_t pid, pid_t tid, void *u)
 	if (ptrace(PTRACE_SEIZE, tid, 0, 0) < 0) {
 		if (errno == EPERM && tid == pid && leader_zombie(pid))
 			return -ENOTRECOVERABLE;
+		if (errno == EPERM && tid != pid && thread_exiting(pid, tid))
+			return 0; /* as ESRCH: it is gone by the next pass */
 		return errno == ESRCH ? 0 : -errno; /* ESRCH: the thread just exited */
 	}
 	if (f->n == f->cap) {
