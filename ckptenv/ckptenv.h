@@ -110,6 +110,12 @@ void cli_job_close(struct cli_job *j);
 struct vfs;
 int cli_job_vfs_open(const struct cli_job *j, const char *cmd, const char *name, struct vfs **ret);
 
+/** Who owns @j's store: 0 with *@lock_fd holding the job lock (nothing runs: open the store
+ *  here) or with *@sock connected to the supervisor (it owns the store: ask it); the other is
+ *  -1. On failure print one line for @cmd and return 1. */
+int cli_store_owner(const struct cli_job *j, const char *cmd, const char *name, int *lock_fd,
+		    int *sock);
+
 /** Print a usage error for @cmd ("ckptenv: CMD: WHAT; see 'ckptenv CMD --help'"); returns 2. */
 int cli_usage(const char *cmd, const char *what);
 

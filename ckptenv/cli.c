@@ -2,6 +2,8 @@
 #include "ckptenv.h"
 
 #include "common/ck.h"
+#include "control.h"
+#include "state.h"
 #include "vfs/vfs.h"
 
 #include <stdarg.h>
@@ -81,6 +83,29 @@ int cli_job_vfs_open(const struct cli_job *j, const char *cmd, const char *name,
 	struct vfs_options o = {.store_dir = store};
 	if (vfs_open(&o, ret) < 0) {
 		cli_error(cmd, name, "%s", vfs_last_error());
+		return 1;
+	}
+	return 0;
+}
+
+int cli_store_owner(const struct cli_job *j, const char *cmd, const char *name, int *lock_fd,
+		    int *sock)
+{
+	*lock_fd = *sock = -1;
+	int r = state_lock_try(j->job_fd, lock_fd);
+	/* A supervisor holds the lock for its whole life: when one answers, ask it at once. Only
+	 * a lock held for a moment by another command (rm, a run starting) is waited for. */
+	if (r == -EBUSY && (*sock = control_connect_now(j->job_fd, "control.sock")) >= 0)
+		return 0;
+	if (r == -EBUSY)
+		r = state_lock_take(j->job_fd, lock_fd);
+	if (r == -EBUSY && (*sock = control_connect(j->job_fd, "control.sock")) < 0) {
+		cli_error(cmd, name, "cannot reach the supervisor: %s; see %s/log", strerror(-*sock),
+			  j->dir);
+		return 1;
+	}
+	if (r < 0 && r != -EBUSY) {
+		cli_error(cmd, name, "cannot lock %s/supervisor.lock: %s", j->dir, strerror(-r));
 		return 1;
 	}
 	return 0;

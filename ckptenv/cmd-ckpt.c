@@ -307,6 +307,10 @@ static int report_unusable(const struct cli_job *j, const char *name, int ckdir,
 		if (!listed) {
 			struct ckpt_manifest man;
 			int r = fd < 0 ? -errno : ckpt_manifest_read(fd, &man);
+			/* Gone since the listing (dropped), or complete since (a checkpoint
+			 * committed between ckpt_list and this scan): neither is unusable. */
+			if ((fd < 0 && r == -ENOENT) || (r == 0 && man.id == id))
+				continue;
 			snprintf(why, sizeof(why), "%s/%s/%s/%s: %s", j->dir, CKPT_DIR, e->d_name,
 				 CKPT_MANIFEST, r == -EBADMSG ? "truncated or corrupt" : strerror(-r));
 		} else if (fd >= 0) {

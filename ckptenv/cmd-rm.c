@@ -76,15 +76,11 @@ static int drop_checkpoint(struct cli_job *j, const char *name, const char *idst
 		return EXIT_USAGE;
 	}
 	uint64_t id = strtoull(idstr, NULL, 10);
-	_cleanup_close_ int lock_fd = -1;
-	int r = state_lock_take(j->job_fd, &lock_fd);
-	if (r == -EBUSY) {
-		_cleanup_close_ int sock = control_connect(j->job_fd, "control.sock");
-		if (sock < 0) {
-			cli_error("rm", name, "cannot reach the supervisor: %s; see %s/log",
-				  strerror(-sock), j->dir);
-			return 1;
-		}
+	_cleanup_close_ int lock_fd = -1, sock = -1;
+	if (cli_store_owner(j, "rm", name, &lock_fd, &sock))
+		return 1;
+	int r;
+	if (sock >= 0) { /* running: the supervisor owns the store */
 		uint8_t p[8];
 		ck_put_le64(p, id);
 		struct control_msg m;
@@ -101,10 +97,6 @@ static int drop_checkpoint(struct cli_job *j, const char *name, const char *idst
 		if (control_parse_error(&m, &e, err, sizeof(err)) < 0)
 			snprintf(err, sizeof(err), "unexpected reply %u from the supervisor", m.type);
 		cli_error("rm", name, "%s", err);
-		return 1;
-	}
-	if (r < 0) {
-		cli_error("rm", name, "cannot lock %s/supervisor.lock: %s", j->dir, strerror(-r));
 		return 1;
 	}
 	_cleanup_close_ int ckdir = -1;

@@ -104,15 +104,11 @@ static int drop(struct cli_job *j, const char *name, const char *id)
 			  ref, ref + 5, name, ref + 5);
 		return 1;
 	}
-	_cleanup_close_ int lock_fd = -1;
-	int r = state_lock_take(j->job_fd, &lock_fd);
-	if (r == -EBUSY) { /* running: the supervisor owns the store */
-		_cleanup_close_ int sock = control_connect(j->job_fd, "control.sock");
-		if (sock < 0) {
-			cli_error("snapshot", name, "cannot reach the supervisor: %s; see %s/log",
-				  strerror(-sock), j->dir);
-			return 1;
-		}
+	_cleanup_close_ int lock_fd = -1, sock = -1;
+	if (cli_store_owner(j, "snapshot", name, &lock_fd, &sock))
+		return 1;
+	int r;
+	if (sock >= 0) { /* running: the supervisor owns the store */
 		struct ck_buf b = {0};
 		ck_buf_str(&b, ref, strlen(ref));
 		struct control_msg m;
@@ -124,11 +120,6 @@ static int drop(struct cli_job *j, const char *name, const char *id)
 		}
 		control_msg_close_fds(&m);
 		return m.type == CONTROL_OK ? 0 : reply_error("snapshot", name, &m);
-	}
-	if (r < 0) {
-		cli_error("snapshot", name, "cannot lock %s/supervisor.lock: %s", j->dir,
-			  strerror(-r));
-		return 1;
 	}
 	struct vfs *v;
 	if (cli_job_vfs_open(j, "snapshot", name, &v))

@@ -177,7 +177,19 @@ int control_connect(int dir_fd, const char *name)
 	return control_unix_connect(dir_fd, name, SOCK_SEQPACKET);
 }
 
+static int unix_connect(int dir_fd, const char *name, int type, bool wait);
+
+int control_connect_now(int dir_fd, const char *name)
+{
+	return unix_connect(dir_fd, name, SOCK_SEQPACKET, false);
+}
+
 int control_unix_connect(int dir_fd, const char *name, int type)
+{
+	return unix_connect(dir_fd, name, type, true);
+}
+
+static int unix_connect(int dir_fd, const char *name, int type, bool wait)
 {
 	struct sockaddr_un sa;
 	socklen_t sl;
@@ -198,7 +210,7 @@ int control_unix_connect(int dir_fd, const char *name, int type)
 		if (errno == EINTR)
 			continue;
 		int e = errno;
-		if ((e != ENOENT && e != ECONNREFUSED) || ck_now_ns() >= deadline ||
+		if (!wait || (e != ENOENT && e != ECONNREFUSED) || ck_now_ns() >= deadline ||
 		    state_job_running(dir_fd) != 1)
 			return -e;
 		nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);

@@ -100,6 +100,8 @@ int control_listen(int dir_fd, const char *name);
 /** Connect to @name inside @dir_fd, waiting up to CONTROL_START_WAIT_MS while the job lock is
  *  held but nothing listens yet. -ECONNREFUSED/-ENOENT when no supervisor listens. */
 int control_connect(int dir_fd, const char *name);
+/** The same without waiting: a listening supervisor or -errno at once. */
+int control_connect_now(int dir_fd, const char *name);
 
 /** The same for any unix socket @type (SOCK_STREAM for attach.sock). */
 int control_unix_listen(int dir_fd, const char *name, int type);

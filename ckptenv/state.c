@@ -123,6 +123,11 @@ int state_lock_take(int job_fd, int *ret_fd)
 	return lock_try(job_fd, LOCK_EX, 20, ret_fd);
 }
 
+int state_lock_try(int job_fd, int *ret_fd)
+{
+	return lock_try(job_fd, LOCK_EX, 1, ret_fd);
+}
+
 int state_lock_wait(int job_fd, int timeout_ms, int *ret_fd)
 {
 	int r = lock_try(job_fd, LOCK_EX, CK_MAX(1, timeout_ms / 10), ret_fd);

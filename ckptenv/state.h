@@ -62,6 +62,9 @@ int state_job_open(int jobs_fd, const char *name, bool create, int *ret_fd);
  *  for a moment is retried for ~0.2 s). -EBUSY: a supervisor holds it. The fd owns the lock. */
 int state_lock_take(int job_fd, int *ret_fd);
 
+/** One try, no wait: -EBUSY when anyone holds it. */
+int state_lock_try(int job_fd, int *ret_fd);
+
 /** Wait up to @timeout_ms for the lock; -ETIMEDOUT when still held. */
 int state_lock_wait(int job_fd, int timeout_ms, int *ret_fd);
 
