@@ -242,9 +242,16 @@ int ckpt_policy_read(int job_fd, struct ckpt_policy *ret)
 		return -EPROTONOSUPPORT;
 	if (len != POLICY_LEN || ck_get_le64(b + 24) != ck_checksum(b, 24))
 		return -EBADMSG;
-	*ret = (struct ckpt_policy){.flags = ck_get_le16(b + 6),
-				    .every_ns = ck_get_le64(b + 8),
-				    .keep = ck_get_le32(b + 16)};
+	struct ckpt_policy p = {.flags = ck_get_le16(b + 6),
+				.every_ns = ck_get_le64(b + 8),
+				.keep = ck_get_le32(b + 16)};
+	/* What `run` refuses, refused here too: a checkpoint every 0 s keeping all of them
+	 * fills the disk as fast as it can write. */
+	if ((p.flags & ~CKPT_POLICY_ON_TERM) || p.keep > CKPT_KEEP_MAX ||
+	    (p.every_ns && (p.every_ns < CKPT_EVERY_MIN_NS || p.every_ns > CKPT_EVERY_MAX_NS ||
+			    !p.keep)))
+		return -EBADMSG;
+	*ret = p;
 	return 0;
 }
 
@@ -266,10 +273,10 @@ int ckpt_duration_parse(const char *s, uint64_t *ret_ns)
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
 		if (strcmp(end, units[i].unit))
 			continue;
-		if (v > 30ull * 86400 * 1000000000ull / units[i].ns)
+		if (v > CKPT_EVERY_MAX_NS / units[i].ns)
 			return -EINVAL;
 		uint64_t ns = v * units[i].ns;
-		if (ns < 1000000000ull)
+		if (ns < CKPT_EVERY_MIN_NS)
 			return -EINVAL;
 		*ret_ns = ns;
 		return 0;

@@ -60,6 +60,9 @@ int ckpt_latest_write(int ckdir, uint64_t id);
 #define CKPT_POLICY_VERSION  1
 #define CKPT_POLICY_ON_TERM  0x1u
 #define CKPT_KEEP_DEFAULT    3
+#define CKPT_KEEP_MAX	     100000u
+#define CKPT_EVERY_MIN_NS    1000000000ull
+#define CKPT_EVERY_MAX_NS    (30ull * 86400 * 1000000000ull)
 
 struct ckpt_policy {
 	uint64_t every_ns; /* take one this often (0: only on request) */
@@ -69,7 +72,8 @@ struct ckpt_policy {
 
 /** Write @p to @job_fd/ckpt-policy atomically (an all-zero policy removes the file). */
 int ckpt_policy_write(int job_fd, const struct ckpt_policy *p);
-/** Read it back; a missing file is the all-zero policy. -EBADMSG, -EPROTONOSUPPORT. */
+/** Read it back; a missing file is the all-zero policy. -EBADMSG (also for values `run` would
+ *  refuse: a period outside 1 s..30 d, keep 0 with a period, unknown flags), -EPROTONOSUPPORT. */
 int ckpt_policy_read(int job_fd, struct ckpt_policy *ret);
 /** "30s", "10m", "2h", "500ms", a bare number of seconds; 1 s .. 30 days. -EINVAL otherwise. */
 int ckpt_duration_parse(const char *s, uint64_t *ret_ns);

@@ -169,7 +169,7 @@ static int parse(int argc, char **argv, struct run_opts *o, bool *ret_help)
 			char *end;
 			errno = 0;
 			long v = strtol(optarg, &end, 10);
-			if (errno || end == optarg || *end || v < 1 || v > 100000) {
+			if (errno || end == optarg || *end || v < 1 || v > CKPT_KEEP_MAX) {
 				char what[300];
 				snprintf(what, sizeof(what),
 					 "invalid --keep '%s'; use a number of checkpoints >= 1",

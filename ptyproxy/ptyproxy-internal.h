@@ -177,6 +177,8 @@ static inline void pp_q_free(struct pp_queue *q)
 
 static inline int pp_q_append(struct pp_queue *q, const void *p, size_t n)
 {
+	if (!n) /* also when q->buf is still NULL: memcpy of nothing to it is undefined */
+		return 0;
 	if (q->off && q->off + q->len + n > q->cap) {
 		memmove(q->buf, q->buf + q->off, q->len);
 		q->off = 0;

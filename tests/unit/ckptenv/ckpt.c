@@ -89,6 +89,32 @@ START_TEST(policy_file)
 	ck_assert_int_eq(ck_write_file_atomic(fd, CKPT_POLICY, buf, 20, 0600), 0);
 	ck_assert_int_eq(ckpt_policy_read(fd, &q), -EBADMSG);
 	free(buf);
+	/* Values `run` refuses are refused when read back (a checkpoint every 0 s, keeping all
+	 * of them, filled the disk), though the checksum is right. */
+	const struct ckpt_policy bad[] = {
+		{.every_ns = 0, .keep = 0, .flags = 0x2},
+		{.every_ns = 1, .keep = 3},
+		{.every_ns = CKPT_EVERY_MIN_NS - 1, .keep = 3},
+		{.every_ns = CKPT_EVERY_MAX_NS + 1, .keep = 3},
+		{.every_ns = CKPT_EVERY_MIN_NS, .keep = 0},
+		{.every_ns = CKPT_EVERY_MIN_NS, .keep = CKPT_KEEP_MAX + 1},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(ckpt_policy_write(fd, &bad[i]), 0);
+		ck_assert_msg(ckpt_policy_read(fd, &q) == -EBADMSG, "case %zu accepted", i);
+	}
+	const struct ckpt_policy good[] = {
+		{.every_ns = CKPT_EVERY_MIN_NS, .keep = 1},
+		{.every_ns = CKPT_EVERY_MAX_NS, .keep = CKPT_KEEP_MAX},
+		{.keep = 2, .flags = CKPT_POLICY_ON_TERM},
+		{.flags = CKPT_POLICY_ON_TERM},
+	};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		ck_assert_int_eq(ckpt_policy_write(fd, &good[i]), 0);
+		ck_assert_msg(ckpt_policy_read(fd, &q) == 0, "case %zu refused", i);
+		ck_assert_uint_eq(q.every_ns, good[i].every_ns);
+		ck_assert_uint_eq(q.keep, good[i].keep);
+	}
 	/* An all-zero policy removes the file. */
 	ck_assert_int_eq(ckpt_policy_write(fd, &(struct ckpt_policy){0}), 0);
 	ck_assert_int_eq(faccessat(fd, CKPT_POLICY, F_OK, 0), -1);

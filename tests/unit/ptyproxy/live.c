@@ -62,6 +62,9 @@ START_TEST(test_shell_io_resize_exit)
 	pid_t pid = fx_spawn(slave, "PS1='$ ' exec sh -i");
 	int c = fx_client(&f, 0, 33, 101);
 	struct fx_rx *rx = calloc(1, sizeof(*rx));
+	/* An empty INPUT first, while the input queue has no buffer yet, is nothing (it was a
+	 * memcpy from NULL, which UBSan ends the supervisor for). */
+	CHECK(ptyproxy_send_msg(c, PTYPROXY_MSG_INPUT, NULL, 0) == 0);
 	/* The size follows the attached client. */
 	input(c, "stty size; echo job-$((40+2))\n");
 	CHECK(fx_wait_for(&f, c, rx, "job-42", FX_PATIENCE_MS));
