@@ -200,7 +200,8 @@ static const char *rec_decode(struct ck_rd *r, const struct ep *e, struct ep_ino
 		uint32_t cnt;
 		if (!ck_rd_le64(r, &parent) || !ck_rd_le64(r, &next_cookie) || !ck_rd_le32(r, &cnt))
 			return "truncated directory";
-		if (parent == 0 || parent >= e->next_ino || cnt > (r->len - r->off) / 20)
+		if (parent == 0 || parent >= e->next_ino || cnt > (r->len - r->off) / 20 ||
+		    next_cookie == UINT64_MAX)
 			return "bad directory header";
 		n->dir = dir_new(parent);
 		if (!n->dir)
@@ -306,7 +307,7 @@ int ep_read(struct vfs_store *s, uint64_t id, struct ep *ret)
 			why = "epoch id does not match the file name";
 		else if (e.info.parent >= id)
 			why = "parent id not older than the epoch";
-		else if (e.next_ino < 2)
+		else if (e.next_ino < 2 || e.next_ino == UINT64_MAX) /* no wrap to inode 0 */
 			why = "bad inode counter";
 		else if (nrecs > (rd.len - rd.off) / 60 || ndel > (rd.len - rd.off) / 8)
 			why = "record counts out of range";
@@ -368,7 +369,52 @@ int ep_apply(struct vfs_store *s, struct ep *e)
 	return 0;
 }
 
-/* After loading: every name must lead to an inode, the root must be a directory. */
+/* Names of one inode, for the link counts: open addressing by inode number (0: free). */
+struct name_count {
+	uint64_t ino;
+	uint64_t n;
+};
+
+static struct name_count *name_slot(struct name_count *t, size_t mask, uint64_t ino)
+{
+	for (size_t i = (size_t)((ino * 0x9e3779b97f4a7c15ull) >> 20) & mask;; i = (i + 1) & mask)
+		if (t[i].ino == ino || !t[i].ino)
+			return &t[i];
+}
+
+/* Every file's link count is its number of names (an orphan has none). A wrong one is not
+ * harmless: unlinking one of two names of a file counted once frees it under the other. */
+static int check_links(struct vfs_store *s, uint64_t at)
+{
+	size_t cap = 16;
+	while (cap < 2 * s->ninodes)
+		cap *= 2;
+	_cleanup_free_ struct name_count *t = calloc(cap, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	for (size_t b = 0; b < s->nbuckets; b++)
+		for (struct store_inode *n = s->tab[b]; n; n = n->hnext)
+			for (size_t i = 0; n->dir && i < n->dir->n; i++) {
+				struct name_count *c = name_slot(t, cap - 1, n->dir->order[i]->ino);
+				c->ino = n->dir->order[i]->ino;
+				c->n++;
+			}
+	for (size_t b = 0; b < s->nbuckets; b++)
+		for (struct store_inode *n = s->tab[b]; n; n = n->hnext) {
+			uint64_t names = name_slot(t, cap - 1, n->ino)->n;
+			if (n->dir || names == n->nlink)
+				continue;
+			store_set_error(s, "%s/meta/%llu.ep: inode %llu has link count %u but %llu "
+					   "names",
+					s->path, (unsigned long long)at, (unsigned long long)n->ino,
+					n->nlink, (unsigned long long)names);
+			return -EBADMSG;
+		}
+	return 0;
+}
+
+/* After loading: every name must lead to an inode, the root must be a directory, link counts
+ * must match. */
 static int check_tree(struct vfs_store *s, uint64_t at)
 {
 	struct store_inode *root = inode_get(s, VFS_ROOT_INO);
@@ -392,7 +438,7 @@ static int check_tree(struct vfs_store *s, uint64_t at)
 					return -EBADMSG;
 				}
 		}
-	return 0;
+	return check_links(s, at);
 }
 
 int store_load_chain(struct vfs_store *s, uint64_t at, unsigned flags)

@@ -416,6 +416,80 @@ START_TEST(test_fold_chain)
 }
 END_TEST
 
+/* Edit meta/@ep.ep in place with @edit, recompute its checksum, and expect opening the store
+ * at @ep to refuse it with an error that contains @why. */
+static void expect_refused(uint64_t ep, void (*edit)(uint8_t *b, size_t len, uint64_t ino),
+			   uint64_t ino, const char *why)
+{
+	char rel[64], path[PATH_MAX + 80];
+	snprintf(rel, sizeof(rel), "meta/%llu.ep", (unsigned long long)ep);
+	snprintf(path, sizeof(path), "%s/%s", t_store, rel);
+	char *orig;
+	size_t len;
+	ck_assert_int_eq(ck_read_file_at(AT_FDCWD, path, 1 << 20, &orig, &len), 0);
+	uint8_t *b = malloc(len);
+	memcpy(b, orig, len);
+	edit(b, len, ino);
+	ck_put_le64(b + len - 8, ck_checksum(b, len - 8));
+	ck_assert_int_eq(ck_write_file_atomic(AT_FDCWD, path, b, len, 0600), 0);
+	struct vfs_store *s = NULL;
+	int r = vfs_store_open(t_store, 0, ep, &s);
+	ck_assert_msg(r == -EBADMSG, "%s: opened (%d)", why, r);
+	ck_assert_msg(strstr(vfs_store_open_error(), rel) && strstr(vfs_store_open_error(), why),
+		      "%s: error '%s'", why, vfs_store_open_error());
+	ck_assert_int_eq(ck_write_file_atomic(AT_FDCWD, path, orig, len, 0600), 0);
+	free(orig);
+	free(b);
+}
+
+/* The inode record of @ino: le64 ino, le64 generation, le32 mode (a regular file), le32 nlink. */
+static uint8_t *record_of(uint8_t *b, size_t len, uint64_t ino)
+{
+	for (size_t k = 64; k + 24 <= len; k++)
+		if (ck_get_le64(b + k) == ino && S_ISREG(ck_get_le32(b + k + 16)))
+			return b + k;
+	ck_abort_msg("no record of inode %llu", (unsigned long long)ino);
+	return NULL;
+}
+
+static void set_nlink_1(uint8_t *b, size_t len, uint64_t ino)
+{
+	ck_put_le32(record_of(b, len, ino) + 20, 1);
+}
+
+static void set_orphan(uint8_t *b, size_t len, uint64_t ino)
+{
+	uint8_t *rec = record_of(b, len, ino);
+	ck_put_le32(rec + 20, 0);
+	ck_put_le32(rec + 32, ck_get_le32(rec + 32) | 1); /* REC_ORPHAN */
+}
+
+static void set_next_ino_max(uint8_t *b, size_t len, uint64_t ino)
+{
+	(void)len, (void)ino;
+	ck_put_le64(b + 32, UINT64_MAX); /* magic 8, version 4, flags 4, id 8, parent 8 */
+}
+
+/* Epochs whose checksum is right but whose content is not (a link count that is not the
+ * number of names, an orphan a directory names, an inode counter at its end) are refused when
+ * opened. They used to open, and the next commit wrote an epoch the store then refused, or
+ * an unlink freed a file still named, or inode 0 was handed out. */
+START_TEST(test_inconsistent_epoch_refused)
+{
+	struct vfs_store *s = t_open();
+	uint64_t two = t_mkfile(s, ROOT, "x");
+	ck_assert_int_eq(vfs_store_link(s, two, ROOT, "y", NULL), 0);
+	uint64_t one = t_mkfile(s, ROOT, "z");
+	uint64_t ep = t_commit(s, "snap-1");
+	vfs_store_close(s);
+	expect_refused(ep, set_nlink_1, two, "link count 1 but 2 names");
+	expect_refused(ep, set_orphan, one, "link count 0 but 1 names");
+	expect_refused(ep, set_next_ino_max, 0, "bad inode counter");
+	s = t_open_at(ep, 0); /* restored as it was: opens */
+	vfs_store_close(s);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *su = suite_create("vfs-store-epoch");
@@ -431,6 +505,7 @@ int main(void)
 	tcase_add_test(tc, test_drop_frees_space);
 	tcase_add_test(tc, test_drop_punches_chunks);
 	tcase_add_test(tc, test_fold_chain);
+	tcase_add_test(tc, test_inconsistent_epoch_refused);
 	suite_add_tcase(su, tc);
 	return ck_run_suite(su);
 }
