@@ -192,12 +192,23 @@ static void write_error(struct sup *s, int r, const char *what, char *err, size_
 struct main_save {
 	int dirfd, r;
 	const struct sup_net_cut *net;
+	struct restore_dump_opts *dump; /* pty_save_main fills its given stdio pipes */
 };
 
 static void pty_save_main(struct sup *s, void *arg)
 {
 	struct main_save *m = arg;
 	m->r = s->a->pty && s->pp ? ptyproxy_state_save(s->pp, m->dirfd) : 0;
+	/* Pipe mode: the job's stdio pipes, which a restore gives anew also where the job moved
+	 * them (ssh's stdout at fd 5). */
+	for (int k = 0; !s->a->pty && s->pp && k < 3; k++) {
+		dev_t dev;
+		ino_t ino;
+		if (ptyproxy_pipe_ident(s->pp, k, &dev, &ino) == 0) {
+			m->dump->given[k].dev = dev;
+			m->dump->given[k].ino = ino;
+		}
+	}
 }
 
 static void net_save_main(struct sup *s, void *arg)
@@ -253,7 +264,11 @@ static int dump_all(struct sup *s, struct ckpt_live *l, struct ckpt_run *k, char
 		return r;
 	}
 	/* The terminal's state of the frozen moment: saved before the dump may resume the job. */
-	struct main_save ms = {.dirfd = k->tmpfd, .net = k->net};
+	struct restore_dump_opts o = {.progress = live_progress,
+				      .copied = live_copied,
+				      .userdata = l,
+				      .hands_no_pipes = true};
+	struct main_save ms = {.dirfd = k->tmpfd, .net = k->net, .dump = &o};
 	sup_ckpt_on_main(s, pty_save_main, &ms);
 	if ((r = ms.r) < 0) {
 		write_error(s, r, "cannot save the terminal state", err, errlen);
@@ -262,8 +277,6 @@ static int dump_all(struct sup *s, struct ckpt_live *l, struct ckpt_run *k, char
 	lap(k, SUP_CKPT_PHASE_PTY, &t0);
 	struct restore_err rerr = {0};
 	struct restore_dump_stats st = {0};
-	struct restore_dump_opts o = {
-		.progress = live_progress, .copied = live_copied, .userdata = l};
 	pid_t nspid = ns_pid(pid);
 	r = restore_dump(l->f, k->tmpfd, CKPT_IMAGE, &o, &st, &rerr);
 	lap(k, SUP_CKPT_PHASE_MEM, &t0);

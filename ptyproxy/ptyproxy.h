@@ -274,6 +274,9 @@ void ptyproxy_hold_input(struct ptyproxy *p, bool hold);
  *  queue, so the restored job reads it. Returns bytes moved or -errno (-EINVAL in pty mode). */
 ssize_t ptyproxy_take_unread_input(struct ptyproxy *p, int rfd);
 int ptyproxy_catch_up(struct ptyproxy *p);
+/** Pipe mode: the identity of the job's stdio pipe @k (0, 1, 2) while the supervisor holds its
+ *  other end. Returns 0, or -ENOENT (pty mode, or that end is closed). */
+int ptyproxy_pipe_ident(const struct ptyproxy *p, int k, dev_t *ret_dev, ino_t *ret_ino);
 
 struct ptyproxy_info {
 	unsigned clients;   /* attached, after HELLO */

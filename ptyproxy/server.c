@@ -465,6 +465,18 @@ static void note_stdin(struct ptyproxy *p)
 	}
 }
 
+int ptyproxy_pipe_ident(const struct ptyproxy *p, int k, dev_t *ret_dev, ino_t *ret_ino)
+{
+	struct stat st;
+	if (!p->pipes || k < 0 || k > 2 || p->fds[k] < 0)
+		return -ENOENT;
+	if (fstat(p->fds[k], &st) < 0)
+		return -errno;
+	*ret_dev = st.st_dev;
+	*ret_ino = st.st_ino;
+	return 0;
+}
+
 ssize_t ptyproxy_take_unread_input(struct ptyproxy *p, int rfd)
 {
 	if (!p->pipes)

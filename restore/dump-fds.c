@@ -228,3 +228,29 @@ int dump_mark_job_vfs(pid_t pid, struct restore_image *img)
 	}
 	return 0;
 }
+
+int dump_mark_given(struct restore_image *img, const struct restore_dump_opts *opts,
+		    struct restore_err *err)
+{
+	for (size_t i = 0; i < img->nfds; i++) {
+		struct restore_fd *f = &img->fds[i];
+		if (f->fd <= 2 || f->kind != RESTORE_FD_PIPE ||
+		    !(f->st.flags & RESTORE_FDS_F_PEER_OUT))
+			continue;
+		for (int k = 0; opts && k < 3; k++)
+			if (opts->given[k].ino && f->ident.ino == opts->given[k].ino &&
+			    f->ident.dev == opts->given[k].dev)
+				f->st.flags |= RESTORE_FDS_F_GIVEN(k);
+		if ((f->st.flags & RESTORE_FDS_F_GIVEN_ANY) || !opts || !opts->hands_no_pipes)
+			continue;
+		/* Nothing gives it at restore: no checkpoint rather than one that never
+		 * restores. */
+		if (err)
+			snprintf(err->msg, sizeof(err->msg),
+				 "fd %d is a pipe whose other end is held outside the job (%s); it "
+				 "cannot be checkpointed: close it first",
+				 f->fd, f->target);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}

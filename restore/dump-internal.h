@@ -64,5 +64,9 @@ int dump_fds(pid_t pid, struct restore_image *img, bool inject, struct restore_e
 /** Mark every ident (exe, file mappings, fds) whose st_dev is a mount of the job's vfs
  *  (fstype fuse.ckptenv in /proc/PID/mountinfo) with RESTORE_IDENT_F_JOB_VFS. */
 int dump_mark_job_vfs(pid_t pid, struct restore_image *img);
+/** Mark the pipes at fds > 2 that are the caller's given stdio (restore_dump_opts.given);
+ *  with hands_no_pipes, refuse (-EOPNOTSUPP, @err) one held outside the job that is none. */
+int dump_mark_given(struct restore_image *img, const struct restore_dump_opts *opts,
+		    struct restore_err *err);
 
 #endif

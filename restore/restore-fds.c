@@ -95,11 +95,21 @@ static int reopen(struct rst_ctx *c, const struct restore_fd *f, struct rst_fd_p
 }
 
 /* 0, 1 and 2 are the caller's (the job's pipes or terminal, given anew), unless the process
- * had redirected one to a file of its own (`exec >/tmp/out`, `sort -o`, `< input`): that one
- * comes back from the image like any other fd. */
+ * had redirected one to a file or device of its own (`exec >/tmp/out`, `sort -o`, `< input`,
+ * `exec 2>/dev/null`): that one comes back from the image like any other fd. */
 static bool stdio_given(const struct restore_fd *f)
 {
-	return f->fd <= 2 && f->kind != RESTORE_FD_REGULAR && f->kind != RESTORE_FD_DIR;
+	return f->fd <= 2 && f->kind != RESTORE_FD_REGULAR && f->kind != RESTORE_FD_DIR &&
+	       f->kind != RESTORE_FD_CHR;
+}
+
+/* The given stdio fd a pipe the job moved above 2 was (RESTORE_FDS_F_GIVEN), or -1. */
+static int given_moved(const struct restore_fd *f)
+{
+	for (int k = 0; f->fd > 2 && k < 3; k++)
+		if (f->st.flags & RESTORE_FDS_F_GIVEN(k))
+			return k;
+	return -1;
 }
 
 static bool cloexec_of(const struct restore_fd *f)
@@ -155,11 +165,15 @@ int rst_fds_plan(struct rst_ctx *c)
 		c->fds[i] =
 			(struct rst_fd_plan){.target = f->fd, .tmp = -1, .cloexec = cloexec_of(f)};
 		const struct restore_fd_map *m = handed(c, f->fd);
-		if (!m)
+		int k = given_moved(f);
+		if (!m && k < 0)
 			continue;
-		int fd = fcntl(m->fd, F_DUPFD_CLOEXEC, c->base_fd);
+		/* a moved stdio pipe: a dup of the one given at fd k, taken before fd k is
+		 * installed (it may be redirected to a file of the image's) */
+		int fd = fcntl(m ? m->fd : k, F_DUPFD_CLOEXEC, c->base_fd);
 		if (fd < 0)
-			return rst_fail(c, -errno, "fd %d handed over: %s", m->fd, strerror(errno));
+			return rst_fail(c, -errno, "fd %d handed over: %s", m ? m->fd : k,
+					strerror(errno));
 		c->fds[i].tmp = fd;
 	}
 	for (size_t i = 0; i < img->nfds; i++) {

@@ -153,6 +153,11 @@ enum restore_sock_state {
 #define RESTORE_FDS_F_SHUT_WR	0x40u /* unix socket: shut down for writing */
 #define RESTORE_FDS_F_RECONNECT 0x80u /* unix datagram socket connected to the named socket
 				       * @peer outside the job: connected again by name */
+/* A pipe at fd > 2 that is the job's stdin, stdout or stderr pipe (restore_dump_opts.given),
+ * moved there by the job (ssh dup2s its stdout pipe to fd 5): at restore it gets the pipe given
+ * at fd 0, 1 or 2. RESTORE_FDS_F_GIVEN(k) for stdio fd k. */
+#define RESTORE_FDS_F_GIVEN(k)	(0x100u << (k))
+#define RESTORE_FDS_F_GIVEN_ANY 0x700u
 
 /** Kind-specific state of an fd (section FDSTATE, docs/image-format.md). */
 struct restore_fd_state {
@@ -427,6 +432,15 @@ struct restore_dump_opts {
 	 * dump): the caller may resume the process here. restore_dump() does not touch the
 	 * freeze handle after it. Not called on a failure before that point. May be NULL. */
 	void (*copied)(void *userdata);
+	/* The pipes the caller gives the job as its fds 0, 1, 2 (and will give anew at restore),
+	 * by identity; ino 0: none. A job's fd > 2 on one of them is marked
+	 * RESTORE_FDS_F_GIVEN(k). */
+	struct {
+		uint64_t dev, ino;
+	} given[3];
+	/* The caller hands over no pipe at restore: a pipe held outside the job at fd > 2 that
+	 * is none of @given could not be restored, so the dump refuses it. */
+	bool hands_no_pipes;
 };
 
 /** An rseq critical section descriptor (the kernel's struct rseq_cs, as read from the target). */

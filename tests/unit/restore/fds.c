@@ -56,15 +56,21 @@ static pid_t start(const char *mode, int *ret_rep, char *first, size_t len)
 	return pid;
 }
 
-static int dump(pid_t pid, const char *id, struct restore_err *err)
+static int dump_opts(pid_t pid, const char *id, const struct restore_dump_opts *o,
+		     struct restore_err *err)
 {
 	struct restore_freeze *f = NULL;
 	ck_assert_msg(restore_freeze(pid, &f, err) == 0, "freeze: %s", err->msg);
-	int r = restore_dump(f, fx_dirfd, id, NULL, NULL, err);
+	int r = restore_dump(f, fx_dirfd, id, o, NULL, err);
 	kill(pid, SIGKILL);
 	restore_freeze_resume(f);
 	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
 	return r;
+}
+
+static int dump(pid_t pid, const char *id, struct restore_err *err)
+{
+	return dump_opts(pid, id, NULL, err);
 }
 
 static const struct restore_fd *fd_of(const struct restore_image *img, int fd)
@@ -351,6 +357,40 @@ START_TEST(test_fds_unhanded_pipe)
 }
 END_TEST
 
+/* A caller that hands over no pipes (ckptenv) gets a pipe held outside the job refused at
+ * dump time, unless it is one the caller gives as stdio: then it is marked with which one (a
+ * job that moved its stdout pipe above 2, as ssh does, had a checkpoint no restore took). */
+START_TEST(test_fds_given_pipe)
+{
+	int rep;
+	char first[128];
+	pid_t pid = start(NULL, &rep, first, sizeof(first));
+	struct restore_err err = {0};
+	struct restore_dump_opts o = {.hands_no_pipes = true};
+	ck_assert_int_eq(dump_opts(pid, "1", &o, &err), -EOPNOTSUPP);
+	char want[128];
+	snprintf(want, sizeof(want), "fd %d is a pipe whose other end is held outside the job", RFD);
+	ck_assert_msg(strstr(err.msg, want), "message: %s", err.msg);
+	ck_assert_int_eq(faccessat(fx_dirfd, "1", F_OK, 0), -1);
+	close(rep);
+
+	pid = start(NULL, &rep, first, sizeof(first));
+	struct stat st;
+	ck_assert_int_eq(fstat(rep, &st), 0);
+	o.given[1].dev = st.st_dev;
+	o.given[1].ino = st.st_ino;
+	err = (struct restore_err){0};
+	ck_assert_msg(dump_opts(pid, "1", &o, &err) == 0, "dump: %s", err.msg);
+	close(rep);
+	struct restore_image *img = NULL;
+	ck_assert_msg(restore_image_load(fx_dirfd, "1", &img, &err) == 0, "%s", err.msg);
+	const struct restore_fd *f = fd_of(img, RFD);
+	ck_assert_uint_eq(f->st.flags & RESTORE_FDS_F_GIVEN_ANY, RESTORE_FDS_F_GIVEN(1));
+	ck_assert(f->st.flags & RESTORE_FDS_F_PEER_OUT); /* an older restorer refuses it */
+	restore_image_free(img);
+}
+END_TEST
+
 /* Each refusal names the fd the helper reports and what is wrong, on one line, and leaves
  * no checkpoint behind. */
 static const struct {
@@ -392,6 +432,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_fds_restore);
 	tcase_add_test(tc, test_fds_unhanded_pipe);
+	tcase_add_test(tc, test_fds_given_pipe);
 	tcase_add_loop_test(tc, test_fds_refusals, 0, (int)CK_ARRAY_SIZE(refusals));
 	suite_add_tcase(s, tc);
 	return ck_run_suite(s);
