@@ -31,8 +31,11 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #define NETCUT_FILE    "net.cut"
@@ -112,10 +115,13 @@ void sup_net_cut_free(struct sup_net_cut *c)
 	*c = (struct sup_net_cut){0};
 }
 
+#define CUT_PENDING (NETPROXY_CUT_REFUSED | NETPROXY_CUT_RESET)
+
 void sup_ckpt_net_finish(struct sup *s, struct sup_net_cut *c, bool stop)
 {
 	for (size_t i = 0; s->np && !stop && i < c->n; i++)
-		(void)netproxy_session_resume(s->np, c->e[i].cut.id);
+		if (!(c->e[i].cut.flags & CUT_PENDING))
+			(void)netproxy_session_resume(s->np, c->e[i].cut.id);
 	sup_net_cut_free(c);
 }
 
@@ -138,6 +144,33 @@ static size_t find_sessions(struct sup *s, int pidfd, const int *fds, size_t n, 
 	return sessions;
 }
 
+/* A TCP socket whose connect failed (state CLOSE) with an error the job has not read yet:
+ * NETPROXY_CUT_REFUSED or _RESET, its family in *ret_family; else 0. Reading SO_ERROR takes the
+ * error from the job's socket, so it is made pending there again at once. */
+static uint32_t pending_error(struct sup *s, int dup, int fd, int *ret_family)
+{
+	int dom = 0, type = 0, proto = 0, e = 0;
+	socklen_t l = sizeof(int);
+	struct tcp_info ti;
+	socklen_t tl = sizeof(ti);
+	struct pollfd p = {.fd = dup, .events = 0};
+	if (getsockopt(dup, SOL_SOCKET, SO_DOMAIN, &dom, &l) < 0 ||
+	    (dom != AF_INET && dom != AF_INET6) ||
+	    getsockopt(dup, SOL_SOCKET, SO_TYPE, &type, &l) < 0 || type != SOCK_STREAM ||
+	    getsockopt(dup, SOL_SOCKET, SO_PROTOCOL, &proto, &l) < 0 || proto != IPPROTO_TCP ||
+	    getsockopt(dup, IPPROTO_TCP, TCP_INFO, &ti, &tl) < 0 || ti.tcpi_state != TCP_CLOSE ||
+	    poll(&p, 1, 0) != 1 || !(p.revents & POLLERR) ||
+	    getsockopt(dup, SOL_SOCKET, SO_ERROR, &e, &l) < 0 || !e)
+		return 0;
+	int r = netproxy_pend_error(dup, dom, e);
+	if (r < 0)
+		sup_log(s, "checkpoint: fd %d: the job's unread connect error (%s) could not be "
+			   "kept for it: %s",
+			fd, strerror(e), strerror(-r));
+	*ret_family = dom;
+	return e == ECONNREFUSED ? NETPROXY_CUT_REFUSED : e == ECONNRESET ? NETPROXY_CUT_RESET : 0;
+}
+
 int sup_ckpt_net_detach(struct sup *s, pid_t pid, struct sup_net_cut *c, char *err, size_t errlen)
 {
 	*c = (struct sup_net_cut){0};
@@ -157,7 +190,9 @@ int sup_ckpt_net_detach(struct sup *s, pid_t pid, struct sup_net_cut *c, char *e
 	}
 	_cleanup_free_ uint32_t *ids = calloc(n + 1, sizeof(*ids));
 	_cleanup_free_ bool *found = calloc(n + 1, sizeof(*found));
-	if (!ids || !found) {
+	_cleanup_free_ ino_t *pend_ino = calloc(n + 1, sizeof(*pend_ino));
+	size_t npend = 0;
+	if (!ids || !found || !pend_ino) {
 		snprintf(err, errlen, "out of memory listing the job's connections");
 		return -ENOMEM;
 	}
@@ -169,20 +204,31 @@ int sup_ckpt_net_detach(struct sup *s, pid_t pid, struct sup_net_cut *c, char *e
 			 want, SUP_NET_CUT_MAX);
 		return -EMFILE;
 	}
-	if (want && !(c->e = calloc(want, sizeof(*c->e)))) {
+	/* and room for the sockets with a connect error pending (pending_error) */
+	if ((want || n) && !(c->e = calloc(want + n, sizeof(*c->e)))) {
 		snprintf(err, errlen, "out of memory for %zu connections", want);
 		return -ENOMEM;
 	}
-	c->cap = want;
+	c->cap = want + n;
 	uint64_t bytes = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (!found[i])
-			continue;
 		_cleanup_close_ int dup = (int)syscall(SYS_pidfd_getfd, pidfd, fds[i], 0);
 		if (dup < 0)
 			continue; /* cannot happen: the job is frozen */
 		struct sup_net_cut_ent *e = &c->e[c->n];
 		*e = (struct sup_net_cut_ent){.fd = fds[i], .flags = fd_flags(pid, fds[i])};
+		if (!found[i]) {
+			/* once per socket, at its lowest fd: the restorer dups the others */
+			struct stat st;
+			bool seen = fstat(dup, &st) < 0;
+			for (size_t j = 0; j < npend && !seen; j++)
+				seen = pend_ino[j] == st.st_ino;
+			if (!seen && (e->cut.flags = pending_error(s, dup, fds[i], &e->cut.family))) {
+				pend_ino[npend++] = st.st_ino;
+				c->n++;
+			}
+			continue;
+		}
 		void *u = NULL;
 		r = netproxy_session_detach(s->np, ids[i], dup, &u, &e->len);
 		if (r == -EBUSY)
@@ -413,6 +459,24 @@ static int restore_one(struct sup *s, bool fresh, struct sup_net_cut_ent *e, boo
 	(void)netproxy_addr_format(&e->cut.peer, peer, sizeof(peer));
 	int fd = -1, r = -ENOENT;
 	*kept = false;
+	if (e->cut.flags & CUT_PENDING) { /* its connect failed; the job has not read why yet */
+		if (e->cut.flags & NETPROXY_CUT_RESET) {
+			r = netproxy_reset_socket(e->cut.family, &fd);
+		} else if ((fd = socket(e->cut.family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+			r = -errno;
+		} else if ((r = netproxy_pend_error(fd, e->cut.family, ECONNREFUSED)) < 0) {
+			close(fd);
+		}
+		if (r < 0) {
+			snprintf(err, errlen, "cannot make a socket for fd %d: %s", e->fd,
+				 strerror(-r));
+			return r;
+		}
+		if (e->flags & O_NONBLOCK)
+			(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		*ret_fd = fd;
+		return 0;
+	}
 	if (!fresh)
 		r = netproxy_session_reattach(s->np, &e->cut, e->unread, e->len, &fd);
 	else if (e->cut.flags & NETPROXY_CUT_CONNECTING)

@@ -18,6 +18,7 @@
  * or re-attaches it in a restore. */
 #include "netproxy/netproxy-internal.h"
 
+#include <fcntl.h>
 #include <poll.h>
 
 static uint64_t taken_up(const struct np_session *s)
@@ -243,4 +244,63 @@ int netproxy_reset_socket(int family, int *ret_fd)
 	}
 	*ret_fd = TAKE_FD(c);
 	return 0;
+}
+
+int netproxy_pend_error(int fd, int family, int err)
+{
+	if ((err != ECONNREFUSED && err != ECONNRESET) ||
+	    (family != AF_INET && family != AF_INET6))
+		return -EINVAL;
+	struct sockaddr_storage a;
+	socklen_t al = np_loopback(family, &a);
+	_cleanup_close_ int l = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (l < 0)
+		return -errno;
+	/* bound and not listening refuses; listening, the accepted end is reset */
+	if (bind(l, (struct sockaddr *)&a, al) < 0 || getsockname(l, (struct sockaddr *)&a, &al) < 0 ||
+	    (err == ECONNRESET && listen(l, 1) < 0))
+		return -errno;
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	int r = 0;
+	/* A socket whose connect failed answers its next connect with ECONNABORTED (and is then
+	 * unconnected); one that was reset once connected says EISCONN until disconnected. */
+	for (int tries = 0;; tries++) {
+		if (connect(fd, (struct sockaddr *)&a, al) == 0) {
+			r = -EAGAIN; /* connected: the error could not be left pending */
+			break;
+		}
+		if (errno == EINPROGRESS)
+			break;
+		int e = errno;
+		if (tries < 2 && e == EISCONN) {
+			struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+			(void)connect(fd, &unspec, sizeof(unspec));
+			continue;
+		}
+		if (tries < 2 && e == ECONNABORTED)
+			continue;
+		r = e == ECONNREFUSED ? -EAGAIN : -e;
+		break;
+	}
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	uint64_t deadline = ck_now_ns() + 2000000000ull;
+	if (!r && err == ECONNRESET) {
+		struct pollfd lp = {.fd = l, .events = POLLIN};
+		int acc = poll(&lp, 1, 2000) == 1 ? accept4(l, NULL, NULL, SOCK_CLOEXEC) : -1;
+		if (acc < 0)
+			r = -ETIMEDOUT;
+		else
+			np_reset_close(acc);
+	}
+	while (!r && !(p.revents & POLLERR)) {
+		if (ck_now_ns() > deadline)
+			r = -ETIMEDOUT;
+		else
+			(void)poll(&p, 1, 50);
+	}
+	if (fcntl(fd, F_SETFL, fl) < 0 && !r)
+		r = -errno;
+	return r;
 }

@@ -157,6 +157,10 @@ struct netproxy_sockopt {
 
 /* netproxy_cut.flags */
 #define NETPROXY_CUT_CONNECTING 0x1u /* the upstream connect was still in progress */
+/* Not a session: a job socket whose connect failed and whose SO_ERROR the job had not read yet
+ * (a refused non-blocking connect, a reset connection): given back with the same error. */
+#define NETPROXY_CUT_REFUSED	0x2u /* ECONNREFUSED pending */
+#define NETPROXY_CUT_RESET	0x4u /* ECONNRESET pending */
 
 /** Where a detached session stood at a checkpoint: enough to re-attach it to a restored job
  *  later, or to tell that it cannot be. */
@@ -219,5 +223,10 @@ int netproxy_session_drop(struct netproxy *np, uint32_t id);
 /** A connected TCP socket of @family (blocking, O_CLOEXEC) whose first recv or send fails with
  *  ECONNRESET: what a restored job gets for a connection that is gone. Returns 0 or -errno. */
 int netproxy_reset_socket(int family, int *ret_fd);
+/** Make the unconnected TCP socket @fd of @family hold @err (ECONNREFUSED or ECONNRESET)
+ *  pending in SO_ERROR, as a refused non-blocking connect or a reset connection leaves it:
+ *  its connect to a loopback port that refuses it, or to a listener that resets it. Its
+ *  O_NONBLOCK is kept. 0, -EINVAL (another error), -errno. */
+int netproxy_pend_error(int fd, int family, int err);
 
 #endif

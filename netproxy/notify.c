@@ -533,6 +533,13 @@ void np_connect_complete(struct np_session *s, int err)
 {
 	struct netproxy *np = s->np;
 	s->connecting = false;
+	/* Reset after the handshake (a server that accepts and resets at once): a direct
+	 * connect() succeeds and the first use fails, so the job gets its leg and the relay
+	 * passes the reset on, rather than an ECONNRESET from connect() itself. */
+	if (err == ECONNRESET) {
+		err = 0;
+		s->peer_reset = true; /* SO_ERROR was its only trace: the relay reads EOF now */
+	}
 	np_ep_set(np, &s->us, 0);
 	if (!err) {
 		socklen_t l = sizeof(s->local);

@@ -192,6 +192,49 @@ START_TEST(test_reset_socket)
 }
 END_TEST
 
+static int so_error(int fd)
+{
+	int e = -1;
+	socklen_t l = sizeof(e);
+	ck_assert_int_eq(getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &l), 0);
+	return e;
+}
+
+/* An error made pending again, as a checkpoint does after reading a job socket's SO_ERROR: on
+ * a fresh socket, on one whose connect was refused (its next connect says ECONNABORTED) and on
+ * one that was reset once connected (EISCONN until disconnected); O_NONBLOCK kept. */
+START_TEST(test_pend_error)
+{
+	int fams[2] = {AF_INET, AF_INET6};
+	for (int i = 0; i < 2; i++) {
+		int fd = socket(fams[i], SOCK_STREAM | SOCK_CLOEXEC, 0);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(netproxy_pend_error(fd, fams[i], ECONNREFUSED), 0);
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		ck_assert_int_eq(poll(&p, 1, 0), 1);
+		ck_assert(p.revents & POLLERR);
+		ck_assert_int_eq(so_error(fd), ECONNREFUSED);
+		ck_assert_int_eq(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+		ck_assert_int_eq(netproxy_pend_error(fd, fams[i], ECONNREFUSED), 0); /* again */
+		ck_assert_int_eq(so_error(fd), ECONNREFUSED);
+		ck_assert_int_eq(netproxy_pend_error(fd, fams[i], ECONNRESET), 0);
+		char b;
+		errno = 0;
+		ck_assert_int_eq(recv(fd, &b, 1, MSG_DONTWAIT), -1);
+		ck_assert_int_eq(errno, ECONNRESET);
+		close(fd);
+		ck_assert_int_eq(netproxy_reset_socket(fams[i], &fd), 0); /* reset, connected once */
+		ck_assert_int_eq(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+		ck_assert_int_eq(so_error(fd), ECONNRESET);
+		ck_assert_int_eq(netproxy_pend_error(fd, fams[i], ECONNRESET), 0);
+		ck_assert_int_eq(so_error(fd), ECONNRESET);
+		ck_assert(fcntl(fd, F_GETFL) & O_NONBLOCK);
+		ck_assert_int_eq(netproxy_pend_error(fd, fams[i], ETIMEDOUT), -EINVAL);
+		close(fd);
+	}
+}
+END_TEST
+
 /* A cut taken while connecting, in a proxy that never had the session (a new supervisor):
  * connected again to the same peer, the job's unsent bytes go first, the options are set;
  * a peer that refuses makes the socket fail with ECONNRESET. */
@@ -257,6 +300,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_reattach_and_stale);
 	tcase_add_test(tc, test_reset_socket);
+	tcase_add_test(tc, test_pend_error);
 	tcase_add_test(tc, test_reconnect);
 	suite_add_tcase(s, tc);
 	return s;
