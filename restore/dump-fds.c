@@ -229,28 +229,82 @@ int dump_mark_job_vfs(pid_t pid, struct restore_image *img)
 	return 0;
 }
 
-int dump_mark_given(struct restore_image *img, const struct restore_dump_opts *opts,
-		    struct restore_err *err)
+#define REFUSE(err, ...)                                                       \
+	do {                                                                   \
+		if (err)                                                       \
+			snprintf((err)->msg, sizeof((err)->msg), __VA_ARGS__); \
+		return -EOPNOTSUPP;                                            \
+	} while (0)
+
+/* The length of @p without the " (deleted)" /proc appends. */
+static int path_len(const char *p)
+{
+	const char *d = strstr(p, " (deleted)");
+	return (int)(d ? (size_t)(d - p) : strlen(p));
+}
+
+/* What the restorer refuses (restore-fds.c plan_one, reopen, rst_plan_pipe) when nothing but
+ * the given stdio, the vfs's files and the proxied sockets are handed over. */
+static int check_strict(const struct restore_fd *f, struct restore_err *err)
+{
+	bool deleted = strstr(f->target, " (deleted)") != NULL;
+	switch (f->kind) {
+	case RESTORE_FD_PIPE:
+		if (f->fd > 2 && (f->st.flags & RESTORE_FDS_F_PEER_OUT) &&
+		    !(f->st.flags & RESTORE_FDS_F_GIVEN_ANY))
+			REFUSE(err,
+			       "fd %d is a pipe whose other end is held outside the job (%s); it "
+			       "cannot be checkpointed: close it first",
+			       f->fd, f->target);
+		return 0;
+	case RESTORE_FD_REGULAR:
+		if (!strncmp(f->target, "/memfd:", 7))
+			REFUSE(err,
+			       "fd %d is a memfd (%s); a restore cannot make it again yet, so it "
+			       "cannot be checkpointed: close it first",
+			       f->fd, f->target);
+		if (deleted && (f->ident.flags & RESTORE_IDENT_F_JOB_VFS))
+			return 0; /* reopened by inode (the epoch keeps it) */
+		/* fall through */
+	case RESTORE_FD_DIR:
+	case RESTORE_FD_CHR:
+		if (f->target[0] != '/' || deleted)
+			REFUSE(err,
+			       "fd %d is %.*s, a %s deleted while open; only files of the job's "
+			       "/tmp are kept once deleted, so it cannot be checkpointed: close it "
+			       "first",
+			       f->fd, path_len(f->target), f->target, restore_fd_kind_name(f->kind));
+		return 0;
+	case RESTORE_FD_OTHER:
+		REFUSE(err,
+		       "fd %d (%s) is of a kind a restore cannot make again; it cannot be "
+		       "checkpointed: close it first",
+		       f->fd, f->target);
+	default:
+		return 0;
+	}
+}
+
+int dump_check_restorable(struct restore_image *img, const struct restore_dump_opts *opts,
+			  struct restore_err *err)
 {
 	for (size_t i = 0; i < img->nfds; i++) {
 		struct restore_fd *f = &img->fds[i];
-		if (f->fd <= 2 || f->kind != RESTORE_FD_PIPE ||
-		    !(f->st.flags & RESTORE_FDS_F_PEER_OUT))
-			continue;
-		for (int k = 0; opts && k < 3; k++)
+		for (int k = 0; opts && f->fd > 2 && f->kind == RESTORE_FD_PIPE &&
+				(f->st.flags & RESTORE_FDS_F_PEER_OUT) && k < 3;
+		     k++)
 			if (opts->given[k].ino && f->ident.ino == opts->given[k].ino &&
 			    f->ident.dev == opts->given[k].dev)
 				f->st.flags |= RESTORE_FDS_F_GIVEN(k);
-		if ((f->st.flags & RESTORE_FDS_F_GIVEN_ANY) || !opts || !opts->hands_no_pipes)
-			continue;
-		/* Nothing gives it at restore: no checkpoint rather than one that never
-		 * restores. */
-		if (err)
-			snprintf(err->msg, sizeof(err->msg),
-				 "fd %d is a pipe whose other end is held outside the job (%s); it "
-				 "cannot be checkpointed: close it first",
-				 f->fd, f->target);
-		return -EOPNOTSUPP;
+		int r = opts && opts->strict ? check_strict(f, err) : 0;
+		if (r < 0)
+			return r;
 	}
+	const char *cwd = img->proc.cwd;
+	if (opts && opts->strict && cwd && (cwd[0] != '/' || strstr(cwd, " (deleted)")))
+		REFUSE(err,
+		       "the job's working directory %.*s was deleted; a restore could not enter "
+		       "it, so it cannot be checkpointed: let it change directory first",
+		       path_len(cwd), cwd);
 	return 0;
 }

@@ -65,8 +65,9 @@ int dump_fds(pid_t pid, struct restore_image *img, bool inject, struct restore_e
  *  (fstype fuse.ckptenv in /proc/PID/mountinfo) with RESTORE_IDENT_F_JOB_VFS. */
 int dump_mark_job_vfs(pid_t pid, struct restore_image *img);
 /** Mark the pipes at fds > 2 that are the caller's given stdio (restore_dump_opts.given);
- *  with hands_no_pipes, refuse (-EOPNOTSUPP, @err) one held outside the job that is none. */
-int dump_mark_given(struct restore_image *img, const struct restore_dump_opts *opts,
-		    struct restore_err *err);
+ *  with opts->strict, refuse (-EOPNOTSUPP, @err) what a restore could not rebuild. After
+ *  dump_mark_job_vfs. */
+int dump_check_restorable(struct restore_image *img, const struct restore_dump_opts *opts,
+			  struct restore_err *err);
 
 #endif

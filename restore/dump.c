@@ -299,8 +299,6 @@ int restore_dump(struct restore_freeze *f, int dirfd, const char *id,
 		r = dump_vmas(f->pid, img, err);
 	if (r == 0)
 		r = dump_fds(f->pid, img, !(opts && opts->no_inject), err);
-	if (r == 0)
-		r = dump_mark_given(img, opts, err);
 	if (r == 0 && (r = dump_mark_job_vfs(f->pid, img)) < 0 && err)
 		snprintf(err->msg, sizeof(err->msg), "cannot read /proc/%d/mountinfo: %s",
 			 (int)f->pid, strerror(-r));
@@ -319,6 +317,8 @@ int restore_dump(struct restore_freeze *f, int dirfd, const char *id,
 					 (int)f->pid, v->path, (unsigned long long)v->start);
 		}
 	}
+	if (r == 0)
+		r = dump_check_restorable(img, opts, err);
 	if (r == 0)
 		r = restore_image_writer_new(dirfd, id, &w);
 	uint64_t t1 = ck_now_ns();

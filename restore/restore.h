@@ -438,9 +438,12 @@ struct restore_dump_opts {
 	struct {
 		uint64_t dev, ino;
 	} given[3];
-	/* The caller hands over no pipe at restore: a pipe held outside the job at fd > 2 that
-	 * is none of @given could not be restored, so the dump refuses it. */
-	bool hands_no_pipes;
+	/* The caller hands over nothing at restore but @given, the files of the job's vfs and
+	 * the sockets of its proxied connections: what the restorer could not rebuild then (a
+	 * pipe held outside the job, a deleted file or memfd outside the vfs, an fd of a kind it
+	 * does not know, a deleted working directory) is refused by the dump, not by a restore
+	 * after a `--stop` that ended the job. */
+	bool strict;
 };
 
 /** An rseq critical section descriptor (the kernel's struct rseq_cs, as read from the target). */

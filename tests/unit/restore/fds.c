@@ -366,7 +366,7 @@ START_TEST(test_fds_given_pipe)
 	char first[128];
 	pid_t pid = start(NULL, &rep, first, sizeof(first));
 	struct restore_err err = {0};
-	struct restore_dump_opts o = {.hands_no_pipes = true};
+	struct restore_dump_opts o = {.strict = true};
 	ck_assert_int_eq(dump_opts(pid, "1", &o, &err), -EOPNOTSUPP);
 	char want[128];
 	snprintf(want, sizeof(want), "fd %d is a pipe whose other end is held outside the job", RFD);
