@@ -2,6 +2,7 @@
  * le16 reserved, le64 id, le64 epoch, le64 created, le64 frozen ns, le64 bytes, le32 flags,
  * le32 pid, le64 ck_checksum of everything before it. */
 #include "ckpt.h"
+#include "ckptenv.h"
 
 #include "common/ck.h"
 
@@ -205,11 +206,12 @@ int ckpt_latest_write(int ckdir, uint64_t id)
 	return ck_write_file_atomic(ckdir, CKPT_LATEST, s, (size_t)n, 0600);
 }
 
-#define POLICY_LEN 32
+#define POLICY_LEN_V1 32
+#define POLICY_LEN    40
 
 int ckpt_policy_write(int job_fd, const struct ckpt_policy *p)
 {
-	if (!p->every_ns && !p->keep && !p->flags) {
+	if (!p->every_ns && !p->keep && !p->flags && !p->log_size) {
 		if (unlinkat(job_fd, CKPT_POLICY, 0) < 0 && errno != ENOENT)
 			return -errno;
 		return 0;
@@ -220,7 +222,8 @@ int ckpt_policy_write(int job_fd, const struct ckpt_policy *p)
 	ck_put_le16(b + 6, (uint16_t)p->flags);
 	ck_put_le64(b + 8, p->every_ns);
 	ck_put_le32(b + 16, p->keep);
-	ck_put_le64(b + 24, ck_checksum(b, 24));
+	ck_put_le64(b + 24, p->log_size);
+	ck_put_le64(b + 32, ck_checksum(b, 32));
 	return ck_write_file_atomic(job_fd, CKPT_POLICY, b, sizeof(b), 0600);
 }
 
@@ -238,16 +241,20 @@ int ckpt_policy_read(int job_fd, struct ckpt_policy *ret)
 	const uint8_t *b = (const uint8_t *)buf;
 	if (len < 8 || ck_get_le32(b) != CKPT_POLICY_MAGIC)
 		return -EBADMSG;
-	if (ck_get_le16(b + 4) > CKPT_POLICY_VERSION)
+	uint16_t version = ck_get_le16(b + 4);
+	if (version > CKPT_POLICY_VERSION)
 		return -EPROTONOSUPPORT;
-	if (len != POLICY_LEN || ck_get_le64(b + 24) != ck_checksum(b, 24))
+	size_t want = version < 2 ? POLICY_LEN_V1 : POLICY_LEN;
+	if (version == 0 || len != want || ck_get_le64(b + want - 8) != ck_checksum(b, want - 8))
 		return -EBADMSG;
 	struct ckpt_policy p = {.flags = ck_get_le16(b + 6),
 				.every_ns = ck_get_le64(b + 8),
-				.keep = ck_get_le32(b + 16)};
+				.keep = ck_get_le32(b + 16),
+				.log_size = version < 2 ? 0 : ck_get_le64(b + 24)};
 	/* What `run` refuses, refused here too: a checkpoint every 0 s keeping all of them
 	 * fills the disk as fast as it can write. */
 	if ((p.flags & ~CKPT_POLICY_ON_TERM) || p.keep > CKPT_KEEP_MAX ||
+	    (p.log_size && (p.log_size < LOG_SIZE_MIN || p.log_size > LOG_SIZE_MAX)) ||
 	    (p.every_ns && (p.every_ns < CKPT_EVERY_MIN_NS || p.every_ns > CKPT_EVERY_MAX_NS ||
 			    !p.keep)))
 		return -EBADMSG;

@@ -51,13 +51,15 @@ int ckpt_latest(int ckdir, uint64_t *ret);
 /** Replace LATEST with @id. */
 int ckpt_latest_write(int ckdir, uint64_t id);
 
-/* When the supervisor takes checkpoints by itself and how many it keeps: jobs/NAME/ckpt-policy,
- * 32 bytes: le32 magic "CKPP", le16 version, le16 flags (1: checkpoint on SIGTERM), le64 period
- * ns (0: none), le32 keep (0: all), le32 0, le64 ck_checksum of the 24 bytes before. Written by
- * the supervisor of `run`, read back by the one of `restore`. */
+/* What `run` was told that a restore by a new supervisor must go on with: when the supervisor
+ * takes checkpoints by itself, how many it keeps, the output log's size: jobs/NAME/ckpt-policy,
+ * 40 bytes: le32 magic "CKPP", le16 version, le16 flags (1: checkpoint on SIGTERM), le64 period
+ * ns (0: none), le32 keep (0: all), le32 0, le64 log size (0: the default), le64 ck_checksum
+ * of the 32 bytes before. Version 1 (32 bytes, no log size, the checksum at 24) is still read.
+ * Written by the supervisor of `run`, read back by the one of `restore`. */
 #define CKPT_POLICY	     "ckpt-policy"
 #define CKPT_POLICY_MAGIC    0x50504b43u /* "CKPP" */
-#define CKPT_POLICY_VERSION  1
+#define CKPT_POLICY_VERSION  2
 #define CKPT_POLICY_ON_TERM  0x1u
 #define CKPT_KEEP_DEFAULT    3
 #define CKPT_KEEP_MAX	     100000u
@@ -68,12 +70,14 @@ struct ckpt_policy {
 	uint64_t every_ns; /* take one this often (0: only on request) */
 	uint32_t keep;	   /* after each one, drop all but the newest @keep (0: keep all) */
 	uint32_t flags;	   /* CKPT_POLICY_* */
+	uint64_t log_size; /* run --log-size (0: the default) */
 };
 
 /** Write @p to @job_fd/ckpt-policy atomically (an all-zero policy removes the file). */
 int ckpt_policy_write(int job_fd, const struct ckpt_policy *p);
 /** Read it back; a missing file is the all-zero policy. -EBADMSG (also for values `run` would
- *  refuse: a period outside 1 s..30 d, keep 0 with a period, unknown flags), -EPROTONOSUPPORT. */
+ *  refuse: a period outside 1 s..30 d, keep 0 with a period, unknown flags, a log size outside
+ *  4K..1G), -EPROTONOSUPPORT. */
 int ckpt_policy_read(int job_fd, struct ckpt_policy *ret);
 /** "30s", "10m", "2h", "500ms", a bare number of seconds; 1 s .. 30 days. -EINVAL otherwise. */
 int ckpt_duration_parse(const char *s, uint64_t *ret_ns);

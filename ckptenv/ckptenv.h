@@ -43,6 +43,8 @@ struct supervisor_args {
 #define OUTPUT_LOG	     "output"
 #define ATTACH_SOCK	     "attach.sock"
 #define DEFAULT_LOG_SIZE     (4u << 20)
+#define LOG_SIZE_MIN	     4096u
+#define LOG_SIZE_MAX	     (1ull << 30)
 #define DEFAULT_DETACH_KEY   0x1c /* Ctrl-\ */
 
 /** Run the supervisor of one job until the job ends; returns the process exit code. */

@@ -88,10 +88,10 @@ static int parse_size(const char *s, uint64_t *ret)
 			return -EINVAL;
 		shift = 10 * (int)(u - "KMG" + 1);
 	}
-	if (v > (1ull << 30) >> shift)
+	if (v > LOG_SIZE_MAX >> shift)
 		return -EINVAL;
 	v <<= shift;
-	if (v < 4096)
+	if (v < LOG_SIZE_MIN)
 		return -EINVAL;
 	*ret = v;
 	return 0;

@@ -37,7 +37,8 @@ int sup_periodic_setup(struct sup *s, char *err, size_t errlen)
 		s->policy =
 			(struct ckpt_policy){.every_ns = a->ckpt_every_ns,
 					     .keep = a->ckpt_keep,
-					     .flags = a->ckpt_on_term ? CKPT_POLICY_ON_TERM : 0};
+					     .flags = a->ckpt_on_term ? CKPT_POLICY_ON_TERM : 0,
+					     .log_size = a->log_size};
 		r = ckpt_policy_write(a->job_fd, &s->policy);
 		if (r < 0) {
 			snprintf(err, errlen, "cannot write %s/%s: %s", a->job_dir, CKPT_POLICY,

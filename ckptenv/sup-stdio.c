@@ -99,7 +99,8 @@ int sup_stdio_start(struct sup *s, int pty_fd)
 		.userdata = s,
 		.log_dirfd = s->a->job_fd,
 		.log_name = OUTPUT_LOG,
-		.log_size = s->a->log_size ? s->a->log_size : DEFAULT_LOG_SIZE,
+		/* run's --log-size, or the one a restore found in ckpt-policy */
+		.log_size = s->policy.log_size ? s->policy.log_size : DEFAULT_LOG_SIZE,
 		/* `run`'s terminal is the first to attach: the job starts with its modes.
 		 * Not a restored one: its termios is the saved one (the program may have set it). */
 		.adopt_termios = !detached(s) && !pst,

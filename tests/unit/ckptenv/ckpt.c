@@ -9,6 +9,7 @@
 
 #include "ckptenv/ckpt-gc.h"
 #include "ckptenv/ckpt.h"
+#include "ckptenv/ckptenv.h"
 #include "common/ck.h"
 
 static int scratch(char *dir, size_t len)
@@ -63,7 +64,8 @@ START_TEST(policy_file)
 	int fd = scratch(dir, sizeof(dir));
 	struct ckpt_policy p = {.every_ns = 30000000000ull,
 				.keep = 3,
-				.flags = CKPT_POLICY_ON_TERM},
+				.flags = CKPT_POLICY_ON_TERM,
+				.log_size = 64u << 20},
 			   q;
 	ck_assert_int_eq(ckpt_policy_read(fd, &q), 0); /* missing: all zero */
 	ck_assert_uint_eq(q.every_ns + q.keep + q.flags, 0);
@@ -72,13 +74,14 @@ START_TEST(policy_file)
 	ck_assert_uint_eq(q.every_ns, p.every_ns);
 	ck_assert_uint_eq(q.keep, 3);
 	ck_assert_uint_eq(q.flags, CKPT_POLICY_ON_TERM);
+	ck_assert_uint_eq(q.log_size, 64u << 20); /* run --log-size, for a new supervisor */
 	/* Every damaged byte is refused; a newer version too, differently. */
 	char *buf;
 	size_t len;
 	ck_assert_int_eq(ck_read_file_at(fd, CKPT_POLICY, 4096, &buf, &len), 0);
-	ck_assert_uint_eq(len, 32);
+	ck_assert_uint_eq(len, 40);
 	for (size_t i = 0; i < len; i++) {
-		char d[32];
+		char d[40];
 		memcpy(d, buf, len);
 		d[i] ^= 0x40;
 		ck_assert_int_eq(ck_write_file_atomic(fd, CKPT_POLICY, d, len, 0600), 0);
@@ -89,6 +92,16 @@ START_TEST(policy_file)
 	ck_assert_int_eq(ck_write_file_atomic(fd, CKPT_POLICY, buf, 20, 0600), 0);
 	ck_assert_int_eq(ckpt_policy_read(fd, &q), -EBADMSG);
 	free(buf);
+	/* A version 1 file (32 bytes, before the log size) still reads, with the default size. */
+	uint8_t v1[32] = {0};
+	ck_put_le32(v1, CKPT_POLICY_MAGIC);
+	ck_put_le16(v1 + 4, 1);
+	ck_put_le64(v1 + 8, 60000000000ull);
+	ck_put_le32(v1 + 16, 2);
+	ck_put_le64(v1 + 24, ck_checksum(v1, 24));
+	ck_assert_int_eq(ck_write_file_atomic(fd, CKPT_POLICY, v1, sizeof(v1), 0600), 0);
+	ck_assert_int_eq(ckpt_policy_read(fd, &q), 0);
+	ck_assert(q.every_ns == 60000000000ull && q.keep == 2 && q.log_size == 0);
 	/* Values `run` refuses are refused when read back (a checkpoint every 0 s, keeping all
 	 * of them, filled the disk), though the checksum is right. */
 	const struct ckpt_policy bad[] = {
@@ -98,6 +111,8 @@ START_TEST(policy_file)
 		{.every_ns = CKPT_EVERY_MAX_NS + 1, .keep = 3},
 		{.every_ns = CKPT_EVERY_MIN_NS, .keep = 0},
 		{.every_ns = CKPT_EVERY_MIN_NS, .keep = CKPT_KEEP_MAX + 1},
+		{.log_size = LOG_SIZE_MIN - 1},
+		{.log_size = LOG_SIZE_MAX + 1},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		ck_assert_int_eq(ckpt_policy_write(fd, &bad[i]), 0);
@@ -108,6 +123,8 @@ START_TEST(policy_file)
 		{.every_ns = CKPT_EVERY_MAX_NS, .keep = CKPT_KEEP_MAX},
 		{.keep = 2, .flags = CKPT_POLICY_ON_TERM},
 		{.flags = CKPT_POLICY_ON_TERM},
+		{.log_size = LOG_SIZE_MIN},
+		{.log_size = LOG_SIZE_MAX},
 	};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		ck_assert_int_eq(ckpt_policy_write(fd, &good[i]), 0);
