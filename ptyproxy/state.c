@@ -96,6 +96,11 @@ int pp_state_unpack(const uint8_t *buf, size_t len, struct ptyproxy_state *ret)
 		if (!ck_rd_le16(&r, &v16[i]))
 			return -EBADMSG;
 	s.ws = (struct winsize){v16[0], v16[1], v16[2], v16[3]};
+	/* The size the restored pty and its screen model get: at most what a client may set (a
+	 * 65535 x 65535 one had libvterm allocate 150 GiB and the supervisor die); 0 (a job's
+	 * `stty rows 0`) falls back to 24 x 80. */
+	if (s.ws.ws_row > PTYPROXY_DIM_MAX || s.ws.ws_col > PTYPROXY_DIM_MAX)
+		return -EBADMSG;
 	struct pp_screen *sc = &s.screen;
 	sc->rows = v16[4], sc->cols = v16[5], sc->crow = v16[6], sc->ccol = v16[7];
 	if (!sc->rows || !sc->cols || sc->rows > PTYPROXY_DIM_MAX || sc->cols > PTYPROXY_DIM_MAX ||

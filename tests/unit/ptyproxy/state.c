@@ -130,6 +130,19 @@ START_TEST(test_corruption)
 		}
 		CHECK(pp_state_unpack(b.data, i, &out) == -EBADMSG);
 	}
+	/* A window larger than a client may set, with a valid checksum: refused (it was the
+	 * restored pty's size, and libvterm's screen of 65535 x 65535 ended the supervisor). */
+	struct ptyproxy_state big = s;
+	big.ws = (struct winsize){65535, 65535, 0, 0};
+	struct ck_buf bb = {0};
+	CHECK(pp_state_pack(&big, &bb) == 0);
+	CHECK(pp_state_unpack(bb.data, bb.len, &out) == -EBADMSG);
+	ck_buf_free(&bb);
+	big.ws = (struct winsize){0, 0, 0, 0}; /* a job's stty rows 0 cols 0: kept */
+	CHECK(pp_state_pack(&big, &bb) == 0);
+	CHECK(pp_state_unpack(bb.data, bb.len, &out) == 0);
+	pp_screen_free(&out.screen);
+	ck_buf_free(&bb);
 	/* A file with a valid checksum but bad contents: refused by the bounds checks. */
 	b.data[4] = 2; /* version */
 	ck_put_le64(b.data + b.len - 8, ck_checksum(b.data, b.len - 8));
