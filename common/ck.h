@@ -71,7 +71,7 @@ int ck_pwrite_full(int fd, const void *buf, size_t len, off_t off);
 
 /** Read a whole file (at most @max bytes) into a malloc'd buffer, NUL-terminated for
  *  convenience; reads to end of file, so /proc files (st_size 0) work too. -EFBIG when larger
- *  than @max. */
+ *  than @max, -EINVAL when not a regular file (a FIFO in its place is not waited for). */
 int ck_read_file_at(int dirfd, const char *path, size_t max, char **ret_buf, size_t *ret_len);
 /** Read the start of a small file (up to @len - 1 bytes: more is cut off) into @buf,
  *  NUL-terminated; reads to end of file, so /proc files work too. Returns the length read or

@@ -89,12 +89,15 @@ ssize_t ck_read_small(const char *path, char *buf, size_t len)
 
 int ck_read_file_at(int dirfd, const char *path, size_t max, char **ret_buf, size_t *ret_len)
 {
-	_cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO put in a file's place must not hang the reader in open() */
+	_cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	struct stat st;
 	if (fstat(fd, &st) < 0)
 		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
 	if ((uint64_t)st.st_size > max)
 		return -EFBIG;
 	/* st_size is only a first guess: /proc files say 0, and a file may grow. */

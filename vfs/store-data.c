@@ -22,6 +22,20 @@
 
 /* ---- chunk map ---- */
 
+int store_layer_open(struct vfs_store *s, const char *name, int flags)
+{
+	int fd = openat(s->datafd, name, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	int r = fstat(fd, &st) < 0 ? -errno : S_ISREG(st.st_mode) ? 0 : -EINVAL;
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
 uint64_t cmap_get(const struct cmap *m, uint64_t c)
 {
 	uint64_t p = c >> CMAP_PAGE_SHIFT;
@@ -143,10 +157,9 @@ static int layer_fd(struct vfs_store *s, struct store_inode *n, uint64_t layer)
 			return n->fds[i].fd;
 	char p[64];
 	data_layer_path(p, sizeof(p), n->ino, layer);
-	int fd = layer == s->live ? openat(s->datafd, p, O_RDWR | O_CREAT | O_CLOEXEC, 0600)
-				  : openat(s->datafd, p, O_RDONLY | O_CLOEXEC);
+	int fd = store_layer_open(s, p, layer == s->live ? O_RDWR | O_CREAT : O_RDONLY);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (layer == s->live) {
 		n->live_file = layer;
 		int r = inline_flush_fd(s, n, fd);

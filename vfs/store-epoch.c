@@ -537,14 +537,14 @@ static int sync_open(struct vfs_store *s, uint64_t ino, uint64_t layer, int *ret
 {
 	char p[64];
 	data_layer_path(p, sizeof(p), ino, layer);
-	int fd = openat(s->datafd, p, O_RDONLY | O_CLOEXEC);
-	*ret = fd;
-	if (fd < 0 && errno == ENOENT)
+	int fd = store_layer_open(s, p, O_RDONLY);
+	*ret = fd < 0 ? -1 : fd;
+	if (fd == -ENOENT)
 		return 0;
 	if (fd < 0) {
-		int r = -errno;
-		store_set_error(s, "%s/data/%s: cannot open: %s", s->path, p, strerror(-r));
-		return r;
+		store_set_error(s, "%s/data/%s: cannot open: %s", s->path, p,
+				fd == -EINVAL ? "not a regular file" : strerror(-fd));
+		return fd;
 	}
 	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	return 0;

@@ -254,9 +254,9 @@ static int gc_layers(struct vfs_store *s)
 			unlinkat(s->datafd, de->d_name, 0);
 			continue;
 		}
-		int fd = openat(s->datafd, de->d_name, O_WRONLY | O_CLOEXEC);
+		int fd = store_layer_open(s, de->d_name, O_WRONLY);
 		if (fd < 0)
-			continue;
+			continue; /* a symlink or a FIFO in its place: not ours to punch */
 		punch_unreferenced(fd, e);
 		close(fd);
 	}

@@ -198,6 +198,10 @@ void dir_del(struct store_dir *d, struct store_dirent *e);
 size_t dir_pos(const struct store_dir *d, uint64_t cookie);
 
 /* store-data.c */
+/** Open layer file @name of data/ with @flags (O_CREAT with 0600): never through a symlink
+ *  (the GC punches holes in what it opens) nor anything but a regular file (a FIFO would
+ *  block, /dev/zero would spin SEEK_DATA). Returns the fd or -errno (-EINVAL: not a file). */
+int store_layer_open(struct vfs_store *s, const char *name, int flags);
 uint64_t cmap_get(const struct cmap *m, uint64_t c);
 int cmap_set(struct cmap *m, uint64_t c, uint64_t layer);
 uint64_t cmap_end(const struct cmap *m); /* 1 + highest chunk held, 0 if none */

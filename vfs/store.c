@@ -141,6 +141,8 @@ int store_refs_parse(const uint8_t *p, size_t len, struct store_refs *ret, char 
 		}
 		if (version == 0 || flags != 0)
 			why = "bad version or flags";
+		else if (r.next_epoch == UINT64_MAX) /* the next commit's id would wrap */
+			why = "bad epoch counter";
 		else if (n > STORE_MAX_REFS)
 			why = "too many refs";
 	}
@@ -590,6 +592,11 @@ static int store_open(struct vfs_store *s, const char *dir, unsigned flags, uint
 	s->tab = calloc(s->nbuckets, sizeof(*s->tab));
 	if (!s->tab)
 		return -ENOMEM;
+	if (max_id == UINT64_MAX) {
+		store_set_error(s, "%s/meta: an epoch numbered %" PRIu64 " leaves no id for the next",
+				s->path, max_id);
+		return -EBADMSG;
+	}
 	s->live = CK_MAX(max_id + 1, s->refs.next_epoch);
 	s->next_ino = VFS_ROOT_INO + 1;
 	if (at) {

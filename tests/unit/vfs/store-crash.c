@@ -286,6 +286,24 @@ START_TEST(test_corruption)
 			expect_bad(files[i], off, true);
 	}
 	ck_assert_int_ge(cases, 500);
+	/* refs whose checksum is right but whose epoch counter is at its end: the next commit
+	 * wrote meta/18446744073709551615.ep and the store then refused its own refs. */
+	snprintf(p, sizeof(p), "%s/refs", t_store);
+	char *orig;
+	size_t len;
+	ck_assert_int_eq(ck_read_file_at(AT_FDCWD, p, 1 << 20, &orig, &len), 0);
+	uint8_t *b = malloc(len);
+	memcpy(b, orig, len);
+	ck_put_le64(b + 16, UINT64_MAX); /* magic 8, version 4, flags 4 */
+	ck_put_le64(b + len - 8, ck_checksum(b, len - 8));
+	ck_assert_int_eq(ck_write_file_atomic(AT_FDCWD, p, b, len, 0600), 0);
+	struct vfs_store *bad = NULL;
+	ck_assert_int_eq(vfs_store_open(t_store, 0, 0, &bad), -EBADMSG);
+	ck_assert_msg(strstr(vfs_store_open_error(), "refs: bad epoch counter"), "%s",
+		      vfs_store_open_error());
+	ck_assert_int_eq(ck_write_file_atomic(AT_FDCWD, p, orig, len, 0600), 0);
+	free(orig);
+	free(b);
 	/* after all that, the store is still fine */
 	struct vfs_store *s = t_open();
 	uint64_t dir = t_lookup(s, ROOT, "dir");
