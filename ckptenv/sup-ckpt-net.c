@@ -329,6 +329,29 @@ static bool take_bytes(const uint8_t **p, const uint8_t *end, uint32_t len, void
 	return true;
 }
 
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Two entries for one fd, or for one session (id 0: a pending error, no session). */
+static bool has_duplicates(const struct sup_net_cut *c)
+{
+	_cleanup_free_ uint64_t *k = calloc(2 * c->n + 1, sizeof(*k));
+	if (!k)
+		return true;
+	for (size_t i = 0; i < c->n; i++) { /* fds (>= 3) below 2^32, session ids above */
+		k[i] = (uint32_t)c->e[i].fd;
+		k[c->n + i] = c->e[i].cut.id ? (1ull << 32) | c->e[i].cut.id : 0;
+	}
+	qsort(k, 2 * c->n, sizeof(*k), u64_cmp);
+	for (size_t i = 1; i < 2 * c->n; i++)
+		if (k[i] && k[i] == k[i - 1])
+			return true;
+	return false;
+}
+
 static int cut_load(int dirfd, struct sup_net_cut *c)
 {
 	_cleanup_free_ char *buf = NULL;
@@ -397,6 +420,13 @@ static int cut_load(int dirfd, struct sup_net_cut *c)
 		e->unsent_len = ul;
 	}
 	if (p != end)
+		goto bad;
+	/* What a checkpoint could have written: one entry per fd and per session (a session
+	 * twice re-attached the second time over the first, which the job then held dead). */
+	for (size_t i = 0; i < c->n; i++)
+		if (netproxy_cut_check(&c->e[i].cut) < 0)
+			goto bad;
+	if (has_duplicates(c))
 		goto bad;
 	return 0;
 bad:

@@ -67,6 +67,25 @@ static void opts_from_cut(const struct netproxy_cut *cut, struct np_opt_set *set
 	}
 }
 
+int netproxy_cut_check(const struct netproxy_cut *cut)
+{
+	const uint32_t pending = NETPROXY_CUT_REFUSED | NETPROXY_CUT_RESET;
+	if ((cut->family != AF_INET && cut->family != AF_INET6) ||
+	    (cut->flags & ~(NETPROXY_CUT_CONNECTING | pending)) ||
+	    ((cut->flags & pending) == pending) || !(cut->flags & pending) != (cut->id != 0) ||
+	    cut->nopts > NETPROXY_CUT_OPTS_MAX || cut->consumed > cut->delivered)
+		return -EINVAL;
+	for (uint32_t i = 0; i < cut->nopts; i++) {
+		bool known = false;
+		for (size_t k = 0; k < np_passed_opts_n && !known; k++)
+			known = np_passed_opts[k].level == cut->opts[i].level &&
+				np_passed_opts[k].name == cut->opts[i].name;
+		if (!known)
+			return -EINVAL;
+	}
+	return 0;
+}
+
 void netproxy_cut_apply_opts(const struct netproxy_cut *cut, int fd)
 {
 	struct np_opt_set set;

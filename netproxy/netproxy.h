@@ -207,6 +207,11 @@ int netproxy_session_reconnect(struct netproxy *np, const struct netproxy_cut *c
 /** Set the cut's options on @fd (a socket handed to the restored job in place of the proxied
  *  one). Failures are ignored: the job set each once, so the kernel took it then. */
 void netproxy_cut_apply_opts(const struct netproxy_cut *cut, int fd);
+/** Whether @cut (read back from a file) is one a checkpoint could have taken: IPv4 or IPv6,
+ *  known flags, at most NETPROXY_CUT_OPTS_MAX options and only passed ones (a TCP_REPAIR in
+ *  a crafted file would be set as root on the upstream), consumed <= delivered, a session id
+ *  unless it holds only a pending error. 0 or -EINVAL. */
+int netproxy_cut_check(const struct netproxy_cut *cut);
 /** Sessions with a cut whose job-side socket ended (EOF or reset) are held, not passed on
  *  upstream (counters.held): the job may have died, to be restored. When the job's process
  *  is not exiting (it closed the socket itself), or ended for good, release them: the EOF or

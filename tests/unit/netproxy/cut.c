@@ -235,6 +235,33 @@ START_TEST(test_pend_error)
 }
 END_TEST
 
+/* A cut read back from a file is one a checkpoint could have taken; a crafted one is refused
+ * (TCP_REPAIR was set as root on the upstream; consumed > delivered replayed the stream). */
+START_TEST(test_cut_check)
+{
+	struct netproxy_cut ok = {.id = 7, .family = AF_INET, .delivered = 10, .consumed = 4,
+				  .nopts = 1, .opts = {{IPPROTO_TCP, TCP_NODELAY, 1}}};
+	ck_assert_int_eq(netproxy_cut_check(&ok), 0);
+	struct netproxy_cut c = ok;
+	c.opts[0] = (struct netproxy_sockopt){IPPROTO_TCP, TCP_REPAIR, 1};
+	ck_assert_int_eq(netproxy_cut_check(&c), -EINVAL);
+	c = ok, c.consumed = 11;
+	ck_assert_int_eq(netproxy_cut_check(&c), -EINVAL);
+	c = ok, c.nopts = NETPROXY_CUT_OPTS_MAX + 1;
+	ck_assert_int_eq(netproxy_cut_check(&c), -EINVAL);
+	c = ok, c.flags = 0x80;
+	ck_assert_int_eq(netproxy_cut_check(&c), -EINVAL);
+	c = ok, c.family = AF_UNIX;
+	ck_assert_int_eq(netproxy_cut_check(&c), -EINVAL);
+	c = ok, c.id = 0; /* no session: only a pending error */
+	ck_assert_int_eq(netproxy_cut_check(&c), -EINVAL);
+	c.flags = NETPROXY_CUT_REFUSED;
+	ck_assert_int_eq(netproxy_cut_check(&c), 0);
+	c.flags = NETPROXY_CUT_REFUSED | NETPROXY_CUT_RESET;
+	ck_assert_int_eq(netproxy_cut_check(&c), -EINVAL);
+}
+END_TEST
+
 /* A cut taken while connecting, in a proxy that never had the session (a new supervisor):
  * connected again to the same peer, the job's unsent bytes go first, the options are set;
  * a peer that refuses makes the socket fail with ECONNRESET. */
@@ -301,6 +328,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_reattach_and_stale);
 	tcase_add_test(tc, test_reset_socket);
 	tcase_add_test(tc, test_pend_error);
+	tcase_add_test(tc, test_cut_check);
 	tcase_add_test(tc, test_reconnect);
 	suite_add_tcase(s, tc);
 	return s;
