@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <stdarg.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -210,6 +211,61 @@ static int int_cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* One "lock:" line of fdinfo ("1: FLOCK  ADVISORY  WRITE 22206 fe:00:405882 0 EOF"; a
+ * waiter's has "->" after the number) taken again on @fd. 0, or what fcntl/flock said. */
+static int lock_again(int fd, const char *line, char *what, size_t wlen)
+{
+	char kind[16], mode[16], acc[16], end[24];
+	long long start;
+	const char *eol = strchr(line, '\n');
+	const char *p = strchr(line + 5, ':'); /* past "lock:", the number's */
+	if (!p || (eol && p > eol))
+		return 0;
+	const char *arrow = strstr(p, "->");
+	if (arrow && (!eol || arrow < eol))
+		return 0; /* a request still waiting: the restored syscall asks again */
+	if (sscanf(p + 1, "%15s %15s %15s %*d %*s %lld %23s", kind, mode, acc, &start, end) != 5)
+		return 0;
+	bool wr = !strcmp(acc, "WRITE");
+	if (!wr && strcmp(acc, "READ"))
+		return 0;
+	snprintf(what, wlen, "%s %s lock", kind, wr ? "write" : "read");
+	if (!strcmp(kind, "FLOCK"))
+		return flock(fd, (wr ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0 ? -errno : 0;
+	bool ofd = !strcmp(kind, "OFDLCK");
+	if (!ofd && strcmp(kind, "POSIX"))
+		return 0; /* leases and delegations are not taken again (docs/fds.md) */
+	long long last = strcmp(end, "EOF") ? atoll(end) : -1;
+	struct flock fl = {.l_type = wr ? F_WRLCK : F_RDLCK,
+			   .l_whence = SEEK_SET,
+			   .l_start = (off_t)start,
+			   .l_len = last < 0 ? 0 : (off_t)(last - start + 1)};
+	size_t n = strlen(what);
+	if (n < wlen)
+		snprintf(what + n, wlen - n, " on bytes %lld-%s", start, last < 0 ? "EOF" : end);
+	return fcntl(fd, ofd ? F_OFD_SETLK : F_SETLK, &fl) < 0 ? -errno : 0;
+}
+
+int rst_fds_locks(struct rst_ctx *c)
+{
+	for (size_t i = 0; i < c->img->nfds; i++) {
+		const struct restore_fd *f = &c->img->fds[i];
+		for (const char *l = f->fdinfo; l && (l = strstr(l, "lock:")); l += 5) {
+			char what[96] = "lock";
+			int r = lock_again(f->fd, l, what, sizeof(what));
+			if (r == -EAGAIN || r == -EACCES || r == -EWOULDBLOCK)
+				return rst_fail(c, -EBUSY,
+						"the %s the job held on %s (fd %d) is held by another "
+						"process now; restore once it is released",
+						what, f->target, f->fd);
+			if (r < 0)
+				return rst_fail(c, r, "cannot take the %s on %s (fd %d) again: %s",
+						what, f->target, f->fd, strerror(-r));
+		}
+	}
+	return 0;
+}
+
 int rst_fds_install(struct rst_ctx *c)
 {
 	/* Every fd to keep: the image's, then the blob's temporaries (all >= base_fd). */
@@ -252,7 +308,8 @@ int rst_fds_install(struct rst_ctx *c)
 		if (i < k)
 			from = (unsigned)keep[i] + 1;
 	}
-	return rst_fds_epoll_install(c);
+	int r = rst_fds_epoll_install(c);
+	return r < 0 ? r : rst_fds_locks(c);
 }
 
 void rst_ctx_close_temps(struct rst_ctx *c)
