@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 
 int rst_ident_cmp(const struct stat *st, const struct restore_ident *id)
@@ -57,7 +58,13 @@ static void fmt_time(char *buf, size_t len, int64_t sec, uint32_t nsec)
 void rst_ident_describe(char *buf, size_t len, const char *path, int how, const struct stat *st,
 			const struct restore_ident *id)
 {
-	if (how == RST_IDENT_OTHER)
+	if (how == RST_IDENT_OTHER && st->st_ino == id->ino) /* same inode number, other fs */
+		snprintf(buf, len,
+			 "%s was replaced since the checkpoint (device %u:%u, was %u:%u); "
+			 "--allow-changed %s to restore anyway",
+			 path, major(st->st_dev), minor(st->st_dev), major((dev_t)id->dev),
+			 minor((dev_t)id->dev), path);
+	else if (how == RST_IDENT_OTHER)
 		snprintf(buf, len,
 			 "%s was replaced since the checkpoint (inode %llu, was %llu); "
 			 "--allow-changed %s to restore anyway",

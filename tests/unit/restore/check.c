@@ -4,9 +4,11 @@
  * job's vfs compared without mtime). No ptrace. */
 #include "../check-main.h"
 #include "fixture.h"
+#include "restore/restore-internal.h"
 
 #include <cpuid.h>
 #include <sys/mman.h>
+#include <sys/sysmacros.h>
 
 static char file[PATH_MAX + 8]; /* a "library" the synthetic images map */
 
@@ -180,6 +182,14 @@ START_TEST(test_file_replaced_or_gone)
 	ck_assert_int_eq(unlink(file), 0);
 	ck_assert_int_eq(check("1", NULL, 0, &e), -ESTALE);
 	ck_assert_msg(strstr(e.msg, "is gone"), "%s", e.msg);
+	/* The same inode number on another device: the message says which devices (it said
+	 * "inode 332383, was 332383"). */
+	struct stat now = {.st_dev = makedev(8, 1), .st_ino = 42};
+	struct restore_ident was = {.dev = makedev(8, 2), .ino = 42};
+	char msg[256];
+	ck_assert_int_eq(rst_ident_cmp(&now, &was), RST_IDENT_OTHER);
+	rst_ident_describe(msg, sizeof(msg), "/lib/x.so", RST_IDENT_OTHER, &now, &was);
+	ck_assert_msg(strstr(msg, "(device 8:1, was 8:2)"), "%s", msg);
 }
 END_TEST
 
