@@ -239,28 +239,12 @@ int netproxy_reset_socket(int family, int *ret_fd)
 {
 	if (family != AF_INET && family != AF_INET6)
 		return -EAFNOSUPPORT;
-	struct sockaddr_storage a;
-	socklen_t al = np_loopback(family, &a);
-	_cleanup_close_ int l = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (l < 0)
-		return -errno;
-	if (bind(l, (struct sockaddr *)&a, al) < 0 || listen(l, 1) < 0 ||
-	    getsockname(l, (struct sockaddr *)&a, &al) < 0)
-		return -errno;
 	_cleanup_close_ int c = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c < 0 || connect(c, (struct sockaddr *)&a, al) < 0)
+	if (c < 0)
 		return -errno;
-	int acc = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-	if (acc < 0)
-		return -errno;
-	np_reset_close(acc);
-	struct pollfd p = {.fd = c, .events = POLLIN};
-	uint64_t deadline = ck_now_ns() + 2000000000ull;
-	while (!(p.revents & (POLLHUP | POLLERR))) {
-		if (ck_now_ns() > deadline)
-			return -ETIMEDOUT;
-		(void)poll(&p, 1, 50);
-	}
+	int r = netproxy_pend_error(c, family, ECONNRESET);
+	if (r < 0)
+		return r;
 	*ret_fd = TAKE_FD(c);
 	return 0;
 }

@@ -19,13 +19,6 @@
 #include <sys/timerfd.h>
 #include <time.h>
 
-#define REFUSE(err, ...)                                                       \
-	do {                                                                   \
-		if (err)                                                       \
-			snprintf((err)->msg, sizeof((err)->msg), __VA_ARGS__); \
-		return -EOPNOTSUPP;                                            \
-	} while (0)
-
 int dump_fd_getfd(int pidfd, int fd)
 {
 	int d = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);

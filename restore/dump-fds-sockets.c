@@ -19,13 +19,6 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#define REFUSE(err, ...)                                                       \
-	do {                                                                   \
-		if (err)                                                       \
-			snprintf((err)->msg, sizeof((err)->msg), __VA_ARGS__); \
-		return -EOPNOTSUPP;                                            \
-	} while (0)
-
 /* A connection waiting in a listener's accept queue lives in the kernel only: it cannot be
  * recreated, and dropping it would reset a client silently. */
 #define PENDING_MSG                                                                              \

@@ -229,13 +229,6 @@ int dump_mark_job_vfs(pid_t pid, struct restore_image *img)
 	return 0;
 }
 
-#define REFUSE(err, ...)                                                       \
-	do {                                                                   \
-		if (err)                                                       \
-			snprintf((err)->msg, sizeof((err)->msg), __VA_ARGS__); \
-		return -EOPNOTSUPP;                                            \
-	} while (0)
-
 /* The length of @p without the " (deleted)" /proc appends. */
 static int path_len(const char *p)
 {

@@ -6,6 +6,16 @@
 #include "restore/dump-internal.h"
 #include "restore/restore-internal.h"
 
+#include <stdio.h>
+
+/* The dump refuses the fd, in one line (@err may be NULL). */
+#define REFUSE(err, ...)                                                       \
+	do {                                                                   \
+		if (err)                                                       \
+			snprintf((err)->msg, sizeof((err)->msg), __VA_ARGS__); \
+		return -EOPNOTSUPP;                                            \
+	} while (0)
+
 /* sockdiag.c: NETLINK_SOCK_DIAG queries in the caller's network namespace (the job's: it has
  * none of its own). */
 struct sockdiag_unix {
