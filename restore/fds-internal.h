@@ -86,8 +86,5 @@ int rst_plan_socket(struct rst_ctx *c, size_t i);
 int rst_fd_kind_plan(struct rst_ctx *c, size_t i);
 /** After every fd is at its number: the epoll registrations. */
 int rst_fds_epoll_install(struct rst_ctx *c);
-/** Take again the locks the job's fds held (flock, POSIX and OFD, from each fd's fdinfo), once
- *  every fd is at its number. -EBUSY (c->err) when another process holds one now. */
-int rst_fds_locks(struct rst_ctx *c);
 
 #endif

@@ -211,57 +211,107 @@ static int int_cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* One "lock:" line of fdinfo ("1: FLOCK  ADVISORY  WRITE 22206 fe:00:405882 0 EOF"; a
- * waiter's has "->" after the number) taken again on @fd. 0, or what fcntl/flock said. */
-static int lock_again(int fd, const char *line, char *what, size_t wlen)
+/* One "lock:" line of fdinfo ("lock:\t1: FLOCK  ADVISORY  WRITE 22206 fe:00:405882 0 EOF")
+ * into @l; false for what is not taken again (leases, delegations). */
+static bool lock_parse(const char *line, struct rst_lock *l)
 {
 	char kind[16], mode[16], acc[16], end[24];
 	long long start;
-	const char *eol = strchr(line, '\n');
 	const char *p = strchr(line + 5, ':'); /* past "lock:", the number's */
-	if (!p || (eol && p > eol))
-		return 0;
-	const char *arrow = strstr(p, "->");
-	if (arrow && (!eol || arrow < eol))
-		return 0; /* a request still waiting: the restored syscall asks again */
-	if (sscanf(p + 1, "%15s %15s %15s %*d %*s %lld %23s", kind, mode, acc, &start, end) != 5)
-		return 0;
-	bool wr = !strcmp(acc, "WRITE");
-	if (!wr && strcmp(acc, "READ"))
-		return 0;
-	snprintf(what, wlen, "%s %s lock", kind, wr ? "write" : "read");
-	if (!strcmp(kind, "FLOCK"))
-		return flock(fd, (wr ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0 ? -errno : 0;
-	bool ofd = !strcmp(kind, "OFDLCK");
-	if (!ofd && strcmp(kind, "POSIX"))
-		return 0; /* leases and delegations are not taken again (docs/fds.md) */
+	const char *eol = strchr(line, '\n');
+	if (!p || (eol && p > eol) ||
+	    sscanf(p + 1, "%15s %15s %15s %*d %*s %lld %23s", kind, mode, acc, &start, end) != 5)
+		return false;
+	l->write = !strcmp(acc, "WRITE");
+	if (!l->write && strcmp(acc, "READ"))
+		return false;
+	l->kind = !strcmp(kind, "FLOCK")    ? RST_LOCK_FLOCK
+		  : !strcmp(kind, "POSIX")  ? RST_LOCK_POSIX
+		  : !strcmp(kind, "OFDLCK") ? RST_LOCK_OFD
+					    : (enum rst_lock_kind)-1;
+	if ((int)l->kind < 0 || start < 0)
+		return false;
 	long long last = strcmp(end, "EOF") ? atoll(end) : -1;
-	struct flock fl = {.l_type = wr ? F_WRLCK : F_RDLCK,
-			   .l_whence = SEEK_SET,
-			   .l_start = (off_t)start,
-			   .l_len = last < 0 ? 0 : (off_t)(last - start + 1)};
-	size_t n = strlen(what);
-	if (n < wlen)
-		snprintf(what + n, wlen - n, " on bytes %lld-%s", start, last < 0 ? "EOF" : end);
-	return fcntl(fd, ofd ? F_OFD_SETLK : F_SETLK, &fl) < 0 ? -errno : 0;
+	l->start = start;
+	l->len = last < 0 ? 0 : last - start + 1;
+	return l->len >= 0;
+}
+
+int rst_fds_locks_plan(struct rst_ctx *c)
+{
+	size_t cap = 0;
+	for (size_t i = 0; i < c->img->nfds; i++) {
+		const struct restore_fd *f = &c->img->fds[i];
+		for (const char *l = f->fdinfo; l && (l = strstr(l, "lock:")); l += 5) {
+			struct rst_lock k = {.fd = f->fd, .target = f->target};
+			if (!lock_parse(l, &k))
+				continue;
+			if (c->nlocks == cap) {
+				cap = cap ? 2 * cap : 8;
+				struct rst_lock *v = realloc(c->locks, cap * sizeof(*v));
+				if (!v)
+					return -ENOMEM;
+				c->locks = v;
+			}
+			c->locks[c->nlocks++] = k;
+		}
+	}
+	return 0;
+}
+
+size_t rst_fds_locks_posix(const struct rst_ctx *c, struct ckr_lock *out)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < c->nlocks; i++) {
+		const struct rst_lock *l = &c->locks[i];
+		if (l->kind != RST_LOCK_POSIX)
+			continue;
+		if (out)
+			out[n] = (struct ckr_lock){.fd = l->fd,
+						   .fl = {.type = l->write ? F_WRLCK : F_RDLCK,
+							  .whence = SEEK_SET,
+							  .start = l->start,
+							  .len = l->len}};
+		n++;
+	}
+	return n;
 }
 
 int rst_fds_locks(struct rst_ctx *c)
 {
-	for (size_t i = 0; i < c->img->nfds; i++) {
-		const struct restore_fd *f = &c->img->fds[i];
-		for (const char *l = f->fdinfo; l && (l = strstr(l, "lock:")); l += 5) {
-			char what[96] = "lock";
-			int r = lock_again(f->fd, l, what, sizeof(what));
-			if (r == -EAGAIN || r == -EACCES || r == -EWOULDBLOCK)
-				return rst_fail(c, -EBUSY,
-						"the %s the job held on %s (fd %d) is held by another "
-						"process now; restore once it is released",
-						what, f->target, f->fd);
-			if (r < 0)
-				return rst_fail(c, r, "cannot take the %s on %s (fd %d) again: %s",
-						what, f->target, f->fd, strerror(-r));
+	for (size_t i = 0; i < c->nlocks; i++) {
+		const struct rst_lock *l = &c->locks[i];
+		struct flock fl = {.l_type = l->write ? F_WRLCK : F_RDLCK,
+				   .l_whence = SEEK_SET,
+				   .l_start = (off_t)l->start,
+				   .l_len = (off_t)l->len};
+		int r = l->kind == RST_LOCK_FLOCK
+				? flock(l->fd, (l->write ? LOCK_EX : LOCK_SH) | LOCK_NB)
+				: fcntl(l->fd, l->kind == RST_LOCK_OFD ? F_OFD_SETLK : F_SETLK, &fl);
+		if (r == 0)
+			continue;
+		r = -errno;
+		char what[96];
+		int n = snprintf(what, sizeof(what), "%s %s lock",
+				 l->kind == RST_LOCK_FLOCK   ? "FLOCK"
+				 : l->kind == RST_LOCK_POSIX ? "POSIX"
+							     : "OFDLCK",
+				 l->write ? "write" : "read");
+		if (l->kind != RST_LOCK_FLOCK && n > 0 && (size_t)n < sizeof(what)) {
+			if (l->len)
+				snprintf(what + n, sizeof(what) - (size_t)n, " on bytes %lld-%lld",
+					 (long long)l->start, (long long)(l->start + l->len - 1));
+			else
+				snprintf(what + n, sizeof(what) - (size_t)n, " on bytes %lld-EOF",
+					 (long long)l->start);
 		}
+		if (r == -EAGAIN || r == -EACCES || r == -EWOULDBLOCK)
+			return rst_fail(c, -EBUSY,
+					"the %s the job held on %s (fd %d) is held by another "
+					"process now; restore once it is released",
+					what, l->target, l->fd);
+		return rst_fail(c, r, "cannot take the %s on %s (fd %d) again: %s", what,
+				l->target, l->fd, strerror(-r));
 	}
 	return 0;
 }

@@ -33,6 +33,16 @@ struct rst_fd_plan {
 	uint64_t pos;
 };
 
+/* A lock an fd held (its fdinfo's "lock:" line), to take again. */
+enum rst_lock_kind { RST_LOCK_FLOCK, RST_LOCK_POSIX, RST_LOCK_OFD };
+struct rst_lock {
+	enum rst_lock_kind kind;
+	bool write;
+	int fd;
+	int64_t start, len; /* POSIX and OFD: bytes, len 0 to the end */
+	const char *target; /* the fd's file, for messages (the image's) */
+};
+
 struct rst_ctx {
 	struct restore_image *img;
 	const struct restore_process_opts *opts;
@@ -56,6 +66,9 @@ struct rst_ctx {
 
 	struct ckr_timer *timers; /* armed by the blob */
 	uint32_t ntimers;
+
+	struct rst_lock *locks; /* the fds' locks (rst_fds_locks_plan) */
+	size_t nlocks;
 
 	uint64_t zone, zone_len; /* the landing zone once mapped */
 	uint64_t stacks_len;	 /* below the main stack: RST_THREAD_STACK per non-leader */
@@ -123,6 +136,14 @@ int rst_zone_map(struct rst_ctx *c, uint64_t len);
 
 /* restore-fds.c */
 int rst_fds_plan(struct rst_ctx *c);
+/** The locks the job's fds held (flock, POSIX and OFD, from each fd's fdinfo) into c->locks. */
+int rst_fds_locks_plan(struct rst_ctx *c);
+/** Take them again, once every fd is at its number. -EBUSY (c->err) when another process
+ *  holds one now. */
+int rst_fds_locks(struct rst_ctx *c);
+/** The POSIX ones as the blob takes them again after its closes, into @out (may be NULL: only
+ *  counted). Returns how many. */
+size_t rst_fds_locks_posix(const struct rst_ctx *c, struct ckr_lock *out);
 int rst_fds_install(struct rst_ctx *c);
 void rst_ctx_close_temps(struct rst_ctx *c);
 

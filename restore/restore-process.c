@@ -98,7 +98,8 @@ static size_t args_size(const struct rst_ctx *c)
 	return 64 * 8 + sizeof(struct ckr_args) + img->nvmas * sizeof(struct ckr_vma) +
 	       c->nruns * sizeof(struct ckr_run) + c->ntmp * sizeof(int32_t) + img->proc.auxv_len +
 	       img->proc.npending * RESTORE_SIGINFO_SIZE + rst_threads_args_size(c) + 64 +
-	       c->ntimers * sizeof(struct ckr_timer);
+	       c->ntimers * sizeof(struct ckr_timer) +
+	       rst_fds_locks_posix(c, NULL) * sizeof(struct ckr_lock) + 64;
 }
 
 /* Copy the blob, fill the argument block and the frame. Returns the args pointer. */
@@ -123,8 +124,11 @@ static int build_zone(struct rst_ctx *c, uint64_t code_len, uint64_t args_len, u
 	uint8_t *auxv = rst_bump(&b, img->proc.auxv_len);
 	uint8_t *pend = rst_bump(&b, img->proc.npending * RESTORE_SIGINFO_SIZE);
 	struct ckr_timer *timers = rst_bump(&b, c->ntimers * sizeof(*timers));
-	if (!a || !vmas || !runs || !cl || !auxv || !pend || !timers)
+	size_t nlocks = rst_fds_locks_posix(c, NULL);
+	struct ckr_lock *locks = rst_bump(&b, nlocks * sizeof(*locks));
+	if (!a || !vmas || !runs || !cl || !auxv || !pend || !timers || !locks)
 		return -ENOBUFS;
+	rst_fds_locks_posix(c, locks);
 	*a = (struct ckr_args){
 		.magic = CKR_ARGS_MAGIC,
 		.zone_lo = c->zone,
@@ -147,6 +151,8 @@ static int build_zone(struct rst_ctx *c, uint64_t code_len, uint64_t args_len, u
 		.ntimers = c->ntimers,
 		.timers = timers,
 		.check_fd = c->check_fd,
+		.nlocks = (uint32_t)nlocks,
+		.locks = locks,
 	};
 	if (c->ntimers)
 		memcpy(timers, c->timers, c->ntimers * sizeof(*timers));
@@ -210,6 +216,8 @@ static int prepare(struct rst_ctx *c, struct ckr_args **ret)
 		r = open_exe(c);
 	if (r == 0)
 		r = rst_fds_plan(c);
+	if (r == 0)
+		r = rst_fds_locks_plan(c);
 	if (r == 0)
 		r = rst_timers_plan(c);
 	if (r < 0)
@@ -331,6 +339,7 @@ static void ctx_free(struct rst_ctx *c)
 	free(c->runs);
 	free(c->fds);
 	free(c->timers);
+	free(c->locks);
 	restore_image_free(c->img);
 }
 

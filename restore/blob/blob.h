@@ -62,6 +62,20 @@ struct ckr_timer {
 	uint32_t pad;
 };
 
+/* A POSIX record lock the blob takes again once it closed its own fds: a close of any fd on
+ * a file drops the process's POSIX locks on it (a mapped and locked file: SQLite's -shm).
+ * @fl is struct flock as the x86-64 kernel reads it. */
+struct ckr_lock {
+	int32_t fd;
+	uint32_t pad;
+	struct {
+		int16_t type, whence;
+		uint32_t pad;
+		int64_t start, len;
+		int32_t pid, pad2;
+	} fl;
+};
+
 struct ckr_args {
 	uint64_t magic;
 	uint64_t zone_lo, zone_hi; /* the landing zone: everything else is unmapped */
@@ -103,7 +117,8 @@ struct ckr_args {
 	 * at most and CKR_CHECK_END after the last, then waits for the verdict: CKR_CHECK_GO, or a one-line
 	 * refusal it copies to err_fd before it exits. */
 	int32_t check_fd;
-	uint32_t pad3;
+	uint32_t nlocks;
+	struct ckr_lock *locks; /* POSIX locks, taken again last (restore-fds.c took them first) */
 };
 
 #define CKR_CHECK_STEP (8ull << 20)

@@ -20,6 +20,7 @@
 #define NR_read		     0
 #define NR_write	     1
 #define NR_close	     3
+#define NR_fcntl	     72
 #define NR_mmap		     9
 #define NR_mprotect	     10
 #define NR_munmap	     11
@@ -337,6 +338,10 @@ __attribute__((noreturn, used)) void ckr_blob_main(struct ckr_args *a)
 	 * here, before any of them runs job code. No thread can fail any more. */
 	if (a->err_fd >= 0) /* a private copy, see restore_process() */
 		sys1(NR_close, a->err_fd);
+	/* The closes above dropped the POSIX locks on the files they were on; the restorer held
+	 * them until then, so they are free to take again (F_SETLK, 6). */
+	for (uint32_t i = 0; i < a->nlocks; i++)
+		sys3(NR_fcntl, a->locks[i].fd, 6, &a->locks[i].fl);
 	ckr_threads_release(a);
 	ckr_sigreturn(&a->threads[0]);
 	__builtin_unreachable();
