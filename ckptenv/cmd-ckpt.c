@@ -311,8 +311,14 @@ static int report_unusable(const struct cli_job *j, const char *name, int ckdir,
 			 * committed between ckpt_list and this scan): neither is unusable. */
 			if ((fd < 0 && r == -ENOENT) || (r == 0 && man.id == id))
 				continue;
-			snprintf(why, sizeof(why), "%s/%s/%s/%s: %s", j->dir, CKPT_DIR, e->d_name,
-				 CKPT_MANIFEST, r == -EBADMSG ? "truncated or corrupt" : strerror(-r));
+			if (r == 0) /* a valid manifest of another checkpoint */
+				snprintf(why, sizeof(why), "%s/%s/%s/%s names checkpoint %llu", j->dir,
+					 CKPT_DIR, e->d_name, CKPT_MANIFEST,
+					 (unsigned long long)man.id);
+			else
+				snprintf(why, sizeof(why), "%s/%s/%s/%s: %s", j->dir, CKPT_DIR,
+					 e->d_name, CKPT_MANIFEST,
+					 r == -EBADMSG ? "truncated or corrupt" : strerror(-r));
 		} else if (fd >= 0) {
 			struct restore_err err = {0};
 			struct restore_image *img = NULL;

@@ -217,6 +217,8 @@ int sup_ckpt_net_detach(struct sup *s, pid_t pid, struct sup_net_cut *c, char *e
 			continue; /* cannot happen: the job is frozen */
 		struct sup_net_cut_ent *e = &c->e[c->n];
 		*e = (struct sup_net_cut_ent){.fd = fds[i], .flags = fd_flags(pid, fds[i])};
+		if (!found[i] && ids[i])
+			continue; /* a second fd of a session: the restorer dups the first */
 		if (!found[i]) {
 			/* once per socket, at its lowest fd: the restorer dups the others */
 			struct stat st;

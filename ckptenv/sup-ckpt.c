@@ -267,7 +267,8 @@ static int dump_all(struct sup *s, struct ckpt_live *l, struct ckpt_run *k, char
 	struct restore_dump_opts o = {.progress = live_progress,
 				      .copied = live_copied,
 				      .userdata = l,
-				      .strict = true};
+				      .strict = true,
+				      .tty_given = s->a->pty};
 	struct main_save ms = {.dirfd = k->tmpfd, .net = k->net, .dump = &o};
 	sup_ckpt_on_main(s, pty_save_main, &ms);
 	if ((r = ms.r) < 0) {

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -238,7 +239,8 @@ static int path_len(const char *p)
 
 /* What the restorer refuses (restore-fds.c plan_one, reopen, rst_plan_pipe) when nothing but
  * the given stdio, the vfs's files and the proxied sockets are handed over. */
-static int check_strict(const struct restore_fd *f, struct restore_err *err)
+static int check_strict(const struct restore_fd *f, const struct restore_dump_opts *opts,
+			struct restore_err *err)
 {
 	bool deleted = strstr(f->target, " (deleted)") != NULL;
 	switch (f->kind) {
@@ -268,6 +270,22 @@ static int check_strict(const struct restore_fd *f, struct restore_err *err)
 			       "first",
 			       f->fd, path_len(f->target), f->target, restore_fd_kind_name(f->kind));
 		return 0;
+	case RESTORE_FD_SOCKET:
+		if ((f->st.flags & RESTORE_FDS_F_PEER_OUT) && f->st.family == AF_UNIX &&
+		    !(f->st.flags & RESTORE_FDS_F_RECONNECT))
+			REFUSE(err,
+			       "fd %d is a unix socket connected outside the job (%s); a restore "
+			       "cannot connect it again, so it cannot be checkpointed: close it first",
+			       f->fd, f->target);
+		return 0;
+	case RESTORE_FD_TTY:
+		if (f->fd > 2 && !(opts->tty_given && (!strcmp(f->target, "/dev/pts/0") ||
+						       !strcmp(f->target, "/dev/tty"))))
+			REFUSE(err,
+			       "fd %d is the terminal %s, not the job's own; a restore cannot open it "
+			       "again, so it cannot be checkpointed: close it first",
+			       f->fd, f->target);
+		return 0;
 	case RESTORE_FD_OTHER:
 		REFUSE(err,
 		       "fd %d (%s) is of a kind a restore cannot make again; it cannot be "
@@ -289,7 +307,7 @@ int dump_check_restorable(struct restore_image *img, const struct restore_dump_o
 			if (opts->given[k].ino && f->ident.ino == opts->given[k].ino &&
 			    f->ident.dev == opts->given[k].dev)
 				f->st.flags |= RESTORE_FDS_F_GIVEN(k);
-		int r = opts && opts->strict ? check_strict(f, err) : 0;
+		int r = opts && opts->strict ? check_strict(f, opts, err) : 0;
 		if (r < 0)
 			return r;
 	}

@@ -444,6 +444,9 @@ struct restore_dump_opts {
 	 * does not know, a deleted working directory) is refused by the dump, not by a restore
 	 * after a `--stop` that ended the job. */
 	bool strict;
+	/* With @strict: the caller also gives the job's terminal (/dev/pts/0, /dev/tty) at any
+	 * fd; other terminals (a /dev/ptmx of the job's own, another pty) are refused. */
+	bool tty_given;
 };
 
 /** An rseq critical section descriptor (the kernel's struct rseq_cs, as read from the target). */

@@ -1,7 +1,8 @@
 #!/bin/bash
 # What no restore could rebuild is refused by the checkpoint, in one line, and the job runs on:
 # a memfd, a file outside /tmp deleted while open, a working directory deleted (outside /tmp
-# and inside it). Before, `checkpoint --stop` succeeded (ending the job), `checkpoints` listed
+# and inside it), a unix stream socket connected to a server outside the job, a pty the job
+# opened itself (script, expect, pty.openpty). Before, `checkpoint --stop` succeeded (ending the job), `checkpoints` listed
 # the checkpoint as good, and every restore failed: the job was lost.
 . "$(dirname "$0")/../lib.sh"
 state_is() { "$CKPTENV" status "$1" | grep -Eq "state: *($2)"; }
@@ -31,4 +32,13 @@ check cwd-out "import os; os.mkdir('$T/out/wd'); os.chdir('$T/out/wd'); os.rmdir
 	"the job's working directory $T/out/wd was deleted; a restore could not enter it"
 check cwd-tmp "import os; os.mkdir('/tmp/wd'); os.chdir('/tmp/wd'); os.rmdir('/tmp/wd')" \
 	"the job's working directory /tmp/wd was deleted"
-pass "a memfd, a deleted file outside /tmp and a deleted cwd are refused at checkpoint time; the job runs on"
+python3 -c "
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind('$T/out/srv.sock'); s.listen(1)
+c, _ = s.accept(); time.sleep(120)" </dev/null >/dev/null 2>&1 &
+poll_until 20 test -S out/srv.sock || fail "the unix server did not start"
+check unix "import socket; s = socket.socket(socket.AF_UNIX); s.connect('$T/out/srv.sock')" \
+	"fd 3 is a unix socket connected outside the job (socket:\[[0-9]*\]); a restore cannot connect it again"
+check pty "import os; m, s = os.openpty()" \
+	"fd 3 is the terminal /dev/ptmx, not the job's own; a restore cannot open it again"
+pass "a memfd, a deleted file outside /tmp, a deleted cwd, a unix socket to outside and a pty of the job's own are refused at checkpoint time; the job runs on"
