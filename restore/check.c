@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <time.h>
 
 int rst_ident_cmp(const struct stat *st, const struct restore_ident *id)
@@ -178,13 +180,21 @@ struct ck_files {
 	size_t len;
 };
 
+bool rst_procfs_file(const char *path, int fd)
+{
+	struct statfs sf;
+	return !strncmp(path, "/proc/", 6) &&
+	       (fd >= 0 ? fstatfs(fd, &sf) : statfs(path, &sf)) == 0 && sf.f_type == PROC_SUPER_MAGIC;
+}
+
 /* One file of the image: @dir_only compares the device and inode only (directories). */
 static int check_file(struct ck_files *f, const char *path, const struct restore_ident *id,
 		      bool dir_only)
 {
 	if (path[0] != '/' || strstr(path, " (deleted)") || !id->ino ||
-	    (id->flags & RESTORE_IDENT_F_JOB_VFS))
-		return 0; /* gone at checkpoint time, or the job's /tmp: not checked here */
+	    (id->flags & RESTORE_IDENT_F_JOB_VFS) || rst_procfs_file(path, -1))
+		return 0; /* gone at checkpoint time, the job's /tmp, or its /proc (a new mount
+			   * each run: /proc/stat's identity never matches): not checked here */
 	bool allowed = false;
 	for (size_t i = 0; f->opts && i < f->opts->nallow_paths; i++)
 		if (strcmp(f->opts->allow_paths[i], path) == 0)

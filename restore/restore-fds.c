@@ -39,7 +39,7 @@ int rst_ident_check(struct rst_ctx *c, int fd, const struct restore_ident *id, c
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	int how = rst_ident_cmp(&st, id);
-	if (how == RST_IDENT_SAME || rst_path_allowed(c->opts, what))
+	if (how == RST_IDENT_SAME || rst_path_allowed(c->opts, what) || rst_procfs_file(what, fd))
 		return 0;
 	char msg[sizeof(c->err->msg)];
 	rst_ident_describe(msg, sizeof(msg), what, how, &st, id);

@@ -144,6 +144,9 @@ int rst_fds_locks(struct rst_ctx *c);
 /** The POSIX ones as the blob takes them again after its closes, into @out (may be NULL: only
  *  counted). Returns how many. */
 size_t rst_fds_locks_posix(const struct rst_ctx *c, struct ckr_lock *out);
+/** @path is a file of a procfs (the job's /proc is mounted anew by each run, so its identity
+ *  is never the image's): checked on @fd when >= 0, else on the path. */
+bool rst_procfs_file(const char *path, int fd);
 int rst_fds_install(struct rst_ctx *c);
 void rst_ctx_close_temps(struct rst_ctx *c);
 
