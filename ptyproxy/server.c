@@ -556,6 +556,11 @@ int ptyproxy_state_save(struct ptyproxy *p, int dirfd)
 	struct ptyproxy_state s = {.modes = p->modes.modes, .ws = p->ws};
 	if (tcgetattr(p->master, &s.tio) < 0)
 		return -errno;
+	/* The pty's own size: the job may have set it (`stty cols 50`) since a client did. */
+	struct winsize ws;
+	if (ioctl(p->master, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col &&
+	    ws.ws_row <= PTYPROXY_DIM_MAX && ws.ws_col <= PTYPROXY_DIM_MAX)
+		s.ws = ws;
 	pp_feed_model(p, SIZE_MAX);
 	int r = pp_model_snapshot(p->model, &s.screen);
 	if (r < 0)

@@ -102,6 +102,31 @@ START_TEST(test_save_load_seed)
 }
 END_TEST
 
+/* The size saved is the pty's: a job that set its own (`stty cols 50 rows 20`) after the last
+ * client did gets it back, not the client's. */
+START_TEST(test_save_job_size)
+{
+	struct fx f;
+	fx_init(&f);
+	int master, slave;
+	struct winsize ws = {30, 100, 0, 0}, mine = {20, 50, 0, 0};
+	CHECK(ptyproxy_pty_open(NULL, NULL, &ws, &master, &slave) == 0);
+	struct ptyproxy_config cfg = fx_config(&f);
+	CHECK(ptyproxy_new(&cfg, master, NULL, &f.p) == 0);
+	CHECK(ioctl(slave, TIOCSWINSZ, &mine) == 0);
+	int dir = tmpdir();
+	CHECK(ptyproxy_state_save(f.p, dir) == 0);
+	fx_free(&f);
+	close(slave);
+	struct ptyproxy_state *st;
+	CHECK(ptyproxy_state_load(dir, &st) == 0);
+	const struct winsize *sws = ptyproxy_state_winsize(st);
+	CHECK(sws->ws_row == 20 && sws->ws_col == 50);
+	ptyproxy_state_free(st);
+	close(dir);
+}
+END_TEST
+
 START_TEST(test_corruption)
 {
 	struct ptyproxy_state s = {.modes = PTYPROXY_MODE_PASTE, .ws = {2, 3, 0, 0}};
@@ -165,6 +190,7 @@ int main(void)
 	TCase *tc = tcase_create("state");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_save_load_seed);
+	tcase_add_test(tc, test_save_job_size);
 	tcase_add_test(tc, test_corruption);
 	suite_add_tcase(s, tc);
 	return ck_run_suite(s);
