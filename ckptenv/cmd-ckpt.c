@@ -33,13 +33,14 @@ static const char checkpoints_usage[] =
 	"List job NAME's checkpoints: ID, TIME, SIZE, EPOCH, FROZEN. A checkpoint whose /tmp epoch\n"
 	"is missing from the store is reported on stderr (exit status 1).\n";
 static const char restore_usage[] =
-	"Usage: ckptenv restore NAME [ID] [--detach] [--allow-changed PATH]...\n"
+	"Usage: ckptenv restore NAME [ID] [--detach] [--detach-key K] [--allow-changed PATH]...\n"
 	"\n"
 	"Rebuild the ended or stopped job NAME from checkpoint ID (default: the newest): its /tmp\n"
 	"as it was then, its terminal, its process at its old pid. A stopped job (checkpoint\n"
 	"--stop, or a crash kept by its supervisor) is restored in its supervisor, its attached\n"
 	"terminals redrawn. From a terminal, attach to it; else wait for it to end and exit with\n"
-	"its status. --detach: print the name and return.\n"
+	"its status. --detach: print the name and return. --detach-key K: as for attach (Ctrl-\\\n"
+	"unless given; none to disable).\n"
 	"Files outside /tmp that the job had open or mapped (its program and libraries too) must\n"
 	"be as they were; --allow-changed PATH (repeatable) restores even though PATH changed.\n";
 
@@ -48,6 +49,7 @@ static const char restore_usage[] =
 struct allow_list {
 	char *paths[MAX_ALLOW];
 	size_t n;
+	int detach_key; /* restore --detach-key (DEFAULT_DETACH_KEY unless given) */
 };
 
 static void allow_list_free(struct allow_list *a)
@@ -133,6 +135,14 @@ static int parse(const char *cmd, const char *usage, int argc, char **argv, int 
 		if (c == 'h') {
 			fputs(usage, stdout);
 			return -1;
+		}
+		if (c == 'K' && allow) {
+			if (cli_detach_key_parse(optarg, &allow->detach_key) < 0) {
+				char what[300];
+				snprintf(what, sizeof(what), "invalid detach key '%s'", optarg);
+				return cli_usage(cmd, what);
+			}
+			continue;
 		}
 		if (c == 'A' && allow) {
 			if (allow_list_add(allow, optarg) < 0)
@@ -439,7 +449,7 @@ static int restore_in_place(struct cli_job *j, const char *name, uint64_t id, bo
 	}
 	/* As after a new supervisor's start: follow the restorer, then detach, wait or attach. */
 	struct cli_run_opts ro = {.detach = detach,
-				  .detach_key = DEFAULT_DETACH_KEY,
+				  .detach_key = allow->detach_key,
 				  .in_place = true,
 				  .started = started,
 				  .started_data = data};
@@ -711,7 +721,7 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 				     .allow_changed = (const char *const *)allow->paths,
 				     .nallow_changed = allow->n};
 	struct cli_run_opts ro = {.detach = detach,
-				  .detach_key = DEFAULT_DETACH_KEY,
+				  .detach_key = allow->detach_key,
 				  .restore_spec = &spec,
 				  .started = restore_started,
 				  .started_data = &watch};
@@ -724,11 +734,12 @@ int cmd_restore(int argc, char **argv)
 {
 	static const struct option lo[] = {{"detach", no_argument, NULL, 1},
 					   {"allow-changed", required_argument, NULL, 'A'},
+					   {"detach-key", required_argument, NULL, 'K'},
 					   {"help", no_argument, NULL, 'h'},
 					   {0}};
 	unsigned fl = 0;
 	char *pos[2] = {0};
-	struct allow_list allow = {0};
+	struct allow_list allow = {.detach_key = DEFAULT_DETACH_KEY};
 	int r = parse("restore", restore_usage, argc, argv, 2, lo, &fl, pos, &allow);
 	if (r) {
 		allow_list_free(&allow);

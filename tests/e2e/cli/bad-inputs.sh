@@ -16,6 +16,7 @@ expect_err 2 "run x y: invalid job name" run --name "x y" -- true
 expect_err 2 "run $(printf 'a%.0s' $(seq 65)): invalid" run --name "$(printf 'a%.0s' $(seq 65))" -- true
 expect_err 2 "checkpoint: option '--stop' given twice" checkpoint x --stop --stop
 expect_err 2 "restore: option '--detach' given twice" restore x --detach --detach
+expect_err 2 "restore: invalid detach key 'bogus'" restore x --detach-key bogus
 expect_err 2 "status \.\./x: invalid job name" status ../x
 expect_err 2 "run: missing command" run --name ok
 expect_err 2 "run: missing command" run --name ok --
