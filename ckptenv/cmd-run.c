@@ -293,7 +293,7 @@ static int wait_ready(int fd, char *err, size_t len)
 /* Forward signals until the supervisor says the job ended; returns the job's exit code. With
  * @known >= 0 (the relay already saw the end) that is the code if the supervisor goes away
  * without saying. */
-static int wait_job(int sock, const char *name, const char *dir, int known)
+static int wait_job(const char *cmd, int sock, const char *name, const char *dir, int known)
 {
 	sigset_t set;
 	sigemptyset(&set);
@@ -307,7 +307,7 @@ static int wait_job(int sock, const char *name, const char *dir, int known)
 		if (poll(pfd, sfd >= 0 ? 2 : 1, -1) < 0) {
 			if (errno == EINTR)
 				continue;
-			cli_error("run", name, "poll: %m");
+			cli_error(cmd, name, "poll: %m");
 			return 1;
 		}
 		if (sfd >= 0 && (pfd[1].revents & POLLIN)) {
@@ -322,7 +322,7 @@ static int wait_job(int sock, const char *name, const char *dir, int known)
 		if (r < 0 && known >= 0)
 			return known;
 		if (r < 0) {
-			cli_error("run", name,
+			cli_error(cmd, name,
 				  "lost the supervisor before the job ended (%s); see %s/log",
 				  r == -ECONNRESET ? "connection closed" : strerror(-r), dir);
 			return 1;
@@ -333,7 +333,7 @@ static int wait_job(int sock, const char *name, const char *dir, int known)
 		int note_err;
 		if (m.type == CONTROL_NOTE &&
 		    control_parse_error(&m, &note_err, note, sizeof(note)) == 0)
-			cli_error("run", name, "%s", note);
+			cli_error(cmd, name, "%s", note);
 		if (m.type == CONTROL_EXITED && control_parse_u32(&m, &code) == 0) {
 			/* Wait for the supervisor to be gone (EOF), so the name is free again when we
 			 * return. */
@@ -364,7 +364,7 @@ int cli_follow_started(struct cli_job *j, const char *cmd, const char *name, int
 		return 0;
 	}
 	if (restoring && !(pty && isatty(0) && isatty(1)))
-		return wait_job(sock, name, j->dir, -1);
+		return wait_job(cmd, sock, name, j->dir, -1);
 	struct cli_attach_opts ao = {
 		.detach_key = o->detach_key,
 		.pipes = !pty,
@@ -384,7 +384,7 @@ int cli_follow_started(struct cli_job *j, const char *cmd, const char *name, int
 	 * output had it: what follows starts a line of its own. */
 	if (r < 0 && pty && isatty(2))
 		fputs("\r\n", stderr);
-	return wait_job(sock, name, j->dir, r == 0 ? code : -1);
+	return wait_job(cmd, sock, name, j->dir, r == 0 ? code : -1);
 }
 
 int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
