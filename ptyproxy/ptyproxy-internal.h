@@ -100,6 +100,8 @@ struct ptyproxy_state {
 	struct termios tio;
 	struct winsize ws;
 	struct pp_screen screen;
+	bool have_normal;	  /* screen is the alternate one; this one is under it */
+	struct pp_screen normal;
 };
 int pp_state_pack(const struct ptyproxy_state *s, struct ck_buf *b);
 int pp_state_unpack(const uint8_t *buf, size_t len, struct ptyproxy_state *ret);

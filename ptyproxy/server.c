@@ -307,6 +307,20 @@ static int model_attach(struct ptyproxy *p, const struct ptyproxy_state *state)
 		return 0;
 	struct ck_buf b = {0};
 	struct pp_screen s = state->screen;
+	if (state->have_normal && (state->modes & PTYPROXY_MODE_ALTSCREEN)) {
+		/* The normal screen first, then the alternate one over it (its encoding enters
+		 * it), and the copy an attach draws under the alternate one (feed.c). */
+		pp_model_resize(p->model, state->normal.rows, state->normal.cols);
+		pp_screen_encode(&state->normal, state->modes & ~(uint32_t)PTYPROXY_MODE_ALTSCREEN,
+				 &b);
+		if (!b.err)
+			pp_model_feed(p->model, b.data, b.len);
+		b.len = 0;
+		if (p->have_normal)
+			pp_screen_free(&p->normal);
+		p->have_normal = pp_screen_fit(&state->normal, state->normal.rows,
+					       state->normal.cols, &p->normal) == 0;
+	}
 	pp_model_resize(p->model, s.rows, s.cols);
 	pp_screen_encode(&s, state->modes, &b);
 	if (!b.err)
@@ -565,6 +579,12 @@ int ptyproxy_state_save(struct ptyproxy *p, int dirfd)
 	int r = pp_model_snapshot(p->model, &s.screen);
 	if (r < 0)
 		return r;
+	/* In vim or less: the normal screen the program returns to, which a restore by a new
+	 * supervisor (its ring gone) has nowhere else (borrowed, not freed here). */
+	if (p->model->alt && p->have_normal && (p->modes.modes & PTYPROXY_MODE_ALTSCREEN)) {
+		s.have_normal = true;
+		s.normal = p->normal;
+	}
 	struct ck_buf b = {0};
 	r = pp_state_pack(&s, &b);
 	pp_screen_free(&s.screen);

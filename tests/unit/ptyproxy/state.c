@@ -168,8 +168,32 @@ START_TEST(test_corruption)
 	CHECK(pp_state_unpack(bb.data, bb.len, &out) == 0);
 	pp_screen_free(&out.screen);
 	ck_buf_free(&bb);
+	/* In vim: the normal screen under the alternate one goes along (version 2), and a
+	 * version 1 file (no such screen, no flag byte) still reads. */
+	struct ptyproxy_state alt = s;
+	alt.modes |= PTYPROXY_MODE_ALTSCREEN;
+	alt.have_normal = true;
+	alt.normal = s.screen;
+	alt.normal.crow = 0;
+	CHECK(pp_state_pack(&alt, &bb) == 0);
+	CHECK(pp_state_unpack(bb.data, bb.len, &out) == 0);
+	CHECK(out.have_normal && out.normal.rows == 2 && out.normal.cols == 3 && !out.normal.crow);
+	for (int i = 0; i < 6; i++)
+		CHECK(pp_cell_equal(&out.normal.cells[i], &cells[i]));
+	pp_screen_free(&out.screen);
+	pp_screen_free(&out.normal);
+	ck_buf_free(&bb);
+	struct ck_buf v1 = {0};
+	CHECK(pp_state_pack(&s, &v1) == 0);
+	v1.data[4] = 1;
+	v1.data[v1.len - 9] = v1.data[v1.len - 8]; /* drop the flag byte (0) before the sum */
+	v1.len -= 1;
+	ck_put_le64(v1.data + v1.len - 8, ck_checksum(v1.data, v1.len - 8));
+	CHECK(pp_state_unpack(v1.data, v1.len, &out) == 0 && !out.have_normal);
+	pp_screen_free(&out.screen);
+	ck_buf_free(&v1);
 	/* A file with a valid checksum but bad contents: refused by the bounds checks. */
-	b.data[4] = 2; /* version */
+	b.data[4] = 3; /* version */
 	ck_put_le64(b.data + b.len - 8, ck_checksum(b.data, b.len - 8));
 	CHECK(pp_state_unpack(b.data, b.len, &out) == -EBADMSG);
 	/* Through the file API. */
