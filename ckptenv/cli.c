@@ -6,6 +6,7 @@
 #include "state.h"
 #include "vfs/vfs.h"
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
@@ -47,6 +48,12 @@ int cli_job_open(const char *cmd, const char *name, bool create, struct cli_job 
 		return 1;
 	}
 	r = state_jobs_open(j.home, create, &j.jobs_fd);
+	if (r < 0 && (r != -ENOENT || create)) {
+		cli_error(cmd, name, "cannot %s %s/jobs: %s; set CKPTENV_HOME to a directory of yours",
+			  create ? "create" : "open", j.home, strerror(-r));
+		cli_job_close(&j);
+		return 1;
+	}
 	if (r == 0)
 		r = state_job_open(j.jobs_fd, name, create, &j.job_fd);
 	if (r == -ENOENT) {
@@ -57,6 +64,33 @@ int cli_job_open(const char *cmd, const char *name, bool create, struct cli_job 
 	if (r < 0) {
 		cli_error(cmd, name, "cannot open %s: %s; check its owner and mode", j.dir,
 			  strerror(-r));
+		cli_job_close(&j);
+		return 1;
+	}
+	/* Every directory of the job's state is ours alone, and writable by nobody else. Root
+	 * may reach another user's job (attach, status, rm go through its supervisor), but not
+	 * start a supervisor for it (cli_start_job). */
+	_cleanup_close_ int hfd = open(j.home, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_free_ char *jobs = NULL;
+	if (asprintf(&jobs, "%s/jobs", j.home) < 0)
+		jobs = NULL;
+	const char *path[3] = {j.home, jobs ? jobs : "jobs", j.dir};
+	int fds[3] = {hfd, j.jobs_fd, j.job_fd};
+	for (int i = 0; i < 3; i++) {
+		struct stat st;
+		if (fds[i] < 0 || state_dir_ours(fds[i], i ? 022 : 002, &st) == 0 ||
+		    (geteuid() == 0 && !(st.st_mode & (i ? 022 : 002))))
+			continue;
+		if (st.st_uid != geteuid())
+			cli_error(cmd, name,
+				  "%s belongs to uid %u; a job's state is its user's alone: run "
+				  "ckptenv as that user, or set CKPTENV_HOME to a directory of yours",
+				  path[i], (unsigned)st.st_uid);
+		else
+			cli_error(cmd, name,
+				  "%s is writable by others (mode %03o); chmod go-w it, or set "
+				  "CKPTENV_HOME to a directory of yours",
+				  path[i], (unsigned)(st.st_mode & 07777));
 		cli_job_close(&j);
 		return 1;
 	}

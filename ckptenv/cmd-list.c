@@ -147,6 +147,15 @@ int cmd_list(int argc, char **argv)
 		cli_error("list", NULL, "cannot open %s/jobs: %s", home, strerror(-r));
 		return 1;
 	}
+	struct stat jst;
+	if (jobs_fd >= 0 && state_dir_ours(jobs_fd, 022, &jst) < 0) {
+		cli_error("list", NULL,
+			  "%s/jobs belongs to uid %u or is writable by others (mode %03o); set "
+			  "CKPTENV_HOME to a directory of yours",
+			  home, (unsigned)jst.st_uid, (unsigned)(jst.st_mode & 07777));
+		close(jobs_fd);
+		return 1;
+	}
 	char **names = NULL;
 	size_t n = 0;
 	DIR *d = jobs_fd >= 0 ? fdopendir(jobs_fd) : NULL;
@@ -172,8 +181,10 @@ int cmd_list(int argc, char **argv)
 	bool first = true;
 	for (size_t k = 0; k < n; k++) {
 		_cleanup_close_ int fd = -1;
-		if (state_job_open(dirfd(d), names[k], false, &fd) < 0)
-			continue;
+		struct stat dst;
+		if (state_job_open(dirfd(d), names[k], false, &fd) < 0 ||
+		    state_dir_ours(fd, 022, &dst) < 0)
+			continue; /* not a job of ours (see cli_job_open) */
 		struct cli_job_info i;
 		cli_job_info_load(fd, &i);
 		char st[32], t[32];

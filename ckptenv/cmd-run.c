@@ -391,6 +391,15 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 		  const struct cli_run_opts *o, bool print_name, struct supervisor_args *sa)
 {
 	_cleanup_close_ int lock_fd = -1;
+	struct stat st;
+	if (state_dir_ours(j->job_fd, 022, &st) < 0 && st.st_uid != geteuid()) {
+		/* root: its supervisor would run the user's program as root, in the user's files */
+		cli_error(cmd, name,
+			  "%s belongs to uid %u: a supervisor started by uid %u would run the job as "
+			  "uid %u; run 'ckptenv %s' as its user",
+			  j->dir, (unsigned)st.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), cmd);
+		return 1;
+	}
 	const char *nm = getenv("CKPTENV_NET_MAX_SESSIONS");
 	if (nm && *nm && net_max_sessions_parse(nm, NULL) < 0) {
 		cli_error(cmd, name,

@@ -68,6 +68,13 @@ int state_name_check(const char *name)
 	return 0;
 }
 
+int state_dir_ours(int fd, mode_t deny, struct stat *ret)
+{
+	if (fstat(fd, ret) < 0)
+		return -errno;
+	return ret->st_uid == geteuid() && !(ret->st_mode & deny) ? 0 : -EPERM;
+}
+
 int state_jobs_open(const char *home, bool create, int *ret_fd)
 {
 	_cleanup_free_ char *p = NULL;

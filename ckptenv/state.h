@@ -4,6 +4,7 @@
 #ifndef CKPTENV_STATE_H
 #define CKPTENV_STATE_H
 
+#include <sys/stat.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -53,6 +54,12 @@ int state_name_check(const char *name);
 
 /** Open (creating each level 0700 when @create) $home/jobs and return its fd. */
 int state_jobs_open(const char *home, bool create, int *ret_fd);
+
+/** Whether directory @fd may hold our state: owned by our effective uid and not writable by
+ *  the @deny mode bits (022 for ckptenv's own directories; 002 for the home above them, which
+ *  a user-private group may write). 0, -EPERM (*ret says whose, which mode), -errno. Another user's directory would give
+ *  that user the job's output, sockets and store (or, to root, run the user's program as root). */
+int state_dir_ours(int fd, mode_t deny, struct stat *ret);
 
 /** Open jobs/@name below @jobs_fd as a directory. With @create, make it (0700) when missing.
  *  -ENOENT no such job. */
