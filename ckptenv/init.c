@@ -322,6 +322,11 @@ void init_main(int sock, const struct launch_args *a, int restore_dirfd)
 		fail(sock, errno, "cannot make the job's mounts private: %m");
 	int fuse_fd = -1;
 	int r = vfs_mount_fuse("/tmp", a->allow_other, &fuse_fd);
+	if (r < 0 && access("/dev/fuse", R_OK | W_OK) < 0)
+		fail(sock, -r,
+		     "cannot mount the job's /tmp: cannot open /dev/fuse (%m); it must be readable "
+		     "and writable by you (mode 0666, as distributions ship it): ask your "
+		     "administrator");
 	if (r < 0)
 		fail(sock, -r, "cannot mount the job's /tmp: %s", strerror(-r));
 	int fds[3] = {fuse_fd, -1, -1}, slave = -1;

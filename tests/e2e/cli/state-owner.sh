@@ -5,7 +5,8 @@
 #  - one writable by others is refused too;
 #  - root may reach a user's job (status), but not start a supervisor for it (restore): that
 #    ran the user's program as root and left root's files in the user's directory;
-#  - an unwritable HOME names the directory and CKPTENV_HOME.
+#  - an unwritable HOME names the directory and CKPTENV_HOME;
+#  - a /dev/fuse the user cannot open is named, with the fix (it said only "cannot mount").
 . "$(dirname "$0")/../lib.sh"
 
 use_ckuser reach so
@@ -54,4 +55,16 @@ err=$(setpriv --reuid ckuser --regid ckuser --init-groups env -i PATH=/usr/bin:/
 expect_eq "run with an unwritable HOME" 1 "$rc"
 echo "$err" | grep -q "cannot create $T/rohome/.local/state/ckptenv/jobs: Permission denied; set CKPTENV_HOME" ||
 	fail "said: $err"
-pass "state directories of another user or writable by others refused; root does not restore a user's job"
+
+# /dev/fuse not open to the user (as on this machine before use_ckuser opened it up), in a private
+# mount namespace so that the other scenarios keep theirs: the line names /dev/fuse and the fix.
+mknod -m 0600 "$T/fuse" c 10 229
+rc=0
+err=$(unshare -m sh -c "mount --bind '$T/fuse' /dev/fuse && setpriv --reuid ckuser --regid ckuser \
+	--init-groups env -i PATH=/usr/bin:/bin HOME='$U' CKPTENV_HOME='$U/home' '$CKPTENV' run --name f -- true" \
+	2>&1 </dev/null) || rc=$?
+expect_eq "run without /dev/fuse" 1 "$rc"
+echo "$err" | grep -q "cannot open /dev/fuse (Permission denied); it must be readable and writable by you" ||
+	fail "said: $err"
+as_user rm f >/dev/null 2>&1 || true
+pass "state directories of another user or writable by others refused; /dev/fuse named; root does not restore a user's job"
