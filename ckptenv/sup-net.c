@@ -22,16 +22,21 @@
 
 /* A session holds up to 4 fds (job leg, upstream, the splice pipe); the default soft limit of
  * 1024 would make the fd limit, not the session limit, the one a busy job meets. */
-static void raise_nofile(unsigned max_sessions)
+/* Returns how many sessions the fd limit we got allows (@max_sessions when it is enough). */
+static unsigned raise_nofile(unsigned max_sessions)
 {
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return;
+		return max_sessions;
 	rlim_t want = (rlim_t)max_sessions * 4 + 256;
 	if (rl.rlim_cur >= want)
-		return;
+		return max_sessions;
 	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
-	(void)setrlimit(RLIMIT_NOFILE, &rl);
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 && getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return max_sessions;
+	return rl.rlim_cur >= want ? max_sessions
+	       : rl.rlim_cur > 256 + 4 ? (unsigned)((rl.rlim_cur - 256) / 4)
+				       : 1;
 }
 
 /* The CLI refused a bad value before starting us; a default is only a fallback. */
@@ -54,7 +59,20 @@ int sup_net_new(struct sup *s)
 		return r;
 	struct netproxy_counters c;
 	netproxy_counters_get(s->np, &c);
-	raise_nofile(c.max_sessions);
+	unsigned fit = raise_nofile(c.max_sessions);
+	if (fit < c.max_sessions) {
+		/* A hard open-file limit too low for the session limit: the proxy ran out of fds
+		 * and the job's connect got ECONNABORTED, unexplained. The limit it can keep. */
+		sup_log(s,
+			"the open-file limit allows %u proxied connections, not %u; raise the hard "
+			"limit (ulimit -Hn) for more",
+			fit, c.max_sessions);
+		netproxy_free(s->np);
+		s->np = NULL;
+		cfg.max_sessions = fit;
+		if ((r = netproxy_new(&cfg, &s->np)) < 0)
+			return r;
+	}
 	struct epoll_event ev = {.events = EPOLLIN, .data.fd = netproxy_fd(s->np)};
 	if (epoll_ctl(s->ep, EPOLL_CTL_ADD, ev.data.fd, &ev) < 0)
 		return -errno;
