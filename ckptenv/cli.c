@@ -78,8 +78,8 @@ int cli_job_open(const char *cmd, const char *name, bool create, struct cli_job 
 	int fds[3] = {hfd, j.jobs_fd, j.job_fd};
 	for (int i = 0; i < 3; i++) {
 		struct stat st;
-		if (fds[i] < 0 || state_dir_ours(fds[i], i ? 022 : 002, &st) == 0 ||
-		    (geteuid() == 0 && !(st.st_mode & (i ? 022 : 002))))
+		int r2 = fds[i] < 0 ? 0 : state_dir_ours(fds[i], i ? 022 : 002, &st);
+		if (r2 != -EPERM || (geteuid() == 0 && !(st.st_mode & (i ? 022 : 002))))
 			continue;
 		if (st.st_uid != geteuid())
 			cli_error(cmd, name,

@@ -148,7 +148,7 @@ int cmd_list(int argc, char **argv)
 		return 1;
 	}
 	struct stat jst;
-	if (jobs_fd >= 0 && state_dir_ours(jobs_fd, 022, &jst) < 0) {
+	if (jobs_fd >= 0 && state_dir_ours(jobs_fd, 022, &jst) == -EPERM) {
 		cli_error("list", NULL,
 			  "%s/jobs belongs to uid %u or is writable by others (mode %03o); set "
 			  "CKPTENV_HOME to a directory of yours",
