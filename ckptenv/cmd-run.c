@@ -431,10 +431,20 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 				  "the job is already running (restored by another client?); "
 				  "see 'ckptenv status %s'",
 				  name);
-		else
-			cli_error(cmd, name,
-				  "the job is already running; wait for it to end, or use another "
-				  "--name");
+		else {
+			struct cli_job_info info;
+			cli_job_info_load(j->job_fd, &info);
+			if (info.stopped) /* its supervisor holds it for a restore in place */
+				cli_error(cmd, name,
+					  "the job is stopped at a checkpoint; 'ckptenv restore %s' "
+					  "resumes it, 'ckptenv rm %s' ends it, or use another --name",
+					  name, name);
+			else
+				cli_error(cmd, name,
+					  "the job is already running; wait for it to end, or use "
+					  "another --name");
+			cli_job_info_free(&info);
+		}
 		return 1;
 	}
 	if (r < 0) {

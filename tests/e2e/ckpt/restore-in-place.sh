@@ -42,6 +42,11 @@ state_is s stopped || fail "after --stop: $("$CKPTENV" status s)"
 "$CKPTENV" list | grep -Eq '^s +stopped +- ' || fail "list: $("$CKPTENV" list)"
 "$CKPTENV" list --json | grep -q '"pid"' && fail "list --json: a pid for a stopped job"
 kill -0 "$sup" || fail "the supervisor ended with the job"
+# A run under its name is told the job is stopped (it said "already running").
+rc=0
+"$CKPTENV" run --name s -- true </dev/null >/dev/null 2>err.txt || rc=$?
+expect_eq "run of a stopped job's name" 1 "$rc"
+grep -q "the job is stopped at a checkpoint; 'ckptenv restore s' resumes it" err.txt || fail "said: $(cat err.txt)"
 poll_until 10 has a "job s stopped at checkpoint 2" || fail "no notice: $(pane a)"
 has a "run-rc=" && fail "the run client left: $(pane a)"
 $TM new-session -d -s w -x 80 -y 24 "$E $CKPTENV attach --read-only s; echo attach-rc=\$?; sleep 60"
