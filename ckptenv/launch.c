@@ -103,6 +103,18 @@ void launch_abort(struct launch_job *j)
 	j->nhand = 0;
 }
 
+/* A clone with a user namespace refused because the machine disables them for unprivileged
+ * users: ENOSPC is the kernel's answer to user.max_user_namespaces = 0, EPERM Debian's to
+ * kernel.unprivileged_userns_clone = 0; neither is about a disk or a permission. */
+static bool userns_disabled(bool userns, int clone_errno)
+{
+	char max[32];
+	return userns && (clone_errno == EPERM ||
+			  (clone_errno == ENOSPC &&
+			   (ck_read_small("/proc/sys/user/max_user_namespaces", max, sizeof(max)) < 0 ||
+			    atoi(max) == 0)));
+}
+
 /* Wait for the init's report: 'F' with the fuse fd, the netproxy listener (and the pty master
  * when @want_pty), or 'E' le32 errno + text. */
 static int read_report(int sock, bool want_pty, int *ret_fuse_fd, int *ret_net_fd, int *ret_pty_fd,
@@ -170,24 +182,16 @@ int launch_job(const struct launch_args *a, struct launch_job *ret, int *ret_fus
 	close(sp[1]);
 	close(rel[0]);
 	struct launch_job j = {.init_pid = pid, .sock = sp[0], .net_fd = -1};
-	char max[32] = "";
-	if (pid < 0 && userns && (clone_errno == ENOSPC || clone_errno == EPERM) &&
-	    (ck_read_small("/proc/sys/user/max_user_namespaces", max, sizeof(max)) < 0 ||
-	     atoi(max) == 0 || clone_errno == EPERM)) {
-		/* ENOSPC is the kernel's answer to user.max_user_namespaces = 0, EPERM Debian's to
-		 * kernel.unprivileged_userns_clone = 0: neither is about a disk or a permission. */
+	if (pid < 0 && userns_disabled(userns, clone_errno))
 		snprintf(err, errlen,
 			 "cannot create the job's user namespace (%s): unprivileged user namespaces "
 			 "are disabled on this machine (sysctl user.max_user_namespaces or "
 			 "kernel.unprivileged_userns_clone); ask your administrator, or run as root",
 			 strerror(clone_errno));
-		close(rel[1]);
-		close(sp[0]);
-		return -clone_errno;
-	}
-	if (pid < 0) {
+	else if (pid < 0)
 		snprintf(err, errlen, "cannot create the job's namespaces (clone%s): %s",
 			 userns ? " with a user namespace" : "", strerror(clone_errno));
+	if (pid < 0) {
 		close(rel[1]);
 		close(sp[0]);
 		return -clone_errno;

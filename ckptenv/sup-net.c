@@ -21,8 +21,8 @@
 #include <sys/resource.h>
 
 /* A session holds up to 4 fds (job leg, upstream, the splice pipe); the default soft limit of
- * 1024 would make the fd limit, not the session limit, the one a busy job meets. */
-/* Returns how many sessions the fd limit we got allows (@max_sessions when it is enough). */
+ * 1024 would make the fd limit, not the session limit, the one a busy job meets. Returns how
+ * many sessions the fd limit we got allows (@max_sessions when it is enough). */
 static unsigned raise_nofile(unsigned max_sessions)
 {
 	struct rlimit rl;
@@ -53,26 +53,20 @@ static unsigned max_sessions_from_env(struct sup *s)
 
 int sup_net_new(struct sup *s)
 {
-	struct netproxy_config cfg = {.max_sessions = max_sessions_from_env(s)};
-	int r = netproxy_new(&cfg, &s->np);
-	if (r < 0)
-		return r;
-	struct netproxy_counters c;
-	netproxy_counters_get(s->np, &c);
-	unsigned fit = raise_nofile(c.max_sessions);
-	if (fit < c.max_sessions) {
+	unsigned want = max_sessions_from_env(s);
+	if (!want)
+		want = NETPROXY_MAX_SESSIONS_DEFAULT;
+	struct netproxy_config cfg = {.max_sessions = raise_nofile(want)};
+	if (cfg.max_sessions < want)
 		/* A hard open-file limit too low for the session limit: the proxy ran out of fds
 		 * and the job's connect got ECONNABORTED, unexplained. The limit it can keep. */
 		sup_log(s,
 			"the open-file limit allows %u proxied connections, not %u; raise the hard "
 			"limit (ulimit -Hn) for more",
-			fit, c.max_sessions);
-		netproxy_free(s->np);
-		s->np = NULL;
-		cfg.max_sessions = fit;
-		if ((r = netproxy_new(&cfg, &s->np)) < 0)
-			return r;
-	}
+			cfg.max_sessions, want);
+	int r = netproxy_new(&cfg, &s->np);
+	if (r < 0)
+		return r;
 	struct epoll_event ev = {.events = EPOLLIN, .data.fd = netproxy_fd(s->np)};
 	if (epoll_ctl(s->ep, EPOLL_CTL_ADD, ev.data.fd, &ev) < 0)
 		return -errno;

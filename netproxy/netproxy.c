@@ -45,7 +45,7 @@ int netproxy_new(const struct netproxy_config *cfg, struct netproxy **ret)
 	if (cfg)
 		np->cfg = *cfg;
 	if (!np->cfg.max_sessions)
-		np->cfg.max_sessions = 1024;
+		np->cfg.max_sessions = NETPROXY_MAX_SESSIONS_DEFAULT;
 	if (!np->cfg.buf_size)
 		np->cfg.buf_size = 1u << 20;
 	if (!np->cfg.nonblock_wait_ms)

@@ -46,8 +46,10 @@ int netproxy_filter_install(unsigned flags);
 
 struct netproxy;
 
+#define NETPROXY_MAX_SESSIONS_DEFAULT 1024u
+
 struct netproxy_config {
-	unsigned max_sessions;	   /* connects beyond this fail with EAGAIN; 0 = 1024 */
+	unsigned max_sessions;	   /* connects beyond this fail with EAGAIN; 0: the default */
 	size_t buf_size;	   /* relay buffer per direction; 0 = 1 MiB */
 	unsigned nonblock_wait_ms; /* how long a non-blocking connect waits for the upstream
 				      before answering EINPROGRESS with the leg; 0 = 500 */

@@ -2,6 +2,7 @@
  * the image names, checks its identity and moves it above the image's numbers, next to the fds
  * the caller hands over; installing puts each at its old number (dup3 keeps O_CLOEXEC as it
  * was), then closes every other fd but the restorer's temporaries, which the blob closes. */
+#include "common/grow.h"
 #include "restore/fds-internal.h"
 
 #include <fcntl.h>
@@ -246,13 +247,9 @@ int rst_fds_locks_plan(struct rst_ctx *c)
 			struct rst_lock k = {.fd = f->fd, .target = f->target};
 			if (!lock_parse(l, &k))
 				continue;
-			if (c->nlocks == cap) {
-				cap = cap ? 2 * cap : 8;
-				struct rst_lock *v = realloc(c->locks, cap * sizeof(*v));
-				if (!v)
-					return -ENOMEM;
-				c->locks = v;
-			}
+			int r = CK_GROW(c->locks, cap, c->nlocks + 1);
+			if (r < 0)
+				return r;
 			c->locks[c->nlocks++] = k;
 		}
 	}
