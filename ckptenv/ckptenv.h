@@ -112,6 +112,10 @@ void cli_job_close(struct cli_job *j);
 struct vfs;
 int cli_job_vfs_open(const struct cli_job *j, const char *cmd, const char *name, struct vfs **ret);
 
+/** Directory @fd (@path, for the message) of a job's state is ours and not writable by the
+ *  @deny mode bits (state_dir_ours; root may reach another user's), else print one line for
+ *  @cmd and return 1. */
+int cli_state_dir_check(const char *cmd, const char *name, int fd, const char *path, mode_t deny);
 /** Who owns @j's store: 0 with *@lock_fd holding the job lock (nothing runs: open the store
  *  here) or with *@sock connected to the supervisor (it owns the store: ask it); the other is
  *  -1. On failure print one line for @cmd and return 1. */

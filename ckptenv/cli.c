@@ -67,35 +67,39 @@ int cli_job_open(const char *cmd, const char *name, bool create, struct cli_job 
 		cli_job_close(&j);
 		return 1;
 	}
-	/* Every directory of the job's state is ours alone, and writable by nobody else. Root
-	 * may reach another user's job (attach, status, rm go through its supervisor), but not
-	 * start a supervisor for it (cli_start_job). */
+	/* Every directory of the job's state is ours alone, and writable by nobody else. */
 	_cleanup_close_ int hfd = open(j.home, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	_cleanup_free_ char *jobs = NULL;
 	if (asprintf(&jobs, "%s/jobs", j.home) < 0)
 		jobs = NULL;
-	const char *path[3] = {j.home, jobs ? jobs : "jobs", j.dir};
-	int fds[3] = {hfd, j.jobs_fd, j.job_fd};
-	for (int i = 0; i < 3; i++) {
-		struct stat st;
-		int r2 = fds[i] < 0 ? 0 : state_dir_ours(fds[i], i ? 022 : 002, &st);
-		if (r2 != -EPERM || (geteuid() == 0 && !(st.st_mode & (i ? 022 : 002))))
-			continue;
-		if (st.st_uid != geteuid())
-			cli_error(cmd, name,
-				  "%s belongs to uid %u; a job's state is its user's alone: run "
-				  "ckptenv as that user, or set CKPTENV_HOME to a directory of yours",
-				  path[i], (unsigned)st.st_uid);
-		else
-			cli_error(cmd, name,
-				  "%s is writable by others (mode %03o); chmod go-w it, or set "
-				  "CKPTENV_HOME to a directory of yours",
-				  path[i], (unsigned)(st.st_mode & 07777));
+	if ((hfd >= 0 && cli_state_dir_check(cmd, name, hfd, j.home, 002)) ||
+	    cli_state_dir_check(cmd, name, j.jobs_fd, jobs ? jobs : "jobs", 022) ||
+	    cli_state_dir_check(cmd, name, j.job_fd, j.dir, 022)) {
 		cli_job_close(&j);
 		return 1;
 	}
 	*ret = j;
 	return 0;
+}
+
+int cli_state_dir_check(const char *cmd, const char *name, int fd, const char *path, mode_t deny)
+{
+	struct stat st;
+	/* Root may reach another user's job (attach, status, rm go through its supervisor), but
+	 * not start a supervisor for it (cli_start_job). */
+	if (state_dir_ours(fd, deny, true, &st) != -EPERM)
+		return 0;
+	if (st.st_uid != geteuid())
+		cli_error(cmd, name,
+			  "%s belongs to uid %u; a job's state is its user's alone: run ckptenv as "
+			  "that user, or set CKPTENV_HOME to a directory of yours",
+			  path, (unsigned)st.st_uid);
+	else
+		cli_error(cmd, name,
+			  "%s is writable by others (mode %03o); chmod go-w it, or set CKPTENV_HOME "
+			  "to a directory of yours",
+			  path, (unsigned)(st.st_mode & 07777));
+	return 1;
 }
 
 void cli_job_close(struct cli_job *j)

@@ -147,12 +147,9 @@ int cmd_list(int argc, char **argv)
 		cli_error("list", NULL, "cannot open %s/jobs: %s", home, strerror(-r));
 		return 1;
 	}
-	struct stat jst;
-	if (jobs_fd >= 0 && state_dir_ours(jobs_fd, 022, &jst) == -EPERM) {
-		cli_error("list", NULL,
-			  "%s/jobs belongs to uid %u or is writable by others (mode %03o); set "
-			  "CKPTENV_HOME to a directory of yours",
-			  home, (unsigned)jst.st_uid, (unsigned)(jst.st_mode & 07777));
+	_cleanup_free_ char *jobs = NULL;
+	if (jobs_fd >= 0 && asprintf(&jobs, "%s/jobs", home) >= 0 &&
+	    cli_state_dir_check("list", NULL, jobs_fd, jobs, 022)) {
 		close(jobs_fd);
 		return 1;
 	}
@@ -183,7 +180,7 @@ int cmd_list(int argc, char **argv)
 		_cleanup_close_ int fd = -1;
 		struct stat dst;
 		if (state_job_open(dirfd(d), names[k], false, &fd) < 0 ||
-		    state_dir_ours(fd, 022, &dst) < 0)
+		    state_dir_ours(fd, 022, true, &dst) < 0)
 			continue; /* not a job of ours (see cli_job_open) */
 		struct cli_job_info i;
 		cli_job_info_load(fd, &i);

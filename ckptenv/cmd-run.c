@@ -392,7 +392,7 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 {
 	_cleanup_close_ int lock_fd = -1;
 	struct stat st;
-	if (state_dir_ours(j->job_fd, 022, &st) == -EPERM && st.st_uid != geteuid()) {
+	if (state_dir_ours(j->job_fd, 022, false, &st) == -EPERM && st.st_uid != geteuid()) {
 		/* root: its supervisor would run the user's program as root, in the user's files */
 		cli_error(cmd, name,
 			  "%s belongs to uid %u: a supervisor started by uid %u would run the job as "

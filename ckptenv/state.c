@@ -68,11 +68,12 @@ int state_name_check(const char *name)
 	return 0;
 }
 
-int state_dir_ours(int fd, mode_t deny, struct stat *ret)
+int state_dir_ours(int fd, mode_t deny, bool root_may, struct stat *ret)
 {
 	if (fstat(fd, ret) < 0)
 		return -errno;
-	return ret->st_uid == geteuid() && !(ret->st_mode & deny) ? 0 : -EPERM;
+	bool owner = ret->st_uid == geteuid() || (root_may && geteuid() == 0);
+	return owner && !(ret->st_mode & deny) ? 0 : -EPERM;
 }
 
 int state_jobs_open(const char *home, bool create, int *ret_fd)

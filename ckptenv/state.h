@@ -57,9 +57,11 @@ int state_jobs_open(const char *home, bool create, int *ret_fd);
 
 /** Whether directory @fd may hold our state: owned by our effective uid and not writable by
  *  the @deny mode bits (022 for ckptenv's own directories; 002 for the home above them, which
- *  a user-private group may write). 0, -EPERM (*ret says whose, which mode), -errno. Another user's directory would give
+ *  a user-private group may write). With @root_may, root may also use another user's (to look
+ *  at a job, not to start a supervisor for it). 0, -EPERM (*ret says whose, which mode),
+ *  -errno. Another user's directory would give
  *  that user the job's output, sockets and store (or, to root, run the user's program as root). */
-int state_dir_ours(int fd, mode_t deny, struct stat *ret);
+int state_dir_ours(int fd, mode_t deny, bool root_may, struct stat *ret);
 
 /** Open jobs/@name below @jobs_fd as a directory. With @create, make it (0700) when missing.
  *  -ENOENT no such job. */
