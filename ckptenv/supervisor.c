@@ -16,6 +16,7 @@
 #include "vfs/vfs.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -353,6 +354,14 @@ static void do_drop(struct sup *s, int c, const struct control_msg *m)
 
 static void client_request(struct sup *s, int i, const struct control_msg *mp);
 
+/* A client that hung up while its request waited (a CLI stopped with Ctrl-C): its socket is
+ * out of the epoll set, so only a look at it tells. */
+static bool client_gone(int c)
+{
+	struct pollfd p = {.fd = c, .events = POLLRDHUP};
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 /* After a checkpoint: the requests that waited for it, their clients back in the epoll set. */
 static void run_deferred(struct sup *s)
 {
@@ -361,6 +370,11 @@ static void run_deferred(struct sup *s)
 		if (!m)
 			continue;
 		s->ndeferred--;
+		if (client_gone(s->clients[i])) { /* its CLI was interrupted: nothing to do for it */
+			client_close(s, i);
+			free(m);
+			continue;
+		}
 		if (ep_add(s, s->clients[i]) < 0)
 			sup_log(s, "epoll: %m"); /* that client then never gets another answer */
 		client_request(s, i, m);
@@ -434,8 +448,8 @@ static void client_request(struct sup *s, int i, const struct control_msg *m)
 		if (!defer_busy(s, i, m))
 			do_drop(s, c, m);
 		break;
-	case CONTROL_CHECKPOINT: /* busy: answered at once; starting: waits for the exec */
-		if (!sup_ckpt_busy(s) && sup_job_starting(s))
+	case CONTROL_CHECKPOINT: /* waits for a checkpoint in progress, and for the exec */
+		if (sup_ckpt_busy(s) || sup_job_starting(s))
 			defer(s, i, m);
 		else
 			sup_checkpoint(s, c, m);
