@@ -74,6 +74,9 @@ struct cli_run_opts {
 	char **cmd;
 	int cmd_argc;
 	uint64_t from_epoch;
+	/* The job directory holds no job yet (a first run): a start that fails removes it, so
+	 * that a run refused for want of /dev/fuse or a user namespace leaves no job behind. */
+	bool fresh;
 	/* Called once the supervisor started the job (host pid of its init), before detaching,
 	 * attaching or waiting: `restore` watches the restorer there. A non-zero return is the
 	 * command's exit code (the job failed to come up). May be NULL. */

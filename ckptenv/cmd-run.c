@@ -387,8 +387,40 @@ int cli_follow_started(struct cli_job *j, const char *cmd, const char *name, int
 	return wait_job(cmd, sock, name, j->dir, r == 0 ? code : -1);
 }
 
+/* A first run whose supervisor failed: remove the directory it made, once that supervisor let
+ * go of the job (its lock), unless the job ran after all (a status: another run's). */
+static void forget_fresh_job(struct cli_job *j, const char *name)
+{
+	_cleanup_close_ int lock_fd = -1;
+	int r = -EBUSY;
+	for (int i = 0; i < 300 && r == -EBUSY; i++) {
+		r = state_lock_take(j->job_fd, &lock_fd);
+		if (r == -EBUSY)
+			usleep(10000);
+	}
+	if (r < 0 || faccessat(j->job_fd, "status", F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		return;
+	(void)ck_rm_rf_at(j->jobs_fd, name);
+}
+
+static int start_job(struct cli_job *j, const char *cmd, const char *name,
+		     const struct cli_run_opts *o, bool print_name, struct supervisor_args *sa,
+		     bool *unstarted);
+
 int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 		  const struct cli_run_opts *o, bool print_name, struct supervisor_args *sa)
+{
+	bool unstarted = false;
+	int r = start_job(j, cmd, name, o, print_name, sa, &unstarted);
+	if (r != 0 && o->fresh && unstarted)
+		forget_fresh_job(j, name);
+	return r;
+}
+
+/* cli_start_job; *unstarted: a supervisor was launched and did not start the job. */
+static int start_job(struct cli_job *j, const char *cmd, const char *name,
+		     const struct cli_run_opts *o, bool print_name, struct supervisor_args *sa,
+		     bool *unstarted)
 {
 	_cleanup_close_ int lock_fd = -1;
 	struct stat st;
@@ -497,6 +529,7 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 	}
 	close(ready[1]);
 	close(TAKE_FD(lock_fd)); /* the supervisor's copy holds the lock now */
+	*unstarted = true;
 	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 		;
 	char err[1024];
@@ -541,6 +574,7 @@ int cli_start_job(struct cli_job *j, const char *cmd, const char *name,
 		cli_error(cmd, name, "unexpected reply %u from the supervisor", m.type);
 		return 1;
 	}
+	*unstarted = false;
 	return cli_follow_started(j, cmd, name, sock, &m, o, sa->pty);
 }
 
@@ -627,7 +661,9 @@ int cmd_run(int argc, char **argv)
 				  .detach_key = o.detach_key,
 				  .cmd = o.cmd,
 				  .cmd_argc = o.cmd_argc,
-				  .from_epoch = o.from_epoch};
+				  .from_epoch = o.from_epoch,
+				  .fresh = faccessat(j.job_fd, "job", F_OK, AT_SYMLINK_NOFOLLOW) < 0 &&
+					   errno == ENOENT};
 	r = cli_start_job(&j, "run", name, &ro, !o.name && !o.detach, &sa);
 	cli_job_close(&j);
 	return r;

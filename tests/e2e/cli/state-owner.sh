@@ -6,7 +6,8 @@
 #  - root may reach a user's job (status), but not start a supervisor for it (restore): that
 #    ran the user's program as root and left root's files in the user's directory;
 #  - an unwritable HOME names the directory and CKPTENV_HOME;
-#  - a /dev/fuse the user cannot open is named, with the fix (it said only "cannot mount").
+#  - a /dev/fuse the user cannot open is named, with the fix (it said only "cannot mount"), and
+#    a first run so refused leaves no job behind.
 . "$(dirname "$0")/../lib.sh"
 
 use_ckuser reach so
@@ -66,5 +67,15 @@ err=$(unshare -m sh -c "mount --bind '$T/fuse' /dev/fuse && setpriv --reuid ckus
 expect_eq "run without /dev/fuse" 1 "$rc"
 echo "$err" | grep -q "cannot open /dev/fuse (Permission denied); it must be readable and writable by you" ||
 	fail "said: $err"
-as_user rm f >/dev/null 2>&1 || true
+# That first run leaves no job behind (it showed as 'never started' until an rm); a job that
+# ran before keeps its state, /tmp included.
+[ ! -e "$U/home/jobs/f" ] || fail "the refused first run left a job: $(as_user list 2>&1)"
+as_user run --name g -- sh -c 'echo kept > /tmp/g' || fail "first run of g"
+rc=0
+unshare -m sh -c "mount --bind '$T/fuse' /dev/fuse && setpriv --reuid ckuser --regid ckuser \
+	--init-groups env -i PATH=/usr/bin:/bin HOME='$U' CKPTENV_HOME='$U/home' '$CKPTENV' run --name g -- true" \
+	>/dev/null 2>&1 </dev/null || rc=$?
+expect_eq "second run of g without /dev/fuse" 1 "$rc"
+expect_eq "g's /tmp after the refused run" kept "$(as_user run --name g -- cat /tmp/g)"
+as_user rm g >/dev/null
 pass "state directories of another user or writable by others refused; /dev/fuse named; root does not restore a user's job"
