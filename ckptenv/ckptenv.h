@@ -187,6 +187,11 @@ struct cli_job_info {
 	bool has_run;
 	struct job_run run;
 	bool stopped; /* running supervisor, job ended at a checkpoint or crashed: restorable */
+	/* Stopped, from the supervisor (when it says): why and until when. */
+	bool has_park;
+	int park_status;       /* the init's wait status */
+	uint32_t park_left_s;  /* a crash: seconds it is still kept; 0: `checkpoint --stop` */
+	uint64_t park_ckpt;    /* the newest checkpoint when it stopped */
 };
 
 /** Gather what the job directory @job_fd says; a missing or corrupt file just leaves its part
@@ -195,6 +200,8 @@ void cli_job_info_load(int job_fd, struct cli_job_info *ret);
 void cli_job_info_free(struct cli_job_info *i);
 /** "running", "exited N", "never started", "died" into @buf. */
 const char *cli_job_state_str(const struct cli_job_info *i, char *buf, size_t len);
+/** The signal that killed a stopped job's process (crash), 0 if none. */
+int cli_job_park_signal(const struct cli_job_info *i);
 /** Print @s as a JSON string literal (quoted, escaped). */
 void cli_json_str(FILE *f, const char *s);
 

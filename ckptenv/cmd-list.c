@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
 
 static const char list_usage[] =
 	"Usage: ckptenv list [--json]\n"
@@ -22,7 +24,8 @@ static const char list_usage[] =
 
 /* Ask a running job's supervisor how many clients are attached (and its CONTROL_INFO_* flags
  * into *ret_flags when not NULL). -errno when it cannot say. */
-static int job_info(int job_fd, uint32_t *ret_clients, uint32_t *ret_writers, uint32_t *ret_flags)
+static int job_info(int job_fd, uint32_t *ret_clients, uint32_t *ret_writers, uint32_t *ret_flags,
+		    struct cli_job_info *park)
 {
 	_cleanup_close_ int sock = control_connect(job_fd, "control.sock");
 	if (sock < 0)
@@ -40,12 +43,21 @@ static int job_info(int job_fd, uint32_t *ret_clients, uint32_t *ret_writers, ui
 	*ret_writers = ck_get_le32(m.payload + 4);
 	if (ret_flags)
 		*ret_flags = m.len >= 12 ? ck_get_le32(m.payload + 8) : 0;
+	/* A stopped job's tail (control.h): absent from older supervisors. */
+	uint64_t tail = m.len >= 20 ? 20 + 12 * (uint64_t)ck_get_le32(m.payload + 16) : UINT64_MAX;
+	if (park && m.len >= 12 && (ck_get_le32(m.payload + 8) & CONTROL_INFO_PARKED) &&
+	    m.len >= tail + 16) {
+		park->has_park = true;
+		park->park_status = (int)ck_get_le32(m.payload + tail);
+		park->park_left_s = ck_get_le32(m.payload + tail + 4);
+		park->park_ckpt = ck_get_le64(m.payload + tail + 8);
+	}
 	return 0;
 }
 
 static int job_clients(int job_fd, uint32_t *ret_clients, uint32_t *ret_writers)
 {
-	return job_info(job_fd, ret_clients, ret_writers, NULL);
+	return job_info(job_fd, ret_clients, ret_writers, NULL, NULL);
 }
 
 void cli_job_info_load(int job_fd, struct cli_job_info *ret)
@@ -57,7 +69,7 @@ void cli_job_info_load(int job_fd, struct cli_job_info *ret)
 	uint32_t ncl, nwr, flags = 0;
 	if (state_job_running(job_fd) > 0) {
 		i.state = CLI_JOB_RUNNING;
-		i.stopped = job_info(job_fd, &ncl, &nwr, &flags) == 0 &&
+		i.stopped = job_info(job_fd, &ncl, &nwr, &flags, &i) == 0 &&
 			    (flags & CONTROL_INFO_PARKED);
 	}
 	else if (i.has_status && (!i.has_run || i.status.run_id == i.run.run_id))
@@ -92,6 +104,15 @@ const char *cli_job_state_str(const struct cli_job_info *i, char *buf, size_t le
 		snprintf(buf, len, "never started");
 	}
 	return buf;
+}
+
+int cli_job_park_signal(const struct cli_job_info *i)
+{
+	if (!i->has_park || !i->park_left_s)
+		return 0;
+	/* The init exits with the command's status: 128+N when signal N killed it. */
+	int w = i->park_status;
+	return WIFSIGNALED(w) ? WTERMSIG(w) : WEXITSTATUS(w) > 128 ? WEXITSTATUS(w) - 128 : 0;
 }
 
 void cli_json_str(FILE *f, const char *s)
@@ -203,6 +224,15 @@ int cmd_list(int argc, char **argv)
 										: "never started");
 			if (i.state == CLI_JOB_EXITED)
 				printf(", \"exit_code\": %d", (int)i.status.exit_code);
+			if (running && i.stopped && i.has_park && i.park_left_s)
+				printf(", \"stopped_by\": \"crash\", \"signal\": %d, "
+				       "\"kept_until\": %lld",
+				       cli_job_park_signal(&i),
+				       (long long)time(NULL) + (long long)i.park_left_s);
+			else if (running && i.stopped && i.has_park)
+				printf(", \"stopped_by\": \"checkpoint\"");
+			if (running && i.stopped && i.has_park)
+				printf(", \"checkpoint\": %llu", (unsigned long long)i.park_ckpt);
 			/* Stopped: that init is gone (status leaves its pid out too). */
 			if (running && i.has_run && !i.stopped)
 				printf(", \"pid\": %d, \"supervisor_pid\": %d", (int)i.run.init_pid,

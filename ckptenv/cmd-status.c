@@ -8,7 +8,9 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 static const char status_usage[] =
 	"Usage: ckptenv status NAME\n"
@@ -44,6 +46,23 @@ static uint64_t tree_bytes(int dirfd, const char *path, int depth)
 	return sum;
 }
 
+/* Why a stopped job is stopped, and what brings it back. */
+static void print_stopped(const struct cli_job_info *i, const char *name)
+{
+	if (!i->park_left_s) {
+		printf("stopped:    at checkpoint %llu ('checkpoint --stop'); 'ckptenv restore %s' "
+		       "resumes it, 'ckptenv rm %s' ends it\n",
+		       (unsigned long long)i->park_ckpt, name, name);
+		return;
+	}
+	char t[32];
+	int sig = cli_job_park_signal(i);
+	printf("stopped:    killed by signal %d (%s); kept until %s for 'ckptenv restore %s' "
+	       "(from checkpoint %llu), then it ends\n",
+	       sig, strsignal(sig), cli_time(time(NULL) + (int64_t)i->park_left_s, t, sizeof(t)),
+	       name, (unsigned long long)i->park_ckpt);
+}
+
 int cmd_status(int argc, char **argv)
 {
 	static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {0}};
@@ -75,6 +94,8 @@ int cmd_status(int argc, char **argv)
 	_cleanup_free_ char *cmd = i.has_spec ? job_spec_command(&i.spec) : NULL;
 	printf("name:       %s\n", name);
 	printf("state:      %s\n", cli_job_state_str(&i, st, sizeof(st)));
+	if (i.state == CLI_JOB_RUNNING && i.stopped && i.has_park)
+		print_stopped(&i, name);
 	if (i.state == CLI_JOB_RUNNING && i.has_run && !i.stopped)
 		printf("pid:        %d (supervisor %d)\n", (int)i.run.init_pid,
 		       (int)i.run.supervisor_pid);

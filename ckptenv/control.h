@@ -42,7 +42,11 @@ enum control_type {
 			  * commit ns, le64 bytes changed (see snapshot_reply) */
 	CONTROL_INFO_REPLY, /* le32 attached clients, le32 of which writers, le32 CONTROL_INFO_*;
 			     * then (sup_stdio_info_pack) le16 terminal rows, cols, le32 clients
-			     * listed, each: le32 CONTROL_CLIENT_*, le16 rows, cols, le32 pid */
+			     * listed, each: le32 CONTROL_CLIENT_*, le16 rows, cols, le32 pid;
+			     * then, when CONTROL_INFO_PARKED: le32 the init's wait status,
+			     * le32 seconds the crashed job is still kept (0: stopped by
+			     * `checkpoint --stop`, kept until restore or rm), le64 the newest
+			     * checkpoint when it stopped (older CLIs ignore the tail) */
 	CONTROL_CHECKPOINTED, /* le64 id, le64 frozen ns, le64 epoch, le64 bytes; optionally
 			       * le64 ns per phase: freeze, vfs, pty, memory, commit */
 	CONTROL_NET_STATUS_REPLY = 140, /* the job's proxied connections (sup-net.c) */

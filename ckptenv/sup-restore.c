@@ -115,6 +115,7 @@ bool sup_park_on_exit(struct sup *s, int wstatus)
 	}
 	s->parked = true;
 	s->park_status = wstatus;
+	s->park_ckpt = latest;
 	if (s->pp && !s->a->pty)
 		ptyproxy_hold_input(s->pp, true); /* stdin for the restored job, not the dead one */
 	return true;

@@ -175,7 +175,7 @@ size_t sup_stdio_info_pack(struct sup *s, uint8_t *b, size_t cap)
 		n = ptyproxy_list_clients(s->pp, ci, CK_ARRAY_SIZE(ci));
 		n = CK_MIN(n, CK_ARRAY_SIZE(ci));
 	}
-	n = CK_MIN(n, (cap - 20) / 12);
+	n = CK_MIN(n, (cap - 20 - 16) / 12);
 	ck_put_le32(b, info.clients);
 	ck_put_le32(b + 4, info.writers);
 	ck_put_le32(b + 8, (s->pp ? CONTROL_INFO_STARTED : 0) | (info.pipes ? CONTROL_INFO_PIPES : 0) |
@@ -193,7 +193,16 @@ size_t sup_stdio_info_pack(struct sup *s, uint8_t *b, size_t cap)
 		ck_put_le16(e + 6, ci[i].ws.ws_col);
 		ck_put_le32(e + 8, (uint32_t)ci[i].pid);
 	}
-	return 20 + 12 * n;
+	if (!s->parked)
+		return 20 + 12 * n;
+	uint8_t *e = b + 20 + 12 * n;
+	uint64_t now = ck_now_ns(), left = 0;
+	if (s->park_deadline_ns) /* at least 1: 0 says kept until restore or rm */
+		left = s->park_deadline_ns > now ? (s->park_deadline_ns - now) / 1000000000u + 1 : 1;
+	ck_put_le32(e, (uint32_t)s->park_status);
+	ck_put_le32(e + 4, (uint32_t)left);
+	ck_put_le64(e + 8, s->park_ckpt);
+	return 20 + 12 * n + 16;
 }
 
 void sup_stdio_job_exited(struct sup *s, int wstatus)

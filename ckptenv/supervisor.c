@@ -414,7 +414,7 @@ static void client_request(struct sup *s, int i, const struct control_msg *m)
 		(void)sup_job_start(s, c);
 		break;
 	case CONTROL_INFO: {
-		uint8_t b[24 + 12 * CONTROL_CLIENTS_MAX];
+		uint8_t b[20 + 12 * CONTROL_CLIENTS_MAX + 16];
 		control_send(c, CONTROL_INFO_REPLY, b, sup_stdio_info_pack(s, b, sizeof(b)), NULL, 0);
 		break;
 	}

@@ -61,6 +61,7 @@ struct sup {
 	bool parked;		   /* init reaped, clients and store kept, job_exited not called */
 	int park_status;	   /* the init's wait status, for the clients when it ends */
 	uint64_t park_deadline_ns; /* a parked crash ends then (0: never, after --stop) */
+	uint64_t park_ckpt;	   /* the newest checkpoint when it parked */
 	unsigned park_grace_s;	   /* ... that many seconds after the crash */
 	int user_signal;	   /* last signal a client sent the job (not a crash) */
 	struct fusewatch *fusewatch; /* sup-fusewatch.c, while /tmp is served */

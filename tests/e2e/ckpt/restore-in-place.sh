@@ -55,6 +55,11 @@ poll_until 10 has w "STEP 2" || fail "attach while stopped: $(pane w)"
 "$CKPTENV" checkpoint s 2>err.txt && fail "checkpoint of a stopped job accepted"
 grep -q "job s is stopped; 'ckptenv restore s' resumes it" err.txt || fail "stopped: $(cat err.txt)"
 "$CKPTENV" status s | grep -q '^pid:' && fail "status shows a pid for a stopped job"
+# Why it is stopped (status said only 'last exit: -').
+"$CKPTENV" status s | grep -qx "stopped: *at checkpoint 2 ('checkpoint --stop'); 'ckptenv restore s' resumes it, 'ckptenv rm s' ends it" ||
+	fail "status of a stopped job: $("$CKPTENV" status s)"
+"$CKPTENV" list --json | grep -q '"name": "s", "state": "stopped", "stopped_by": "checkpoint", "checkpoint": 2,' ||
+	fail "list --json of a stopped job: $("$CKPTENV" list --json)"
 "$CKPTENV" snapshot s --drop ckpt-1 2>err.txt && fail "dropped a checkpoint's epoch alone"
 grep -q "drop both with 'ckptenv rm s --checkpoint 1'" err.txt || fail "drop ckpt-1: $(cat err.txt)"
 
@@ -108,6 +113,13 @@ poll_until 10 sh -c "[ \$('$CKPTENV' log c | grep -ac '^count ') -gt 60 ]" || fa
 kill -9 "$(cmd_pid c)"
 poll_until 10 state_is c stopped || fail "crashed job not kept: $("$CKPTENV" status c)"
 grep -q "job c was killed by signal 9" "$CKPTENV_HOME/jobs/c/log" || fail "crash not logged"
+"$CKPTENV" status c | grep -Eqx "stopped: *killed by signal 9 \(Killed\); kept until [0-9: -]+ for 'ckptenv restore c' \(from checkpoint 1\), then it ends" ||
+	fail "status of a crashed job: $("$CKPTENV" status c)"
+"$CKPTENV" list --json | python3 -c '
+import json, sys, time
+j = [j for j in json.load(sys.stdin) if j["name"] == "c"][0]
+assert j["stopped_by"] == "crash" and j["signal"] == 9 and j["checkpoint"] == 1, j
+assert 500 < j["kept_until"] - time.time() <= 601, j' || fail "list --json of a crashed job"
 "$CKPTENV" restore c --detach >/dev/null 2>err.txt || fail "restore after crash: $(cat err.txt)"
 expect_eq "supervisor after the crash" "$csup" "$(sup_of c)"
 poll_until 10 jumped c || fail "c did not go on from its checkpoint"
