@@ -57,7 +57,8 @@ int sup_net_new(struct sup *s)
 	if (!want)
 		want = NETPROXY_MAX_SESSIONS_DEFAULT;
 	struct netproxy_config cfg = {.max_sessions = raise_nofile(want)};
-	if (cfg.max_sessions < want)
+	s->np_fd_bound = cfg.max_sessions < want;
+	if (s->np_fd_bound)
 		/* A hard open-file limit too low for the session limit: the proxy ran out of fds
 		 * and the job's connect got ECONNABORTED, unexplained. The limit it can keep. */
 		sup_log(s,
@@ -102,10 +103,12 @@ static void log_refused(struct sup *s, bool force)
 		s->np_refused_log_ns = now;
 		sup_log(s,
 			"the job's connect() failed with EAGAIN %llu time(s): %u proxied "
-			"connections is the limit; close some, or start the job with "
-			"CKPTENV_NET_MAX_SESSIONS set higher",
+			"connections is the limit; close some, or start the job %s",
 			(unsigned long long)(c.refused_limit - s->np_refused_logged),
-			c.max_sessions);
+			c.max_sessions,
+			s->np_fd_bound ? "from a shell with a higher hard open-file limit "
+					 "(ulimit -Hn): this one set the limit"
+				       : "with CKPTENV_NET_MAX_SESSIONS set higher");
 		s->np_refused_logged = c.refused_limit;
 	}
 }

@@ -39,5 +39,9 @@ expect_eq "the job" "failed 192 EAGAIN
 connected 192 echo 192" "$("$CKPTENV" log n | grep -a '^failed\|^connected')"
 grep -q "the open-file limit allows 192 proxied connections, not 1024; raise the hard limit" \
 	"$CKPTENV_HOME/jobs/n/log" || fail "not logged: $(tail -3 "$CKPTENV_HOME/jobs/n/log")"
+# The refusal's line names the fix that applies (it named CKPTENV_NET_MAX_SESSIONS, which the
+# open-file limit would have lowered again).
+poll_until 20 grep -q "connect() failed with EAGAIN 1 time(s): 192 proxied connections is the limit; close some, or start the job from a shell with a higher hard open-file limit" \
+	"$CKPTENV_HOME/jobs/n/log" || fail "refusal line: $(grep EAGAIN "$CKPTENV_HOME/jobs/n/log")"
 "$CKPTENV" rm --force n >/dev/null
 pass "a hard open-file limit lowers the connection limit, logged, and the connect past it gets EAGAIN"
