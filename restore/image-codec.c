@@ -19,6 +19,8 @@ bool img_vma_same_shmem(const struct restore_vma *a, const struct restore_vma *b
 
 uint32_t img_version_of(const struct restore_image *img)
 {
+	if (img->proc.flags & RESTORE_PROC_F_UNDUMPABLE)
+		return IMG_VERSION_UNDUMPABLE;
 	if (img->proc.flags & (RESTORE_PROC_F_SCHED | RESTORE_PROC_F_PDEATH))
 		return IMG_VERSION_PROC_SCHED; /* which reads shared memory as version 2 does */
 	for (size_t i = 0; i < img->nvmas; i++) {

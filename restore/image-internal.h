@@ -75,6 +75,10 @@ uint64_t img_writer_bytes_nowait(struct restore_image_writer *w);
 /* Version 3: the proc section ends with nice, pdeathsig and the CPU affinity mask (written by
  * every dump that read them); otherwise as version 2. */
 #define IMG_VERSION_PROC_SCHED 3u
+/* Version 4: the process had made itself undumpable (RESTORE_PROC_F_UNDUMPABLE): an older
+ * build would restore it dumpable, open to ptrace and core dumps again, so it must refuse the
+ * image. Otherwise as version 3. */
+#define IMG_VERSION_UNDUMPABLE 4u
 
 /** Whether @v maps a file of the job's vfs (its identity was read and says so). */
 static inline bool img_vma_job_vfs(const struct restore_vma *v)

@@ -183,7 +183,12 @@ static int collect_leader(struct inject *ij, uint64_t scr, struct restore_image 
 		img->proc.pdeathsig = ck_get_le32(sig);
 		img->proc.flags |= RESTORE_PROC_F_PDEATH;
 	}
-	return 0; /* without it, pdeathsig is not restored: nothing else depends on it */
+	/* ssh-agent, gpg-agent and the like make themselves undumpable (no ptrace by the user's
+	 * other processes, no core with their keys): the restore must not undo it. */
+	r = inject_call(ij, SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, &ret);
+	if (r == 0 && ret == 0)
+		img->proc.flags |= RESTORE_PROC_F_UNDUMPABLE;
+	return 0; /* without them, pdeathsig is not restored: nothing else depends on it */
 }
 
 static int collect_thread(struct inject *ij, uint64_t scr, struct restore_thread *t)

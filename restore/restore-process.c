@@ -152,6 +152,7 @@ static int build_zone(struct rst_ctx *c, uint64_t code_len, uint64_t args_len, u
 		.timers = timers,
 		.check_fd = c->check_fd,
 		.nlocks = (uint32_t)nlocks,
+		.undumpable = !!(img->proc.flags & RESTORE_PROC_F_UNDUMPABLE),
 		.locks = locks,
 	};
 	if (c->ntimers)

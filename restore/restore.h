@@ -14,7 +14,7 @@
 /* Highest image format version this build writes and reads; readers refuse newer ones
  * (-EPROTONOSUPPORT). An image without a version-2 feature is still written as version 1
  * (docs/image-format.md). */
-#define RESTORE_IMAGE_VERSION 3
+#define RESTORE_IMAGE_VERSION 4
 #define RESTORE_PAGE_SIZE     4096u
 #define RESTORE_NSIG	      64
 
@@ -225,6 +225,7 @@ struct restore_siginfo {
 #define RESTORE_PROC_F_BRK	  0x2u /* mm.brk read with an injected brk(0) */
 #define RESTORE_PROC_F_SCHED	  0x4u /* nice and cpus valid (format version 3) */
 #define RESTORE_PROC_F_PDEATH	  0x8u /* pdeathsig read with an injected prctl (version 3) */
+#define RESTORE_PROC_F_UNDUMPABLE 0x10u /* PR_SET_DUMPABLE 0 (injected PR_GET_DUMPABLE; version 4) */
 #define RESTORE_CPUS_MAX	  128  /* bytes of affinity mask kept: 1024 CPUs */
 
 struct restore_thread {

@@ -118,6 +118,7 @@ struct ckr_args {
 	 * refusal it copies to err_fd before it exits. */
 	int32_t check_fd;
 	uint32_t nlocks;
+	uint32_t undumpable; /* 1: PR_SET_DUMPABLE 0, last (the restorer needed its /proc files) */
 	struct ckr_lock *locks; /* POSIX locks, taken again last (restore-fds.c took them first) */
 };
 

@@ -342,6 +342,8 @@ __attribute__((noreturn, used)) void ckr_blob_main(struct ckr_args *a)
 	 * them until then, so they are free to take again (F_SETLK, 6). */
 	for (uint32_t i = 0; i < a->nlocks; i++)
 		sys3(NR_fcntl, a->locks[i].fd, 6, &a->locks[i].fl);
+	if (a->undumpable)
+		sys2(NR_prctl, 4, 0); /* PR_SET_DUMPABLE */
 	ckr_threads_release(a);
 	ckr_sigreturn(&a->threads[0]);
 	__builtin_unreachable();

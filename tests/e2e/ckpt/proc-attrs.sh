@@ -1,7 +1,8 @@
 #!/bin/bash
 # Scheduling and prctl attributes a job set on itself come back with it: its nice value, its
-# CPU affinity (pinned to CPU 0) and its parent-death signal. Before, a restored job ran at
-# nice 0 on every CPU, its pdeathsig gone. Both ways: restore in place, and by a new supervisor.
+# CPU affinity (pinned to CPU 0), its parent-death signal, and PR_SET_DUMPABLE 0 (ssh-agent's
+# protection from ptrace and core dumps). Before, a restored job ran at nice 0 on every CPU,
+# its pdeathsig gone, dumpable again. Both ways: restore in place, and by a new supervisor.
 . "$(dirname "$0")/../lib.sh"
 cat >job.py <<'PY'
 import ctypes, os, time
@@ -9,13 +10,15 @@ libc = ctypes.CDLL(None, use_errno=True)
 os.nice(5)
 os.sched_setaffinity(0, {0})
 libc.prctl(1, 10, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGUSR1
+libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
 sig = ctypes.c_int()
 while True:
     libc.prctl(2, ctypes.byref(sig), 0, 0, 0)  # PR_GET_PDEATHSIG
-    print("attrs nice=%d cpus=%s pdeathsig=%d" % (os.nice(0), sorted(os.sched_getaffinity(0)), sig.value), flush=True)
+    print("attrs nice=%d cpus=%s pdeathsig=%d dumpable=%d" % (os.nice(0), sorted(os.sched_getaffinity(0)),
+          sig.value, libc.prctl(3, 0, 0, 0, 0)), flush=True)  # PR_GET_DUMPABLE
     time.sleep(0.05)
 PY
-want="attrs nice=5 cpus=[0] pdeathsig=10"
+want="attrs nice=5 cpus=[0] pdeathsig=10 dumpable=0"
 state_is() { "$CKPTENV" status "$1" | grep -Eq "state: *($2)"; }
 lines() { "$CKPTENV" log a | grep -ac '^attrs'; }
 more() { [ "$(lines)" -gt "$1" ]; }
@@ -35,4 +38,4 @@ n=$(lines)
 poll_until 20 more $((n + 2)) || fail "no output after the restore"
 expect_eq "after a restore by a new supervisor" "$want" "$("$CKPTENV" log a | grep -a '^attrs' | tail -1)"
 "$CKPTENV" rm --force a >/dev/null
-pass "nice, CPU affinity and pdeathsig restored"
+pass "nice, CPU affinity, pdeathsig and PR_SET_DUMPABLE 0 restored"

@@ -244,6 +244,36 @@ START_TEST(test_atomic_visibility)
 }
 END_TEST
 
+static void set_undumpable(struct restore_image *m)
+{
+	m->proc.flags |= RESTORE_PROC_F_UNDUMPABLE;
+}
+
+/* An undumpable process's image is version 4, which builds that would restore it dumpable
+ * refuse; any other stays at the version older builds read. */
+START_TEST(test_undumpable_version)
+{
+	for (int undumpable = 0; undumpable < 2; undumpable++) {
+		char id[8];
+		snprintf(id, sizeof(id), "%d", undumpable + 1);
+		write_image_m(id, undumpable ? set_undumpable : NULL);
+		char path[32];
+		snprintf(path, sizeof(path), "%s/core.img", id);
+		int fd = openat(fx_dirfd, path, O_RDONLY | O_CLOEXEC);
+		ck_assert_int_ge(fd, 0);
+		uint8_t h[12];
+		ck_assert_int_eq(pread(fd, h, sizeof(h), 0), (ssize_t)sizeof(h));
+		close(fd);
+		ck_assert_uint_eq(ck_get_le32(h + 8), undumpable ? 4 : 1);
+		struct restore_err err = {0};
+		struct restore_image *img = NULL;
+		ck_assert_msg(restore_image_load(fx_dirfd, id, &img, &err) == 0, "%s", err.msg);
+		ck_assert_uint_eq(!!(img->proc.flags & RESTORE_PROC_F_UNDUMPABLE), undumpable);
+		restore_image_free(img);
+	}
+}
+END_TEST
+
 /* Rewrite core.img's version and its header checksum, as a newer ckptenv would. */
 START_TEST(test_future_version)
 {
@@ -342,6 +372,7 @@ int main(void)
 	tcase_add_test(tc, test_coalesce);
 	tcase_add_test(tc, test_atomic_visibility);
 	tcase_add_test(tc, test_future_version);
+	tcase_add_test(tc, test_undumpable_version);
 	tcase_add_test(tc, test_truncated_message);
 	tcase_add_loop_test(tc, test_fdstate_refused, 0, (int)CK_ARRAY_SIZE(bad_fdstate));
 	tcase_add_test(tc, test_fuzz);
