@@ -118,11 +118,78 @@ int data_layer_path(char *buf, size_t len, uint64_t ino, uint64_t layer)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-void inode_close_fds(struct store_inode *n)
+/* ---- the open layer fds of all inodes (s->fd_lock) ---- */
+
+unsigned store_fd_cap(uint64_t nofile)
+{
+	/* A sixteenth of the limit, so that the proxy's sessions and a commit's batch of fds
+	 * (store-epoch.c) keep theirs: 64 under `ulimit -n 1024`. Reopening a layer costs an
+	 * openat, a few us against a FUSE request's 15. */
+	return (unsigned)CK_MAX(CK_MIN(nofile / 16, (uint64_t)1024), (uint64_t)32);
+}
+
+static void fd_list_del(struct vfs_store *s, struct store_inode *n)
+{
+	if (!n->fd_listed)
+		return;
+	*(n->fd_prev ? &n->fd_prev->fd_next : &s->fd_head) = n->fd_next;
+	*(n->fd_next ? &n->fd_next->fd_prev : &s->fd_tail) = n->fd_prev;
+	n->fd_prev = n->fd_next = NULL;
+	n->fd_listed = false;
+}
+
+static void fd_list_append(struct vfs_store *s, struct store_inode *n)
+{
+	n->fd_prev = s->fd_tail;
+	n->fd_next = NULL;
+	*(s->fd_tail ? &s->fd_tail->fd_next : &s->fd_head) = n;
+	s->fd_tail = n;
+	n->fd_listed = true;
+}
+
+static void close_fds_locked(struct vfs_store *s, struct store_inode *n)
 {
 	for (unsigned i = 0; i < n->nfds; i++)
 		close(n->fds[i].fd);
+	s->fd_open -= n->nfds;
 	n->nfds = 0;
+	fd_list_del(s, n);
+}
+
+void inode_close_fds(struct vfs_store *s, struct store_inode *n)
+{
+	pthread_mutex_lock(&s->fd_lock);
+	close_fds_locked(s, n);
+	pthread_mutex_unlock(&s->fd_lock);
+}
+
+/* One more fd of @n (its mutex held) is open: close other inodes' fds, oldest first, until
+ * the count is within the cap. An inode whose mutex is taken is in use: passed over, as is
+ * one used since the last pass (a second chance). Gives up after two passes over the list:
+ * the cap may be exceeded for a while, never an fd closed under its user. */
+static void fd_note_open(struct vfs_store *s, struct store_inode *n)
+{
+	pthread_mutex_lock(&s->fd_lock);
+	s->fd_open++;
+	if (!n->fd_listed)
+		fd_list_append(s, n);
+	for (unsigned tries = 0; s->fd_open > s->fd_cap && s->fd_head && tries < 2 * s->fd_open;
+	     tries++) {
+		struct store_inode *v = s->fd_head;
+		fd_list_del(s, v);
+		if (v == n || pthread_mutex_trylock(&v->lock) != 0) {
+			fd_list_append(s, v);
+			continue;
+		}
+		if (v->fd_used) {
+			v->fd_used = false;
+			fd_list_append(s, v);
+		} else {
+			close_fds_locked(s, v);
+		}
+		pthread_mutex_unlock(&v->lock);
+	}
+	pthread_mutex_unlock(&s->fd_lock);
 }
 
 void inode_drop_inline(struct vfs_store *s, struct store_inode *n)
@@ -153,8 +220,10 @@ static int inline_flush_fd(struct vfs_store *s, struct store_inode *n, int fd)
 static int layer_fd(struct vfs_store *s, struct store_inode *n, uint64_t layer)
 {
 	for (unsigned i = 0; i < n->nfds; i++)
-		if (n->fds[i].layer == layer)
+		if (n->fds[i].layer == layer) {
+			n->fd_used = true;
 			return n->fds[i].fd;
+		}
 	char p[64];
 	data_layer_path(p, sizeof(p), n->ino, layer);
 	int fd = store_layer_open(s, p, layer == s->live ? O_RDWR | O_CREAT : O_RDONLY);
@@ -175,8 +244,12 @@ static int layer_fd(struct vfs_store *s, struct store_inode *n, uint64_t layer)
 			v++;
 		close(n->fds[v].fd);
 		n->fds[v] = n->fds[--n->nfds];
+		pthread_mutex_lock(&s->fd_lock);
+		s->fd_open--;
+		pthread_mutex_unlock(&s->fd_lock);
 	}
 	n->fds[n->nfds++] = (struct layer_fd){.layer = layer, .fd = fd};
+	fd_note_open(s, n);
 	return fd;
 }
 

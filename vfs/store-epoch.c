@@ -559,9 +559,12 @@ static int sync_open(struct vfs_store *s, uint64_t ino, uint64_t layer, int *ret
 static int sync_layers(struct vfs_store *s, const struct u64vec *layers, uint64_t *ret_synced)
 {
 	size_t n = layers->n / 2;
+	/* No more at once than the layer fds' cap: under a low open-file limit a batch of 256
+	 * failed the commit with EMFILE. */
+	size_t batch = CK_MIN((size_t)SYNC_BATCH, (size_t)s->fd_cap);
 	int fds[SYNC_BATCH];
-	for (size_t b = 0; b < n; b += SYNC_BATCH) {
-		size_t m = CK_MIN(n - b, (size_t)SYNC_BATCH), opened = 0;
+	for (size_t b = 0; b < n; b += batch) {
+		size_t m = CK_MIN(n - b, batch), opened = 0;
 		int r = 0;
 		for (; opened < m && r == 0; opened++)
 			r = sync_open(s, layers->v[2 * (b + opened)], layers->v[2 * (b + opened) + 1],

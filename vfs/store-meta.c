@@ -60,6 +60,7 @@ void inode_remove(struct vfs_store *s, struct store_inode *n)
 		if (*pp == n) {
 			*pp = n->hnext;
 			s->ninodes--;
+			inode_close_fds(s, n);
 			return;
 		}
 }
@@ -79,7 +80,8 @@ void inode_free(struct store_inode *n)
 {
 	if (!n)
 		return;
-	inode_close_fds(n);
+	for (unsigned i = 0; i < n->nfds; i++) /* the store's end: its count and list go too */
+		close(n->fds[i].fd);
 	cmap_free(&n->map);
 	dir_free(n->dir);
 	free(n->target);

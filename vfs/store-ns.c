@@ -626,7 +626,7 @@ void vfs_store_unref(struct vfs_store *s, uint64_t ino, uint64_t n)
 		pthread_mutex_lock(&i->lock);
 		i->refs = i->refs > n ? i->refs - n : 0;
 		if (i->refs == 0) {
-			inode_close_fds(i);
+			inode_close_fds(s, i);
 			release = i->nlink == 0 && !i->pinned;
 		}
 		pthread_mutex_unlock(&i->lock);

@@ -6,6 +6,8 @@
  *                  Data and attribute ops take it for reading plus the inode's own mutex.
  *   n->lock        per inode: data, chunk map, layer fds, attributes.
  *   s->dirty_lock  the dirty/deleted lists (appended to under the read lock).
+ *   s->fd_lock     the open layer fds' count and list (store-data.c); it only ever try-locks
+ *                  another inode's mutex (to close that inode's fds), never waits for one.
  * An inode's fields may be read or written with the write lock, or with the read lock plus the
  * inode's mutex. */
 #ifndef VFS_STORE_PRIVATE_H
@@ -83,6 +85,10 @@ struct store_inode {
 	struct cmap map; /* regular files */
 	struct layer_fd fds[INODE_LAYER_FDS];
 	unsigned nfds;
+	/* In s->fd_list while nfds > 0 (under s->fd_lock); fd_used: an fd was used since the
+	 * list's last pass over it (under n->lock), so it is passed over once more. */
+	struct store_inode *fd_prev, *fd_next;
+	bool fd_listed, fd_used;
 	uint64_t live_file; /* live epoch id whose layer file this inode has created (0: none) */
 	uint64_t wb_layer, wb_lo, wb_hi, wb_bytes; /* written to layer wb_layer in [lo, hi)
 						     * since the last writeback kick */
@@ -129,6 +135,13 @@ struct vfs_store {
 	uint64_t next_ino;
 
 	uint64_t live; /* id of the live epoch: the layer new writes go to */
+
+	/* Open layer fds, all inodes together: at most fd_cap, the least recently used closed
+	 * first (store-data.c). Each inode the kernel still caches (a tar of 20k files) kept its
+	 * fds until the kernel forgot it, and a job ran the supervisor out of fds. */
+	pthread_mutex_t fd_lock;
+	struct store_inode *fd_head, *fd_tail; /* oldest first */
+	unsigned fd_open, fd_cap;
 	uint64_t inline_bytes; /* sum of inl_cap (atomic) */
 	uint64_t base; /* parent of the live epoch (0: none) */
 	struct u64vec dirty, deleted;
@@ -184,7 +197,7 @@ struct store_inode *inode_get(struct vfs_store *s, uint64_t ino);
 struct store_inode *inode_new(uint64_t ino, uint32_t mode);
 int inode_insert(struct vfs_store *s, struct store_inode *n);
 void inode_remove(struct vfs_store *s, struct store_inode *n);
-void inode_free(struct store_inode *n);
+void inode_free(struct store_inode *n); /* not in the table (inode_remove), its fds closed */
 void inode_mark_dirty(struct vfs_store *s, struct store_inode *n);
 void inode_fill_attr(const struct store_inode *n, struct vfs_attr *a);
 /** Drop an inode that nothing names or references: its live layer file goes too. */
@@ -206,7 +219,10 @@ uint64_t cmap_get(const struct cmap *m, uint64_t c);
 int cmap_set(struct cmap *m, uint64_t c, uint64_t layer);
 uint64_t cmap_end(const struct cmap *m); /* 1 + highest chunk held, 0 if none */
 void cmap_free(struct cmap *m);
-void inode_close_fds(struct store_inode *n);
+/** Close the layer fds of @n (they are opened again on use). */
+void inode_close_fds(struct vfs_store *s, struct store_inode *n);
+/** The bound on open layer fds for a process whose open-file limit is @nofile. */
+unsigned store_fd_cap(uint64_t nofile);
 /** Write @n's in-memory data (if any) to its live layer file. n->lock or the write lock held. */
 int inode_flush_inline(struct vfs_store *s, struct store_inode *n);
 /** Forget @n's in-memory data without writing it (the inode goes away). */

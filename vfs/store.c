@@ -641,6 +641,9 @@ int vfs_store_open(const char *dir, unsigned flags, uint64_t at_epoch, struct vf
 	pthread_mutex_init(&s->meta_lock, NULL);
 	pthread_rwlock_init(&s->ns, NULL);
 	pthread_mutex_init(&s->dirty_lock, NULL);
+	pthread_mutex_init(&s->fd_lock, NULL);
+	struct rlimit rl;
+	s->fd_cap = store_fd_cap(getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024);
 	s->path = strdup(dir);
 	int r = s->path ? store_open(s, dir, flags, at_epoch) : -ENOMEM;
 	if (r < 0) {
@@ -649,11 +652,11 @@ int vfs_store_open(const char *dir, unsigned flags, uint64_t at_epoch, struct vf
 		return r;
 	}
 	/* Each inode keeps a few layer files open: make room. */
-	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	s->fd_cap = store_fd_cap(getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024);
 	*ret = s;
 	return 0;
 }
@@ -689,5 +692,6 @@ void vfs_store_close(struct vfs_store *s)
 	pthread_mutex_destroy(&s->meta_lock);
 	pthread_rwlock_destroy(&s->ns);
 	pthread_mutex_destroy(&s->dirty_lock);
+	pthread_mutex_destroy(&s->fd_lock);
 	free(s);
 }

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <linux/falloc.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 
 #define ROOT  VFS_ROOT_INO
@@ -339,6 +340,53 @@ START_TEST(test_parallel_files)
 }
 END_TEST
 
+static int open_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	while (d && readdir(d))
+		n++;
+	if (d)
+		closedir(d);
+	return n - 3; /* ., .. and the directory's own fd */
+}
+
+/* Many files in use at once (a tar of 20k files the kernel keeps cached) under a low open-file
+ * limit: the layer fds stay within the store's cap, and writes, a commit and reads of every file
+ * work. Before, each inode held its fds until the kernel forgot it: EMFILE in the job, and a
+ * commit failing with "Too many open files" lost all of the run's /tmp. */
+START_TEST(test_fd_cap)
+{
+	struct rlimit rl = {256, 256}; /* a forked test: the limit goes with it */
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	int base = open_fds();
+	struct vfs_store *s = t_open();
+	unsigned cap = 32; /* store_fd_cap(256): its floor */
+	enum { N = 1000 };
+	static uint64_t ino[N];
+	uint8_t big[VFS_CHUNK_SIZE + 100], buf[sizeof(big)];
+	for (unsigned i = 0; i < N; i++) {
+		char n[16];
+		snprintf(n, sizeof(n), "f%u", i);
+		ino[i] = t_mkfile(s, ROOT, n);
+		vfs_store_ref(s, ino[i], 1); /* as the kernel's lookup count */
+		memset(big, (int)(i % 251), sizeof(big));
+		/* larger than the in-memory size: every file gets a layer file and an fd */
+		ck_assert_int_eq(vfs_store_write(s, ino[i], big, sizeof(big), 0, 0), (ssize_t)sizeof(big));
+	}
+	ck_assert_int_le(open_fds() - base, (int)cap + 8);
+	t_commit(s, NULL);
+	for (unsigned i = 0; i < N; i++) {
+		memset(big, (int)(i % 251), sizeof(big));
+		ck_assert_int_eq(vfs_store_read(s, ino[i], buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+		ck_assert(memcmp(buf, big, sizeof(big)) == 0);
+	}
+	ck_assert_int_le(open_fds() - base, (int)cap + 8);
+	vfs_store_close(s);
+	ck_assert_int_eq(open_fds(), base);
+}
+END_TEST
+
 /* Commits while writers run: no deadlock, and the last commit holds the final content. */
 START_TEST(test_commit_during_writes)
 {
@@ -465,6 +513,7 @@ int main(void)
 	tcase_add_test(tc, test_sparse_lseek);
 	tcase_add_test(tc, test_parallel_files);
 	tcase_add_test(tc, test_commit_during_writes);
+	tcase_add_test(tc, test_fd_cap);
 	tcase_add_test(tc, test_writeback_kick);
 	tcase_add_test(tc, test_seq_write_speed);
 	suite_add_tcase(su, tc);
