@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <stdio.h>
+#include <sys/statvfs.h>
 
 #define READ_HINT_MIN	(256u * 1024u)
 #define READ_HINT_AHEAD (16 * 1024 * 1024)
@@ -695,6 +696,52 @@ ssize_t vfs_store_write(struct vfs_store *s, uint64_t ino, const void *buf, size
 	return r < 0 ? r : (ssize_t)len;
 }
 
+/* fallocate mode 0 / KEEP_SIZE: the holes of [a, b) go to the live layer and are allocated
+ * there, so that writes into them cannot fail for space and a request beyond the disk's free
+ * space fails with ENOSPC, as on a local disk. A chunk an older layer holds is copied up when
+ * written, as on any copy-on-write file system: its space is not reserved. More than the
+ * host's free space is refused before anything is allocated (ext4 would fill the disk first
+ * and keep what it got), and a run that fails part way is punched out again. */
+static int data_reserve(struct vfs_store *s, struct store_inode *n, uint64_t a, uint64_t b)
+{
+	uint64_t c = a / VFS_CHUNK_SIZE, end = (b - 1) / VFS_CHUNK_SIZE + 1, holes = 0;
+	for (uint64_t k = cmap_next(&n->map, c, false); k < end;
+	     k = cmap_next(&n->map, k + 1, false))
+		holes += CK_MIN(b, (k + 1) * VFS_CHUNK_SIZE) - CK_MAX(a, k * VFS_CHUNK_SIZE);
+	struct statvfs sv;
+	if (holes && fstatvfs(s->datafd, &sv) == 0 && holes / sv.f_frsize >= sv.f_bavail)
+		return -ENOSPC;
+	int fd = -1;
+	while (c < end) {
+		if (cmap_get(&n->map, c)) {
+			c++;
+			continue;
+		}
+		if (fd < 0) { /* moves an in-memory chunk 0 to the file first: see the top */
+			fd = layer_fd(s, n, s->live);
+			if (fd < 0)
+				return fd;
+			continue;
+		}
+		uint64_t e = c;
+		while (e < end && !cmap_get(&n->map, e))
+			e++;
+		uint64_t lo = CK_MAX(a, c * VFS_CHUNK_SIZE), hi = CK_MIN(b, e * VFS_CHUNK_SIZE);
+		if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)lo, (off_t)(hi - lo)) < 0) {
+			int r = -errno; /* these chunks are not the live layer's: zeros there */
+			(void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)lo,
+					(off_t)(hi - lo));
+			return r;
+		}
+		for (; c < e; c++) {
+			int r = cmap_set(&n->map, c, s->live);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
 int vfs_store_fallocate(struct vfs_store *s, uint64_t ino, int mode, off_t off, off_t len)
 {
 	if (off < 0 || len <= 0)
@@ -720,9 +767,10 @@ int vfs_store_fallocate(struct vfs_store *s, uint64_t ino, int mode, off_t off, 
 	if (r < 0)
 		return r;
 	uint64_t a = (uint64_t)off, b = a + (uint64_t)len;
-	/* Space is not reserved (chunks are allocated when written); the range reads as zeros. */
 	if (zero && a < n->size)
 		r = data_zero(s, n, a, CK_MIN(b, n->size));
+	else if (!zero)
+		r = data_reserve(s, n, a, b);
 	if (r == 0 && !keep && b > n->size)
 		n->size = b;
 	/* Times stay: with the writeback cache the kernel owns a regular file's mtime and ctime

@@ -222,6 +222,25 @@ FX_TEST(fallocate_seek)
 	CHECK(pread(fd, z, sizeof(z), far) == 4096 && z[0] == 'x');
 	close(fd);
 
+	/* Mode 0 allocates what it promises (it reserved nothing: st_blocks stayed 0 and the
+	 * ENOSPC came at a later write's close), and more than the free space is refused with
+	 * nothing allocated on the host (ext4 would fill its disk first). */
+	fd = open(mp("prealloc"), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	CHECK(fd >= 0);
+	CHECK(fallocate(fd, 0, 0, 4 * far) == 0);
+	CHECK(fstat(fd, &st) == 0 && st.st_size == 4 * far && st.st_blocks >= 4 * far / 512);
+	CHECK(pread(fd, z, sizeof(z), 3 * far) == 4096 && z[0] == 0 && z[4095] == 0);
+	struct statvfs host;
+	CHECK(statvfs(fx_store, &host) == 0);
+	uint64_t free_b = (uint64_t)host.f_bavail * host.f_frsize;
+	if (2 * free_b < (1ull << 42)) { /* within the store's largest file */
+		CHECK(fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)(2 * free_b)) < 0 && errno == ENOSPC);
+		CHECK(fstat(fd, &st) == 0 && st.st_blocks == 4 * far / 512);
+		CHECK(statvfs(fx_store, &host) == 0);
+		CHECK((uint64_t)host.f_bavail * host.f_frsize + (64u << 20) > free_b);
+	}
+	close(fd);
+
 	/* copy_file_range goes through the store. */
 	int in = open(mp("sparse"), O_RDONLY | O_CLOEXEC);
 	int out = open(mp("copy"), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
