@@ -252,7 +252,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	};
 	/* UTIME_NOW arrives as a flag: resolve it here so the store sees plain times too. */
 	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
+	clock_gettime(CLOCK_REALTIME_COARSE, &now); /* the store's clock: see store_now */
 	if (set & VFS_SET_ATIME_NOW) {
 		a.atime = now;
 		set |= VFS_SET_ATIME;

@@ -52,9 +52,13 @@ uint64_t vfs_store_base_epoch(struct vfs_store *s)
 	return b;
 }
 
+/* The kernel's clock for file times (current_time(): the coarse one, a tick behind the fine
+ * one): the times the kernel sets itself (a write's mtime under the writeback cache) and ours
+ * must come from one clock, or a later change could carry an older time than an earlier one
+ * (a directory's mtime against a file written after it, a stamp file against its source). */
 void store_now(struct timespec *ts)
 {
-	clock_gettime(CLOCK_REALTIME, ts);
+	clock_gettime(CLOCK_REALTIME_COARSE, ts);
 }
 
 int u64vec_push(struct u64vec *v, uint64_t x)
