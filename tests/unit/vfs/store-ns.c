@@ -94,7 +94,7 @@ START_TEST(test_links_and_times)
 	ck_assert_int_eq(vfs_store_getattr(s, d, &d0), 0);
 	ck_assert_int_eq(vfs_store_getattr(s, f, &a), 0);
 	struct timespec c0 = a.ctime;
-	usleep(2000);
+	usleep(12000); /* more than a tick of the coarse clock (HZ 100: 10 ms) */
 	ck_assert_int_eq(vfs_store_link(s, f, d, "g", &a), 0);
 	ck_assert_uint_eq(a.nlink, 2);
 	ck_assert(a.ctime.tv_sec > c0.tv_sec || a.ctime.tv_nsec > c0.tv_nsec);
