@@ -557,6 +557,13 @@ static int start_job(struct cli_job *j, const char *cmd, const char *name,
 	struct control_msg m;
 	if (r == 0)
 		r = control_recv(sock, &m);
+	while (r == 0 && m.type == CONTROL_NOTE) { /* lines for the user before the reply */
+		int e;
+		if (control_parse_error(&m, &e, err, sizeof(err)) == 0)
+			fprintf(stderr, "ckptenv: %s %s: %s\n", cmd, name, err);
+		control_msg_close_fds(&m);
+		r = control_recv(sock, &m);
+	}
 	if (r < 0) {
 		cli_error(cmd, name, "the supervisor did not start the job (%s); see %s/log",
 			  strerror(-r), j->dir);

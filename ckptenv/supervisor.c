@@ -253,6 +253,16 @@ int sup_job_start(struct sup *s, int c)
 	sup_log(s, "job started, init pid %d, %s", (int)s->job.init_pid,
 		s->a->pty ? "on a terminal" : "on pipes");
 	/* STARTED: le32 init pid, then what the restore reports (lines, sup-ckpt-net.c). */
+	uint64_t kept = s->v ? vfs_kept_head(s->v) : 0;
+	if (kept && !s->restore_id) {
+		char note[300];
+		snprintf(note, sizeof(note),
+			 "/tmp as the last run left it is kept as snapshot %llu ('ckptenv snapshot "
+			 "%s --drop %llu' frees it)",
+			 (unsigned long long)kept, s->a->name, (unsigned long long)kept);
+		sup_log(s, "%s", note);
+		control_send_note(c, 0, note);
+	}
 	uint8_t p[4 + sizeof(s->net_report)];
 	size_t rl = s->restore_id ? strlen(s->net_report) : 0;
 	ck_put_le32(p, (uint32_t)s->job.init_pid);
@@ -552,7 +562,8 @@ static int setup(struct sup *s, char *err, size_t errlen)
 		return -ENOMEM;
 	struct vfs_options o = {.store_dir = store,
 				.from_epoch = a->restore_epoch ? a->restore_epoch : a->spec->from_epoch,
-				.keep_orphans = a->restore_epoch != 0};
+				.keep_orphans = a->restore_epoch != 0,
+				.keep_head = a->restore_epoch == 0};
 	int r = vfs_open(&o, &s->v);
 	if (r < 0) {
 		const char *what = vfs_last_error();

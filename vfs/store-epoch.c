@@ -863,3 +863,39 @@ int vfs_store_gc(struct vfs_store *s)
 	pthread_mutex_unlock(&s->meta_lock);
 	return r;
 }
+
+int vfs_store_head_kept_elsewhere(struct vfs_store *s, uint64_t *ret_head)
+{
+	pthread_mutex_lock(&s->meta_lock);
+	uint64_t head = 0;
+	for (size_t i = 0; i < s->refs.n; i++)
+		if (!strcmp(s->refs.v[i].name, "head"))
+			head = s->refs.v[i].epoch;
+	*ret_head = head;
+	/* From the head down: an epoch another ref names ends the walk (kept), one that recorded
+	 * a change ends it too (not kept); an empty one (a run that changed nothing commits one)
+	 * holds its parent's tree. */
+	int r = 1;
+	for (uint64_t id = head; id; ) {
+		bool named = false;
+		for (size_t i = 0; i < s->refs.n && !named; i++)
+			named = s->refs.v[i].epoch == id && strcmp(s->refs.v[i].name, "head");
+		if (named)
+			break;
+		struct ep e = {0};
+		const struct epoch_info *ei = epoch_find(s, id);
+		if (!ei || ep_read(s, id, &e) < 0) {
+			r = 0; /* unknown: keep it */
+			break;
+		}
+		bool empty = e.nrecs == 0 && e.ndeleted == 0;
+		ep_free(&e);
+		if (!empty) {
+			r = 0;
+			break;
+		}
+		id = ei->parent;
+	}
+	pthread_mutex_unlock(&s->meta_lock);
+	return r;
+}

@@ -43,6 +43,7 @@ struct vfs {
 	struct vfs_loop *loop;	    /* loop.c; NULL when not serving */
 	unsigned max_threads;
 	struct timespec started; /* times of the synthetic directories */
+	uint64_t kept_head;	 /* vfs_kept_head */
 	pthread_mutex_t stats_lock;
 	uint64_t last_syncfs_ns, last_syncfs_epoch; /* of the last vfs_epoch_prepare */
 	/* Inodes with a file handle open for writing (count of handles each), under

@@ -37,6 +37,26 @@ static void set_store_error(const char *what, const char *msg, int r)
 		vfs_set_error("%s: %s", what, strerror(-r));
 }
 
+/* vfs_options.keep_head: the head, unless it is @from or another ref names it, gets a
+ * snapshot's ref before the first commit over @from moves the head away from it. */
+static int keep_head(struct vfs *v, uint64_t from)
+{
+	uint64_t head;
+	if (vfs_store_head_kept_elsewhere(v->store, &head) || head == 0 || head == from)
+		return 0;
+	char ref[64];
+	snprintf(ref, sizeof(ref), "snap-%llu", (unsigned long long)head);
+	int r = vfs_store_ref_set(v->store, ref, head);
+	if (r == 0)
+		v->kept_head = head;
+	return r;
+}
+
+uint64_t vfs_kept_head(const struct vfs *v)
+{
+	return v->kept_head;
+}
+
 int vfs_open(const struct vfs_options *o, struct vfs **ret)
 {
 	if (!o || !o->store_dir || !ret)
@@ -54,6 +74,12 @@ int vfs_open(const struct vfs_options *o, struct vfs **ret)
 			vfs_set_error("%s", msg);
 		else
 			set_store_error(o->store_dir, msg, r);
+		return r;
+	}
+	if (o->keep_head && o->from_epoch && (r = keep_head(v, o->from_epoch)) < 0) {
+		vfs_set_error("%s: cannot keep the newest state as a snapshot: %s", o->store_dir,
+			      strerror(-r));
+		vfs_store_close(v->store);
 		return r;
 	}
 	v->max_threads = o->max_threads ? o->max_threads : VFS_DEFAULT_THREADS;

@@ -21,6 +21,9 @@ struct vfs_options {
 	const char *store_dir; /* created 0700 when missing */
 	uint64_t from_epoch;   /* 0: the newest state ("head"); else open over this epoch */
 	bool keep_orphans;     /* keep unlinked-open files of that epoch (restore) */
+	/* With from_epoch: the head it leaves behind, if no other ref names it, is kept as
+	 * "snap-<epoch>" (vfs_kept_head), so that starting from a snapshot loses nothing. */
+	bool keep_head;
 	unsigned max_threads;  /* FUSE worker threads; 0 = default */
 };
 
@@ -28,6 +31,9 @@ struct vfs_options {
  *  -EBADMSG corrupt store, -EPROTONOSUPPORT newer format, -ENOENT unknown epoch, -EBUSY store
  *  in use by another supervisor; vfs_last_error() has a one-line description. */
 int vfs_open(const struct vfs_options *o, struct vfs **ret);
+
+/** The epoch vfs_open kept as a snapshot for keep_head (0: none was needed). */
+uint64_t vfs_kept_head(const struct vfs *v);
 
 /** One line saying what failed in the last vfs_open or commit, naming the file. */
 const char *vfs_last_error(void);

@@ -29,6 +29,15 @@ expect_eq "head" "v2" "$("$CKPTENV" run --name s -- cat /tmp/f)"
 expect_eq "rolled back" "v1 keep" "$("$CKPTENV" run --name s --from-snapshot "$id1" -- sh -c 'echo $(cat /tmp/f /tmp/gone)')"
 # The rollback's run committed its own head: it stays rolled back.
 expect_eq "after rollback" "v1" "$("$CKPTENV" run --name s -- cat /tmp/f)"
+# A rollback over changes no snapshot holds keeps them as a snapshot, and says which (they
+# were lost, silently); one over a head a snapshot holds does not (the one above).
+"$CKPTENV" run --name s -- sh -c 'echo v3 > /tmp/f'
+out=$("$CKPTENV" run --name s --from-snapshot "$id1" -- cat /tmp/f 2>"$T/err") || fail "rollback: $(cat "$T/err")"
+expect_eq "rolled back again" v1 "$out"
+k=$(sed -n "s/^ckptenv: run s: \/tmp as the last run left it is kept as snapshot \([0-9]*\) ('ckptenv snapshot s --drop [0-9]*' frees it)$/\1/p" "$T/err")
+[ -n "$k" ] || fail "no note of the kept state: $(cat "$T/err")"
+expect_eq "the kept state" v3 "$("$CKPTENV" run --name s --from-snapshot "$k" -- cat /tmp/f 2>/dev/null)"
+"$CKPTENV" snapshot s --drop "$k" || fail "drop of the kept snapshot"
 
 # Drop while not running, then the id is unknown.
 "$CKPTENV" snapshot s --drop "$id2" || fail "drop failed"
