@@ -18,7 +18,7 @@
 #include <sys/socket.h>
 
 #define GO_TIMEOUT_MS  30000 /* a client that never comes: run the command anyway */
-#define END_TIMEOUT_MS 2000  /* clients that do not take the last output and EXITED */
+#define END_TIMEOUT_MS 2000  /* clients that do not close once they have the output and EXITED */
 
 static bool detached(const struct sup *s)
 {
@@ -234,6 +234,10 @@ int sup_stdio_tick(struct sup *s)
 		}
 	}
 	if (s->job_ended) {
+		/* A client still taking the job's last output (a slow reader of `run`'s stdout) is
+		 * waited for, as the job would have waited on its pipe: after 2 s it lost the rest. */
+		if (ptyproxy_output_pending(s->pp))
+			s->end_deadline_ns = now + END_TIMEOUT_MS * 1000000ull;
 		if (!info.connected || now >= s->end_deadline_ns)
 			s->done = true;
 		timeout = timeout < 0 || timeout > 20 ? 20 : timeout;

@@ -699,6 +699,14 @@ int pp_client_event(struct ptyproxy *p, int fd, uint32_t events)
 	return 0;
 }
 
+bool ptyproxy_output_pending(const struct ptyproxy *p)
+{
+	for (const struct pp_client *c = p->clients; c; c = c->next)
+		if (c->attach_seq && (c->out.len || c->tq.len))
+			return true;
+	return false;
+}
+
 void pp_clients_exited(struct ptyproxy *p)
 {
 	for (struct pp_client *c = p->clients, *next; c; c = next) {
