@@ -469,7 +469,8 @@ static int start_job(struct cli_job *j, const char *cmd, const char *name,
 			if (info.stopped) /* its supervisor holds it for a restore in place */
 				cli_error(cmd, name,
 					  "the job is stopped at a checkpoint; 'ckptenv restore %s' "
-					  "resumes it, 'ckptenv rm %s' ends it, or use another --name",
+					  "resumes it, 'ckptenv rm %s' ends it and deletes its data, or use "
+					  "another --name",
 					  name, name);
 			else
 				cli_error(cmd, name,

@@ -51,7 +51,7 @@ static void print_stopped(const struct cli_job_info *i, const char *name)
 {
 	if (!i->park_left_s) {
 		printf("stopped:    at checkpoint %llu ('checkpoint --stop'); 'ckptenv restore %s' "
-		       "resumes it, 'ckptenv rm %s' ends it\n",
+		       "resumes it, 'ckptenv rm %s' ends it and deletes its data\n",
 		       (unsigned long long)i->park_ckpt, name, name);
 		return;
 	}

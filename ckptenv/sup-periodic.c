@@ -141,6 +141,21 @@ void sup_ckpt_drop(struct sup *s, int c, const struct control_msg *m)
 	uint64_t id = ck_get_le64(m->payload);
 	_cleanup_close_ int ckdir = -1;
 	int r = ckpt_dir_open(s->a->job_fd, false, &ckdir);
+	uint64_t *ids = NULL;
+	size_t n = 0;
+	if (r == 0 && s->parked && ckpt_list(ckdir, &ids, &n) == 0 && n == 1 && ids[0] == id) {
+		/* A stopped job can only be restored or removed; without a checkpoint, only
+		 * removed, its /tmp with it. */
+		free(ids);
+		char err[400];
+		snprintf(err, sizeof(err),
+			 "checkpoint %llu is the last one of job %s, which is stopped: without it "
+			 "nothing could resume the job; 'ckptenv restore %s' first",
+			 (unsigned long long)id, s->a->name, s->a->name);
+		control_send_error(c, EBUSY, err);
+		return;
+	}
+	free(ids);
 	if (r == 0)
 		r = ckpt_drop(ckdir, s->v, id);
 	if (r < 0) {

@@ -56,7 +56,7 @@ poll_until 10 has w "STEP 2" || fail "attach while stopped: $(pane w)"
 grep -q "job s is stopped; 'ckptenv restore s' resumes it" err.txt || fail "stopped: $(cat err.txt)"
 "$CKPTENV" status s | grep -q '^pid:' && fail "status shows a pid for a stopped job"
 # Why it is stopped (status said only 'last exit: -').
-"$CKPTENV" status s | grep -qx "stopped: *at checkpoint 2 ('checkpoint --stop'); 'ckptenv restore s' resumes it, 'ckptenv rm s' ends it" ||
+"$CKPTENV" status s | grep -qx "stopped: *at checkpoint 2 ('checkpoint --stop'); 'ckptenv restore s' resumes it, 'ckptenv rm s' ends it and deletes its data" ||
 	fail "status of a stopped job: $("$CKPTENV" status s)"
 "$CKPTENV" list --json | grep -q '"name": "s", "state": "stopped", "stopped_by": "checkpoint", "checkpoint": 2,' ||
 	fail "list --json of a stopped job: $("$CKPTENV" list --json)"
@@ -130,6 +130,10 @@ poll_until 10 jumped c || fail "c did not go on from its checkpoint"
 poll_until 10 sh -c "[ \$('$CKPTENV' log e | grep -ac '^count ') -gt 5 ]" || fail "e does not count"
 "$CKPTENV" checkpoint e --stop >/dev/null 2>err.txt || fail "checkpoint e --stop: $(cat err.txt)"
 esup=$(sup_of e)
+# Its only checkpoint stays: without it the job could be neither resumed nor run again, only
+# removed with its /tmp (the drop was accepted; found by a testing helper).
+"$CKPTENV" rm e --checkpoint 1 2>err.txt && fail "dropped a stopped job's last checkpoint"
+expect_eq "its line" "ckptenv: rm e: checkpoint 1 is the last one of job e, which is stopped: without it nothing could resume the job; 'ckptenv restore e' first" "$(cat err.txt)"
 "$CKPTENV" rm e 2>err.txt || fail "rm of a stopped job: $(cat err.txt)"
 poll_until 10 sh -c "! kill -0 $esup" || fail "the stopped job's supervisor outlived rm"
 [ ! -e "$CKPTENV_HOME/jobs/e" ] || fail "rm left jobs/e"
