@@ -13,15 +13,23 @@
 
 void cli_error(const char *cmd, const char *name, const char *fmt, ...)
 {
-	char msg[1024];
+	char msg[1024], line[1400];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (name)
-		fprintf(stderr, "ckptenv: %s %s: %s\n", cmd, name, msg);
+		snprintf(line, sizeof(line), "ckptenv: %s %s: %s", cmd, name, msg);
 	else
-		fprintf(stderr, "ckptenv: %s: %s\n", cmd, msg);
+		snprintf(line, sizeof(line), "ckptenv: %s: %s", cmd, msg);
+	/* One line, and no escape sequence of a name or argument reaches the terminal. */
+	for (const unsigned char *p = (const unsigned char *)line; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			fprintf(stderr, "\\x%02x", *p);
+		else
+			fputc(*p, stderr);
+	}
+	fputc('\n', stderr);
 }
 
 int cli_usage(const char *cmd, const char *what)
@@ -35,7 +43,8 @@ int cli_job_open(const char *cmd, const char *name, bool create, struct cli_job 
 	struct cli_job j = {.jobs_fd = -1, .job_fd = -1};
 	if (state_name_check(name) < 0) {
 		cli_error(cmd, name,
-			  "invalid job name; use 1 to 64 of [A-Za-z0-9._-], not starting with '.'");
+			  "invalid job name; use 1 to 64 of [A-Za-z0-9._-], not starting with '.' "
+			  "or '-'");
 		return EXIT_USAGE;
 	}
 	int r = state_home(&j.home);

@@ -4,6 +4,7 @@
 #include "common/ck.h"
 
 #include <fcntl.h>
+#include <errno.h>
 #include <stdio.h>
 
 static const char usage[] =
@@ -60,6 +61,17 @@ static const struct {
 	{"checkpoint", cmd_checkpoint}, {"checkpoints", cmd_checkpoints}, {"restore", cmd_restore},
 };
 
+/* What a command printed must have reached its stdout: a snapshot's id or a generated job
+ * name lost to a full disk (>/dev/full) was an exit 0. */
+static int stdout_checked(int rc)
+{
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return rc;
+	fprintf(stderr, "ckptenv: cannot write to standard output: %s\n",
+		errno ? strerror(errno) : "write error");
+	return rc ? rc : 1;
+}
+
 int main(int argc, char **argv)
 {
 	ensure_stdio();
@@ -71,7 +83,7 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
 		fputs(usage, stdout);
-		return 0;
+		return stdout_checked(0);
 	}
 	if (!strcmp(cmd, "--version") && argc > 2) {
 		fprintf(stderr, "ckptenv: --version takes no arguments; see 'ckptenv --help'\n");
@@ -79,11 +91,11 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "--version")) {
 		printf("ckptenv %s\n", CKPTENV_VERSION);
-		return 0;
+		return stdout_checked(0);
 	}
 	for (size_t i = 0; i < CK_ARRAY_SIZE(commands); i++)
 		if (!strcmp(cmd, commands[i].name))
-			return commands[i].fn(argc - 1, argv + 1);
+			return stdout_checked(commands[i].fn(argc - 1, argv + 1));
 	if (cmd[0] == '-')
 		fprintf(stderr, "ckptenv: unknown option '%s'; see 'ckptenv --help'\n", cmd);
 	else

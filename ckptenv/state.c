@@ -56,7 +56,7 @@ int state_home(char **ret)
 int state_name_check(const char *name)
 {
 	size_t n = strlen(name);
-	if (n == 0 || n > STATE_NAME_MAX || name[0] == '.')
+	if (n == 0 || n > STATE_NAME_MAX || name[0] == '.' || name[0] == '-')
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++) {
 		char c = name[i];

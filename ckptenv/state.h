@@ -48,7 +48,8 @@ struct job_run {
  *  Malloc'd in *ret. -ENOENT when no home directory can be found. */
 int state_home(char **ret);
 
-/** 0 when @name is a valid job name ([A-Za-z0-9._-], 1..64 bytes, not starting with '.'),
+/** 0 when @name is a valid job name ([A-Za-z0-9._-], 1..64 bytes, not starting with '.', nor
+ *  with '-', which would read as an option),
  *  else -EINVAL. */
 int state_name_check(const char *name);
 

@@ -13,6 +13,11 @@ expect_err() { # expect_err EXIT PATTERN ARGS...
 expect_err 2 "run a/b: invalid job name" run --name a/b -- true
 expect_err 2 "run \.hidden: invalid job name" run --name .hidden -- true
 expect_err 2 "run x y: invalid job name" run --name "x y" -- true
+# A leading '-' read as an option in every later command; control characters of a name were
+# printed raw (a second line, or an escape sequence for the terminal).
+expect_err 2 "run -lead: invalid job name; .* not starting with '.' or '-'" run --name -lead -- true
+expect_err 2 'run x\\x0ay: invalid job name' run --name $'x\ny' -- true
+expect_err 2 'status \\x1b\[2Jz: invalid job name' status $'\e[2Jz'
 expect_err 2 "run $(printf 'a%.0s' $(seq 65)): invalid" run --name "$(printf 'a%.0s' $(seq 65))" -- true
 expect_err 2 "checkpoint: option '--stop' given twice" checkpoint x --stop --stop
 expect_err 2 "restore: option '--detach' given twice" restore x --detach --detach
@@ -70,6 +75,14 @@ for junk in (b"garbage", b"CKCT" + bytes(8) + b"x" * 100):
 PY
 expect_eq "bad-message log lines" 2 "$(grep -c 'bad message; closing' "$CKPTENV_HOME/jobs/busy/log")"
 "$CKPTENV" list | grep -Eq '^busy +running' || fail "job died after a bad client"
+# Output that cannot be written is an error: a snapshot's id lost to a full disk was exit 0.
+for args in "list" "--version" "snapshots busy" "snapshot busy"; do
+	rc=0
+	"$CKPTENV" $args </dev/null >/dev/full 2>"$T/err" || rc=$?
+	expect_eq "exit of '$args >/dev/full'" 1 "$rc"
+	grep -qx "ckptenv: cannot write to standard output: No space left on device" "$T/err" ||
+		fail "'$args >/dev/full' said: $(cat "$T/err")"
+done
 touch "$T/stop"
 
 # --help and --version everywhere.
@@ -78,4 +91,5 @@ for c in run list status rm snapshot snapshots attach log; do
 done
 "$CKPTENV" --help | grep -q "^Usage: ckptenv" || fail "--help"
 "$CKPTENV" --version | grep -Eq "^ckptenv [0-9]" || fail "--version"
+
 pass "bad inputs"
