@@ -66,6 +66,11 @@ int ckpt_latest_write(int ckdir, uint64_t id);
 #define CKPT_EVERY_MIN_NS    1000000000ull
 #define CKPT_EVERY_MAX_NS    (30ull * 86400 * 1000000000ull)
 
+/* The last periodic checkpoint's failure, for `status` (the log has every one): jobs/NAME/
+ * ckpt-failed, one line "UNIXTIME MESSAGE\n", removed by the next periodic checkpoint that
+ * succeeds. Only what it says is shown, so no format version. */
+#define CKPT_FAILED "ckpt-failed"
+
 struct ckpt_policy {
 	uint64_t every_ns; /* take one this often (0: only on request) */
 	uint32_t keep;	   /* after each one, drop all but the newest @keep (0: keep all) */

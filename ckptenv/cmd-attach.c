@@ -215,12 +215,14 @@ int cmd_attach(int argc, char **argv)
 		return 1;
 	}
 	o.pipes = !isatty(0);
-	if (o.pipes && job_on_terminal(j.job_fd)) {
-		/* Keys from a file or a pipe into a screen nobody sees, and no end to it. */
+	bool on_tty = (o.pipes || !isatty(1)) && job_on_terminal(j.job_fd);
+	if (on_tty) {
+		/* Keys from a file or a pipe into a screen nobody sees, and no end to it; or the
+		 * session, redraws and all, into a file while the terminal stays blank. */
 		cli_error("attach", name,
-			  "job %s runs on a terminal and stdin is not one; attach from a terminal, "
+			  "job %s runs on a terminal and %s is not one; attach from a terminal, "
 			  "or follow its output with 'ckptenv log -f %s'",
-			  name, name);
+			  name, o.pipes ? "stdin" : "stdout", name);
 		cli_job_close(&j);
 		return 1;
 	}

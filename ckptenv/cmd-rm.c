@@ -180,7 +180,8 @@ int cmd_rm(int argc, char **argv)
 	}
 	if (r == -EBUSY && !force) {
 		cli_error("rm", name,
-			  "the job is running; stop it first, or use 'ckptenv rm --force %s'",
+			  "the job is running; let it end (or end it from its terminal), or use "
+			  "'ckptenv rm --force %s', which kills it",
 			  name);
 		cli_job_close(&j);
 		return 1;

@@ -151,7 +151,9 @@ int cmd_snapshot(int argc, char **argv)
 	}
 	if (state_job_running(j.job_fd) <= 0) {
 		cli_error("snapshot", name,
-			  "the job is not running; start it with 'ckptenv run --name %s'", name);
+			  "the job is not running; its /tmp as it ended is what the next 'ckptenv "
+			  "run --name %s -- CMD' starts from",
+			  name);
 		cli_job_close(&j);
 		return 1;
 	}

@@ -1,4 +1,5 @@
 /* ckptenv status NAME: what list shows, and the store's size, snapshots, last exit. */
+#include "ckpt.h"
 #include "ckptenv.h"
 
 #include "common/ck.h"
@@ -8,6 +9,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -44,6 +46,37 @@ static uint64_t tree_bytes(int dirfd, const char *path, int depth)
 	}
 	closedir(d);
 	return sum;
+}
+
+/* The job's own checkpoints (run --checkpoint-every), and the last one's failure if it failed:
+ * a policy that failed every time showed nowhere but in the supervisor's log. */
+static void print_policy(int job_fd)
+{
+	struct ckpt_policy p;
+	if (ckpt_policy_read(job_fd, &p) < 0 || !(p.every_ns || (p.flags & CKPT_POLICY_ON_TERM)))
+		return;
+	char keep[32] = "all";
+	if (p.keep)
+		snprintf(keep, sizeof(keep), "the newest %u", p.keep);
+	if (p.every_ns)
+		printf("policy:     a checkpoint every %.1f s, keeping %s%s\n",
+		       (double)p.every_ns / 1e9, keep,
+		       p.flags & CKPT_POLICY_ON_TERM ? ", and one on SIGTERM" : "");
+	else
+		printf("policy:     a checkpoint on SIGTERM\n");
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+	if (ck_read_file_at(job_fd, CKPT_FAILED, 1024, &buf, &len) < 0 || !len)
+		return;
+	char line[1100], t[32];
+	snprintf(line, sizeof(line), "%.*s", (int)len, buf);
+	line[strcspn(line, "\n")] = 0;
+	char *msg = strchr(line, ' ');
+	if (!msg)
+		return;
+	*msg++ = 0;
+	printf("last periodic checkpoint failed (%s): %s\n",
+	       cli_time((int64_t)strtoll(line, NULL, 10), t, sizeof(t)), msg);
 }
 
 /* Why a stopped job is stopped, and what brings it back. */
@@ -133,6 +166,7 @@ int cmd_status(int argc, char **argv)
 	}
 	free(refs);
 	printf("snapshots:  %zu\n", snaps);
+	print_policy(j.job_fd);
 	if (i.state == CLI_JOB_RUNNING && (r = cli_status_net(j.job_fd)) < 0)
 		printf("network:    unknown (the supervisor did not answer: %s)\n", strerror(-r));
 	cli_job_info_free(&i);

@@ -11,11 +11,13 @@
 #include "common/ck.h"
 #include "vfs/vfs.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
+#include <time.h>
 
 int sup_periodic_setup(struct sup *s, char *err, size_t errlen)
 {
@@ -46,6 +48,11 @@ int sup_periodic_setup(struct sup *s, char *err, size_t errlen)
 			return r;
 		}
 	}
+	/* The last run's periodic failure is no news for a new one; a restore's may still be. */
+	if (!a->restore_id)
+		(void)unlinkat(a->job_fd, CKPT_FAILED, 0);
+	else
+		s->periodic_failed = faccessat(a->job_fd, CKPT_FAILED, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 	/* A kill -9 during a checkpoint or a drop: its leftovers go now. */
 	_cleanup_close_ int ckdir = -1;
 	struct ckpt_sweep_stats sw;
@@ -71,6 +78,22 @@ int sup_periodic_setup(struct sup *s, char *err, size_t errlen)
 	return 0;
 }
 
+/* Record (@err) or clear (NULL) the last periodic checkpoint's failure: a policy that fails
+ * every time (a job of two processes) was seen only in the supervisor's log. */
+static void periodic_result(struct sup *s, const char *err)
+{
+	if (!err) {
+		if (s->periodic_failed && unlinkat(s->a->job_fd, CKPT_FAILED, 0) == 0)
+			s->periodic_failed = false;
+		return;
+	}
+	char line[900];
+	int n = snprintf(line, sizeof(line), "%lld %s\n", (long long)time(NULL), err);
+	if (n > 0 && ck_write_file_atomic(s->a->job_fd, CKPT_FAILED, line,
+					  CK_MIN((size_t)n, sizeof(line) - 1), 0600) == 0)
+		s->periodic_failed = true;
+}
+
 void sup_periodic_fire(struct sup *s)
 {
 	uint64_t expirations;
@@ -82,10 +105,12 @@ void sup_periodic_fire(struct sup *s)
 	struct sup_ckpt_task t = {.origin = SUP_CKPT_PERIODIC, .client = -1};
 	char err[768];
 	int r = sup_ckpt_start(s, &t, err, sizeof(err));
-	if (r == -EBUSY)
+	if (r == -EBUSY) {
 		sup_log(s, "periodic checkpoint skipped: another one is in progress");
-	else if (r < 0)
+	} else if (r < 0) {
 		sup_log(s, "periodic checkpoint failed: %s", err);
+		periodic_result(s, err);
+	}
 }
 
 bool sup_periodic_term(struct sup *s)
@@ -117,6 +142,7 @@ void sup_periodic_ended(struct sup *s, const struct sup_ckpt_task *t)
 	if (t->origin == SUP_CKPT_PERIODIC) {
 		if (t->r < 0)
 			sup_log(s, "periodic checkpoint failed: %s", t->err);
+		periodic_result(s, t->r < 0 ? t->err : NULL);
 		return;
 	}
 	if (t->r < 0) {

@@ -28,6 +28,7 @@ struct sup {
 	struct netproxy *np;	      /* the job's TCP connections (sup-net.c), once started */
 	uint64_t np_refused_logged;   /* connects refused by the limit, already logged */
 	bool np_fd_bound; /* the open-file limit, not CKPTENV_NET_MAX_SESSIONS, set the limit */
+	bool periodic_failed; /* CKPT_FAILED written (sup-periodic.c) */
 	uint64_t np_refused_log_ns;   /* when the last such line was written */
 	uint64_t np_mismatch_logged;  /* replays that differed, already logged */
 	char net_report[2048];	      /* lines of the last restore's network (sup-ckpt-net.c) */

@@ -26,7 +26,15 @@ sleep 2.5 # two periods
 expect_eq "checkpoints while stopped" "$before" "$(ids st)"
 "$CKPTENV" checkpoints st >/dev/null 2>err.txt || fail "an unusable checkpoint: $(cat err.txt)"
 grep -q "periodic checkpoint failed: .*is stopped" "$CKPTENV_HOME/jobs/st/log" || fail "the skip is not logged"
+# status shows the policy and the failure (they were only in the supervisor's log), until a
+# periodic checkpoint succeeds again.
+"$CKPTENV" status st | grep -qx "policy: *a checkpoint every 1.0 s, keeping the newest 2" ||
+	fail "status lacks the policy: $("$CKPTENV" status st)"
+"$CKPTENV" status st | grep -Eq "^last periodic checkpoint failed \([0-9: -]+\): job st's process \(pid $p here\) is stopped" ||
+	fail "status lacks the failure: $("$CKPTENV" status st)"
 kill -CONT "$p"
+poll_until 10 sh -c "! '$CKPTENV' status st | grep -q '^last periodic checkpoint failed'" ||
+	fail "the failure outlived a good checkpoint: $("$CKPTENV" status st)"
 "$CKPTENV" checkpoint st --stop >/dev/null 2>err.txt || fail "checkpoint after SIGCONT: $(cat err.txt)"
 "$CKPTENV" restore st --detach >/dev/null 2>err.txt || fail "restore: $(cat err.txt)"
 "$CKPTENV" rm --force st >/dev/null

@@ -35,6 +35,11 @@ echo 'echo piped-in' | "$CK" attach j >out.txt 2>err.txt || rc=$?
 expect_eq "attach without a terminal" 1 "$rc"
 expect_eq "its line" "ckptenv: attach j: job j runs on a terminal and stdin is not one; attach from a terminal, or follow its output with 'ckptenv log -f j'" "$(cat err.txt)"
 "$CK" log j | grep -q 'piped-in' && fail "the piped input reached the job"
+# Nor one from a terminal whose stdout is a file: the session, redraws and all, went into the
+# file while the terminal stayed blank (found by a testing helper).
+win w9 "$CK attach j >$T/out9.txt 2>$T/err9.txt"
+poll_until 10 has w9 '^RC=1' || fail "attach with stdout in a file: $(pane w9; cat "$T/err9.txt")"
+expect_eq "its line" "ckptenv: attach j: job j runs on a terminal and stdout is not one; attach from a terminal, or follow its output with 'ckptenv log -f j'" "$(cat "$T/err9.txt")"
 
 # Reattach from another window of another size: redrawn, and the job gets the new size.
 win w2 "$CK attach j"
