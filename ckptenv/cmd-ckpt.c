@@ -615,6 +615,11 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 		      const struct allow_list *allow)
 {
 	bool in_place = false;
+	if (want && (strspn(want, "0123456789") != strlen(want) || !*want || strlen(want) > 18)) {
+		cli_error("restore", name, "invalid checkpoint id '%s'; see 'ckptenv checkpoints %s'",
+			  want, name);
+		return EXIT_USAGE;
+	}
 	if (state_job_running(j->job_fd) == 1) {
 		_cleanup_close_ int sock = control_connect(j->job_fd, "control.sock");
 		/* A supervisor that no longer answers is on its way out (killed, its lock not yet
@@ -638,13 +643,6 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 	uint64_t id = 0;
 	int r = ckpt_dir_open(j->job_fd, false, &ckdir);
 	if (r == 0 && want) {
-		if (strspn(want, "0123456789") != strlen(want) || !*want || strlen(want) > 18) {
-			cli_error("restore", name,
-				  "invalid checkpoint id '%s'; see 'ckptenv "
-				  "checkpoints %s'",
-				  want, name);
-			return EXIT_USAGE;
-		}
 		id = strtoull(want, NULL, 10);
 	} else if (r == 0) {
 		r = ckpt_latest(ckdir, &id);

@@ -75,6 +75,8 @@ for junk in (b"garbage", b"CKCT" + bytes(8) + b"x" * 100):
 PY
 expect_eq "bad-message log lines" 2 "$(grep -c 'bad message; closing' "$CKPTENV_HOME/jobs/busy/log")"
 "$CKPTENV" list | grep -Eq '^busy +running' || fail "job died after a bad client"
+# A bad checkpoint id is named first, also for a running job (it said "the job is running").
+expect_err 2 "restore busy: invalid checkpoint id 'abc'" restore busy abc
 # Output that cannot be written is an error: a snapshot's id lost to a full disk was exit 0.
 for args in "list" "--version" "snapshots busy" "snapshot busy"; do
 	rc=0
