@@ -1,11 +1,11 @@
 /* ckptenv status NAME: what list shows, and the store's size, snapshots, last exit. */
+#include "ckpt-gc.h"
 #include "ckpt.h"
 #include "ckptenv.h"
 
 #include "common/ck.h"
 #include "vfs/vfs.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -20,33 +20,6 @@ static const char status_usage[] =
 	"Show job NAME: state, pids, command, times, store size, snapshots,\n"
 	"last exit status, and for a running job its proxied TCP connections\n"
 	"(peer, state, bytes each way).\n";
-
-/* Disk usage of a tree (allocated blocks), like du. */
-static uint64_t tree_bytes(int dirfd, const char *path, int depth)
-{
-	int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return 0;
-	}
-	uint64_t sum = 0;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		struct stat st;
-		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue;
-		sum += (uint64_t)st.st_blocks * 512u;
-		if (S_ISDIR(st.st_mode) && depth < 32)
-			sum += tree_bytes(fd, de->d_name, depth + 1);
-	}
-	closedir(d);
-	return sum;
-}
 
 /* The job's own checkpoints (run --checkpoint-every), and the last one's failure if it failed:
  * a policy that failed every time showed nowhere but in the supervisor's log. */
@@ -154,7 +127,10 @@ int cmd_status(int argc, char **argv)
 		printf("last exit:  -\n");
 	}
 	printf("directory:  %s\n", j.dir);
-	printf("store size: %s\n", cli_bytes(tree_bytes(j.job_fd, "store", 0), sz, sizeof(sz)));
+	/* As list's SPACE: the store's reserve for the final commit is set aside, not used. */
+	struct ckpt_space sp = {0};
+	(void)ckpt_space(j.job_fd, &sp);
+	printf("store size: %s\n", cli_bytes(sp.store, sz, sizeof(sz)));
 
 	_cleanup_free_ char *store = NULL;
 	struct vfs_ref *refs = NULL;
