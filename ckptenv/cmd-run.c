@@ -112,9 +112,21 @@ static int parse(int argc, char **argv, struct run_opts *o, bool *ret_help)
 		{0},
 	};
 	int c;
+	unsigned seen = 0; /* bit per option: a second one was silently taken over the first */
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+n:ds:k:l:h", longopts, NULL)) != -1) {
+		const char *known = c > 0 ? strchr("ndsklEKT", c) : NULL;
+		unsigned bit = known ? 1u << (known - "ndsklEKT") : 0;
+		if (bit & seen) {
+			size_t k = 0;
+			while (longopts[k].val != c)
+				k++;
+			char what[300];
+			snprintf(what, sizeof(what), "option '--%s' given twice", longopts[k].name);
+			return cli_usage("run", what);
+		}
+		seen |= bit;
 		switch (c) {
 		case 'n':
 			o->name = optarg;

@@ -20,6 +20,8 @@ expect_err 2 'run x\\x0ay: invalid job name' run --name $'x\ny' -- true
 expect_err 2 'status \\x1b\[2Jz: invalid job name' status $'\e[2Jz'
 expect_err 2 "run $(printf 'a%.0s' $(seq 65)): invalid" run --name "$(printf 'a%.0s' $(seq 65))" -- true
 expect_err 2 "checkpoint: option '--stop' given twice" checkpoint x --stop --stop
+expect_err 2 "run: option '--name' given twice" run -n a --name b -- true # b won, silently
+expect_err 2 "run: option '--log-size' given twice" run --log-size 1M --log-size 2M -- true
 expect_err 2 "restore: option '--detach' given twice" restore x --detach --detach
 expect_err 2 "restore: invalid detach key 'bogus'" restore x --detach-key bogus
 expect_err 2 "status \.\./x: invalid job name" status ../x
