@@ -228,6 +228,8 @@ int cmd_attach(int argc, char **argv)
 	}
 	int code = 0;
 	r = cli_attach(&j, "attach", name, &o, &code);
+	if (r == 0) /* `run` says it with its exit status; an attach ended silently (rm --force) */
+		cli_error("attach", name, "the job ended (exit status %d)", code);
 	if (r < 0) {
 		cli_error("attach", name, "%s the job's terminal (%s); see %s/log",
 			  r == -ECONNRESET ? "lost" : "cannot reach",

@@ -108,6 +108,8 @@ poll_until 10 has s:w4 'jc-2' || fail "attach: $(pane s:w4)"
 $TM send-keys -t s:w4 'exit 3' Enter
 poll_until 10 has s:w4 '^RC=3' || fail "exit status not returned: $(pane s:w4)"
 poll_until 10 has s:ro '^RC=3' || fail "read-only client not told of the end: $(pane s:ro)"
+# An attach says that the job ended (after an rm --force elsewhere it just went away).
+has s:w4 "^ckptenv: attach j: the job ended (exit status 3)" || fail "no end line: $(pane s:w4)"
 
 # kill -9 of the supervisor: the client puts the terminal back (no alt screen, no mouse).
 win k "$CK run --name k -- sh -c 'printf \"\\033[?1049h\\033[?1002h\\033[?2004h\"; echo in-alt; exec cat'"
