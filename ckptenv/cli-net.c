@@ -99,7 +99,7 @@ void cli_print_restore_report(const char *cmd, const char *name, const struct co
 			line[i] = (unsigned char)p[i] < 0x20 ? '?' : p[i];
 		line[l] = 0;
 		if (l)
-			fprintf(stderr, "ckptenv %s: %s: %s\n", cmd, name, line);
+			fprintf(stderr, "ckptenv: %s %s: %s\n", cmd, name, line);
 		p += l + 1;
 	}
 }

@@ -16,11 +16,14 @@
  * A session still connecting at the checkpoint is cut too (with what the job wrote, unsent):
  * re-attached in place it goes on connecting; a new supervisor connects again.
  *
- * net.cut: "CKNETCUT", le32 version (2), le32 count, per fd: le32 fd, le32 open flags,
+ * net.cut: "CKNETCUT", le32 version (3), le32 count, le64 the proxy's instance (version 3: a
+ * restore re-attaches sessions only in that proxy; session ids start at 1 in every one, and
+ * a restore in place of an older supervisor's checkpoint attached the job to another
+ * connection that had its id and peer), per fd: le32 fd, le32 open flags,
  * le32 session id, le32 family, le32 addr len, addr bytes, le64 up, consumed, delivered,
  * unread checksum, le32 unread len, unread bytes, le32 cut flags, le32 option count, per
  * option le32 level, name, value, le32 unsent len, unsent bytes; then le64 ck_checksum of all
- * before. Version 1 (no flags, options, unsent) is still read. */
+ * before. Versions 1 (no flags, options, unsent) and 2 (no instance) are still read. */
 #include "supervisor.h"
 
 #include "common/ck.h"
@@ -40,7 +43,7 @@
 
 #define NETCUT_FILE    "net.cut"
 #define NETCUT_MAGIC   "CKNETCUT"
-#define NETCUT_VERSION 2u
+#define NETCUT_VERSION 3u
 /* How many reset lines the restore's reply carries; the others are counted (all are logged). */
 #define REPORT_LINES 8
 
@@ -285,6 +288,7 @@ int sup_ckpt_net_save(struct sup *s, const struct sup_net_cut *c, int dirfd)
 	ck_buf_append(&b, NETCUT_MAGIC, 8);
 	ck_buf_le32(&b, NETCUT_VERSION);
 	ck_buf_le32(&b, (uint32_t)c->n);
+	ck_buf_le64(&b, s->np ? netproxy_instance(s->np) : 0);
 	for (size_t i = 0; i < c->n; i++) {
 		const struct sup_net_cut_ent *e = &c->e[i];
 		ck_buf_le32(&b, (uint32_t)e->fd);
@@ -368,11 +372,17 @@ static int cut_load(int dirfd, struct sup_net_cut *c)
 	    ck_get_le64(end - 8) != ck_checksum(p, len - 8))
 		return -EBADMSG;
 	uint32_t version = ck_get_le32(p + 8);
-	if (version != 1 && version != NETCUT_VERSION)
+	if (version < 1 || version > NETCUT_VERSION)
 		return -EPROTONOSUPPORT;
 	uint32_t n = ck_get_le32(p + 12);
 	p += 16;
 	end -= 8;
+	if (version >= 3) {
+		if (end - p < 8)
+			return -EBADMSG;
+		c->instance = ck_get_le64(p);
+		p += 8;
+	}
 	if (n > SUP_NET_CUT_MAX || n > (size_t)(end - p) / 56)
 		return -EBADMSG;
 	if (n && !(c->e = calloc(n, sizeof(*c->e))))
@@ -535,6 +545,21 @@ static int restore_one(struct sup *s, bool fresh, struct sup_net_cut_ent *e, boo
 	return 0;
 }
 
+/* Close every connection of the proxy, reported as the checkpoint not having it. */
+static void drop_all(struct sup *s)
+{
+	_cleanup_free_ struct netproxy_session_info *v = NULL;
+	size_t nv = 0;
+	if (netproxy_status(s->np, &v, &nv) < 0)
+		return;
+	for (size_t i = 0; i < nv; i++) {
+		char peer[64] = "?";
+		(void)netproxy_addr_format(&v[i].peer, peer, sizeof(peer));
+		(void)netproxy_session_drop(s->np, v[i].id);
+		report(s, "connection to %s closed: the checkpoint does not have it", peer);
+	}
+}
+
 int sup_ckpt_net_restore(struct sup *s, int rdir, int **ret_fds, int **ret_targets,
 			 size_t *ret_n, char *err, size_t errlen)
 {
@@ -551,11 +576,15 @@ int sup_ckpt_net_restore(struct sup *s, int rdir, int **ret_fds, int **ret_targe
 			 NETCUT_FILE, r == -EPROTONOSUPPORT ? "of an unknown version" : "corrupt");
 		return r;
 	}
-	bool fresh = !s->np; /* a new supervisor: the sessions of the checkpoint are gone */
+	/* The checkpoint's sessions are only in the proxy that cut them: another supervisor's
+	 * (a new one, or this one restoring a checkpoint of the one before it) has none. */
+	bool fresh = !s->np || !c.instance || c.instance != netproxy_instance(s->np);
+	if (fresh && s->np)
+		drop_all(s); /* the replaced job's: none of them is the checkpoint's */
 	bool reconnect = false;
 	for (size_t i = 0; i < c.n; i++)
 		reconnect |= (c.e[i].cut.flags & NETPROXY_CUT_CONNECTING) != 0;
-	if (fresh && reconnect && (r = sup_net_new(s)) < 0) {
+	if (!s->np && reconnect && (r = sup_net_new(s)) < 0) {
 		snprintf(err, errlen, "cannot start the job's network proxy: %s", strerror(-r));
 		return r;
 	}

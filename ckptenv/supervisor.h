@@ -242,6 +242,7 @@ struct sup_net_cut_ent {
 	size_t unsent_len;
 };
 struct sup_net_cut {
+	uint64_t instance; /* netproxy_instance of the proxy cut (0: unknown, an older net.cut) */
 	size_t n, cap;
 	struct sup_net_cut_ent *e; /* malloc'd */
 };

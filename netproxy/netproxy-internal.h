@@ -141,6 +141,7 @@ struct netproxy {
 	uint64_t nreplay_mismatch; /* restored jobs that sent other bytes than before (cut.c) */
 	unsigned nheld;		   /* sessions held after their leg ended (cut.c) */
 	uint32_t next_id;
+	uint64_t instance; /* netproxy_instance */
 	size_t notif_size, resp_size;
 };
 

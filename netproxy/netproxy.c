@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
@@ -34,6 +35,11 @@ void np_ep_del(struct netproxy *np, struct np_ep *ep)
 	(void)np_ep_set(np, ep, 0);
 }
 
+uint64_t netproxy_instance(const struct netproxy *np)
+{
+	return np->instance;
+}
+
 int netproxy_new(const struct netproxy_config *cfg, struct netproxy **ret)
 {
 	struct seccomp_notif_sizes sz;
@@ -53,6 +59,9 @@ int netproxy_new(const struct netproxy_config *cfg, struct netproxy **ret)
 	np->notif_size = CK_MAX((size_t)sz.seccomp_notif, sizeof(struct seccomp_notif));
 	np->resp_size = CK_MAX((size_t)sz.seccomp_notif_resp, sizeof(struct seccomp_notif_resp));
 	np->next_id = 1;
+	while (!np->instance) /* never 0: a cut without one names no proxy */
+		if (getrandom(&np->instance, sizeof(np->instance), 0) != sizeof(np->instance))
+			np->instance = ck_now_ns() ^ ((uint64_t)getpid() << 32);
 	for (int i = 0; i < 2; i++) {
 		np->leglisten[i].fd = -1;
 		np->refuser[i] = -1;

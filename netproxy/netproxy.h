@@ -182,6 +182,9 @@ struct netproxy_cut {
 /** The cut of a session just detached with its job socket (netproxy_session_detach with a
  *  socket). -ENOENT, -EINVAL (not detached, or nothing was captured). */
 int netproxy_session_cut(struct netproxy *np, uint32_t id, struct netproxy_cut *ret);
+/** A random id of this proxy (never 0): session ids start at 1 in every proxy, so a cut names
+ *  its proxy too, and only that one may re-attach it. */
+uint64_t netproxy_instance(const struct netproxy *np);
 /** Attach session cut->id to a new job-side socket (as netproxy_session_attach) so that it
  *  reads on at cut->consumed: @unread are the bytes captured at that cut. The cut's options
  *  are set on the new socket and again on the upstream. A session cut while connecting

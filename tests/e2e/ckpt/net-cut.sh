@@ -98,7 +98,7 @@ poll_until 10 sh -c "! kill -0 $csup" || fail "c: supervisor still alive"
 poll_until 20 test -s c.res || fail "c: the server's connection outlived the supervisor"
 grep -Eq '^(RESET|SHORT) recv [0-9]+$' c.res || fail "c: server side: $(cat c.res)"
 "$CKPTENV" restore c --detach >/dev/null 2>err.txt || fail "c: restore: $(cat err.txt)"
-grep -q "ckptenv restore: c: connection to 127.0.0.1:$(cat c.port) (fd [0-9]*) reset: its supervisor ended" err.txt ||
+grep -q "ckptenv: restore c: connection to 127.0.0.1:$(cat c.port) (fd [0-9]*) reset: its supervisor ended" err.txt ||
 	fail "c: not reported: $(cat err.txt)"
 poll_until 30 sh -c "'$CKPTENV' log c | grep -aq '^netseq \(OK\|BAD\|ECONN\|ERROR\)'" || fail "c: no end"
 jlog c | grep -q '^netseq ECONNRESET' || fail "c: job side: $(jlog c | grep -a '^netseq' | tail -2)"

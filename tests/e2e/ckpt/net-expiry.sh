@@ -48,7 +48,7 @@ for keep in 600 2; do
 	poll_until 30 test -s "k$keep/server.log" || fail "$keep: the server's connection outlived the expiry"
 	grep -Eq "^closed (EOF|RESET) b'first\\\\n'$" "k$keep/server.log" || fail "$keep: server: $(cat "k$keep/server.log")"
 	"$CKPTENV" restore "k$keep" --detach >/dev/null 2>err.txt || fail "$keep: restore: $(cat err.txt)"
-	grep -q "ckptenv restore: k$keep: connection to 127.0.0.1:$(cat "k$keep/port") (fd [0-9]*) reset: its supervisor ended" err.txt ||
+	grep -q "ckptenv: restore k$keep: connection to 127.0.0.1:$(cat "k$keep/port") (fd [0-9]*) reset: its supervisor ended" err.txt ||
 		fail "$keep: not reported: $(cat err.txt)"
 	touch "k$keep/go1"
 	poll_until 60 test -e "k$keep/res1" || fail "$keep: the restored job did not answer"

@@ -41,7 +41,7 @@ poll_until 30 state_is m stopped || fail "not stopped again"
 kill -9 "$sup"
 poll_until 20 sh -c "! kill -0 $sup 2>/dev/null" || fail "supervisor still alive"
 "$CKPTENV" restore m --detach >/dev/null 2>err.txt || fail "restore after the supervisor died: $(cat err.txt)"
-lines=$(grep -c "ckptenv restore: m: connection to 127.0.0.1:$(cat port) (fd [0-9]*) reset: its supervisor ended" err.txt || true)
+lines=$(grep -c "ckptenv: restore m: connection to 127.0.0.1:$(cat port) (fd [0-9]*) reset: its supervisor ended" err.txt || true)
 [ "$lines" -ge 1 ] || fail "not reported: $(head -3 err.txt)"
 grep -q "and $((N - lines)) more connection(s) like these" err.txt ||
 	fail "no count of the other $((N - lines)): $(tail -2 err.txt)"

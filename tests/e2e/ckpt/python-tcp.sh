@@ -92,7 +92,7 @@ kill -9 "$s" "$(py_pid)"
 poll_until 10 sh -c "! kill -0 $s" || fail "supervisor $s survived SIGKILL"
 poll_until 10 sh -c "grep -q '1 end' lines" || fail "the server's connection outlived the supervisor"
 $TM new-session -d -s b -x 150 -y 50 "$E $CKPTENV restore py 3 2>restore.err; echo restore-rc=\$?; sleep 60"
-poll_until 10 grep -q "ckptenv restore: py: connection to 127.0.0.1:$PORT (fd [0-9]*) reset: its supervisor ended" restore.err ||
+poll_until 10 grep -q "ckptenv: restore py: connection to 127.0.0.1:$PORT (fd [0-9]*) reset: its supervisor ended" restore.err ||
 	fail "not reported: $(cat restore.err) $(pane b)"
 expect_eq "python from checkpoint 3" "F=2=1,2" "$(say b F "n, db.execute('select group_concat(x) from t').fetchone()[0]")"
 $TM send-keys -t b "try: s.recv(100)
