@@ -238,14 +238,6 @@ int sup_ckpt_net_detach(struct sup *s, pid_t pid, struct sup_net_cut *c, char *e
 		r = netproxy_session_detach(s->np, ids[i], dup, &u, &e->len);
 		if (r == -EBUSY)
 			continue; /* its connect() not answered yet: restarted, served anew */
-		if (r == -EAGAIN) {
-			snprintf(err, errlen,
-				 "the job's connection on fd %d is still replaying after the last "
-				 "restore (the job has not sent again what it had sent); try again "
-				 "in a moment",
-				 fds[i]);
-			goto fail;
-		}
 		if (r < 0) {
 			snprintf(err, errlen, "cannot detach the job's connection on fd %d: %s",
 				 fds[i], strerror(-r));

@@ -30,26 +30,42 @@ int netproxy_session_find(struct netproxy *np, int job_sock, uint32_t *ret_id)
 	return -ENOENT;
 }
 
+/* Everything the frozen job wrote, into the up ring; while a restored job is still sending
+ * again what its previous run had sent (replay, cut.c), through the comparison first, as the
+ * relay would. -EPROTO: the bytes differ (the caller resets the session). */
 static int drain_job(struct np_session *s, int job_sock)
 {
 	uint64_t deadline = ck_now_ns() + 2000000000ull;
 	for (;;) {
-		if (np_ring_space(&s->up) == 0) {
-			size_t cap = s->up.cap * 2;
-			if (cap > NP_DETACH_MAX)
-				return -ENOBUFS;
-			int r = np_ring_grow(&s->up, cap);
-			if (r < 0)
-				return r;
-		}
-		struct iovec iov[2];
-		int n = np_ring_in_iov(&s->up, iov);
-		if (n < 0)
-			return n;
-		ssize_t k = readv(s->ps.fd, iov, n);
-		if (k > 0) {
-			s->up.hi += (uint64_t)k;
-			continue;
+		ssize_t k;
+		if (s->replay_pos < s->replay_end) {
+			k = np_cut_replay_fill(s);
+			if (k == -EPROTO)
+				return -EPROTO;
+			if (k < 0) {
+				errno = (int)-k;
+				k = -1;
+			}
+			if (k > 0)
+				continue;
+		} else {
+			if (np_ring_space(&s->up) == 0) {
+				size_t cap = s->up.cap * 2;
+				if (cap > NP_DETACH_MAX)
+					return -ENOBUFS;
+				int r = np_ring_grow(&s->up, cap);
+				if (r < 0)
+					return r;
+			}
+			struct iovec iov[2];
+			int n = np_ring_in_iov(&s->up, iov);
+			if (n < 0)
+				return n;
+			k = readv(s->ps.fd, iov, n);
+			if (k > 0) {
+				s->up.hi += (uint64_t)k;
+				continue;
+			}
 		}
 		if (k == 0) {
 			s->job_eof = true;
@@ -132,12 +148,14 @@ int netproxy_session_detach(struct netproxy *np, uint32_t id, int job_sock, void
 		return -ENOENT;
 	if (s->answer_pending || s->detached || s->ps.fd < 0)
 		return -EBUSY;
-	if (s->replay_pos < s->replay_end)
-		return -EAGAIN; /* a restored job has not sent again all it had sent (cut.c) */
 	_cleanup_free_ uint8_t *unread = NULL;
 	s->detached = true;
 	np_relay_pump(s); /* only updates the events: the leg is no longer served */
 	int r = drain_job(s, job_sock);
+	if (r == -EPROTO) { /* the restored job sent other bytes: no foreign byte goes up */
+		np_session_destroy(s, true);
+		return -ECONNRESET;
+	}
 	if (r < 0)
 		goto undo;
 

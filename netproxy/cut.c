@@ -42,10 +42,13 @@ int netproxy_session_cut(struct netproxy *np, uint32_t id, struct netproxy_cut *
 		s->retain = true;
 	}
 	s->up_delta = taken_up(s) - s->up.hi;
+	/* A restored job still sending again what its previous run sent is at replay_pos: a
+	 * restore of this cut replays from there (its re-attach checks the bytes are kept). */
+	uint64_t up = s->replay_pos < s->replay_end ? s->replay_pos : taken_up(s);
 	*ret = (struct netproxy_cut){.id = id,
 				     .family = s->family,
 				     .peer = s->peer,
-				     .up = taken_up(s),
+				     .up = up,
 				     .consumed = s->consumed,
 				     .delivered = s->delivered,
 				     .unread_sum = s->unread_sum,
