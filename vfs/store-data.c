@@ -711,16 +711,16 @@ static int data_reserve(struct vfs_store *s, struct store_inode *n, uint64_t a, 
 	struct statvfs sv;
 	if (holes && fstatvfs(s->datafd, &sv) == 0 && holes / sv.f_frsize >= sv.f_bavail)
 		return -ENOSPC;
-	int fd = -1;
-	while (c < end) {
+	struct u64vec done = {0}; /* runs mapped here, [first, end) chunk pairs: undone on error */
+	int fd = -1, r = 0;
+	while (c < end && r == 0) {
 		if (cmap_get(&n->map, c)) {
 			c++;
 			continue;
 		}
 		if (fd < 0) { /* moves an in-memory chunk 0 to the file first: see the top */
 			fd = layer_fd(s, n, s->live);
-			if (fd < 0)
-				return fd;
+			r = fd < 0 ? fd : 0;
 			continue;
 		}
 		uint64_t e = c;
@@ -728,18 +728,29 @@ static int data_reserve(struct vfs_store *s, struct store_inode *n, uint64_t a, 
 			e++;
 		uint64_t lo = CK_MAX(a, c * VFS_CHUNK_SIZE), hi = CK_MIN(b, e * VFS_CHUNK_SIZE);
 		if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)lo, (off_t)(hi - lo)) < 0) {
-			int r = -errno; /* these chunks are not the live layer's: zeros there */
+			r = -errno; /* these chunks are not the live layer's: zeros there */
 			(void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)lo,
 					(off_t)(hi - lo));
-			return r;
+			break;
 		}
-		for (; c < e; c++) {
-			int r = cmap_set(&n->map, c, s->live);
-			if (r < 0)
-				return r;
-		}
+		if ((r = u64vec_push(&done, c)) < 0 || (r = u64vec_push(&done, e)) < 0)
+			break;
+		for (uint64_t k = c; k < e && r == 0; k++)
+			r = cmap_set(&n->map, k, s->live);
+		c = e;
 	}
-	return 0;
+	/* A failure maps nothing of this call: chunks mapped past the size the call did not get
+	 * to set would make the epoch unreadable (a chunk map beyond the file). */
+	for (size_t i = 0; r < 0 && i + 1 < done.n; i += 2) {
+		for (uint64_t k = done.v[i]; k < done.v[i + 1]; k++)
+			(void)cmap_set(&n->map, k, 0); /* clearing allocates nothing */
+		uint64_t lo = CK_MAX(a, done.v[i] * VFS_CHUNK_SIZE),
+			 hi = CK_MIN(b, done.v[i + 1] * VFS_CHUNK_SIZE);
+		(void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)lo,
+				(off_t)(hi - lo));
+	}
+	u64vec_free(&done);
+	return r;
 }
 
 int vfs_store_fallocate(struct vfs_store *s, uint64_t ino, int mode, off_t off, off_t len)
@@ -769,8 +780,9 @@ int vfs_store_fallocate(struct vfs_store *s, uint64_t ino, int mode, off_t off, 
 	uint64_t a = (uint64_t)off, b = a + (uint64_t)len;
 	if (zero && a < n->size)
 		r = data_zero(s, n, a, CK_MIN(b, n->size));
-	else if (!zero)
-		r = data_reserve(s, n, a, b);
+	else if (!zero && a < (keep ? n->size : b))
+		/* Not past the size the call leaves: a chunk map stays within its file. */
+		r = data_reserve(s, n, a, keep ? CK_MIN(b, n->size) : b);
 	if (r == 0 && !keep && b > n->size)
 		n->size = b;
 	/* Times stay: with the writeback cache the kernel owns a regular file's mtime and ctime

@@ -234,8 +234,9 @@ FX_TEST(fallocate_seek)
 	CHECK(statvfs(fx_store, &host) == 0);
 	uint64_t free_b = (uint64_t)host.f_bavail * host.f_frsize;
 	if (2 * free_b < (1ull << 42)) { /* within the store's largest file */
-		CHECK(fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)(2 * free_b)) < 0 && errno == ENOSPC);
-		CHECK(fstat(fd, &st) == 0 && st.st_blocks == 4 * far / 512);
+		CHECK(fallocate(fd, 0, 0, (off_t)(2 * free_b)) < 0 && errno == ENOSPC);
+		CHECK(fstat(fd, &st) == 0 && st.st_size == 4 * far &&
+		      st.st_blocks == 4 * far / 512);
 		CHECK(statvfs(fx_store, &host) == 0);
 		CHECK((uint64_t)host.f_bavail * host.f_frsize + (64u << 20) > free_b);
 	}

@@ -387,6 +387,33 @@ START_TEST(test_fd_cap)
 }
 END_TEST
 
+/* fallocate allocates only within the size it leaves (KEEP_SIZE past the end allocates
+ * nothing there), and every case commits and opens again: chunks mapped past the size made
+ * the epoch unreadable ("bad chunk map run"), the job's /tmp lost (found by a reviewer). */
+START_TEST(test_fallocate_commit_reopen)
+{
+	struct vfs_store *s = t_open();
+	uint64_t f = t_mkfile(s, ROOT, "f"), e = t_mkfile(s, ROOT, "e"), m = t_mkfile(s, ROOT, "m");
+	t_write(s, f, "hello", 5, 0);
+	ck_assert_int_eq(vfs_store_fallocate(s, f, FALLOC_FL_KEEP_SIZE, 0, VFS_CHUNK_SIZE * 4), 0);
+	ck_assert_int_eq(vfs_store_fallocate(s, e, FALLOC_FL_KEEP_SIZE, 0, 100), 0);
+	ck_assert_int_eq(vfs_store_fallocate(s, m, 0, VFS_CHUNK_SIZE, VFS_CHUNK_SIZE * 3), 0);
+	struct vfs_attr a;
+	ck_assert_int_eq(vfs_store_getattr(s, m, &a), 0);
+	ck_assert_uint_eq(a.size, VFS_CHUNK_SIZE * 4);
+	ck_assert_uint_ge(a.blocks, VFS_CHUNK_SIZE * 3 / 512);
+	t_commit(s, NULL);
+	vfs_store_close(s);
+	s = t_open();
+	t_expect_str(s, f, "hello");
+	t_expect_str(s, e, "");
+	uint8_t buf[VFS_CHUNK_SIZE * 4], zero[sizeof(buf)] = {0};
+	ck_assert_int_eq(vfs_store_read(s, m, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	ck_assert(memcmp(buf, zero, sizeof(buf)) == 0);
+	vfs_store_close(s);
+}
+END_TEST
+
 /* Commits while writers run: no deadlock, and the last commit holds the final content. */
 START_TEST(test_commit_during_writes)
 {
@@ -514,6 +541,7 @@ int main(void)
 	tcase_add_test(tc, test_parallel_files);
 	tcase_add_test(tc, test_commit_during_writes);
 	tcase_add_test(tc, test_fd_cap);
+	tcase_add_test(tc, test_fallocate_commit_reopen);
 	tcase_add_test(tc, test_writeback_kick);
 	tcase_add_test(tc, test_seq_write_speed);
 	suite_add_tcase(su, tc);
