@@ -44,9 +44,9 @@ static int job_info(int job_fd, uint32_t *ret_clients, uint32_t *ret_writers, ui
 	if (ret_flags)
 		*ret_flags = m.len >= 12 ? ck_get_le32(m.payload + 8) : 0;
 	/* A stopped job's tail (control.h): absent from older supervisors. */
-	uint64_t tail = m.len >= 20 ? 20 + 12 * (uint64_t)ck_get_le32(m.payload + 16) : UINT64_MAX;
-	if (park && m.len >= 12 && (ck_get_le32(m.payload + 8) & CONTROL_INFO_PARKED) &&
-	    m.len >= tail + 16) {
+	uint64_t tail = m.len >= 20 ? 20 + 12 * (uint64_t)ck_get_le32(m.payload + 16) : 0;
+	if (park && tail && (ck_get_le32(m.payload + 8) & CONTROL_INFO_PARKED) && tail <= m.len &&
+	    m.len - tail >= 16) {
 		park->has_park = true;
 		park->park_status = (int)ck_get_le32(m.payload + tail);
 		park->park_left_s = ck_get_le32(m.payload + tail + 4);

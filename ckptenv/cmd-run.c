@@ -400,7 +400,7 @@ int cli_follow_started(struct cli_job *j, const char *cmd, const char *name, int
 }
 
 /* A first run whose supervisor failed: remove the directory it made, once that supervisor let
- * go of the job (its lock), unless the job ran after all (a status: another run's). */
+ * go of the job (its lock), unless a job ran there after all (another run's status or run). */
 static void forget_fresh_job(struct cli_job *j, const char *name)
 {
 	_cleanup_close_ int lock_fd = -1;
@@ -410,7 +410,13 @@ static void forget_fresh_job(struct cli_job *j, const char *name)
 		if (r == -EBUSY)
 			usleep(10000);
 	}
-	if (r < 0 || faccessat(j->job_fd, "status", F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+	if (r < 0 || faccessat(j->job_fd, "status", F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
+	    faccessat(j->job_fd, "run", F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		return;
+	/* The directory locked, not another one given the name meanwhile (rm, then run). */
+	struct stat held, now;
+	if (fstat(j->job_fd, &held) < 0 || fstatat(j->jobs_fd, name, &now, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    held.st_ino != now.st_ino || held.st_dev != now.st_dev)
 		return;
 	(void)ck_rm_rf_at(j->jobs_fd, name);
 }

@@ -48,6 +48,9 @@ static void print_policy(int job_fd)
 	if (!msg)
 		return;
 	*msg++ = 0;
+	for (char *q = msg; *q; q++) /* the supervisor's text, not a terminal's commands */
+		if ((unsigned char)*q < 0x20 || *q == 0x7f)
+			*q = '?';
 	printf("last periodic checkpoint failed (%s): %s\n",
 	       cli_time((int64_t)strtoll(line, NULL, 10), t, sizeof(t)), msg);
 }
@@ -61,12 +64,16 @@ static void print_stopped(const struct cli_job_info *i, const char *name)
 		       (unsigned long long)i->park_ckpt, name, name);
 		return;
 	}
-	char t[32];
+	char t[32], how[64];
 	int sig = cli_job_park_signal(i);
-	printf("stopped:    killed by signal %d (%s); kept until %s for 'ckptenv restore %s' "
-	       "(from checkpoint %llu), then it ends\n",
-	       sig, strsignal(sig), cli_time(time(NULL) + (int64_t)i->park_left_s, t, sizeof(t)),
-	       name, (unsigned long long)i->park_ckpt);
+	if (sig)
+		snprintf(how, sizeof(how), "killed by signal %d (%s)", sig, strsignal(sig));
+	else
+		snprintf(how, sizeof(how), "crashed");
+	printf("stopped:    %s; kept until %s for 'ckptenv restore %s' (from checkpoint %llu), "
+	       "then it ends\n",
+	       how, cli_time(time(NULL) + (int64_t)i->park_left_s, t, sizeof(t)), name,
+	       (unsigned long long)i->park_ckpt);
 }
 
 int cmd_status(int argc, char **argv)

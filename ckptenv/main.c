@@ -65,10 +65,12 @@ static const struct {
  * name lost to a full disk (>/dev/full) was an exit 0. */
 static int stdout_checked(int rc)
 {
-	if (fflush(stdout) == 0 && !ferror(stdout))
+	errno = 0;
+	int r = fflush(stdout);
+	if (r == 0 && !ferror(stdout))
 		return rc;
 	fprintf(stderr, "ckptenv: cannot write to standard output: %s\n",
-		errno ? strerror(errno) : "write error");
+		r != 0 && errno ? strerror(errno) : "write error");
 	return rc ? rc : 1;
 }
 

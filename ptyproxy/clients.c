@@ -702,7 +702,7 @@ int pp_client_event(struct ptyproxy *p, int fd, uint32_t events)
 bool ptyproxy_output_pending(const struct ptyproxy *p)
 {
 	for (const struct pp_client *c = p->clients; c; c = c->next)
-		if (c->attach_seq && (c->out.len || c->tq.len))
+		if (c->attach_seq && !c->read_only && (c->out.len || c->tq.len))
 			return true;
 	return false;
 }

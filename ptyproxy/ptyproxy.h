@@ -291,8 +291,10 @@ struct ptyproxy_info {
 	uint64_t model_lost;   /* bytes dropped from the ring before the model saw them */
 };
 void ptyproxy_get_info(const struct ptyproxy *p, struct ptyproxy_info *ret);
-/** Whether an attached client still has output to take (its connection or its terminal):
- *  after the job's end, the server waits for it as a pipe's writer would. */
+/** Whether an attached writer client (`run`, an attach that may type; not a read-only one,
+ *  which a stopped watcher must not make wait forever) still has output to take (its
+ *  connection or its terminal): after the job's end, the server waits for it as a pipe's
+ *  writer would. */
 bool ptyproxy_output_pending(const struct ptyproxy *p);
 
 /* One attached client, for `ckptenv status`. */

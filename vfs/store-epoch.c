@@ -877,9 +877,10 @@ int vfs_store_head_kept_elsewhere(struct vfs_store *s, uint64_t *ret_head)
 	 * holds its parent's tree. */
 	int r = 1;
 	for (uint64_t id = head; id; ) {
+		/* Only a snapshot keeps it: a checkpoint's ref goes when the checkpoint is pruned. */
 		bool named = false;
 		for (size_t i = 0; i < s->refs.n && !named; i++)
-			named = s->refs.v[i].epoch == id && strcmp(s->refs.v[i].name, "head");
+			named = s->refs.v[i].epoch == id && !strncmp(s->refs.v[i].name, "snap-", 5);
 		if (named)
 			break;
 		struct ep e = {0};

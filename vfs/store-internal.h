@@ -197,8 +197,8 @@ void vfs_store_last_commit_stats(struct vfs_store *s, struct vfs_commit_stats *r
 
 /** Set or move a ref (name: [A-Za-z0-9._-]{1,63}) to a committed epoch; atomic. */
 int vfs_store_ref_set(struct vfs_store *s, const char *name, uint64_t epoch);
-/** The epoch "head" names in *ret_head (0: none); 1 when that tree is also under another ref
- *  (the head is that epoch, or only empty epochs lie between), else 0. */
+/** The epoch "head" names in *ret_head (0: none); 1 when that tree is also a snapshot's (a
+ *  "snap-" ref names the head, or an ancestor with only empty epochs between), else 0. */
 int vfs_store_head_kept_elsewhere(struct vfs_store *s, uint64_t *ret_head);
 /** Remove a ref; epochs nothing refers to any more are collected and their space freed. */
 int vfs_store_ref_drop(struct vfs_store *s, const char *name);
