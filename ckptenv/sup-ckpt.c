@@ -413,7 +413,7 @@ int sup_ckpt_start(struct sup *s, const struct sup_ckpt_task *t, char *err, size
 			 s->a->name);
 		return -EBUSY;
 	}
-	if (s->parked) {
+	if (s->parked || s->park_on_exit) { /* park_on_exit: a --stop's end, the kill on its way */
 		snprintf(err, errlen,
 			 "job %s is stopped; 'ckptenv restore %s' resumes it from a checkpoint",
 			 s->a->name, s->a->name);
