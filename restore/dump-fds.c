@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -296,6 +297,60 @@ static int check_strict(const struct restore_fd *f, const struct restore_dump_op
 	}
 }
 
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* CAP_SYS_RESOURCE (root, mostly): the restorer lifts the hard limit itself
+ * (restore_nofile_raise). */
+static bool may_raise_nofile(void)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+	if (ck_read_file_at(AT_FDCWD, "/proc/self/status", 1 << 16, &buf, &len) < 0)
+		return false;
+	const char *p = memmem(buf, len, "\nCapEff:", 8);
+	return p && (strtoull(p + 8, NULL, 16) >> 24) & 1; /* CAP_SYS_RESOURCE */
+}
+
+/* The restorer holds every fd of the image twice for a moment (opened above the highest one,
+ * then moved into place: restore-fds.c) and one fd per mapped file or shared memory object
+ * besides. Beyond this process's hard open-file limit (the restorer raises its soft limit to
+ * it) every restore of the image fails, after the checkpoint said it succeeded. */
+static int check_nofile(const struct restore_image *img, struct restore_err *err)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_max == RLIM_INFINITY || may_raise_nofile())
+		return 0;
+	int maxfd = 2;
+	for (size_t i = 0; i < img->nfds; i++)
+		maxfd = CK_MAX(maxfd, img->fds[i].fd);
+	_cleanup_free_ uint64_t *ino = calloc(img->nvmas + 1, sizeof(*ino));
+	if (!ino)
+		return 0; /* the restore will say */
+	size_t n = 0, files = 0;
+	for (size_t i = 0; i < img->nvmas; i++) {
+		uint32_t k = img->vmas[i].kind;
+		if (k == RESTORE_VMA_FILE_PRIVATE || k == RESTORE_VMA_FILE_SHARED ||
+		    k == RESTORE_VMA_MEMFD || k == RESTORE_VMA_ANON_SHARED)
+			ino[n++] = img->vmas[i].inode;
+	}
+	qsort(ino, n, sizeof(*ino), u64_cmp);
+	for (size_t i = 0; i < n; i++)
+		files += i == 0 || ino[i] != ino[i - 1];
+	uint64_t need = (uint64_t)maxfd + 1 + img->nfds + files + 32;
+	if (need > rl.rlim_max)
+		REFUSE(err,
+		       "the job has %zu fds open, up to fd %d, and %zu mapped files: a restore "
+		       "would need about %llu fds at once, over the open-file limit %llu; close "
+		       "some, or start the job from a shell with a higher hard limit (ulimit -Hn)",
+		       img->nfds, maxfd, files, (unsigned long long)need,
+		       (unsigned long long)rl.rlim_max);
+	return 0;
+}
+
 int dump_check_restorable(struct restore_image *img, const struct restore_dump_opts *opts,
 			  struct restore_err *err)
 {
@@ -311,6 +366,9 @@ int dump_check_restorable(struct restore_image *img, const struct restore_dump_o
 		if (r < 0)
 			return r;
 	}
+	int r = opts && opts->strict ? check_nofile(img, err) : 0;
+	if (r < 0)
+		return r;
 	const char *cwd = img->proc.cwd;
 	if (opts && opts->strict && cwd && (cwd[0] != '/' || strstr(cwd, " (deleted)")))
 		REFUSE(err,
