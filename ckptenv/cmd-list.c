@@ -242,6 +242,13 @@ int cmd_list(int argc, char **argv)
 				       ncl - nwr);
 			printf(", \"command\": ");
 			cli_json_str(stdout, cmd ? cmd : "");
+			/* The words themselves: "command" is for reading, joined and escaped. */
+			printf(", \"argv\": [");
+			for (uint32_t a = 0; i.has_spec && a < i.spec.argc; a++) {
+				printf("%s", a ? ", " : "");
+				cli_json_str(stdout, i.spec.argv[a]);
+			}
+			printf("]");
 			printf(", \"started\": %lld, \"space\": %llu, \"space_store\": %llu, "
 			       "\"space_checkpoints\": %llu}",
 			       (long long)started, (unsigned long long)sp.total,

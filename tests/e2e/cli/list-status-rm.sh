@@ -18,6 +18,8 @@ python3 - "$json" <<'PY' || fail "list --json: $json"
 import json, sys
 jobs = {j["name"]: j for j in json.loads(sys.argv[1])}
 assert jobs["done"]["state"] == "exited" and jobs["done"]["exit_code"] == 4
+assert jobs["done"]["argv"] == ["sh", "-c", "exit 4"], jobs["done"]  # the words, for scripts
+assert jobs["fresh"]["argv"] == []
 assert jobs["live"]["state"] == "running" and jobs["live"]["pid"] > 0
 assert jobs["fresh"]["state"] == "never started"
 PY
