@@ -42,11 +42,26 @@ int pp_outlog_open(struct pp_outlog *l, int dirfd, const char *name, uint64_t li
 	return r;
 }
 
+/* Bytes were dropped from the front: NAME.cut says so, for ptyproxy_log_dump. */
+static void mark_cut(struct pp_outlog *l)
+{
+	if (l->cut)
+		return;
+	char cut[PATH_MAX];
+	snprintf(cut, sizeof(cut), "%s.cut", l->name);
+	int fd = openat(l->dirfd, cut, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	l->cut = fd >= 0;
+}
+
 /* NAME becomes NAME.1 and a new NAME starts. */
 static int rotate(struct pp_outlog *l)
 {
 	char old[PATH_MAX];
 	snprintf(old, sizeof(old), "%s.1", l->name);
+	if (faccessat(l->dirfd, old, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		mark_cut(l); /* the older half goes */
 	close(l->fd);
 	l->fd = -1;
 	if (renameat(l->dirfd, l->name, l->dirfd, old) < 0 || open_cur(l) < 0) {
@@ -103,6 +118,7 @@ void pp_outlog_flush(struct pp_outlog *l)
 		if (fill && l->pend <= l->cap && write_ring(l, l->pend, fill) < 0)
 			goto out;
 		from = f - half;
+		mark_cut(l);
 		if (rotate(l) < 0)
 			goto out;
 	}
@@ -152,11 +168,13 @@ void pp_outlog_close(struct pp_outlog *l)
 	l->buf = NULL;
 }
 
-static int copy_file(int dirfd, const char *name, int out_fd)
+static int copy_file(int dirfd, const char *name, int out_fd, size_t skip)
 {
 	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
+	if (skip && lseek(fd, (off_t)skip, SEEK_SET) < 0)
+		return -errno;
 	uint8_t buf[65536];
 	for (;;) {
 		ssize_t n = ck_read_full(fd, buf, sizeof(buf));
@@ -172,10 +190,21 @@ static int copy_file(int dirfd, const char *name, int out_fd)
 
 int ptyproxy_log_dump(int dirfd, const char *name, int out_fd)
 {
-	char old[PATH_MAX];
+	char old[PATH_MAX], cut[PATH_MAX];
 	if (!name)
 		name = "output.log";
 	snprintf(old, sizeof(old), "%s.1", name);
-	int r = copy_file(dirfd, old, out_fd);
-	return r < 0 ? r : copy_file(dirfd, name, out_fd);
+	snprintf(cut, sizeof(cut), "%s.cut", name);
+	/* The oldest bytes were dropped: start at a line, not in the middle of one (within the
+	 * first 4 KiB; output without newlines is shown whole). */
+	size_t skip = 0;
+	if (faccessat(dirfd, cut, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+		_cleanup_close_ int fd = openat(dirfd, old, O_RDONLY | O_CLOEXEC);
+		char head[4096];
+		ssize_t n = fd >= 0 ? ck_read_full(fd, head, sizeof(head)) : -1;
+		const char *nl = n > 0 ? memchr(head, '\n', (size_t)n) : NULL;
+		skip = nl ? (size_t)(nl - head) + 1 : 0;
+	}
+	int r = copy_file(dirfd, old, out_fd, skip);
+	return r < 0 ? r : copy_file(dirfd, name, out_fd, 0);
 }

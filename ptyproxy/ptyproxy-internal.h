@@ -88,6 +88,7 @@ struct pp_outlog {
 	size_t cap;
 	uint64_t head, pend; /* bytes appended ever, and since the last flush */
 	uint64_t since_ns;   /* when the oldest pending byte came */
+	bool cut;	     /* NAME.cut made: bytes were dropped from the front */
 };
 int pp_outlog_open(struct pp_outlog *l, int dirfd, const char *name, uint64_t limit);
 void pp_outlog_append(struct pp_outlog *l, const uint8_t *p, size_t n);

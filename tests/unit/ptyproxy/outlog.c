@@ -68,7 +68,11 @@ static void run_case(uint64_t limit, size_t total, size_t max_chunk, unsigned se
 	pp_outlog_close(&l);
 	check_file(dir, "out", r.cur, r.ncur);
 	check_file(dir, "out.1", r.old, r.nold);
-	unlinkat(dir, "out", 0), unlinkat(dir, "out.1", 0);
+	/* out.cut exactly when bytes were dropped from the front */
+	bool cut = faccessat(dir, "out.cut", F_OK, 0) == 0;
+	ck_assert_msg(cut == (total > r.ncur + r.nold), "limit %llu total %zu: out.cut %d",
+		      (unsigned long long)limit, total, cut);
+	unlinkat(dir, "out", 0), unlinkat(dir, "out.1", 0), unlinkat(dir, "out.cut", 0);
 	close(dir);
 	rmdir(path);
 	free(r.cur), free(r.old), free(data);
@@ -85,12 +89,50 @@ START_TEST(test_outlog_same_as_writing_all)
 }
 END_TEST
 
+/* A log that dropped its oldest bytes is printed from a line's start, not the middle of one
+ * ("18", the tail of "4318"; found by a testing helper); one that dropped nothing, whole. */
+START_TEST(test_dump_starts_at_a_line)
+{
+	for (int lines = 3; lines <= 500; lines += 497) {
+		char path[] = "/tmp/ptyoutlog.XXXXXX";
+		CHECK(mkdtemp(path));
+		int dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		CHECK(dir >= 0);
+		struct pp_outlog l;
+		CHECK(pp_outlog_open(&l, dir, "out", 256) == 0);
+		for (int i = 1; i <= lines; i++) {
+			char b[32];
+			int n = snprintf(b, sizeof(b), "line %d\n", i);
+			pp_outlog_append(&l, (const uint8_t *)b, (size_t)n);
+			pp_outlog_flush(&l);
+		}
+		pp_outlog_close(&l);
+		int fd = openat(dir, "dump", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		CHECK(fd >= 0);
+		CHECK(ptyproxy_log_dump(dir, "out", fd) == 0);
+		char buf[512] = "";
+		CHECK(pread(fd, buf, sizeof(buf) - 1, 0) > 0);
+		close(fd);
+		if (lines == 3)
+			ck_assert_str_eq(buf, "line 1\nline 2\nline 3\n");
+		else
+			ck_assert_msg(!strncmp(buf, "line ", 5) && strstr(buf, "line 500\n"),
+				      "dump: %s", buf);
+		unlinkat(dir, "out", 0), unlinkat(dir, "out.1", 0), unlinkat(dir, "out.cut", 0);
+		unlinkat(dir, "dump", 0);
+		close(dir);
+		CHECK(rmdir(path) == 0);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("ptyproxy-outlog");
 	TCase *tc = tcase_create("outlog");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_outlog_same_as_writing_all);
+	tcase_add_test(tc, test_dump_starts_at_a_line);
 	suite_add_tcase(s, tc);
 	return ck_run_suite(s);
 }
