@@ -152,16 +152,18 @@ void cli_attach_print_clients(int job_fd)
 	}
 }
 
-/* Does the job run on a terminal (not CONTROL_INFO_PIPES)? Unknown: false. */
-static bool job_on_terminal(int job_fd)
+/* Does the job run on a terminal (1), on pipes (0)? Unknown: -1. */
+static int job_on_terminal(int job_fd)
 {
 	_cleanup_close_ int sock = control_connect(job_fd, "control.sock");
 	struct control_msg m;
 	if (sock < 0 || control_call(sock, CONTROL_INFO, NULL, 0, &m) < 0)
-		return false;
+		return -1;
 	control_msg_close_fds(&m);
 	uint32_t f = m.type == CONTROL_INFO_REPLY && m.len >= 12 ? ck_get_le32(m.payload + 8) : 0;
-	return (f & CONTROL_INFO_STARTED) && !(f & CONTROL_INFO_PIPES);
+	if (!(f & CONTROL_INFO_STARTED))
+		return -1;
+	return !(f & CONTROL_INFO_PIPES);
 }
 
 int cmd_attach(int argc, char **argv)
@@ -215,8 +217,8 @@ int cmd_attach(int argc, char **argv)
 		return 1;
 	}
 	o.pipes = !isatty(0);
-	bool on_tty = (o.pipes || !isatty(1)) && job_on_terminal(j.job_fd);
-	if (on_tty) {
+	int tty_job = job_on_terminal(j.job_fd);
+	if ((o.pipes || !isatty(1)) && tty_job == 1) {
 		/* Keys from a file or a pipe into a screen nobody sees, and no end to it; or the
 		 * session, redraws and all, into a file while the terminal stays blank. */
 		cli_error("attach", name,
@@ -226,6 +228,10 @@ int cmd_attach(int argc, char **argv)
 		cli_job_close(&j);
 		return 1;
 	}
+	/* A job on pipes: this terminal stays as it is (lines, echo, Ctrl-C), as for `run` of
+	 * such a job; in raw mode its output staircased and nothing typed was echoed. */
+	if (tty_job == 0)
+		o.pipes = true;
 	int code = 0;
 	r = cli_attach(&j, "attach", name, &o, &code);
 	if (r == 0) /* `run` says it with its exit status; an attach ended silently (rm --force) */

@@ -40,6 +40,18 @@ expect_eq "its line" "ckptenv: attach j: job j runs on a terminal and stdin is n
 win w9 "$CK attach j >$T/out9.txt 2>$T/err9.txt"
 poll_until 10 has w9 '^RC=1' || fail "attach with stdout in a file: $(pane w9; cat "$T/err9.txt")"
 expect_eq "its line" "ckptenv: attach j: job j runs on a terminal and stdout is not one; attach from a terminal, or follow its output with 'ckptenv log -f j'" "$(cat "$T/err9.txt")"
+# A job on pipes attached from a terminal: the terminal keeps its modes, as for `run` (typed
+# lines echoed, output lines at column 0). It was put in raw mode: output staircased and
+# nothing typed showed (found by a testing helper).
+"$CK" run --name pj --detach -- sh -c 'i=0; while [ $i -lt 100 ]; do echo tick $i; i=$((i+1)); sleep 0.2; done' </dev/null >/dev/null
+win pw "$CK attach pj"
+poll_until 10 has s:pw '^tick [0-9]' || fail "pipe job through a terminal: $(pane s:pw)"
+n=$(pane s:pw | grep -c '^tick [0-9]*$')
+poll_until 10 sh -c "[ \$($TM capture-pane -p -t s:pw | grep -c '^tick [0-9]*\$') -ge $((n + 2)) ]" ||
+	fail "output lines not at column 0: $(pane s:pw)"
+$TM send-keys -t s:pw 'typed-zz'
+poll_until 10 has s:pw 'typed-zz' || fail "what was typed was not echoed: $(pane s:pw)"
+"$CK" rm --force pj >/dev/null
 
 # Reattach from another window of another size: redrawn, and the job gets the new size.
 win w2 "$CK attach j"
