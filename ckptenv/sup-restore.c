@@ -80,8 +80,10 @@ static void notice(struct sup *s, const char *fmt, ...)
 		snprintf(line, sizeof(line), "\r\n[ckptenv: %s]\r\n", msg);
 	else
 		snprintf(line, sizeof(line), "ckptenv: %s\n", msg);
-	if (s->pp)
+	if (s->pp) {
 		ptyproxy_notice(s->pp, line);
+		ptyproxy_set_attach_notice(s->pp, line); /* for those who attach while stopped */
+	}
 }
 
 bool sup_park_on_exit(struct sup *s, int wstatus)
@@ -126,6 +128,8 @@ void sup_park_end(struct sup *s)
 	if (!s->parked)
 		return;
 	s->parked = false;
+	if (s->pp)
+		ptyproxy_set_attach_notice(s->pp, NULL);
 	sup_log(s, "the stopped job ends for good");
 	sup_stdio_job_exited(s, s->park_status);
 }
@@ -223,6 +227,8 @@ void sup_restore_in_place(struct sup *s, int c, const struct control_msg *m)
 	s->in_place_status = s->park_status;
 	s->in_place_exit = s->exit_code;
 	s->parked = false;
+	if (s->pp)
+		ptyproxy_set_attach_notice(s->pp, NULL);
 	s->started = false;
 	s->user_signal = 0;
 	sup_log(s, "restoring checkpoint %s in place", name);

@@ -341,6 +341,13 @@ static int client_msg(struct ptyproxy *p, struct pp_client *c, const struct ptyp
 			if (!(h.flags & PTYPROXY_HELLO_NO_REDRAW))
 				r = send_redraw(p, c);
 		}
+		if (r >= 0 && p->attach_notice) {
+			const uint8_t *t = (const uint8_t *)p->attach_notice;
+			size_t n = strlen(p->attach_notice);
+			r = c->tty >= 0 ? tty_write(c, t, n)
+					: client_send(c, p->pipes ? PTYPROXY_MSG_NOTICE : PTYPROXY_MSG_OUTPUT,
+						      t, n);
+		}
 		if (r < 0)
 			*why = "cannot send the screen";
 		return r;

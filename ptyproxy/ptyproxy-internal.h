@@ -145,6 +145,7 @@ struct pp_client {
 struct ptyproxy {
 	struct ptyproxy_ops ops;
 	void *ud;
+	char *attach_notice; /* ptyproxy_set_attach_notice */
 	bool pipes;
 	int master;		    /* pty mode */
 	int fds[3];		    /* pipe mode: job stdin (write), stdout, stderr (read) */

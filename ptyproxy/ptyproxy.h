@@ -291,6 +291,10 @@ struct ptyproxy_info {
 	uint64_t model_lost;   /* bytes dropped from the ring before the model saw them */
 };
 void ptyproxy_get_info(const struct ptyproxy *p, struct ptyproxy_info *ret);
+/** A line (as ptyproxy_notice's) that every client attaching from now on gets after its
+ *  redraw, so that it learns what the clients attached then were told (a job stopped at a
+ *  checkpoint); NULL: none. */
+void ptyproxy_set_attach_notice(struct ptyproxy *p, const char *text);
 /** Whether an attached writer client (`run`, an attach that may type; not a read-only one,
  *  which a stopped watcher must not make wait forever) still has output to take (its
  *  connection or its terminal): after the job's end, the server waits for it as a pipe's

@@ -425,6 +425,7 @@ void ptyproxy_free(struct ptyproxy *p)
 		return;
 	while (p->clients)
 		pp_client_close(p, p->clients);
+	free(p->attach_notice);
 	if (p->w_master)
 		p->ops.watch(p->ud, p->master, 0);
 	if (p->master >= 0)
@@ -603,6 +604,12 @@ void ptyproxy_notice(struct ptyproxy *p, const char *text)
 	pp_clients_output(p, p->pipes ? PTYPROXY_MSG_NOTICE : PTYPROXY_MSG_OUTPUT,
 			  (const uint8_t *)text, strlen(text), p->modes.modes);
 	pp_update_watches(p);
+}
+
+void ptyproxy_set_attach_notice(struct ptyproxy *p, const char *text)
+{
+	free(p->attach_notice);
+	p->attach_notice = text ? strdup(text) : NULL;
 }
 
 void ptyproxy_log_note(struct ptyproxy *p, const char *text)

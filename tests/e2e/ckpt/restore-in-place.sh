@@ -51,6 +51,9 @@ poll_until 10 has a "job s stopped at checkpoint 2" || fail "no notice: $(pane a
 has a "run-rc=" && fail "the run client left: $(pane a)"
 $TM new-session -d -s w -x 80 -y 24 "$E $CKPTENV attach --read-only s; echo attach-rc=\$?; sleep 60"
 poll_until 10 has w "STEP 2" || fail "attach while stopped: $(pane w)"
+# ... and is told, as the clients attached at the --stop were (it saw only the old screen).
+poll_until 10 has w "job s stopped at checkpoint 2; 'ckptenv restore s' resumes it here" ||
+	fail "no notice for an attach while stopped: $(pane w)"
 
 "$CKPTENV" checkpoint s 2>err.txt && fail "checkpoint of a stopped job accepted"
 grep -q "job s is stopped; 'ckptenv restore s' resumes it" err.txt || fail "stopped: $(cat err.txt)"
