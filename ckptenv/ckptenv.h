@@ -127,6 +127,10 @@ int cli_store_owner(const struct cli_job *j, const char *cmd, const char *name, 
 
 /** Print a usage error for @cmd ("ckptenv: CMD: WHAT; see 'ckptenv CMD --help'"); returns 2. */
 int cli_usage(const char *cmd, const char *what);
+/** After getopt_long's '?' for an unknown option: "unknown option '-x'" (also inside a bundle
+ *  such as -xyz, where argv[optind - 1] is still the word before it), or "option '--force'
+ *  takes no value", into @buf. */
+const char *cli_bad_option(char *const *argv, char *buf, size_t len);
 
 /* Attaching to a job's terminal (or pipes): cmd-attach.c. */
 struct cli_attach_opts {

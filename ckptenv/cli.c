@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <stdarg.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -30,6 +31,19 @@ void cli_error(const char *cmd, const char *name, const char *fmt, ...)
 			fputc(*p, stderr);
 	}
 	fputc('\n', stderr);
+}
+
+const char *cli_bad_option(char *const *argv, char *buf, size_t len)
+{
+	const char *tok = optind > 0 ? argv[optind - 1] : "";
+	const char *eq = strchr(tok, '=');
+	if (!strncmp(tok, "--", 2) && eq && optopt)
+		snprintf(buf, len, "option '%.*s' takes no value", (int)(eq - tok), tok);
+	else if (strncmp(tok, "--", 2) && optopt > ' ' && optopt < 0x7f)
+		snprintf(buf, len, "unknown option '-%c'", optopt);
+	else
+		snprintf(buf, len, "unknown option '%s'", tok);
+	return buf;
 }
 
 int cli_usage(const char *cmd, const char *what)

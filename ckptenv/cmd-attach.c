@@ -198,7 +198,7 @@ int cmd_attach(int argc, char **argv)
 				snprintf(what, sizeof(what), "option '%s' needs a value",
 					 argv[optind - 1]);
 			else
-				snprintf(what, sizeof(what), "unknown option '%s'", argv[optind - 1]);
+				cli_bad_option(argv, what, sizeof(what));
 			return cli_usage("attach", what);
 		}
 	}

@@ -167,7 +167,7 @@ static int parse(const char *cmd, const char *usage, int argc, char **argv, int 
 			continue;
 		}
 		char what[300];
-		snprintf(what, sizeof(what), "unknown option '%s'", argv[optind - 1]);
+		cli_bad_option(argv, what, sizeof(what));
 		return cli_usage(cmd, what);
 	}
 	if (optind >= argc)

@@ -150,7 +150,7 @@ int cmd_list(int argc, char **argv)
 			return 0;
 		} else {
 			char what[300];
-			snprintf(what, sizeof(what), "unknown option '%s'", argv[optind - 1]);
+			cli_bad_option(argv, what, sizeof(what));
 			return cli_usage("list", what);
 		}
 	}

@@ -146,8 +146,7 @@ int cmd_rm(int argc, char **argv)
 				snprintf(what, sizeof(what), "option '%s' needs a checkpoint id",
 					 argv[optind - 1]);
 			else
-				snprintf(what, sizeof(what), "unknown option '%s'",
-					 argv[optind - 1]);
+				cli_bad_option(argv, what, sizeof(what));
 			return cli_usage("rm", what);
 		}
 	}

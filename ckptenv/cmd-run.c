@@ -204,8 +204,7 @@ static int parse(int argc, char **argv, struct run_opts *o, bool *ret_help)
 				snprintf(what, sizeof(what), "option '%s' needs a value",
 					 argv[optind - 1]);
 			else
-				snprintf(what, sizeof(what), "unknown option '%s'",
-					 argv[optind - 1]);
+				cli_bad_option(argv, what, sizeof(what));
 			return cli_usage("run", what);
 		}
 		}

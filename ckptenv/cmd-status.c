@@ -88,7 +88,7 @@ int cmd_status(int argc, char **argv)
 			return 0;
 		}
 		char what[300];
-		snprintf(what, sizeof(what), "unknown option '%s'", argv[optind - 1]);
+		cli_bad_option(argv, what, sizeof(what));
 		return cli_usage("status", what);
 	}
 	if (optind >= argc)

@@ -21,6 +21,9 @@ expect_err 2 'status \\x1b\[2Jz: invalid job name' status $'\e[2Jz'
 expect_err 2 "run $(printf 'a%.0s' $(seq 65)): invalid" run --name "$(printf 'a%.0s' $(seq 65))" -- true
 expect_err 2 "checkpoint: option '--stop' given twice" checkpoint x --stop --stop
 expect_err 2 "run: option '--name' given twice" run -n a --name b -- true # b won, silently
+# The option named is the bad one ("status -xyz" named 'status'; "--force=yes" was unknown).
+expect_err 2 "status: unknown option '-x'" status -xyz
+expect_err 2 "rm: option '--force' takes no value" rm --force=yes x
 expect_err 2 "run: option '--log-size' given twice" run --log-size 1M --log-size 2M -- true
 expect_err 2 "restore: option '--detach' given twice" restore x --detach --detach
 expect_err 2 "restore: invalid detach key 'bogus'" restore x --detach-key bogus
