@@ -200,9 +200,15 @@ int cmd_list(int argc, char **argv)
 	for (size_t k = 0; k < n; k++) {
 		_cleanup_close_ int fd = -1;
 		struct stat dst;
-		if (state_job_open(dirfd(d), names[k], false, &fd) < 0 ||
-		    state_dir_ours(fd, 022, true, &dst) < 0)
-			continue; /* not a job of ours (see cli_job_open) */
+		if (state_job_open(dirfd(d), names[k], false, &fd) < 0)
+			continue;
+		int own = state_dir_ours(fd, 022, true, &dst);
+		if (own < 0) { /* not a job of ours (see cli_job_open): said, not hidden */
+			_cleanup_free_ char *dir = NULL;
+			if (own == -EPERM && asprintf(&dir, "%s/jobs/%s", home, names[k]) >= 0)
+				(void)cli_state_dir_check("list", NULL, fd, dir, 022);
+			continue;
+		}
 		struct cli_job_info i;
 		cli_job_info_load(fd, &i);
 		char st[32], t[32];

@@ -7,6 +7,13 @@
 "$CKPTENV" run --name live --detach -- sh -c "touch $T/live; while [ ! -e $T/stop ]; do sleep 0.05; done" >/dev/null
 poll_until 20 test -e "$T/live" || fail "job did not start"
 mkdir -m 700 "$CKPTENV_HOME/jobs/fresh"
+# A job directory others may write is left out of list, as every command refuses it, and said
+# (it was hidden without a word).
+mkdir "$CKPTENV_HOME/jobs/w777" && chmod 777 "$CKPTENV_HOME/jobs/w777"
+"$CKPTENV" list >/dev/null 2>"$T/lerr" || fail "list with a w777 job failed"
+grep -qx "ckptenv: list: $CKPTENV_HOME/jobs/w777 is writable by others (mode 777); chmod go-w it, or set CKPTENV_HOME to a directory of yours" "$T/lerr" ||
+	fail "list said: $(cat "$T/lerr")"
+rmdir "$CKPTENV_HOME/jobs/w777"
 
 list=$("$CKPTENV" list)
 echo "$list" | grep -Eq '^done +exited 4 +- +sh -c exit 4' || fail "done row: $list"
