@@ -234,8 +234,11 @@ int cmd_attach(int argc, char **argv)
 		o.pipes = true;
 	int code = 0;
 	r = cli_attach(&j, "attach", name, &o, &code);
-	if (r == 0) /* `run` says it with its exit status; an attach ended silently (rm --force) */
+	if (r == 0) { /* `run` says it with its exit status; an attach ended silently (rm --force) */
+		if (!o.pipes) /* the cursor may be anywhere in the job's last line */
+			fputc('\n', stderr);
 		cli_error("attach", name, "the job ended (exit status %d)", code);
+	}
 	if (r < 0) {
 		cli_error("attach", name, "%s the job's terminal (%s); see %s/log",
 			  r == -ECONNRESET ? "lost" : "cannot reach",
