@@ -343,7 +343,8 @@ static int check_nofile(const struct restore_image *img, struct restore_err *err
 	uint64_t need = (uint64_t)maxfd + 1 + img->nfds + files + 32;
 	if (need > rl.rlim_max)
 		REFUSE(err,
-		       "the job has %zu fds open, up to fd %d, and %zu mapped files: a restore "
+		       "the job has %zu fds open, up to fd %d, and %zu mapped files or shared "
+		       "memory objects: a restore "
 		       "would need about %llu fds at once, over the open-file limit %llu; close "
 		       "some, or start the job from a shell with a higher hard limit (ulimit -Hn)",
 		       img->nfds, maxfd, files, (unsigned long long)need,

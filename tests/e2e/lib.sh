@@ -6,6 +6,28 @@
 #  - poll_until for readiness with a deadline (never sleep-and-hope).
 set -euo pipefail
 
+# `producer | grep -q PATTERN` under pipefail: grep -q stops reading at the first match, and a
+# producer still writing (bash's echo writes line by line; tmux capture-pane, ckptenv log)
+# dies of SIGPIPE, which pipefail makes the pipeline's failure: a check that held failed
+# (e2e/pty/attach in CI). This grep reads to the end: -q becomes output to /dev/null.
+grep() {
+	local a quiet=0 opts=1 args=()
+	for a in "$@"; do
+		if ((opts)) && [[ $a == -[A-Za-z]* && $a != *[efmABC]* ]]; then
+			[[ $a == *q* ]] && quiet=1 && a=${a//q/}
+			[[ $a == - ]] && continue
+		else
+			opts=0
+		fi
+		args+=("$a")
+	done
+	if ((quiet)); then
+		command grep "${args[@]}" >/dev/null
+	else
+		command grep "$@"
+	fi
+}
+
 # CK_SMALL_DISK=SIZE set before sourcing: the scenario runs again in a private mount namespace,
 # with a tmpfs of that size as its CKPTENV_HOME (small_disk, below); skipped without root and
 # unshare.

@@ -68,8 +68,8 @@ frozen() { [ -e "$T/hold" ] && kill -0 "$ck" 2>/dev/null; }
 # The control socket: status (with the session), and a second checkpoint that waits (it used
 # to be refused, and a user's checkpoint failed whenever a periodic one was running).
 st=$(timeout 30 "$CK" status r </dev/null) || fail "status did not answer during the checkpoint"
-echo "$st" | grep -q '^state: *running' || fail "status during the checkpoint: $st"
-echo "$st" | grep -Eq "^  [0-9]+ +detached +127.0.0.1:$PORT " || fail "status lacks the supervisor's answer (the detached session): $st"
+grep -q '^state: *running' <<<"$st" || fail "status during the checkpoint: $st"
+grep -Eq "^  [0-9]+ +detached +127.0.0.1:$PORT " <<<"$st" || fail "status lacks the supervisor's answer (the detached session): $st"
 "$CK" checkpoint r </dev/null >"$T/ck2.out" 2>"$T/ck2.err" &
 ck2=$!
 BG+=($ck2)

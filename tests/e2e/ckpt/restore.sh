@@ -102,8 +102,8 @@ poll_until 10 sh -c "'$CKPTENV' status j3 | grep -q 'state: *died'" || fail "j3 
 expect_eq "ckpt-9 refused" "ckptenv: run j3: no snapshot ckpt-9; see 'ckptenv snapshots j3'" "$(cat err.txt)"
 out=$("$CKPTENV" run --name j3 --from-snapshot ckpt-1 -- sh -c 'cat /tmp/y; ls /tmp' 2>err.txt) ||
 	fail "run from ckpt-1: $(cat err.txt)"
-echo "$out" | grep -qx y || fail "ckpt-1's /tmp/y missing: $out"
-echo "$out" | grep -qx after && fail "a file written after the checkpoint is in ckpt-1's /tmp: $out"
+grep -qx y <<<"$out" || fail "ckpt-1's /tmp/y missing: $out"
+grep -qx after <<<"$out" && fail "a file written after the checkpoint is in ckpt-1's /tmp: $out"
 # A checkpoint carries the job's command: after another `run` of the name (here `true`), a
 # restore brings back the checkpointed command, and list/status say so.
 "$CKPTENV" run --name jr --detach -- "$LOOP" </dev/null >/dev/null

@@ -37,7 +37,7 @@ kill_all() { # as a reboot would: the supervisor with SIGKILL takes the job with
 poll_until 20 has_ready || fail "the helper never got ready: $("$CKPTENV" log t | tail -3)"
 before=$(threads)
 [ "$(echo "$before" | wc -l)" = 12 ] || fail "the job has not 12 threads: $before"
-echo "$before" | grep -q "worker7" || fail "no thread names: $before"
+grep -q "worker7" <<<"$before" || fail "no thread names: $before"
 id=$("$CKPTENV" checkpoint t 2>ckpt.txt) || fail "checkpoint: $(cat ckpt.txt)"
 [ "$id" = 1 ] || fail "first checkpoint id is '$id'"
 at=$(ticks | tail -1)

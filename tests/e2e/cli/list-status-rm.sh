@@ -16,9 +16,9 @@ grep -qx "ckptenv: list: $CKPTENV_HOME/jobs/w777 is writable by others (mode 777
 rmdir "$CKPTENV_HOME/jobs/w777"
 
 list=$("$CKPTENV" list)
-echo "$list" | grep -Eq '^done +exited 4 +- +sh -c exit 4' || fail "done row: $list"
-echo "$list" | grep -Eq '^live +running +[0-9]+ +sh -c touch' || fail "live row: $list"
-echo "$list" | grep -Eq '^fresh +never started' || fail "fresh row: $list"
+grep -Eq '^done +exited 4 +- +sh -c exit 4' <<<"$list" || fail "done row: $list"
+grep -Eq '^live +running +[0-9]+ +sh -c touch' <<<"$list" || fail "live row: $list"
+grep -Eq '^fresh +never started' <<<"$list" || fail "fresh row: $list"
 
 json=$("$CKPTENV" list --json)
 python3 - "$json" <<'PY' || fail "list --json: $json"
@@ -32,10 +32,10 @@ assert jobs["fresh"]["state"] == "never started"
 PY
 
 st=$("$CKPTENV" status live)
-echo "$st" | grep -q '^state: *running$' || fail "status live: $st"
-echo "$st" | grep -Eq '^pid: *[0-9]+ \(supervisor [0-9]+\)$' || fail "status pid: $st"
-echo "$st" | grep -q '^store size: ' || fail "status store size: $st"
-echo "$st" | grep -q '^snapshots: *0$' || fail "status snapshots: $st"
+grep -q '^state: *running$' <<<"$st" || fail "status live: $st"
+grep -Eq '^pid: *[0-9]+ \(supervisor [0-9]+\)$' <<<"$st" || fail "status pid: $st"
+grep -q '^store size: ' <<<"$st" || fail "status store size: $st"
+grep -q '^snapshots: *0$' <<<"$st" || fail "status snapshots: $st"
 "$CKPTENV" status done | grep -q '^last exit: *4 ' || fail "status done"
 
 # rm refuses a running job, with one line and a non-zero exit; --force kills it.

@@ -19,9 +19,9 @@ touch "$T/go2"
 poll_until 20 sh -c "\"$CKPTENV\" list | grep -q '^s  *exited 0'" || fail "job did not end"
 
 list=$("$CKPTENV" snapshots s)
-echo "$list" | grep -q "^$id1 " || fail "snapshots lacks $id1: $list"
-echo "$list" | grep -q "^$id2 " || fail "snapshots lacks $id2: $list"
-! echo "$list" | grep -qw head || fail "snapshots shows head"
+grep -q "^$id1 " <<<"$list" || fail "snapshots lacks $id1: $list"
+grep -q "^$id2 " <<<"$list" || fail "snapshots lacks $id2: $list"
+! grep -qw head <<<"$list" || fail "snapshots shows head"
 "$CKPTENV" status s | grep -q "^snapshots: *2$" || fail "status does not count 2 snapshots"
 
 # Head is the newest state; --from-snapshot rolls back to the first one.

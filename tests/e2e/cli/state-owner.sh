@@ -19,7 +19,7 @@ rc=0
 err=$(as_user run --name j -- sh -c 'echo SECRET' 2>&1 >/dev/null) || rc=$?
 expect_eq "run in another user's directory" 1 "$rc"
 expect_eq "lines" 1 "$(echo "$err" | wc -l)"
-echo "$err" | grep -q "$S/ck belongs to uid 65534; a job's state is its user's alone" || fail "said: $err"
+grep -q "$S/ck belongs to uid 65534; a job's state is its user's alone" <<<"$err" || fail "said: $err"
 [ -z "$(ls -A "$S/ck/jobs/j")" ] || fail "something was written there: $(ls -A "$S/ck/jobs/j")"
 # Writable by others, though the user's own.
 setpriv --reuid ckuser --regid ckuser --init-groups sh -c "mkdir -p $S/mine && chmod 0777 $S/mine"
@@ -27,7 +27,7 @@ CK_USER_ENV=(CKPTENV_HOME="$S/mine")
 rc=0
 err=$(as_user run --name j -- true 2>&1) || rc=$?
 expect_eq "run in a directory writable by others" 1 "$rc"
-echo "$err" | grep -q "$S/mine is writable by others (mode 777); chmod go-w it" || fail "said: $err"
+grep -q "$S/mine is writable by others (mode 777); chmod go-w it" <<<"$err" || fail "said: $err"
 CK_USER_ENV=()
 
 # Root and a user's ended job: status works, restore does not start a root supervisor.
@@ -42,7 +42,7 @@ poll_until 10 sh -c "CKPTENV_HOME=$U/home '$CKPTENV' status so | grep -q 'state:
 rc=0
 err=$(CKPTENV_HOME=$U/home "$CKPTENV" restore so --detach 2>&1 </dev/null) || rc=$?
 expect_eq "root's restore of a user's job" 1 "$rc"
-echo "$err" | grep -q "belongs to uid $(id -u ckuser): a supervisor started by uid 0 would run the job as uid 0" ||
+grep -q "belongs to uid $(id -u ckuser): a supervisor started by uid 0 would run the job as uid 0" <<<"$err" ||
 	fail "said: $err"
 [ -z "$(find "$U/home" -uid 0)" ] || fail "root left files: $(find "$U/home" -uid 0 | head -3)"
 as_user restore so --detach >/dev/null 2>&1 || fail "the user's own restore"
@@ -54,7 +54,7 @@ rc=0
 err=$(setpriv --reuid ckuser --regid ckuser --init-groups env -i PATH=/usr/bin:/bin HOME="$T/rohome" \
 	"$CKPTENV" run --name h -- true 2>&1 </dev/null) || rc=$?
 expect_eq "run with an unwritable HOME" 1 "$rc"
-echo "$err" | grep -q "cannot create $T/rohome/.local/state/ckptenv/jobs: Permission denied; set CKPTENV_HOME" ||
+grep -q "cannot create $T/rohome/.local/state/ckptenv/jobs: Permission denied; set CKPTENV_HOME" <<<"$err" ||
 	fail "said: $err"
 
 # /dev/fuse not open to the user (as on this machine before use_ckuser opened it up), in a private
@@ -65,7 +65,7 @@ err=$(unshare -m sh -c "mount --bind '$T/fuse' /dev/fuse && setpriv --reuid ckus
 	--init-groups env -i PATH=/usr/bin:/bin HOME='$U' CKPTENV_HOME='$U/home' '$CKPTENV' run --name f -- true" \
 	2>&1 </dev/null) || rc=$?
 expect_eq "run without /dev/fuse" 1 "$rc"
-echo "$err" | grep -q "cannot open /dev/fuse (Permission denied); it must be readable and writable by you" ||
+grep -q "cannot open /dev/fuse (Permission denied); it must be readable and writable by you" <<<"$err" ||
 	fail "said: $err"
 # That first run leaves no job behind (it showed as 'never started' until an rm); a job that
 # ran before keeps its state, /tmp included.

@@ -33,15 +33,15 @@ poll_until 60 test -e "$T/sync/opts" || fail "job did not reach the options chec
 LP=$(cat "$T/sync/opts")
 st=$("$CKPTENV" status np)
 sup=$(echo "$st" | sed -n 's/^pid: .*(supervisor \([0-9]*\))/\1/p')
-echo "$st" | grep -Eq "^  [0-9]+ +established +127\.0\.0\.1:$PORT +127\.0\.0\.1:$LP " ||
+grep -Eq "^  [0-9]+ +established +127\.0\.0\.1:$PORT +127\.0\.0\.1:$LP " <<<"$st" ||
 	fail "status does not list the session 127.0.0.1:$LP -> $PORT: $st"
 # The real connection is the supervisor's socket with the job's local port.
 s=$(ss -tnmoHp state established "( sport = :$LP )")
-echo "$s" | grep -q "pid=$sup," || fail "upstream socket :$LP not held by the supervisor ($sup): $s"
-echo "$s" | grep -q "timer:(keepalive," || fail "SO_KEEPALIVE not applied upstream: $s"
-echo "$s" | grep -q "rb196608" || fail "SO_RCVBUF not applied upstream: $s"
+grep -q "pid=$sup," <<<"$s" || fail "upstream socket :$LP not held by the supervisor ($sup): $s"
+grep -q "timer:(keepalive," <<<"$s" || fail "SO_KEEPALIVE not applied upstream: $s"
+grep -q "rb196608" <<<"$s" || fail "SO_RCVBUF not applied upstream: $s"
 # keepalive timer runs from TCP_KEEPIDLE=777 s: 12 min and some seconds left.
-echo "$s" | grep -Eq "timer:\(keepalive,1[23]min" || fail "TCP_KEEPIDLE not applied upstream: $s"
+grep -Eq "timer:\(keepalive,1[23]min" <<<"$s" || fail "TCP_KEEPIDLE not applied upstream: $s"
 touch "$T/sync/opts-go"
 
 poll_until 120 sh -c "\"$CKPTENV\" list | grep -Eq '^np +exited'" || fail "job did not end: $(cat "$T/sync/log")"

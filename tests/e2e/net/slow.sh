@@ -57,7 +57,7 @@ t0=$(date +%s%N)
 st=$("$CKPTENV" status sl)
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 [ "$ms" -lt 5000 ] || fail "status took $ms ms while a connect was pending"
-echo "$st" | grep -Eq "^  [0-9]+ +connecting +127\.0\.0\.1:$FULL " ||
+grep -Eq "^  [0-9]+ +connecting +127\.0\.0\.1:$FULL " <<<"$st" ||
 	fail "status does not list the pending connect: $st"
 poll_until 60 sh -c "\"$CKPTENV\" list | grep -Eq '^sl +exited'" || fail "job did not end: $(cat "$T/out")"
 expect_eq "job output" "b: 20 echoes while a waits" "$(sed -n 1p "$T/out")"

@@ -68,8 +68,8 @@ $TM send-keys -t s:w2 C-c
 # status lists the clients: this one writes, has the size, and is served directly (the
 # supervisor holds its terminal).
 st=$("$CK" status j)
-echo "$st" | grep -q '^clients: *1 attached (0 read-only); terminal 60x18$' || fail "status: $st"
-echo "$st" | grep -Eq '^  pid [0-9]+ +writer +60x18 +size owner direct$' || fail "status client: $st"
+grep -q '^clients: *1 attached (0 read-only); terminal 60x18$' <<<"$st" || fail "status: $st"
+grep -Eq '^  pid [0-9]+ +writer +60x18 +size owner direct$' <<<"$st" || fail "status client: $st"
 # A flood goes through the client (the supervisor hands it the output), then the terminal is
 # written directly again: the last lines are there, in order, and typing still echoes.
 $TM send-keys -t s:w2 'clear; seq 1 300000 | cat; echo flood-$((5*5))' Enter
@@ -98,8 +98,8 @@ $TM send-keys -t s:w3 'echo rw-$((3*3))' Enter
 poll_until 10 has s:ro '^rw-9$' || fail "read-only client does not see output: $(pane s:ro)"
 has s:w3 'ro-typed' && fail "read-only client typed"
 st=$("$CK" status j)
-echo "$st" | grep -q '^clients: *2 attached (1 read-only)' || fail "status with a read-only client: $st"
-echo "$st" | grep -Eq '^  pid [0-9]+ +read-only +[0-9]+x[0-9]+ +direct$' || fail "status read-only: $st"
+grep -q '^clients: *2 attached (1 read-only)' <<<"$st" || fail "status with a read-only client: $st"
+grep -Eq '^  pid [0-9]+ +read-only +[0-9]+x[0-9]+ +direct$' <<<"$st" || fail "status read-only: $st"
 # Bash job control: the job is a session leader on its terminal.
 $TM send-keys -t s:w3 "clear; sh -c 'echo sleep-\$((50*2)); exec sleep 100'" Enter
 poll_until 10 has s:w3 '^sleep-100$' || fail "sleep did not start: $(pane s:w3)"

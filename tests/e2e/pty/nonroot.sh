@@ -39,7 +39,7 @@ poll_until 10 has s:0 '^RC=0' || fail "run did not exit 0 after a detach: $(pane
 $TM new-window -t s: -n w2 "$CK attach nr; echo RC=\$?; sleep 120"
 poll_until 10 has s:w2 '^before-2' || fail "reattach did not redraw: $(pane s:w2)"
 st=$(as_user "$CK" status nr)
-echo "$st" | grep -Eq '^  pid [0-9]+ +writer +100x30 +size owner direct$' || fail "status: $st"
+grep -Eq '^  pid [0-9]+ +writer +100x30 +size owner direct$' <<<"$st" || fail "status: $st"
 sup=$(echo "$st" | sed -n 's/.*(supervisor \([0-9]*\)).*/\1/p')
 tty=$($TM display -p -t s:w2 '#{pane_tty}')
 ls -l "/proc/$sup/fd" | grep -q " -> $tty\$" || fail "the supervisor does not hold $tty"
@@ -48,14 +48,14 @@ TMR="tmux -L ck-nrr-$$ -f /dev/null"
 $TMR new-session -d -s r -x 90 -y 20 "CKPTENV_HOME=$U/home $CK attach --read-only nr; sleep 120"
 poll_until 10 sh -c "$TMR capture-pane -p -t r | grep -q '^before-2'" || fail "root's attach: $($TMR capture-pane -p -t r)"
 st=$(as_user "$CK" status nr)
-echo "$st" | grep -Eq '^  pid [0-9]+ +read-only +90x20 +relayed$' || fail "root's client not relayed: $st"
+grep -Eq '^  pid [0-9]+ +read-only +90x20 +relayed$' <<<"$st" || fail "root's client not relayed: $st"
 $TMR kill-server
 
 # Another uid: the job directory keeps it out first...
 err=$(setpriv --reuid 65534 --regid 65534 --clear-groups env -i PATH=/usr/bin:/bin \
 	CKPTENV_HOME="$U/home" "$CK" attach nr </dev/null 2>&1) && fail "uid 65534 attached"
 expect_eq "refusal by the directory" 1 "$(echo "$err" | wc -l)"
-echo "$err" | grep -q "Permission denied" || fail "refusal message: $err"
+grep -q "Permission denied" <<<"$err" || fail "refusal message: $err"
 # ...and with the directories opened up, the supervisor refuses it (SO_PEERCRED), terminal or not.
 J="$U/home/jobs/nr"
 chmod 711 "$U" "$U/home" "$U/home/jobs" "$J"
