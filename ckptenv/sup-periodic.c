@@ -182,6 +182,17 @@ void sup_ckpt_drop(struct sup *s, int c, const struct control_msg *m)
 		return;
 	}
 	free(ids);
+	if (r == 0 && s->parked && id == s->park_ckpt) {
+		/* Its restore would resume it from an older one, the work since lost, unsaid. */
+		char err[400];
+		snprintf(err, sizeof(err),
+			 "job %s is stopped at checkpoint %llu: 'ckptenv restore %s' resumes it "
+			 "from there; restore it first, or 'ckptenv rm %s' to end it and delete its "
+			 "data",
+			 s->a->name, (unsigned long long)id, s->a->name, s->a->name);
+		control_send_error(c, EBUSY, err);
+		return;
+	}
 	if (r == 0)
 		r = ckpt_drop(ckdir, s->v, id);
 	if (r < 0) {

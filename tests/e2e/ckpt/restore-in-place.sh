@@ -58,6 +58,10 @@ poll_until 10 has w "job s stopped at checkpoint 2; 'ckptenv restore s' resumes 
 "$CKPTENV" checkpoint s 2>err.txt && fail "checkpoint of a stopped job accepted"
 grep -q "job s is stopped; 'ckptenv restore s' resumes it" err.txt || fail "stopped: $(cat err.txt)"
 "$CKPTENV" status s | grep -q '^pid:' && fail "status shows a pid for a stopped job"
+# The checkpoint it is stopped at stays: dropped, a restore resumed it from checkpoint 1 and
+# the work since was lost without a word (found by a testing helper).
+"$CKPTENV" rm s --checkpoint 2 2>err.txt && fail "dropped the checkpoint s is stopped at"
+expect_eq "its line" "ckptenv: rm s: job s is stopped at checkpoint 2: 'ckptenv restore s' resumes it from there; restore it first, or 'ckptenv rm s' to end it and delete its data" "$(cat err.txt)"
 # Why it is stopped (status said only 'last exit: -').
 "$CKPTENV" status s | grep -qx "stopped: *at checkpoint 2 ('checkpoint --stop'); 'ckptenv restore s' resumes it, 'ckptenv rm s' ends it and deletes its data" ||
 	fail "status of a stopped job: $("$CKPTENV" status s)"
