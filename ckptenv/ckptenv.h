@@ -119,6 +119,11 @@ int cli_job_vfs_open(const struct cli_job *j, const char *cmd, const char *name,
  *  @deny mode bits (state_dir_ours; root may reach another user's), else print one line for
  *  @cmd and return 1. */
 int cli_state_dir_check(const char *cmd, const char *name, int fd, const char *path, mode_t deny);
+/** Before anything is made in state directory @home (a job's directory, jobs/): it and its
+ *  jobs/, where they exist, are the caller's own, also for root (whose supervisor would run
+ *  the job as root in the user's files, and leave there what the user cannot remove), and
+ *  writable by nobody else. On refusal one line for @cmd, and 1. */
+int cli_state_home_check(const char *cmd, const char *name, const char *home);
 /** Who owns @j's store: 0 with *@lock_fd holding the job lock (nothing runs: open the store
  *  here) or with *@sock connected to the supervisor (it owns the store: ask it); the other is
  *  -1. On failure print one line for @cmd and return 1. */

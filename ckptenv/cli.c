@@ -46,6 +46,28 @@ const char *cli_bad_option(char *const *argv, char *buf, size_t len)
 	return buf;
 }
 
+static int dir_check(const char *cmd, const char *name, int fd, const char *path, mode_t deny,
+		     bool root_may);
+
+int cli_state_dir_check(const char *cmd, const char *name, int fd, const char *path, mode_t deny)
+{
+	/* Root may reach another user's job (attach, status, rm go through its supervisor), but
+	 * not start a supervisor for it (cli_start_job), nor make one (cli_state_home_check). */
+	return dir_check(cmd, name, fd, path, deny, true);
+}
+
+int cli_state_home_check(const char *cmd, const char *name, const char *home)
+{
+	_cleanup_close_ int hfd = open(home, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (hfd >= 0 && dir_check(cmd, name, hfd, home, 002, false))
+		return 1;
+	_cleanup_free_ char *jobs = NULL;
+	if (asprintf(&jobs, "%s/jobs", home) < 0)
+		return 0; /* the next step says it */
+	_cleanup_close_ int jfd = open(jobs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return jfd >= 0 && dir_check(cmd, name, jfd, jobs, 022, false) ? 1 : 0;
+}
+
 int cli_usage(const char *cmd, const char *what)
 {
 	cli_error(cmd, NULL, "%s; see 'ckptenv %s --help'", what, cmd);
@@ -67,6 +89,10 @@ int cli_job_open(const char *cmd, const char *name, bool create, struct cli_job 
 		return 1;
 	}
 	if (asprintf(&j.dir, "%s/jobs/%s", j.home, name) < 0) {
+		cli_job_close(&j);
+		return 1;
+	}
+	if (create && cli_state_home_check(cmd, name, j.home)) {
 		cli_job_close(&j);
 		return 1;
 	}
@@ -105,12 +131,11 @@ int cli_job_open(const char *cmd, const char *name, bool create, struct cli_job 
 	return 0;
 }
 
-int cli_state_dir_check(const char *cmd, const char *name, int fd, const char *path, mode_t deny)
+static int dir_check(const char *cmd, const char *name, int fd, const char *path, mode_t deny,
+		     bool root_may)
 {
 	struct stat st;
-	/* Root may reach another user's job (attach, status, rm go through its supervisor), but
-	 * not start a supervisor for it (cli_start_job). */
-	if (state_dir_ours(fd, deny, true, &st) != -EPERM)
+	if (state_dir_ours(fd, deny, root_may, &st) != -EPERM)
 		return 0;
 	if (st.st_uid != geteuid())
 		cli_error(cmd, name,

@@ -169,9 +169,12 @@ int cmd_list(int argc, char **argv)
 		return 1;
 	}
 	_cleanup_free_ char *jobs = NULL;
-	if (jobs_fd >= 0 && asprintf(&jobs, "%s/jobs", home) >= 0 &&
-	    cli_state_dir_check("list", NULL, jobs_fd, jobs, 022)) {
-		close(jobs_fd);
+	_cleanup_close_ int hfd = open(home, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if ((hfd >= 0 && cli_state_dir_check("list", NULL, hfd, home, 002)) ||
+	    (jobs_fd >= 0 && asprintf(&jobs, "%s/jobs", home) >= 0 &&
+	     cli_state_dir_check("list", NULL, jobs_fd, jobs, 022))) {
+		if (jobs_fd >= 0)
+			close(jobs_fd);
 		return 1;
 	}
 	char **names = NULL;

@@ -661,7 +661,9 @@ int cmd_run(int argc, char **argv)
 	} else {
 		_cleanup_free_ char *home = NULL;
 		_cleanup_close_ int jobs_fd = -1;
-		if (state_home(&home) < 0 || state_jobs_open(home, true, &jobs_fd) < 0 ||
+		if (state_home(&home) == 0 && cli_state_home_check("run", NULL, home))
+			return 1;
+		if (!home || state_jobs_open(home, true, &jobs_fd) < 0 ||
 		    make_random_job(jobs_fd, rname) < 0) {
 			cli_error("run", NULL, "cannot create a job directory below %s: %m",
 				  home ? home : "the state directory");

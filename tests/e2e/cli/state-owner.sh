@@ -28,6 +28,18 @@ rc=0
 err=$(as_user run --name j -- true 2>&1) || rc=$?
 expect_eq "run in a directory writable by others" 1 "$rc"
 grep -q "$S/mine is writable by others (mode 777); chmod go-w it" <<<"$err" || fail "said: $err"
+# A state directory of root's, writable by all (1777): refused before anything is made in it
+# (run made jobs/NAME there first), and list refuses it too (it listed it).
+CK_USER_ENV=(CKPTENV_HOME="$S")
+rc=0
+err=$(as_user run --name j -- true 2>&1) || rc=$?
+expect_eq "run in root's 1777 directory" 1 "$rc"
+grep -q "$S belongs to uid 0; a job's state is its user's alone" <<<"$err" || fail "said: $err"
+[ ! -e "$S/jobs" ] || fail "run made $S/jobs"
+rc=0
+err=$(as_user list 2>&1) || rc=$?
+expect_eq "list of root's 1777 directory" 1 "$rc"
+grep -q "$S belongs to uid 0" <<<"$err" || fail "list said: $err"
 CK_USER_ENV=()
 
 # Root and a user's ended job: status works, restore does not start a root supervisor.
@@ -44,6 +56,15 @@ err=$(CKPTENV_HOME=$U/home "$CKPTENV" restore so --detach 2>&1 </dev/null) || rc
 expect_eq "root's restore of a user's job" 1 "$rc"
 grep -q "belongs to uid $(id -u ckuser): a supervisor started by uid 0 would run the job as uid 0" <<<"$err" ||
 	fail "said: $err"
+# Nor does root's run make a job there: it ran the command as root and left a directory the
+# user could not remove (found by a non-root testing helper); with or without a --name.
+for args in "--name rootx" ""; do
+	rc=0
+	err=$(CKPTENV_HOME=$U/home "$CKPTENV" run $args -- true 2>&1 </dev/null) || rc=$?
+	expect_eq "root's run $args in a user's state directory" 1 "$rc"
+	grep -q "$U/home belongs to uid $(id -u ckuser); a job's state is its user's alone" <<<"$err" ||
+		fail "said: $err"
+done
 [ -z "$(find "$U/home" -uid 0)" ] || fail "root left files: $(find "$U/home" -uid 0 | head -3)"
 as_user restore so --detach >/dev/null 2>&1 || fail "the user's own restore"
 as_user rm --force so >/dev/null
