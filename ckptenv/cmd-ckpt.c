@@ -683,7 +683,14 @@ static int do_restore(struct cli_job *j, const char *name, const char *want, boo
 		return 1;
 	}
 	memcpy(watch.comm, img->proc.comm, sizeof(img->proc.comm));
+	/* A new supervisor's restorer has this shell's open-file limit: checked now, not found
+	 * out by the restorer with the job half rebuilt ("Too many open files"). */
+	r = in_place ? 0 : restore_nofile_check(img, true, &err);
 	restore_image_free(img);
+	if (r < 0) {
+		cli_error("restore", name, "checkpoint %s refused: %s", idstr, err.msg);
+		return 1;
+	}
 	struct stat lst;
 	if (fstatat(j->job_fd, OUTPUT_LOG, &lst, 0) == 0)
 		watch.log_off = lst.st_size;

@@ -319,7 +319,7 @@ static bool may_raise_nofile(void)
  * then moved into place: restore-fds.c) and one fd per mapped file or shared memory object
  * besides. Beyond this process's hard open-file limit (the restorer raises its soft limit to
  * it) every restore of the image fails, after the checkpoint said it succeeded. */
-static int check_nofile(const struct restore_image *img, struct restore_err *err)
+int restore_nofile_check(const struct restore_image *img, bool restoring, struct restore_err *err)
 {
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_max == RLIM_INFINITY || may_raise_nofile())
@@ -345,10 +345,12 @@ static int check_nofile(const struct restore_image *img, struct restore_err *err
 		REFUSE(err,
 		       "the job has %zu fds open, up to fd %d, and %zu mapped files or shared "
 		       "memory objects: a restore "
-		       "would need about %llu fds at once, over the open-file limit %llu; close "
-		       "some, or start the job from a shell with a higher hard limit (ulimit -Hn)",
+		       "would need about %llu fds at once, over the open-file limit %llu; %s",
 		       img->nfds, maxfd, files, (unsigned long long)need,
-		       (unsigned long long)rl.rlim_max);
+		       (unsigned long long)rl.rlim_max,
+		       restoring ? "restore from a shell with a higher hard limit (ulimit -Hn)"
+				 : "close some, or start the job from a shell with a higher hard "
+				   "limit (ulimit -Hn)");
 	return 0;
 }
 
@@ -367,7 +369,7 @@ int dump_check_restorable(struct restore_image *img, const struct restore_dump_o
 		if (r < 0)
 			return r;
 	}
-	int r = opts && opts->strict ? check_nofile(img, err) : 0;
+	int r = opts && opts->strict ? restore_nofile_check(img, false, err) : 0;
 	if (r < 0)
 		return r;
 	const char *cwd = img->proc.cwd;

@@ -398,6 +398,11 @@ int restore_pages_check(int dirfd, const char *id, pid_t pid, int check_fd,
  *  restore holds every fd of the image and more at once; the image's own limit is set back by
  *  restore_process. */
 void restore_nofile_raise(void);
+/** Whether a restorer started here could hold the fds of @img at once (it holds each twice for
+ *  a moment, and one per mapped file or shared memory object): -EOPNOTSUPP with one line in
+ *  @err when the hard open-file limit is too low and this process may not lift it. @restoring:
+ *  the hint names the restore's shell, else the job's. */
+int restore_nofile_check(const struct restore_image *img, bool restoring, struct restore_err *err);
 
 /* How a refusal line of restore_pages_check() starts (the blob writes it to its err fd). */
 #define RESTORE_CHECK_REFUSED "ckptenv: image refused: "
