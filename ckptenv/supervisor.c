@@ -297,7 +297,16 @@ static bool defer_busy(struct sup *s, int i, const struct control_msg *m)
 
 static void do_snapshot(struct sup *s, int c)
 {
-	if (!s->started || s->parked) { /* parked: stopped, its /tmp mount gone with it */
+	if (s->parked) { /* stopped: its /tmp mount gone with it */
+		char err[300];
+		snprintf(err, sizeof(err),
+			 "job %s is stopped at a checkpoint: its /tmp is the checkpoint's; 'ckptenv "
+			 "restore %s' resumes it, then snapshot",
+			 s->a->name, s->a->name);
+		control_send_error(c, ESRCH, err);
+		return;
+	}
+	if (!s->started) {
 		control_send_error(c, ESRCH, "the job is not running");
 		return;
 	}
@@ -568,6 +577,11 @@ static int setup(struct sup *s, char *err, size_t errlen)
 	if (r < 0) {
 		const char *what = vfs_last_error();
 		char h[200];
+		if (r == -ENOENT && a->spec->from_epoch && !a->restore_epoch) {
+			snprintf(err, errlen, "no snapshot %llu of job %s; see 'ckptenv snapshots %s'",
+				 (unsigned long long)a->spec->from_epoch, a->name, a->name);
+			return r;
+		}
 		if (r == -ENOENT && a->spec->from_epoch)
 			snprintf(h, sizeof(h), "see 'ckptenv snapshots %s'", a->name);
 		else if (r == -EBUSY)

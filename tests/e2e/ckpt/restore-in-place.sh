@@ -67,6 +67,8 @@ expect_eq "its line" "ckptenv: rm s: job s is stopped at checkpoint 2: 'ckptenv 
 	fail "status of a stopped job: $("$CKPTENV" status s)"
 "$CKPTENV" list --json | grep -q '"name": "s", "state": "stopped", "stopped_by": "checkpoint", "checkpoint": 2,' ||
 	fail "list --json of a stopped job: $("$CKPTENV" list --json)"
+"$CKPTENV" snapshot s 2>err.txt && fail "a snapshot of a stopped job"
+expect_eq "its line" "ckptenv: snapshot s: job s is stopped at a checkpoint: its /tmp is the checkpoint's; 'ckptenv restore s' resumes it, then snapshot" "$(cat err.txt)"
 "$CKPTENV" snapshot s --drop ckpt-1 2>err.txt && fail "dropped a checkpoint's epoch alone"
 grep -q "drop both with 'ckptenv rm s --checkpoint 1'" err.txt || fail "drop ckpt-1: $(cat err.txt)"
 

@@ -49,9 +49,9 @@ expect_err 1 "snapshots nosuch: no such job" snapshots nosuch
 "$CKPTENV" run --name ok -- true
 expect_err 1 "snapshot ok: the job is not running" snapshot ok
 expect_err 2 "snapshot ok: invalid snapshot id" snapshot ok --drop x1
-# A missing snapshot: its path once, the way out named; a new job has none, so --from-snapshot
-# needs an existing job's name and creates no job on the way to failing.
-expect_err 1 "run ok: [^ ]*/jobs/ok/store: no epoch 999999; see 'ckptenv snapshots ok'\$" \
+# A missing snapshot, named as one (it said "store: no epoch N"); a new job has none, so
+# --from-snapshot needs an existing job's name and creates no job on the way to failing.
+expect_err 1 "run ok: no snapshot 999999 of job ok; see 'ckptenv snapshots ok'\$" \
 	run --name ok --from-snapshot 999999 -- true
 expect_err 1 "snapshot ok: cannot drop snap-99: no such snapshot; see 'ckptenv snapshots ok'" \
 	snapshot ok --drop 99
