@@ -734,6 +734,28 @@ static int refs_with(struct vfs_store *s, const struct store_refs *in, const cha
 	return 0;
 }
 
+/* Whether @id is @from or one of its ancestors. */
+static bool descends_from(struct vfs_store *s, uint64_t from, uint64_t id)
+{
+	for (const struct epoch_info *e = epoch_find(s, from); e;
+	     e = e->parent ? epoch_find(s, e->parent) : NULL)
+		if (e->id == id)
+			return true;
+	return false;
+}
+
+/* Whether epoch @id is still needed: a ref's epoch, the live base or a pending commit, or an
+ * ancestor of one. (meta_lock) */
+static bool epoch_needed(struct vfs_store *s, uint64_t id)
+{
+	if (u64vec_has(&s->pending, id) || descends_from(s, s->base, id))
+		return true;
+	for (size_t i = 0; i < s->refs.n; i++)
+		if (descends_from(s, s->refs.v[i].epoch, id))
+			return true;
+	return false;
+}
+
 int vfs_store_commit_finish(struct vfs_store *s, struct vfs_store_commit *c, const char *ref)
 {
 	if (ref && !strcmp(ref, "head"))
@@ -758,11 +780,20 @@ int vfs_store_commit_finish(struct vfs_store *s, struct vfs_store_commit *c, con
 		if (r == 0 && s->stats.epoch == c->epoch)
 			s->stats.refs_write_ns = ck_now_ns() - t0;
 	}
+	uint64_t old_head = 0;
+	for (size_t i = 0; r == 0 && i < s->refs.n; i++)
+		if (!strcmp(s->refs.v[i].name, "head"))
+			old_head = s->refs.v[i].epoch;
 	if (r == 0) {
 		store_refs_free(&s->refs);
 		s->refs = b;
 		b = (struct store_refs){0};
 		u64vec_remove(&s->pending, c->epoch);
+		/* The head moved off a state nothing else holds (the first commit of a run from a
+		 * snapshot or of a restore): its space goes now, not at the next open. Rare, so
+		 * a commit's cost still follows what changed, not the size of the store. */
+		if (old_head && !epoch_needed(s, old_head))
+			(void)store_gc_locked(s);
 	}
 	pthread_mutex_unlock(&s->meta_lock);
 	store_refs_free(&a);

@@ -345,6 +345,39 @@ START_TEST(test_drop_frees_space)
 }
 END_TEST
 
+/* The first commit of a run from an older epoch moves the head off a state nothing else holds:
+ * its space goes then, not at the next open (a run from a snapshot kept the last run's 8 MiB
+ * for its whole life; found by a testing helper). */
+START_TEST(test_head_moved_frees_space)
+{
+	struct vfs_store *s = t_open();
+	uint64_t f = t_mkfile(s, ROOT, "f");
+	uint8_t *buf = malloc(1 << 20);
+	memset(buf, 'a', 1 << 20);
+	t_write(s, f, buf, 1 << 20, 0);
+	uint64_t snap = t_commit(s, "snap-x");
+	memset(buf, 'b', 1 << 20);
+	for (int i = 0; i < 8; i++)
+		t_write(s, f, buf, 1 << 20, (off_t)i << 20);
+	t_commit(s, NULL); /* head: 8 MiB of 'b' only it holds */
+	vfs_store_close(s);
+	s = t_open_at(snap, 0);
+	uint64_t before = t_du(t_store);
+	t_write(s, f, "z", 1, 0);
+	t_commit(s, NULL);
+	uint64_t after = t_du(t_store);
+	ck_assert_msg(after + 7 * 2048 < before, "du %llu -> %llu: the old head's space stayed",
+		      (unsigned long long)before, (unsigned long long)after);
+	vfs_store_close(s);
+	s = t_open();
+	uint8_t r[2];
+	ck_assert_int_eq(vfs_store_read(s, f, r, 2, 0), 2);
+	ck_assert(r[0] == 'z' && r[1] == 'a');
+	vfs_store_close(s);
+	free(buf);
+}
+END_TEST
+
 /* Partial rewrite: dropping the old snapshot punches the overwritten chunks out of its layer
  * while the chunks still used stay. */
 START_TEST(test_drop_punches_chunks)
@@ -503,6 +536,7 @@ int main(void)
 	tcase_add_test(tc, test_commit_cost);
 	tcase_add_test(tc, test_commit_stats);
 	tcase_add_test(tc, test_drop_frees_space);
+	tcase_add_test(tc, test_head_moved_frees_space);
 	tcase_add_test(tc, test_drop_punches_chunks);
 	tcase_add_test(tc, test_fold_chain);
 	tcase_add_test(tc, test_inconsistent_epoch_refused);
