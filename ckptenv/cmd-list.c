@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/wait.h>
 #include <time.h>
 
 static const char list_usage[] =
@@ -108,11 +107,7 @@ const char *cli_job_state_str(const struct cli_job_info *i, char *buf, size_t le
 
 int cli_job_park_signal(const struct cli_job_info *i)
 {
-	if (!i->has_park || !i->park_left_s)
-		return 0;
-	/* The init exits with the command's status: 128+N when signal N killed it. */
-	int w = i->park_status;
-	return WIFSIGNALED(w) ? WTERMSIG(w) : WEXITSTATUS(w) > 128 ? WEXITSTATUS(w) - 128 : 0;
+	return i->has_park && i->park_left_s ? job_status_signal(i->park_status) : 0;
 }
 
 void cli_json_str(FILE *f, const char *s)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #define JOB_MAGIC     0x424a4b43u /* "CKJB" */
@@ -434,4 +435,11 @@ int job_run_read(int job_fd, struct job_run *ret)
 				.run_id = id,
 				.started = (int64_t)st};
 	return 0;
+}
+
+int job_status_signal(int wstatus)
+{
+	if (WIFSIGNALED(wstatus))
+		return WTERMSIG(wstatus);
+	return WEXITSTATUS(wstatus) > 128 ? WEXITSTATUS(wstatus) - 128 : 0;
 }

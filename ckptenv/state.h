@@ -89,6 +89,9 @@ void job_spec_free(struct job_spec *s);
 char *job_spec_command(const struct job_spec *s);
 
 int job_status_write(int job_fd, const struct job_status *s);
+/** The signal that ended the job's command, from its init's wait status @wstatus (the init
+ *  exits with the command's status: 128+N when signal N killed it); 0 if none did. */
+int job_status_signal(int wstatus);
 int job_status_read(int job_fd, struct job_status *ret);
 int job_run_write(int job_fd, const struct job_run *r);
 int job_run_read(int job_fd, struct job_run *ret);

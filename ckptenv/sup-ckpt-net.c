@@ -537,14 +537,20 @@ static int restore_one(struct sup *s, bool fresh, struct sup_net_cut_ent *e, boo
 	return 0;
 }
 
-/* Close every connection of the proxy, reported as the checkpoint not having it. */
-static void drop_all(struct sup *s)
+/* Close every connection of the proxy but the @nkept of @kept, each reported as the checkpoint
+ * not having it. */
+static void drop_others(struct sup *s, const uint32_t *kept, size_t nkept)
 {
 	_cleanup_free_ struct netproxy_session_info *v = NULL;
 	size_t nv = 0;
 	if (netproxy_status(s->np, &v, &nv) < 0)
 		return;
 	for (size_t i = 0; i < nv; i++) {
+		bool k = false;
+		for (size_t j = 0; j < nkept && !k; j++)
+			k = kept[j] == v[i].id;
+		if (k)
+			continue;
 		char peer[64] = "?";
 		(void)netproxy_addr_format(&v[i].peer, peer, sizeof(peer));
 		(void)netproxy_session_drop(s->np, v[i].id);
@@ -572,7 +578,7 @@ int sup_ckpt_net_restore(struct sup *s, int rdir, int **ret_fds, int **ret_targe
 	 * (a new one, or this one restoring a checkpoint of the one before it) has none. */
 	bool fresh = !s->np || !c.instance || c.instance != netproxy_instance(s->np);
 	if (fresh && s->np)
-		drop_all(s); /* the replaced job's: none of them is the checkpoint's */
+		drop_others(s, NULL, 0); /* the replaced job's: none of them is the checkpoint's */
 	bool reconnect = false;
 	for (size_t i = 0; i < c.n; i++)
 		reconnect |= (c.e[i].cut.flags & NETPROXY_CUT_CONNECTING) != 0;
@@ -600,22 +606,8 @@ int sup_ckpt_net_restore(struct sup *s, int rdir, int **ret_fds, int **ret_targe
 		if (k)
 			kept[nkept++] = c.e[n].cut.id;
 	}
-	/* What the old job had besides: connections opened after the checkpoint. */
-	_cleanup_free_ struct netproxy_session_info *v = NULL;
-	size_t nv = 0;
-	if (!fresh && netproxy_status(s->np, &v, &nv) == 0) {
-		for (size_t i = 0; i < nv; i++) {
-			bool k = false;
-			for (size_t j = 0; j < nkept && !k; j++)
-				k = kept[j] == v[i].id;
-			if (k)
-				continue;
-			char peer[64] = "?";
-			(void)netproxy_addr_format(&v[i].peer, peer, sizeof(peer));
-			(void)netproxy_session_drop(s->np, v[i].id);
-			report(s, "connection to %s closed: the checkpoint does not have it", peer);
-		}
-	}
+	if (!fresh) /* what the old job had besides: connections opened after the checkpoint */
+		drop_others(s, kept, nkept);
 	report_rest(s);
 	*ret_fds = TAKE_PTR(fds);
 	*ret_targets = TAKE_PTR(targets);

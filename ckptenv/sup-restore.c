@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 /* How long a crashed job is kept: CKPTENV_CRASH_KEEP_SECONDS (the CLI refused a bad value). */
 static unsigned park_grace_s(const struct sup *s)
@@ -98,10 +97,7 @@ bool sup_park_on_exit(struct sup *s, int wstatus)
 		notice(s, "job %s stopped at checkpoint %llu; 'ckptenv restore %s' resumes it here",
 		       s->a->name, (unsigned long long)latest, s->a->name);
 	} else {
-		/* The init exits with the command's status: 128+N when signal N killed it. */
-		int sig = WIFSIGNALED(wstatus)	       ? WTERMSIG(wstatus)
-			  : WEXITSTATUS(wstatus) > 128 ? WEXITSTATUS(wstatus) - 128
-						       : 0;
+		int sig = job_status_signal(wstatus);
 		if (!sig || !fatal_signal(sig) || sig == s->user_signal || !have ||
 		    !(s->policy.every_ns || (s->policy.flags & CKPT_POLICY_ON_TERM)))
 			return false;
