@@ -780,10 +780,7 @@ int vfs_store_commit_finish(struct vfs_store *s, struct vfs_store_commit *c, con
 		if (r == 0 && s->stats.epoch == c->epoch)
 			s->stats.refs_write_ns = ck_now_ns() - t0;
 	}
-	uint64_t old_head = 0;
-	for (size_t i = 0; r == 0 && i < s->refs.n; i++)
-		if (!strcmp(s->refs.v[i].name, "head"))
-			old_head = s->refs.v[i].epoch;
+	uint64_t old_head = store_refs_epoch(&s->refs, "head");
 	if (r == 0) {
 		store_refs_free(&s->refs);
 		s->refs = b;
@@ -898,10 +895,7 @@ int vfs_store_gc(struct vfs_store *s)
 int vfs_store_head_kept_elsewhere(struct vfs_store *s, uint64_t *ret_head)
 {
 	pthread_mutex_lock(&s->meta_lock);
-	uint64_t head = 0;
-	for (size_t i = 0; i < s->refs.n; i++)
-		if (!strcmp(s->refs.v[i].name, "head"))
-			head = s->refs.v[i].epoch;
+	uint64_t head = store_refs_epoch(&s->refs, "head");
 	*ret_head = head;
 	/* From the head down: an epoch another ref names ends the walk (kept), one that recorded
 	 * a change ends it too (not kept); an empty one (a run that changed nothing commits one)

@@ -185,6 +185,8 @@ void store_error_builds_on(struct vfs_store *s, uint64_t id, uint64_t at);
 int store_refs_parse(const uint8_t *p, size_t len, struct store_refs *ret, char *err,
 		     size_t errlen);
 void store_refs_free(struct store_refs *r);
+/* The epoch ref @name names in @r, 0 if none. */
+uint64_t store_refs_epoch(const struct store_refs *r, const char *name);
 bool store_ref_name_valid(const char *name);
 int u64vec_push(struct u64vec *v, uint64_t x);
 bool u64vec_has(const struct u64vec *v, uint64_t x);

@@ -120,6 +120,14 @@ void store_refs_free(struct store_refs *r)
 	*r = (struct store_refs){0};
 }
 
+uint64_t store_refs_epoch(const struct store_refs *r, const char *name)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (!strcmp(r->v[i].name, name))
+			return r->v[i].epoch;
+	return 0;
+}
+
 int store_refs_parse(const uint8_t *p, size_t len, struct store_refs *ret, char *err, size_t errlen)
 {
 	const char *why = NULL;
@@ -585,9 +593,7 @@ static int store_open(struct vfs_store *s, const char *dir, unsigned flags, uint
 		}
 	scan_data_max(s, &max_id);
 	if (at == 0) {
-		for (size_t i = 0; i < s->refs.n; i++)
-			if (!strcmp(s->refs.v[i].name, "head"))
-				at = s->refs.v[i].epoch;
+		at = store_refs_epoch(&s->refs, "head");
 	} else if (!epoch_find(s, at) && !u64vec_has(&s->damaged, at)) {
 		store_set_error(s, "%s: no epoch %" PRIu64, s->path, at);
 		return -ENOENT;
