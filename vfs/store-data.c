@@ -164,14 +164,14 @@ void inode_close_fds(struct vfs_store *s, struct store_inode *n)
 	pthread_mutex_unlock(&s->fd_lock);
 }
 
-/* One more fd of @n (its mutex held) is open: close other inodes' fds, oldest first, until
- * the count is within the cap. An inode whose mutex is taken is in use: passed over, as is
+/* @n (its mutex held) opened an fd, one more in all unless it closed one of its own for it
+ * (@added false): close other inodes' fds, oldest first, until the count is within the cap. An inode whose mutex is taken is in use: passed over, as is
  * one used since the last pass (a second chance). Gives up after two passes over the list:
  * the cap may be exceeded for a while, never an fd closed under its user. */
-static void fd_note_open(struct vfs_store *s, struct store_inode *n)
+static void fd_note_open(struct vfs_store *s, struct store_inode *n, bool added)
 {
 	pthread_mutex_lock(&s->fd_lock);
-	s->fd_open++;
+	s->fd_open += added;
 	if (!n->fd_listed)
 		fd_list_append(s, n);
 	for (unsigned tries = 0; s->fd_open > s->fd_cap && s->fd_head && tries < 2 * s->fd_open;
@@ -238,19 +238,17 @@ static int layer_fd(struct vfs_store *s, struct store_inode *n, uint64_t layer)
 			return r;
 		}
 	}
-	if (n->nfds == INODE_LAYER_FDS) {
+	bool full = n->nfds == INODE_LAYER_FDS;
+	if (full) {
 		/* evict one that is not the live layer */
 		unsigned v = 0;
 		while (v < n->nfds - 1 && n->fds[v].layer == s->live)
 			v++;
 		close(n->fds[v].fd);
 		n->fds[v] = n->fds[--n->nfds];
-		pthread_mutex_lock(&s->fd_lock);
-		s->fd_open--;
-		pthread_mutex_unlock(&s->fd_lock);
 	}
 	n->fds[n->nfds++] = (struct layer_fd){.layer = layer, .fd = fd};
-	fd_note_open(s, n);
+	fd_note_open(s, n, !full);
 	return fd;
 }
 
