@@ -196,6 +196,9 @@ struct cli_job_info {
 	bool has_run;
 	struct job_run run;
 	bool stopped; /* running supervisor, job ended at a checkpoint or crashed: restorable */
+	/* Running, from the supervisor (when it answered): attached clients, of which writers. */
+	bool has_clients;
+	uint32_t clients, writers;
 	/* Stopped, from the supervisor (when it says): why and until when. */
 	bool has_park;
 	int park_status;       /* the init's wait status */

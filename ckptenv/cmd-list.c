@@ -23,8 +23,8 @@ static const char list_usage[] =
 
 /* Ask a running job's supervisor how many clients are attached (and its CONTROL_INFO_* flags
  * into *ret_flags when not NULL). -errno when it cannot say. */
-static int job_info(int job_fd, uint32_t *ret_clients, uint32_t *ret_writers, uint32_t *ret_flags,
-		    struct cli_job_info *park)
+/* Ask the supervisor of a running job: its clients, whether it is stopped and why, into @i. */
+static int job_info(int job_fd, struct cli_job_info *i)
 {
 	_cleanup_close_ int sock = control_connect(job_fd, "control.sock");
 	if (sock < 0)
@@ -38,25 +38,20 @@ static int job_info(int job_fd, uint32_t *ret_clients, uint32_t *ret_writers, ui
 	control_msg_close_fds(&m);
 	if (m.type != CONTROL_INFO_REPLY || m.len < 8)
 		return -EBADMSG;
-	*ret_clients = ck_get_le32(m.payload);
-	*ret_writers = ck_get_le32(m.payload + 4);
-	if (ret_flags)
-		*ret_flags = m.len >= 12 ? ck_get_le32(m.payload + 8) : 0;
+	i->has_clients = true;
+	i->clients = ck_get_le32(m.payload);
+	i->writers = ck_get_le32(m.payload + 4);
+	uint32_t flags = m.len >= 12 ? ck_get_le32(m.payload + 8) : 0;
+	i->stopped = flags & CONTROL_INFO_PARKED;
 	/* A stopped job's tail (control.h): absent from older supervisors. */
 	uint64_t tail = m.len >= 20 ? 20 + 12 * (uint64_t)ck_get_le32(m.payload + 16) : 0;
-	if (park && tail && (ck_get_le32(m.payload + 8) & CONTROL_INFO_PARKED) && tail <= m.len &&
-	    m.len - tail >= 16) {
-		park->has_park = true;
-		park->park_status = (int)ck_get_le32(m.payload + tail);
-		park->park_left_s = ck_get_le32(m.payload + tail + 4);
-		park->park_ckpt = ck_get_le64(m.payload + tail + 8);
+	if (i->stopped && tail && tail <= m.len && m.len - tail >= 16) {
+		i->has_park = true;
+		i->park_status = (int)ck_get_le32(m.payload + tail);
+		i->park_left_s = ck_get_le32(m.payload + tail + 4);
+		i->park_ckpt = ck_get_le64(m.payload + tail + 8);
 	}
 	return 0;
-}
-
-static int job_clients(int job_fd, uint32_t *ret_clients, uint32_t *ret_writers)
-{
-	return job_info(job_fd, ret_clients, ret_writers, NULL, NULL);
 }
 
 void cli_job_info_load(int job_fd, struct cli_job_info *ret)
@@ -65,11 +60,9 @@ void cli_job_info_load(int job_fd, struct cli_job_info *ret)
 	i.has_spec = job_spec_read(job_fd, &i.spec) == 0;
 	i.has_status = job_status_read(job_fd, &i.status) == 0;
 	i.has_run = job_run_read(job_fd, &i.run) == 0;
-	uint32_t ncl, nwr, flags = 0;
 	if (state_job_running(job_fd) > 0) {
 		i.state = CLI_JOB_RUNNING;
-		i.stopped = job_info(job_fd, &ncl, &nwr, &flags, &i) == 0 &&
-			    (flags & CONTROL_INFO_PARKED);
+		(void)job_info(job_fd, &i); /* no answer: nothing of it is set */
 	}
 	else if (i.has_status && (!i.has_run || i.status.run_id == i.run.run_id))
 		i.state = CLI_JOB_EXITED;
@@ -213,8 +206,9 @@ int cmd_list(int argc, char **argv)
 		_cleanup_free_ char *cmd = i.has_spec ? job_spec_command(&i.spec) : NULL;
 		int64_t started = i.has_run ? i.run.started : i.has_spec ? i.spec.created : 0;
 		bool running = i.state == CLI_JOB_RUNNING;
-		uint32_t ncl = 0, nwr = 0;
-		bool have_cl = running && job_clients(fd, &ncl, &nwr) == 0;
+		/* Asked of the supervisor once, in cli_job_info_load. */
+		uint32_t ncl = i.clients, nwr = i.writers;
+		bool have_cl = running && i.has_clients;
 		cli_job_state_str(&i, st, sizeof(st));
 		struct ckpt_space sp = {0};
 		(void)ckpt_space(fd, &sp);
